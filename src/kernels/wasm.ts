@@ -1,0 +1,123 @@
+/**
+ * Loads build/crimg.wasm and exposes it through the Kernels interface.
+ * Range checks happen here, once per call, so kernels can use raw loads/stores.
+ */
+import { readFileSync } from 'node:fs';
+import { CrimgError } from '../errors.js';
+import {
+  type GenParams, type Kernels, NSLOTS, PAGE, REGSET_RECORD_BYTES,
+} from './api.js';
+
+/* eslint-disable @typescript-eslint/no-explicit-any */
+type Exports = Record<string, any> & { memory: WebAssembly.Memory };
+
+const MAX_STAGING = 1024 * 1024 * 1024; // 1 GiB hard cap on the staging area
+
+export function wasmUrl(): URL {
+  return new URL('../../build/crimg.wasm', import.meta.url);
+}
+
+export function instantiateWasm(bytes?: Uint8Array): WasmKernels {
+  const buf = bytes ?? readFileSync(wasmUrl());
+  const mod = new WebAssembly.Module(buf);
+  const inst = new WebAssembly.Instance(mod, {
+    env: {
+      abort(_msg: number, _file: number, line: number, col: number): never {
+        throw new CrimgError('INTERNAL', `wasm kernel aborted at ${line}:${col}`);
+      },
+    },
+  });
+  return new WasmKernels(inst.exports as unknown as Exports);
+}
+
+export class WasmKernels implements Kernels {
+  readonly name = 'wasm' as const;
+  readonly x: Exports;
+  private view: Uint8Array;
+
+  constructor(x: Exports) {
+    this.x = x;
+    if (!x.layoutOk()) throw new CrimgError('INTERNAL', 'wasm static data overlaps the kernel state area');
+    this.view = new Uint8Array(x.memory.buffer);
+  }
+
+  u8(): Uint8Array {
+    if (this.view.buffer !== this.x.memory.buffer) this.view = new Uint8Array(this.x.memory.buffer);
+    return this.view;
+  }
+
+  staging(bytes: number): number {
+    if (!(bytes >= 0) || bytes > MAX_STAGING) {
+      throw new CrimgError('LIMIT_EXCEEDED', `staging request of ${bytes} bytes exceeds ${MAX_STAGING}`);
+    }
+    const p = this.x.stagingEnsure(bytes) >>> 0;
+    if (p === 0) throw new CrimgError('LIMIT_EXCEEDED', `cannot grow WebAssembly memory to ${bytes} bytes of staging`);
+    return p;
+  }
+
+  private range(ptr: number, len: number): void {
+    if (!Number.isInteger(ptr) || !Number.isInteger(len) || ptr < 0 || len < 0 || ptr + len > this.x.memory.buffer.byteLength) {
+      throw new CrimgError('INTERNAL', `kernel range [${ptr}, +${len}) outside memory`);
+    }
+  }
+  private slot(s: number): void {
+    if (!Number.isInteger(s) || s < 0 || s >= NSLOTS) throw new CrimgError('INTERNAL', `bad hash slot ${s}`);
+  }
+
+  xxh3(ptr: number, len: number): bigint {
+    this.range(ptr, len);
+    return BigInt.asUintN(64, this.x.xxh3_64(ptr, len));
+  }
+  xxh3Init(slot: number): void { this.slot(slot); this.x.xxh3_init(slot); }
+  xxh3Update(slot: number, ptr: number, len: number): void {
+    this.slot(slot); this.range(ptr, len); this.x.xxh3_update(slot, ptr, len);
+  }
+  xxh3Digest(slot: number): bigint { this.slot(slot); return BigInt.asUintN(64, this.x.xxh3_digest(slot)); }
+
+  zeroScan(ptr: number, npages: number, bitmapPtr: number): number {
+    this.range(ptr, npages * PAGE); this.range(bitmapPtr, Math.ceil(npages / 64) * 8);
+    return this.x.zero_scan(ptr, npages, bitmapPtr) >>> 0;
+  }
+  pagesPack(src: number, npages: number, dst: number, bitmapPtr: number, slot: number): number {
+    this.range(src, npages * PAGE); this.range(dst, npages * PAGE); this.range(bitmapPtr, Math.ceil(npages / 64) * 8);
+    this.slot(slot);
+    if (dst > src && dst < src + npages * PAGE) throw new CrimgError('INTERNAL', 'pagesPack: dst overlaps src from above');
+    return this.x.pages_pack(src, npages, dst, bitmapPtr, slot) >>> 0;
+  }
+  pagesUnpack(src: number, bitmapPtr: number, npages: number, dst: number): void {
+    this.range(dst, npages * PAGE); this.range(bitmapPtr, Math.ceil(npages / 64) * 8);
+    this.range(src, 0);
+    this.x.pages_unpack(src, bitmapPtr, npages, dst);
+  }
+  copyPages(src: number, dst: number, npages: number): void {
+    this.range(src, npages * PAGE); this.range(dst, npages * PAGE);
+    this.x.copy_pages(src, dst, npages);
+  }
+
+  genPages(dst: number, vaddr: bigint, npages: number, p: GenParams): void {
+    this.range(dst, npages * PAGE);
+    this.x.gen_pages(dst, vaddr, npages, p.seed, p.kind, p.zeroQ16, p.dupQ16, p.dupPool, p.epoch, p.dirtyQ16);
+  }
+  genPack(dst: number, vaddr: bigint, npages: number, p: GenParams, bitmapPtr: number, slot: number): number {
+    this.range(dst, npages * PAGE); this.range(bitmapPtr, Math.ceil(npages / 64) * 8); this.slot(slot);
+    return this.x.gen_pack(dst, vaddr, npages, p.seed, p.kind, p.zeroQ16, p.dupQ16, p.dupPool, p.epoch, p.dirtyQ16, bitmapPtr, slot) >>> 0;
+  }
+
+  xsaveToStandard(src: number, srcLen: number, dst: number, dstCap: number): number {
+    this.range(src, srcLen); this.range(dst, dstCap);
+    return this.x.xsave_to_standard(src, srcLen, dst, dstCap) >>> 0;
+  }
+  xsaveToCompacted(src: number, srcLen: number, xcompBv: bigint, dst: number, dstCap: number): number {
+    this.range(src, srcLen); this.range(dst, dstCap);
+    return this.x.xsave_to_compacted(src, srcLen, xcompBv, dst, dstCap) >>> 0;
+  }
+  xsaveStandardSize(xcr0: bigint): number { return this.x.xsave_standard_size(xcr0) >>> 0; }
+  regsPack(src: number, n: number, dst: number): number {
+    this.range(src, n * 728); this.range(dst, n * REGSET_RECORD_BYTES);
+    return this.x.regs_pack(src, n, dst) >>> 0;
+  }
+  regsUnpack(src: number, n: number, dst: number): number {
+    this.range(src, n * REGSET_RECORD_BYTES); this.range(dst, n * 728);
+    return this.x.regs_unpack(src, n, dst) | 0;
+  }
+}

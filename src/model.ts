@@ -1,0 +1,272 @@
+/**
+ * The process model: plain data describing the user-visible state of x86_64
+ * tasks. The writer turns a Model into an image, the reader turns an image back
+ * into a Model. Page contents are not held here: each VMA has a PageSource that
+ * produces its pages on demand into kernel memory, so gigabytes never sit in JS.
+ */
+import type { Kernels } from './kernels/api.js';
+
+export const ARCH_X86_64 = 62; // EM_X86_64
+
+export interface Uts {
+  sysname: string;
+  nodename: string;
+  release: string;
+  version: string;
+  machine: string;
+  domainname: string;
+}
+
+export const HeaderFlags = {
+  SYNTHETIC: 1, // made by the generator
+  LIVE: 2, // dumped from a live process
+  CORE: 4, // converted from an ELF core file
+  LEFT_STOPPED: 8, // the dumped process was left stopped
+} as const;
+
+export interface ImageHeader {
+  /** Checkpoint id: unique per container/checkpointer (Linux-CR's crid). */
+  crid: bigint;
+  /** Creation time, nanoseconds since the Unix epoch. */
+  createdNs: bigint;
+  flags: number;
+  /** Program that wrote the image, e.g. "crimg 0.1.0". */
+  tool: string;
+  /** uname of the host that made the image. */
+  uts: Uts;
+  /** How long the tasks were frozen while dumping, in nanoseconds (0 if not live). */
+  freezeNs: bigint;
+}
+
+export interface Credentials {
+  uid: number; gid: number; euid: number; egid: number;
+  suid: number; sgid: number; fsuid: number; fsgid: number;
+  groups: number[];
+  capInh: bigint; capPrm: bigint; capEff: bigint; capBnd: bigint; capAmb: bigint;
+  securebits: number;
+  noNewPrivs: number;
+  seccompMode: number;
+}
+
+export interface Rlimit { cur: bigint; max: bigint }
+
+/** Namespace kinds, in the order of NamespaceIds. */
+export const NS_KINDS = ['uts', 'ipc', 'mnt', 'pid', 'net', 'user', 'cgroup', 'time'] as const;
+export type NsKind = typeof NS_KINDS[number];
+/** Namespace ids (the inode numbers of /proc/PID/ns/*; 0 = unknown). */
+export type NamespaceIds = Record<NsKind, bigint>;
+
+export interface Namespace {
+  kind: NsKind;
+  id: bigint;
+  /** For uts namespaces: the host and domain names seen inside. */
+  nodename?: string;
+  domainname?: string;
+}
+
+export interface Rseq { ptr: bigint; len: number; sig: number; flags: number }
+
+export interface XState {
+  /** XCR0 of the CPU that produced the state (what ELF cores store at bytes 464..471). */
+  xcr0: bigint;
+  /** Standard-form XSAVE bytes from offset 512 on (XSAVE header + extended components).
+   *  The legacy region 0..511 is the thread's FXSAVE area. */
+  ext: Uint8Array;
+}
+
+export interface Thread {
+  tid: number;
+  /** user_regs_struct: 27 u64 in kernel order (see schema REG_NAMES). */
+  regs: BigUint64Array;
+  /** FXSAVE area, 512 bytes. */
+  fpu: Uint8Array;
+  xstate: XState | null;
+  sigmask: bigint;
+  sigpending: bigint;
+  rseq: Rseq | null;
+  /** Scheduler state letter from /proc (R, S, D, t, ...), or '' if unknown. */
+  state: string;
+}
+
+export const Prot = { READ: 1, WRITE: 2, EXEC: 4 } as const;
+export const VmaFlags = {
+  SHARED: 1, // MAP_SHARED (else private)
+  ANON: 2, // no backing file
+  GROWSDOWN: 4,
+  STACK: 8,
+  HEAP: 16,
+  VDSO: 32,
+  VVAR: 64,
+  VSYSCALL: 128,
+  FILE_DELETED: 256, // backing file was deleted
+  HUGETLB: 512,
+} as const;
+
+/** Produces the pages of one VMA into kernel memory. Page indices are relative to the VMA start. */
+export interface PageSource {
+  /** Sorted, disjoint [first, count] runs of pages that exist (were populated). Absent pages are not
+   *  recorded at all (a restore leaves them as the mapping provides: zero for anonymous memory, file
+   *  contents for file mappings). */
+  runs(npages: number): Iterable<[number, number]>;
+  /** Write n full pages (page `first` on) at dst in the kernels' memory. */
+  read(k: Kernels, dst: number, first: number, n: number): void;
+  /** Optional fused path: write only the non-zero pages, compacted, at dst; set the bitmap; feed the
+   *  stored pages to hash slot `slot`. Returns the number of pages stored. */
+  pack?(k: Kernels, dst: number, first: number, n: number, bitmapPtr: number, slot: number): number;
+}
+
+export interface Vma {
+  start: bigint;
+  end: bigint;
+  prot: number;
+  flags: number;
+  /** Offset into the backing file in pages (the kernel's vm_pgoff). */
+  pgoff: bigint;
+  devMajor: number;
+  devMinor: number;
+  inode: bigint;
+  /** Backing file path, or a pseudo name such as "[heap]", "[stack]", "[vdso]"; null for anonymous. */
+  path: string | null;
+  pages: PageSource;
+}
+
+export interface MmFields {
+  startCode: bigint; endCode: bigint; startData: bigint; endData: bigint;
+  startBrk: bigint; brk: bigint; startStack: bigint;
+  argStart: bigint; argEnd: bigint; envStart: bigint; envEnd: bigint;
+}
+export const MM_FIELD_NAMES = [
+  'startCode', 'endCode', 'startData', 'endData', 'startBrk', 'brk', 'startStack',
+  'argStart', 'argEnd', 'envStart', 'envEnd',
+] as const;
+
+export interface Mm extends MmFields {
+  /** Auxiliary vector as (type, value) u64 pairs flattened, without the terminating AT_NULL. */
+  auxv: bigint[];
+  vmas: Vma[];
+}
+
+export const FdKind = { REGULAR: 0, DIRECTORY: 1, OTHER: 2 } as const;
+export type FdKindName = 'regular' | 'directory' | 'other';
+export const FD_KIND_NAMES: FdKindName[] = ['regular', 'directory', 'other'];
+
+export interface OpenFile {
+  fd: number;
+  kind: number;
+  /** Path for regular files and directories; the link text (socket:[123], anon_inode:[eventfd]) for others. */
+  path: string;
+  /** open(2) flags (O_ACCMODE | O_APPEND | ...). */
+  flags: number;
+  pos: bigint;
+  mode: number;
+  cloexec: boolean;
+  devMajor: number;
+  devMinor: number;
+  inode: bigint;
+  size: bigint;
+}
+
+export interface NocrReason {
+  /** Stable code, e.g. SOCKET_EXTERNAL, PIPE, EVENTFD, DEVICE, TRACED. */
+  code: string;
+  /** Task (tid) the reason applies to. */
+  pid: number;
+  /** A plain sentence. */
+  text: string;
+}
+
+export interface Task {
+  pid: number; tgid: number; ppid: number; pgid: number; sid: number;
+  comm: string;
+  exe: string;
+  cwd: string;
+  root: string;
+  args: string[];
+  env: string[];
+  personality: number;
+  exitSignal: number;
+  creds: Credentials;
+  /** RLIMIT_CPU .. RLIMIT_RTTIME, 16 entries. */
+  rlimits: Rlimit[];
+  ns: NamespaceIds;
+  threads: Thread[];
+  mm: Mm | null;
+  files: OpenFile[];
+  nocr: NocrReason[];
+}
+
+export interface Model {
+  header: ImageHeader;
+  namespaces: Namespace[];
+  /** Tasks in pre-order: every parent before its children. */
+  tasks: Task[];
+}
+
+// ---------------------------------------------------------------- helpers
+
+export const NREGS = 27;
+export const FXSAVE_BYTES = 512;
+
+export function emptyCreds(): Credentials {
+  return {
+    uid: 0, gid: 0, euid: 0, egid: 0, suid: 0, sgid: 0, fsuid: 0, fsgid: 0, groups: [],
+    capInh: 0n, capPrm: 0n, capEff: 0n, capBnd: 0n, capAmb: 0n, securebits: 0, noNewPrivs: 0, seccompMode: 0,
+  };
+}
+
+export function emptyNsIds(): NamespaceIds {
+  return { uts: 0n, ipc: 0n, mnt: 0n, pid: 0n, net: 0n, user: 0n, cgroup: 0n, time: 0n };
+}
+
+export const RLIM_INFINITY = 0xffffffffffffffffn;
+export function defaultRlimits(): Rlimit[] {
+  const r: Rlimit[] = [];
+  for (let i = 0; i < 16; i++) r.push({ cur: RLIM_INFINITY, max: RLIM_INFINITY });
+  r[3] = { cur: 8n << 20n, max: RLIM_INFINITY }; // RLIMIT_STACK
+  r[4] = { cur: 0n, max: RLIM_INFINITY }; // RLIMIT_CORE
+  r[7] = { cur: 1024n, max: 1048576n }; // RLIMIT_NOFILE
+  return r;
+}
+
+/** A fresh FXSAVE area as the kernel gives a new process: fcw 0x37f, mxcsr 0x1f80, mxcsr_mask 0xffff. */
+export function freshFxsave(): Uint8Array {
+  const b = new Uint8Array(FXSAVE_BYTES);
+  const dv = new DataView(b.buffer);
+  dv.setUint16(0, 0x37f, true);
+  dv.setUint32(24, 0x1f80, true);
+  dv.setUint32(28, 0xffff, true);
+  return b;
+}
+
+export function newThread(tid: number): Thread {
+  return {
+    tid, regs: new BigUint64Array(NREGS), fpu: freshFxsave(), xstate: null,
+    sigmask: 0n, sigpending: 0n, rseq: null, state: '',
+  };
+}
+
+/** Page sources held in JS memory: for tests and small models. */
+export class MemoryPageSource implements PageSource {
+  constructor(
+    /** Full contents of the VMA (or a prefix; pages past it read as zero). */
+    readonly data: Uint8Array,
+    /** Present runs; default: every page. */
+    readonly present?: [number, number][],
+  ) {}
+  runs(npages: number): Iterable<[number, number]> {
+    return this.present ?? (npages > 0 ? [[0, npages]] : []);
+  }
+  read(k: Kernels, dst: number, first: number, n: number): void {
+    const m = k.u8();
+    const from = first * 4096;
+    const to = from + n * 4096;
+    m.fill(0, dst, dst + n * 4096);
+    if (from < this.data.length) m.set(this.data.subarray(from, Math.min(to, this.data.length)), dst);
+  }
+}
+
+/** A VMA without any recorded pages. */
+export const NO_PAGES: PageSource = {
+  runs: () => [],
+  read: (k, dst, _first, n) => { k.u8().fill(0, dst, dst + n * 4096); },
+};

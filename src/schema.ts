@@ -1,0 +1,276 @@
+/**
+ * The single source of truth for the image format: every record kind, its
+ * number, its parent, and its fields, described once. The writer, the reader,
+ * `show`, `diff` and docs/FORMAT.md (scripts/gen-format-tables.mjs) follow from it.
+ *
+ * Encoding of fields, in order, little-endian, no implicit alignment:
+ *   u32/i32: 4 bytes; u64: 8 bytes (bigint); str: u32 byte length + UTF-8 bytes;
+ *   strn: like str, length 0xffffffff meaning null; u32[]/u64[]: u32 count + items;
+ *   str[]: u32 count + strings; raw: the rest of the payload (must be last).
+ */
+import { CrimgError } from './errors.js';
+
+export const MAGIC = 'CRMG';
+export const FORMAT_MAJOR = 1;
+export const FORMAT_MINOR = 0;
+export const MAGIC_BYTES = 8;
+export const RECORD_HEADER_BYTES = 16;
+export const TRAILER_MAGIC = 0x00444e45474d5243n; // "CRMGEND\0" little-endian
+export const CHECKSUM_XXH3_64 = 1;
+export const PAGE_SIZE = 4096;
+/** Pages per PAGES record written by crimg (1 MiB of data). */
+export const RUN_PAGES = 256;
+/** Largest page count a reader accepts in one PAGES record. */
+export const MAX_RUN_PAGES = 4096;
+/** Largest payload a reader accepts for any record other than PAGES and INDEX. */
+export const MAX_META_RECORD = 16 * 1024 * 1024;
+/** Largest string accepted inside a record. */
+export const MAX_STRING = 1024 * 1024;
+
+/** Record flag: a reader that does not know this kind must refuse the image. */
+export const RF_MUST_UNDERSTAND = 1;
+
+/** Compatibility rule: same major, minor not newer than this reader's. */
+export function isCompatible(major: number, minor: number): boolean {
+  return major === FORMAT_MAJOR && minor <= FORMAT_MINOR;
+}
+
+/** The 27 registers of user_regs_struct, in kernel (ptrace, ELF prstatus) order. The only list. */
+export const REG_NAMES = [
+  'r15', 'r14', 'r13', 'r12', 'rbp', 'rbx', 'r11', 'r10', 'r9', 'r8', 'rax', 'rcx', 'rdx', 'rsi', 'rdi',
+  'orig_rax', 'rip', 'cs', 'eflags', 'rsp', 'ss', 'fs_base', 'gs_base', 'ds', 'es', 'fs', 'gs',
+] as const;
+export type RegName = typeof REG_NAMES[number];
+export const REG_INDEX: Record<RegName, number> = Object.fromEntries(REG_NAMES.map((n, i) => [n, i])) as Record<RegName, number>;
+
+export type FieldType = 'u32' | 'i32' | 'u64' | 'str' | 'strn' | 'u32[]' | 'u64[]' | 'str[]' | 'raw';
+export type Field = readonly [name: string, type: FieldType, doc?: string];
+
+export interface RecordDef {
+  kind: number;
+  name: string;
+  /** Kind of the enclosing record, 0 for top level. */
+  parent: number;
+  fields: readonly Field[];
+  /** Exact payload length for fixed-size records. */
+  fixedLen?: number;
+  doc: string;
+}
+
+export const K = {
+  HEADER: 0x0001,
+  NS: 0x0002,
+  TASK: 0x0101,
+  CREDS: 0x0102,
+  RLIMITS: 0x0103,
+  NSIDS: 0x0104,
+  NOCR: 0x0105,
+  THREAD: 0x0201,
+  REGS: 0x0211,
+  FPU: 0x0212,
+  XSTATE: 0x0213,
+  MM: 0x0301,
+  VMA: 0x0302,
+  PAGES: 0x0303,
+  FD: 0x0401,
+  INDEX: 0x7f01,
+  TRAILER: 0x7fff,
+} as const;
+
+const MM_FIELDS: Field[] = [
+  ['startCode', 'u64'], ['endCode', 'u64'], ['startData', 'u64'], ['endData', 'u64'],
+  ['startBrk', 'u64'], ['brk', 'u64'], ['startStack', 'u64'],
+  ['argStart', 'u64'], ['argEnd', 'u64'], ['envStart', 'u64'], ['envEnd', 'u64'],
+];
+
+export const RECORDS: readonly RecordDef[] = [
+  {
+    kind: K.HEADER, name: 'HEADER', parent: 0, doc: 'Image header; first record after the magic.',
+    fields: [
+      ['crid', 'u64', 'checkpoint id'], ['createdNs', 'u64', 'creation time, ns since the epoch'],
+      ['freezeNs', 'u64', 'time the tasks were frozen, ns'], ['flags', 'u32', 'HeaderFlags'],
+      ['ntasks', 'u32', 'TASK records that follow'], ['nns', 'u32', 'NS records that follow'],
+      ['checksumAlgo', 'u32', '1 = XXH3-64'], ['pageSize', 'u32', '4096'],
+      ['tool', 'str'], ['sysname', 'str'], ['nodename', 'str'], ['release', 'str'],
+      ['version', 'str'], ['machine', 'str'], ['domainname', 'str'],
+    ],
+  },
+  {
+    kind: K.NS, name: 'NS', parent: 0, doc: 'A namespace referenced by tasks (after HEADER, before the first TASK).',
+    fields: [['nsKind', 'u32', 'index in uts,ipc,mnt,pid,net,user,cgroup,time'], ['nsFlags', 'u32', 'bit 0: uts strings present'],
+      ['id', 'u64', 'inode number of /proc/PID/ns/KIND'], ['nodename', 'str'], ['domainname', 'str']],
+  },
+  {
+    kind: K.TASK, name: 'TASK', parent: 0, doc: 'A task (process); tasks come parents first. Followed by CREDS, RLIMITS, NSIDS, nthreads THREAD subtrees, MM subtree if hasMm, nfiles FD, nnocr NOCR.',
+    fields: [
+      ['pid', 'i32'], ['tgid', 'i32'], ['ppid', 'i32'], ['pgid', 'i32'], ['sid', 'i32'],
+      ['personality', 'u32'], ['exitSignal', 'u32'], ['nthreads', 'u32'], ['nfiles', 'u32'], ['nnocr', 'u32'], ['hasMm', 'u32'],
+      ['comm', 'str'], ['exe', 'str'], ['cwd', 'str'], ['root', 'str'], ['args', 'str[]'], ['env', 'str[]'],
+    ],
+  },
+  {
+    kind: K.CREDS, name: 'CREDS', parent: K.TASK, doc: 'Credentials.',
+    fields: [
+      ['uid', 'u32'], ['gid', 'u32'], ['euid', 'u32'], ['egid', 'u32'], ['suid', 'u32'], ['sgid', 'u32'], ['fsuid', 'u32'], ['fsgid', 'u32'],
+      ['securebits', 'u32'], ['noNewPrivs', 'u32'], ['seccompMode', 'u32'],
+      ['capInh', 'u64'], ['capPrm', 'u64'], ['capEff', 'u64'], ['capBnd', 'u64'], ['capAmb', 'u64'], ['groups', 'u32[]'],
+    ],
+  },
+  { kind: K.RLIMITS, name: 'RLIMITS', parent: K.TASK, doc: 'Resource limits: (cur, max) pairs for RLIMIT_CPU..RLIMIT_RTTIME.', fields: [['limits', 'u64[]']] },
+  {
+    kind: K.NSIDS, name: 'NSIDS', parent: K.TASK, doc: 'Namespace ids of the task (0 = unknown).', fixedLen: 64,
+    fields: [['uts', 'u64'], ['ipc', 'u64'], ['mnt', 'u64'], ['pid', 'u64'], ['net', 'u64'], ['user', 'u64'], ['cgroup', 'u64'], ['time', 'u64']],
+  },
+  {
+    kind: K.THREAD, name: 'THREAD', parent: K.TASK, doc: 'A thread; followed by REGS, FPU and, if flags bit 0, XSTATE.',
+    fields: [['tid', 'i32'], ['thFlags', 'u32', 'bit 0: XSTATE follows; bit 1: rseq registered'],
+      ['sigmask', 'u64'], ['sigpending', 'u64'], ['rseqPtr', 'u64'], ['rseqLen', 'u32'], ['rseqSig', 'u32'], ['rseqFlags', 'u32'], ['state', 'str']],
+  },
+  {
+    kind: K.REGS, name: 'REGS', parent: K.THREAD, fixedLen: 216,
+    doc: 'user_regs_struct: 27 u64 in kernel order (the same bytes as PTRACE_GETREGS and ELF NT_PRSTATUS pr_reg).',
+    fields: REG_NAMES.map((n) => [n, 'u64'] as Field),
+  },
+  { kind: K.FPU, name: 'FPU', parent: K.THREAD, fixedLen: 512, doc: 'FXSAVE area (x87, MXCSR, XMM0-15), 512 bytes.', fields: [['fxsave', 'raw']] },
+  {
+    kind: K.XSTATE, name: 'XSTATE', parent: K.THREAD, doc: 'Standard-form XSAVE area from byte 512 on (header + extended components); bytes 0..511 are the FPU record.',
+    fields: [['xcr0', 'u64'], ['ext', 'raw']],
+  },
+  {
+    kind: K.MM, name: 'MM', parent: K.TASK, doc: 'Address space; followed by nvmas VMA subtrees.',
+    fields: [...MM_FIELDS, ['nvmas', 'u32'], ['mmFlags', 'u32'], ['auxv', 'u64[]', '(type, value) pairs without AT_NULL']],
+  },
+  {
+    kind: K.VMA, name: 'VMA', parent: K.MM, doc: 'A memory area; followed by its PAGES records in ascending address order.',
+    fields: [['start', 'u64'], ['end', 'u64'], ['pgoff', 'u64', 'file offset in pages'], ['inode', 'u64'],
+      ['prot', 'u32', '1 read, 2 write, 4 exec'], ['vmaFlags', 'u32', 'VmaFlags'], ['devMajor', 'u32'], ['devMinor', 'u32'], ['path', 'strn']],
+  },
+  {
+    kind: K.PAGES, name: 'PAGES', parent: K.VMA,
+    doc: 'A run of npages pages from addr: the non-zero pages stored in order, then a bitmap (ceil(npages/64) u64 words, bit i = page i stored; 0 = zero page, not stored).',
+    fields: [['addr', 'u64'], ['npages', 'u32'], ['pgFlags', 'u32', 'reserved, 0']],
+  },
+  {
+    kind: K.FD, name: 'FD', parent: K.TASK, doc: 'An open file descriptor.',
+    fields: [['fd', 'i32'], ['fdKind', 'u32', '0 regular, 1 directory, 2 other'], ['flags', 'u32', 'open(2) flags'], ['mode', 'u32'],
+      ['cloexec', 'u32'], ['devMajor', 'u32'], ['devMinor', 'u32'], ['pos', 'u64'], ['inode', 'u64'], ['size', 'u64'], ['path', 'str']],
+  },
+  { kind: K.NOCR, name: 'NOCR', parent: K.TASK, doc: 'A reason the task cannot be checkpointed or restarted faithfully.', fields: [['pid', 'i32'], ['code', 'str'], ['text', 'str']] },
+  {
+    kind: K.INDEX, name: 'INDEX', parent: 0,
+    doc: 'Index of PAGES records: count entries of {pid i32, npages u32, addr u64, offset u64 (of the record header)}, sorted by (pid order of TASK records, addr).',
+    fields: [['count', 'u32'], ['reserved', 'u32']],
+  },
+  {
+    kind: K.TRAILER, name: 'TRAILER', parent: 0, fixedLen: 32,
+    doc: 'Last record: magic "CRMGEND\\0", number of records before it, offset of INDEX, XXH3-64 of the magic and every record header before the trailer.',
+    fields: [['tmagic', 'u64'], ['records', 'u64'], ['indexOffset', 'u64'], ['imageCsum', 'u64']],
+  },
+];
+
+export const INDEX_ENTRY_BYTES = 24;
+export const TRAILER_RECORD_BYTES = RECORD_HEADER_BYTES + 32;
+
+export const RECORD_BY_KIND: ReadonlyMap<number, RecordDef> = new Map(RECORDS.map((r) => [r.kind, r]));
+export function kindName(kind: number): string {
+  return RECORD_BY_KIND.get(kind)?.name ?? `0x${kind.toString(16).padStart(4, '0')}`;
+}
+
+export const pad8 = (n: number): number => (n + 7) & ~7;
+
+// ------------------------------------------------------------------ encode
+
+const te = new TextEncoder();
+const td = new TextDecoder('utf-8', { fatal: false });
+
+/** A growable little-endian byte builder for metadata payloads. */
+export class Builder {
+  buf = new Uint8Array(256);
+  dv = new DataView(this.buf.buffer);
+  len = 0;
+  reset(): this { this.len = 0; return this; }
+  private room(n: number): void {
+    if (this.len + n <= this.buf.length) return;
+    let cap = this.buf.length * 2;
+    while (cap < this.len + n) cap *= 2;
+    const b = new Uint8Array(cap);
+    b.set(this.buf.subarray(0, this.len));
+    this.buf = b; this.dv = new DataView(b.buffer);
+  }
+  u32(v: number): void { this.room(4); this.dv.setUint32(this.len, v >>> 0, true); this.len += 4; }
+  i32(v: number): void { this.room(4); this.dv.setInt32(this.len, v | 0, true); this.len += 4; }
+  u64(v: bigint): void { this.room(8); this.dv.setBigUint64(this.len, BigInt.asUintN(64, v), true); this.len += 8; }
+  bytes(b: Uint8Array): void { this.room(b.length); this.buf.set(b, this.len); this.len += b.length; }
+  str(s: string): void { const b = te.encode(s); this.u32(b.length); this.bytes(b); }
+  view(): Uint8Array { return this.buf.subarray(0, this.len); }
+}
+
+export type Fields = Record<string, unknown>;
+
+/** Encode a record payload from an object holding the def's fields. */
+export function encodeFields(def: RecordDef, obj: Fields, b: Builder): void {
+  for (const [name, type] of def.fields) {
+    const v = obj[name];
+    switch (type) {
+      case 'u32': b.u32(v as number); break;
+      case 'i32': b.i32(v as number); break;
+      case 'u64': b.u64(v as bigint); break;
+      case 'str': b.str(v as string); break;
+      case 'strn': if (v === null || v === undefined) b.u32(0xffffffff); else b.str(v as string); break;
+      case 'u32[]': { const a = v as number[]; b.u32(a.length); for (const x of a) b.u32(x); break; }
+      case 'u64[]': { const a = v as bigint[]; b.u32(a.length); for (const x of a) b.u64(x); break; }
+      case 'str[]': { const a = v as string[]; b.u32(a.length); for (const x of a) b.str(x); break; }
+      case 'raw': b.bytes(v as Uint8Array); break;
+    }
+  }
+}
+
+// ------------------------------------------------------------------ decode
+
+/** Decode a record payload; throws BAD_RECORD (with the absolute offset) on any inconsistency. */
+export function decodeFields(def: RecordDef, p: Uint8Array, baseOffset: number): Fields {
+  const dv = new DataView(p.buffer, p.byteOffset, p.byteLength);
+  let o = 0;
+  const out: Fields = {};
+  const bad = (what: string): never => {
+    throw new CrimgError('BAD_RECORD', `${def.name} record: ${what}`, { offset: baseOffset + o, kind: def.kind });
+  };
+  const need = (n: number): void => { if (o + n > p.length) bad(`field runs past the payload end (${p.length} bytes)`); };
+  const str = (nullable: boolean): string | null => {
+    need(4);
+    const n = dv.getUint32(o, true);
+    if (nullable && n === 0xffffffff) { o += 4; return null; }
+    if (n > MAX_STRING) bad(`string of ${n} bytes exceeds ${MAX_STRING}`);
+    o += 4; need(n);
+    const s = td.decode(p.subarray(o, o + n)); o += n;
+    return s;
+  };
+  const count = (item: number): number => {
+    need(4);
+    const n = dv.getUint32(o, true);
+    if (n * item > p.length - o - 4) bad(`count ${n} exceeds the payload`);
+    o += 4; return n;
+  };
+  for (const [name, type] of def.fields) {
+    switch (type) {
+      case 'u32': need(4); out[name] = dv.getUint32(o, true); o += 4; break;
+      case 'i32': need(4); out[name] = dv.getInt32(o, true); o += 4; break;
+      case 'u64': need(8); out[name] = dv.getBigUint64(o, true); o += 8; break;
+      case 'str': out[name] = str(false); break;
+      case 'strn': out[name] = str(true); break;
+      case 'u32[]': { const n = count(4); const a: number[] = []; for (let i = 0; i < n; i++) { a.push(dv.getUint32(o, true)); o += 4; } out[name] = a; break; }
+      case 'u64[]': { const n = count(8); const a: bigint[] = []; for (let i = 0; i < n; i++) { a.push(dv.getBigUint64(o, true)); o += 8; } out[name] = a; break; }
+      case 'str[]': { const n = count(4); const a: string[] = []; for (let i = 0; i < n; i++) a.push(str(false) as string); out[name] = a; break; }
+      case 'raw': out[name] = p.slice(o); o = p.length; break;
+    }
+  }
+  if (def.kind !== K.PAGES && def.kind !== K.INDEX && o !== p.length) bad(`${p.length - o} unexpected bytes after the last field`);
+  return out;
+}
+
+/** Minimal payload length of a kind (sum of its fixed parts). */
+export function minLen(def: RecordDef): number {
+  let n = 0;
+  for (const [, t] of def.fields) n += t === 'u64' ? 8 : t === 'raw' ? 0 : 4;
+  return n;
+}

@@ -1,0 +1,129 @@
+/**
+ * Sinks: where image bytes go. A path is written under a temporary name in the
+ * same directory and renamed into place only when complete (optionally fsynced),
+ * so a crash never leaves a partial image at the destination name.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Writable } from 'node:stream';
+import { ioError } from './errors.js';
+
+export interface Sink {
+  /** Write bytes; the view may be reused by the caller right after the call (or the promise). */
+  write(b: Uint8Array): void | Promise<void>;
+  /** Finish: flush, fsync if asked, rename into place. */
+  close(): Promise<void>;
+  /** Abandon: remove the temporary file. Never throws. */
+  abort(): void;
+  /** Bytes written so far. */
+  readonly written: number;
+}
+
+export type SinkTarget = string | number | Writable | MemorySink | Sink;
+
+export interface SinkOptions { fsync?: boolean }
+
+class FdSink implements Sink {
+  written = 0;
+  constructor(readonly fd: number, readonly what: string, readonly fsync = false) {}
+  write(b: Uint8Array): void {
+    let off = 0;
+    try {
+      while (off < b.length) off += fs.writeSync(this.fd, b, off, b.length - off);
+    } catch (e) {
+      throw ioError(`writing ${this.what}`, e);
+    }
+    this.written += b.length;
+  }
+  async close(): Promise<void> {
+    if (this.fsync) { try { fs.fsyncSync(this.fd); } catch (e) { throw ioError(`fsync ${this.what}`, e); } }
+  }
+  abort(): void { /* caller owns the fd */ }
+}
+
+/** Writes a path atomically: temp file in the same directory, then rename. Devices and FIFOs are written directly. */
+export class FileSink implements Sink {
+  private inner: FdSink;
+  private readonly tmp: string | null;
+  private closed = false;
+
+  constructor(readonly dest: string, readonly opts: SinkOptions = {}) {
+    let direct = false;
+    try {
+      const st = fs.statSync(dest);
+      direct = !st.isFile();
+    } catch { /* does not exist yet */ }
+    this.tmp = direct ? null : path.join(path.dirname(dest), `.${path.basename(dest)}.tmp-${process.pid}-${Math.random().toString(36).slice(2, 10)}`);
+    let fd: number;
+    try {
+      fd = fs.openSync(this.tmp ?? dest, direct ? 'w' : 'wx', 0o644);
+    } catch (e) {
+      throw ioError(`cannot create ${this.tmp ?? dest}`, e);
+    }
+    this.inner = new FdSink(fd, dest, !!opts.fsync && !direct);
+  }
+  get written(): number { return this.inner.written; }
+  write(b: Uint8Array): void { this.inner.write(b); }
+  async close(): Promise<void> {
+    if (this.closed) return;
+    try {
+      await this.inner.close();
+      fs.closeSync(this.inner.fd);
+      this.closed = true;
+      if (this.tmp) {
+        fs.renameSync(this.tmp, this.dest);
+        if (this.opts.fsync) {
+          const dfd = fs.openSync(path.dirname(this.dest), 'r');
+          try { fs.fsyncSync(dfd); } finally { fs.closeSync(dfd); }
+        }
+      }
+    } catch (e) {
+      this.abort();
+      throw ioError(`finishing ${this.dest}`, e);
+    }
+  }
+  abort(): void {
+    if (!this.closed) { try { fs.closeSync(this.inner.fd); } catch { /* ignore */ } this.closed = true; }
+    if (this.tmp) { try { fs.unlinkSync(this.tmp); } catch { /* ignore */ } }
+  }
+}
+
+/** Collects the image in memory. */
+export class MemorySink implements Sink {
+  private chunks: Uint8Array[] = [];
+  written = 0;
+  write(b: Uint8Array): void { this.chunks.push(b.slice()); this.written += b.length; }
+  async close(): Promise<void> { /* nothing */ }
+  abort(): void { this.chunks = []; }
+  /** The bytes written, concatenated. */
+  bytes(): Uint8Array {
+    const out = new Uint8Array(this.written);
+    let o = 0;
+    for (const c of this.chunks) { out.set(c, o); o += c.length; }
+    this.chunks = [out];
+    return out;
+  }
+}
+
+class StreamSink implements Sink {
+  written = 0;
+  constructor(readonly s: Writable) {}
+  write(b: Uint8Array): void | Promise<void> {
+    this.written += b.length;
+    const ok = this.s.write(Buffer.from(b)); // copy: the caller reuses its buffer
+    if (!ok) return new Promise((res, rej) => { this.s.once('drain', res); this.s.once('error', rej); });
+  }
+  async close(): Promise<void> { await new Promise<void>((res, rej) => { this.s.end(res); this.s.once('error', rej); }); }
+  abort(): void { this.s.destroy(); }
+}
+
+function isSink(x: unknown): x is Sink {
+  return typeof x === 'object' && x !== null && 'abort' in x && 'close' in x && 'write' in x && 'written' in x;
+}
+
+export function openSink(t: SinkTarget, opts: SinkOptions = {}): Sink {
+  if (typeof t === 'string') return new FileSink(t, opts);
+  if (typeof t === 'number') return new FdSink(t, `fd ${t}`, opts.fsync);
+  if (t instanceof MemorySink || isSink(t)) return t;
+  return new StreamSink(t);
+}
