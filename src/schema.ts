@@ -21,9 +21,11 @@ export const PAGE_SIZE = 4096;
 /** Pages per PAGES record written by crimg (1 MiB of data). */
 export const RUN_PAGES = 256;
 /** Largest page count a reader accepts in one PAGES record. */
-export const MAX_RUN_PAGES = 4096;
+export const MAX_RUN_PAGES = 1024;
 /** Largest payload a reader accepts for any record other than PAGES and INDEX. */
 export const MAX_META_RECORD = 16 * 1024 * 1024;
+/** Largest INDEX payload a reader accepts (about 1.4 million runs, 1.4 TiB of stored pages). */
+export const MAX_INDEX_RECORD = 32 * 1024 * 1024;
 /** Largest string accepted inside a record. */
 export const MAX_STRING = 1024 * 1024;
 

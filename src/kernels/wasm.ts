@@ -19,7 +19,7 @@ export function wasmUrl(): URL {
 
 export function instantiateWasm(bytes?: Uint8Array): WasmKernels {
   const buf = bytes ?? readFileSync(wasmUrl());
-  const mod = new WebAssembly.Module(buf);
+  const mod = new WebAssembly.Module(buf as Uint8Array<ArrayBuffer>);
   const inst = new WebAssembly.Instance(mod, {
     env: {
       abort(_msg: number, _file: number, line: number, col: number): never {

@@ -1,0 +1,647 @@
+/**
+ * Image reader: source -> records (framing, limits, checksums) -> grammar ->
+ * model. Everything read is checked before it is used: magic, version and
+ * architecture; each record's length against its kind and against what remains
+ * of the file; each payload's checksum; nesting and counts; the index and the
+ * whole-image checksum in the trailer. Page contents stay in the file and are
+ * read (and their record checksum verified again) on demand.
+ */
+import { CrimgError } from './errors.js';
+import { kernels } from './kernels/index.js';
+import type { Kernels } from './kernels/api.js';
+import { claimRegion, claimSlot, releaseRegion, releaseSlot } from './kernels/arena.js';
+import {
+  ARCH_X86_64, type Credentials, type Mm, type Model, type Namespace, type NamespaceIds, NS_KINDS,
+  type NocrReason, type OpenFile, type PageSource, type Task, type Thread, type Vma, MM_FIELD_NAMES,
+} from './model.js';
+import {
+  CHECKSUM_XXH3_64, FORMAT_MAJOR, FORMAT_MINOR, INDEX_ENTRY_BYTES, K, MAGIC, MAX_INDEX_RECORD, MAX_META_RECORD,
+  MAX_RUN_PAGES, PAGE_SIZE, RECORD_BY_KIND, RECORD_HEADER_BYTES, RF_MUST_UNDERSTAND, TRAILER_MAGIC,
+  decodeFields, isCompatible, kindName, minLen, pad8, type Fields,
+} from './schema.js';
+import { type Source, type SourceTarget, openSource } from './source.js';
+
+const WINDOW = 8 * 1024 * 1024;
+const MAX_PAGES_PAYLOAD = 16 + MAX_RUN_PAGES * PAGE_SIZE + (MAX_RUN_PAGES / 64) * 8;
+
+/** Largest payload accepted for a kind (unknown kinds: MAX_META_RECORD). */
+function maxLen(kind: number): number {
+  if (kind === K.PAGES) return MAX_PAGES_PAYLOAD;
+  if (kind === K.INDEX) return MAX_INDEX_RECORD;
+  return MAX_META_RECORD;
+}
+
+export interface Rec {
+  kind: number;
+  flags: number;
+  len: number;
+  /** Absolute offset of the record header. */
+  off: number;
+  /** Pointer to the payload in kernel memory, or -1 when the payload was skipped. */
+  ptr: number;
+  csum: bigint;
+}
+
+/** Walks the framed records of an image, verifying each one. */
+export class RecordStream {
+  private readonly win: number;
+  private winStart = 0;
+  private winLen = 0;
+  private big = -1; // temporary region for records larger than the window
+  private readonly slot: number;
+  readonly imgSlot: number;
+  pos: number;
+  records = 0;
+  private released = false;
+
+  constructor(readonly src: Source, readonly k: Kernels) {
+    this.win = claimRegion(k, WINDOW);
+    this.slot = claimSlot(k);
+    this.imgSlot = claimSlot(k);
+    this.pos = 0;
+  }
+
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    releaseRegion(this.k, this.win);
+    if (this.big >= 0) releaseRegion(this.k, this.big);
+    releaseSlot(this.k, this.slot);
+    releaseSlot(this.k, this.imgSlot);
+  }
+
+  /** Make [abs, abs+n) available in kernel memory; returns its pointer. */
+  ensure(abs: number, n: number): number {
+    if (abs >= this.winStart && abs + n <= this.winStart + this.winLen) return this.win + (abs - this.winStart);
+    if (abs + n > this.src.size) {
+      throw new CrimgError('TRUNCATED', `image ends at ${this.src.size}, ${abs + n - this.src.size} bytes short of a complete record`, { offset: abs });
+    }
+    if (n > WINDOW) {
+      if (this.big >= 0) releaseRegion(this.k, this.big);
+      this.big = claimRegion(this.k, n);
+      const got = this.src.pread(this.k.u8().subarray(this.big, this.big + n), abs);
+      if (got < n) throw new CrimgError('TRUNCATED', `short read at ${abs}`, { offset: abs });
+      return this.big;
+    }
+    const want = Math.min(WINDOW, this.src.size - abs);
+    const got = this.src.pread(this.k.u8().subarray(this.win, this.win + want), abs);
+    this.winStart = abs;
+    this.winLen = got;
+    if (got < n) throw new CrimgError('TRUNCATED', `short read at ${abs}`, { offset: abs });
+    return this.win;
+  }
+
+  /** Read and check the 8-byte magic. */
+  magic(): void {
+    const n = Math.min(8, this.src.size);
+    const p = n > 0 ? this.ensure(0, n) : 0;
+    const m = this.k.u8();
+    const want = new TextEncoder().encode(MAGIC);
+    for (let i = 0; i < Math.min(n, 4); i++) {
+      if (m[p + i] !== want[i]) throw new CrimgError('BAD_MAGIC', 'not a crimg image (magic "CRMG" expected)', { offset: i });
+    }
+    if (n < 8) throw new CrimgError('TRUNCATED', `image of ${this.src.size} bytes is shorter than its magic`, { offset: n });
+    const arch = m[p + 4]! | (m[p + 5]! << 8);
+    if (arch !== ARCH_X86_64) throw new CrimgError('WRONG_ARCH', `image architecture ${arch} is not x86_64 (${ARCH_X86_64})`, { offset: 4 });
+    const major = m[p + 6]!, minor = m[p + 7]!;
+    if (!isCompatible(major, minor)) {
+      throw new CrimgError('UNSUPPORTED_VERSION', `image format ${major}.${minor} is not readable by this reader (${FORMAT_MAJOR}.${FORMAT_MINOR})`, { offset: 6 });
+    }
+    this.k.xxh3Init(this.imgSlot);
+    this.k.xxh3Update(this.imgSlot, p, 8);
+    this.pos = 8;
+  }
+
+  /**
+   * The next record, verified; null at the exact end of the source. With skip=true the
+   * payload is neither read nor verified (the caller verifies it later, before use).
+   */
+  next(skip: (kind: number) => boolean = () => false): Rec | null {
+    const off = this.pos;
+    const size = this.src.size;
+    if (off === size) return null;
+    if (size - off < RECORD_HEADER_BYTES) {
+      throw new CrimgError('TRUNCATED', `${size - off} bytes left, a record header needs ${RECORD_HEADER_BYTES}`, { offset: off });
+    }
+    let h = this.ensure(off, RECORD_HEADER_BYTES);
+    let m = this.k.u8();
+    const dv = new DataView(m.buffer, m.byteOffset + h, RECORD_HEADER_BYTES);
+    const kind = dv.getUint16(0, true);
+    const flags = dv.getUint16(2, true);
+    const len = dv.getUint32(4, true);
+    const csum = dv.getBigUint64(8, true);
+    if (flags & ~RF_MUST_UNDERSTAND) throw new CrimgError('BAD_RECORD', `reserved record flags 0x${flags.toString(16)} set`, { offset: off + 2, kind });
+    const def = RECORD_BY_KIND.get(kind);
+    if (len > maxLen(kind)) {
+      throw new CrimgError('LIMIT_EXCEEDED', `${kindName(kind)} record length ${len} exceeds the limit ${maxLen(kind)}`, { offset: off + 4, kind });
+    }
+    if (def && (def.fixedLen !== undefined ? len !== def.fixedLen : len < minLen(def))) {
+      throw new CrimgError('BAD_RECORD', `${def.name} record length ${len} is invalid for its kind`, { offset: off + 4, kind });
+    }
+    const total = RECORD_HEADER_BYTES + pad8(len);
+    if (off + total > size) {
+      throw new CrimgError('TRUNCATED', `${kindName(kind)} record of ${total} bytes runs past the end of the image (${size})`, { offset: off, kind });
+    }
+    // The image checksum covers the magic and every record header except the trailer's.
+    if (kind !== K.TRAILER) this.k.xxh3Update(this.imgSlot, h, RECORD_HEADER_BYTES);
+    this.pos = off + total;
+    this.records++;
+    if (skip(kind)) return { kind, flags, len, off, ptr: -1, csum };
+    h = this.ensure(off, total);
+    const ptr = h + RECORD_HEADER_BYTES;
+    this.k.xxh3Init(this.slot);
+    this.k.xxh3Update(this.slot, ptr, pad8(len));
+    this.k.xxh3Update(this.slot, h, 8);
+    const got = this.k.xxh3Digest(this.slot);
+    if (got !== csum) {
+      throw new CrimgError('CHECKSUM_MISMATCH', `${kindName(kind)} record checksum 0x${got.toString(16)} does not match the stored 0x${csum.toString(16)}`, { offset: off, kind });
+    }
+    m = this.k.u8();
+    for (let i = len; i < pad8(len); i++) {
+      if (m[ptr + i] !== 0) throw new CrimgError('BAD_RECORD', 'non-zero padding', { offset: off + RECORD_HEADER_BYTES + i, kind });
+    }
+    return { kind, flags, len, off, ptr, csum };
+  }
+
+  /** Verify a skipped record now (reads it whole). Returns the payload pointer. */
+  verify(r: Rec): number {
+    const total = RECORD_HEADER_BYTES + pad8(r.len);
+    const h = this.ensure(r.off, total);
+    const m = this.k.u8();
+    const dv = new DataView(m.buffer, m.byteOffset + h, RECORD_HEADER_BYTES);
+    if (dv.getUint16(0, true) !== r.kind || dv.getUint32(4, true) !== r.len || dv.getBigUint64(8, true) !== r.csum) {
+      throw new CrimgError('CHECKSUM_MISMATCH', `${kindName(r.kind)} record header changed since it was first read`, { offset: r.off, kind: r.kind });
+    }
+    this.k.xxh3Init(this.slot);
+    this.k.xxh3Update(this.slot, h + RECORD_HEADER_BYTES, pad8(r.len));
+    this.k.xxh3Update(this.slot, h, 8);
+    if (this.k.xxh3Digest(this.slot) !== r.csum) {
+      throw new CrimgError('CHECKSUM_MISMATCH', `${kindName(r.kind)} record checksum does not match`, { offset: r.off, kind: r.kind });
+    }
+    return h + RECORD_HEADER_BYTES;
+  }
+}
+
+// ---------------------------------------------------------------- page records
+
+export interface PageRec {
+  addr: bigint;
+  npages: number;
+  nstored: number;
+  off: number;
+  len: number;
+  csum: bigint;
+}
+
+function popcount64(x: bigint): number {
+  let n = 0;
+  while (x) { x &= x - 1n; n++; }
+  return n;
+}
+
+/** Checks the fixed part and bitmap of a PAGES payload; returns nstored. */
+function checkPagesPayload(m: Uint8Array, fixedPtr: number, bmPtr: number, r: Rec, npages: number, flags: number): number {
+  const bad = (why: string, at = r.off): never => { throw new CrimgError('BAD_RECORD', `PAGES record: ${why}`, { offset: at, kind: K.PAGES }); };
+  void fixedPtr;
+  if (flags !== 0) bad(`reserved flags ${flags}`, r.off + RECORD_HEADER_BYTES + 12);
+  if (npages < 1 || npages > MAX_RUN_PAGES) bad(`page count ${npages} outside 1..${MAX_RUN_PAGES}`, r.off + RECORD_HEADER_BYTES + 8);
+  const bmBytes = Math.ceil(npages / 64) * 8;
+  const dataLen = r.len - 16 - bmBytes;
+  if (dataLen < 0 || dataLen % PAGE_SIZE !== 0) bad(`length ${r.len} does not fit ${npages} pages`);
+  const nstored = dataLen / PAGE_SIZE;
+  const dv = new DataView(m.buffer, m.byteOffset + bmPtr, bmBytes);
+  let count = 0;
+  for (let w = 0; w < bmBytes / 8; w++) {
+    let word = dv.getBigUint64(w * 8, true);
+    const valid = Math.min(64, npages - w * 64);
+    if (valid < 64 && (word >> BigInt(valid)) !== 0n) bad('bitmap bits set past the page count');
+    count += popcount64(word);
+    word = 0n;
+  }
+  if (count !== nstored) bad(`bitmap says ${count} pages stored, length says ${nstored}`);
+  return nstored;
+}
+
+// ---------------------------------------------------------------- the image
+
+export type ReadMode = 'full' | 'meta';
+
+export interface ReadOptions {
+  kernels?: Kernels;
+  /** 'full' verifies every payload now (default for readImage/verifyImage); 'meta' defers page payloads. */
+  mode?: ReadMode;
+}
+
+export interface VmaStats { start: bigint; end: bigint; path: string | null; pages: number; stored: number; zero: number }
+export interface TaskStats { pid: number; vmas: VmaStats[] }
+
+export interface ImageStats {
+  fileBytes: number;
+  records: number;
+  pageRecords: number;
+  pagesStored: number;
+  pagesZero: number;
+  pageBytes: number;
+  metaBytes: number;
+  imageCsum: bigint;
+  tasks: TaskStats[];
+}
+
+/** An opened image: its model (with lazily read pages) and random access to task memory. */
+export class Image {
+  readonly model: Model;
+  readonly stats: ImageStats;
+  private readonly rs: RecordStream;
+  private readonly recRegion: number;
+  private readonly runsByVma = new Map<Vma, PageRec[]>();
+  private closed = false;
+
+  /** @internal */
+  constructor(private readonly src: Source, readonly k: Kernels, mode: ReadMode, private readonly ownsSource: boolean) {
+    this.rs = new RecordStream(src, k);
+    this.recRegion = claimRegion(k, MAX_PAGES_PAYLOAD + RECORD_HEADER_BYTES + 8);
+    try {
+      const parsed = parse(this.rs, mode, (vma, runs) => this.runsByVma.set(vma, runs), this);
+      this.model = parsed.model;
+      this.stats = parsed.stats;
+    } catch (e) {
+      this.close();
+      throw e;
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.rs.release();
+    releaseRegion(this.k, this.recRegion);
+    if (this.ownsSource) this.src.close();
+  }
+
+  /** Read and verify one PAGES record; returns pointers to its stored pages and bitmap. */
+  loadRun(r: PageRec): { data: number; bitmap: number } {
+    if (this.closed) throw new CrimgError('IO', 'image is closed');
+    const total = RECORD_HEADER_BYTES + pad8(r.len);
+    const at = this.recRegion;
+    const got = this.src.pread(this.k.u8().subarray(at, at + total), r.off);
+    if (got < total) throw new CrimgError('TRUNCATED', 'image shrank while open', { offset: r.off });
+    const m = this.k.u8();
+    const dv = new DataView(m.buffer, m.byteOffset + at, RECORD_HEADER_BYTES + 16);
+    if (dv.getUint16(0, true) !== K.PAGES || dv.getUint32(4, true) !== r.len || dv.getBigUint64(8, true) !== r.csum
+      || dv.getBigUint64(16, true) !== r.addr || dv.getUint32(24, true) !== r.npages) {
+      throw new CrimgError('CHECKSUM_MISMATCH', 'PAGES record changed since the image was opened', { offset: r.off, kind: K.PAGES });
+    }
+    const slot = claimSlot(this.k);
+    try {
+      this.k.xxh3Update(slot, at + RECORD_HEADER_BYTES, pad8(r.len));
+      this.k.xxh3Update(slot, at, 8);
+      if (this.k.xxh3Digest(slot) !== r.csum) {
+        throw new CrimgError('CHECKSUM_MISMATCH', 'PAGES record checksum does not match', { offset: r.off, kind: K.PAGES });
+      }
+    } finally { releaseSlot(this.k, slot); }
+    const data = at + RECORD_HEADER_BYTES + 16;
+    const bitmap = data + r.nstored * PAGE_SIZE;
+    checkPagesPayload(m, at + RECORD_HEADER_BYTES, bitmap, { kind: K.PAGES, flags: 0, len: r.len, off: r.off, ptr: 0, csum: r.csum }, r.npages, 0);
+    return { data, bitmap };
+  }
+
+  /** The PAGES records of a VMA of this image. */
+  runsOf(vma: Vma): PageRec[] { return this.runsByVma.get(vma) ?? []; }
+
+  /** Copy pages [first, first+n) of the VMA (relative) into kernel memory at dst; absent and zero pages read as 0. */
+  readVmaPages(vma: Vma, dst: number, first: number, n: number): void {
+    this.k.u8().fill(0, dst, dst + n * PAGE_SIZE);
+    const runs = this.runsOf(vma);
+    const lo = vma.start + BigInt(first * PAGE_SIZE);
+    const hi = lo + BigInt(n * PAGE_SIZE);
+    let i = lowerRun(runs, lo);
+    for (; i < runs.length; i++) {
+      const r = runs[i]!;
+      if (r.addr >= hi) break;
+      const { data, bitmap } = this.loadRun(r);
+      const m = this.k.u8();
+      const bdv = new DataView(m.buffer, m.byteOffset + bitmap, Math.ceil(r.npages / 64) * 8);
+      let stored = 0;
+      for (let p = 0; p < r.npages; p++) {
+        const bit = (bdv.getUint32((p >> 5) * 4, true) >>> (p & 31)) & 1;
+        const a = r.addr + BigInt(p * PAGE_SIZE);
+        if (a >= lo && a < hi && bit) {
+          const o = Number((a - lo) / BigInt(PAGE_SIZE));
+          m.copyWithin(dst + o * PAGE_SIZE, data + stored * PAGE_SIZE, data + (stored + 1) * PAGE_SIZE);
+        }
+        stored += bit;
+      }
+    }
+  }
+
+  /** Bytes of task `pid`'s memory at [addr, addr+len): zero-filled for elided and absent pages. */
+  readMemory(pid: number, addr: bigint, len: number): Uint8Array {
+    const task = this.model.tasks.find((t) => t.pid === pid) ?? this.model.tasks.find((t) => t.threads.some((th) => th.tid === pid));
+    if (!task) throw new CrimgError('NOT_FOUND', `no task with pid ${pid} in the image`);
+    if (!task.mm) throw new CrimgError('UNMAPPED', `task ${pid} has no address space`);
+    const out = new Uint8Array(len);
+    const end = addr + BigInt(len);
+    let at = addr;
+    const scratch = claimRegion(this.k, 64 * PAGE_SIZE);
+    try {
+      while (at < end) {
+        const vma = task.mm.vmas.find((v) => v.start <= at && at < v.end);
+        if (!vma) throw new CrimgError('UNMAPPED', `address 0x${at.toString(16)} is not mapped in task ${pid}`);
+        const stop = end < vma.end ? end : vma.end;
+        while (at < stop) {
+          const pageAddr = at & ~0xfffn;
+          const first = Number((pageAddr - vma.start) / 4096n);
+          const lastPage = Number(((stop - 1n) & ~0xfffn) - vma.start) / 4096;
+          const n = Math.min(64, lastPage - first + 1);
+          this.readVmaPages(vma, scratch, first, n);
+          const chunkEnd = pageAddr + BigInt(n * PAGE_SIZE) < stop ? pageAddr + BigInt(n * PAGE_SIZE) : stop;
+          const from = scratch + Number(at - pageAddr);
+          const cnt = Number(chunkEnd - at);
+          out.set(this.k.u8().subarray(from, from + cnt), Number(at - addr));
+          at = chunkEnd;
+        }
+      }
+    } finally { releaseRegion(this.k, scratch); }
+    return out;
+  }
+}
+
+function lowerRun(runs: PageRec[], addr: bigint): number {
+  // first run whose end is above addr
+  let lo = 0, hi = runs.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    const r = runs[mid]!;
+    if (r.addr + BigInt(r.npages * PAGE_SIZE) <= addr) lo = mid + 1; else hi = mid;
+  }
+  return lo;
+}
+
+/** Pages of a VMA stored in an open image. */
+class ImagePageSource implements PageSource {
+  constructor(private readonly img: Image, private readonly vma: () => Vma) {}
+  runs(): Iterable<[number, number]> {
+    const v = this.vma();
+    return this.img.runsOf(v).map((r) => [Number((r.addr - v.start) / BigInt(PAGE_SIZE)), r.npages] as [number, number]);
+  }
+  read(k: Kernels, dst: number, first: number, n: number): void {
+    if (k !== this.img.k) {
+      const tmp = claimRegion(this.img.k, n * PAGE_SIZE);
+      try {
+        this.img.readVmaPages(this.vma(), tmp, first, n);
+        k.u8().set(this.img.k.u8().subarray(tmp, tmp + n * PAGE_SIZE), dst);
+      } finally { releaseRegion(this.img.k, tmp); }
+      return;
+    }
+    this.img.readVmaPages(this.vma(), dst, first, n);
+  }
+}
+
+// ---------------------------------------------------------------- grammar
+
+interface Parsed { model: Model; stats: ImageStats }
+
+function parse(rs: RecordStream, mode: ReadMode, setRuns: (v: Vma, r: PageRec[]) => void, img: Image): Parsed {
+  const k = rs.k;
+  rs.magic();
+  let pending: Rec | null = null;
+  const skipPages = (kind: number): boolean => mode === 'meta' && kind === K.PAGES;
+  const nextKnown = (): Rec | null => {
+    if (pending) { const p = pending; pending = null; return p; }
+    for (;;) {
+      const r = rs.next(skipPages);
+      if (!r) return null;
+      if (RECORD_BY_KIND.has(r.kind)) return r;
+      if (r.flags & RF_MUST_UNDERSTAND) throw new CrimgError('BAD_RECORD', `unknown record kind ${kindName(r.kind)} marked must-understand`, { offset: r.off, kind: r.kind });
+    }
+  };
+  const expect = (kind: number, context: string): Rec => {
+    const r = nextKnown();
+    if (!r) throw new CrimgError('TRUNCATED', `image ends where a ${kindName(kind)} record is expected (${context})`, { offset: rs.pos });
+    if (r.kind !== kind) throw new CrimgError('BAD_RECORD', `expected a ${kindName(kind)} record (${context}), found ${kindName(r.kind)}`, { offset: r.off, kind: r.kind });
+    return r;
+  };
+  const fields = (r: Rec): Fields => {
+    const def = RECORD_BY_KIND.get(r.kind)!;
+    return decodeFields(def, k.u8().subarray(r.ptr, r.ptr + r.len), r.off + RECORD_HEADER_BYTES);
+  };
+  const bad = (r: Rec, why: string): never => { throw new CrimgError('BAD_RECORD', `${kindName(r.kind)} record: ${why}`, { offset: r.off, kind: r.kind }); };
+
+  const hr = expect(K.HEADER, 'first record');
+  const h = fields(hr);
+  if (h.checksumAlgo !== CHECKSUM_XXH3_64) bad(hr, `unknown checksum algorithm ${h.checksumAlgo}`);
+  if (h.pageSize !== PAGE_SIZE) bad(hr, `page size ${h.pageSize} is not 4096`);
+  const model: Model = {
+    header: {
+      crid: h.crid as bigint, createdNs: h.createdNs as bigint, freezeNs: h.freezeNs as bigint, flags: h.flags as number, tool: h.tool as string,
+      uts: {
+        sysname: h.sysname as string, nodename: h.nodename as string, release: h.release as string,
+        version: h.version as string, machine: h.machine as string, domainname: h.domainname as string,
+      },
+    },
+    namespaces: [],
+    tasks: [],
+  };
+  const stats: ImageStats = {
+    fileBytes: rs.src.size, records: 0, pageRecords: 0, pagesStored: 0, pagesZero: 0, pageBytes: 0, metaBytes: 0, imageCsum: 0n, tasks: [],
+  };
+  for (let i = 0; i < (h.nns as number); i++) {
+    const r = expect(K.NS, `namespace ${i} of ${h.nns}`);
+    const f = fields(r);
+    const kind = NS_KINDS[f.nsKind as number];
+    if (!kind) bad(r, `namespace kind ${f.nsKind} unknown`);
+    const ns: Namespace = { kind: kind!, id: f.id as bigint };
+    if ((f.nsFlags as number) & 1) { ns.nodename = f.nodename as string; ns.domainname = f.domainname as string; }
+    if ((f.nsFlags as number) & ~1) bad(r, `reserved namespace flags ${f.nsFlags}`);
+    model.namespaces.push(ns);
+  }
+  const allRuns: { pid: number; r: PageRec }[] = [];
+  const pids = new Set<number>();
+  for (let ti = 0; ti < (h.ntasks as number); ti++) {
+    const tr = expect(K.TASK, `task ${ti} of ${h.ntasks}`);
+    const tf = fields(tr);
+    if (pids.has(tf.pid as number)) bad(tr, `duplicate pid ${tf.pid}`);
+    pids.add(tf.pid as number);
+    const c = fields(expect(K.CREDS, 'after TASK')) as unknown as Credentials;
+    const rlr = expect(K.RLIMITS, 'after CREDS');
+    const rl = fields(rlr).limits as bigint[];
+    if (rl.length % 2) bad(rlr, 'odd number of limit values');
+    const ns = fields(expect(K.NSIDS, 'after RLIMITS')) as unknown as NamespaceIds;
+    const task: Task = {
+      pid: tf.pid as number, tgid: tf.tgid as number, ppid: tf.ppid as number, pgid: tf.pgid as number, sid: tf.sid as number,
+      comm: tf.comm as string, exe: tf.exe as string, cwd: tf.cwd as string, root: tf.root as string,
+      args: tf.args as string[], env: tf.env as string[], personality: tf.personality as number, exitSignal: tf.exitSignal as number,
+      creds: {
+        uid: c.uid, gid: c.gid, euid: c.euid, egid: c.egid, suid: c.suid, sgid: c.sgid, fsuid: c.fsuid, fsgid: c.fsgid, groups: c.groups,
+        capInh: c.capInh, capPrm: c.capPrm, capEff: c.capEff, capBnd: c.capBnd, capAmb: c.capAmb,
+        securebits: c.securebits, noNewPrivs: c.noNewPrivs, seccompMode: c.seccompMode,
+      },
+      rlimits: Array.from({ length: rl.length / 2 }, (_, i) => ({ cur: rl[2 * i]!, max: rl[2 * i + 1]! })),
+      ns: { uts: ns.uts, ipc: ns.ipc, mnt: ns.mnt, pid: ns.pid, net: ns.net, user: ns.user, cgroup: ns.cgroup, time: ns.time },
+      threads: [], mm: null, files: [], nocr: [],
+    };
+    const tids = new Set<number>();
+    for (let i = 0; i < (tf.nthreads as number); i++) {
+      const thr = expect(K.THREAD, `thread ${i} of ${tf.nthreads} of task ${task.pid}`);
+      const f = fields(thr);
+      if (tids.has(f.tid as number)) bad(thr, `duplicate tid ${f.tid}`);
+      tids.add(f.tid as number);
+      if ((f.thFlags as number) & ~3) bad(thr, `reserved thread flags ${f.thFlags}`);
+      const rr = expect(K.REGS, 'after THREAD');
+      const regs = new BigUint64Array(27);
+      new Uint8Array(regs.buffer).set(k.u8().subarray(rr.ptr, rr.ptr + 216));
+      const fr = expect(K.FPU, 'after REGS');
+      const fpu = k.u8().slice(fr.ptr, fr.ptr + 512);
+      const th: Thread = {
+        tid: f.tid as number, regs, fpu, xstate: null, sigmask: f.sigmask as bigint, sigpending: f.sigpending as bigint,
+        rseq: (f.thFlags as number) & 2 ? { ptr: f.rseqPtr as bigint, len: f.rseqLen as number, sig: f.rseqSig as number, flags: f.rseqFlags as number } : null,
+        state: f.state as string,
+      };
+      if ((f.thFlags as number) & 1) {
+        const xf = fields(expect(K.XSTATE, 'after FPU (thread flags say XSTATE follows)'));
+        th.xstate = { xcr0: xf.xcr0 as bigint, ext: xf.ext as Uint8Array };
+      }
+      task.threads.push(th);
+    }
+    const tstats: TaskStats = { pid: task.pid, vmas: [] };
+    stats.tasks.push(tstats);
+    if (tf.hasMm) {
+      if (tf.hasMm !== 1) bad(tr, `hasMm ${tf.hasMm}`);
+      const mr = expect(K.MM, `address space of task ${task.pid}`);
+      const mf = fields(mr);
+      const auxv = mf.auxv as bigint[];
+      if (auxv.length % 2) bad(mr, 'odd auxv length');
+      const mm = { auxv, vmas: [] as Vma[] } as unknown as Mm;
+      for (const n of MM_FIELD_NAMES) (mm as unknown as Record<string, bigint>)[n] = mf[n] as bigint;
+      let prevEnd = 0n;
+      for (let i = 0; i < (mf.nvmas as number); i++) {
+        const vr = expect(K.VMA, `VMA ${i} of ${mf.nvmas} of task ${task.pid}`);
+        const vf = fields(vr);
+        const start = vf.start as bigint, end = vf.end as bigint;
+        if (start % 4096n || end % 4096n || start >= end) bad(vr, `range 0x${start.toString(16)}-0x${end.toString(16)} is empty or not page aligned`);
+        if (start < prevEnd) bad(vr, `VMA 0x${start.toString(16)} overlaps or precedes the previous one`);
+        if ((vf.prot as number) & ~7) bad(vr, `prot ${vf.prot}`);
+        prevEnd = end;
+        const runs: PageRec[] = [];
+        const vma: Vma = {
+          start, end, prot: vf.prot as number, flags: vf.vmaFlags as number, pgoff: vf.pgoff as bigint,
+          devMajor: vf.devMajor as number, devMinor: vf.devMinor as number, inode: vf.inode as bigint, path: vf.path as string | null,
+          pages: undefined as unknown as PageSource,
+        };
+        vma.pages = new ImagePageSource(img, () => vma);
+        const vs: VmaStats = { start, end, path: vma.path, pages: Number((end - start) / 4096n), stored: 0, zero: 0 };
+        let at = start;
+        for (;;) {
+          const pr = nextKnown();
+          if (!pr) break;
+          if (pr.kind !== K.PAGES) { pending = pr; break; }
+          let addr: bigint, npages: number, pflags: number, nstored: number;
+          if (pr.ptr >= 0) {
+            const m = k.u8();
+            const dv = new DataView(m.buffer, m.byteOffset + pr.ptr, 16);
+            addr = dv.getBigUint64(0, true); npages = dv.getUint32(8, true); pflags = dv.getUint32(12, true);
+            const bmBytes = Math.ceil(Math.min(Math.max(npages, 1), MAX_RUN_PAGES) / 64) * 8;
+            nstored = checkPagesPayload(m, pr.ptr, pr.ptr + pr.len - bmBytes, pr, npages, pflags);
+          } else {
+            let p = rs.ensure(pr.off + RECORD_HEADER_BYTES, 16);
+            let m = k.u8();
+            const dv = new DataView(m.buffer, m.byteOffset + p, 16);
+            addr = dv.getBigUint64(0, true); npages = dv.getUint32(8, true); pflags = dv.getUint32(12, true);
+            const bmBytes = Math.ceil(Math.min(Math.max(npages, 1), MAX_RUN_PAGES) / 64) * 8;
+            if (pr.len < 16 + bmBytes) bad(pr, `length ${pr.len} too short for ${npages} pages`);
+            p = rs.ensure(pr.off + RECORD_HEADER_BYTES + pr.len - bmBytes, bmBytes);
+            m = k.u8();
+            nstored = checkPagesPayload(m, -1, p, pr, npages, pflags);
+          }
+          if (addr % 4096n || addr < at || addr + BigInt(npages * PAGE_SIZE) > end) {
+            bad(pr, `run at 0x${addr.toString(16)} of ${npages} pages is outside its VMA or not in ascending order`);
+          }
+          at = addr + BigInt(npages * PAGE_SIZE);
+          const rec: PageRec = { addr, npages, nstored, off: pr.off, len: pr.len, csum: pr.csum };
+          runs.push(rec);
+          allRuns.push({ pid: task.pid, r: rec });
+          vs.stored += nstored; vs.zero += npages - nstored;
+          stats.pageRecords++; stats.pagesStored += nstored; stats.pagesZero += npages - nstored;
+        }
+        setRuns(vma, runs);
+        tstats.vmas.push(vs);
+        mm.vmas.push(vma);
+      }
+      task.mm = mm;
+    }
+    const fds = new Set<number>();
+    for (let i = 0; i < (tf.nfiles as number); i++) {
+      const r = expect(K.FD, `file ${i} of ${tf.nfiles} of task ${task.pid}`);
+      const f = fields(r);
+      if (fds.has(f.fd as number)) bad(r, `duplicate fd ${f.fd}`);
+      fds.add(f.fd as number);
+      if ((f.fdKind as number) > 2) bad(r, `fd kind ${f.fdKind}`);
+      const file: OpenFile = {
+        fd: f.fd as number, kind: f.fdKind as number, path: f.path as string, flags: f.flags as number, pos: f.pos as bigint,
+        mode: f.mode as number, cloexec: f.cloexec !== 0, devMajor: f.devMajor as number, devMinor: f.devMinor as number,
+        inode: f.inode as bigint, size: f.size as bigint,
+      };
+      task.files.push(file);
+    }
+    for (let i = 0; i < (tf.nnocr as number); i++) {
+      const f = fields(expect(K.NOCR, `nocr reason ${i} of task ${task.pid}`));
+      task.nocr.push({ pid: f.pid as number, code: f.code as string, text: f.text as string } as NocrReason);
+    }
+    model.tasks.push(task);
+  }
+  const ir = expect(K.INDEX, 'after the last task');
+  {
+    const m = k.u8();
+    const dv = new DataView(m.buffer, m.byteOffset + ir.ptr, ir.len);
+    const count = dv.getUint32(0, true);
+    if (dv.getUint32(4, true) !== 0) bad(ir, 'reserved field not zero');
+    if (ir.len !== 8 + count * INDEX_ENTRY_BYTES) bad(ir, `length ${ir.len} does not hold ${count} entries`);
+    if (count !== allRuns.length) bad(ir, `${count} entries, but the image has ${allRuns.length} PAGES records`);
+    for (let i = 0; i < count; i++) {
+      const o = 8 + i * INDEX_ENTRY_BYTES;
+      const e = allRuns[i]!;
+      if (dv.getInt32(o, true) !== e.pid || dv.getUint32(o + 4, true) !== e.r.npages || dv.getBigUint64(o + 8, true) !== e.r.addr
+        || dv.getBigUint64(o + 16, true) !== BigInt(e.r.off)) {
+        throw new CrimgError('BAD_RECORD', `INDEX entry ${i} does not match PAGES record at ${e.r.off}`, { offset: ir.off + RECORD_HEADER_BYTES + o, kind: K.INDEX });
+      }
+    }
+  }
+  const imageCsum = k.xxh3Digest(rs.imgSlot);
+  const trr = expect(K.TRAILER, 'after INDEX');
+  const t = fields(trr);
+  if (t.tmagic !== TRAILER_MAGIC) throw new CrimgError('BAD_MAGIC', 'trailer magic is wrong', { offset: trr.off + RECORD_HEADER_BYTES, kind: K.TRAILER });
+  if (t.records !== BigInt(rs.records - 1)) bad(trr, `trailer counts ${t.records} records, the image has ${rs.records - 1}`);
+  if (t.indexOffset !== BigInt(ir.off)) bad(trr, `trailer puts INDEX at ${t.indexOffset}, it is at ${ir.off}`);
+  if (t.imageCsum !== imageCsum) {
+    throw new CrimgError('CHECKSUM_MISMATCH', `whole-image checksum 0x${imageCsum.toString(16)} does not match the trailer's 0x${(t.imageCsum as bigint).toString(16)}`, { offset: trr.off, kind: K.TRAILER });
+  }
+  if (rs.pos !== rs.src.size) throw new CrimgError('BAD_RECORD', `${rs.src.size - rs.pos} bytes follow the trailer`, { offset: rs.pos });
+  stats.records = rs.records;
+  stats.imageCsum = imageCsum;
+  stats.pageBytes = stats.pagesStored * PAGE_SIZE;
+  stats.metaBytes = stats.fileBytes - stats.pageBytes;
+  return { model, stats };
+}
+
+// ---------------------------------------------------------------- API
+
+/** Read and verify a whole image; pages are read lazily from the source afterwards. Close it when done. */
+export function readImage(src: SourceTarget, opts: ReadOptions = {}): Image {
+  const s = openSource(src);
+  return new Image(s, opts.kernels ?? kernels(), opts.mode ?? 'full', s !== src);
+}
+
+/** Open an image for random access: metadata verified now, page records verified when read. */
+export function openImage(src: SourceTarget, opts: ReadOptions = {}): Image {
+  return readImage(src, { ...opts, mode: opts.mode ?? 'meta' });
+}
+
+export interface VerifyResult { ok: true; stats: ImageStats; seconds: number }
+
+/** Check everything in an image without keeping the model. Throws CrimgError on the first problem. */
+export function verifyImage(src: SourceTarget, opts: { kernels?: Kernels } = {}): VerifyResult {
+  const t0 = process.hrtime.bigint();
+  const img = readImage(src, { kernels: opts.kernels, mode: 'full' });
+  img.close();
+  return { ok: true, stats: img.stats, seconds: Number(process.hrtime.bigint() - t0) / 1e9 };
+}

@@ -1,0 +1,59 @@
+/** Sources: where image bytes come from (a path, a file descriptor, or memory), read by offset. */
+import * as fs from 'node:fs';
+import { CrimgError, ioError } from './errors.js';
+
+export interface Source {
+  readonly name: string;
+  readonly size: number;
+  /** Read up to dst.length bytes at pos; returns bytes read (short only at end of file). */
+  pread(dst: Uint8Array, pos: number): number;
+  close(): void;
+}
+
+export type SourceTarget = string | number | Uint8Array | Source;
+
+class FdSource implements Source {
+  constructor(readonly fd: number, readonly name: string, readonly size: number, private readonly owned: boolean) {}
+  pread(dst: Uint8Array, pos: number): number {
+    let got = 0;
+    try {
+      while (got < dst.length) {
+        const n = fs.readSync(this.fd, dst, got, dst.length - got, pos + got);
+        if (n === 0) break;
+        got += n;
+      }
+    } catch (e) {
+      throw ioError(`reading ${this.name}`, e);
+    }
+    return got;
+  }
+  close(): void { if (this.owned) { try { fs.closeSync(this.fd); } catch { /* ignore */ } } }
+}
+
+class MemSource implements Source {
+  readonly name = 'memory';
+  constructor(readonly buf: Uint8Array) {}
+  get size(): number { return this.buf.length; }
+  pread(dst: Uint8Array, pos: number): number {
+    const n = Math.max(0, Math.min(dst.length, this.buf.length - pos));
+    dst.set(this.buf.subarray(pos, pos + n));
+    return n;
+  }
+  close(): void { /* nothing */ }
+}
+
+export function openSource(t: SourceTarget): Source {
+  if (t instanceof Uint8Array) return new MemSource(t);
+  if (typeof t === 'number') {
+    const st = fs.fstatSync(t);
+    return new FdSource(t, `fd ${t}`, st.size, false);
+  }
+  if (typeof t === 'string') {
+    let fd: number;
+    try { fd = fs.openSync(t, 'r'); } catch (e) { throw ioError(`cannot open ${t}`, e); }
+    const st = fs.fstatSync(fd);
+    if (st.isDirectory()) { fs.closeSync(fd); throw new CrimgError('IO', `${t} is a directory`); }
+    return new FdSource(fd, t, st.size, true);
+  }
+  return t;
+}
