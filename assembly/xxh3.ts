@@ -274,7 +274,7 @@ export function xxh3InitRaw(st: usize): void {
 }
 
 /** Feed [p, p + n) to the streaming state at `st`. Whole stripes are consumed
- *  straight from the input; at most 64 + 63 bytes per call go through buf. */
+ *  straight from the input; at most 63 + 64 bytes per call go through buf. */
 export function xxh3UpdateRaw(st: usize, p: usize, n: usize): void {
   if (n == 0) return;
   store<u64>(st + S_TOTAL, load<u64>(st + S_TOTAL) + <u64>n);
@@ -304,7 +304,7 @@ export function xxh3UpdateRaw(st: usize, p: usize, n: usize): void {
     n -= ns * STRIPE;
     memory.copy(st + S_PREV, p - STRIPE, STRIPE);
   }
-  memory.copy(buf, p, n); // 1..64 bytes, or up to 255 when the direct step was skipped
+  memory.copy(buf, p, n); // 1..64 bytes remain
   store<u32>(st + S_BUFLEN, <u32>n);
   store<u32>(st + S_STRIPES, c);
 }

@@ -1,0 +1,206 @@
+import { describe, expect, it } from 'vitest';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import {
+  CrimgError, MemorySink, RecordKind as K, RecordWriter, kernels, readImage, verifyImage, writeImage, openImage,
+} from '../src/index.js';
+import { claimRegion, releaseRegion } from '../src/kernels/arena.js';
+import { ERROR_CODES } from '../src/errors.js';
+import { flatten, smallModel } from './helpers/models.js';
+
+async function toBytes(model = smallModel()): Promise<Uint8Array> {
+  const sink = new MemorySink();
+  await writeImage(model, sink);
+  return sink.bytes();
+}
+
+function codeOf(f: () => unknown): string {
+  try { f(); } catch (e) {
+    if (e instanceof CrimgError) return e.code;
+    throw e;
+  }
+  return 'OK';
+}
+
+/** Offsets of every record header in an image. */
+function recordOffsets(b: Uint8Array): { off: number; kind: number; len: number }[] {
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const out = [];
+  let o = 8;
+  while (o < b.length) {
+    const kind = dv.getUint16(o, true), len = dv.getUint32(o + 4, true);
+    out.push({ off: o, kind, len });
+    o += 16 + ((len + 7) & ~7);
+  }
+  return out;
+}
+
+describe('round trips', () => {
+  it('model -> image -> model is deep-equal, pages included', async () => {
+    const k = kernels();
+    const scratch = claimRegion(k, 400 * 4096);
+    try {
+      const model = smallModel(3);
+      const bytes = await toBytes(model);
+      const img = readImage(bytes);
+      expect(flatten(img.model, k, scratch)).toEqual(flatten(model, k, scratch));
+      img.close();
+    } finally { releaseRegion(k, scratch); }
+  });
+
+  it('image -> model -> image is byte-identical', async () => {
+    const bytes = await toBytes(smallModel(5));
+    const img = readImage(bytes);
+    const again = await toBytes(img.model);
+    img.close();
+    expect(Buffer.from(again).equals(Buffer.from(bytes))).toBe(true);
+  });
+
+  it('writes the same bytes to a file, through a temp name, as to memory', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crimg-'));
+    const file = path.join(dir, 'a.crimg');
+    const r = await writeImage(smallModel(9), file);
+    expect(fs.readdirSync(dir)).toEqual(['a.crimg']);
+    expect(fs.statSync(file).size).toBe(r.bytes);
+    expect(Buffer.from(fs.readFileSync(file)).equals(Buffer.from(await toBytes(smallModel(9))))).toBe(true);
+    expect(verifyImage(file).stats.records).toBe(r.records + 1);
+  });
+
+  it('readMemory returns stored bytes, zeros for zero and absent pages, and refuses unmapped ranges', async () => {
+    const model = smallModel(4);
+    const bytes = await toBytes(model);
+    const img = openImage(bytes);
+    const k = kernels();
+    const scratch = claimRegion(k, 8 * 4096);
+    try {
+      const heap = model.tasks[0]!.mm!.vmas[1]!;
+      heap.pages.read(k, scratch, 0, 8);
+      const expected = new Uint8Array(8 * 4096);
+      for (const [f, n] of heap.pages.runs(8)) expected.set(k.u8().subarray(scratch + f * 4096, scratch + (f + n) * 4096), f * 4096);
+      const got = img.readMemory(100, 0x600000n + 100n, 8 * 4096 - 200);
+      expect(Buffer.from(got).equals(Buffer.from(expected.subarray(100, 8 * 4096 - 100)))).toBe(true);
+      expect(codeOf(() => img.readMemory(100, 0x500000n, 16))).toBe('UNMAPPED');
+      expect(codeOf(() => img.readMemory(100, 0x600000n + 8n * 4096n - 8n, 16))).toBe('UNMAPPED');
+      expect(codeOf(() => img.readMemory(999, 0x600000n, 16))).toBe('NOT_FOUND');
+    } finally { releaseRegion(k, scratch); img.close(); }
+  });
+});
+
+describe('corruption', () => {
+  it('a flipped bit in any byte is reported, never accepted', async () => {
+    const bytes = await toBytes(smallModel(2, { pages: 2 }));
+    const recs = recordOffsets(bytes);
+    // every byte outside page data, and a sample of page-data bytes
+    const pageData = new Set<number>();
+    for (const r of recs) if (r.kind === K.PAGES) for (let i = r.off + 32; i < r.off + 16 + r.len - 64; i++) pageData.add(i);
+    const codes = new Map<string, number>();
+    for (let i = 0; i < bytes.length; i++) {
+      if (pageData.has(i) && i % 61 !== 0) continue;
+      const m = bytes.slice();
+      m[i] ^= 1 << (i % 8);
+      const c = codeOf(() => verifyImage(m));
+      expect(c, `flip at ${i}`).not.toBe('OK');
+      codes.set(c, (codes.get(c) ?? 0) + 1);
+    }
+    expect(codes.get('CHECKSUM_MISMATCH')).toBeGreaterThan(100);
+  });
+
+  it('truncation at every record boundary gives TRUNCATED', async () => {
+    const bytes = await toBytes();
+    const recs = recordOffsets(bytes);
+    expect(recs.length).toBeGreaterThan(20);
+    for (const r of recs) expect(codeOf(() => verifyImage(bytes.subarray(0, r.off))), `cut at ${r.off}`).toBe('TRUNCATED');
+    for (const cut of [0, 3, 7, 8, 9, bytes.length - 1]) {
+      const c = codeOf(() => verifyImage(bytes.subarray(0, cut)));
+      expect(c === 'TRUNCATED' || (cut === 0 && c === 'TRUNCATED')).toBe(true);
+    }
+  });
+
+  it('errors carry the byte offset', async () => {
+    const bytes = await toBytes();
+    const m = bytes.slice();
+    const recs = recordOffsets(m);
+    const target = recs[5]!;
+    m[target.off + 20] ^= 0xff;
+    try { verifyImage(m); expect.unreachable(); } catch (e) {
+      expect((e as CrimgError).code).toBe('CHECKSUM_MISMATCH');
+      expect((e as CrimgError).offset).toBe(target.off);
+      expect((e as CrimgError).line()).toMatch(/^CHECKSUM_MISMATCH: .*at offset \d+/);
+    }
+  });
+});
+
+describe('one test per error code', () => {
+  it('BAD_MAGIC', async () => {
+    const b = (await toBytes()).slice(); b[0] = 0x7f;
+    expect(codeOf(() => verifyImage(b))).toBe('BAD_MAGIC');
+    expect(codeOf(() => verifyImage(new TextEncoder().encode('hello world, not an image')))).toBe('BAD_MAGIC');
+  });
+  it('WRONG_ARCH', async () => {
+    const b = (await toBytes()).slice(); b[4] = 183; // EM_AARCH64
+    expect(codeOf(() => verifyImage(b))).toBe('WRONG_ARCH');
+  });
+  it('UNSUPPORTED_VERSION: newer minor or other major', async () => {
+    const b = (await toBytes()).slice(); b[7] = 1;
+    expect(codeOf(() => verifyImage(b))).toBe('UNSUPPORTED_VERSION');
+    const c = (await toBytes()).slice(); c[6] = 2;
+    expect(codeOf(() => verifyImage(c))).toBe('UNSUPPORTED_VERSION');
+  });
+  it('TRUNCATED', async () => {
+    const b = await toBytes();
+    expect(codeOf(() => verifyImage(b.subarray(0, b.length - 8)))).toBe('TRUNCATED');
+  });
+  it('CHECKSUM_MISMATCH', async () => {
+    const b = (await toBytes()).slice(); b[b.length - 60] ^= 4;
+    expect(codeOf(() => verifyImage(b))).toBe('CHECKSUM_MISMATCH');
+  });
+  it('LIMIT_EXCEEDED: a length field larger than any record may be', async () => {
+    const b = (await toBytes()).slice();
+    new DataView(b.buffer).setUint32(8 + 4, 0xffffffff, true); // HEADER len
+    expect(codeOf(() => verifyImage(b))).toBe('LIMIT_EXCEEDED');
+  });
+  it('BAD_RECORD: well-checksummed records in the wrong order', async () => {
+    const sink = new MemorySink();
+    const w = new RecordWriter(sink);
+    await w.magic();
+    await w.record(K.TASK, { pid: 1, tgid: 1, ppid: 0, pgid: 1, sid: 1, personality: 0, exitSignal: 17, nthreads: 0, nfiles: 0, nnocr: 0, hasMm: 0, comm: 'x', exe: '', cwd: '', root: '', args: [], env: [] });
+    await w.finish();
+    expect(codeOf(() => verifyImage(sink.bytes()))).toBe('BAD_RECORD');
+  });
+  it('BAD_RECORD: unknown must-understand kind; unknown optional kinds are skipped', async () => {
+    const model = smallModel();
+    for (const [flags, want] of [[1, 'BAD_RECORD'], [0, 'OK']] as const) {
+      const sink = new MemorySink();
+      const w = new RecordWriter(sink);
+      await w.magic();
+      await w.raw(0x6001, new Uint8Array([1, 2, 3]), flags);
+      // an otherwise empty image: HEADER with no tasks follows the unknown record
+      await w.record(K.HEADER, { ...model.header, ...model.header.uts, ntasks: 0, nns: 0, checksumAlgo: 1, pageSize: 4096 });
+      await w.finish();
+      expect(codeOf(() => verifyImage(sink.bytes()))).toBe(want);
+    }
+  });
+  it('IO', () => {
+    expect(codeOf(() => verifyImage('/nonexistent/crimg/image'))).toBe('IO');
+  });
+  it('NOT_FOUND and UNMAPPED come from readMemory (tested above); every code has its doc text', () => {
+    for (const [code, text] of Object.entries(ERROR_CODES)) {
+      expect(text.length, code).toBeGreaterThan(20);
+    }
+  });
+});
+
+describe('sinks', () => {
+  it('a failed write leaves no file at the destination and no temp file', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crimg-'));
+    const file = path.join(dir, 'x.crimg');
+    const model = smallModel();
+    model.tasks[0]!.threads[0]!.regs = new BigUint64Array(3); // invalid: writer must refuse
+    await expect(writeImage(model, file)).rejects.toThrow(/registers/);
+    expect(fs.readdirSync(dir)).toEqual([]);
+  });
+  it('an unwritable destination is an IO error', async () => {
+    await expect(writeImage(smallModel(), '/nonexistent-dir/x.crimg')).rejects.toMatchObject({ code: 'IO' });
+  });
+});
