@@ -176,13 +176,22 @@ function hashShort(p: usize, len: usize): u64 {
 // ---------------------------------------------------------------- v128 long path
 
 /** Accumulate n consecutive stripes at p into acc[8] at `acc`, the stripe j
- *  using the secret at sec + 8j. No scrambling. */
-function accRun(acc: usize, p: usize, n: usize, sec: usize): void {
+ *  using the secret at sec + 8j. No scrambling. With `copy`, each stripe is
+ *  also stored to d (ascending; d <= p overlap is fine: loads precede stores). */
+// @ts-ignore: decorator
+@inline function accRunT(acc: usize, p: usize, n: usize, sec: usize, d: usize, copy: bool): void {
   let a0 = v128.load(acc), a1 = v128.load(acc, 16), a2 = v128.load(acc, 32), a3 = v128.load(acc, 48);
   let d0 = i64x2.splat(0), d1 = d0, d2 = d0, d3 = d0;
   const end = p + n * STRIPE;
   while (p < end) {
     const x0 = v128.load(p), x1 = v128.load(p, 16), x2 = v128.load(p, 32), x3 = v128.load(p, 48);
+    if (copy) {
+      v128.store(d, x0);
+      v128.store(d, x1, 16);
+      v128.store(d, x2, 32);
+      v128.store(d, x3, 48);
+      d += STRIPE;
+    }
     const k0 = v128.xor(x0, v128.load(sec)), k1 = v128.xor(x1, v128.load(sec, 16));
     const k2 = v128.xor(x2, v128.load(sec, 32)), k3 = v128.xor(x3, v128.load(sec, 48));
     d0 = i64x2.add(d0, x0); d1 = i64x2.add(d1, x1);
@@ -204,6 +213,14 @@ function accRun(acc: usize, p: usize, n: usize, sec: usize): void {
   v128.store(acc, i64x2.add(a3, i64x2.shuffle(d3, d3, 1, 0)), 48);
 }
 
+function accRun(acc: usize, p: usize, n: usize, sec: usize): void {
+  accRunT(acc, p, n, sec, 0, false);
+}
+
+function accRunCopy(acc: usize, p: usize, n: usize, sec: usize, d: usize): void {
+  accRunT(acc, p, n, sec, d, true);
+}
+
 /** acc = (acc ^ (acc >> 47) ^ secret[128..192]) * PRIME32_1, lane-wise. */
 function scramble(acc: usize): void {
   const s = SECRET + 128;
@@ -219,12 +236,19 @@ function scramble(acc: usize): void {
 }
 
 /** Accumulate ns whole stripes from p, continuing a block in which `c` stripes
- *  were already accumulated; scrambles at every block end. Returns the new c. */
-function consume(acc: usize, c: u32, p: usize, ns: usize): u32 {
+ *  were already accumulated; scrambles at every block end. Returns the new c.
+ *  With `copy`, the stripes are also stored to d. */
+// @ts-ignore: decorator
+@inline function consumeT(acc: usize, c: u32, p: usize, ns: usize, d: usize, copy: bool): u32 {
   while (ns > 0) {
     let take = <usize>(STRIPES_PER_BLOCK - c);
     if (take > ns) take = ns;
-    accRun(acc, p, take, SECRET + (<usize>c << 3));
+    if (copy) {
+      accRunCopy(acc, p, take, SECRET + (<usize>c << 3), d);
+      d += take * STRIPE;
+    } else {
+      accRun(acc, p, take, SECRET + (<usize>c << 3));
+    }
     c += <u32>take;
     p += take * STRIPE;
     ns -= take;
@@ -234,6 +258,14 @@ function consume(acc: usize, c: u32, p: usize, ns: usize): u32 {
     }
   }
   return c;
+}
+
+function consume(acc: usize, c: u32, p: usize, ns: usize): u32 {
+  return consumeT(acc, c, p, ns, 0, false);
+}
+
+function consumeCopy(acc: usize, c: u32, p: usize, ns: usize, d: usize): u32 {
+  return consumeT(acc, c, p, ns, d, true);
 }
 
 function mergeAccs(acc: usize, len: u64): u64 {
@@ -273,15 +305,18 @@ export function xxh3InitRaw(st: usize): void {
   store<u32>(st + S_STRIPES, 0);
 }
 
-/** Feed [p, p + n) to the streaming state at `st`. Whole stripes are consumed
+/** Feed [p, p + n) to the streaming state at `st`, and with `copy` also copy
+ *  it to d (d == p is not allowed; d < p overlap is). Whole stripes are consumed
  *  straight from the input; at most 63 + 64 bytes per call go through buf. */
-export function xxh3UpdateRaw(st: usize, p: usize, n: usize): void {
+// @ts-ignore: decorator
+@inline function updateT(st: usize, p: usize, n: usize, d: usize, copy: bool): void {
   if (n == 0) return;
   store<u64>(st + S_TOTAL, load<u64>(st + S_TOTAL) + <u64>n);
   let b = <usize>load<u32>(st + S_BUFLEN);
   const buf = st + S_BUF;
   if (b + n <= BUF_SIZE) {
     memory.copy(buf + b, p, n);
+    if (copy) memory.copy(d, p, n);
     store<u32>(st + S_BUFLEN, <u32>(b + n));
     return;
   }
@@ -291,6 +326,10 @@ export function xxh3UpdateRaw(st: usize, p: usize, n: usize): void {
     // Complete the buffer's last stripe (fill <= BUF_SIZE - b < n, so input remains).
     const fill = (STRIPE - (b & (STRIPE - 1))) & (STRIPE - 1);
     memory.copy(buf + b, p, fill);
+    if (copy) {
+      memory.copy(d, p, fill);
+      d += fill;
+    }
     p += fill;
     n -= fill;
     b += fill;
@@ -299,14 +338,34 @@ export function xxh3UpdateRaw(st: usize, p: usize, n: usize): void {
   }
   if (n > STRIPE) {
     const ns = (n - 1) / STRIPE;
-    c = consume(st + S_ACC, c, p, ns);
-    p += ns * STRIPE;
-    n -= ns * STRIPE;
-    memory.copy(st + S_PREV, p - STRIPE, STRIPE);
+    const bytes = ns * STRIPE;
+    if (copy) {
+      c = consumeCopy(st + S_ACC, c, p, ns, d);
+      d += bytes;
+      // The source may have been overwritten by the copy; its copy is intact.
+      memory.copy(st + S_PREV, d - STRIPE, STRIPE);
+    } else {
+      c = consume(st + S_ACC, c, p, ns);
+      memory.copy(st + S_PREV, p + bytes - STRIPE, STRIPE);
+    }
+    p += bytes;
+    n -= bytes;
   }
   memory.copy(buf, p, n); // 1..64 bytes remain
+  if (copy) memory.copy(d, p, n);
   store<u32>(st + S_BUFLEN, <u32>n);
   store<u32>(st + S_STRIPES, c);
+}
+
+/** Feed [p, p + n) to the streaming state at `st`. For use by other kernels. */
+export function xxh3UpdateRaw(st: usize, p: usize, n: usize): void {
+  updateT(st, p, n, 0, false);
+}
+
+/** Copy [p, p + n) to d and feed it to the streaming state at `st`, in one pass.
+ *  d must differ from p; it may overlap p from below (d < p). */
+export function xxh3UpdateCopyRaw(st: usize, p: usize, n: usize, d: usize): void {
+  updateT(st, p, n, d, true);
 }
 
 /** Digest of everything fed to `st` since init. The state is not modified. */
