@@ -3,3 +3,5 @@
 export { stagingEnsure, stagingBase, scratchBase, stateBase, layoutOk } from './abi';
 export { xxh3_64, xxh3_init, xxh3_update, xxh3_digest } from './xxh3';
 export { zero_scan, pages_pack, pages_unpack, copy_pages } from './pages';
+export { gen_pages, gen_pack, gen_dict_size } from './gen';
+export { xsave_standard_size, xsave_to_standard, xsave_to_compacted, regs_pack, regs_unpack } from './regs';

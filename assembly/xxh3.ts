@@ -173,25 +173,52 @@ function hashShort(p: usize, len: usize): u64 {
   return avalanche(acc);
 }
 
+// ---------------------------------------------------------------- small copies
+
+/** Copy n bytes (n <= 256) between non-overlapping ranges without the
+ *  memory.copy call, which costs more than the copy for such sizes. Reads and
+ *  writes stay inside [s, s + n) and [d, d + n) (overlapping tail chunks). */
+function smallCopy(d: usize, s: usize, n: usize): void {
+  if (n >= 16) {
+    const last = v128.load(s + n - 16);
+    let i: usize = 0;
+    while (i + 16 < n) {
+      v128.store(d + i, v128.load(s + i));
+      i += 16;
+    }
+    v128.store(d + n - 16, last);
+  } else if (n >= 8) {
+    const a = load<u64>(s), b = load<u64>(s + n - 8);
+    store<u64>(d, a);
+    store<u64>(d + n - 8, b);
+  } else if (n >= 4) {
+    const a = load<u32>(s), b = load<u32>(s + n - 4);
+    store<u32>(d, a);
+    store<u32>(d + n - 4, b);
+  } else {
+    for (let i: usize = 0; i < n; i++) store<u8>(d + i, load<u8>(s + i));
+  }
+}
+
+// @ts-ignore: decorator
+@inline function copy64(d: usize, s: usize): void {
+  const a = v128.load(s), b = v128.load(s, 16), c = v128.load(s, 32), e = v128.load(s, 48);
+  v128.store(d, a);
+  v128.store(d, b, 16);
+  v128.store(d, c, 32);
+  v128.store(d, e, 48);
+}
+
 // ---------------------------------------------------------------- v128 long path
 
 /** Accumulate n consecutive stripes at p into acc[8] at `acc`, the stripe j
- *  using the secret at sec + 8j. No scrambling. With `copy`, each stripe is
- *  also stored to d (ascending; d <= p overlap is fine: loads precede stores). */
-// @ts-ignore: decorator
-@inline function accRunT(acc: usize, p: usize, n: usize, sec: usize, d: usize, copy: bool): void {
+ *  using the secret at sec + 8j. No scrambling. */
+function accRun(acc: usize, p: usize, n: usize, sec: usize): void {
   let a0 = v128.load(acc), a1 = v128.load(acc, 16), a2 = v128.load(acc, 32), a3 = v128.load(acc, 48);
   let d0 = i64x2.splat(0), d1 = d0, d2 = d0, d3 = d0;
   const end = p + n * STRIPE;
   while (p < end) {
     const x0 = v128.load(p), x1 = v128.load(p, 16), x2 = v128.load(p, 32), x3 = v128.load(p, 48);
-    if (copy) {
-      v128.store(d, x0);
-      v128.store(d, x1, 16);
-      v128.store(d, x2, 32);
-      v128.store(d, x3, 48);
-      d += STRIPE;
-    }
     const k0 = v128.xor(x0, v128.load(sec)), k1 = v128.xor(x1, v128.load(sec, 16));
     const k2 = v128.xor(x2, v128.load(sec, 32)), k3 = v128.xor(x3, v128.load(sec, 48));
     d0 = i64x2.add(d0, x0); d1 = i64x2.add(d1, x1);
@@ -213,14 +240,6 @@ function hashShort(p: usize, len: usize): u64 {
   v128.store(acc, i64x2.add(a3, i64x2.shuffle(d3, d3, 1, 0)), 48);
 }
 
-function accRun(acc: usize, p: usize, n: usize, sec: usize): void {
-  accRunT(acc, p, n, sec, 0, false);
-}
-
-function accRunCopy(acc: usize, p: usize, n: usize, sec: usize, d: usize): void {
-  accRunT(acc, p, n, sec, d, true);
-}
-
 /** acc = (acc ^ (acc >> 47) ^ secret[128..192]) * PRIME32_1, lane-wise. */
 function scramble(acc: usize): void {
   const s = SECRET + 128;
@@ -236,19 +255,12 @@ function scramble(acc: usize): void {
 }
 
 /** Accumulate ns whole stripes from p, continuing a block in which `c` stripes
- *  were already accumulated; scrambles at every block end. Returns the new c.
- *  With `copy`, the stripes are also stored to d. */
-// @ts-ignore: decorator
-@inline function consumeT(acc: usize, c: u32, p: usize, ns: usize, d: usize, copy: bool): u32 {
+ *  were already accumulated; scrambles at every block end. Returns the new c. */
+function consume(acc: usize, c: u32, p: usize, ns: usize): u32 {
   while (ns > 0) {
     let take = <usize>(STRIPES_PER_BLOCK - c);
     if (take > ns) take = ns;
-    if (copy) {
-      accRunCopy(acc, p, take, SECRET + (<usize>c << 3), d);
-      d += take * STRIPE;
-    } else {
-      accRun(acc, p, take, SECRET + (<usize>c << 3));
-    }
+    accRun(acc, p, take, SECRET + (<usize>c << 3));
     c += <u32>take;
     p += take * STRIPE;
     ns -= take;
@@ -258,14 +270,6 @@ function scramble(acc: usize): void {
     }
   }
   return c;
-}
-
-function consume(acc: usize, c: u32, p: usize, ns: usize): u32 {
-  return consumeT(acc, c, p, ns, 0, false);
-}
-
-function consumeCopy(acc: usize, c: u32, p: usize, ns: usize, d: usize): u32 {
-  return consumeT(acc, c, p, ns, d, true);
 }
 
 function mergeAccs(acc: usize, len: u64): u64 {
@@ -283,7 +287,7 @@ const ONESHOT_ACC: usize = memory.data(64, 16);
 
 function hashLong(p: usize, len: usize): u64 {
   const acc = ONESHOT_ACC;
-  memory.copy(acc, ACC_INIT, 64);
+  copy64(acc, ACC_INIT);
   // Every stripe that has at least one byte after it, then the last 64 bytes.
   consume(acc, 0, p, (len - 1) / STRIPE);
   accRun(acc, p + len - STRIPE, 1, SECRET + 121);
@@ -299,24 +303,23 @@ export function xxh3_64(ptr: usize, len: usize): u64 {
 
 /** Reset the streaming state at `st` (SLOT_BYTES bytes). */
 export function xxh3InitRaw(st: usize): void {
-  memory.copy(st + S_ACC, ACC_INIT, 64);
+  copy64(st + S_ACC, ACC_INIT);
   store<u64>(st + S_TOTAL, 0);
   store<u32>(st + S_BUFLEN, 0);
   store<u32>(st + S_STRIPES, 0);
 }
 
-/** Feed [p, p + n) to the streaming state at `st`, and with `copy` also copy
- *  it to d (d == p is not allowed; d < p overlap is). Whole stripes are consumed
- *  straight from the input; at most 63 + 64 bytes per call go through buf. */
-// @ts-ignore: decorator
-@inline function updateT(st: usize, p: usize, n: usize, d: usize, copy: bool): void {
+/** Feed [p, p + n) to the streaming state at `st` (any n; st = slotPtr(slot)).
+ *  Whole stripes are consumed straight from the input: a large update copies at
+ *  most 63 bytes (to complete buf's last stripe) plus its last 1..64 bytes into
+ *  buf. Other kernels call this to hash data they produce. */
+export function xxh3UpdateRaw(st: usize, p: usize, n: usize): void {
   if (n == 0) return;
   store<u64>(st + S_TOTAL, load<u64>(st + S_TOTAL) + <u64>n);
   let b = <usize>load<u32>(st + S_BUFLEN);
   const buf = st + S_BUF;
   if (b + n <= BUF_SIZE) {
-    memory.copy(buf + b, p, n);
-    if (copy) memory.copy(d, p, n);
+    smallCopy(buf + b, p, n);
     store<u32>(st + S_BUFLEN, <u32>(b + n));
     return;
   }
@@ -325,47 +328,24 @@ export function xxh3InitRaw(st: usize): void {
   if (b > 0) {
     // Complete the buffer's last stripe (fill <= BUF_SIZE - b < n, so input remains).
     const fill = (STRIPE - (b & (STRIPE - 1))) & (STRIPE - 1);
-    memory.copy(buf + b, p, fill);
-    if (copy) {
-      memory.copy(d, p, fill);
-      d += fill;
-    }
+    smallCopy(buf + b, p, fill);
     p += fill;
     n -= fill;
     b += fill;
     c = consume(st + S_ACC, c, buf, b / STRIPE);
-    memory.copy(st + S_PREV, buf + b - STRIPE, STRIPE);
+    copy64(st + S_PREV, buf + b - STRIPE);
   }
   if (n > STRIPE) {
+    // Every whole stripe that has at least one byte after it, straight from the input.
     const ns = (n - 1) / STRIPE;
-    const bytes = ns * STRIPE;
-    if (copy) {
-      c = consumeCopy(st + S_ACC, c, p, ns, d);
-      d += bytes;
-      // The source may have been overwritten by the copy; its copy is intact.
-      memory.copy(st + S_PREV, d - STRIPE, STRIPE);
-    } else {
-      c = consume(st + S_ACC, c, p, ns);
-      memory.copy(st + S_PREV, p + bytes - STRIPE, STRIPE);
-    }
-    p += bytes;
-    n -= bytes;
+    c = consume(st + S_ACC, c, p, ns);
+    p += ns * STRIPE;
+    n -= ns * STRIPE;
+    copy64(st + S_PREV, p - STRIPE);
   }
-  memory.copy(buf, p, n); // 1..64 bytes remain
-  if (copy) memory.copy(d, p, n);
+  smallCopy(buf, p, n); // 1..64 bytes remain
   store<u32>(st + S_BUFLEN, <u32>n);
   store<u32>(st + S_STRIPES, c);
-}
-
-/** Feed [p, p + n) to the streaming state at `st`. For use by other kernels. */
-export function xxh3UpdateRaw(st: usize, p: usize, n: usize): void {
-  updateT(st, p, n, 0, false);
-}
-
-/** Copy [p, p + n) to d and feed it to the streaming state at `st`, in one pass.
- *  d must differ from p; it may overlap p from below (d < p). */
-export function xxh3UpdateCopyRaw(st: usize, p: usize, n: usize, d: usize): void {
-  updateT(st, p, n, d, true);
 }
 
 /** Digest of everything fed to `st` since init. The state is not modified. */
@@ -374,15 +354,15 @@ export function xxh3DigestRaw(st: usize): u64 {
   const buf = st + S_BUF;
   if (total <= 240) return hashShort(buf, <usize>total);
   const acc = st + S_TMPACC;
-  memory.copy(acc, st + S_ACC, 64);
+  copy64(acc, st + S_ACC);
   const b = <usize>load<u32>(st + S_BUFLEN); // >= 1 here
   consume(acc, load<u32>(st + S_STRIPES), buf, (b - 1) / STRIPE);
   let last = buf + b - STRIPE;
   if (b < STRIPE) {
     // The last stripe starts inside the previously consumed bytes.
     last = st + S_TMPSTRIPE;
-    memory.copy(last, st + S_PREV + b, STRIPE - b);
-    memory.copy(last + STRIPE - b, buf, b);
+    smallCopy(last, st + S_PREV + b, STRIPE - b);
+    smallCopy(last + STRIPE - b, buf, b);
   }
   accRun(acc, last, 1, SECRET + 121);
   return mergeAccs(acc, total);

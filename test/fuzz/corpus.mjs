@@ -1,0 +1,174 @@
+/**
+ * The seed images the fuzzer mutates: generate() at small sizes under various
+ * specs, hand-made models (zero and absent pages, tasks without memory or
+ * threads, unicode strings, null paths), and images emitted record by record
+ * with RecordWriter (unknown skippable records, PAGES runs of 1..1024 pages).
+ * Everything is deterministic. `lib` is the crimg module (src or dist).
+ */
+
+/** @param {any} lib */
+export async function buildCorpus(lib, { small = false } = {}) {
+  const out = [];
+  const add = async (name, model) => {
+    const sink = new lib.MemorySink();
+    await lib.writeImage(model, sink);
+    out.push({ name, bytes: sink.bytes() });
+  };
+  await add('empty', emptyModel(lib));
+  await add('hand-small', handModel(lib, 1, { pages: 3 }));
+  await add('hand-odd', oddModel(lib));
+  await add('hand-zero-runs', zeroRunsModel(lib));
+  out.push({ name: 'rw-unknown-bigruns', bytes: await recordWriterImage(lib) });
+  await add('gen-min', lib.generate({ seed: 11, size: 0, tasks: 1, threads: 1, vmas: 0, files: 0, namespaces: false }));
+  if (!small) {
+    await add('gen-tree', lib.generate({ seed: 12, size: 64 * 1024, tasks: 3, fanout: 2, threads: 2, vmas: 2, files: 2, content: 'text', zeroRatio: 0.5 }));
+    await add('gen-pattern', lib.generate({ seed: 13, size: 32 * 1024, tasks: 2, threads: 3, vmas: 1, files: 1, content: 'pattern', zeroRatio: 0.9, dupRatio: 0.5 }));
+    await add('hand-two-tasks', handModel(lib, 7, { pages: 40 }));
+  }
+  return out;
+}
+
+function header(lib, tool = 'crimg fuzz') {
+  return {
+    crid: 42n, createdNs: 1_767_225_600_000_000_000n, freezeNs: 5n, flags: lib.HeaderFlags.LIVE, tool,
+    uts: { sysname: 'Linux', nodename: 'fuzz-ħost', release: '6.1.0', version: '#1 SMP', machine: 'x86_64', domainname: '(none)' },
+  };
+}
+
+export function emptyModel(lib) {
+  return { header: header(lib), namespaces: [], tasks: [] };
+}
+
+function prng(seed) {
+  let s = seed >>> 0 || 1;
+  return () => { s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0; return s; };
+}
+
+function data(seed, npages, zeroEvery) {
+  const r = prng(seed);
+  const d = new Uint8Array(npages * 4096);
+  for (let p = 0; p < npages; p++) {
+    if (zeroEvery && p % zeroEvery === 1) continue;
+    for (let i = 0; i < 4096; i += 64) d[p * 4096 + i] = (r() & 0xff) | 1;
+  }
+  return d;
+}
+
+function task(lib, pid, ppid, seed, { pages = 5, mm = true, threads = 2, files = true } = {}) {
+  const r = prng(seed * 977 + pid);
+  const ths = [];
+  for (let j = 0; j < threads; j++) {
+    const th = lib.newThread(pid + j);
+    for (let i = 0; i < 27; i++) th.regs[i] = (BigInt(r()) << 32n) | BigInt(r());
+    th.fpu[160 + j] = 0x5a;
+    if (j % 2 === 0) th.xstate = { xcr0: 0x207n, ext: new Uint8Array(j === 0 ? 832 : 64).map((_, i) => (i * 7 + pid) & 0xff) };
+    if (j === 1) th.rseq = { ptr: 0x7f0000001000n, len: 32, sig: 0x53053053, flags: 0 };
+    th.state = j === 0 ? 'S' : 'R';
+    ths.push(th);
+  }
+  const { Prot, VmaFlags, FdKind, MemoryPageSource, NO_PAGES } = lib;
+  const vmas = mm ? [
+    { start: 0x400000n, end: 0x400000n + BigInt(pages * 4096), prot: Prot.READ | Prot.EXEC, flags: 0, pgoff: 0n, devMajor: 8, devMinor: 1, inode: 1234n, path: '/usr/bin/fuzz', pages: new MemoryPageSource(data(seed, pages, 3)) },
+    { start: 0x600000n, end: 0x608000n, prot: Prot.READ | Prot.WRITE, flags: VmaFlags.ANON | VmaFlags.HEAP, pgoff: 0n, devMajor: 0, devMinor: 0, inode: 0n, path: '[heap]', pages: new MemoryPageSource(data(seed + 1, 8, 2), [[1, 2], [5, 3]]) },
+    { start: 0x7f0000000000n, end: 0x7f0000010000n, prot: Prot.READ | Prot.WRITE, flags: VmaFlags.ANON, pgoff: 0n, devMajor: 0, devMinor: 0, inode: 0n, path: null, pages: new MemoryPageSource(data(seed + 2, 16, 5), [[0, 16]]) },
+    { start: 0x7ffd00000000n, end: 0x7ffd00002000n, prot: Prot.READ, flags: VmaFlags.VVAR, pgoff: 0n, devMajor: 0, devMinor: 0, inode: 0n, path: '[vvar]', pages: NO_PAGES },
+  ] : [];
+  return {
+    pid, tgid: pid, ppid, pgid: 100, sid: 100, comm: `f${pid}`, exe: '/usr/bin/fuzz', cwd: '/tmp/ünï', root: '/',
+    args: ['fuzz', '-x', 'ünïcode ✓', ''], env: ['A=1', 'EMOJI=🦀'], personality: 0, exitSignal: 17,
+    creds: { ...lib.emptyCreds(), uid: 1000, euid: 1000, groups: [1000, 27], capBnd: 0x1ffffffffffn },
+    rlimits: lib.defaultRlimits(), ns: { ...lib.emptyNsIds(), pid: 4026531836n, uts: 4026531838n },
+    threads: ths,
+    mm: mm ? {
+      startCode: 0x400000n, endCode: 0x405000n, startData: 0x600000n, endData: 0x601000n, startBrk: 0x600000n, brk: 0x608000n,
+      startStack: 0x7ffd00001000n, argStart: 1n, argEnd: 2n, envStart: 3n, envEnd: 4n, auxv: [6n, 4096n, 33n, 0x7ffd00000000n], vmas,
+    } : null,
+    files: files ? [
+      { fd: 0, kind: FdKind.OTHER, path: '/dev/null', flags: 0, pos: 0n, mode: 0o20666, cloexec: false, devMajor: 1, devMinor: 3, inode: 5n, size: 0n },
+      { fd: 3, kind: FdKind.REGULAR, path: '/tmp/dätä', flags: 2, pos: 12345n, mode: 0o100644, cloexec: true, devMajor: 8, devMinor: 1, inode: 99n, size: 65536n },
+      { fd: 4, kind: FdKind.DIRECTORY, path: '/tmp', flags: 0o200000, pos: 0n, mode: 0o40755, cloexec: false, devMajor: 8, devMinor: 1, inode: 2n, size: 4096n },
+    ] : [],
+    nocr: pid % 2 === 0 ? [{ code: 'SOCKET_EXTERNAL', pid, text: 'fd 5 is a socket ⚠' }] : [],
+  };
+}
+
+export function handModel(lib, seed, { pages = 5 } = {}) {
+  return {
+    header: header(lib),
+    namespaces: [{ kind: 'uts', id: 4026531838n, nodename: 'box', domainname: '(none)' }, { kind: 'pid', id: 4026531836n }],
+    tasks: [task(lib, 100, 1, seed, { pages }), task(lib, 200, 100, seed + 1, { pages: 2, threads: 1 })],
+  };
+}
+
+/** Unusual but valid: a task without memory, one without threads, one with an empty address space. */
+export function oddModel(lib) {
+  const t1 = task(lib, 10, 0, 3, { mm: false, threads: 1, files: false });
+  const t2 = task(lib, 11, 10, 4, { mm: false, threads: 0 });
+  const t3 = task(lib, 12, 10, 5, { pages: 1, threads: 1 });
+  t3.mm.vmas = [];
+  return { header: { ...header(lib, ''), uts: { sysname: '', nodename: '', release: '', version: '', machine: '', domainname: '' } }, namespaces: [{ kind: 'time', id: 0n }], tasks: [t1, t2, t3] };
+}
+
+/** One VMA of 300 pages, all zero but populated: PAGES records of 256 and 44 pages storing nothing. */
+export function zeroRunsModel(lib) {
+  const t = task(lib, 1, 0, 9, { threads: 1, files: false });
+  t.mm.vmas = [{
+    start: 0x10000000n, end: 0x10000000n + 300n * 4096n, prot: lib.Prot.READ | lib.Prot.WRITE, flags: lib.VmaFlags.ANON, pgoff: 0n,
+    devMajor: 0, devMinor: 0, inode: 0n, path: null, pages: new lib.MemoryPageSource(new Uint8Array(0), [[0, 300]]),
+  }];
+  return { header: header(lib), namespaces: [], tasks: [t] };
+}
+
+/**
+ * An image emitted record by record: unknown kinds without the must-understand flag
+ * (a reader skips them) between records, and PAGES runs of 1, 63, 64, 65 and 1024 pages.
+ */
+export async function recordWriterImage(lib) {
+  const K = lib.RecordKind;
+  const sink = new lib.MemorySink();
+  const w = new lib.RecordWriter(sink);
+  const unknown = async (kind, n) => { await w.raw(kind, Uint8Array.from({ length: n }, (_, i) => (i * 31) & 0xff), 0); };
+  await w.magic();
+  const h = header(lib);
+  await w.record(K.HEADER, { ...h, ...h.uts, ntasks: 1, nns: 0, checksumAlgo: 1, pageSize: 4096 });
+  await unknown(0x0003, 5);
+  const t = task(lib, 77, 1, 21, { threads: 1, files: false });
+  await w.record(K.TASK, { ...t, nthreads: 1, nfiles: 0, nnocr: 0, hasMm: 1 });
+  await w.record(K.CREDS, t.creds);
+  await unknown(0x0106, 0);
+  await w.record(K.RLIMITS, { limits: t.rlimits.flatMap((x) => [x.cur, x.max]) });
+  await w.record(K.NSIDS, t.ns);
+  const th = t.threads[0];
+  await w.record(K.THREAD, { tid: th.tid, thFlags: 1, sigmask: 1n, sigpending: 0n, rseqPtr: 0n, rseqLen: 0, rseqSig: 0, rseqFlags: 0, state: 'S' });
+  await w.raw(K.REGS, new Uint8Array(th.regs.buffer, th.regs.byteOffset, 216));
+  await w.raw(K.FPU, th.fpu);
+  await unknown(0x0214, 16);
+  const xb = new Uint8Array(8 + th.xstate.ext.length);
+  new DataView(xb.buffer).setBigUint64(0, th.xstate.xcr0, true);
+  xb.set(th.xstate.ext, 8);
+  await w.raw(K.XSTATE, xb);
+  const runs = [1, 63, 64, 65, 1024];
+  const base = 0x20000000n;
+  const total = runs.reduce((a, n) => a + n + 1, 0);
+  await w.record(K.MM, { ...t.mm, nvmas: 1, mmFlags: 0 });
+  await w.record(K.VMA, { start: base, end: base + BigInt(total * 4096), pgoff: 0n, inode: 0n, prot: 3, vmaFlags: 2, devMajor: 0, devMinor: 0, path: null });
+  let page = 0;
+  for (const [ri, n] of runs.entries()) {
+    const addr = base + BigInt(page * 4096);
+    const bm = new Uint8Array(Math.ceil(n / 64) * 8);
+    const stored = [];
+    for (let p = 0; p < n; p++) if (p % 97 === ri || p === n - 1) { bm[p >> 3] |= 1 << (p & 7); stored.push(p); }
+    const payload = new Uint8Array(16 + stored.length * 4096 + bm.length);
+    const dv = new DataView(payload.buffer);
+    dv.setBigUint64(0, addr, true); dv.setUint32(8, n, true);
+    stored.forEach((p, i) => payload.fill((p * 13 + ri) & 0xff | 1, 16 + i * 4096, 16 + (i + 1) * 4096));
+    payload.set(bm, 16 + stored.length * 4096);
+    w.index.push({ pid: t.pid, npages: n, addr, offset: w.offset });
+    await w.raw(K.PAGES, payload);
+    if (ri === 2) await unknown(0x0304, 9);
+    page += n + 1; // a gap of one absent page between runs
+  }
+  await unknown(0x7f02, 24);
+  await w.finish();
+  return sink.bytes();
+}
