@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Writable } from 'node:stream';
-import { ioError } from './errors.js';
+import { CrimgError, ioError } from './errors.js';
 
 export interface Sink {
   /** Write bytes; the view may be reused by the caller right after the call (or the promise). */
@@ -125,5 +125,6 @@ export function openSink(t: SinkTarget, opts: SinkOptions = {}): Sink {
   if (typeof t === 'string') return new FileSink(t, opts);
   if (typeof t === 'number') return new FdSink(t, `fd ${t}`, opts.fsync);
   if (t instanceof MemorySink || isSink(t)) return t;
-  return new StreamSink(t);
+  if (typeof t === 'object' && t !== null && typeof (t as Writable).write === 'function') return new StreamSink(t);
+  throw new CrimgError('USAGE', `not an image destination: ${String(t)}`);
 }

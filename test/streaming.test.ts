@@ -8,7 +8,7 @@ import * as path from 'node:path';
 const script = `
 import { generate } from './dist/gen/generate.js';
 import { writeImage, verifyImage } from './dist/index.js';
-const file = process.argv[2];
+const file = process.argv[1]; // node -e SCRIPT FILE: argv = [node, FILE]
 const model = generate({ seed: 4n, size: 4 * 1024 ** 3, tasks: 1, threads: 1, vmas: 2, zeroRatio: 0.995 });
 const w = await writeImage(model, file);
 const v = verifyImage(file);
