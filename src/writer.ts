@@ -6,7 +6,7 @@
  */
 import { CrimgError } from './errors.js';
 import { kernels } from './kernels/index.js';
-import type { Kernels } from './kernels/api.js';
+import { type Kernels, REGSET_RECORD_BYTES } from './kernels/api.js';
 import { claimRegion, claimSlot, releaseRegion, releaseSlot } from './kernels/arena.js';
 import {
   type Model, type Task, type Vma, NS_KINDS,
@@ -129,6 +129,22 @@ export class RecordWriter {
     }
     this.k.u8().set(payload, this.out + this.cur + RECORD_HEADER_BYTES);
     this.seal(kind, flags, payload.length, false);
+  }
+
+  /** Emit the REGS and FPU records of one thread, framed and checksummed by the regsPack kernel. */
+  async regset(regs: BigUint64Array, fpu: Uint8Array): Promise<void> {
+    await this.room(REGSET_RECORD_BYTES);
+    const k = this.k;
+    let m = k.u8();
+    m.set(new Uint8Array(regs.buffer, regs.byteOffset, 216), this.inp);
+    m.set(fpu, this.inp + 216);
+    const at = this.out + this.cur;
+    const n = k.regsPack(this.inp, 1, at);
+    if (n !== REGSET_RECORD_BYTES) throw new CrimgError('INTERNAL', `regsPack wrote ${n} bytes`);
+    k.xxh3Update(this.imgSlot, at, RECORD_HEADER_BYTES);
+    k.xxh3Update(this.imgSlot, at + RECORD_HEADER_BYTES + 216, RECORD_HEADER_BYTES);
+    this.cur += REGSET_RECORD_BYTES;
+    this.records += 2;
   }
 
   /** Emit a schema record from an object holding its fields. */
@@ -270,8 +286,7 @@ async function writeTask(w: RecordWriter, t: Task, onProgress?: (n: number) => v
     });
     if (th.regs.length !== 27) throw new CrimgError('INTERNAL', `thread ${th.tid}: ${th.regs.length} registers, expected 27`);
     if (th.fpu.length !== 512) throw new CrimgError('INTERNAL', `thread ${th.tid}: FXSAVE area of ${th.fpu.length} bytes, expected 512`);
-    await w.raw(K.REGS, new Uint8Array(th.regs.buffer, th.regs.byteOffset, 216));
-    await w.raw(K.FPU, th.fpu);
+    await w.regset(th.regs, th.fpu);
     if (th.xstate) {
       const b = new Builder();
       b.u64(th.xstate.xcr0); b.bytes(th.xstate.ext);
