@@ -67,5 +67,7 @@ export function isCrimgError(e: unknown): e is CrimgError {
 export function ioError(what: string, e: unknown): CrimgError {
   if (e instanceof CrimgError) return e;
   const err = e as NodeJS.ErrnoException;
-  return new CrimgError('IO', `${what}: ${err?.code ?? ''}${err?.code ? ' ' : ''}${err?.message ?? String(e)}`.trim(), { cause: e });
+  const msg = err?.message ?? String(e);
+  const text = err?.code && !msg.startsWith(err.code) ? `${err.code}: ${msg}` : msg;
+  return new CrimgError('IO', `${what}: ${text}`, { cause: e });
 }
