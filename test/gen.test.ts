@@ -95,6 +95,29 @@ describe('crimg gen', () => {
     }
     expect(fs.readFileSync(path.join(dir, 'all', all[0]!)).equals(fs.readFileSync(path.join(dir, 'all', all[1]!)))).toBe(false);
   });
+  it('--series writes neighbours that diff only in page contents; each verifies', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crimg-series-'));
+    try {
+      const r = crimg(['gen', '--series', '3', '--out-dir', dir, '--size', '2MiB', '--dirty-ratio', '0.05', '--seed', '5', '--quiet']);
+      expect(r.code, r.stderr).toBe(0);
+      const files = fs.readdirSync(dir).sort();
+      expect(files).toEqual(['000000.crimg', '000001.crimg', '000002.crimg']);
+      for (const f of files) expect(crimg(['verify', path.join(dir, f)]).code).toBe(0);
+      const d = crimg(['diff', path.join(dir, files[0]!), path.join(dir, files[1]!), '--json']);
+      expect(d.code, d.stderr).toBe(1);
+      const j = JSON.parse(d.stdout);
+      // a running process between checkpoints: some memory ranges and registers change, nothing else
+      const whats: string[] = j.differences.map((x: { what: string }) => x.what);
+      expect(whats.some((w) => /^task \d+ memory 0x[0-9a-f]+-0x[0-9a-f]+$/.test(w))).toBe(true);
+      expect(whats.every((w) => /^task \d+ (memory 0x|thread \d+ [a-z0-9_]+$)/.test(w))).toBe(true);
+      // usage: --series without --out-dir, and -o together with --count
+      expect(crimg(['gen', '--series', '2']).code).toBe(2);
+      expect(crimg(['gen', '-o', path.join(dir, 'x'), '--count', '2', '--out-dir', dir]).code).toBe(2);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('--json summary and /dev/null output', () => {
     const r = crimg(['gen', '-o', '/dev/null', '--size', '2MiB', '--json']);
     expect(r.code, r.stderr).toBe(0);
