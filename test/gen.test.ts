@@ -21,8 +21,8 @@ describe('generate()', () => {
     expect(verifyImage(a).ok).toBe(true);
   });
 
-  it('looks like a real process', () => {
-    const m = generate({ seed: 3n, size: 4 << 20, tasks: 4, fanout: 2 });
+  it.each([3n, 11n, 12345n, 987654321n])('looks like a real process (seed %s)', (seed) => {
+    const m = generate({ seed, size: 4 << 20, tasks: 4, fanout: 2, threads: 3 });
     expect(m.tasks).toHaveLength(4);
     expect(m.tasks[1]!.ppid).toBe(m.tasks[0]!.pid);
     expect(m.tasks[3]!.ppid).toBe(m.tasks[1]!.pid);
@@ -32,6 +32,7 @@ describe('generate()', () => {
       for (const p of ['[heap]', '[stack]', '[vdso]', '[vvar]']) expect(paths).toContain(p);
       expect(paths.some((p) => p?.startsWith('/usr/lib/x86_64-linux-gnu/libc.so'))).toBe(true);
       for (let i = 1; i < v.length; i++) expect(v[i]!.start >= v[i - 1]!.end).toBe(true);
+      expect(v.at(-1)!.end <= 0x7ffffffff000n).toBe(true); // canonical user-space addresses only
       for (const th of t.threads) {
         const rip = th.regs[REG_INDEX.rip]!, rsp = th.regs[REG_INDEX.rsp]!, fs_ = th.regs[REG_INDEX.fs_base]!;
         expect(v.some((x) => x.start <= rip && rip < x.end && (x.prot & 4))).toBe(true);

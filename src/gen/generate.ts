@@ -174,7 +174,8 @@ function planTask(rng: Rng, spec: ResolvedSpec, taskBytes: number, comm: string)
     }
   }
   // stack, vvar, vdso near the top
-  const stackTop = 0x7ffc00000000n + BigInt(rng.int(0x3ffffff)) * 0x1000n;
+  // user space ends at 0x7ffffffff000: keep the stack, vvar and vdso below it
+  const stackTop = 0x7ffc00000000n + BigInt(rng.int(0x3f0000)) * 0x1000n;
   const stackPages = 33;
   plans.push({ start: stackTop - pages(stackPages), end: stackTop, prot: R | W, flags: VmaFlags.ANON | VmaFlags.STACK | VmaFlags.GROWSDOWN, path: '[stack]', pgoff: 0n, inode: 0n, populated: 8, weight: 1 });
   const vvar = stackTop + pages(64 + rng.int(4096));
@@ -282,9 +283,14 @@ export function generate(specIn: GenSpec = {}): Model {
       }
     }
     const threads: Thread[] = [];
+    const pthreadStacks = plan.plans.filter((p) => p.flags === VmaFlags.ANON && p.path === null && p.weight > 0 && p.end - p.start >= 0x4000n);
     for (let j = 0; j < spec.threads; j++) {
-      const sp = j === 0 ? plan.stackTop - 0x2000n - BigInt(trng.int(0x800)) * 8n : plan.mm.startStack! - BigInt(j) * 0x10000n;
-      threads.push(makeThread(new Rng(mixSeed(taskSeed, j, spec.epoch)), pid + j, plan.text, sp, plan.tls + BigInt(j) * 0x1000n));
+      // the main thread runs on [stack]; other threads, like glibc's, on an anonymous mapping with
+      // their TLS (fs_base) at its top
+      const own = j === 0 ? undefined : pthreadStacks[(j - 1) % pthreadStacks.length];
+      const sp = own ? own.end - 0x3000n - BigInt(j) * 0x40n : plan.stackTop - 0x2000n - BigInt(trng.int(0x800)) * 8n;
+      const fsBase = own ? own.end - 0x700n : plan.tls;
+      threads.push(makeThread(new Rng(mixSeed(taskSeed, j, spec.epoch)), pid + j, plan.text, sp, fsBase));
     }
     const files: OpenFile[] = [0, 1, 2].map((fd) => ({
       fd, kind: FdKind.OTHER, path: '/dev/null', flags: fd === 0 ? 0 : 1, pos: 0n, mode: 0o20666, cloexec: false,
