@@ -2,7 +2,7 @@
 // unpack and plain copy. A page is 4096 bytes; bitmaps are arrays of
 // little-endian u64 words, bit i (word i >> 6, bit i & 63) standing for page i.
 import { PAGE, slotPtr } from './abi';
-import { xxh3UpdateRaw } from './xxh3';
+import { xxh3UpdateRaw, xxh3UpdateCopyRaw } from './xxh3';
 
 /** True when the page at p holds a non-zero byte. OR-reduces 128 bytes per
  *  step and stops at the first non-zero step (data pages usually exit at once). */
@@ -73,8 +73,8 @@ export function zero_scan(ptr: usize, npages: u32, bitmapPtr: usize): u32 {
 /** Fused pack: each non-zero page of src is copied to the next free page at dst
  *  (dst == src or dst below src allowed: in-place compaction) and fed to hash
  *  slot `slot`; bitmap as in zero_scan. One pass over the source: the zero check
- *  reads the page (stopping early on data pages), the copy and the hash re-read
- *  it from L1 (a copy fused into the hash loop measured no faster).
+ *  reads the page (stopping early on data pages), then one loop copies and
+ *  hashes it, each 64-byte stripe loaded once (xxh3UpdateCopyRaw).
  *  Returns the number of pages stored. */
 export function pages_pack(src: usize, npages: u32, dst: usize, bitmapPtr: usize, slot: u32): u32 {
   const st = slotPtr(slot);
@@ -84,8 +84,8 @@ export function pages_pack(src: usize, npages: u32, dst: usize, bitmapPtr: usize
   for (let i: u32 = 0; i < npages; i++) {
     const p = src + <usize>i * PAGE;
     if (pageNonZero(p)) {
-      if (d != p) copyFwd(d, p, PAGE);
-      xxh3UpdateRaw(st, d, PAGE);
+      if (d != p) xxh3UpdateCopyRaw(st, d, p, PAGE);
+      else xxh3UpdateRaw(st, d, PAGE);
       d += PAGE;
       word |= (<u64>1) << (<u64>(i & 63));
       count++;

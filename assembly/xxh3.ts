@@ -212,20 +212,26 @@ function smallCopy(d: usize, s: usize, n: usize): void {
 // ---------------------------------------------------------------- v128 long path
 
 /** Accumulate n consecutive stripes at p into acc[8] at `acc`, the stripe j
- *  using the secret at sec + 8j. No scrambling. */
+ *  using the secret at sec + 8j. No scrambling.
+ *
+ *  XXH3 adds lo32(d^k) * hi32(d^k) to lane i and the raw d to lane i ^ 1. The
+ *  loop keeps each accumulator vector with its two lanes swapped, so the raw
+ *  data adds straight in (no per-stripe swap, no separate sum vectors: fewer
+ *  live registers, no spills) and the products come out pre-swapped from the
+ *  shuffles that split halves (lanes 2,0 / 3,1 instead of 0,2 / 1,3). */
 function accRun(acc: usize, p: usize, n: usize, sec: usize): void {
   let a0 = v128.load(acc), a1 = v128.load(acc, 16), a2 = v128.load(acc, 32), a3 = v128.load(acc, 48);
-  let d0 = i64x2.splat(0), d1 = d0, d2 = d0, d3 = d0;
+  a0 = i64x2.shuffle(a0, a0, 1, 0); a1 = i64x2.shuffle(a1, a1, 1, 0);
+  a2 = i64x2.shuffle(a2, a2, 1, 0); a3 = i64x2.shuffle(a3, a3, 1, 0);
   const end = p + n * STRIPE;
   while (p < end) {
     const x0 = v128.load(p), x1 = v128.load(p, 16), x2 = v128.load(p, 32), x3 = v128.load(p, 48);
     const k0 = v128.xor(x0, v128.load(sec)), k1 = v128.xor(x1, v128.load(sec, 16));
     const k2 = v128.xor(x2, v128.load(sec, 32)), k3 = v128.xor(x3, v128.load(sec, 48));
-    d0 = i64x2.add(d0, x0); d1 = i64x2.add(d1, x1);
-    d2 = i64x2.add(d2, x2); d3 = i64x2.add(d3, x3);
-    // Low and high 32-bit halves of the four 64-bit lanes of (k0, k1), then (k2, k3).
-    const l01 = i32x4.shuffle(k0, k1, 0, 2, 4, 6), h01 = i32x4.shuffle(k0, k1, 1, 3, 5, 7);
-    const l23 = i32x4.shuffle(k2, k3, 0, 2, 4, 6), h23 = i32x4.shuffle(k2, k3, 1, 3, 5, 7);
+    a0 = i64x2.add(a0, x0); a1 = i64x2.add(a1, x1);
+    a2 = i64x2.add(a2, x2); a3 = i64x2.add(a3, x3);
+    const l01 = i32x4.shuffle(k0, k1, 2, 0, 6, 4), h01 = i32x4.shuffle(k0, k1, 3, 1, 7, 5);
+    const l23 = i32x4.shuffle(k2, k3, 2, 0, 6, 4), h23 = i32x4.shuffle(k2, k3, 3, 1, 7, 5);
     a0 = i64x2.add(a0, i64x2.extmul_low_i32x4_u(l01, h01));
     a1 = i64x2.add(a1, i64x2.extmul_high_i32x4_u(l01, h01));
     a2 = i64x2.add(a2, i64x2.extmul_low_i32x4_u(l23, h23));
@@ -233,11 +239,40 @@ function accRun(acc: usize, p: usize, n: usize, sec: usize): void {
     p += STRIPE;
     sec += 8;
   }
-  // acc[i ^ 1] += data[i]: add the summed raw lanes, swapped within each vector.
-  v128.store(acc, i64x2.add(a0, i64x2.shuffle(d0, d0, 1, 0)));
-  v128.store(acc, i64x2.add(a1, i64x2.shuffle(d1, d1, 1, 0)), 16);
-  v128.store(acc, i64x2.add(a2, i64x2.shuffle(d2, d2, 1, 0)), 32);
-  v128.store(acc, i64x2.add(a3, i64x2.shuffle(d3, d3, 1, 0)), 48);
+  v128.store(acc, i64x2.shuffle(a0, a0, 1, 0));
+  v128.store(acc, i64x2.shuffle(a1, a1, 1, 0), 16);
+  v128.store(acc, i64x2.shuffle(a2, a2, 1, 0), 32);
+  v128.store(acc, i64x2.shuffle(a3, a3, 1, 0), 48);
+}
+
+/** accRun that also copies the n stripes from p to q (q <= p or disjoint):
+ *  each stripe is loaded once, stored, and hashed from registers. */
+function accRunCopy(acc: usize, p: usize, q: usize, n: usize, sec: usize): void {
+  let a0 = v128.load(acc), a1 = v128.load(acc, 16), a2 = v128.load(acc, 32), a3 = v128.load(acc, 48);
+  a0 = i64x2.shuffle(a0, a0, 1, 0); a1 = i64x2.shuffle(a1, a1, 1, 0);
+  a2 = i64x2.shuffle(a2, a2, 1, 0); a3 = i64x2.shuffle(a3, a3, 1, 0);
+  const end = p + n * STRIPE;
+  while (p < end) {
+    const x0 = v128.load(p), x1 = v128.load(p, 16), x2 = v128.load(p, 32), x3 = v128.load(p, 48);
+    v128.store(q, x0); v128.store(q, x1, 16); v128.store(q, x2, 32); v128.store(q, x3, 48);
+    const k0 = v128.xor(x0, v128.load(sec)), k1 = v128.xor(x1, v128.load(sec, 16));
+    const k2 = v128.xor(x2, v128.load(sec, 32)), k3 = v128.xor(x3, v128.load(sec, 48));
+    a0 = i64x2.add(a0, x0); a1 = i64x2.add(a1, x1);
+    a2 = i64x2.add(a2, x2); a3 = i64x2.add(a3, x3);
+    const l01 = i32x4.shuffle(k0, k1, 2, 0, 6, 4), h01 = i32x4.shuffle(k0, k1, 3, 1, 7, 5);
+    const l23 = i32x4.shuffle(k2, k3, 2, 0, 6, 4), h23 = i32x4.shuffle(k2, k3, 3, 1, 7, 5);
+    a0 = i64x2.add(a0, i64x2.extmul_low_i32x4_u(l01, h01));
+    a1 = i64x2.add(a1, i64x2.extmul_high_i32x4_u(l01, h01));
+    a2 = i64x2.add(a2, i64x2.extmul_low_i32x4_u(l23, h23));
+    a3 = i64x2.add(a3, i64x2.extmul_high_i32x4_u(l23, h23));
+    p += STRIPE;
+    q += STRIPE;
+    sec += 8;
+  }
+  v128.store(acc, i64x2.shuffle(a0, a0, 1, 0));
+  v128.store(acc, i64x2.shuffle(a1, a1, 1, 0), 16);
+  v128.store(acc, i64x2.shuffle(a2, a2, 1, 0), 32);
+  v128.store(acc, i64x2.shuffle(a3, a3, 1, 0), 48);
 }
 
 /** acc = (acc ^ (acc >> 47) ^ secret[128..192]) * PRIME32_1, lane-wise. */
@@ -263,6 +298,24 @@ function consume(acc: usize, c: u32, p: usize, ns: usize): u32 {
     accRun(acc, p, take, SECRET + (<usize>c << 3));
     c += <u32>take;
     p += take * STRIPE;
+    ns -= take;
+    if (c == STRIPES_PER_BLOCK) {
+      scramble(acc);
+      c = 0;
+    }
+  }
+  return c;
+}
+
+/** consume() that also copies the stripes from p to q (see accRunCopy). */
+function consumeCopy(acc: usize, c: u32, p: usize, q: usize, ns: usize): u32 {
+  while (ns > 0) {
+    let take = <usize>(STRIPES_PER_BLOCK - c);
+    if (take > ns) take = ns;
+    accRunCopy(acc, p, q, take, SECRET + (<usize>c << 3));
+    c += <u32>take;
+    p += take * STRIPE;
+    q += take * STRIPE;
     ns -= take;
     if (c == STRIPES_PER_BLOCK) {
       scramble(acc);
@@ -344,6 +397,46 @@ export function xxh3UpdateRaw(st: usize, p: usize, n: usize): void {
     copy64(st + S_PREV, p - STRIPE);
   }
   smallCopy(buf, p, n); // 1..64 bytes remain
+  store<u32>(st + S_BUFLEN, <u32>n);
+  store<u32>(st + S_STRIPES, c);
+}
+
+/** Copy [p, p + n) to [q, q + n) and feed the bytes to the state at `st`, in
+ *  one pass: the whole stripes consumed straight from the input are stored to
+ *  q from the registers that hash them. Same result as a copy followed by
+ *  xxh3UpdateRaw(st, q, n). The ranges must not overlap. */
+export function xxh3UpdateCopyRaw(st: usize, q: usize, p: usize, n: usize): void {
+  if (n == 0) return;
+  let b = <usize>load<u32>(st + S_BUFLEN);
+  if (b + n <= BUF_SIZE || n <= 2 * STRIPE) {
+    memory.copy(q, p, n);
+    xxh3UpdateRaw(st, q, n);
+    return;
+  }
+  store<u64>(st + S_TOTAL, load<u64>(st + S_TOTAL) + <u64>n);
+  const buf = st + S_BUF;
+  let c = load<u32>(st + S_STRIPES);
+  if (b > 0) {
+    const fill = (STRIPE - (b & (STRIPE - 1))) & (STRIPE - 1);
+    smallCopy(buf + b, p, fill);
+    smallCopy(q, p, fill);
+    p += fill;
+    q += fill;
+    n -= fill;
+    b += fill;
+    c = consume(st + S_ACC, c, buf, b / STRIPE);
+    copy64(st + S_PREV, buf + b - STRIPE);
+  }
+  if (n > STRIPE) {
+    const ns = (n - 1) / STRIPE;
+    c = consumeCopy(st + S_ACC, c, p, q, ns);
+    p += ns * STRIPE;
+    q += ns * STRIPE;
+    n -= ns * STRIPE;
+    copy64(st + S_PREV, p - STRIPE);
+  }
+  smallCopy(buf, p, n); // 1..64 bytes remain
+  smallCopy(q, p, n);
   store<u32>(st + S_BUFLEN, <u32>n);
   store<u32>(st + S_STRIPES, c);
 }

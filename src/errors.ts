@@ -21,6 +21,7 @@ export const ERROR_CODES = {
   TRACED: 'the process is already traced by another tracer',
   UNSAFE: 'the target has state that cannot be checkpointed faithfully (see crimg check); use --force to dump anyway',
   PTRACE: 'a ptrace operation failed',
+  NOT_RESTORABLE: 'the image cannot be restored on this host (missing or changed executable or files, unsupported VMA or fd kinds, reasons recorded at dump time, another kernel vdso, CPU features); nothing was started',
   RESTORE: 'restoring the image failed; the half-restored process was killed',
   INTERRUPTED: 'crimg was interrupted; the target was resumed and no partial output was left',
   INTERNAL: 'an internal invariant was violated (a bug in crimg)',

@@ -3,15 +3,9 @@
  *
  *   model  -> writer (writeImage) -> kernels -> sink
  *   source -> reader (readImage, openImage, verifyImage) -> model
+ *
+ * This is the Node entry: the platform-neutral core (./browser.ts) plus what needs
+ * Node: ELF cores, live dump and check, restore.
  */
-export * from './model.js';
-export * from './errors.js';
-export {
-  REG_NAMES, REG_INDEX, type RegName, K as RecordKind, RECORDS, kindName, FORMAT_MAJOR, FORMAT_MINOR, isCompatible,
-  PAGE_SIZE, RUN_PAGES,
-} from './schema.js';
-export { writeImage, RecordWriter, type WriteOptions, type WriteResult, magicBytes } from './writer.js';
-export { readImage, openImage, verifyImage, Image, type ImageStats, type VerifyResult, type ReadOptions } from './reader.js';
-export { MemorySink, FileSink, openSink, type Sink, type SinkTarget } from './sink.js';
-export { openSource, type Source, type SourceTarget } from './source.js';
-export { kernels } from './kernels/index.js';
+export * from './browser.js';
+export { fromElfCore, coreToModel, toElfCore, parseCore, type ElfCore, type ElfImportOptions, type ElfExportOptions, type ElfExportResult } from './elf/index.js';

@@ -9,6 +9,7 @@ import {
 } from './model.js';
 import { REG_NAMES, FORMAT_MAJOR, FORMAT_MINOR } from './schema.js';
 import { claimRegion, releaseRegion } from './kernels/arena.js';
+import { bytesEqual } from './platform.js';
 
 export function protString(v: Vma): string {
   return `${v.prot & Prot.READ ? 'r' : '-'}${v.prot & Prot.WRITE ? 'w' : '-'}${v.prot & Prot.EXEC ? 'x' : '-'}${v.flags & VmaFlags.SHARED ? 's' : 'p'}`;
@@ -146,7 +147,7 @@ function cmpObj(prefix: string, a: Record<string, unknown>, b: Record<string, un
     if (skip.includes(key)) continue;
     const x = a[key], y = b[key];
     if (x instanceof Uint8Array || y instanceof Uint8Array) {
-      if (!(x instanceof Uint8Array && y instanceof Uint8Array && Buffer.from(x).equals(Buffer.from(y)))) out.push({ what: `${prefix}.${key}`, a: x, b: y });
+      if (!(x instanceof Uint8Array && y instanceof Uint8Array && bytesEqual(x, y))) out.push({ what: `${prefix}.${key}`, a: x, b: y });
     } else if (typeof x === 'object' && x !== null && typeof y === 'object' && y !== null && !Array.isArray(x)) {
       cmpObj(`${prefix}.${key}`, x as Record<string, unknown>, y as Record<string, unknown>, out);
     } else if (JSON.stringify(x, big) !== JSON.stringify(y, big)) {
@@ -187,11 +188,11 @@ export function diffImages(A: Image, B: Image, opts: DiffOptions = {}): Differen
       if (!o) { out.push({ what: `${p} thread ${th.tid}`, a: 'present', b: 'absent' }); continue; }
       REG_NAMES.forEach((n, i) => { if (th.regs[i] !== o.regs[i]) out.push({ what: `${p} thread ${th.tid} ${n}`, a: th.regs[i], b: o.regs[i] }); });
       cmpObj(`${p} thread ${th.tid} fpu`, fpuJson(th.fpu), fpuJson(o.fpu), out);
-      if (!Buffer.from(th.fpu).equals(Buffer.from(o.fpu))) {
+      if (!bytesEqual(th.fpu, o.fpu)) {
         if (!out.some((d) => d.what.startsWith(`${p} thread ${th.tid} fpu`))) out.push({ what: `${p} thread ${th.tid} fpu (reserved bytes)`, a: 'differs', b: 'differs' });
       }
       const xa = th.xstate, xb = o.xstate;
-      if (!!xa !== !!xb || (xa && xb && (xa.xcr0 !== xb.xcr0 || !Buffer.from(xa.ext).equals(Buffer.from(xb.ext))))) {
+      if (!!xa !== !!xb || (xa && xb && (xa.xcr0 !== xb.xcr0 || !bytesEqual(xa.ext, xb.ext)))) {
         out.push({ what: `${p} thread ${th.tid} xstate`, a: xa ? `xcr0 0x${xa.xcr0.toString(16)}, ${xa.ext.length + 512} bytes` : null, b: xb ? `xcr0 0x${xb.xcr0.toString(16)}, ${xb.ext.length + 512} bytes` : null });
       }
       for (const key of ['sigmask', 'sigpending', 'state'] as const) if (th[key] !== o[key]) out.push({ what: `${p} thread ${th.tid} ${key}`, a: th[key], b: o[key] });
@@ -243,10 +244,10 @@ function diffPages(A: Image, B: Image, pid: number, va: Vma, vb: Vma, out: Diffe
       const n = Math.min(CH, total - p);
       A.readVmaPages(va, ra, p, n);
       B.readVmaPages(vb, rb, p, n);
-      const ma = Buffer.from(k.u8().buffer, k.u8().byteOffset + ra, n * 4096);
-      const mb = Buffer.from(B.k.u8().buffer, B.k.u8().byteOffset + rb, n * 4096);
+      const ma = k.u8().subarray(ra, ra + n * 4096);
+      const mb = B.k.u8().subarray(rb, rb + n * 4096);
       for (let i = 0; i < n; i++) {
-        const same = ma.subarray(i * 4096, (i + 1) * 4096).equals(mb.subarray(i * 4096, (i + 1) * 4096));
+        const same = bytesEqual(ma.subarray(i * 4096, (i + 1) * 4096), mb.subarray(i * 4096, (i + 1) * 4096));
         if (!same && runStart < 0) runStart = p + i;
         if (same) flush(p + i);
       }

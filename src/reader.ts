@@ -7,6 +7,7 @@
  * read (and their record checksum verified again) on demand.
  */
 import { CrimgError } from './errors.js';
+import { now } from './platform.js';
 import { kernels } from './kernels/index.js';
 import type { Kernels } from './kernels/api.js';
 import { claimRegion, claimSlot, releaseRegion, releaseSlot } from './kernels/arena.js';
@@ -640,8 +641,8 @@ export interface VerifyResult { ok: true; stats: ImageStats; seconds: number }
 
 /** Check everything in an image without keeping the model. Throws CrimgError on the first problem. */
 export function verifyImage(src: SourceTarget, opts: { kernels?: Kernels } = {}): VerifyResult {
-  const t0 = process.hrtime.bigint();
+  const t0 = now();
   const img = readImage(src, { kernels: opts.kernels, mode: 'full' });
   img.close();
-  return { ok: true, stats: img.stats, seconds: Number(process.hrtime.bigint() - t0) / 1e9 };
+  return { ok: true, stats: img.stats, seconds: now() - t0 };
 }

@@ -3,10 +3,9 @@
  * same directory and renamed into place only when complete (optionally fsynced),
  * so a crash never leaves a partial image at the destination name.
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import type { Writable } from 'node:stream';
 import { CrimgError, ioError } from './errors.js';
+import { nodeFs, nodePath, pid } from './platform.js';
 
 export interface Sink {
   /** Write bytes; the view may be reused by the caller right after the call (or the promise). */
@@ -17,6 +16,8 @@ export interface Sink {
   abort(): void;
   /** Bytes written so far. */
   readonly written: number;
+  /** Optional: advance by n bytes that read back as zeros, leaving a hole in the file where possible. */
+  skip?(n: number): void;
 }
 
 export type SinkTarget = string | number | Writable | MemorySink | Sink;
@@ -25,18 +26,30 @@ export interface SinkOptions { fsync?: boolean }
 
 class FdSink implements Sink {
   written = 0;
+  /** Set by hole(): from then on writes are positioned (pwrite at `written`) and close() sets the final size. */
+  private positioned = false;
   constructor(readonly fd: number, readonly what: string, readonly fsync = false) {}
   write(b: Uint8Array): void {
     let off = 0;
     try {
-      while (off < b.length) off += fs.writeSync(this.fd, b, off, b.length - off);
+      while (off < b.length) {
+        off += this.positioned
+          ? nodeFs().writeSync(this.fd, b, off, b.length - off, this.written + off)
+          : nodeFs().writeSync(this.fd, b, off, b.length - off);
+      }
     } catch (e) {
       throw ioError(`writing ${this.what}`, e);
     }
     this.written += b.length;
   }
+  /** A hole of n bytes (regular files only: FileSink uses it for its temporary file; not part of Sink here). */
+  hole(n: number): void {
+    this.positioned = true;
+    this.written += n;
+  }
   async close(): Promise<void> {
-    if (this.fsync) { try { fs.fsyncSync(this.fd); } catch (e) { throw ioError(`fsync ${this.what}`, e); } }
+    if (this.positioned) { try { nodeFs().ftruncateSync(this.fd, this.written); } catch (e) { throw ioError(`sizing ${this.what}`, e); } }
+    if (this.fsync) { try { nodeFs().fsyncSync(this.fd); } catch (e) { throw ioError(`fsync ${this.what}`, e); } }
   }
   abort(): void { /* caller owns the fd */ }
 }
@@ -50,31 +63,39 @@ export class FileSink implements Sink {
   constructor(readonly dest: string, readonly opts: SinkOptions = {}) {
     let direct = false;
     try {
-      const st = fs.statSync(dest);
+      const st = nodeFs().statSync(dest);
       direct = !st.isFile();
     } catch { /* does not exist yet */ }
-    this.tmp = direct ? null : path.join(path.dirname(dest), `.${path.basename(dest)}.tmp-${process.pid}-${Math.random().toString(36).slice(2, 10)}`);
+    this.tmp = direct ? null : nodePath().join(nodePath().dirname(dest), `.${nodePath().basename(dest)}.tmp-${pid()}-${Math.random().toString(36).slice(2, 10)}`);
     let fd: number;
     try {
-      fd = fs.openSync(this.tmp ?? dest, direct ? 'w' : 'wx', 0o644);
+      fd = nodeFs().openSync(this.tmp ?? dest, direct ? 'w' : 'wx', 0o644);
     } catch (e) {
       throw ioError(`cannot create ${this.tmp ?? dest}`, e);
     }
     this.inner = new FdSink(fd, dest, !!opts.fsync && !direct);
   }
   get written(): number { return this.inner.written; }
+  /** The descriptor being written (the temporary file until close); for in-place patches before close. */
+  get fd(): number { return this.inner.fd; }
   write(b: Uint8Array): void { this.inner.write(b); }
+  /** A hole of n zero bytes: sparse in the temporary regular file, written as zeros on devices and FIFOs. */
+  skip(n: number): void {
+    if (this.tmp) { this.inner.hole(n); return; }
+    const z = new Uint8Array(Math.min(n, 1 << 20));
+    for (let left = n; left > 0; left -= z.length) this.inner.write(left >= z.length ? z : z.subarray(0, left));
+  }
   async close(): Promise<void> {
     if (this.closed) return;
     try {
       await this.inner.close();
-      fs.closeSync(this.inner.fd);
+      nodeFs().closeSync(this.inner.fd);
       this.closed = true;
       if (this.tmp) {
-        fs.renameSync(this.tmp, this.dest);
+        nodeFs().renameSync(this.tmp, this.dest);
         if (this.opts.fsync) {
-          const dfd = fs.openSync(path.dirname(this.dest), 'r');
-          try { fs.fsyncSync(dfd); } finally { fs.closeSync(dfd); }
+          const dfd = nodeFs().openSync(nodePath().dirname(this.dest), 'r');
+          try { nodeFs().fsyncSync(dfd); } finally { nodeFs().closeSync(dfd); }
         }
       }
     } catch (e) {
@@ -83,8 +104,8 @@ export class FileSink implements Sink {
     }
   }
   abort(): void {
-    if (!this.closed) { try { fs.closeSync(this.inner.fd); } catch { /* ignore */ } this.closed = true; }
-    if (this.tmp) { try { fs.unlinkSync(this.tmp); } catch { /* ignore */ } }
+    if (!this.closed) { try { nodeFs().closeSync(this.inner.fd); } catch { /* ignore */ } this.closed = true; }
+    if (this.tmp) { try { nodeFs().unlinkSync(this.tmp); } catch { /* ignore */ } }
   }
 }
 
@@ -110,7 +131,7 @@ class StreamSink implements Sink {
   constructor(readonly s: Writable) {}
   write(b: Uint8Array): void | Promise<void> {
     this.written += b.length;
-    const ok = this.s.write(Buffer.from(b)); // copy: the caller reuses its buffer
+    const ok = this.s.write(b.slice()); // copy: the caller reuses its buffer
     if (!ok) return new Promise((res, rej) => { this.s.once('drain', res); this.s.once('error', rej); });
   }
   async close(): Promise<void> { await new Promise<void>((res, rej) => { this.s.end(res); this.s.once('error', rej); }); }

@@ -1,6 +1,6 @@
 /** Sources: where image bytes come from (a path, a file descriptor, or memory), read by offset. */
-import * as fs from 'node:fs';
 import { CrimgError, ioError } from './errors.js';
+import { nodeFs } from './platform.js';
 
 export interface Source {
   readonly name: string;
@@ -18,7 +18,7 @@ class FdSource implements Source {
     let got = 0;
     try {
       while (got < dst.length) {
-        const n = fs.readSync(this.fd, dst, got, dst.length - got, pos + got);
+        const n = nodeFs().readSync(this.fd, dst, got, dst.length - got, pos + got);
         if (n === 0) break;
         got += n;
       }
@@ -27,7 +27,7 @@ class FdSource implements Source {
     }
     return got;
   }
-  close(): void { if (this.owned) { try { fs.closeSync(this.fd); } catch { /* ignore */ } } }
+  close(): void { if (this.owned) { try { nodeFs().closeSync(this.fd); } catch { /* ignore */ } } }
 }
 
 class MemSource implements Source {
@@ -45,14 +45,14 @@ class MemSource implements Source {
 export function openSource(t: SourceTarget): Source {
   if (t instanceof Uint8Array) return new MemSource(t);
   if (typeof t === 'number') {
-    const st = fs.fstatSync(t);
+    const st = nodeFs().fstatSync(t);
     return new FdSource(t, `fd ${t}`, st.size, false);
   }
   if (typeof t === 'string') {
     let fd: number;
-    try { fd = fs.openSync(t, 'r'); } catch (e) { throw ioError(`cannot open ${t}`, e); }
-    const st = fs.fstatSync(fd);
-    if (st.isDirectory()) { fs.closeSync(fd); throw new CrimgError('IO', `${t} is a directory`); }
+    try { fd = nodeFs().openSync(t, 'r'); } catch (e) { throw ioError(`cannot open ${t}`, e); }
+    const st = nodeFs().fstatSync(fd);
+    if (st.isDirectory()) { nodeFs().closeSync(fd); throw new CrimgError('IO', `${t} is a directory`); }
     return new FdSource(fd, t, st.size, true);
   }
   return t;

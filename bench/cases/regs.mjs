@@ -99,7 +99,7 @@ export const regsPack = {
     };
 
     // ---- protobufjs: CRIU's messages, built once from the raw sets (favourable to the peer)
-    const root = protobuf.parse(CRIU_CORE_X86).root;
+    const root = protobuf.parse(CRIU_CORE_X86, { keepCase: true }).root;
     const TI = root.lookupType('thread_info_x86');
     const GP = root.lookupType('user_x86_regs_entry');
     const gpFields = GP.fieldsArray.filter((f) => f.id <= 27).sort((a, b) => a.id - b.id).map((f) => f.name);

@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { EXIT_USAGE, setDebug } from './common.js';
 import { registerImageCommands } from './cmd-image.js';
 import { registerGenCommands } from './cmd-gen.js';
+import { registerConvertCommands } from './cmd-convert.js';
 
 const VERSION = '0.1.0';
 
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
   registerImageCommands(program);
   registerGenCommands(program);
   // command families registered by other modules:
+  registerConvertCommands(program);
   return program;
 }
 

@@ -327,7 +327,7 @@ function parseFileNote(desc: Uint8Array, at: number): { files: CoreFileEntry[]; 
   const d = new DataView(desc.buffer, desc.byteOffset, desc.byteLength);
   const count = d.getBigUint64(0, true);
   const pageSize = d.getBigUint64(8, true);
-  if (count > BigInt((desc.length - 16) / 24)) bad(`NT_FILE count ${count} does not fit its ${desc.length} bytes`, at);
+  if (count > BigInt(Math.floor((desc.length - 16) / 24))) bad(`NT_FILE count ${count} does not fit its ${desc.length} bytes`, at);
   if (pageSize === 0n || pageSize > 1n << 30n || (pageSize & (pageSize - 1n)) !== 0n) bad(`NT_FILE page size ${pageSize} is not a power of two`, at + 8);
   const n = Number(count);
   const files: CoreFileEntry[] = [];

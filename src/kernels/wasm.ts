@@ -2,8 +2,8 @@
  * Loads build/crimg.wasm and exposes it through the Kernels interface.
  * Range checks happen here, once per call, so kernels can use raw loads/stores.
  */
-import { readFileSync } from 'node:fs';
 import { CrimgError } from '../errors.js';
+import { nodeFs } from '../platform.js';
 import {
   type GenParams, type Kernels, NSLOTS, PAGE, REGSET_RECORD_BYTES,
 } from './api.js';
@@ -18,15 +18,34 @@ export function wasmUrl(): URL {
 }
 
 export function instantiateWasm(bytes?: Uint8Array): WasmKernels {
-  const buf = bytes ?? readFileSync(wasmUrl());
+  const buf = bytes ?? nodeFs().readFileSync(wasmUrl());
   const mod = new WebAssembly.Module(buf as Uint8Array<ArrayBuffer>);
-  const inst = new WebAssembly.Instance(mod, {
-    env: {
-      abort(_msg: number, _file: number, line: number, col: number): never {
-        throw new CrimgError('INTERNAL', `wasm kernel aborted at ${line}:${col}`);
-      },
+  return new WasmKernels(new WebAssembly.Instance(mod, IMPORTS).exports as unknown as Exports);
+}
+
+const IMPORTS = {
+  env: {
+    abort(_msg: number, _file: number, line: number, col: number): never {
+      throw new CrimgError('INTERNAL', `wasm kernel aborted at ${line}:${col}`);
     },
-  });
+  },
+};
+
+/** Asynchronous instantiation, for browsers (where large modules cannot be compiled synchronously):
+ *  from bytes, a fetch Response (streaming compile), or a URL (default: build/crimg.wasm next to the package). */
+export async function instantiateWasmAsync(from?: Uint8Array | ArrayBuffer | Response | URL | string): Promise<WasmKernels> {
+  let inst: WebAssembly.Instance;
+  if (from === undefined || typeof from === 'string' || from instanceof URL) {
+    const url = from ?? wasmUrl();
+    if (String(url).startsWith('file:')) return instantiateWasm(nodeFs().readFileSync(url));
+    return instantiateWasmAsync(await fetch(url));
+  }
+  if (typeof Response !== 'undefined' && from instanceof Response) {
+    if (!from.ok) throw new CrimgError('IO', `cannot load the kernels: HTTP ${from.status} ${from.url}`);
+    inst = (await WebAssembly.instantiateStreaming(from, IMPORTS)).instance;
+  } else {
+    inst = (await WebAssembly.instantiate(from as BufferSource, IMPORTS)).instance;
+  }
   return new WasmKernels(inst.exports as unknown as Exports);
 }
 

@@ -1,0 +1,39 @@
+/** `crimg restore IMAGE`: bring a checkpointed task back to life as a new process. */
+import type { Command } from 'commander';
+import { readImage } from '../reader.js';
+import { checkRestore, restoreImage } from '../restore/restore.js';
+import { EXIT_FAIL, EXIT_OK, action, parseIntArg, printJson } from './common.js';
+
+interface RestoreCliOpts { pid?: string; stopped?: boolean; inheritStdio?: boolean; check?: boolean; json?: boolean; stub?: string }
+
+export function registerRestoreCommands(program: Command): void {
+  program.command('restore')
+    .description('restore the task of an image as a new process (new pid) and print its pid; --check only lists why it could not be')
+    .argument('<image>', 'image file (from crimg dump)')
+    .option('--pid <pid>', 'task of the image to restore when it holds several')
+    .option('--stopped', 'leave the restored process stopped (SIGSTOP); continue it with kill -CONT')
+    .option('--inherit-stdio', 'fds 0-2 that cannot be reopened (pipes, sockets) get crimg\'s own stdin/stdout/stderr')
+    .option('--check', 'restore nothing: list every reason the image cannot be restored here (exit 0 when restorable)')
+    .option('--stub <program>', 'program started as the stub that becomes the task (default: sleep)')
+    .option('--json', 'one JSON document on stdout')
+    .action(action((path: string, o: RestoreCliOpts) => {
+      const opts = {
+        pid: o.pid !== undefined ? parseIntArg('--pid', o.pid, { min: 1 }) : undefined,
+        stopped: !!o.stopped, inheritStdio: !!o.inheritStdio, stub: o.stub,
+      };
+      const img = readImage(path);
+      try {
+        if (o.check) {
+          const reasons = checkRestore(img, opts);
+          if (o.json) printJson({ restorable: reasons.length === 0, reasons });
+          else if (reasons.length === 0) process.stdout.write(`${path}: restorable\n`);
+          else for (const r of reasons) process.stdout.write(`${r.code}\t${r.where}\t${r.text}\n`);
+          return reasons.length === 0 ? EXIT_OK : EXIT_FAIL;
+        }
+        const r = restoreImage(img, opts);
+        if (o.json) printJson({ pid: r.pid, tids: r.tids, pagesWritten: r.pagesWritten, seconds: r.seconds, stopped: opts.stopped });
+        else process.stdout.write(`${r.pid}\n`);
+        return EXIT_OK;
+      } finally { img.close(); }
+    }));
+}

@@ -1,0 +1,240 @@
+/**
+ * ELF core file -> model. The notes become tasks, threads, credentials and the
+ * auxiliary vector; every PT_LOAD becomes a VMA whose pages are read straight
+ * from the core file into the kernels' memory when the writer asks for them, so
+ * a core of any size converts in bounded memory. NT_FILE names the file behind
+ * each mapping (the kernel's page_size 4096 and gdb's page_size 1 both work);
+ * file mappings that a core lists in NT_FILE but has no PT_LOAD for (gcore skips
+ * unmodified file mappings) become VMAs without pages.
+ *
+ * What an ELF core does not hold is left at neutral values: namespaces, rlimits,
+ * open files, environment, mm_struct boundaries. Signal information (NT_SIGINFO,
+ * pr_cursig) has no place in the model and is dropped.
+ */
+import * as fs from 'node:fs';
+import { CrimgError } from '../errors.js';
+import { kernels } from '../kernels/index.js';
+import type { Kernels } from '../kernels/api.js';
+import { claimRegion, releaseRegion } from '../kernels/arena.js';
+import {
+  type Model, type Task, type Thread, type Vma, type PageSource, type XState, HeaderFlags, Prot, VmaFlags, NO_PAGES,
+  defaultRlimits, emptyCreds, emptyNsIds, freshFxsave, newThread,
+} from '../model.js';
+import { REG_INDEX } from '../schema.js';
+import { type Source, type SourceTarget, openSource } from '../source.js';
+import { CORE_PAGE, PF_R, PF_W, PF_X, AT_SYSINFO_EHDR, AT_PHDR, AT_ENTRY, AT_UID, AT_EUID, AT_GID, AT_EGID, VSYSCALL_ADDR, XSTATE_XCR0_OFFSET } from './consts.js';
+import { type ParsedCore, type CoreSegment, type CoreThread, type CoreFileEntry, parseCore } from './parse.js';
+import { guessLayout, isCompacted, toIntelExt, XSAVE_LEGACY_BYTES, type XsaveComponent } from './xsave.js';
+
+export interface ElfImportOptions {
+  kernels?: Kernels;
+  /** Creation time for the model's header (default: the core file's mtime to the microsecond, or 0 for a non-file source). */
+  createdNs?: bigint;
+  /** Checkpoint id for the header (default 0). */
+  crid?: bigint;
+}
+
+/** An opened core: its model (pages read lazily from the core) and what was parsed. Close it when done. */
+export interface ElfCore {
+  readonly model: Model;
+  readonly core: ParsedCore;
+  readonly source: Source;
+  close(): void;
+}
+
+const PAGE = BigInt(CORE_PAGE);
+const pageUp = (v: bigint): bigint => (v + PAGE - 1n) & ~(PAGE - 1n);
+
+/** The pages of one PT_LOAD, read from the core file on demand. Pages past p_filesz are absent. */
+class CoreSegmentPages implements PageSource {
+  private readonly filePages: number;
+  constructor(private readonly src: Source, private readonly seg: CoreSegment, npages: number) {
+    this.filePages = Math.min(npages, Math.ceil(seg.filesz / CORE_PAGE));
+  }
+  runs(): Iterable<[number, number]> {
+    return this.filePages > 0 ? [[0, this.filePages]] : [];
+  }
+  read(k: Kernels, dst: number, first: number, n: number): void {
+    const len = n * CORE_PAGE;
+    const from = first * CORE_PAGE;
+    const avail = Math.max(0, Math.min(len, this.seg.filesz - from));
+    let got = 0;
+    if (avail > 0) {
+      // Straight into the kernels' memory: no intermediate buffer.
+      got = this.src.pread(k.u8().subarray(dst, dst + avail), this.seg.offset + from);
+      if (got < avail) {
+        throw new CrimgError('TRUNCATED', `core ends inside PT_LOAD ${this.seg.index} (file shrank while converting)`, { offset: this.seg.offset + from + got });
+      }
+    }
+    k.u8().fill(0, dst + got, dst + len);
+  }
+}
+
+function protOf(flags: number): number {
+  return (flags & PF_R ? Prot.READ : 0) | (flags & PF_W ? Prot.WRITE : 0) | (flags & PF_X ? Prot.EXEC : 0);
+}
+
+function auxGet(auxv: bigint[] | null, type: number): bigint | undefined {
+  if (!auxv) return undefined;
+  for (let i = 0; i + 1 < auxv.length; i += 2) if (auxv[i] === BigInt(type)) return auxv[i + 1];
+  return undefined;
+}
+
+/** The XSAVE area of a core as the model's XState (Intel standard layout from offset 512). */
+function importXstate(area: Uint8Array, layout: readonly XsaveComponent[] | null, k: Kernels, at: number): XState {
+  let a = area;
+  if (isCompacted(a)) {
+    // Not written by Linux or gdb, but a compacted area is unambiguous: expand it.
+    const cap = 1 << 20;
+    const r = claimRegion(k, a.length + cap);
+    try {
+      k.u8().set(a, r);
+      const n = k.xsaveToStandard(r, a.length, r + a.length, cap);
+      if (n === 0) throw new CrimgError('BAD_CORE', 'NT_X86_XSTATE is a malformed compacted XSAVE area', { offset: at });
+      a = k.u8().slice(r + a.length, r + a.length + n);
+    } finally { releaseRegion(k, r); }
+  }
+  const dv = new DataView(a.buffer, a.byteOffset, a.byteLength);
+  let xcr0 = dv.getBigUint64(XSTATE_XCR0_OFFSET, true);
+  // A zero XCR0 slot (some tools leave it empty): the components the area says are in use.
+  if (xcr0 === 0n) xcr0 = dv.getBigUint64(XSAVE_LEGACY_BYTES, true) | 3n;
+  return { xcr0, ext: toIntelExt(a, xcr0, guessLayout(xcr0, a.length, layout)) };
+}
+
+function importThread(t: CoreThread, core: ParsedCore, k: Kernels): Thread {
+  const th = newThread(t.tid);
+  th.regs.set(t.regs);
+  if (t.fpregs) th.fpu = t.fpregs.slice();
+  else if (t.xstate) { th.fpu = t.xstate.slice(0, XSAVE_LEGACY_BYTES); th.fpu.fill(0, XSTATE_XCR0_OFFSET); }
+  else th.fpu = freshFxsave();
+  th.xstate = t.xstate ? importXstate(t.xstate, core.xsaveLayout, k, t.xstateOffset) : null;
+  th.sigmask = t.sighold;
+  th.sigpending = t.sigpend;
+  return th;
+}
+
+/** NT_FILE entry covering address a, if any. */
+function fileAt(files: CoreFileEntry[] | null, a: bigint): CoreFileEntry | undefined {
+  return files?.find((f) => f.start <= a && a < f.end);
+}
+
+/** Name and flags of a VMA without a file: what can be told from the auxiliary vector and the stack pointer. */
+function pseudo(start: bigint, end: bigint, vdso: bigint | undefined, rsp: bigint): { path: string | null; flags: number } {
+  if (start === VSYSCALL_ADDR) return { path: '[vsyscall]', flags: VmaFlags.VSYSCALL };
+  if (vdso !== undefined && start === vdso) return { path: '[vdso]', flags: VmaFlags.VDSO };
+  if (start <= rsp && rsp < end) return { path: '[stack]', flags: VmaFlags.ANON | VmaFlags.STACK | VmaFlags.GROWSDOWN };
+  return { path: null, flags: VmaFlags.ANON };
+}
+
+const DELETED = ' (deleted)';
+
+function fileVma(start: bigint, end: bigint, prot: number, f: CoreFileEntry, pages: PageSource): Vma {
+  return {
+    start, end, prot, flags: f.path.endsWith(DELETED) ? VmaFlags.FILE_DELETED : 0,
+    pgoff: (f.fileOfs + (start - f.start)) / PAGE, devMajor: 0, devMinor: 0, inode: 0n, path: f.path, pages,
+  };
+}
+
+/** Build the model of a parsed core whose segments are read from src. */
+export function coreToModel(core: ParsedCore, src: Source, opts: ElfImportOptions = {}): Model {
+  const k = opts.kernels ?? kernels();
+  const ps = core.psinfo;
+  const pid = ps && ps.pid > 0 && core.threads.some((t) => t.tid === ps.pid) ? ps.pid : core.threads[0]!.tid;
+  const main = core.threads.find((t) => t.tid === pid)!;
+  const threads = core.threads.map((t) => importThread(t, core, k));
+  if (ps?.sname) threads[core.threads.indexOf(main)]!.state = ps.sname;
+
+  const vdso = auxGet(core.auxv, AT_SYSINFO_EHDR);
+  const rsp = main.regs[REG_INDEX.rsp]!;
+  const vmas: Vma[] = [];
+  for (const seg of core.segments) {
+    const start = seg.vaddr;
+    const end = pageUp(seg.vaddr + seg.memsz);
+    const npages = Number((end - start) / PAGE);
+    const pages = new CoreSegmentPages(src, seg, npages);
+    const f = fileAt(core.files, start);
+    if (f) vmas.push(fileVma(start, end, protOf(seg.flags), f, pages));
+    else {
+      const p = pseudo(start, end, vdso, rsp);
+      vmas.push({ start, end, prot: protOf(seg.flags), flags: p.flags, pgoff: 0n, devMajor: 0, devMinor: 0, inode: 0n, path: p.path, pages });
+    }
+  }
+  // File mappings that have no PT_LOAD (gcore leaves out unmodified file mappings): VMAs without pages.
+  const segs = core.segments;
+  for (const f of core.files ?? []) {
+    let at = f.start & ~(PAGE - 1n);
+    const fend = pageUp(f.end);
+    for (const s of segs) {
+      const sEnd = pageUp(s.vaddr + s.memsz);
+      if (sEnd <= at || s.vaddr >= fend) continue;
+      if (s.vaddr > at) vmas.push(fileVma(at, s.vaddr, Prot.READ, f, NO_PAGES));
+      at = sEnd > at ? sEnd : at;
+    }
+    if (at < fend) vmas.push(fileVma(at, fend, Prot.READ, f, NO_PAGES));
+  }
+  vmas.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+  for (let i = 1; i < vmas.length; i++) {
+    if (vmas[i]!.start < vmas[i - 1]!.end) {
+      throw new CrimgError('BAD_CORE', `NT_FILE entries overlap at 0x${vmas[i]!.start.toString(16)}`, { offset: core.notes.find((n) => n.type === 0x46494c45)?.offset ?? 0 });
+    }
+  }
+
+  const exeAt = auxGet(core.auxv, AT_PHDR) ?? auxGet(core.auxv, AT_ENTRY);
+  const exe = exeAt !== undefined ? fileAt(core.files, exeAt)?.path ?? '' : '';
+  const creds = emptyCreds();
+  const uid = ps?.uid ?? Number(auxGet(core.auxv, AT_UID) ?? 0n);
+  const gid = ps?.gid ?? Number(auxGet(core.auxv, AT_GID) ?? 0n);
+  const euid = Number(auxGet(core.auxv, AT_EUID) ?? BigInt(uid));
+  const egid = Number(auxGet(core.auxv, AT_EGID) ?? BigInt(gid));
+  Object.assign(creds, { uid, gid, euid, egid, suid: euid, sgid: egid, fsuid: euid, fsgid: egid });
+
+  const task: Task = {
+    pid, tgid: pid,
+    ppid: ps?.ppid ?? main.ppid, pgid: ps?.pgrp ?? main.pgrp, sid: ps?.sid ?? main.sid,
+    comm: ps?.fname ?? '', exe, cwd: '', root: '/',
+    args: ps?.psargs ? ps.psargs.split(' ').filter((s) => s.length > 0) : [],
+    env: [], personality: 0, exitSignal: 17, creds, rlimits: defaultRlimits(), ns: emptyNsIds(),
+    threads,
+    mm: {
+      startCode: 0n, endCode: 0n, startData: 0n, endData: 0n, startBrk: 0n, brk: 0n, startStack: 0n,
+      argStart: 0n, argEnd: 0n, envStart: 0n, envEnd: 0n, auxv: core.auxv ?? [], vmas,
+    },
+    files: [], nocr: [],
+  };
+  return {
+    header: {
+      crid: opts.crid ?? 0n, createdNs: opts.createdNs ?? 0n, flags: HeaderFlags.CORE, tool: 'crimg (from ELF core)',
+      uts: { sysname: 'Linux', nodename: '', release: '', version: '', machine: 'x86_64', domainname: '' },
+      freezeNs: 0n,
+    },
+    namespaces: [],
+    tasks: [task],
+  };
+}
+
+/**
+ * Open an x86_64 Linux ELF core file (the kernel's or gdb's gcore's) as a model.
+ * Headers and notes are checked now (BAD_CORE, TRUNCATED); page contents are read
+ * from the core when the model's page sources are asked for them.
+ */
+export function fromElfCore(target: SourceTarget, opts: ElfImportOptions = {}): ElfCore {
+  const src = openSource(target);
+  const owns = src !== target;
+  try {
+    const core = parseCore(src);
+    let createdNs = opts.createdNs;
+    if (createdNs === undefined) {
+      createdNs = 0n;
+      if (typeof target === 'string') {
+        // The core's mtime, to the microsecond (what file times carry through utimes, see toElfCore).
+        try { createdNs = ((fs.statSync(target, { bigint: true }).mtimeNs + 500n) / 1000n) * 1000n; } catch { /* keep 0 */ }
+      }
+    }
+    const model = coreToModel(core, src, { ...opts, createdNs });
+    let closed = false;
+    return { model, core, source: src, close: () => { if (!closed && owns) src.close(); closed = true; } };
+  } catch (e) {
+    if (owns) src.close();
+    throw e;
+  }
+}

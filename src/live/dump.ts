@@ -1,0 +1,268 @@
+/**
+ * Live checkpoint: freeze a process (tree), write its image while it is frozen,
+ * then let it continue exactly where it was (or leave it stopped, or kill it).
+ *
+ * Whatever goes wrong (the target exits, the disk fills, crimg is interrupted),
+ * every thread is detached and resumed and no partial image is left behind.
+ *
+ * The image header carries the freeze time. It is only known once the target was
+ * let go, after the last page was written, so the header of a file or memory
+ * image is patched in place before the image is moved into place (its record
+ * checksum and the whole-image checksum in the trailer are recomputed).
+ */
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import { CrimgError, ioError } from '../errors.js';
+import { kernels as defaultKernels } from '../kernels/index.js';
+import type { Kernels } from '../kernels/api.js';
+import { claimRegion, claimSlot, releaseRegion, releaseSlot } from '../kernels/arena.js';
+import { type Model, type NocrReason, type Task, HeaderFlags } from '../model.js';
+import { RECORD_HEADER_BYTES, MAGIC_BYTES, pad8, K } from '../schema.js';
+import { FileSink, MemorySink, type Sink, type SinkTarget, openSink } from '../sink.js';
+import { type WriteResult, writeImage } from '../writer.js';
+import { checkProcesses } from './check.js';
+import { collectTask, collectThread, hostUts, namespacesOf } from './collect.js';
+import { Freezer, type ReleaseMode, checkTarget } from './freeze.js';
+import { isSysError } from './libc.js';
+import { ProcMemory } from './pages.js';
+import { type FdInfo, exists, readFds } from './proc.js';
+
+export const TOOL = 'crimg 0.1.0';
+
+export interface DumpOptions {
+  /** Also dump every descendant process. */
+  tree?: boolean;
+  /** What happens to the target after a successful dump (default resume; on failure it is always resumed). */
+  after?: ReleaseMode;
+  /** Dump even when check finds reasons the target cannot be restarted faithfully (they are recorded in the image). */
+  force?: boolean;
+  /** Checkpoint id for the header (default: random). */
+  crid?: bigint;
+  kernels?: Kernels;
+  fsync?: boolean;
+  /** Called with the bytes written so far. */
+  onProgress?: (bytes: number) => void;
+  /** Aborting it stops the dump: the target is resumed, the partial image removed, INTERRUPTED thrown. */
+  signal?: AbortSignal;
+  /** Keep the target frozen this long before reading it (testing aid for interruption). */
+  holdFrozenMs?: number;
+}
+
+export interface DumpResult extends WriteResult {
+  crid: bigint;
+  /** Nanoseconds the target was frozen (first PTRACE_SEIZE to the last thread let go). */
+  freezeNs: bigint;
+  /** Whether the header of the image carries freezeNs (false for sinks that cannot be patched). */
+  freezeInHeader: boolean;
+  tasks: { pid: number; comm: string; threads: number[]; vmas: number; pagesRead: number }[];
+  nocr: NocrReason[];
+  /** Signals the target received while being frozen (delivered to it as usual). */
+  signalsDelivered: number[];
+  /** Pages read through /proc/PID/mem because process_vm_readv could not. */
+  memFallbackPages: number;
+  /** Pages nothing could read (stored as zero). */
+  unreadablePages: number;
+  after: ReleaseMode;
+}
+
+function interrupted(signal?: AbortSignal): CrimgError {
+  const why = signal?.reason;
+  return new CrimgError('INTERRUPTED', `dump interrupted${typeof why === 'string' ? ` by ${why}` : ''}; the target was resumed and no image was written`);
+}
+
+const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+async function checkpoint(signal?: AbortSignal): Promise<void> {
+  await tick();
+  if (signal?.aborted) throw interrupted(signal);
+}
+
+/** A sink that yields to the event loop between writes (so SIGINT/SIGTERM handlers run) and runs a hook before closing. */
+class DumpSink implements Sink {
+  beforeClose: (() => Promise<void>) | null = null;
+  constructor(readonly inner: Sink, readonly signal?: AbortSignal) {}
+  get written(): number { return this.inner.written; }
+  async write(b: Uint8Array): Promise<void> {
+    const r = this.inner.write(b);
+    if (r) await r;
+    await checkpoint(this.signal);
+  }
+  async close(): Promise<void> {
+    if (this.beforeClose) await this.beforeClose();
+    await this.inner.close();
+  }
+  abort(): void { this.inner.abort(); }
+}
+
+// ------------------------------------------------------------------ header patch
+
+interface Patchable { read(pos: number, n: number): Uint8Array; write(pos: number, b: Uint8Array): void; size: number }
+
+function patchableOf(s: Sink): Patchable | null {
+  if (s instanceof FileSink) {
+    const fd = s.fd;
+    return {
+      size: s.written,
+      read: (pos, n) => { const b = new Uint8Array(n); let o = 0; while (o < n) { const r = fs.readSync(fd, b, o, n - o, pos + o); if (r <= 0) break; o += r; } return b; },
+      write: (pos, b) => { let o = 0; while (o < b.length) o += fs.writeSync(fd, b, o, b.length - o, pos + o); },
+    };
+  }
+  if (s instanceof MemorySink) {
+    const all = s.bytes();
+    return { size: all.length, read: (pos, n) => all.slice(pos, pos + n), write: (pos, b) => { all.set(b, pos); } };
+  }
+  return null;
+}
+
+const HEADER_FREEZE_AT = 16; // HEADER payload: crid u64, createdNs u64, freezeNs u64, ...
+
+/** Rewrite freezeNs in the HEADER record of a finished image and recompute the checksums that cover it. */
+export function patchFreezeNs(img: Patchable, freezeNs: bigint, k: Kernels): void {
+  const hdrAt = MAGIC_BYTES;
+  const h = img.read(hdrAt, RECORD_HEADER_BYTES);
+  const hv = new DataView(h.buffer);
+  if (hv.getUint16(0, true) !== K.HEADER) throw new CrimgError('INTERNAL', 'image does not start with a HEADER record');
+  const len = hv.getUint32(4, true);
+  const payload = img.read(hdrAt + RECORD_HEADER_BYTES, pad8(len));
+  new DataView(payload.buffer).setBigUint64(HEADER_FREEZE_AT, freezeNs, true);
+  const scratch = claimRegion(k, Math.max(pad8(len) + 8, 4096));
+  const slot = claimSlot(k);
+  try {
+    const put = (b: Uint8Array, at = 0): void => { k.u8().set(b, scratch + at); };
+    // record checksum: XXH3-64 of the padded payload followed by the first 8 header bytes
+    put(payload); put(h.subarray(0, 8), payload.length);
+    hv.setBigUint64(8, k.xxh3(scratch, payload.length + 8), true);
+    img.write(hdrAt, h);
+    img.write(hdrAt + RECORD_HEADER_BYTES, payload);
+    // whole-image checksum: the magic and every record header before the trailer
+    const trailerAt = img.size - (RECORD_HEADER_BYTES + 32);
+    const buf = new Uint8Array(4096);
+    let n = 0;
+    const drain = (): void => { put(buf.subarray(0, n)); k.xxh3Update(slot, scratch, n); n = 0; };
+    k.xxh3Init(slot);
+    buf.set(img.read(0, MAGIC_BYTES), 0);
+    n = MAGIC_BYTES;
+    let at = MAGIC_BYTES;
+    while (at < trailerAt) {
+      const rh = img.read(at, RECORD_HEADER_BYTES);
+      if (rh.length < RECORD_HEADER_BYTES) throw new CrimgError('INTERNAL', 'image ends inside a record while patching its header');
+      if (n + RECORD_HEADER_BYTES > buf.length) drain();
+      buf.set(rh, n);
+      n += RECORD_HEADER_BYTES;
+      at += RECORD_HEADER_BYTES + pad8(new DataView(rh.buffer).getUint32(4, true));
+    }
+    drain();
+    if (at !== trailerAt) throw new CrimgError('INTERNAL', 'record chain does not end at the trailer while patching the header');
+    const imageCsum = k.xxh3Digest(slot);
+    const th = img.read(trailerAt, RECORD_HEADER_BYTES + 32);
+    const tv = new DataView(th.buffer);
+    tv.setBigUint64(RECORD_HEADER_BYTES + 24, imageCsum, true);
+    put(th.subarray(RECORD_HEADER_BYTES)); put(th.subarray(0, 8), 32);
+    tv.setBigUint64(8, k.xxh3(scratch, 40), true);
+    img.write(trailerAt, th);
+  } finally {
+    releaseRegion(k, scratch);
+    releaseSlot(k, slot);
+  }
+}
+
+// ------------------------------------------------------------------ dump
+
+function mapError(e: unknown, pids: number[]): CrimgError {
+  if (e instanceof CrimgError) return e;
+  const gone = pids.find((p) => !exists(p));
+  if (gone !== undefined) return new CrimgError('NO_PROCESS', `process ${gone} exited during the dump`, { cause: e });
+  if (isSysError(e)) return new CrimgError('PTRACE', e.message, { cause: e });
+  const code = (e as NodeJS.ErrnoException)?.code;
+  if (code === 'EACCES' || code === 'EPERM') return new CrimgError('PERMISSION', (e as Error).message, { cause: e });
+  return ioError('dump', e);
+}
+
+/**
+ * Checkpoint the live process pid (with tree: and its descendants) into the sink.
+ * The sink may be a path (written under a temporary name and renamed when complete).
+ */
+export async function dumpProcess(pid: number, target: SinkTarget, options: DumpOptions = {}): Promise<DumpResult> {
+  const after = options.after ?? 'resume';
+  const k = options.kernels ?? defaultKernels();
+  checkTarget(pid);
+  if (options.signal?.aborted) throw interrupted(options.signal);
+  const inner = openSink(target, { fsync: options.fsync });
+  const sink = new DumpSink(inner, options.signal);
+  const fz = new Freezer();
+  const mems: ProcMemory[] = [];
+  const pids: number[] = [pid];
+  const crid = options.crid ?? randomBytes(8).readBigUInt64LE(0);
+  let freezeInHeader = false;
+  try {
+    fz.freeze(pid, !!options.tree);
+    pids.splice(0, pids.length, ...fz.procs.map((p) => p.pid));
+    if (options.holdFrozenMs) {
+      const until = Date.now() + options.holdFrozenMs;
+      while (Date.now() < until) {
+        await new Promise((r) => setTimeout(r, Math.min(20, until - Date.now())));
+        if (options.signal?.aborted) throw interrupted(options.signal);
+      }
+    }
+    await checkpoint(options.signal);
+
+    const fds = new Map<number, FdInfo[]>();
+    for (const p of pids) fds.set(p, readFds(p));
+    const nocr = checkProcesses(pids, { tree: options.tree, selfTraced: true, fds });
+    if (nocr.length && !options.force) {
+      const codes = [...new Set(nocr.map((r) => r.code))];
+      throw new CrimgError('UNSAFE', `process ${pid} cannot be checkpointed faithfully (${codes.join(', ')}): ${nocr[0]!.text}${nocr.length > 1 ? ` (and ${nocr.length - 1} more; see crimg check ${pid}${options.tree ? ' --tree' : ''})` : ''}; use --force to dump anyway`);
+    }
+
+    const tasks: Task[] = [];
+    for (const fp of fz.procs) {
+      const threads = fz.threadsOf(fp.pid).map((tid) => collectThread(fp.pid, tid, fp.threads.get(tid)!.stateBefore));
+      if (threads.length === 0) throw new CrimgError('NO_PROCESS', `process ${fp.pid} exited during the dump`);
+      const mem = new ProcMemory(fp.pid);
+      mems.push(mem);
+      const t = collectTask(fp.pid, threads, mem, fds.get(fp.pid));
+      t.nocr = nocr.filter((r) => r.pid === fp.pid);
+      tasks.push(t);
+    }
+    const model: Model = {
+      header: {
+        crid, createdNs: BigInt(Date.now()) * 1_000_000n, freezeNs: 0n,
+        flags: HeaderFlags.LIVE | (after === 'stop' ? HeaderFlags.LEFT_STOPPED : 0), tool: TOOL, uts: hostUts(),
+      },
+      namespaces: namespacesOf(tasks),
+      tasks,
+    };
+    await checkpoint(options.signal);
+
+    sink.beforeClose = async () => {
+      if (after === 'kill') fz.markEnd(); else fz.release(after);
+      const p = patchableOf(inner);
+      if (p) { patchFreezeNs(p, fz.freezeNs, k); freezeInHeader = true; }
+    };
+    const res = await writeImage(model, sink, { kernels: k, onProgress: options.onProgress });
+    if (after === 'kill') fz.release('kill');
+    const frozenPages = tasks.map((t) => (t.mm?.vmas ?? []).reduce((s, v) => {
+      let n = 0;
+      for (const [, c] of v.pages.runs(Number((v.end - v.start) / 4096n))) n += c;
+      return s + n;
+    }, 0));
+    return {
+      ...res, crid, freezeNs: fz.freezeNs, freezeInHeader, after,
+      tasks: tasks.map((t, i) => ({ pid: t.pid, comm: t.comm, threads: t.threads.map((x) => x.tid), vmas: t.mm?.vmas.length ?? 0, pagesRead: frozenPages[i]! })),
+      nocr,
+      signalsDelivered: fz.procs.flatMap((p) => p.reinjected),
+      memFallbackPages: mems.reduce((s, m) => s + m.memFallbackPages, 0),
+      unreadablePages: mems.reduce((s, m) => s + m.unreadablePages, 0),
+    };
+  } catch (e) {
+    sink.abort();
+    throw mapError(e, pids);
+  } finally {
+    for (const m of mems) m.close();
+    // on any failure the target goes on as if nothing happened
+    fz.release('resume');
+  }
+}
+
+/** Reasons the process (tree) cannot be checkpointed faithfully, read from /proc without stopping it. */
+export { checkProcesses } from './check.js';

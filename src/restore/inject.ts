@@ -1,0 +1,160 @@
+/**
+ * System-call injection into a ptrace-stopped thread.
+ *
+ * The tracee sits in a ptrace stop. To run one system call in it we set its
+ * registers (rax = number, rdi..r9 = arguments, rip = the address of a
+ * `syscall; int3` sequence, orig_rax = -1 so that the kernel does not apply
+ * its syscall-restart logic to the stop it leaves), continue it and wait for
+ * the SIGTRAP of the int3. rax then holds the result. The SIGTRAP is never
+ * delivered: the next PTRACE_CONT passes signal 0.
+ *
+ * The very first calls run from the code the stub was stopped in (we poke the
+ * sequence over the bytes at its rip; the stub is a throwaway process); after
+ * that the code lives in a "park" mapping that crimg places at an address that
+ * is free both in the stub and in the image.
+ */
+import {
+  PTRACE, PTRACE_EVENT, SIG, WAIT, WIFEXITED, WIFSIGNALED, WIFSTOPPED, WPTRACEEVENT, WSTOPSIG, WTERMSIG,
+  errnoName, ptrace, ptraceCont, ptraceGetEventMsg, ptraceGetRegs, ptraceSetRegs, processVmWrite, signalName,
+  waitpid,
+} from '../live/libc.js';
+
+export const NR = {
+  read: 0, write: 1, open: 2, close: 3, lseek: 8, mmap: 9, mprotect: 10, munmap: 11, brk: 12,
+  rt_sigprocmask: 14, mremap: 25, madvise: 28, dup2: 33, getpid: 39, clone: 56, fcntl: 72, chdir: 80, fchdir: 81,
+  setgroups: 116, setresuid: 117, setresgid: 119, personality: 135, prctl: 157, arch_prctl: 158, gettid: 186,
+  set_tid_address: 218, openat: 257, dup3: 292, prlimit64: 302, rseq: 334, close_range: 436,
+} as const;
+
+export function nrName(nr: number): string {
+  for (const [k, v] of Object.entries(NR)) if (v === nr) return k;
+  return `syscall ${nr}`;
+}
+
+/** user_regs_struct indices. */
+export const R = {
+  r15: 0, r14: 1, r13: 2, r12: 3, rbp: 4, rbx: 5, r11: 6, r10: 7, r9: 8, r8: 9, rax: 10, rcx: 11, rdx: 12,
+  rsi: 13, rdi: 14, orig_rax: 15, rip: 16, cs: 17, eflags: 18, rsp: 19, ss: 20, fs_base: 21, gs_base: 22,
+  ds: 23, es: 24, fs: 25, gs: 26,
+} as const;
+
+/** `syscall; int3; int3 ...` as a little-endian word. */
+export const SYSCALL_INT3 = 0xcccccccccccc050fn;
+
+const EFLAGS_TF = 0x100n, EFLAGS_DF = 0x400n;
+
+/** A system call that returned an error: errno is positive. */
+export class InjectError extends Error {
+  constructor(readonly nr: number, readonly errno: number, detail: string) {
+    super(`${nrName(nr)}${detail ? ` ${detail}` : ''}: ${errnoName(errno)}`);
+    this.name = 'InjectError';
+  }
+}
+
+type Arg = bigint | number;
+const big = (v: Arg): bigint => BigInt.asUintN(64, BigInt(v));
+
+/** Signed view of a 64-bit register value. */
+export const signed = (v: bigint): bigint => BigInt.asIntN(64, v);
+
+/** Waits for a stop of `tid` (any thread, __WALL); throws when the thread died instead. */
+export function waitStop(tid: number): number {
+  const { status } = waitpid(tid, WAIT.__WALL);
+  if (WIFEXITED(status)) throw new Error(`thread ${tid} exited with status ${(status >> 8) & 0xff}`);
+  if (WIFSIGNALED(status)) throw new Error(`thread ${tid} was killed by ${signalName(WTERMSIG(status))}`);
+  if (!WIFSTOPPED(status)) throw new Error(`thread ${tid}: unexpected wait status 0x${status.toString(16)}`);
+  return status;
+}
+
+export class Injector {
+  /** Address of the `syscall; int3` sequence used for injected calls. */
+  code: bigint;
+  /** Registers the thread had when it came under our control (template for injected calls). */
+  readonly base: BigUint64Array;
+  /** New threads reported by PTRACE_EVENT_CLONE during the last call. */
+  readonly cloned: number[] = [];
+
+  constructor(readonly tid: number, code?: bigint) {
+    this.base = ptraceGetRegs(tid);
+    this.base[R.eflags] = this.base[R.eflags]! & ~(EFLAGS_TF | EFLAGS_DF);
+    if (code === undefined) {
+      // bootstrap: overwrite the code at the current rip (the stub is a throwaway process)
+      code = this.base[R.rip]!;
+      ptrace(PTRACE.POKEDATA, tid, code, SYSCALL_INT3);
+    }
+    this.code = code;
+  }
+
+  /** Run one system call; returns the raw (signed) result, -errno on failure. */
+  raw(nr: number, ...args: Arg[]): bigint {
+    const r = new BigUint64Array(this.base);
+    r[R.rax] = big(nr);
+    r[R.orig_rax] = 0xffffffffffffffffn;
+    const regs = [R.rdi, R.rsi, R.rdx, R.r10, R.r8, R.r9];
+    for (let i = 0; i < 6; i++) r[regs[i]!] = i < args.length ? big(args[i]!) : 0n;
+    r[R.rip] = this.code;
+    ptraceSetRegs(this.tid, r);
+    ptraceCont(this.tid, 0);
+    for (;;) {
+      const st = waitStop(this.tid);
+      const ev = WPTRACEEVENT(st);
+      if (ev === PTRACE_EVENT.CLONE) {
+        this.cloned.push(Number(ptraceGetEventMsg(this.tid)));
+        ptraceCont(this.tid, 0);
+        continue;
+      }
+      const sig = WSTOPSIG(st);
+      if (ev === 0 && sig === SIG.SIGTRAP) break;
+      if (ev === PTRACE_EVENT.STOP) { ptraceCont(this.tid, 0); continue; }
+      throw new Error(`${nrName(nr)}: thread ${this.tid} stopped with ${signalName(sig)} at 0x${ptraceGetRegs(this.tid)[R.rip]!.toString(16)} instead of returning`);
+    }
+    const out = ptraceGetRegs(this.tid);
+    return signed(out[R.rax]!);
+  }
+
+  /** Run one system call; throws InjectError when it fails. */
+  call(nr: number, args: Arg[], detail = ''): bigint {
+    const v = this.raw(nr, ...args);
+    if (v < 0n && v >= -4095n) throw new InjectError(nr, Number(-v), detail);
+    return v;
+  }
+
+  /**
+   * Run a system call that removes the code it runs from (the last munmap of the park area), stopping at
+   * syscall exit: the thread never returns to the unmapped page; the caller sets its final registers next.
+   */
+  callAtExit(nr: number, args: Arg[], detail = ''): void {
+    const r = new BigUint64Array(this.base);
+    r[R.rax] = big(nr);
+    r[R.orig_rax] = 0xffffffffffffffffn;
+    const regs = [R.rdi, R.rsi, R.rdx, R.r10, R.r8, R.r9];
+    for (let i = 0; i < 6; i++) r[regs[i]!] = i < args.length ? big(args[i]!) : 0n;
+    r[R.rip] = this.code;
+    ptraceSetRegs(this.tid, r);
+    let entered = false;
+    ptrace(PTRACE.SYSCALL, this.tid, 0, 0);
+    for (;;) {
+      const st = waitStop(this.tid);
+      const sig = WSTOPSIG(st);
+      if (WPTRACEEVENT(st) === 0 && sig === (SIG.SIGTRAP | 0x80)) {
+        if (entered) break;
+        entered = true;
+        ptrace(PTRACE.SYSCALL, this.tid, 0, 0);
+        continue;
+      }
+      throw new Error(`${nrName(nr)}: thread ${this.tid} stopped with ${signalName(sig & 0x7f)} instead of a syscall stop`);
+    }
+    const v = signed(ptraceGetRegs(this.tid)[R.rax]!);
+    if (v < 0n && v >= -4095n) throw new InjectError(nr, Number(-v), detail);
+  }
+
+  /** Write bytes into the tracee (the target must be writable memory). */
+  write(addr: bigint, bytes: Uint8Array): void {
+    let done = 0;
+    while (done < bytes.length) {
+      const n = processVmWrite(this.tid, bytes.subarray(done), addr + BigInt(done));
+      if (n <= 0) throw new Error(`short write into ${this.tid} at 0x${(addr + BigInt(done)).toString(16)}`);
+      done += n;
+    }
+  }
+}

@@ -1,0 +1,467 @@
+/**
+ * Restore: bring one task of an image back to life.
+ *
+ * crimg starts a throwaway stub process (`sleep`), seizes it with ptrace and,
+ * by injecting system calls into it (see inject.ts), turns it into the task of
+ * the image:
+ *
+ *   1. a "park" mapping at an address free in both the stub and the image takes
+ *      the injection code and scratch data; the stub's rseq is unregistered and
+ *      its [vvar]/[vvar_vclock]/[vdso] are moved into the park;
+ *   2. every other mapping of the stub is removed;
+ *   3. every VMA of the image is recreated at its address with its protection and
+ *      flags (files reopened by path at their offset), and the stored pages are
+ *      written over it straight from WebAssembly memory with process_vm_writev
+ *      (zero pages of anonymous memory are skipped: they are zero already);
+ *   4. the vdso mappings move to the image's addresses; PR_SET_MM_MAP sets the
+ *      mm fields (code, data, brk, stack, args, env), the auxv and the exe link;
+ *   5. name, personality, rlimits, working directory, open files (at their fd
+ *      numbers, flags and positions; everything else closed);
+ *   6. one thread per extra thread of the image by an injected clone;
+ *   7. per thread: rseq registration, FXSAVE/XSAVE state (SETREGSET), signal mask
+ *      and registers (with interrupted system calls set up to restart, as the
+ *      kernel would have done); the main thread removes the park with its last
+ *      system call and gets its registers at that call's exit stop;
+ *   8. detach: the task runs on (or stays stopped with `stopped`).
+ *
+ * Every step that fails kills the stub (and so everything half-built) and
+ * reports the step, the address or fd, and the system error as RESTORE.
+ */
+import { CrimgError } from '../errors.js';
+import { FdKind, VmaFlags, type Task, type Thread, type Vma } from '../model.js';
+import type { Image } from '../reader.js';
+import { claimRegion, releaseRegion } from '../kernels/arena.js';
+import {
+  NT, PTRACE, PTRACE_O, SIG, WAIT, addressOf, isSysError, kill, ptrace, ptraceDetach, ptraceGetRegset, ptraceGetRseq,
+  ptraceInterrupt, ptraceSetRegs, ptraceSetRegset, ptraceSetSigmask, processVmWriteRaw, spawn, waitpid,
+} from '../live/libc.js';
+import { readFds, readMaps } from '../live/proc.js';
+import {
+  type CheckOptions, type RestoreReason, checkTask, checkXsave, fdReopenable, formatReasons, isFileVma, isSpecialVma,
+  pickTask,
+} from './check.js';
+import { Injector, NR, R, SYSCALL_INT3, signed, waitStop } from './inject.js';
+import { buildXstate, imageXstateBv, xstateXcr0 } from './xsave.js';
+
+export interface RestoreOptions extends CheckOptions {
+  /** Task of the image to restore (default: the only one). */
+  pid?: number;
+  /** Leave the restored task stopped (SIGSTOP) instead of letting it run. */
+  stopped?: boolean;
+  /** Stub program (default `sleep`, found in PATH). */
+  stub?: string;
+  /** For tests: fail on purpose when this step begins (everything built so far must be torn down). */
+  failAt?: string;
+}
+
+export interface RestoreResult {
+  pid: number;
+  tids: number[];
+  /** Pages written into the new process (non-zero pages of anonymous memory, all stored pages of file mappings). */
+  pagesWritten: number;
+  seconds: number;
+}
+
+const PAGE = 4096n;
+const PROT_READ = 1, PROT_WRITE = 2, PROT_EXEC = 4;
+const MAP_SHARED = 1, MAP_PRIVATE = 2, MAP_ANONYMOUS = 0x20, MAP_GROWSDOWN = 0x100;
+const MAP_FIXED_NOREPLACE = 0x100000;
+const MREMAP_MAYMOVE = 1, MREMAP_FIXED = 2;
+const O_RDONLY = 0, O_RDWR = 2, O_ACCMODE = 3, O_CREAT = 0o100, O_EXCL = 0o200, O_NOCTTY = 0o400, O_TRUNC = 0o1000;
+const O_DIRECTORY = 0o200000, O_CLOEXEC = 0o2000000;
+const AT_FDCWD = -100;
+const PR_SET_NAME = 15, PR_SET_MM = 35, PR_SET_MM_MAP = 14;
+const ARCH_REQ_XCOMP_PERM = 0x1023;
+const RSEQ_FLAG_UNREGISTER = 1;
+const CLONE_THREAD_FLAGS = 0x100 | 0x200 | 0x400 | 0x800 | 0x10000 | 0x40000; // VM FS FILES SIGHAND THREAD SYSVSEM
+const ERESTARTSYS = -512n, ERESTARTNOINTR = -513n, ERESTARTNOHAND = -514n, ERESTART_RESTARTBLOCK = -516n, EINTR = 4n;
+
+/** Park layout: code page, then scratch data, then room for the stub's vdso mappings. */
+const PARK_CODE = 4096n;
+const PARK_DATA = 60n * 1024n;
+const WRITE_CHUNK_PAGES = 1024;
+
+const hex = (v: bigint): string => `0x${v.toString(16)}`;
+
+/** Registers as the task must resume: an interrupted system call is set up the way the kernel restarts it. */
+export function resumeRegs(regs: BigUint64Array): BigUint64Array {
+  const r = new BigUint64Array(regs);
+  if (signed(r[R.orig_rax]!) >= 0n) {
+    const ax = signed(r[R.rax]!);
+    if (ax === ERESTARTSYS || ax === ERESTARTNOINTR || ax === ERESTARTNOHAND) {
+      r[R.rax] = r[R.orig_rax]!;
+      r[R.rip] = r[R.rip]! - 2n;
+    } else if (ax === ERESTART_RESTARTBLOCK) {
+      // the restart block (remaining sleep time ...) lived in the old kernel task: report an interruption
+      r[R.rax] = BigInt.asUintN(64, -EINTR);
+    }
+  }
+  return r;
+}
+
+/** Finds `size` bytes free of all the given ranges, 1 MiB aligned, from 4 GiB up. */
+function findHole(ranges: [bigint, bigint][], size: bigint): bigint {
+  const sorted = [...ranges].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  const align = 1n << 20n;
+  let at = 1n << 32n;
+  for (const [s, e] of sorted) {
+    if (e <= at) continue;
+    if (s >= at + size + align) break; // keep a gap below the next range
+    at = (e + align) & ~(align - 1n);
+  }
+  if (at + size > 0x7ff000000000n) throw new Error('no free address range for the restore park area');
+  return at;
+}
+
+class Step extends Error {
+  constructor(readonly step: string, readonly where: string, readonly cause0: unknown) {
+    super(`${step}${where ? ` at ${where}` : ''}: ${(cause0 as Error)?.message ?? String(cause0)}`);
+  }
+}
+
+export interface Prepared {
+  task: Task;
+  reasons: RestoreReason[];
+}
+
+/** Static checks (no process is created): the task to restore and the reasons it cannot be. */
+export function prepareRestore(image: Image, opts: RestoreOptions = {}): Prepared {
+  const { task, reasons } = pickTask(image.model, opts.pid);
+  if (!task) return { task: null as unknown as Task, reasons };
+  return { task, reasons: checkTask(image.model, task, opts) };
+}
+
+/** Everything `restore --check` reports: static checks plus the CPU's XSAVE features (asked of a short-lived stub). */
+export function checkRestore(image: Image, opts: RestoreOptions = {}): RestoreReason[] {
+  const p = prepareRestore(image, opts);
+  if (!p.task) return p.reasons;
+  return [...p.reasons, ...checkXsave(p.task, probeXcr0(opts.stub))];
+}
+
+/** XCR0 of this machine as the kernel reports it for a new process (null when the CPU has no XSAVE). */
+function probeXcr0(stub = 'sleep'): bigint | null {
+  const s = startStub(stub);
+  try {
+    return s.xstate ? xstateXcr0(s.xstate) : null;
+  } finally { killStub(s.pid, []); }
+}
+
+interface Stub { pid: number; xstate: Uint8Array | null }
+
+function startStub(stub: string): Stub {
+  const pid = spawn([stub, '2147483647']);
+  try {
+    ptrace(PTRACE.SEIZE, pid, 0, PTRACE_O.EXITKILL | PTRACE_O.TRACESYSGOOD | PTRACE_O.TRACECLONE);
+    ptraceInterrupt(pid);
+    waitStop(pid);
+    let xstate: Uint8Array | null = null;
+    const buf = new Uint8Array(64 * 1024);
+    try {
+      const n = ptraceGetRegset(pid, NT.X86_XSTATE, buf);
+      xstate = buf.slice(0, n);
+    } catch (e) {
+      if (!isSysError(e)) throw e; // no XSAVE: FXSAVE only
+    }
+    return { pid, xstate };
+  } catch (e) {
+    killStub(pid, []);
+    throw e;
+  }
+}
+
+/** Kill the stub (all its threads) and reap everything we traced. Never throws. */
+function killStub(pid: number, threads: number[]): void {
+  try { kill(pid, SIG.SIGKILL); } catch { /* gone already */ }
+  for (const tid of [...threads.filter((t) => t !== pid), pid]) {
+    for (;;) {
+      try {
+        const { status } = waitpid(tid, WAIT.__WALL);
+        if ((status & 0x7f) !== 0x7f) break; // exited or killed
+      } catch { break; } // ECHILD: reaped already
+    }
+  }
+}
+
+/** Restore one task of `image` as a new process; returns its pid. Throws NOT_RESTORABLE or RESTORE. */
+export function restoreImage(image: Image, opts: RestoreOptions = {}): RestoreResult {
+  const t0 = process.hrtime.bigint();
+  const prep = prepareRestore(image, opts);
+  if (prep.reasons.length) {
+    throw new CrimgError('NOT_RESTORABLE', `the image cannot be restored: ${formatReasons(prep.reasons)}`);
+  }
+  const task = prep.task;
+  const stub = startStub(opts.stub ?? 'sleep');
+  const pid = stub.pid;
+  const tids: number[] = [pid];
+  let where = '';
+  let stepName = 'start';
+  const step = <T>(name: string, at: string, fn: () => T): T => {
+    stepName = name; where = at;
+    if (opts.failAt === name) throw new Step(name, at, new Error('failing on purpose (failAt)'));
+    try { return fn(); } catch (e) {
+      if (e instanceof Step || e instanceof CrimgError) throw e;
+      throw new Step(name, at, e);
+    }
+  };
+  try {
+    const xr = checkXsave(task, stub.xstate ? xstateXcr0(stub.xstate) : null);
+    if (xr.length) throw new CrimgError('NOT_RESTORABLE', `the image cannot be restored: ${formatReasons(xr)}`);
+    const r = build(image, task, stub, tids, step, opts);
+    return { pid, tids: r.tids, pagesWritten: r.pages, seconds: Number(process.hrtime.bigint() - t0) / 1e9 };
+  } catch (e) {
+    killStub(pid, tids);
+    if (e instanceof CrimgError) {
+      if (e.code === 'NOT_RESTORABLE') throw e;
+      throw new CrimgError('RESTORE', `step ${stepName}${where ? ` at ${where}` : ''}: ${e.line()}; stub ${pid} killed`, { cause: e });
+    }
+    if (e instanceof Step) throw new CrimgError('RESTORE', `step ${e.message}; stub ${pid} killed`, { cause: e.cause0 });
+    throw new CrimgError('RESTORE', `step ${stepName}${where ? ` at ${where}` : ''}: ${(e as Error)?.message ?? String(e)}; stub ${pid} killed`, { cause: e });
+  }
+}
+
+type StepFn = <T>(name: string, at: string, fn: () => T) => T;
+
+function build(image: Image, task: Task, stub: Stub, tids: number[], step: StepFn, opts: RestoreOptions): { tids: number[]; pages: number } {
+  const pid = stub.pid;
+  const mm = task.mm!;
+  const leaderTh = task.threads.find((t) => t.tid === task.pid) ?? task.threads[0]!;
+  const others = task.threads.filter((t) => t !== leaderTh);
+
+  // ---- 1. park area, rseq, vdso
+  const stubMaps = step('read stub maps', '', () => readMaps(pid, false));
+  const specials = stubMaps.filter((m) => m.path === '[vvar]' || m.path === '[vvar_vclock]' || m.path === '[vdso]');
+  const specialBytes = specials.reduce((n, m) => n + (m.end - m.start), 0n);
+  const parkSize = PARK_CODE + PARK_DATA + specialBytes;
+  const park = step('choose park', '', () => findHole([
+    ...stubMaps.map((m) => [m.start, m.end] as [bigint, bigint]),
+    ...mm.vmas.map((v) => [v.start, v.end] as [bigint, bigint]),
+  ], parkSize));
+  const data = park + PARK_CODE;
+  const inj = step('bootstrap', '', () => new Injector(pid));
+  step('map park', hex(park), () => {
+    inj.call(NR.mmap, [park, parkSize, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0]);
+    const code = new Uint8Array(16).fill(0xcc);
+    new DataView(code.buffer).setBigUint64(0, SYSCALL_INT3, true);
+    inj.write(park, code);
+    inj.code = park;
+  });
+  const str = (s: string, off = 0n): bigint => {
+    const b = Buffer.from(`${s}\0`, 'utf8');
+    if (BigInt(b.length) + off > PARK_DATA) throw new Error(`path too long: ${s.slice(0, 64)}...`);
+    inj.write(data + off, b);
+    return data + off;
+  };
+  const rseq = ptraceGetRseq(pid);
+  if (rseq && rseq.ptr) {
+    step('unregister stub rseq', hex(rseq.ptr), () => inj.call(NR.rseq, [rseq.ptr, rseq.len, RSEQ_FLAG_UNREGISTER, rseq.sig]));
+  }
+  const parked = new Map<string, bigint>();
+  let at = park + PARK_CODE + PARK_DATA;
+  for (const m of specials) {
+    step('park vdso', `${m.path} ${hex(m.start)}`, () => inj.call(NR.mremap, [m.start, m.end - m.start, m.end - m.start, MREMAP_MAYMOVE | MREMAP_FIXED, at]));
+    parked.set(m.path, at);
+    at += m.end - m.start;
+  }
+
+  // ---- 2. empty the stub
+  for (const m of stubMaps) {
+    if (specials.includes(m) || m.path === '[vsyscall]') continue;
+    step('unmap stub', `${hex(m.start)}-${hex(m.end)}`, () => inj.call(NR.munmap, [m.start, m.end - m.start]));
+  }
+
+  // ---- 3. the image's memory
+  const k = image.k;
+  const chunkBytes = WRITE_CHUNK_PAGES * 4096;
+  const region = claimRegion(k, chunkBytes + 4096);
+  let pages = 0;
+  const fileFds = new Map<string, number>();
+  try {
+    const vmas = mm.vmas.filter((v) => !isSpecialVma(v)).sort((a, b) => (a.start < b.start ? -1 : 1));
+    for (const v of vmas) {
+      const at = `vma ${hex(v.start)}-${hex(v.end)}${v.path ? ` ${v.path}` : ''}`;
+      const len = v.end - v.start;
+      const npages = Number(len / PAGE);
+      const file = isFileVma(v);
+      const shared = (v.flags & VmaFlags.SHARED) !== 0;
+      const runs = file && shared ? [] : [...v.pages.runs(npages)];
+      const needWrite = runs.length > 0 && !(v.prot & PROT_WRITE);
+      const prot = v.prot | (needWrite ? PROT_WRITE : 0);
+      let flags = (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_FIXED_NOREPLACE;
+      if (v.flags & VmaFlags.GROWSDOWN) flags |= MAP_GROWSDOWN;
+      let fd = -1;
+      if (file) {
+        const mode = shared && (v.prot & PROT_WRITE) ? O_RDWR : O_RDONLY;
+        const key = `${mode}\0${v.path}`;
+        fd = fileFds.get(key) ?? -1;
+        if (fd < 0) {
+          fd = step('open mapped file', at, () => Number(inj.call(NR.openat, [AT_FDCWD, str(v.path!), mode | O_CLOEXEC, 0], v.path!)));
+          fileFds.set(key, fd);
+        }
+      } else flags |= MAP_ANONYMOUS;
+      step('map', at, () => {
+        const got = inj.call(NR.mmap, [v.start, len, prot, flags, fd, file ? v.pgoff * PAGE : 0n]);
+        if (BigInt.asUintN(64, got) !== v.start) throw new Error(`mmap placed it at ${hex(BigInt.asUintN(64, got))}`);
+      });
+      if (runs.length) {
+        pages += step('write pages', at, () => writeRuns(image, pid, v, runs, region, !file));
+        if (needWrite) step('protect', at, () => inj.call(NR.mprotect, [v.start, len, v.prot]));
+      }
+    }
+  } finally {
+    releaseRegion(k, region);
+  }
+  for (const fd of fileFds.values()) step('close mapped file', `fd ${fd}`, () => inj.call(NR.close, [fd]));
+
+  // ---- 4. vdso to its place, mm fields, exe
+  for (const m of specials) {
+    const target = mm.vmas.find((v) => v.path === m.path);
+    const from = parked.get(m.path)!;
+    if (target) step('place vdso', `${m.path} ${hex(target.start)}`, () => inj.call(NR.mremap, [from, m.end - m.start, m.end - m.start, MREMAP_MAYMOVE | MREMAP_FIXED, target.start]));
+    else step('drop vdso', m.path, () => inj.call(NR.munmap, [from, m.end - m.start]));
+  }
+  step('mm fields', '', () => {
+    const exeFd = Number(inj.call(NR.openat, [AT_FDCWD, str(task.exe), O_RDONLY | O_CLOEXEC, 0], task.exe));
+    const auxv = [...mm.auxv, 0n, 0n];
+    const b = new Uint8Array(104 + auxv.length * 8);
+    const dv = new DataView(b.buffer);
+    const f = [mm.startCode, mm.endCode, mm.startData, mm.endData, mm.startBrk, mm.brk, mm.startStack, mm.argStart, mm.argEnd, mm.envStart, mm.envEnd];
+    f.forEach((x, i) => dv.setBigUint64(i * 8, x, true));
+    const auxvAt = data + 1024n;
+    dv.setBigUint64(88, auxvAt, true);
+    dv.setUint32(96, auxv.length * 8, true);
+    dv.setUint32(100, exeFd, true);
+    inj.write(data, b.subarray(0, 104));
+    const a = new Uint8Array(auxv.length * 8);
+    const adv = new DataView(a.buffer);
+    auxv.forEach((x, i) => adv.setBigUint64(i * 8, x, true));
+    inj.write(auxvAt, a);
+    inj.call(NR.prctl, [PR_SET_MM, PR_SET_MM_MAP, data, 104, 0], 'PR_SET_MM_MAP');
+    inj.call(NR.close, [exeFd]);
+  });
+
+  // ---- 5. process attributes and files
+  step('comm', task.comm, () => inj.call(NR.prctl, [PR_SET_NAME, str(task.comm.slice(0, 15)), 0, 0, 0]));
+  step('personality', hex(BigInt(task.personality)), () => inj.call(NR.personality, [task.personality >>> 0]));
+  task.rlimits.forEach((rl, i) => {
+    step('rlimit', `resource ${i}`, () => {
+      const b = new Uint8Array(16);
+      const dv = new DataView(b.buffer);
+      dv.setBigUint64(0, rl.cur, true);
+      dv.setBigUint64(8, rl.max, true);
+      inj.write(data, b);
+      inj.call(NR.prlimit64, [0, i, data, 0]);
+    });
+  });
+  if (task.cwd) step('cwd', task.cwd, () => inj.call(NR.chdir, [str(task.cwd)], task.cwd));
+  restoreFiles(task, pid, inj, str, step, opts);
+
+  // ---- 6. threads
+  const injs = new Map<Thread, Injector>([[leaderTh, inj]]);
+  for (const th of others) {
+    step('clone thread', `thread ${th.tid}`, () => {
+      inj.cloned.length = 0;
+      const tid = Number(inj.call(NR.clone, [CLONE_THREAD_FLAGS, 0, 0, 0, 0]));
+      tids.push(tid);
+      waitStop(tid);
+      injs.set(th, new Injector(tid, park));
+    });
+  }
+
+  // ---- 7. per-thread state; the leader last
+  for (const th of [...others, leaderTh]) {
+    const ti = injs.get(th)!;
+    const tid = ti.tid;
+    const at = `thread ${th.tid} (now ${tid})`;
+    if (imageXstateBv(th) & (1n << 18n)) step('AMX permission', at, () => ti.call(NR.arch_prctl, [ARCH_REQ_XCOMP_PERM, 18]));
+    if (th.rseq && th.rseq.ptr) {
+      const rs = th.rseq;
+      step('rseq', `${at} ${hex(rs.ptr)}`, () => ti.call(NR.rseq, [rs.ptr, rs.len, 0, rs.sig]));
+    }
+    step('fpu', at, () => {
+      if (stub.xstate) ptraceSetRegset(tid, NT.X86_XSTATE, buildXstate(stub.xstate, th));
+      else ptraceSetRegset(tid, NT.PRFPREG, th.fpu.subarray(0, 512));
+    });
+    step('sigmask', at, () => ptraceSetSigmask(tid, th.sigmask));
+    if (th === leaderTh) {
+      if (opts.failAt === 'unmap park') throw new Step('unmap park', hex(park), new Error('failing on purpose (failAt)'));
+      step('unmap park', hex(park), () => ti.callAtExit(NR.munmap, [park, PARK_CODE + PARK_DATA]));
+    }
+    step('registers', at, () => ptraceSetRegs(tid, resumeRegs(th.regs)));
+  }
+
+  // ---- 8. let it go
+  step('detach', '', () => {
+    if (opts.stopped) kill(pid, SIG.SIGSTOP);
+    for (const t of [...tids.filter((x) => x !== pid), pid]) ptraceDetach(t, 0);
+  });
+  return { tids, pages };
+}
+
+/** Writes the stored pages of a VMA into the new process; returns pages written. */
+function writeRuns(image: Image, pid: number, v: Vma, runs: [number, number][], region: number, skipZero: boolean): number {
+  const k = image.k;
+  const bitmap = region + WRITE_CHUNK_PAGES * 4096;
+  let written = 0;
+  for (const [first, count] of runs) {
+    for (let p = first; p < first + count; p += WRITE_CHUNK_PAGES) {
+      const n = Math.min(WRITE_CHUNK_PAGES, first + count - p);
+      v.pages.read(k, region, p, n);
+      const base = addressOf(k.u8());
+      const put = (i: number, m: number): void => {
+        const len = m * 4096;
+        const remote = v.start + BigInt(p + i) * PAGE;
+        let done = 0;
+        while (done < len) {
+          const w = processVmWriteRaw(pid, base + region + i * 4096 + done, remote + BigInt(done), len - done);
+          if (w <= 0) throw new Error(`short write at ${hex(remote + BigInt(done))}`);
+          done += w;
+        }
+        written += m;
+      };
+      if (!skipZero) { put(0, n); continue; }
+      k.zeroScan(region, n, bitmap);
+      const m = k.u8();
+      const bdv = new DataView(m.buffer, m.byteOffset + bitmap, Math.ceil(n / 64) * 8);
+      let i = 0;
+      while (i < n) {
+        const bit = (j: number): number => (bdv.getUint32((j >> 5) * 4, true) >>> (j & 31)) & 1;
+        if (!bit(i)) { i++; continue; }
+        let j = i + 1;
+        while (j < n && bit(j)) j++;
+        put(i, j - i);
+        i = j;
+      }
+    }
+  }
+  return written;
+}
+
+function restoreFiles(task: Task, pid: number, inj: Injector, str: (s: string, off?: bigint) => bigint, step: StepFn, opts: RestoreOptions): void {
+  const inherit = new Set<number>();
+  for (const f of task.files) if (opts.inheritStdio && f.fd <= 2 && f.kind === FdKind.OTHER && !fdReopenable(f)) inherit.add(f.fd);
+  const have = step('list stub fds', '', () => readFds(pid).map((f) => f.fd));
+  for (const fd of have) {
+    if (inherit.has(fd)) continue;
+    step('close stub fd', `fd ${fd}`, () => inj.call(NR.close, [fd]));
+  }
+  for (const f of [...task.files].sort((a, b) => a.fd - b.fd)) {
+    if (inherit.has(f.fd)) continue;
+    const at = `fd ${f.fd} ${f.path}`;
+    const dir = f.kind === FdKind.DIRECTORY;
+    let flags = (f.flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_CLOEXEC)) | O_NOCTTY;
+    if (dir) flags = (flags & ~O_ACCMODE) | O_DIRECTORY;
+    if (f.cloexec) flags |= O_CLOEXEC;
+    const got = step('open file', at, () => Number(inj.call(NR.openat, [AT_FDCWD, str(f.path), flags, 0], f.path)));
+    if (got !== f.fd) {
+      step('dup file', at, () => {
+        inj.call(NR.dup3, [got, f.fd, f.cloexec ? O_CLOEXEC : 0]);
+        inj.call(NR.close, [got]);
+      });
+    }
+    if (f.kind === FdKind.REGULAR || (dir && f.pos !== 0n)) {
+      step('seek file', `${at} pos ${f.pos}`, () => inj.call(NR.lseek, [f.fd, f.pos, 0]));
+    }
+  }
+}
+
+export const _internal = { findHole };
