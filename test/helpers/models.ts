@@ -10,9 +10,10 @@ export function rng(seed: number): () => number {
 }
 
 /** A model with two tasks, threads with distinct registers, VMAs with data, zero and absent pages. */
-export function smallModel(seed = 1, opts: { pages?: number } = {}): Model {
+export function smallModel(seed = 1, opts: { pages?: number; anonPages?: number } = {}): Model {
   const r = rng(seed);
   const npages = opts.pages ?? 5;
+  const anonPages = opts.anonPages ?? 300;
   const mkData = (n: number, zeroEvery = 3): Uint8Array => {
     const d = new Uint8Array(n * 4096);
     for (let p = 0; p < n; p++) {
@@ -32,7 +33,7 @@ export function smallModel(seed = 1, opts: { pages?: number } = {}): Model {
     const vmas: Vma[] = [
       { start: 0x400000n, end: 0x400000n + BigInt(npages * 4096), prot: Prot.READ | Prot.EXEC, flags: 0, pgoff: 0n, devMajor: 8, devMinor: 1, inode: 1234n, path: '/usr/bin/test', pages: new MemoryPageSource(mkData(npages)) },
       { start: 0x600000n, end: 0x600000n + 8n * 4096n, prot: Prot.READ | Prot.WRITE, flags: VmaFlags.ANON | VmaFlags.HEAP, pgoff: 0n, devMajor: 0, devMinor: 0, inode: 0n, path: '[heap]', pages: new MemoryPageSource(mkData(8, 2), [[1, 2], [5, 3]]) },
-      { start: 0x7f0000000000n, end: 0x7f0000000000n + 4096n * 300n, prot: Prot.READ | Prot.WRITE, flags: VmaFlags.ANON, pgoff: 0n, devMajor: 0, devMinor: 0, inode: 0n, path: null, pages: new MemoryPageSource(mkData(300, 5)) },
+      { start: 0x7f0000000000n, end: 0x7f0000000000n + 4096n * BigInt(anonPages), prot: Prot.READ | Prot.WRITE, flags: VmaFlags.ANON, pgoff: 0n, devMajor: 0, devMinor: 0, inode: 0n, path: null, pages: new MemoryPageSource(mkData(anonPages, 5)) },
       { start: 0x7ffd00000000n, end: 0x7ffd00002000n, prot: Prot.READ, flags: VmaFlags.VVAR, pgoff: 0n, devMajor: 0, devMinor: 0, inode: 0n, path: '[vvar]', pages: NO_PAGES },
     ];
     return {
