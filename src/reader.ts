@@ -231,6 +231,8 @@ export interface ReadOptions {
   kernels?: Kernels;
   /** 'full' verifies every payload now (default for readImage/verifyImage); 'meta' defers page payloads. */
   mode?: ReadMode;
+  /** Called as page records go by with the offset reached (for progress bars). */
+  onProgress?: (offset: number) => void;
 }
 
 export interface VmaStats { start: bigint; end: bigint; path: string | null; pages: number; stored: number; zero: number }
@@ -258,11 +260,11 @@ export class Image {
   private closed = false;
 
   /** @internal */
-  constructor(private readonly src: Source, readonly k: Kernels, mode: ReadMode, private readonly ownsSource: boolean) {
+  constructor(private readonly src: Source, readonly k: Kernels, mode: ReadMode, private readonly ownsSource: boolean, onProgress?: (offset: number) => void) {
     this.rs = new RecordStream(src, k);
     this.recRegion = claimRegion(k, MAX_PAGES_PAYLOAD + RECORD_HEADER_BYTES + 8);
     try {
-      const parsed = parse(this.rs, mode, (vma, runs) => this.runsByVma.set(vma, runs), this);
+      const parsed = parse(this.rs, mode, (vma, runs) => this.runsByVma.set(vma, runs), this, onProgress);
       this.model = parsed.model;
       this.stats = parsed.stats;
     } catch (e) {
@@ -402,7 +404,7 @@ class ImagePageSource implements PageSource {
 
 interface Parsed { model: Model; stats: ImageStats }
 
-function parse(rs: RecordStream, mode: ReadMode, setRuns: (v: Vma, r: PageRec[]) => void, img: Image): Parsed {
+function parse(rs: RecordStream, mode: ReadMode, setRuns: (v: Vma, r: PageRec[]) => void, img: Image, onProgress?: (offset: number) => void): Parsed {
   const k = rs.k;
   rs.magic();
   let pending: Rec | null = null;
@@ -536,6 +538,7 @@ function parse(rs: RecordStream, mode: ReadMode, setRuns: (v: Vma, r: PageRec[])
           const pr = nextKnown();
           if (!pr) break;
           if (pr.kind !== K.PAGES) { pending = pr; break; }
+          onProgress?.(pr.off);
           let addr: bigint, npages: number, pflags: number, nstored: number;
           if (pr.ptr >= 0) {
             const m = k.u8();
@@ -629,7 +632,7 @@ function parse(rs: RecordStream, mode: ReadMode, setRuns: (v: Vma, r: PageRec[])
 /** Read and verify a whole image; pages are read lazily from the source afterwards. Close it when done. */
 export function readImage(src: SourceTarget, opts: ReadOptions = {}): Image {
   const s = openSource(src);
-  return new Image(s, opts.kernels ?? kernels(), opts.mode ?? 'full', s !== src);
+  return new Image(s, opts.kernels ?? kernels(), opts.mode ?? 'full', s !== src, opts.onProgress);
 }
 
 /** Open an image for random access: metadata verified now, page records verified when read. */
@@ -640,9 +643,9 @@ export function openImage(src: SourceTarget, opts: ReadOptions = {}): Image {
 export interface VerifyResult { ok: true; stats: ImageStats; seconds: number }
 
 /** Check everything in an image without keeping the model. Throws CrimgError on the first problem. */
-export function verifyImage(src: SourceTarget, opts: { kernels?: Kernels } = {}): VerifyResult {
+export function verifyImage(src: SourceTarget, opts: Omit<ReadOptions, 'mode'> = {}): VerifyResult {
   const t0 = now();
-  const img = readImage(src, { kernels: opts.kernels, mode: 'full' });
+  const img = readImage(src, { ...opts, mode: 'full' });
   img.close();
   return { ok: true, stats: img.stats, seconds: now() - t0 };
 }

@@ -1,11 +1,11 @@
 /** Commands that inspect images: show, verify, stats, read, diff. */
 import * as fs from 'node:fs';
 import type { Command } from 'commander';
-import { openImage, readImage, verifyImage } from '../reader.js';
+import { openImage, readImage, verifyImage, type VerifyResult } from '../reader.js';
 import { diffImages, showJson, showText } from '../inspect.js';
 import { FileSink } from '../sink.js';
 import { CrimgError } from '../errors.js';
-import { EXIT_FAIL, EXIT_OK, EXIT_USAGE, action, hex, parseBigArg, parseIntArg, printJson, reportError } from './common.js';
+import { EXIT_FAIL, EXIT_OK, EXIT_USAGE, action, hex, parseBigArg, parseIntArg, printJson, progress, reportError } from './common.js';
 
 export function registerImageCommands(program: Command): void {
   program.command('show')
@@ -25,9 +25,9 @@ export function registerImageCommands(program: Command): void {
     .argument('<image>', 'image file')
     .option('--json', 'one JSON document on stdout')
     .option('--quiet', 'print nothing on success')
-    .action(action((path: string, o: { json?: boolean; quiet?: boolean }) => {
+    .action(action(async (path: string, o: { json?: boolean; quiet?: boolean }) => {
       try {
-        const r = verifyImage(path);
+        const r = await verifyWithProgress(path, o, 'verify');
         if (o.json) printJson({ ok: true, records: r.stats.records, bytes: r.stats.fileBytes, imageCsum: r.stats.imageCsum, seconds: r.seconds });
         else if (!o.quiet) process.stderr.write(`${path}: OK (${r.stats.records} records, ${r.stats.fileBytes} bytes, xxh3 ${hex(r.stats.imageCsum)})\n`);
         return EXIT_OK;
@@ -45,8 +45,8 @@ export function registerImageCommands(program: Command): void {
     .description('sizes, pages stored vs elided, per-VMA breakdown, checksum algorithm, time to verify')
     .argument('<image>', 'image file')
     .option('--json', 'one JSON document on stdout')
-    .action(action((path: string, o: { json?: boolean }) => {
-      const r = verifyImage(path);
+    .action(action(async (path: string, o: { json?: boolean }) => {
+      const r = await verifyWithProgress(path, o, 'stats');
       const img = openImage(path);
       try {
         const s = r.stats;
@@ -133,4 +133,16 @@ function fmt(v: unknown): string {
   if (v instanceof Uint8Array) return `${v.length} bytes`;
   if (typeof v === 'object') return JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? hex(x) : x));
   return String(v);
+}
+
+/** verifyImage with a progress bar on a TTY (images of a few GiB take seconds). */
+async function verifyWithProgress(path: string, o: { json?: boolean; quiet?: boolean }, label: string): Promise<VerifyResult> {
+  let size = 0;
+  try { size = fs.statSync(path).size; } catch { /* verifyImage reports it */ }
+  const bar = await progress(size >= 256 << 20 ? size : 0, o, label);
+  try {
+    return verifyImage(path, { onProgress: (n) => bar.update(n) });
+  } finally {
+    bar.stop();
+  }
 }
