@@ -4,8 +4,11 @@
 // path (> 240 bytes) runs on v128: the 8 accumulators live in four i64x2
 // vectors; each 16-byte piece of a stripe contributes lo32(d^k) * hi32(d^k)
 // (i64x2.extmul of two i32x4 shuffles, two pieces at a time) to its own lanes
-// and its raw value to the swapped lane. The raw values are summed in separate
-// vectors and swapped once per run of stripes instead of once per stripe.
+// and its raw value to the swapped lane. Inside a run of stripes each
+// accumulator vector is kept lane-swapped, so the raw values add in directly
+// and no vector is spent on separate sums (see accRun). Packing kernels hash
+// while they copy: xxh3UpdateCopyRaw stores each stripe from the registers that
+// hash it.
 //
 // Streaming state (SLOT_BYTES = 1024 bytes at slotPtr(slot)):
 //   +0    acc[8]       u64 accumulators

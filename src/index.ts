@@ -9,3 +9,6 @@
  */
 export * from './browser.js';
 export { fromElfCore, coreToModel, toElfCore, parseCore, type ElfCore, type ElfImportOptions, type ElfExportOptions, type ElfExportResult } from './elf/index.js';
+export { restoreImage, checkRestore, type RestoreOptions, type RestoreResult } from './restore/restore.js';
+export type { RestoreReason } from './restore/check.js';
+export { dumpProcess, writeFrozen, checkProcesses, type DumpOptions, type DumpResult } from './live/dump.js';

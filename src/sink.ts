@@ -69,7 +69,7 @@ export class FileSink implements Sink {
     this.tmp = direct ? null : nodePath().join(nodePath().dirname(dest), `.${nodePath().basename(dest)}.tmp-${pid()}-${Math.random().toString(36).slice(2, 10)}`);
     let fd: number;
     try {
-      fd = nodeFs().openSync(this.tmp ?? dest, direct ? 'w' : 'wx', 0o644);
+      fd = nodeFs().openSync(this.tmp ?? dest, direct ? 'w' : 'wx+', 0o644); // readable too: live dump patches its header before close
     } catch (e) {
       throw ioError(`cannot create ${this.tmp ?? dest}`, e);
     }

@@ -1,7 +1,7 @@
 // The bench's ceiling kernel: one read-only SIMD pass over [ptr, ptr + len).
 // It does the least any single-pass kernel must do (load every byte once) and
 // keeps four independent v128 XOR chains so that loads, not the ALU, bound it.
-// Compiled by bench/lib/readpass.mjs with --importMemory: it runs over crimg's
+// Compiled by bench/lib/kernels.mjs with --importMemory: it runs over crimg's
 // own WebAssembly memory, on exactly the bytes the kernels under test read.
 
 /** XOR-fold of every 16-byte lane of [ptr, ptr + len); len is rounded down to 128. */

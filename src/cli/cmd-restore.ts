@@ -1,6 +1,6 @@
 /** `crimg restore IMAGE`: bring a checkpointed task back to life as a new process. */
 import type { Command } from 'commander';
-import { readImage } from '../reader.js';
+import { openImage } from '../reader.js';
 import { checkRestore, restoreImage } from '../restore/restore.js';
 import { EXIT_FAIL, EXIT_OK, action, parseIntArg, printJson } from './common.js';
 
@@ -21,7 +21,7 @@ export function registerRestoreCommands(program: Command): void {
         pid: o.pid !== undefined ? parseIntArg('--pid', o.pid, { min: 1 }) : undefined,
         stopped: !!o.stopped, inheritStdio: !!o.inheritStdio, stub: o.stub,
       };
-      const img = readImage(path);
+      const img = openImage(path); // metadata verified now; each page record is verified as it is loaded
       try {
         if (o.check) {
           const reasons = checkRestore(img, opts);

@@ -4,6 +4,8 @@ import { Command, CommanderError } from 'commander';
 import { EXIT_USAGE, setDebug } from './common.js';
 import { registerImageCommands } from './cmd-image.js';
 import { registerGenCommands } from './cmd-gen.js';
+import { registerLiveCommands } from './cmd-live.js';
+import { registerRestoreCommands } from './cmd-restore.js';
 import { registerConvertCommands } from './cmd-convert.js';
 
 const VERSION = '0.1.0';
@@ -24,6 +26,8 @@ export function buildProgram(): Command {
   registerImageCommands(program);
   registerGenCommands(program);
   // command families registered by other modules:
+  registerLiveCommands(program);
+  registerRestoreCommands(program);
   registerConvertCommands(program);
   return program;
 }

@@ -317,7 +317,8 @@ export async function toElfCore(src: Model | Image, target: SinkTarget, opts: El
     // A core file's mtime is when its snapshot was taken (fromElfCore reads it back as header.createdNs).
     if (typeof target === 'string' && model.header.createdNs > 0n) {
       try {
-        if (fs.statSync(target).isFile()) fs.utimesSync(target, new Date(), Number(model.header.createdNs) / 1e9);
+        // Node passes times as microseconds, truncating: aim at the middle of the microsecond.
+        if (fs.statSync(target).isFile()) fs.utimesSync(target, new Date(), Number(model.header.createdNs / 1000n) / 1e6 + 5e-7);
       } catch { /* times are a courtesy; the core is complete */ }
     }
     return {

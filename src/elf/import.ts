@@ -22,7 +22,8 @@ import {
 } from '../model.js';
 import { REG_INDEX } from '../schema.js';
 import { type Source, type SourceTarget, openSource } from '../source.js';
-import { CORE_PAGE, PF_R, PF_W, PF_X, AT_SYSINFO_EHDR, AT_PHDR, AT_ENTRY, AT_UID, AT_EUID, AT_GID, AT_EGID, VSYSCALL_ADDR, XSTATE_XCR0_OFFSET } from './consts.js';
+import { ERRNO, isSysError, syscall } from '../live/libc.js';
+import { CORE_PAGE, NT_FILE, PF_R, PF_W, PF_X, AT_SYSINFO_EHDR, AT_PHDR, AT_ENTRY, AT_UID, AT_EUID, AT_GID, AT_EGID, VSYSCALL_ADDR, XSTATE_XCR0_OFFSET } from './consts.js';
 import { type ParsedCore, type CoreSegment, type CoreThread, type CoreFileEntry, parseCore } from './parse.js';
 import { guessLayout, isCompacted, toIntelExt, XSAVE_LEGACY_BYTES, type XsaveComponent } from './xsave.js';
 
@@ -44,11 +45,44 @@ export interface ElfCore {
 
 const PAGE = BigInt(CORE_PAGE);
 const pageUp = (v: bigint): bigint => (v + PAGE - 1n) & ~(PAGE - 1n);
+/** VMAs end at most here (the last page of the 64-bit space is never mapped; image fields are u64). */
+const LAST_PAGE_END = (1n << 64n) - PAGE;
+
+const SYS_LSEEK = 8;
+const SEEK_DATA = 3;
+const SEEK_HOLE = 4;
+
+/**
+ * Where the data of a sparse file lies (lseek SEEK_DATA/SEEK_HOLE): holes read as
+ * zeros without a read(2), so a mostly-zero multi-GiB core converts at memory speed.
+ * Any failure turns hole detection off for the file (plain reads are always right).
+ */
+class Extents {
+  private ok = true;
+  constructor(private readonly fd: number) {}
+  /** [dataStart, dataEnd) of the first data at or after pos, clipped to end; null when none before end. */
+  next(pos: number, end: number): [number, number] | null {
+    if (!this.ok) return [pos, end];
+    try {
+      let d: number;
+      try { d = syscall(SYS_LSEEK, this.fd, pos, SEEK_DATA); } catch (e) {
+        if (isSysError(e, ERRNO.ENXIO)) return null; // only a hole up to the end of the file
+        throw e;
+      }
+      if (d >= end) return null;
+      const h = syscall(SYS_LSEEK, this.fd, d, SEEK_HOLE);
+      return [Math.max(d, pos), Math.min(Math.max(h, d + 1), end)];
+    } catch {
+      this.ok = false;
+      return [pos, end];
+    }
+  }
+}
 
 /** The pages of one PT_LOAD, read from the core file on demand. Pages past p_filesz are absent. */
 class CoreSegmentPages implements PageSource {
   private readonly filePages: number;
-  constructor(private readonly src: Source, private readonly seg: CoreSegment, npages: number) {
+  constructor(private readonly src: Source, private readonly seg: CoreSegment, npages: number, private readonly ext: Extents | null) {
     this.filePages = Math.min(npages, Math.ceil(seg.filesz / CORE_PAGE));
   }
   runs(): Iterable<[number, number]> {
@@ -58,15 +92,21 @@ class CoreSegmentPages implements PageSource {
     const len = n * CORE_PAGE;
     const from = first * CORE_PAGE;
     const avail = Math.max(0, Math.min(len, this.seg.filesz - from));
-    let got = 0;
-    if (avail > 0) {
+    const m = k.u8();
+    m.fill(0, dst, dst + len);
+    const base = this.seg.offset + from;
+    let pos = base;
+    const end = base + avail;
+    while (pos < end) {
+      const d = this.ext ? this.ext.next(pos, end) : [pos, end];
+      if (!d) break; // the rest is a hole: zeros
       // Straight into the kernels' memory: no intermediate buffer.
-      got = this.src.pread(k.u8().subarray(dst, dst + avail), this.seg.offset + from);
-      if (got < avail) {
-        throw new CrimgError('TRUNCATED', `core ends inside PT_LOAD ${this.seg.index} (file shrank while converting)`, { offset: this.seg.offset + from + got });
+      const got = this.src.pread(m.subarray(dst + (d[0] - base), dst + (d[1] - base)), d[0]);
+      if (got < d[1] - d[0]) {
+        throw new CrimgError('TRUNCATED', `core ends inside PT_LOAD ${this.seg.index} (file shrank while converting)`, { offset: d[0] + got });
       }
+      pos = d[1];
     }
-    k.u8().fill(0, dst + got, dst + len);
   }
 }
 
@@ -113,9 +153,29 @@ function importThread(t: CoreThread, core: ParsedCore, k: Kernels): Thread {
   return th;
 }
 
-/** NT_FILE entry covering address a, if any. */
-function fileAt(files: CoreFileEntry[] | null, a: bigint): CoreFileEntry | undefined {
-  return files?.find((f) => f.start <= a && a < f.end);
+/** NT_FILE entries sorted by start, checked not to overlap (after rounding to pages). */
+function sortedFiles(core: ParsedCore): CoreFileEntry[] {
+  const files = [...(core.files ?? [])].sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+  const at = core.notes.find((n) => n.type === NT_FILE)?.offset ?? 0;
+  for (let i = 0; i < files.length; i++) {
+    const f = files[i]!;
+    if (pageUp(f.end) > LAST_PAGE_END) throw new CrimgError('BAD_CORE', `NT_FILE entry for ${f.path} ends at 0x${f.end.toString(16)}, past the address space`, { offset: at });
+    if (i > 0 && f.start < pageUp(files[i - 1]!.end)) {
+      throw new CrimgError('BAD_CORE', `NT_FILE entries for ${files[i - 1]!.path} and ${f.path} overlap at 0x${f.start.toString(16)}`, { offset: at });
+    }
+  }
+  return files;
+}
+
+/** The NT_FILE entry covering address a, if any (files sorted, disjoint). */
+function fileAt(files: CoreFileEntry[], a: bigint): CoreFileEntry | undefined {
+  let lo = 0, hi = files.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (files[mid]!.end <= a) lo = mid + 1; else hi = mid;
+  }
+  const f = files[lo];
+  return f && f.start <= a && a < f.end ? f : undefined;
 }
 
 /** Name and flags of a VMA without a file: what can be told from the auxiliary vector and the stack pointer. */
@@ -146,13 +206,17 @@ export function coreToModel(core: ParsedCore, src: Source, opts: ElfImportOption
 
   const vdso = auxGet(core.auxv, AT_SYSINFO_EHDR);
   const rsp = main.regs[REG_INDEX.rsp]!;
+  const files = sortedFiles(core);
+  const fd = (src as { fd?: unknown }).fd;
+  const ext = typeof fd === 'number' ? new Extents(fd) : null;
   const vmas: Vma[] = [];
   for (const seg of core.segments) {
     const start = seg.vaddr;
     const end = pageUp(seg.vaddr + seg.memsz);
+    if (end > LAST_PAGE_END) throw new CrimgError('BAD_CORE', `PT_LOAD ${seg.index} at 0x${start.toString(16)} reaches the end of the address space`, { offset: seg.phOff + 40 });
     const npages = Number((end - start) / PAGE);
-    const pages = new CoreSegmentPages(src, seg, npages);
-    const f = fileAt(core.files, start);
+    const pages = new CoreSegmentPages(src, seg, npages, ext);
+    const f = fileAt(files, start);
     if (f) vmas.push(fileVma(start, end, protOf(seg.flags), f, pages));
     else {
       const p = pseudo(start, end, vdso, rsp);
@@ -160,27 +224,25 @@ export function coreToModel(core: ParsedCore, src: Source, opts: ElfImportOption
     }
   }
   // File mappings that have no PT_LOAD (gcore leaves out unmodified file mappings): VMAs without pages.
+  // Files and segments are both sorted and disjoint: one merge-like pass.
   const segs = core.segments;
-  for (const f of core.files ?? []) {
+  let si = 0;
+  for (const f of files) {
     let at = f.start & ~(PAGE - 1n);
     const fend = pageUp(f.end);
-    for (const s of segs) {
-      const sEnd = pageUp(s.vaddr + s.memsz);
-      if (sEnd <= at || s.vaddr >= fend) continue;
+    while (si < segs.length && pageUp(segs[si]!.vaddr + segs[si]!.memsz) <= at) si++;
+    for (let j = si; j < segs.length && segs[j]!.vaddr < fend; j++) {
+      const s = segs[j]!;
       if (s.vaddr > at) vmas.push(fileVma(at, s.vaddr, Prot.READ, f, NO_PAGES));
-      at = sEnd > at ? sEnd : at;
+      const sEnd = pageUp(s.vaddr + s.memsz);
+      if (sEnd > at) at = sEnd;
     }
     if (at < fend) vmas.push(fileVma(at, fend, Prot.READ, f, NO_PAGES));
   }
   vmas.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
-  for (let i = 1; i < vmas.length; i++) {
-    if (vmas[i]!.start < vmas[i - 1]!.end) {
-      throw new CrimgError('BAD_CORE', `NT_FILE entries overlap at 0x${vmas[i]!.start.toString(16)}`, { offset: core.notes.find((n) => n.type === 0x46494c45)?.offset ?? 0 });
-    }
-  }
 
   const exeAt = auxGet(core.auxv, AT_PHDR) ?? auxGet(core.auxv, AT_ENTRY);
-  const exe = exeAt !== undefined ? fileAt(core.files, exeAt)?.path ?? '' : '';
+  const exe = exeAt !== undefined ? fileAt(files, exeAt)?.path ?? '' : '';
   const creds = emptyCreds();
   const uid = ps?.uid ?? Number(auxGet(core.auxv, AT_UID) ?? 0n);
   const gid = ps?.gid ?? Number(auxGet(core.auxv, AT_GID) ?? 0n);

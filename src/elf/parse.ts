@@ -20,6 +20,8 @@ import { type XsaveComponent, XSAVE_MIN_BYTES, parseLayoutNote } from './xsave.j
 
 /** Largest number of program headers accepted (the kernel's map count limit is 65530). */
 export const MAX_PHNUM = 1 << 21;
+/** Largest number of NT_FILE entries accepted (the kernel's note is at most a few MiB: ~100k mappings). */
+export const MAX_FILE_ENTRIES = 1 << 20;
 /** Largest total size of the note segments accepted. */
 export const MAX_NOTES_BYTES = 256 * 1024 * 1024;
 /** Largest single note descriptors accepted, by kind. */
@@ -124,7 +126,7 @@ export function isElf(head: Uint8Array): boolean {
 export function parseCore(src: Source): ParsedCore {
   const size = src.size;
   const head = readAt(src, 0, Math.min(EHDR_BYTES, size), 'ELF header');
-  for (let i = 0; i < 4; i++) if (head[i] !== ELF_MAGIC[i]) bad('not an ELF file (magic \\x7fELF expected)', i);
+  for (let i = 0; i < Math.min(4, size); i++) if (head[i] !== ELF_MAGIC[i]) bad('not an ELF file (magic \\x7fELF expected)', i);
   if (size < EHDR_BYTES) throw new CrimgError('TRUNCATED', `core of ${size} bytes is shorter than an ELF header`, { offset: size });
   const eh = new DataView(head.buffer);
   if (head[4] !== ELFCLASS64) bad(`ELF class ${head[4]} is not ELFCLASS64: only x86_64 cores are supported`, 4);
@@ -328,6 +330,7 @@ function parseFileNote(desc: Uint8Array, at: number): { files: CoreFileEntry[]; 
   const count = d.getBigUint64(0, true);
   const pageSize = d.getBigUint64(8, true);
   if (count > BigInt(Math.floor((desc.length - 16) / 24))) bad(`NT_FILE count ${count} does not fit its ${desc.length} bytes`, at);
+  if (count > BigInt(MAX_FILE_ENTRIES)) bad(`NT_FILE count ${count} exceeds the limit ${MAX_FILE_ENTRIES}`, at);
   if (pageSize === 0n || pageSize > 1n << 30n || (pageSize & (pageSize - 1n)) !== 0n) bad(`NT_FILE page size ${pageSize} is not a power of two`, at + 8);
   const n = Number(count);
   const files: CoreFileEntry[] = [];

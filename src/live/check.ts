@@ -190,7 +190,7 @@ function mapReasons(pid: number, maps: MapEntry[], outside: Outside, add: (code:
     const range = `0x${m.start.toString(16)}-0x${m.end.toString(16)}`;
     const p = m.path;
     if (m.vmflags.has('ht')) once('HUGETLB', range, `mapping ${range} (${p || 'anonymous'}) is hugetlb memory, which crimg does not support`);
-    if (m.vmflags.has('io') || m.vmflags.has('pf')) once('DEVICE_MEMORY', range, `mapping ${range} (${p}) maps device memory`);
+    if ((m.vmflags.has('io') || m.vmflags.has('pf')) && !/^\[(vvar|vvar_vclock|vsyscall|vdso)\]$/.test(p)) once('DEVICE_MEMORY', range, `mapping ${range} (${p}) maps device memory`);
     if (p === '[aio]' || p.startsWith('/[aio]')) once('AIO', 'aio', `mapping ${range} is an AIO ring; in-flight requests are not saved`);
     if (isSysvShmPath(p)) { once('SYSV_SHM', p, `mapping ${range} is the System V shared memory segment ${p.split(' ')[0]} (key 0x${p.slice(5, 13)})`); continue; }
     if (isMemfdPath(p)) { once('MEMFD', p, `mapping ${range} maps the memfd ${stripDeleted(p)}; its contents outside the mapped pages are not saved`); continue; }

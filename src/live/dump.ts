@@ -25,7 +25,7 @@ import { collectTask, collectThread, hostUts, namespacesOf } from './collect.js'
 import { Freezer, type ReleaseMode, checkTarget } from './freeze.js';
 import { isSysError } from './libc.js';
 import { ProcMemory } from './pages.js';
-import { type FdInfo, exists, readFds } from './proc.js';
+import { type FdInfo, exists, readFds, readStat } from './proc.js';
 
 export const TOOL = 'crimg 0.1.0';
 
@@ -101,6 +101,7 @@ interface Patchable { read(pos: number, n: number): Uint8Array; write(pos: numbe
 function patchableOf(s: Sink): Patchable | null {
   if (s instanceof FileSink) {
     const fd = s.fd;
+    try { if (!fs.fstatSync(fd).isFile()) return null; } catch { return null; }
     return {
       size: s.written,
       read: (pos, n) => { const b = new Uint8Array(n); let o = 0; while (o < n) { const r = fs.readSync(fd, b, o, n - o, pos + o); if (r <= 0) break; o += r; } return b; },
@@ -117,7 +118,7 @@ function patchableOf(s: Sink): Patchable | null {
 const HEADER_FREEZE_AT = 16; // HEADER payload: crid u64, createdNs u64, freezeNs u64, ...
 
 /** Rewrite freezeNs in the HEADER record of a finished image and recompute the checksums that cover it. */
-export function patchFreezeNs(img: Patchable, freezeNs: bigint, k: Kernels): void {
+export function patchFreezeNs(img: Patchable, freezeNs: bigint, k: Kernels): bigint {
   const hdrAt = MAGIC_BYTES;
   const h = img.read(hdrAt, RECORD_HEADER_BYTES);
   const hv = new DataView(h.buffer);
@@ -160,6 +161,7 @@ export function patchFreezeNs(img: Patchable, freezeNs: bigint, k: Kernels): voi
     put(th.subarray(RECORD_HEADER_BYTES)); put(th.subarray(0, 8), 32);
     tv.setBigUint64(8, k.xxh3(scratch, 40), true);
     img.write(trailerAt, th);
+    return imageCsum;
   } finally {
     releaseRegion(k, scratch);
     releaseSlot(k, slot);
@@ -178,45 +180,57 @@ function mapError(e: unknown, pids: number[]): CrimgError {
   return ioError('dump', e);
 }
 
-/**
- * Checkpoint the live process pid (with tree: and its descendants) into the sink.
- * The sink may be a path (written under a temporary name and renamed when complete).
- */
-export async function dumpProcess(pid: number, target: SinkTarget, options: DumpOptions = {}): Promise<DumpResult> {
-  const after = options.after ?? 'resume';
-  const k = options.kernels ?? defaultKernels();
-  checkTarget(pid);
-  if (options.signal?.aborted) throw interrupted(options.signal);
-  const inner = openSink(target, { fsync: options.fsync });
-  const sink = new DumpSink(inner, options.signal);
-  const fz = new Freezer();
-  const mems: ProcMemory[] = [];
-  const pids: number[] = [pid];
-  const crid = options.crid ?? randomBytes(8).readBigUInt64LE(0);
-  let freezeInHeader = false;
-  try {
-    fz.freeze(pid, !!options.tree);
-    pids.splice(0, pids.length, ...fz.procs.map((p) => p.pid));
-    if (options.holdFrozenMs) {
-      const until = Date.now() + options.holdFrozenMs;
-      while (Date.now() < until) {
-        await new Promise((r) => setTimeout(r, Math.min(20, until - Date.now())));
-        if (options.signal?.aborted) throw interrupted(options.signal);
-      }
-    }
-    await checkpoint(options.signal);
+/** Stopped threads of one process, as the freezer (or `crimg run`) holds them. */
+export interface StoppedProcess { pid: number; threads: { tid: number; stateBefore: string }[]; reinjected?: number[] }
 
+export interface FrozenWriteOptions {
+  tree?: boolean;
+  force?: boolean;
+  crid?: bigint;
+  kernels?: Kernels;
+  leftStopped?: boolean;
+  signal?: AbortSignal;
+  onProgress?: (bytes: number) => void;
+  /** Runs once every byte is written, before the image is moved into place: let the target go here. Returns the freeze time. */
+  release: () => bigint;
+  /** Runs after the image is in place (e.g. kill the target). */
+  afterClose?: () => void;
+}
+
+/**
+ * Write the image of processes whose threads are all stopped in ptrace stops.
+ * Checks them first (refusing with UNSAFE unless force), then streams the model
+ * to the sink; calls release() after the last byte and patches the freeze time.
+ */
+export async function writeFrozen(procs: StoppedProcess[], target: SinkTarget | Sink, o: FrozenWriteOptions): Promise<DumpResult> {
+  const k = o.kernels ?? defaultKernels();
+  const inner = target instanceof DumpSink ? target.inner : openSink(target as SinkTarget);
+  const sink = target instanceof DumpSink ? target : new DumpSink(inner, o.signal);
+  const crid = o.crid ?? randomBytes(8).readBigUInt64LE(0);
+  const mems: ProcMemory[] = [];
+  const pids = procs.map((p) => p.pid);
+  let freezeInHeader = false;
+  let freezeNs = 0n;
+  let patchedCsum: bigint | null = null;
+  const alive = (): void => {
+    for (const p of pids) {
+      let state = 'X';
+      try { state = readStat(p).state; } catch { /* gone */ }
+      if (state === 'Z' || state === 'X') throw new CrimgError('NO_PROCESS', `process ${p} exited during the dump`);
+    }
+  };
+  try {
+    alive();
     const fds = new Map<number, FdInfo[]>();
     for (const p of pids) fds.set(p, readFds(p));
-    const nocr = checkProcesses(pids, { tree: options.tree, selfTraced: true, fds });
-    if (nocr.length && !options.force) {
+    const nocr = checkProcesses(pids, { tree: o.tree, selfTraced: true, fds });
+    if (nocr.length && !o.force) {
       const codes = [...new Set(nocr.map((r) => r.code))];
-      throw new CrimgError('UNSAFE', `process ${pid} cannot be checkpointed faithfully (${codes.join(', ')}): ${nocr[0]!.text}${nocr.length > 1 ? ` (and ${nocr.length - 1} more; see crimg check ${pid}${options.tree ? ' --tree' : ''})` : ''}; use --force to dump anyway`);
+      throw new CrimgError('UNSAFE', `process ${pids[0]} cannot be checkpointed faithfully (${codes.join(', ')}): ${nocr[0]!.text}${nocr.length > 1 ? ` (and ${nocr.length - 1} more; see crimg check ${pids[0]}${o.tree ? ' --tree' : ''})` : ''}; use --force to dump anyway`);
     }
-
     const tasks: Task[] = [];
-    for (const fp of fz.procs) {
-      const threads = fz.threadsOf(fp.pid).map((tid) => collectThread(fp.pid, tid, fp.threads.get(tid)!.stateBefore));
+    for (const fp of procs) {
+      const threads = fp.threads.map((t) => collectThread(fp.pid, t.tid, t.stateBefore));
       if (threads.length === 0) throw new CrimgError('NO_PROCESS', `process ${fp.pid} exited during the dump`);
       const mem = new ProcMemory(fp.pid);
       mems.push(mem);
@@ -224,33 +238,35 @@ export async function dumpProcess(pid: number, target: SinkTarget, options: Dump
       t.nocr = nocr.filter((r) => r.pid === fp.pid);
       tasks.push(t);
     }
+    alive();
     const model: Model = {
       header: {
         crid, createdNs: BigInt(Date.now()) * 1_000_000n, freezeNs: 0n,
-        flags: HeaderFlags.LIVE | (after === 'stop' ? HeaderFlags.LEFT_STOPPED : 0), tool: TOOL, uts: hostUts(),
+        flags: HeaderFlags.LIVE | (o.leftStopped ? HeaderFlags.LEFT_STOPPED : 0), tool: TOOL, uts: hostUts(),
       },
       namespaces: namespacesOf(tasks),
       tasks,
     };
-    await checkpoint(options.signal);
-
+    await checkpoint(o.signal);
     sink.beforeClose = async () => {
-      if (after === 'kill') fz.markEnd(); else fz.release(after);
+      freezeNs = o.release();
       const p = patchableOf(inner);
-      if (p) { patchFreezeNs(p, fz.freezeNs, k); freezeInHeader = true; }
+      if (p) { patchedCsum = patchFreezeNs(p, freezeNs, k); freezeInHeader = true; }
     };
-    const res = await writeImage(model, sink, { kernels: k, onProgress: options.onProgress });
-    if (after === 'kill') fz.release('kill');
-    const frozenPages = tasks.map((t) => (t.mm?.vmas ?? []).reduce((s, v) => {
-      let n = 0;
-      for (const [, c] of v.pages.runs(Number((v.end - v.start) / 4096n))) n += c;
-      return s + n;
-    }, 0));
+    const res = await writeImage(model, sink, { kernels: k, onProgress: o.onProgress });
+    o.afterClose?.();
     return {
-      ...res, crid, freezeNs: fz.freezeNs, freezeInHeader, after,
-      tasks: tasks.map((t, i) => ({ pid: t.pid, comm: t.comm, threads: t.threads.map((x) => x.tid), vmas: t.mm?.vmas.length ?? 0, pagesRead: frozenPages[i]! })),
+      ...res, imageCsum: patchedCsum ?? res.imageCsum, crid, freezeNs, freezeInHeader, after: 'resume',
+      tasks: tasks.map((t) => ({
+        pid: t.pid, comm: t.comm, threads: t.threads.map((x) => x.tid), vmas: t.mm?.vmas.length ?? 0,
+        pagesRead: (t.mm?.vmas ?? []).reduce((s, v) => {
+          let n = 0;
+          for (const [, c] of v.pages.runs(Number((v.end - v.start) / 4096n))) n += c;
+          return s + n;
+        }, 0),
+      })),
       nocr,
-      signalsDelivered: fz.procs.flatMap((p) => p.reinjected),
+      signalsDelivered: procs.flatMap((p) => p.reinjected ?? []),
       memFallbackPages: mems.reduce((s, m) => s + m.memFallbackPages, 0),
       unreadablePages: mems.reduce((s, m) => s + m.unreadablePages, 0),
     };
@@ -259,6 +275,50 @@ export async function dumpProcess(pid: number, target: SinkTarget, options: Dump
     throw mapError(e, pids);
   } finally {
     for (const m of mems) m.close();
+  }
+}
+
+/**
+ * Checkpoint the live process pid (with tree: and its descendants) into the sink.
+ * The sink may be a path (written under a temporary name and renamed when complete).
+ */
+export async function dumpProcess(pid: number, target: SinkTarget, options: DumpOptions = {}): Promise<DumpResult> {
+  const after = options.after ?? 'resume';
+  checkTarget(pid);
+  if (options.signal?.aborted) throw interrupted(options.signal);
+  const inner = openSink(target, { fsync: options.fsync });
+  const sink = new DumpSink(inner, options.signal);
+  const fz = new Freezer();
+  try {
+    try {
+      fz.freeze(pid, !!options.tree);
+      if (options.holdFrozenMs) {
+        const until = Date.now() + options.holdFrozenMs;
+        while (Date.now() < until) {
+          await new Promise((r) => setTimeout(r, Math.min(20, until - Date.now())));
+          if (options.signal?.aborted) throw interrupted(options.signal);
+        }
+      }
+      await checkpoint(options.signal);
+    } catch (e) {
+      sink.abort();
+      throw mapError(e, fz.procs.map((p) => p.pid));
+    }
+    const procs: StoppedProcess[] = fz.procs.map((fp) => ({
+      pid: fp.pid, reinjected: fp.reinjected,
+      threads: fz.threadsOf(fp.pid).map((tid) => ({ tid, stateBefore: fp.threads.get(tid)!.stateBefore })),
+    }));
+    const r = await writeFrozen(procs, sink, {
+      tree: options.tree, force: options.force, crid: options.crid, kernels: options.kernels,
+      leftStopped: after === 'stop', signal: options.signal, onProgress: options.onProgress,
+      release: () => {
+        if (after === 'kill') fz.markEnd(); else fz.release(after);
+        return fz.freezeNs;
+      },
+      afterClose: () => { if (after === 'kill') fz.release('kill'); },
+    });
+    return { ...r, after };
+  } finally {
     // on any failure the target goes on as if nothing happened
     fz.release('resume');
   }

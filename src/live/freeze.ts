@@ -221,26 +221,17 @@ export class Freezer {
         if (mode === 'kill') {
           // collect the exit so no traced zombie lingers on our account
           for (let i = 0; i < 100; i++) {
-            let st: number;
-            try { st = waitpid(th.tid, WAIT.__WALL).status; } catch { break; }
-            if (WIFEXITED(st) || WIFSIGNALED(st)) break;
+            const st = waitBounded(th.tid, 2000);
+            if (st === null || WIFEXITED(st) || WIFSIGNALED(st)) break;
             ptraceRaw(PTRACE.CONT, th.tid, 0, 0);
           }
           continue;
         }
         let r = ptraceRaw(PTRACE.DETACH, th.tid, 0, 0);
-        if (r.ret === -1 && r.errno === ERRNO.ESRCH && exists(fp.pid)) {
-          // not in a ptrace stop (seized but never stopped): stop it, then detach
-          ptraceRaw(PTRACE.INTERRUPT, th.tid);
-          try {
-            for (;;) {
-              const st = waitpid(th.tid, WAIT.__WALL).status;
-              if (!WIFSTOPPED(st)) break;
-              if (WPTRACEEVENT(st) === PTRACE_EVENT.STOP) { r = ptraceRaw(PTRACE.DETACH, th.tid, 0, 0); break; }
-              if (WPTRACEEVENT(st) === 0) { r = ptraceRaw(PTRACE.DETACH, th.tid, 0, WSTOPSIG(st)); break; }
-              ptraceRaw(PTRACE.CONT, th.tid, 0, 0);
-            }
-          } catch { /* gone */ }
+        if (r.ret === -1 && r.errno === ERRNO.ESRCH && ptraceRaw(PTRACE.INTERRUPT, th.tid).ret === 0) {
+          // seized but not in a ptrace stop (never stopped, or woken by SIGKILL): stop it, then detach
+          const st = waitBounded(th.tid, 2000);
+          if (st !== null && WIFSTOPPED(st)) r = ptraceRaw(PTRACE.DETACH, th.tid, 0, WPTRACEEVENT(st) === 0 ? WSTOPSIG(st) : 0);
         }
         if (r.ret === -1 && r.errno !== ERRNO.ESRCH) problems.push(`detaching thread ${th.tid}: ${errnoName(r.errno)}`);
       }
@@ -249,6 +240,19 @@ export class Freezer {
     return problems;
   }
 }
+
+/** waitpid(tid, __WALL) for at most ms milliseconds; null when nothing came (or the thread is not ours). */
+function waitBounded(tid: number, ms: number): number | null {
+  const until = Date.now() + ms;
+  for (;;) {
+    let r;
+    try { r = waitpid(tid, WAIT.__WALL | WAIT.WNOHANG); } catch { return null; }
+    if (r.pid === tid) return r.status;
+    if (Date.now() > until) return null;
+    Atomics.wait(SLEEPER, 0, 0, 1);
+  }
+}
+const SLEEPER = new Int32Array(new SharedArrayBuffer(4));
 
 /** Process ids of pid and (with tree) its descendants, parents first, without freezing anything. */
 export function listTree(pid: number, tree: boolean): number[] {

@@ -14,6 +14,7 @@
  *    into WebAssembly memory use addressOf() on the memory view and the *Raw forms.
  */
 import koffi from 'koffi';
+import { fstatSync } from 'node:fs';
 
 // ------------------------------------------------------------------ constants
 
@@ -448,6 +449,15 @@ export function spawn(argv: string[], opts: SpawnOptions = {}): number {
     };
     out(1, opts.stdout);
     out(2, opts.stderr);
+    // Node marks its own stdio close-on-exec: inherit the ones not redirected explicitly
+    // (dup2 onto the same number clears FD_CLOEXEC in the child).
+    const given = [opts.stdin, opts.stdout, opts.stderr];
+    for (let fd = 0; fd <= 2; fd++) {
+      if (given[fd] !== undefined) continue;
+      let open = true;
+      try { fstatSync(fd); } catch { open = false; }
+      if (open) check('posix_spawn_file_actions_adddup2', l.fa_adddup2(fa, fd, fd));
+    }
     const env = opts.env ?? Object.entries(process.env).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${v}`);
     const pid = new Int32Array(1);
     const r = l.posix_spawnp(pid, argv[0], fa, attr, [...argv, null], [...env, null]) as number;

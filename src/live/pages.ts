@@ -14,6 +14,9 @@ import { PM_FILE, PM_PRESENT, PM_SWAPPED, procPath } from './proc.js';
 
 export const PAGE = 4096;
 const CHUNK = 64 * 1024; // pagemap entries per read (512 KiB)
+const HI_PRESENT = Number(PM_PRESENT >> 32n);
+const HI_SWAPPED = Number(PM_SWAPPED >> 32n);
+const HI_FILE = Number(PM_FILE >> 32n);
 
 /** Which pages of a VMA go into the image. */
 export type PagePolicy =
@@ -56,14 +59,14 @@ export class ProcMemory {
     const fd = this.pagemap();
     const buf = Buffer.alloc(Math.min(npages, CHUNK) * 8);
     const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-    const firstPfn = Number(start / BigInt(PAGE));
+    const firstPfn = start / BigInt(PAGE);
     let runStart = -1;
     for (let at = 0; at < npages; at += CHUNK) {
       const n = Math.min(CHUNK, npages - at);
       let got = 0;
       try {
         while (got < n * 8) {
-          const r = fs.readSync(fd, buf, got, n * 8 - got, (firstPfn + at) * 8 + got);
+          const r = fs.readSync(fd, buf, got, n * 8 - got, (firstPfn + BigInt(at)) * 8n + BigInt(got));
           if (r === 0) break;
           got += r;
         }
@@ -74,10 +77,10 @@ export class ProcMemory {
       for (let i = 0; i < n; i++) {
         let take = false;
         if (i < entries) {
-          const e = dv.getBigUint64(i * 8, true);
-          const swapped = (e & PM_SWAPPED) !== 0n;
-          const present = (e & PM_PRESENT) !== 0n;
-          take = policy === 'populated' ? present || swapped : swapped || (present && (e & PM_FILE) === 0n);
+          const hi = dv.getUint32(i * 8 + 4, true); // flags live in bits 55..63
+          const swapped = (hi & HI_SWAPPED) !== 0;
+          const present = (hi & HI_PRESENT) !== 0;
+          take = policy === 'populated' ? present || swapped : swapped || (present && (hi & HI_FILE) === 0);
         }
         const idx = at + i;
         if (take && runStart < 0) runStart = idx;

@@ -79,7 +79,11 @@ export function checkTask(model: Model, task: Task, opts: CheckOptions = {}): Re
   const out: RestoreReason[] = [];
   const add = (code: string, where: string, text: string): void => { out.push({ code, where, text }); };
   if (model.header.flags & HeaderFlags.SYNTHETIC) add('SYNTHETIC', 'image', 'the image was made by `crimg gen`: it describes no real process');
-  for (const r of task.nocr) add('NOCR', `task ${r.pid}`, `recorded at dump time: ${r.code}: ${r.text}`);
+  for (const r of task.nocr) {
+    // restore rebuilds the kernel's own vdso data mappings itself: a "device memory" reason about them does not apply
+    if (r.code === 'DEVICE_MEMORY' && /\((\[vvar\]|\[vvar_vclock\])\)/.test(r.text)) continue;
+    add('NOCR', `task ${r.pid}`, `recorded at dump time: ${r.code}: ${r.text}`);
+  }
   if (task.threads.length === 0) add('REGS', 'task', 'the task has no threads');
   for (const th of task.threads) {
     if (th.regs[17] !== 0x33n || th.regs[20] !== 0x2bn) add('REGS', `thread ${th.tid}`, `cs 0x${th.regs[17]!.toString(16)} / ss 0x${th.regs[20]!.toString(16)} are not 64-bit user segments (32-bit tasks are not supported)`);
@@ -178,6 +182,8 @@ export function checkXsave(task: Task, hostXcr0: bigint | null): RestoreReason[]
   return out;
 }
 
+/** The reasons as one line: the first three, then how many more (all of them: `crimg restore --check`). */
 export function formatReasons(r: RestoreReason[]): string {
-  return r.map((x) => `${x.code} (${x.where}): ${x.text}`).join('; ');
+  const shown = r.slice(0, 3).map((x) => `${x.code} (${x.where}): ${x.text}`).join('; ');
+  return r.length > 3 ? `${shown}; and ${r.length - 3} more (see crimg restore --check)` : shown;
 }

@@ -33,12 +33,12 @@ import type { Image } from '../reader.js';
 import { claimRegion, releaseRegion } from '../kernels/arena.js';
 import {
   NT, PTRACE, PTRACE_O, SIG, WAIT, addressOf, isSysError, kill, ptrace, ptraceDetach, ptraceGetRegset, ptraceGetRseq,
-  ptraceInterrupt, ptraceSetRegs, ptraceSetRegset, ptraceSetSigmask, processVmWriteRaw, spawn, waitpid,
+  ptraceInterrupt, ptraceSetRegs, ptraceSetRegset, ptraceSetSigmask, processVmRead, processVmWriteRaw, spawn, waitpid,
 } from '../live/libc.js';
 import { readFds, readMaps } from '../live/proc.js';
 import {
-  type CheckOptions, type RestoreReason, checkTask, checkXsave, fdReopenable, formatReasons, isFileVma, isSpecialVma,
-  pickTask,
+  type CheckOptions, type RestoreReason, checkTask, checkXsave, fdReopenable, formatReasons, hostSpecials, isFileVma,
+  isSpecialVma, pickTask,
 } from './check.js';
 import { Injector, NR, R, SYSCALL_INT3, signed, waitStop } from './inject.js';
 import { buildXstate, imageXstateBv, xstateXcr0 } from './xsave.js';
@@ -128,7 +128,24 @@ export interface Prepared {
 export function prepareRestore(image: Image, opts: RestoreOptions = {}): Prepared {
   const { task, reasons } = pickTask(image.model, opts.pid);
   if (!task) return { task: null as unknown as Task, reasons };
-  return { task, reasons: checkTask(image.model, task, opts) };
+  return { task, reasons: [...checkTask(image.model, task, opts), ...checkVdsoBytes(image, task)] };
+}
+
+/** The vdso pages the image stored must be this kernel's vdso: the task's libc keeps pointers into it. */
+function checkVdsoBytes(image: Image, task: Task): RestoreReason[] {
+  const v = task.mm?.vmas.find((x) => x.path === '[vdso]');
+  const h = hostSpecials().find((m) => m.path === '[vdso]');
+  if (!v || !h || h.end - h.start !== v.end - v.start) return []; // layout differences are reported by checkTask
+  const mine = new Uint8Array(Number(h.end - h.start));
+  if (processVmRead(process.pid, mine, h.start) !== mine.length) return [];
+  const theirs = image.readMemory(task.pid, v.start, mine.length);
+  for (const [first, n] of v.pages.runs(mine.length / 4096)) {
+    const a = first * 4096, b = (first + n) * 4096;
+    if (Buffer.compare(Buffer.from(mine.subarray(a, b)), Buffer.from(theirs.subarray(a, b))) !== 0) {
+      return [{ code: 'VDSO_MISMATCH', where: '[vdso]', text: 'the vdso of the image differs from this kernel\'s: restore on the kernel that made the image' }];
+    }
+  }
+  return [];
 }
 
 /** Everything `restore --check` reports: static checks plus the CPU's XSAVE features (asked of a short-lived stub). */
@@ -316,7 +333,17 @@ function build(image: Image, task: Task, stub: Stub, tids: number[], step: StepF
   for (const m of specials) {
     const target = mm.vmas.find((v) => v.path === m.path);
     const from = parked.get(m.path)!;
-    if (target) step('place vdso', `${m.path} ${hex(target.start)}`, () => inj.call(NR.mremap, [from, m.end - m.start, m.end - m.start, MREMAP_MAYMOVE | MREMAP_FIXED, target.start]));
+    if (target) {
+      step('place vdso', `${m.path} ${hex(target.start)}`, () => {
+        inj.call(NR.mremap, [from, m.end - m.start, m.end - m.start, MREMAP_MAYMOVE | MREMAP_FIXED, target.start]);
+        // fault in the vdso pages the task had touched (the vvar pages have no struct page to read)
+        if (m.path === '[vdso]') {
+          for (const [first, n] of target.pages.runs(Number((m.end - m.start) / PAGE))) {
+            processVmRead(pid, new Uint8Array(n * 4096), target.start + BigInt(first) * PAGE);
+          }
+        }
+      });
+    }
     else step('drop vdso', m.path, () => inj.call(NR.munmap, [from, m.end - m.start]));
   }
   step('mm fields', '', () => {
@@ -386,7 +413,9 @@ function build(image: Image, task: Task, stub: Stub, tids: number[], step: StepF
       if (opts.failAt === 'unmap park') throw new Step('unmap park', hex(park), new Error('failing on purpose (failAt)'));
       step('unmap park', hex(park), () => ti.callAtExit(NR.munmap, [park, PARK_CODE + PARK_DATA]));
     }
-    step('registers', at, () => ptraceSetRegs(tid, resumeRegs(th.regs)));
+    // Left stopped, the task passes through the signal code on SIGCONT, which restarts an interrupted system
+    // call itself: it gets the image's registers unchanged. Running on, it gets them as the restart would leave them.
+    step('registers', at, () => ptraceSetRegs(tid, opts.stopped ? th.regs : resumeRegs(th.regs)));
   }
 
   // ---- 8. let it go

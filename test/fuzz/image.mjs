@@ -203,3 +203,24 @@ export function strings(fields, p) {
     return { name: s.name, off: s.off + 4, len: n === 0xffffffff ? 0 : Math.min(n, p.length - s.off - 4) };
   });
 }
+
+/**
+ * True when every checksum in the image is right: each record's stored checksum
+ * matches its header and padded payload, and the last record is a TRAILER whose
+ * whole-image checksum matches the magic and the headers before it. A reader may
+ * accept such an image (it is then a valid image of some model, if the structure
+ * holds); it must reject every other one.
+ */
+export function isConsistent(bytes) {
+  let p;
+  try { p = parse(bytes); } catch { return false; }
+  const { recs, magic } = p;
+  if (!recs.length) return false;
+  for (const r of recs) if (recordCsum(r) !== r.csum) return false;
+  const t = recs[recs.length - 1];
+  if (t.kind !== K.TRAILER || t.payload.length !== 32) return false;
+  const h = xxh3.Xxh3.withSeed(0n);
+  h.update(magic);
+  for (let i = 0; i < recs.length - 1; i++) h.update(bytes.subarray(recs[i].off, recs[i].off + HDR));
+  return new DataView(t.payload.buffer, t.payload.byteOffset, 32).getBigUint64(24, true) === h.digest();
+}

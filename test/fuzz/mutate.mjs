@@ -399,12 +399,17 @@ const RECS = {
     const cand = idxOf(recs, K.PAGES);
     if (!cand.length) return null;
     const i = r.pick(cand);
+    if (recs[i].payload.length < 16) return null;
     const rec = recs[i] = { ...recs[i] };
     const dv0 = new DataView(rec.payload.buffer, rec.payload.byteOffset, rec.payload.byteLength);
     const npages = dv0.getUint32(8, true);
     const bmBytes = Math.ceil(npages / 64) * 8;
     const dataLen = rec.payload.length - 16 - bmBytes;
-    const what = r.pick(['bit-set', 'bit-clear', 'bit-past', 'npages', 'npages-consistent', 'addr', 'addr-unaligned', 'pgflags', 'drop-page', 'add-page', 'bitmap-only']);
+    // a record that is not a well-formed PAGES run (another kind renamed PAGES, a resized one): only its fields
+    const wellFormed = rec.payload.length >= 16 && npages >= 1 && npages <= 1024 && dataLen >= 0 && dataLen % 4096 === 0;
+    const what = r.pick(wellFormed
+      ? ['bit-set', 'bit-clear', 'bit-past', 'npages', 'npages-consistent', 'addr', 'addr-unaligned', 'pgflags', 'drop-page', 'add-page', 'bitmap-only']
+      : ['npages', 'addr', 'addr-unaligned', 'pgflags']);
     const bm = rec.payload.slice(16 + dataLen);
     const setBit = (p, on) => { if (on) bm[p >> 3] |= 1 << (p & 7); else bm[p >> 3] &= ~(1 << (p & 7)); };
     const bit = (p) => (bm[p >> 3] >> (p & 7)) & 1;
@@ -436,8 +441,14 @@ const RECS = {
       case 'add-page': { const d = new Uint8Array(dataLen + 4096); d.set(data); d.fill(0x5a, dataLen); newData = d; break; }
       case 'bitmap-only': { newBm = new Uint8Array(0); break; }
     }
-    const p = new Uint8Array(16 + newData.length + newBm.length);
-    p.set(fixed); p.set(newData, 16); p.set(newBm, 16 + newData.length);
+    let p;
+    if (wellFormed) {
+      p = new Uint8Array(16 + newData.length + newBm.length);
+      p.set(fixed); p.set(newData, 16); p.set(newBm, 16 + newData.length);
+    } else {
+      p = rec.payload.slice();
+      p.set(fixed);
+    }
     rec.payload = p;
     rec.pad = undefined;
     void (fixed = null);
@@ -514,7 +525,12 @@ export function mutate(ctx, seed, iteration) {
     let ok = true;
     for (let j = 0; j < nops; j++) {
       const name = r.weighted(REC_OPS);
-      const d = RECS[name](ctx, recs, r);
+      let d;
+      try {
+        d = RECS[name](ctx, recs, r);
+      } catch {
+        d = null; // the operation does not apply to a record an earlier one left malformed
+      }
       if (d === null || recs.length === 0) { ok = false; break; }
       names.push(d);
     }

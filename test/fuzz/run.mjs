@@ -6,6 +6,7 @@
  *   node test/fuzz/run.mjs [--seconds 60] [--seed 1] [--iterations N] [--workers 2]
  *                          [--lib dist|src|DIR] [--timeout-ms 10000] [--max-wasm-mb 256]
  *                          [--max-heap-mb 768] [--json] [--small] [--only I] [--dump DIR]
+ *                          [--target image|elf|both] [--core FILE]...
  *
  * Every mutant must either be rejected with a CrimgError carrying a documented code
  * (one-line message, offset inside the file), or be accepted; an accepted mutant must
@@ -34,8 +35,9 @@ import { pathToFileURL, fileURLToPath } from 'node:url';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { xxh3 } from '@node-rs/xxhash';
 import { buildCorpus } from './corpus.mjs';
-import { parse } from './image.mjs';
+import { isConsistent, parse } from './image.mjs';
 import { mutate, mutateMagic } from './mutate.mjs';
+import { buildElfCorpus, elfMutant, parseElf } from './elf.mjs';
 
 const SELF = fileURLToPath(import.meta.url);
 const ROOT = path.resolve(path.dirname(SELF), '../..');
@@ -46,6 +48,7 @@ function parseArgs(argv) {
   const o = {
     seconds: 60, seed: 1, iterations: Infinity, workers: Math.max(1, Math.min(2, os.cpus().length)), lib: 'dist',
     timeoutMs: 10_000, maxWasmMb: 256, maxHeapMb: 768, json: false, small: false, only: null, dump: null, quiet: false,
+    target: 'both', cores: [],
   };
   const num = (name, s) => {
     const v = Number(s);
@@ -67,6 +70,8 @@ function parseArgs(argv) {
       case '--json': o.json = true; break;
       case '--quiet': o.quiet = true; break;
       case '--small': o.small = true; break;
+      case '--target': o.target = val(); if (!['image', 'elf', 'both'].includes(o.target)) { process.stderr.write('fuzz: --target must be image, elf or both\n'); process.exit(2); } break;
+      case '--core': o.cores.push(path.resolve(val())); break;
       case '--only': o.only = Math.floor(num(a, val())); break;
       case '--dump': o.dump = val(); break;
       case '-h': case '--help':
@@ -99,13 +104,24 @@ async function loadLib(dir) {
   const [index, gen, inspect, arena, api] = await Promise.all([
     imp('index.js'), imp('gen/generate.js'), imp('inspect.js'), imp('kernels/arena.js'), imp('kernels/api.js'),
   ]);
-  return { ...index, generate: gen.generate, showText: inspect.showText, showJson: inspect.showJson, arena, api };
+  // ELF core import and export, when this crimg has them
+  const elf = await Promise.all([imp('elf/import.js'), imp('elf/export.js')]).catch(() => null);
+  return {
+    ...index, generate: gen.generate, showText: inspect.showText, showJson: inspect.showJson, arena, api,
+    fromElfCore: elf?.[0].fromElfCore, toElfCore: elf?.[1].toElfCore,
+  };
 }
 
 // ------------------------------------------------------------------ one mutant
 
 const PROBE_PAGES = 256;
-const jsonBig = (x) => JSON.stringify(x, (_, v) => (typeof v === 'bigint' ? `0x${v.toString(16)}` : v instanceof Uint8Array || v instanceof BigUint64Array ? Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64') : v));
+/** Canonical JSON: 64-bit values in hex, byte arrays in base64, object keys sorted. */
+const jsonBig = (x) => JSON.stringify(x, (_, v) => {
+  if (typeof v === 'bigint') return `0x${v.toString(16)}`;
+  if (v instanceof Uint8Array || v instanceof BigUint64Array) return Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64');
+  if (v && typeof v === 'object' && !Array.isArray(v)) return Object.fromEntries(Object.keys(v).sort().map((k) => [k, v[k]]));
+  return v;
+});
 
 class Checker {
   constructor(lib, opts) {
@@ -154,12 +170,13 @@ class Checker {
   /** Classify a thrown value: a documented CrimgError code, or a crash. */
   classify(e, size) {
     if (e instanceof this.lib.CrimgError) {
-      const problems = [];
+      const problems = [], warnings = [];
       if (!this.validCodes.has(e.code)) problems.push(`undocumented code ${e.code}`);
       const line = e.line();
       if (/[\n\r]/.test(line)) problems.push('multi-line message');
-      if (e.offset !== undefined && !(Number.isInteger(e.offset) && e.offset >= 0 && e.offset <= size)) problems.push(`offset ${e.offset} outside the ${size}-byte file`);
-      return { code: e.code, line, problems };
+      // an offset past the end of the file is misleading but not unsafe: a warning
+      if (e.offset !== undefined && !(Number.isInteger(e.offset) && e.offset >= 0 && e.offset <= size)) warnings.push(`offset ${e.offset} outside the ${size}-byte file`);
+      return { code: e.code, line, problems, warnings };
     }
     return { crash: e instanceof Error ? `${e.name}: ${e.message}` : String(e), stack: e?.stack?.split('\n').slice(0, 6).join('\n') };
   }
@@ -176,18 +193,90 @@ class Checker {
     let src = m.bytes;
     let file = null;
     if (viaFile) {
-      file = path.join(this.dir, 'mutant.crimg');
+      file = path.join(this.dir, m.elf ? 'mutant.core' : 'mutant.crimg');
       fs.writeFileSync(file, m.bytes);
       src = file;
     }
-    const result = { outcome: null, crash: null, violations };
+    const result = { outcome: null, crash: null, violations, warnings: [] };
     const crashOf = (where, e) => {
       const c = this.classify(e, size);
       if (c.crash) { result.crash = { where, error: c.crash, stack: c.stack }; return null; }
       for (const p of c.problems) violations.push(`${where}: ${c.code}: ${p}: ${c.line}`);
+      for (const p of c.warnings) result.warnings.push(`${where}: ${c.code}: ${p}: ${c.line}`);
       return c.code;
     };
 
+    if (m.elf) await this.checkElf(src, result, crashOf, violations);
+    else await this.checkImage(m, src, result, crashOf, violations);
+
+    // 3. nothing written: the input unchanged, nothing left beside it, no kernel memory leaked
+    if (xxh3.xxh64(m.bytes) !== inHash) violations.push('the input buffer was modified');
+    if (file) {
+      if (xxh3.xxh64(fs.readFileSync(file)) !== inHash) violations.push('the input file was modified');
+      fs.unlinkSync(file);
+    }
+    const left = fs.readdirSync(this.dir);
+    if (left.length) { violations.push(`files left beside the input: ${left.join(' ')}`); for (const f of left) fs.rmSync(path.join(this.dir, f), { recursive: true, force: true }); }
+    const probe = lib.arena.claimRegion(this.k, 1);
+    lib.arena.releaseRegion(this.k, probe);
+    if (probe !== this.freeAt) {
+      violations.push('kernel memory region leaked');
+      this.freeAt = probe; // report once
+    }
+    const slot = lib.arena.claimSlot(this.k);
+    lib.arena.releaseSlot(this.k, slot);
+    if (slot !== 0) violations.push(`hash slot ${slot - 1} leaked`);
+    return result;
+  }
+
+  /**
+   * An ELF core: rejected with a code, or imported; an imported core's pages must read
+   * (or fail with a code: pages are read lazily), and its model must convert to an image
+   * that the reader accepts and that reads back as the same model.
+   */
+  async checkElf(src, result, crashOf, violations) {
+    const { lib } = this;
+    let core = null;
+    try {
+      core = lib.fromElfCore(src, { createdNs: 0n });
+    } catch (e) {
+      result.outcome = crashOf('fromElfCore', e);
+      return;
+    }
+    result.outcome = 'ACCEPTED';
+    try {
+      let flat;
+      try {
+        flat = this.flatten(core);
+      } catch (e) {
+        const code = crashOf('core pages', e);
+        if (code) result.outcome = code; // rejected when its pages were read
+        return;
+      }
+      const sink = new lib.MemorySink();
+      try {
+        await lib.writeImage(core.model, sink);
+      } catch (e) {
+        const code = crashOf('convert (writeImage of an imported core)', e);
+        if (code) violations.push(`an imported core does not convert: ${code}`);
+        return;
+      }
+      let img;
+      try {
+        img = lib.readImage(sink.bytes());
+      } catch (e) {
+        const code = crashOf('readImage of a converted core', e);
+        if (code) violations.push(`an imported core converts to an image the reader rejects: ${code}`);
+        return;
+      }
+      try {
+        if (this.flatten(img) !== flat) violations.push('an imported core does not read back identically after conversion');
+      } finally { img.close(); }
+    } finally { core.close(); }
+  }
+
+  async checkImage(m, src, result, crashOf, violations) {
+    const { lib } = this;
     // 1. the full reader (every payload verified now)
     let full = null, fullFlat = null;
     try {
@@ -198,7 +287,7 @@ class Checker {
     if (full) {
       result.outcome = 'ACCEPTED';
       try {
-        if (m.level !== 'full') violations.push(`accepted a mutant whose checksummed bytes changed (level ${m.level})`);
+        if (!isConsistent(m.bytes)) violations.push(`accepted a mutant with a stale checksum (level ${m.level})`);
         fullFlat = this.flatten(full);
         lib.showText(full.model, full);
         jsonBig(lib.showJson(full.model, full));
@@ -249,25 +338,6 @@ class Checker {
         } finally { meta.close(); }
       }
     }
-
-    // 3. nothing written: the input unchanged, nothing left beside it, no kernel memory leaked
-    if (xxh3.xxh64(m.bytes) !== inHash) violations.push('the input buffer was modified');
-    if (file) {
-      if (xxh3.xxh64(fs.readFileSync(file)) !== inHash) violations.push('the input file was modified');
-      fs.unlinkSync(file);
-    }
-    const left = fs.readdirSync(this.dir);
-    if (left.length) { violations.push(`files left beside the input: ${left.join(' ')}`); for (const f of left) fs.rmSync(path.join(this.dir, f), { recursive: true, force: true }); }
-    const probe = lib.arena.claimRegion(this.k, 1);
-    lib.arena.releaseRegion(this.k, probe);
-    if (probe !== this.freeAt) {
-      violations.push('kernel memory region leaked');
-      this.freeAt = probe; // report once
-    }
-    const slot = lib.arena.claimSlot(this.k);
-    lib.arena.releaseSlot(this.k, slot);
-    if (slot !== 0) violations.push(`hash slot ${slot - 1} leaked`);
-    return result;
   }
 
   memory() {
@@ -275,43 +345,72 @@ class Checker {
   }
 }
 
-async function setup(libDir, small) {
+async function setup(libDir, small, target = 'image', cores = []) {
   const lib = await loadLib(libDir);
   const corpus = await buildCorpus(lib, { small });
   const bases = corpus.map((b) => ({ ...b, parsed: parse(b.bytes) }));
   // every base must be valid to start with
   for (const b of bases) lib.verifyImage(b.bytes);
   const defs = new Map(lib.RECORDS.map((d) => [d.kind, d]));
-  return { lib, ctx: { bases, defs } };
+  let elf = null;
+  if (target !== 'image') {
+    if (!lib.fromElfCore || !lib.toElfCore) {
+      if (target === 'elf') throw new Error('this crimg has no ELF core import (src/elf/import.ts)');
+    } else {
+      const ecorpus = await buildElfCorpus(lib, corpus);
+      for (const f of cores) ecorpus.push({ name: `core:${path.basename(f)}`, bytes: new Uint8Array(fs.readFileSync(f)) });
+      const ebases = ecorpus.map((b) => ({ ...b, parsed: parseElf(b.bytes) }));
+      for (const b of ebases) lib.fromElfCore(b.bytes, { createdNs: 0n }).close();
+      elf = { bases: ebases };
+    }
+  }
+  return { lib, ctx: { bases, defs, elf, target: elf ? target : 'image' } };
 }
 
-/** Mutant I of seed S: magic edits on a fixed schedule, the rest from mutate(). */
+/**
+ * Mutant I of seed S: with --target both every fifth mutant is an ELF core; of the
+ * images, magic edits on a fixed schedule and the rest from mutate().
+ */
 function mutantOf(ctx, seed, i) {
-  return i % 97 === 96 ? mutateMagic(ctx, seed, i) : mutate(ctx, seed, i);
+  if (ctx.elf && (ctx.target === 'elf' || i % 5 === 4)) {
+    const m = elfMutant(ctx.elf, seed, i);
+    return { ...m, elf: true, baseName: ctx.elf.bases[m.base].name };
+  }
+  const m = i % 97 === 96 ? mutateMagic(ctx, seed, i) : mutate(ctx, seed, i);
+  return { ...m, baseName: ctx.bases[m.base].name };
 }
 
-const family = (op) => op.split('+')[0].split(/[:@=]/)[0].replace(/\d+$/, '');
+const family = (op) => (op.startsWith('elf:') ? `elf:${op.slice(4).split(/[.:]/)[0].replace(/\d+$/, '')}` : op.split('+')[0].split(/[:@=]/)[0].replace(/\d+$/, ''));
 
 // ------------------------------------------------------------------ worker
 
 async function workerMain() {
-  const { libDir, seed, small, worker, stride, startJ, iterations, stop, cur, started, opts } = workerData;
+  const { libDir, seed, small, target, cores, worker, stride, startJ, iterations, stop, cur, started, opts } = workerData;
   const stopFlag = new Int32Array(stop);
   const curArr = new Float64Array(cur);
   const startArr = new Float64Array(started);
-  const { lib, ctx } = await setup(libDir, small);
+  const { lib, ctx } = await setup(libDir, small, target, cores);
   const ck = new Checker(lib, opts);
   const stats = newStats();
-  let lastPost = Date.now();
   const post = (final) => { parentPort.postMessage({ type: 'stats', worker, stats, final }); resetDeltas(stats); };
-  parentPort.postMessage({ type: 'ready', worker, bases: ctx.bases.map((b) => ({ name: b.name, bytes: b.bytes.length })) });
+  parentPort.postMessage({ type: 'ready', worker, bases: [...ctx.bases, ...(ctx.elf?.bases ?? [])].map((b) => ({ name: b.name, bytes: b.bytes.length })) });
   try {
     for (let j = startJ; ; j++) {
       const i = worker + j * stride;
       if (i >= iterations || Atomics.load(stopFlag, 0)) break;
       curArr[worker] = i;
       startArr[worker] = Date.now();
-      const m = mutantOf(ctx, seed, i);
+      let m;
+      try {
+        m = mutantOf(ctx, seed, i);
+      } catch (e) {
+        // the fuzzer's own bug: reported as a crash of the fuzzer, not of crimg
+        stats.tried++; stats.crashes++;
+        parentPort.postMessage({ type: 'finding', worker, finding: { iteration: i, seed, crash: { where: 'mutate', error: `${e?.name}: ${e?.message}`, stack: e?.stack } } });
+        curArr[worker] = -1;
+        continue;
+      }
+      startArr[worker] = Date.now(); // the watchdog bounds the reads, not the making of the mutant
       const t0 = process.hrtime.bigint();
       let r;
       try {
@@ -326,8 +425,10 @@ async function workerMain() {
       record(stats, m, r, ms, mem, i, ctx, opts);
       if (r.crash || r.violations.length) {
         parentPort.postMessage({ type: 'finding', worker, finding: findingOf(m, r, i, ctx, seed) });
+      } else if (r.warnings.length) {
+        parentPort.postMessage({ type: 'warning', worker, finding: { ...findingOf(m, r, i, ctx, seed), violations: r.warnings } });
       }
-      if (Date.now() - lastPost > 500) { post(false); lastPost = Date.now(); }
+      post(false); // after every mutant: a worker killed by the watchdog loses nothing
     }
   } finally {
     ck.close();
@@ -337,15 +438,15 @@ async function workerMain() {
 
 function findingOf(m, r, i, ctx, seed) {
   return {
-    iteration: i, seed, base: ctx.bases[m.base].name, op: m.op, level: m.level, fixIndex: m.fixIndex, size: m.bytes.length,
+    iteration: i, seed, base: m.baseName, op: m.op, level: m.level, fixIndex: m.fixIndex, size: m.bytes.length,
     outcome: r.outcome, crash: r.crash, violations: r.violations,
   };
 }
 
 function newStats() {
   return {
-    tried: 0, rejected: 0, accepted: 0, crashes: 0, violationMutants: 0, codes: {}, ops: {}, levels: {},
-    acceptedByLevel: {}, maxMs: 0, maxMsOp: '', peakWasm: 0, peakHeap: 0, totalMs: 0, viaFile: 0, bytes: 0,
+    tried: 0, rejected: 0, accepted: 0, crashes: 0, violationMutants: 0, warnings: 0, codes: {}, ops: {}, levels: {},
+    acceptedByLevel: {}, targets: {}, maxMs: 0, maxMsOp: '', peakWasm: 0, peakHeap: 0, totalMs: 0, viaFile: 0, bytes: 0,
   };
 }
 function resetDeltas(s) { Object.assign(s, newStats()); }
@@ -359,11 +460,15 @@ function record(s, m, r, ms, mem, i, ctx, opts) {
   const op = (s.ops[fam] ??= { tried: 0, rejected: 0, accepted: 0, crashes: 0 });
   op.tried++;
   s.levels[m.level] = (s.levels[m.level] ?? 0) + 1;
+  const tg = (s.targets[m.elf ? 'elf' : 'image'] ??= { tried: 0, rejected: 0, accepted: 0, crashes: 0 });
+  tg.tried++;
+  if (r.crash) tg.crashes++; else if (r.outcome === 'ACCEPTED') tg.accepted++; else tg.rejected++;
   if (r.crash) { s.crashes++; op.crashes++; }
   else if (r.outcome === 'ACCEPTED') { s.accepted++; op.accepted++; s.acceptedByLevel[m.level] = (s.acceptedByLevel[m.level] ?? 0) + 1; }
   else { s.rejected++; op.rejected++; s.codes[r.outcome] = (s.codes[r.outcome] ?? 0) + 1; }
   if (r.violations.length) s.violationMutants++;
-  if (ms > s.maxMs) { s.maxMs = ms; s.maxMsOp = `${ctx.bases[m.base].name}/${m.op} (#${i})`; }
+  if (r.warnings?.length) { s.warnings++; tg.warnings = (tg.warnings ?? 0) + 1; }
+  if (ms > s.maxMs) { s.maxMs = ms; s.maxMsOp = `${m.baseName}/${m.op} (#${i})`; }
   s.peakWasm = Math.max(s.peakWasm, mem.wasm);
   s.peakHeap = Math.max(s.peakHeap, mem.heap);
   if (mem.wasm > opts.maxWasmMb * 1048576 && !s.wasmReported) {
@@ -378,10 +483,14 @@ function record(s, m, r, ms, mem, i, ctx, opts) {
 }
 
 function merge(into, d) {
-  for (const k of ['tried', 'rejected', 'accepted', 'crashes', 'violationMutants', 'totalMs', 'viaFile', 'bytes']) into[k] += d[k];
+  for (const k of ['tried', 'rejected', 'accepted', 'crashes', 'violationMutants', 'warnings', 'totalMs', 'viaFile', 'bytes']) into[k] += d[k];
   for (const [c, n] of Object.entries(d.codes)) into.codes[c] = (into.codes[c] ?? 0) + n;
   for (const [c, n] of Object.entries(d.levels)) into.levels[c] = (into.levels[c] ?? 0) + n;
   for (const [c, n] of Object.entries(d.acceptedByLevel)) into.acceptedByLevel[c] = (into.acceptedByLevel[c] ?? 0) + n;
+  for (const [f, o] of Object.entries(d.targets)) {
+    const t = (into.targets[f] ??= { tried: 0, rejected: 0, accepted: 0, crashes: 0 });
+    for (const k of Object.keys(o)) t[k] = (t[k] ?? 0) + o[k];
+  }
   for (const [f, o] of Object.entries(d.ops)) {
     const t = (into.ops[f] ??= { tried: 0, rejected: 0, accepted: 0, crashes: 0 });
     for (const k of Object.keys(o)) t[k] += o[k];
@@ -394,7 +503,7 @@ function merge(into, d) {
 // ------------------------------------------------------------------ main
 
 async function only(o, libDir) {
-  const { lib, ctx } = await setup(libDir, o.small);
+  const { lib, ctx } = await setup(libDir, o.small, o.target, o.cores);
   const m = mutantOf(ctx, o.seed, o.only);
   const ck = new Checker(lib, o);
   try {
@@ -426,6 +535,7 @@ function runWorkers(o, libDir) {
     const startArr = new Float64Array(started);
     const total = newStats();
     const findings = [];
+    const warnings = [];
     const hangs = [];
     let bases = null;
     const t0 = Date.now();
@@ -439,7 +549,7 @@ function runWorkers(o, libDir) {
 
     const spawn = (w) => {
       const worker = new Worker(SELF, {
-        workerData: { fuzzWorker: true, libDir, seed: o.seed, small: o.small, worker: w, stride: W, startJ: nextJ[w], iterations: o.iterations, stop, cur, started, opts },
+        workerData: { fuzzWorker: true, libDir, seed: o.seed, small: o.small, target: o.target, cores: o.cores, worker: w, stride: W, startJ: nextJ[w], iterations: o.iterations, stop, cur, started, opts },
         resourceLimits: { maxOldGenerationSizeMb: Math.max(256, o.maxHeapMb * 2) },
         stdout: false, stderr: false,
       });
@@ -452,6 +562,8 @@ function runWorkers(o, libDir) {
         } else if (msg.type === 'stats') {
           merge(total, msg.stats);
           if (msg.final) workers[w].done = true;
+        } else if (msg.type === 'warning') {
+          if (warnings.length < 20) warnings.push(msg.finding);
         } else if (msg.type === 'finding') {
           if (findings.length < 200) findings.push(msg.finding);
           if (!o.quiet && !o.json) process.stderr.write(`fuzz: FINDING #${msg.finding.iteration} ${msg.finding.base}/${msg.finding.op}: ${msg.finding.crash ? msg.finding.crash.error : msg.finding.violations.join('; ')}\n`);
@@ -523,10 +635,10 @@ function runWorkers(o, libDir) {
       peakRss = Math.max(peakRss, process.memoryUsage().rss);
       const seconds = (Date.now() - t0) / 1000;
       const report = {
-        seed: o.seed, workers: W, seconds: Number(seconds.toFixed(2)), lib: o.lib,
+        seed: o.seed, workers: W, seconds: Number(seconds.toFixed(2)), lib: o.lib, target: o.target, cores: o.cores,
         tried: total.tried, rejectedByCode: total.rejected, accepted: total.accepted, crashes: total.crashes,
-        violations: total.violationMutants, hangs: hangs.length,
-        codes: sortObj(total.codes), acceptedByLevel: total.acceptedByLevel, levels: total.levels, readViaFile: total.viaFile,
+        violations: total.violationMutants, hangs: hangs.length, warnings: total.warnings,
+        targets: total.targets, codes: sortObj(total.codes), acceptedByLevel: total.acceptedByLevel, levels: total.levels, readViaFile: total.viaFile,
         ops: Object.fromEntries(Object.entries(total.ops).sort((a, b) => b[1].tried - a[1].tried)),
         corpus: bases,
         mutantsPerSecond: Number((total.tried / Math.max(seconds, 0.001)).toFixed(1)),
@@ -536,7 +648,7 @@ function runWorkers(o, libDir) {
           peakWasmMiB: mib(total.peakWasm), peakWorkerHeapMiB: mib(total.peakHeap), peakProcessRssMiB: mib(peakRss),
           limits: { wasmMiB: o.maxWasmMb, workerHeapMiB: o.maxHeapMb },
         },
-        findings,
+        findings, warningExamples: warnings,
       };
       if (o.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
       else printReport(report);
@@ -558,8 +670,10 @@ function printReport(r) {
   out.push(`mutants tried      ${r.tried}`);
   out.push(`rejected by code   ${r.rejectedByCode}   ${Object.entries(r.codes).map(([c, n]) => `${c} ${n}`).join(', ')}`);
   out.push(`accepted           ${r.accepted}   (by checksum level: ${Object.entries(r.acceptedByLevel).map(([c, n]) => `${c} ${n}`).join(', ') || '-'})`);
+  for (const [t, c] of Object.entries(r.targets)) out.push(`  ${t.padEnd(16)} ${c.tried} tried, ${c.rejected} rejected, ${c.accepted} accepted, ${c.crashes} crashes`);
   out.push(`crashes            ${r.crashes}${r.hangs ? ` (hangs ${r.hangs})` : ''}`);
   out.push(`violations         ${r.violations}`);
+  out.push(`warnings           ${r.warnings}${r.warnings ? `   e.g. #${r.warningExamples[0].iteration} ${r.warningExamples[0].base}/${r.warningExamples[0].op}: ${r.warningExamples[0].violations[0]}` : ''}`);
   out.push(`slowest mutant     ${r.slowestMs} ms  ${r.slowest}  (watchdog ${r.timeoutMs} ms)`);
   out.push(`peak memory        WASM ${r.memory.peakWasmMiB} MiB, worker heap ${r.memory.peakWorkerHeapMiB} MiB, process RSS ${r.memory.peakProcessRssMiB} MiB`);
   out.push('operations (tried / rejected / accepted / crashes):');
@@ -567,7 +681,7 @@ function printReport(r) {
   for (const f of r.findings.slice(0, 20)) {
     out.push(`FINDING #${f.iteration} ${f.base ?? ''}/${f.op ?? ''} [${f.level ?? ''}]: ${f.crash ? `${f.crash.where}: ${f.crash.error}` : f.violations.join('; ')}`);
     if (f.crash?.stack) out.push(f.crash.stack.replace(/^/gm, '    '));
-    if (f.iteration >= 0) out.push(`    replay: node test/fuzz/run.mjs --seed ${f.seed} --only ${f.iteration} --lib ${r.lib}`);
+    if (f.iteration >= 0) out.push(`    replay: node test/fuzz/run.mjs --seed ${f.seed} --only ${f.iteration} --target ${r.target} --lib ${r.lib}${r.cores.map((c) => ` --core ${c}`).join('')}`);
   }
   out.push(r.crashes || r.violations ? 'FAIL' : 'OK: every mutant was rejected with a crimg error code or accepted identically');
   process.stdout.write(`${out.join('\n')}\n`);

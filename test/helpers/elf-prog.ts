@@ -11,6 +11,8 @@ export interface Ready {
   tids: number[];
   data: bigint; heap: bigint; anon: bigint; file: bigint;
   fd: number; avx: boolean; avx512: boolean;
+  /** The CPU's standard-form XSAVE offset of ZMM_Hi256 (1152 Intel, 896 AMD Zen 4; 0 without AVX-512). */
+  zmmOff: number;
 }
 
 /** Byte i of memory region r (1 data, 2 heap, 3 anon) as the program writes it. */
@@ -50,7 +52,7 @@ export function parseReady(line: string): Ready {
   return {
     pid: Number(kv.pid), tids: kv.tids!.split(',').map(Number),
     data: BigInt(kv.data!), heap: BigInt(kv.heap!), anon: BigInt(kv.anon!), file: kv.file === '(nil)' ? 0n : BigInt(kv.file!),
-    fd: Number(kv.fd), avx: kv.avx === '1', avx512: kv.avx512 === '1',
+    fd: Number(kv.fd), avx: kv.avx === '1', avx512: kv.avx512 === '1', zmmOff: Number(kv.zmm_off ?? 0),
   };
 }
 
@@ -63,16 +65,35 @@ export function startProg(cmd: string, args: string[], opts: { cwd?: string } = 
   const kill = (): void => { if (child.exitCode === null && child.signalCode === null) { try { child.kill('SIGKILL'); } catch { /* gone */ } } };
   return new Promise((resolve, reject) => {
     let out = '', err = '';
+    let seen = false;
     const timer = setTimeout(() => { kill(); reject(new Error(`no READY line within 20 s; stdout: ${out} stderr: ${err}`)); }, 20_000);
     child.stderr!.on('data', (d) => { err += d; });
     child.stdout!.on('data', (d) => {
       out += d;
       const m = /^READY .*$/m.exec(out);
-      if (m) { clearTimeout(timer); resolve({ child, ready: parseReady(m[0]), kill, exited }); }
+      if (m && !seen) {
+        seen = true;
+        const ready = parseReady(m[0]);
+        // The main thread prints READY just before it parks: wait until every thread sits in pause().
+        waitParked(ready).then(() => { clearTimeout(timer); resolve({ child, ready, kill, exited }); }, (e) => { clearTimeout(timer); kill(); reject(e); });
+      }
     });
     child.once('exit', (code, sig) => { clearTimeout(timer); reject(new Error(`program exited (${code ?? sig}) before READY; stderr: ${err}`)); });
     child.once('error', (e) => { clearTimeout(timer); reject(e); });
   });
+}
+
+/** True when thread tid of pid is in syscall 34 (pause). */
+function inPause(pid: number, tid: number): boolean {
+  try { return fs.readFileSync(`/proc/${pid}/task/${tid}/syscall`, 'utf8').startsWith('34 '); } catch { return false; }
+}
+
+async function waitParked(r: Ready): Promise<void> {
+  for (let i = 0; i < 2000; i++) {
+    if (r.tids.every((t) => inPause(r.pid, t))) return;
+    await new Promise((res) => setTimeout(res, 5));
+  }
+  throw new Error(`threads of ${r.pid} did not all park in pause()`);
 }
 
 /** Core of a running process made by gdb's gcore. */

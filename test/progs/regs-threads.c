@@ -12,8 +12,9 @@
  * privately read-only and keeps it open.
  *
  * When every other thread is parked, the main thread prints one line
- *   READY pid=P tids=T0,T1,.. data=0x.. heap=0x.. anon=0x.. file=0x.. fd=N avx=0|1 avx512=0|1
- * and parks as well. Kill it with SIGKILL.
+ *   READY pid=P tids=T0,T1,.. data=0x.. heap=0x.. anon=0x.. file=0x.. fd=N avx=0|1 avx512=0|1 zmm_off=N
+ * and parks as well (zmm_off: the CPU's standard-form XSAVE offset of ZMM_Hi256, CPUID 0xD.6 EBX: 1152 on
+ * Intel, 896 on AMD Zen 4; 0 without AVX-512). Kill it with SIGKILL.
  *
  * Values (t = thread index, main thread 0; j = 0..5 for rbx, rbp, r12, r13, r14, r15; k = 0..15):
  *   gpr  = 0xA5A5000000000000 | t << 32 | j << 16 | 0xBEEF
@@ -124,6 +125,13 @@ static int os_avx512(void) {
   return (lo & 0xe6) == 0xe6;
 }
 
+/* Standard-form XSAVE offset of the ZMM_Hi256 component (CPUID leaf 0xD, sub-leaf 6, EBX). */
+static unsigned zmm_offset(void) {
+  unsigned a, b, c, d;
+  if (!__get_cpuid_count(0xd, 6, &a, &b, &c, &d)) return 0;
+  return b;
+}
+
 static int os_avx(void) {
   unsigned a, b, c, d;
   if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27)) || !(c & (1u << 28))) return 0;
@@ -173,8 +181,8 @@ int main(int argc, char **argv) {
 
   printf("READY pid=%d tids=", (int)getpid());
   for (int t = 0; t < nthreads; t++) printf("%s%d", t ? "," : "", (int)tids[t]);
-  printf(" data=%p heap=%p anon=%p file=%p fd=%d avx=%d avx512=%d\n", (void *)data_pat, (void *)heap, (void *)anon, fmap, fd,
-         mode >= 1, mode == 2);
+  printf(" data=%p heap=%p anon=%p file=%p fd=%d avx=%d avx512=%d zmm_off=%u\n", (void *)data_pat, (void *)heap, (void *)anon, fmap,
+         fd, mode >= 1, mode == 2, mode == 2 ? zmm_offset() : 0u);
   fflush(stdout);
   park(&vals[0]);
 }

@@ -1,0 +1,215 @@
+/**
+ * `crimg run`: start a command traced by crimg and checkpoint it whenever it
+ * receives the checkpoint signal.
+ *
+ * The checkpoint is taken at the signal-delivery-stop of the thread the signal
+ * was delivered to: that thread is on its way back to user space, so its
+ * registers are exactly what the program would resume with. Every other thread
+ * is interrupted (PTRACE_INTERRUPT) and waited for, the image is written, and
+ * every thread continues; the signaled thread with the signal suppressed, so
+ * the program never sees it. Other signals are passed through unchanged, group
+ * stops are kept with PTRACE_LISTEN, new threads are followed (PTRACE_O_TRACECLONE).
+ *
+ * Only the process itself (all its threads) is checkpointed, not processes it forks.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { CrimgError, ioError } from '../errors.js';
+import {
+  ERRNO, PTRACE, PTRACE_EVENT, PTRACE_O, SIG, STOP_SIGNALS, WAIT, WEXITSTATUS, WIFEXITED, WIFSIGNALED, WIFSTOPPED,
+  WPTRACEEVENT, WSTOPSIG, WTERMSIG, isSysError, kill, ptraceGetEventMsg, ptraceRaw, spawn, waitpid,
+} from './libc.js';
+import { listTasks, readStat } from './proc.js';
+import { writeFrozen } from './dump.js';
+
+export interface RunCheckpoint { seq: number; path: string; pid: number; tid: number; bytes: number; freezeNs: bigint }
+
+export interface RunOptions {
+  /** Checkpoint signal (default SIGUSR2). */
+  signal?: number;
+  /** Directory for the images (NNNNNN.crimg). */
+  outDir: string;
+  /** Aborting it (SIGINT/SIGTERM to crimg) forwards the signal to the command, or detaches with leaveRunning. */
+  abort?: AbortSignal;
+  leaveRunning?: boolean;
+  onCheckpoint?: (c: RunCheckpoint) => void;
+  /** Called once the command runs traced (with its pid). */
+  onStart?: (pid: number) => void;
+}
+
+function exitedAlready(pid: number): boolean {
+  try { const st = readStat(pid).state; return st === 'Z' || st === 'X'; } catch { return true; }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+interface Tracee { tid: number; groupStop: boolean }
+
+/** Run argv traced; resolves with its exit code (128 + signal when killed by one). */
+export async function runTraced(argv: string[], o: RunOptions): Promise<number> {
+  if (argv.length === 0) throw new CrimgError('USAGE', 'run: no command given');
+  const ckpt = o.signal ?? SIG.SIGUSR2;
+  try { fs.mkdirSync(o.outDir, { recursive: true }); } catch (e) { throw ioError(`cannot create ${o.outDir}`, e); }
+  let pid: number;
+  try { pid = spawn(argv); } catch (e) {
+    throw new CrimgError('NO_PROCESS', `cannot start ${argv[0]}: ${(e as Error).message}`);
+  }
+  const opts = PTRACE_O.TRACECLONE;
+  const tracees = new Map<number, Tracee>();
+  const seizeAll = (): void => {
+    for (;;) {
+      let fresh = 0;
+      let tids: number[] = [];
+      try { tids = listTasks(pid); } catch { return; }
+      for (const tid of tids) {
+        if (tracees.has(tid)) continue;
+        const r = ptraceRaw(PTRACE.SEIZE, tid, 0, opts);
+        if (r.ret === -1) {
+          if (r.errno === ERRNO.ESRCH || exitedAlready(pid)) continue; // it ended before we could trace it
+          try { kill(pid, SIG.SIGKILL); } catch { /* gone */ }
+          throw new CrimgError('PTRACE', `cannot trace ${argv[0]} (pid ${pid}): PTRACE_SEIZE failed with errno ${r.errno}`);
+        }
+        tracees.set(tid, { tid, groupStop: false });
+        fresh++;
+      }
+      if (!fresh) return;
+    }
+  };
+  seizeAll();
+  o.onStart?.(pid);
+
+  let seq = 0;
+  let forwarded = false;
+  let detached = false;
+  const existing = (): number => {
+    let n = 0;
+    try { for (const f of fs.readdirSync(o.outDir)) { const m = /^(\d{6})\.crimg$/.exec(f); if (m) n = Math.max(n, Number(m[1])); } } catch { /* empty */ }
+    return n;
+  };
+  seq = existing();
+
+  const takeCheckpoint = async (tid: number): Promise<void> => {
+    // stop every other thread
+    const stopped = new Map<number, { sig: number; group: boolean }>();
+    const waiting = new Set<number>();
+    for (const t of tracees.keys()) {
+      if (t === tid) continue;
+      if (ptraceRaw(PTRACE.INTERRUPT, t).ret === 0) waiting.add(t);
+      else tracees.delete(t);
+    }
+    while (waiting.size) {
+      const t = waiting.values().next().value as number;
+      let st: number;
+      try { st = waitpid(t, WAIT.__WALL).status; } catch { waiting.delete(t); tracees.delete(t); continue; }
+      if (WIFEXITED(st) || WIFSIGNALED(st)) { waiting.delete(t); tracees.delete(t); continue; }
+      if (!WIFSTOPPED(st)) continue;
+      const ev = WPTRACEEVENT(st);
+      const sig = WSTOPSIG(st);
+      if (ev === PTRACE_EVENT.STOP) { stopped.set(t, { sig: 0, group: STOP_SIGNALS.has(sig) }); waiting.delete(t); continue; }
+      if (ev === 0) {
+        // a signal on its way to this thread: it is stopped on the way back to user space too; deliver it afterwards
+        // (a second checkpoint request is folded into this checkpoint)
+        stopped.set(t, { sig: sig === ckpt ? 0 : sig, group: false });
+        waiting.delete(t);
+        continue;
+      }
+      if (ev === PTRACE_EVENT.CLONE) {
+        const nt = Number(ptraceGetEventMsg(t));
+        tracees.set(nt, { tid: nt, groupStop: false });
+        waiting.add(nt); // it starts in a trap stop
+        ptraceRaw(PTRACE.CONT, t, 0, 0);
+        ptraceRaw(PTRACE.INTERRUPT, t);
+        continue;
+      }
+      ptraceRaw(PTRACE.CONT, t, 0, 0);
+    }
+    seq++;
+    const file = path.join(o.outDir, `${String(seq).padStart(6, '0')}.crimg`);
+    const t0 = process.hrtime.bigint();
+    const threads = [tid, ...stopped.keys()].sort((a, b) => (a === pid ? -1 : b === pid ? 1 : a - b));
+    const states = new Map<number, string>();
+    for (const t of threads) { try { states.set(t, readStat(pid, t).state); } catch { /* */ } }
+    const resume = (): void => {
+      for (const [t, s] of stopped) {
+        if (s.sig) ptraceRaw(PTRACE.CONT, t, 0, s.sig);
+        else if (s.group) ptraceRaw(PTRACE.LISTEN, t, 0, 0);
+        else ptraceRaw(PTRACE.CONT, t, 0, 0);
+      }
+      ptraceRaw(PTRACE.CONT, tid, 0, 0); // the checkpoint signal is suppressed
+      stopped.clear();
+    };
+    let released = false;
+    try {
+      const r = await writeFrozen([{ pid, threads: threads.map((t) => ({ tid: t, stateBefore: states.get(t) ?? '' })) }], file, {
+        force: true, signal: o.abort,
+        release: () => { released = true; resume(); return process.hrtime.bigint() - t0; },
+      });
+      o.onCheckpoint?.({ seq, path: file, pid, tid, bytes: r.bytes, freezeNs: r.freezeNs });
+    } catch (e) {
+      seq--;
+      if (!released) resume();
+      if (e instanceof CrimgError && e.code === 'INTERRUPTED') return;
+      process.stderr.write(`crimg: checkpoint of ${pid} failed: ${e instanceof CrimgError ? e.line() : (e as Error).message}\n`);
+    }
+  };
+
+  const detachAll = (): void => {
+    for (const t of tracees.keys()) {
+      if (ptraceRaw(PTRACE.INTERRUPT, t).ret !== 0) continue;
+      try {
+        for (;;) {
+          const st = waitpid(t, WAIT.__WALL).status;
+          if (!WIFSTOPPED(st)) break;
+          const ev = WPTRACEEVENT(st);
+          if (ev === PTRACE_EVENT.STOP) { ptraceRaw(PTRACE.DETACH, t, 0, 0); break; }
+          if (ev === 0) { ptraceRaw(PTRACE.DETACH, t, 0, WSTOPSIG(st) === ckpt ? 0 : WSTOPSIG(st)); break; }
+          ptraceRaw(PTRACE.CONT, t, 0, 0);
+        }
+      } catch { /* gone */ }
+    }
+    tracees.clear();
+    detached = true;
+  };
+
+  for (;;) {
+    if (o.abort?.aborted && !forwarded) {
+      forwarded = true;
+      if (o.leaveRunning) { detachAll(); }
+      else {
+        const why = o.abort.reason;
+        const s = why === 'SIGINT' ? SIG.SIGINT : why === 'SIGHUP' ? SIG.SIGHUP : SIG.SIGTERM;
+        try { kill(pid, s); } catch { /* gone */ }
+      }
+    }
+    if (detached) return 0;
+    let r;
+    try { r = waitpid(-1, WAIT.__WALL | WAIT.WNOHANG); } catch (e) {
+      if (isSysError(e, ERRNO.ECHILD)) return 0;
+      throw e;
+    }
+    if (r.pid === 0) { await sleep(5); continue; }
+    const tid = r.pid;
+    const st = r.status;
+    if (WIFEXITED(st) || WIFSIGNALED(st)) {
+      tracees.delete(tid);
+      if (tid === pid) return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+      continue;
+    }
+    if (!WIFSTOPPED(st)) continue;
+    if (!tracees.has(tid)) tracees.set(tid, { tid, groupStop: false });
+    const ev = WPTRACEEVENT(st);
+    const sig = WSTOPSIG(st);
+    if (ev === PTRACE_EVENT.CLONE) {
+      try { const nt = Number(ptraceGetEventMsg(tid)); if (!tracees.has(nt)) tracees.set(nt, { tid: nt, groupStop: false }); } catch { /* */ }
+      ptraceRaw(PTRACE.CONT, tid, 0, 0);
+    } else if (ev === PTRACE_EVENT.STOP) {
+      if (STOP_SIGNALS.has(sig)) ptraceRaw(PTRACE.LISTEN, tid, 0, 0);
+      else ptraceRaw(PTRACE.CONT, tid, 0, 0);
+    } else if (ev === 0) {
+      if (sig === ckpt) await takeCheckpoint(tid);
+      else ptraceRaw(PTRACE.CONT, tid, 0, sig);
+    } else {
+      ptraceRaw(PTRACE.CONT, tid, 0, 0);
+    }
+  }
+}

@@ -1,0 +1,52 @@
+/*
+ * Target for `crimg check`: holds one of each kind of file descriptor a restart
+ * cannot rebuild, then sleeps until killed.
+ *
+ *   live-fds DIR
+ *
+ * fds: a socketpair, a pipe, an eventfd, a memfd (also mapped shared), a signalfd,
+ * a timerfd, an epoll instance, an inotify instance, and DIR/gone opened and then
+ * deleted. Prints "READY pid=P" when set up.
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <sys/mman.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+int main(int argc, char **argv) {
+  if (argc < 2) { fprintf(stderr, "usage: live-fds DIR\n"); return 2; }
+  close_range(3, ~0U, 0); /* nothing inherited: only the files set up here */
+  int sv[2], p[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0 || pipe(p) < 0) { perror("socketpair/pipe"); return 1; }
+  if (eventfd(7, 0) < 0) { perror("eventfd"); return 1; }
+  int m = memfd_create("crimg-test", 0);
+  if (m < 0 || ftruncate(m, 8192) < 0) { perror("memfd"); return 1; }
+  char *map = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, m, 0);
+  if (map == MAP_FAILED) { perror("mmap"); return 1; }
+  strcpy(map, "memfd contents");
+  sigset_t s;
+  sigemptyset(&s);
+  sigaddset(&s, SIGUSR1);
+  sigprocmask(SIG_BLOCK, &s, NULL);
+  if (signalfd(-1, &s, 0) < 0) { perror("signalfd"); return 1; }
+  if (timerfd_create(CLOCK_MONOTONIC, 0) < 0) { perror("timerfd"); return 1; }
+  if (epoll_create1(0) < 0) { perror("epoll"); return 1; }
+  if (inotify_init1(0) < 0) { perror("inotify"); return 1; }
+  char path[4096];
+  snprintf(path, sizeof path, "%s/gone", argv[1]);
+  int g = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+  if (g < 0 || unlink(path) < 0) { perror(path); return 1; }
+  printf("READY pid=%d\n", (int)getpid());
+  fflush(stdout);
+  for (;;) pause();
+}

@@ -1,0 +1,390 @@
+/**
+ * Restore of real processes: dump a running C program with `crimg dump --kill`,
+ * bring it back with `crimg restore`, and check that it carries on exactly where
+ * it was (counter, file positions, heap contents, every thread), twice in a row;
+ * that registers and memory right after a restore equal the image; and that
+ * failures (missing executable, a step failing half-way) leave nothing running.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { crimg } from './helpers/cli.js';
+import { readImage, type Image } from '../src/reader.js';
+import { CrimgError } from '../src/errors.js';
+import type { Task, Vma } from '../src/model.js';
+import { restoreImage, resumeRegs } from '../src/restore/restore.js';
+import { buildXstate } from '../src/restore/xsave.js';
+import { newThread } from '../src/model.js';
+
+let dir: string;
+let counterExe: string;
+let threadsExe: string;
+let input: Buffer;
+const running = new Set<number>();
+const children: ChildProcess[] = [];
+
+beforeAll(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crimg-restore-'));
+  counterExe = path.join(dir, 'restore-counter');
+  threadsExe = path.join(dir, 'restore-threads');
+  for (const [src, out, extra] of [['restore-counter.c', counterExe, []], ['restore-threads.c', threadsExe, ['-pthread']]] as const) {
+    const r = spawnSync('gcc', ['-O1', '-o', out, ...extra, fileURLToPathSafe(`progs/${src}`)], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+  }
+  input = Buffer.alloc(1 << 20);
+  for (let i = 0; i < input.length; i++) input[i] = (i * 2654435761) >>> 24;
+  fs.writeFileSync(path.join(dir, 'in.bin'), input);
+});
+
+afterAll(() => {
+  for (const pid of running) killHard(pid);
+  for (const c of children) { try { c.kill('SIGKILL'); } catch { /* gone */ } }
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+function fileURLToPathSafe(rel: string): string {
+  return new URL(rel, import.meta.url).pathname;
+}
+
+function alive(pid: number): boolean {
+  try {
+    const st = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return st.slice(st.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch { return false; }
+}
+
+function killHard(pid: number): void {
+  try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+  running.delete(pid);
+}
+
+async function waitFor(what: string, cond: () => boolean, ms = 20_000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+function lines(file: string): string[] {
+  try { return fs.readFileSync(file, 'latin1').split('\n').filter((l) => l.length > 0); } catch { return []; }
+}
+
+/** Start a test program as our child (its fds: /dev/null stdio, its own files). */
+function start(exe: string, args: string[]): number {
+  const c = spawn(exe, args, { stdio: 'ignore', cwd: dir });
+  children.push(c);
+  running.add(c.pid!);
+  return c.pid!;
+}
+
+/** `crimg dump PID -o IMAGE --kill`; waits until the process is gone. */
+async function dumpKill(pid: number, image: string): Promise<void> {
+  const r = crimg(['dump', String(pid), '-o', image, '--kill', '--force', '--quiet']);
+  expect(r.code, r.stderr).toBe(0);
+  await waitFor(`process ${pid} to die`, () => !alive(pid));
+  running.delete(pid);
+}
+
+function restoreCli(image: string, extra: string[] = []): number {
+  const r = crimg(['restore', ...extra, image]);
+  expect(r.code, r.stderr).toBe(0);
+  expect(r.stdout).toMatch(/^\d+\n$/);
+  const pid = parseInt(r.stdout, 10);
+  running.add(pid);
+  return pid;
+}
+
+/** Every line of the counter's output continues the one before: n, the input position, the bytes read, the checksum. */
+function checkCounter(file: string): { n: number; csum: string } {
+  const ls = lines(file);
+  expect(ls.length).toBeGreaterThan(0);
+  let csum = '';
+  ls.forEach((l, i) => {
+    const m = /^(\d{8}) (\d{10}) ([0-9a-f]{16}) ([0-9a-f]{16})$/.exec(l);
+    expect(m, `line ${i + 1}: ${l}`).not.toBeNull();
+    const n = parseInt(m![1]!, 10);
+    const pos = parseInt(m![2]!, 10);
+    expect(n, `line ${i + 1}`).toBe(i + 1);
+    expect(pos, `line ${i + 1}`).toBe(8 * (i + 1));
+    expect(m![3], `line ${i + 1}`).toBe(input.readBigUInt64LE(pos - 8).toString(16).padStart(16, '0'));
+    if (i === 0) csum = m![4]!;
+    expect(m![4], `line ${i + 1}`).toBe(csum);
+  });
+  return { n: ls.length, csum };
+}
+
+function stubsRunning(): number[] {
+  const out: number[] = [];
+  for (const e of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      if (fs.readFileSync(`/proc/${e}/cmdline`, 'latin1') === 'sleep\u00002147483647\u0000' && alive(Number(e))) out.push(Number(e));
+    } catch { /* gone */ }
+  }
+  return out;
+}
+
+describe('restore a single-threaded counter', () => {
+  it('continues with the next number, the same file position and the same heap checksum, two cycles in a row', async () => {
+    const out = path.join(dir, 'counter.out');
+    const pid = start(counterExe, [out, path.join(dir, 'in.bin'), '512']);
+    const pids = [pid];
+    try {
+      await waitFor('20 lines', () => lines(out).length >= 20);
+      const img1 = path.join(dir, 'c1.crimg');
+      await dumpKill(pid, img1);
+      const before1 = checkCounter(out);
+
+      const r1 = restoreCli(img1);
+      pids.push(r1);
+      expect(r1).not.toBe(pid);
+      expect(fs.readlinkSync(`/proc/${r1}/exe`)).toBe(counterExe);
+      expect(fs.readlinkSync(`/proc/${r1}/cwd`)).toBe(fs.realpathSync(dir));
+      expect(fs.readFileSync(`/proc/${r1}/comm`, 'latin1').trim()).toBe('restore-counter');
+      expect(fs.readlinkSync(`/proc/${r1}/fd/3`)).toBe(out);
+      await waitFor('more lines after restore', () => lines(out).length >= before1.n + 20);
+      const after1 = checkCounter(out);
+      expect(after1.csum).toBe(before1.csum);
+
+      const img2 = path.join(dir, 'c2.crimg');
+      await dumpKill(r1, img2);
+      const before2 = checkCounter(out);
+      expect(before2.n).toBeGreaterThan(after1.n - 1);
+      const r2 = restoreCli(img2);
+      pids.push(r2);
+      await waitFor('more lines after the second restore', () => lines(out).length >= before2.n + 20);
+      const after2 = checkCounter(out);
+      expect(after2.csum).toBe(before1.csum);
+      // the restored process maps what the original did, [heap] included
+      const maps = fs.readFileSync(`/proc/${r2}/maps`, 'latin1');
+      expect(maps).toContain('[heap]');
+      expect(maps).toContain('[stack]');
+      expect(maps).toContain('[vdso]');
+    } finally {
+      for (const p of pids) killHard(p);
+    }
+  });
+});
+
+/** Adjacent VMAs with the same attributes, merged (the kernel merges neighbours whose flags the image does not record). */
+function coalesce(vmas: Vma[]): { start: bigint; end: bigint; key: string }[] {
+  const out: { start: bigint; end: bigint; key: string }[] = [];
+  for (const v of vmas) {
+    const key = `${v.prot}/${v.flags}/${v.path}/${v.inode}`;
+    const last = out[out.length - 1];
+    if (last && last.end === v.start && last.key === key && v.path === null) last.end = v.end;
+    else out.push({ start: v.start, end: v.end, key });
+  }
+  return out;
+}
+
+const plain = (x: unknown): string => JSON.stringify(x, (_k, v) => (typeof v === 'bigint' ? `0x${v.toString(16)}`
+  : v instanceof Uint8Array || v instanceof BigUint64Array ? Array.from(v as ArrayLike<number | bigint>, (e) => e.toString(16)).join(',') : v));
+
+function compareTasks(a: Image, b: Image): string[] {
+  const ta: Task = a.model.tasks[0]!, tb: Task = b.model.tasks[0]!;
+  const diffs: string[] = [];
+  for (const k of ['comm', 'exe', 'cwd', 'root', 'args', 'env', 'personality', 'exitSignal', 'creds', 'rlimits', 'ns'] as const) {
+    if (plain(ta[k]) !== plain(tb[k])) diffs.push(k);
+  }
+  const fileKeys = (t: Task): string => plain(t.files.map((f) => [f.fd, f.kind, f.path, f.flags, f.pos, f.cloexec, f.inode]));
+  if (fileKeys(ta) !== fileKeys(tb)) diffs.push('files');
+  const ma = ta.mm!, mb = tb.mm!;
+  for (const k of ['startCode', 'endCode', 'startData', 'endData', 'startBrk', 'brk', 'startStack', 'argStart', 'argEnd', 'envStart', 'envEnd', 'auxv'] as const) {
+    if (plain(ma[k]) !== plain(mb[k])) diffs.push(`mm.${k}`);
+  }
+  if (ta.threads.length !== tb.threads.length) diffs.push('threads');
+  ta.threads.forEach((th, i) => {
+    const u = tb.threads[i];
+    if (!u) return;
+    for (const k of ['regs', 'fpu', 'xstate', 'sigmask', 'rseq'] as const) if (plain(th[k]) !== plain(u[k])) diffs.push(`thread ${i} ${k}`);
+  });
+  const ca = coalesce(ma.vmas), cb = coalesce(mb.vmas);
+  if (plain(ca) !== plain(cb)) diffs.push('vmas');
+  // memory: every byte of every readable VMA (the kernel's [vvar] pages are not saved), except the fields of each
+  // thread's rseq area the kernel itself rewrites on every return to user space (cpu_id_start, cpu_id, node_id, mm_cid)
+  const kernelOwned = (t: Task): [bigint, bigint][] => t.threads.flatMap((th) => (th.rseq ? [[th.rseq.ptr, th.rseq.ptr + 8n], [th.rseq.ptr + 20n, th.rseq.ptr + 28n]] as [bigint, bigint][] : []));
+  const mask = (buf: Uint8Array, start: bigint, ranges: [bigint, bigint][]): void => {
+    for (const [s, e] of ranges) for (let p = s; p < e; p++) if (p >= start && p < start + BigInt(buf.length)) buf[Number(p - start)] = 0;
+  };
+  for (const v of ma.vmas) {
+    if (!(v.prot & 1) || v.path === '[vvar]' || v.path === '[vvar_vclock]' || v.path === '[vsyscall]') continue;
+    const len = Number(v.end - v.start);
+    const x = a.readMemory(ta.pid, v.start, len), y = b.readMemory(tb.pid, v.start, len);
+    mask(x, v.start, kernelOwned(ta));
+    mask(y, v.start, kernelOwned(tb));
+    if (Buffer.compare(Buffer.from(x), Buffer.from(y)) !== 0) diffs.push(`memory ${v.start.toString(16)} ${v.path ?? ''}`);
+  }
+  return diffs;
+}
+
+describe('state right after restore', () => {
+  it('registers, FPU/XSAVE, signal mask, rseq, mm fields, files and every page equal the image (multi-threaded)', async () => {
+    const tdir = fs.mkdtempSync(path.join(dir, 'eq-'));
+    const pid = start(threadsExe, [tdir, '3']);
+    const pids = [pid];
+    try {
+      await waitFor('all threads writing', () => [0, 1, 2].every((i) => lines(path.join(tdir, `t${i}`)).length >= 5));
+      const img1 = path.join(dir, 'eq1.crimg');
+      await dumpKill(pid, img1);
+      const r = restoreCli(img1, ['--stopped']);
+      pids.push(r);
+      expect(fs.readFileSync(`/proc/${r}/stat`, 'latin1')).toMatch(/\) T /);
+      const img2 = path.join(dir, 'eq2.crimg');
+      const d = crimg(['dump', String(r), '-o', img2, '--leave-stopped', '--force', '--quiet']);
+      expect(d.code, d.stderr).toBe(0);
+      const a = readImage(img1), b = readImage(img2);
+      try {
+        expect(b.model.tasks[0]!.pid).toBe(r);
+        expect(compareTasks(a, b)).toEqual([]);
+        // and the comparison does see a difference when there is one
+        b.model.tasks[0]!.threads[0]!.regs[5]! ^= 1n;
+        expect(compareTasks(a, b)).toEqual(['thread 0 regs']);
+      } finally { a.close(); b.close(); }
+      // it was left stopped; it runs on when continued
+      const n0 = lines(path.join(tdir, 't1')).length;
+      process.kill(r, 'SIGCONT');
+      await waitFor('thread 1 to write after SIGCONT', () => lines(path.join(tdir, 't1')).length >= n0 + 5);
+    } finally {
+      for (const p of pids) killHard(p);
+    }
+  });
+});
+
+describe('restore a multi-threaded program', () => {
+  it('resumes every thread with its own counter', async () => {
+    const tdir = fs.mkdtempSync(path.join(dir, 'mt-'));
+    const n = 4;
+    const files = Array.from({ length: n }, (_, i) => path.join(tdir, `t${i}`));
+    const pid = start(threadsExe, [tdir, String(n)]);
+    const pids = [pid];
+    const check = (f: string, i: number): number => {
+      const ls = lines(f);
+      ls.forEach((l, j) => expect(l, `${f} line ${j + 1}`).toBe(`${String(j + 1).padStart(8, '0')} ${i}`));
+      return ls.length;
+    };
+    try {
+      await waitFor('all threads writing', () => files.every((f) => lines(f).length >= 10));
+      const img = path.join(dir, 'mt.crimg');
+      await dumpKill(pid, img);
+      const before = files.map(check);
+      const r = restoreCli(img);
+      pids.push(r);
+      await waitFor('every thread to go on', () => files.every((f, i) => lines(f).length >= before[i]! + 10));
+      expect(fs.readdirSync(`/proc/${r}/task`)).toHaveLength(n);
+      files.forEach(check);
+    } finally {
+      for (const p of pids) killHard(p);
+    }
+  });
+});
+
+describe('restore failures leave nothing behind', () => {
+  it('an image whose executable was removed is refused before anything starts', async () => {
+    const exe = path.join(dir, 'gone-counter');
+    fs.copyFileSync(counterExe, exe);
+    fs.chmodSync(exe, 0o755);
+    const out = path.join(dir, 'gone.out');
+    const pid = start(exe, [out, path.join(dir, 'in.bin')]);
+    try {
+      await waitFor('a few lines', () => lines(out).length >= 3);
+      const img = path.join(dir, 'gone.crimg');
+      await dumpKill(pid, img);
+      const ok = crimg(['restore', '--check', img]);
+      expect(ok.code, ok.stdout + ok.stderr).toBe(0);
+      fs.rmSync(exe);
+      const chk = crimg(['restore', '--check', '--json', img]);
+      expect(chk.code).toBe(1);
+      const doc = JSON.parse(chk.stdout);
+      expect(doc.restorable).toBe(false);
+      expect(doc.reasons.map((x: { code: string }) => x.code)).toContain('EXE_MISSING');
+      const stubsBefore = stubsRunning();
+      const nLines = lines(out).length;
+      const r = crimg(['restore', img]);
+      expect(r.code).toBe(1);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toMatch(/^crimg: NOT_RESTORABLE: .*EXE_MISSING \(exe\): the executable .*gone-counter does not exist/);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(stubsRunning()).toEqual(stubsBefore);
+      await new Promise((res) => setTimeout(res, 50));
+      expect(lines(out).length).toBe(nLines);
+    } finally {
+      killHard(pid);
+    }
+  });
+
+  it('a step failing half-way kills the stub and every thread it had, and names the step and address', async () => {
+    const tdir = fs.mkdtempSync(path.join(dir, 'fail-'));
+    const pid = start(threadsExe, [tdir, '3']);
+    try {
+      await waitFor('threads writing', () => [0, 1, 2].every((i) => lines(path.join(tdir, `t${i}`)).length >= 3));
+      const imgPath = path.join(dir, 'fail.crimg');
+      await dumpKill(pid, imgPath);
+      const img = readImage(imgPath);
+      try {
+        for (const [failAt, re] of [
+          ['write pages', /^step write pages at vma 0x[0-9a-f]+-0x[0-9a-f]+.*: failing on purpose \(failAt\); stub (\d+) killed$/],
+          ['registers', /^step registers at thread \d+ \(now \d+\): failing on purpose \(failAt\); stub (\d+) killed$/],
+          ['unmap park', /^step unmap park at 0x[0-9a-f]+: failing on purpose \(failAt\); stub (\d+) killed$/],
+        ] as const) {
+          let err: unknown;
+          try { restoreImage(img, { failAt }); } catch (e) { err = e; }
+          expect(err).toBeInstanceOf(CrimgError);
+          expect((err as CrimgError).code).toBe('RESTORE');
+          const m = re.exec((err as CrimgError).message);
+          expect(m, (err as CrimgError).message).not.toBeNull();
+          const stub = Number(m![1]);
+          expect(fs.existsSync(`/proc/${stub}`)).toBe(false);
+        }
+        expect(stubsRunning()).toEqual([]);
+      } finally { img.close(); }
+    } finally {
+      killHard(pid);
+    }
+  });
+});
+
+describe('restore pieces', () => {
+  it('interrupted system calls resume as the kernel would restart them', () => {
+    const regs = new BigUint64Array(27);
+    const set = (rax: bigint, orig: bigint): BigUint64Array => {
+      regs[10] = BigInt.asUintN(64, rax); regs[15] = BigInt.asUintN(64, orig); regs[16] = 0x401000n;
+      return resumeRegs(regs);
+    };
+    for (const e of [-512n, -513n, -514n]) {
+      const r = set(e, 35n);
+      expect([r[10], r[16]]).toEqual([35n, 0x400ffen]);
+    }
+    const rb = set(-516n, 230n);
+    expect([BigInt.asIntN(64, rb[10]!), rb[16]]).toEqual([-4n, 0x401000n]);
+    const done = set(-4n, 35n);
+    expect([BigInt.asIntN(64, done[10]!), done[16]]).toEqual([-4n, 0x401000n]);
+    const user = set(-512n, BigInt.asUintN(64, -1n)); // not in a system call: rax is just a value
+    expect([BigInt.asIntN(64, user[10]!), user[16]]).toEqual([-512n, 0x401000n]);
+  });
+
+  it('XSAVE buffers take the image state in the host layout and size', () => {
+    const host = new Uint8Array(2696);
+    new DataView(host.buffer).setBigUint64(464, 0xe7n, true); // x87 SSE AVX opmask ZMM_Hi256 Hi16_ZMM
+    const th = newThread(1);
+    th.fpu[160] = 0x11; // xmm0 byte 0
+    const ext = new Uint8Array(2696 - 512);
+    const dv = new DataView(ext.buffer);
+    dv.setBigUint64(0, 0x7n, true); // x87 SSE AVX in use
+    ext[576 - 512] = 0x22; // ymm0 upper byte 0
+    th.xstate = { xcr0: 0xe7n, ext };
+    const b = buildXstate(host, th);
+    expect(b.length).toBe(2696);
+    const bdv = new DataView(b.buffer);
+    expect(bdv.getBigUint64(512, true)).toBe(7n);
+    expect(bdv.getBigUint64(520, true)).toBe(0n);
+    expect(bdv.getBigUint64(464, true)).toBe(0xe7n);
+    expect([b[160], b[576], bdv.getUint32(24, true)]).toEqual([0x11, 0x22, 0x1f80]);
+    // components the host lacks are dropped from XSTATE_BV
+    dv.setBigUint64(0, 0x207n, true);
+    expect(new DataView(buildXstate(host, th).buffer).getBigUint64(512, true)).toBe(7n);
+  });
+});
