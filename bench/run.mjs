@@ -29,6 +29,7 @@ function parseArgs(argv) {
     const a = argv[i];
     if (a === '--quick') o.quick = true;
     else if (a === '--list') o.list = true;
+    else if (a === '--report') o.report = true;
     else if (a === '--help' || a === '-h') o.help = true;
     else if (a === '--case') o.child = argv[++i];
     else if (o.pattern === null) o.pattern = a;
@@ -63,10 +64,17 @@ function summaryLine(full) {
       : (full.goals ?? []).map((g) => `${g.text}: ${g.met === true ? 'met' : g.met === false ? 'MISSED' : 'n/a'}`).join('; ');
 }
 
+function writeReports(m) {
+  const order = new Map(CASES.map((c, i) => [c.name, i]));
+  const all = readAllResults().filter((r) => order.has(r.case)).sort((a, b) => order.get(a.case) - order.get(b.case));
+  fs.writeFileSync(path.join(RESULTS, 'latest.md'), latestMarkdown(all, m));
+  updateReadme(all, m);
+}
+
 async function main() {
   const o = parseArgs(process.argv.slice(2));
   if (o.help) {
-    process.stdout.write('usage: npm run bench [-- PATTERN] [--quick] [--list]\n  PATTERN  regular expression on case names\n  --quick  fewer repetitions (smoke run)\n  --list   list the cases\n');
+    process.stdout.write('usage: npm run bench [-- PATTERN] [--quick] [--list] [--report]\n  PATTERN  regular expression on case names\n  --quick  fewer repetitions (smoke run)\n  --list   list the cases\n  --report rebuild results/latest.md and the README table from the result files, run nothing\n');
     return;
   }
   if (o.list) { for (const c of CASES) process.stdout.write(`${c.name.padEnd(14)} ${c.title}\n`); return; }
@@ -77,6 +85,7 @@ async function main() {
     await runCase(c, o, m);
     process.exit(0); // do not wait for stray handles (peer pipes, timers)
   }
+  if (o.report) { writeReports(m); return; }
   const re = o.pattern ? new RegExp(o.pattern) : null;
   const selected = CASES.filter((c) => !re || re.test(c.name));
   if (!selected.length) throw new Error(`no case matches ${o.pattern}; cases: ${CASES.map((c) => c.name).join(', ')}`);
@@ -99,10 +108,7 @@ async function main() {
     if (full.checkFailed) failures++;
     process.stderr.write(`${full.seconds ?? '?'} s: ${summaryLine(full)}\n`);
   }
-  const order = new Map(CASES.map((c, i) => [c.name, i]));
-  const all = readAllResults().filter((r) => order.has(r.case)).sort((a, b) => order.get(a.case) - order.get(b.case));
-  fs.writeFileSync(path.join(RESULTS, 'latest.md'), latestMarkdown(all, m));
-  updateReadme(all, m);
+  writeReports(m);
   process.stderr.write(`total ${((Date.now() - t0) / 1000).toFixed(0)} s; results: ${path.relative(process.cwd(), path.join(RESULTS, 'latest.md'))}\n`);
   if (failures) process.exitCode = 1;
 }

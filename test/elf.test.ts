@@ -196,7 +196,8 @@ describe('image -> ELF core read by gdb', () => {
     const cmds = [
       'info threads', 'thread apply all info registers', 'thread apply all p $xmm0', 'p $xmm15',
       ...(r.avx ? ['thread apply all p $ymm1'] : []), ...(r.avx512 ? ['thread apply all p $zmm2', 'p $k1'] : []),
-      'info all-registers',
+      'info all-registers', 'bt', 'info sharedlibrary', 'info proc mappings',
+      `x/4gx ${u64hex(r.file)}`, // not in gcore's core: read through NT_FILE from the file itself
       `x/4gx ${u64hex(r.data)}`, `x/4gx ${u64hex(r.heap)}`, `x/4gx ${u64hex(r.anon)}`, `x/4gx ${u64hex(r.anon + 4n * 4096n)}`,
       `x/4gx ${u64hex(r.data + 2n * 4096n + 8n)}`,
     ];
@@ -210,6 +211,9 @@ describe('image -> ELF core read by gdb', () => {
     const q = patternBytes(1, 32);
     expect(a.out).toContain(`0x${q.readBigUInt64LE(0).toString(16).padStart(16, '0')}`);
     expect(a.out).toContain(String((zmmQword(0, 15, 1) << 64n) | zmmQword(0, 15, 0)));
+    expect(a.out).toMatch(/libc\.so\.6/);
+    const f = patternBytes(4, 32); // the data file's first bytes
+    expect(a.out).toContain(`0x${f.readBigUInt64LE(8).toString(16).padStart(16, '0')}`);
     expect(b.stderr).not.toMatch(/warning/i);
   });
 });

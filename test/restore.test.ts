@@ -145,6 +145,9 @@ describe('restore a single-threaded counter', () => {
       expect(fs.readlinkSync(`/proc/${r1}/cwd`)).toBe(fs.realpathSync(dir));
       expect(fs.readFileSync(`/proc/${r1}/comm`, 'latin1').trim()).toBe('restore-counter');
       expect(fs.readlinkSync(`/proc/${r1}/fd/3`)).toBe(out);
+      const stat = fs.readFileSync(`/proc/${r1}/stat`, 'latin1');
+      const [, , , pgrp, session] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      expect([Number(pgrp), Number(session)]).toEqual([r1, r1]); // a session of its own
       await waitFor('more lines after restore', () => lines(out).length >= before1.n + 20);
       const after1 = checkCounter(out);
       expect(after1.csum).toBe(before1.csum);
@@ -220,6 +223,40 @@ function compareTasks(a: Image, b: Image): string[] {
   }
   return diffs;
 }
+
+describe('restore credentials', () => {
+  it('a task of another user comes back as that user, with its groups and without capabilities', async () => {
+    const udir = path.join(dir, 'user');
+    fs.mkdirSync(udir);
+    fs.chmodSync(dir, 0o755);
+    fs.chmodSync(udir, 0o777);
+    const out = path.join(udir, 'counter.out');
+    const c = spawn(counterExe, [out, path.join(dir, 'in.bin'), '64'], { stdio: 'ignore', cwd: udir, uid: 65534, gid: 65534 });
+    children.push(c);
+    const pid = c.pid!;
+    running.add(pid);
+    const pids = [pid];
+    const status = (p: number): Record<string, string> => Object.fromEntries(fs.readFileSync(`/proc/${p}/status`, 'latin1')
+      .split('\n').filter((l) => l.includes(':')).map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1).trim()]));
+    try {
+      await waitFor('lines', () => lines(out).length >= 5);
+      const orig = status(pid);
+      expect(orig.Uid).toBe('65534\t65534\t65534\t65534');
+      const img = path.join(dir, 'user.crimg');
+      await dumpKill(pid, img);
+      const before = checkCounter(out);
+      const r = restoreCli(img);
+      pids.push(r);
+      const st = status(r);
+      for (const k of ['Uid', 'Gid', 'Groups', 'CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb', 'NoNewPrivs']) expect(st[k], k).toBe(orig[k]);
+      expect(fs.statSync(`/proc/${r}`).uid).toBe(65534); // dumpable, like the original
+      await waitFor('more lines', () => lines(out).length >= before.n + 5);
+      checkCounter(out);
+    } finally {
+      for (const p of pids) killHard(p);
+    }
+  });
+});
 
 describe('state right after restore', () => {
   it('registers, FPU/XSAVE, signal mask, rseq, mm fields, files and every page equal the image (multi-threaded)', async () => {

@@ -7,7 +7,7 @@ import { runTraced } from '../live/run.js';
 import { kill, signalName, signalNumber } from '../live/libc.js';
 import { readStat } from '../live/proc.js';
 import { CrimgError } from '../errors.js';
-import { EXIT_OK, EXIT_UNSAFE, action, hex, parseIntArg, printJson, progress, usage } from './common.js';
+import { EXIT_OK, EXIT_UNSAFE, action, hex, parseIntArg, printJson, usage } from './common.js';
 
 /** Abort on SIGINT/SIGTERM while fn runs (the dump then resumes the target and removes its partial image). */
 export async function withInterrupts<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
@@ -54,12 +54,10 @@ export function registerLiveCommands(program: Command): void {
       const pid = parsePid(pidArg);
       if (o.leaveStopped && o.kill) throw usage('--leave-stopped and --kill are exclusive');
       const hold = Number(process.env.CRIMG_DEBUG_HOLD_FROZEN_MS ?? 0);
-      const bar = await progress(0, o, 'dump');
       const r = await withInterrupts((signal) => dumpProcess(pid, o.output, {
         tree: !!o.tree, force: !!o.force, fsync: !!o.fsync, after: o.kill ? 'kill' : o.leaveStopped ? 'stop' : 'resume',
         signal, holdFrozenMs: Number.isFinite(hold) && hold > 0 ? hold : undefined,
       }));
-      bar.stop();
       if (o.json) printJson(dumpJson(r, o.output));
       else if (!o.quiet) {
         const th = r.tasks.reduce((s, t) => s + t.threads.length, 0);

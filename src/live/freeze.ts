@@ -45,6 +45,10 @@ export interface FrozenProcess {
 
 export type ReleaseMode = 'resume' | 'stop' | 'kill';
 
+/** How long a seized thread may take to reach its interrupt stop. */
+const STOP_TIMEOUT_MS = 30_000;
+const SLEEPER = new Int32Array(new SharedArrayBuffer(4));
+
 function cmdline(pid: number): string {
   try { return readStat(pid).comm; } catch { return '?'; }
 }
@@ -146,6 +150,7 @@ export class Freezer {
         const r = ptraceRaw(PTRACE.SEIZE, tid, 0, 0);
         if (r.ret === -1) {
           if (r.errno === ERRNO.ESRCH) continue; // thread exited meanwhile
+          if (r.errno === ERRNO.EPERM && (stateBefore === 'Z' || stateBefore === 'X')) continue; // a dead thread (e.g. a leader that called pthread_exit)
           err ??= seizeError(pid, tid, r.errno);
           break;
         }
@@ -153,7 +158,7 @@ export class Freezer {
         seized.push(tid);
         ptraceRaw(PTRACE.INTERRUPT, tid); // ESRCH: it is exiting; the wait below sees that
       }
-      for (const tid of seized) this.waitStop(fp, tid);
+      this.waitStops(fp, seized);
       if (err) throw err;
       if (fp.threads.size === 0 && !exists(pid)) {
         throw new CrimgError('NO_PROCESS', `process ${pid} exited while crimg was freezing it`);
@@ -164,36 +169,56 @@ export class Freezer {
     }
   }
 
-  /** Wait until tid is in its interrupt (or group) stop; drops it if it exits. */
-  private waitStop(fp: FrozenProcess, tid: number): void {
-    const th = fp.threads.get(tid);
-    if (!th) return;
-    for (;;) {
-      let status: number;
-      try {
-        status = waitpid(tid, WAIT.__WALL).status;
-      } catch {
-        fp.threads.delete(tid); // ECHILD: gone (reaped or never ours)
-        return;
+  /**
+   * Wait until every thread in tids is in its interrupt (or group) stop; drop the ones that exit.
+   * Polls each thread (never blocks on one): a killed leader's exit is reported only after its
+   * other threads were reaped, and library callers may have children that are none of our business.
+   */
+  private waitStops(fp: FrozenProcess, tids: number[]): void {
+    const pending = new Set(tids.filter((t) => fp.threads.has(t)));
+    const deadline = Date.now() + STOP_TIMEOUT_MS;
+    while (pending.size) {
+      let progressed = false;
+      for (const tid of [...pending]) {
+        const th = fp.threads.get(tid)!;
+        let r;
+        try { r = waitpid(tid, WAIT.__WALL | WAIT.WNOHANG); } catch {
+          fp.threads.delete(tid); pending.delete(tid); progressed = true; // ECHILD: gone
+          continue;
+        }
+        if (r.pid !== tid) continue;
+        progressed = true;
+        const status = r.status;
+        if (WIFEXITED(status) || WIFSIGNALED(status)) { fp.threads.delete(tid); pending.delete(tid); continue; }
+        if (!WIFSTOPPED(status)) continue;
+        const sig = WSTOPSIG(status);
+        const ev = WPTRACEEVENT(status);
+        if (ev === PTRACE_EVENT.STOP) {
+          th.stopped = true;
+          th.groupStop = STOP_SIGNALS.has(sig);
+          pending.delete(tid);
+        } else if (ev === 0) {
+          // signal-delivery-stop: give the signal back to the program; the interrupt stop follows
+          fp.reinjected.push(sig);
+          if (ptraceRaw(PTRACE.CONT, tid, 0, sig).ret === -1) { fp.threads.delete(tid); pending.delete(tid); }
+        } else {
+          ptraceRaw(PTRACE.CONT, tid, 0, 0); // no PTRACE_O_* options are set; continue defensively
+        }
       }
-      if (WIFEXITED(status) || WIFSIGNALED(status)) { fp.threads.delete(tid); return; }
-      if (!WIFSTOPPED(status)) continue;
-      const sig = WSTOPSIG(status);
-      const ev = WPTRACEEVENT(status);
-      if (ev === PTRACE_EVENT.STOP) {
-        th.stopped = true;
-        th.groupStop = STOP_SIGNALS.has(sig);
-        return;
+      if (progressed) continue;
+      // a dead leader whose other threads are gone is not going to stop
+      for (const tid of pending) {
+        let st = 'X';
+        try { st = readStat(fp.pid, tid).state; } catch { /* gone */ }
+        if ((st === 'Z' || st === 'X') && [...pending].every((t) => t === tid || !fp.threads.has(t))) {
+          fp.threads.delete(tid); pending.delete(tid);
+        }
       }
-      if (ev === 0) {
-        // signal-delivery-stop: give the signal back to the program and wait for the pending interrupt
-        fp.reinjected.push(sig);
-        const r = ptraceRaw(PTRACE.CONT, tid, 0, sig);
-        if (r.ret === -1) { fp.threads.delete(tid); return; }
-        continue;
+      if (!pending.size) break;
+      if (Date.now() > deadline) {
+        throw new CrimgError('PTRACE', `thread${pending.size > 1 ? 's' : ''} ${[...pending].join(', ')} of process ${fp.pid} did not stop within ${STOP_TIMEOUT_MS / 1000} s (uninterruptible sleep?)`);
       }
-      // no PTRACE_O_* options are set, so no other event stops; continue defensively
-      ptraceRaw(PTRACE.CONT, tid, 0, 0);
+      Atomics.wait(SLEEPER, 0, 0, 1);
     }
   }
 
@@ -228,10 +253,14 @@ export class Freezer {
           continue;
         }
         let r = ptraceRaw(PTRACE.DETACH, th.tid, 0, 0);
-        if (r.ret === -1 && r.errno === ERRNO.ESRCH && ptraceRaw(PTRACE.INTERRUPT, th.tid).ret === 0) {
-          // seized but not in a ptrace stop (never stopped, or woken by SIGKILL): stop it, then detach
-          const st = waitBounded(th.tid, 2000);
-          if (st !== null && WIFSTOPPED(st)) r = ptraceRaw(PTRACE.DETACH, th.tid, 0, WPTRACEEVENT(st) === 0 ? WSTOPSIG(st) : 0);
+        if (r.ret === -1 && r.errno === ERRNO.ESRCH) {
+          if (ptraceRaw(PTRACE.INTERRUPT, th.tid).ret === 0) {
+            // seized but not in a ptrace stop (never stopped, or woken by SIGKILL): stop it, then detach
+            const st = waitBounded(th.tid, 2000);
+            if (st !== null && WIFSTOPPED(st)) r = ptraceRaw(PTRACE.DETACH, th.tid, 0, WPTRACEEVENT(st) === 0 ? WSTOPSIG(st) : 0);
+          } else {
+            waitBounded(th.tid, 200); // dead: collect its exit so it does not linger as our traced zombie
+          }
         }
         if (r.ret === -1 && r.errno !== ERRNO.ESRCH) problems.push(`detaching thread ${th.tid}: ${errnoName(r.errno)}`);
       }
@@ -252,7 +281,6 @@ function waitBounded(tid: number, ms: number): number | null {
     Atomics.wait(SLEEPER, 0, 0, 1);
   }
 }
-const SLEEPER = new Int32Array(new SharedArrayBuffer(4));
 
 /** Process ids of pid and (with tree) its descendants, parents first, without freezing anything. */
 export function listTree(pid: number, tree: boolean): number[] {

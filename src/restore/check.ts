@@ -11,7 +11,7 @@ import { devMajor, devMinor, readMaps, type MapEntry } from '../live/proc.js';
 
 export interface RestoreReason {
   /** Stable code: SYNTHETIC, TASKS, NO_MM, EXE_MISSING, EXE_CHANGED, FILE_MISSING, FILE_CHANGED, VMA_UNSUPPORTED,
-   *  VDSO_MISMATCH, FD_UNSUPPORTED, NOCR, REGS, XSAVE_FEATURES, ROOT, CWD_MISSING. */
+   *  VDSO_MISMATCH, FD_UNSUPPORTED, NOCR, REGS, XSAVE_FEATURES, ROOT, CWD_MISSING, CREDS. */
   code: string;
   /** What it applies to: "exe", "vma 0x...", "fd N", "thread T", "cwd". */
   where: string;
@@ -88,6 +88,7 @@ export function checkTask(model: Model, task: Task, opts: CheckOptions = {}): Re
   for (const th of task.threads) {
     if (th.regs[17] !== 0x33n || th.regs[20] !== 0x2bn) add('REGS', `thread ${th.tid}`, `cs 0x${th.regs[17]!.toString(16)} / ss 0x${th.regs[20]!.toString(16)} are not 64-bit user segments (32-bit tasks are not supported)`);
   }
+  for (const r of checkCreds(task)) out.push(r);
   if (task.root !== '' && task.root !== '/') add('ROOT', 'root', `the task ran chrooted in ${task.root}; restoring a root directory is not supported`);
 
   // executable
@@ -165,6 +166,34 @@ export function checkTask(model: Model, task: Task, opts: CheckOptions = {}): Re
     if (opts.inheritStdio && f.fd <= 2) continue;
     add('FD_UNSUPPORTED', where, `${f.path} cannot be reopened (only regular files, directories and device files can${f.fd <= 2 ? '; --inherit-stdio gives it crimg\'s own' : ''})`);
   }
+  return out;
+}
+
+/** Capabilities of crimg itself, from /proc/self/status. */
+export function ownCaps(): { prm: bigint; bnd: bigint } {
+  const t = fs.readFileSync('/proc/self/status', 'latin1');
+  const get = (k: string): bigint => { const m = new RegExp(`^${k}:\\s*([0-9a-f]+)`, 'm').exec(t); return m ? BigInt(`0x${m[1]}`) : 0n; };
+  return { prm: get('CapPrm'), bnd: get('CapBnd') };
+}
+
+/** Credentials crimg can give the task: its uids, gids and groups (as root), a smaller bounding set, no_new_privs;
+ *  the capabilities must be those that follow from the uids (all of crimg's for root, none for other users). */
+export function checkCreds(task: Task): RestoreReason[] {
+  const c = task.creds;
+  const out: RestoreReason[] = [];
+  const uids = [c.uid, c.euid, c.suid, c.fsuid], gids = [c.gid, c.egid, c.sgid, c.fsgid];
+  const me = process.getuid?.() ?? 0, myGid = process.getgid?.() ?? 0;
+  if (me !== 0 && (uids.some((u) => u !== me) || gids.some((g) => g !== myGid))) {
+    out.push({ code: 'CREDS', where: 'creds', text: `the task ran as uid ${c.uid} gid ${c.gid}; only root can restore it as another user than ${me}/${myGid}` });
+    return out;
+  }
+  const own = ownCaps();
+  if (c.euid === 0) {
+    if (c.capPrm !== own.prm || c.capEff !== own.prm) out.push({ code: 'CREDS', where: 'creds', text: `the root task had capabilities 0x${c.capEff.toString(16)} (permitted 0x${c.capPrm.toString(16)}), crimg has 0x${own.prm.toString(16)}: restoring other capability sets is not supported` });
+  } else if (c.capPrm || c.capEff || c.capAmb) {
+    out.push({ code: 'CREDS', where: 'creds', text: `the task of uid ${c.euid} had capabilities (effective 0x${c.capEff.toString(16)}, ambient 0x${c.capAmb.toString(16)}): restoring them is not supported` });
+  }
+  if (c.capBnd & ~own.bnd) out.push({ code: 'CREDS', where: 'creds', text: `the task's capability bounding set 0x${c.capBnd.toString(16)} is larger than crimg's 0x${own.bnd.toString(16)}` });
   return out;
 }
 

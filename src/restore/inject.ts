@@ -22,7 +22,7 @@ import {
 export const NR = {
   read: 0, write: 1, open: 2, close: 3, lseek: 8, mmap: 9, mprotect: 10, munmap: 11, brk: 12,
   rt_sigprocmask: 14, mremap: 25, madvise: 28, dup2: 33, getpid: 39, clone: 56, fcntl: 72, chdir: 80, fchdir: 81,
-  setgroups: 116, setresuid: 117, setresgid: 119, personality: 135, prctl: 157, arch_prctl: 158, gettid: 186,
+  setsid: 112, setgroups: 116, setresuid: 117, setresgid: 119, setfsuid: 122, setfsgid: 123, personality: 135, prctl: 157, arch_prctl: 158, gettid: 186,
   set_tid_address: 218, openat: 257, dup3: 292, prlimit64: 302, rseq: 334, close_range: 436,
 } as const;
 
@@ -106,6 +106,8 @@ export class Injector {
       const sig = WSTOPSIG(st);
       if (ev === 0 && sig === SIG.SIGTRAP) break;
       if (ev === PTRACE_EVENT.STOP) { ptraceCont(this.tid, 0); continue; }
+      // a stray signal for the stub (it becomes a new process: nothing was meant for it): suppress it
+      if (ev === 0 && sig !== SIG.SIGTRAP) { ptraceCont(this.tid, 0); continue; }
       throw new Error(`${nrName(nr)}: thread ${this.tid} stopped with ${signalName(sig)} at 0x${ptraceGetRegs(this.tid)[R.rip]!.toString(16)} instead of returning`);
     }
     const out = ptraceGetRegs(this.tid);
@@ -140,6 +142,10 @@ export class Injector {
         if (entered) break;
         entered = true;
         ptrace(PTRACE.SYSCALL, this.tid, 0, 0);
+        continue;
+      }
+      if (WPTRACEEVENT(st) === PTRACE_EVENT.STOP || (WPTRACEEVENT(st) === 0 && sig !== SIG.SIGTRAP)) {
+        ptrace(PTRACE.SYSCALL, this.tid, 0, 0); // group stop or a stray signal: go on, suppressing it
         continue;
       }
       throw new Error(`${nrName(nr)}: thread ${this.tid} stopped with ${signalName(sig & 0x7f)} instead of a syscall stop`);

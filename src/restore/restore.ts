@@ -27,6 +27,7 @@
  * Every step that fails kills the stub (and so everything half-built) and
  * reports the step, the address or fd, and the system error as RESTORE.
  */
+import { readFileSync } from 'node:fs';
 import { CrimgError } from '../errors.js';
 import { FdKind, VmaFlags, type Task, type Thread, type Vma } from '../model.js';
 import type { Image } from '../reader.js';
@@ -37,7 +38,7 @@ import {
 } from '../live/libc.js';
 import { readFds, readMaps } from '../live/proc.js';
 import {
-  type CheckOptions, type RestoreReason, checkTask, checkXsave, fdReopenable, formatReasons, hostSpecials, isFileVma,
+  type CheckOptions, type RestoreReason, checkTask, checkXsave, fdReopenable, formatReasons, hostSpecials, isFileVma, ownCaps,
   isSpecialVma, pickTask,
 } from './check.js';
 import { Injector, NR, R, SYSCALL_INT3, signed, waitStop } from './inject.js';
@@ -70,7 +71,7 @@ const MREMAP_MAYMOVE = 1, MREMAP_FIXED = 2;
 const O_RDONLY = 0, O_RDWR = 2, O_ACCMODE = 3, O_CREAT = 0o100, O_EXCL = 0o200, O_NOCTTY = 0o400, O_TRUNC = 0o1000;
 const O_DIRECTORY = 0o200000, O_CLOEXEC = 0o2000000;
 const AT_FDCWD = -100;
-const PR_SET_NAME = 15, PR_SET_MM = 35, PR_SET_MM_MAP = 14;
+const PR_SET_NAME = 15, PR_SET_MM = 35, PR_SET_MM_MAP = 14, PR_CAPBSET_DROP = 24, PR_SET_NO_NEW_PRIVS = 38, PR_SET_DUMPABLE = 4;
 const ARCH_REQ_XCOMP_PERM = 0x1023;
 const RSEQ_FLAG_UNREGISTER = 1;
 const CLONE_THREAD_FLAGS = 0x100 | 0x200 | 0x400 | 0x800 | 0x10000 | 0x40000; // VM FS FILES SIGHAND THREAD SYSVSEM
@@ -166,7 +167,12 @@ function probeXcr0(stub = 'sleep'): bigint | null {
 interface Stub { pid: number; xstate: Uint8Array | null }
 
 function startStub(stub: string): Stub {
-  const pid = spawn([stub, '2147483647']);
+  let pid: number;
+  try {
+    pid = spawn([stub, '2147483647']);
+  } catch (e) {
+    throw new CrimgError('RESTORE', `step start stub: cannot start the stub program ${stub}: ${(e as Error).message}`, { cause: e });
+  }
   try {
     ptrace(PTRACE.SEIZE, pid, 0, PTRACE_O.EXITKILL | PTRACE_O.TRACESYSGOOD | PTRACE_O.TRACECLONE);
     ptraceInterrupt(pid);
@@ -182,7 +188,7 @@ function startStub(stub: string): Stub {
     return { pid, xstate };
   } catch (e) {
     killStub(pid, []);
-    throw e;
+    throw new CrimgError('RESTORE', `step seize stub: ${(e as Error).message}; stub ${pid} killed`, { cause: e });
   }
 }
 
@@ -199,7 +205,11 @@ function killStub(pid: number, threads: number[]): void {
   }
 }
 
-/** Restore one task of `image` as a new process; returns its pid. Throws NOT_RESTORABLE or RESTORE. */
+/**
+ * Restore one task of `image` as a new process; returns its pid. Throws NOT_RESTORABLE (nothing was started) or
+ * RESTORE (a step failed; the half-built process was killed and reaped). The new process is a child of the calling
+ * process: a long-lived caller reaps it (waitpid) when it exits.
+ */
 export function restoreImage(image: Image, opts: RestoreOptions = {}): RestoreResult {
   const t0 = process.hrtime.bigint();
   const prep = prepareRestore(image, opts);
@@ -255,6 +265,9 @@ function build(image: Image, task: Task, stub: Stub, tids: number[], step: StepF
   ], parkSize));
   const data = park + PARK_CODE;
   const inj = step('bootstrap', '', () => new Injector(pid));
+  // A session of its own: no terminal signals for crimg's job (^C, SIGWINCH), no controlling terminal, and no SIGHUP
+  // when crimg exits and leaves it (stopped, with --stopped) in an orphaned process group.
+  step('setsid', '', () => inj.call(NR.setsid, []));
   step('map park', hex(park), () => {
     inj.call(NR.mmap, [park, parkSize, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0]);
     const code = new Uint8Array(16).fill(0xcc);
@@ -381,6 +394,7 @@ function build(image: Image, task: Task, stub: Stub, tids: number[], step: StepF
   });
   if (task.cwd) step('cwd', task.cwd, () => inj.call(NR.chdir, [str(task.cwd)], task.cwd));
   restoreFiles(task, pid, inj, str, step, opts);
+  restoreCreds(task, inj, data, step);
 
   // ---- 6. threads
   const injs = new Map<Thread, Injector>([[leaderTh, inj]]);
@@ -424,6 +438,35 @@ function build(image: Image, task: Task, stub: Stub, tids: number[], step: StepF
     for (const t of [...tids.filter((x) => x !== pid), pid]) ptraceDetach(t, 0);
   });
   return { tids, pages };
+}
+
+/** Bounding set, no_new_privs, groups, gids, uids (the uids last: they drop root's capabilities). New threads
+ *  inherit them from the main thread, which sets them before cloning. */
+function restoreCreds(task: Task, inj: Injector, data: bigint, step: StepFn): void {
+  const c = task.creds;
+  const own = ownCaps();
+  let last = 40;
+  try { last = parseInt(readFileSync('/proc/sys/kernel/cap_last_cap', 'latin1'), 10); } catch { /* older kernel */ }
+  for (let cap = 0; cap <= last; cap++) {
+    const bit = 1n << BigInt(cap);
+    if ((own.bnd & bit) && !(c.capBnd & bit)) step('capability bounding set', `cap ${cap}`, () => inj.call(NR.prctl, [PR_CAPBSET_DROP, cap, 0, 0, 0]));
+  }
+  if (c.noNewPrivs) step('no_new_privs', '', () => inj.call(NR.prctl, [PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0]));
+  const me = process.getuid?.() ?? 0;
+  if (me !== 0) return; // checkCreds made sure the task ran as crimg's user
+  step('groups', c.groups.join(','), () => {
+    const b = new Uint8Array(Math.max(4, c.groups.length * 4));
+    const dv = new DataView(b.buffer);
+    c.groups.forEach((g, i) => dv.setUint32(i * 4, g, true));
+    inj.write(data, b);
+    inj.call(NR.setgroups, [c.groups.length, data]);
+  });
+  step('gids', `${c.gid}/${c.egid}/${c.sgid}`, () => inj.call(NR.setresgid, [c.gid, c.egid, c.sgid]));
+  if (c.fsgid !== c.egid) step('fsgid', String(c.fsgid), () => inj.raw(NR.setfsgid, c.fsgid));
+  step('uids', `${c.uid}/${c.euid}/${c.suid}`, () => inj.call(NR.setresuid, [c.uid, c.euid, c.suid]));
+  // changing uids made the task non-dumpable; the original, started as that user, was dumpable
+  if (c.euid !== 0) step('dumpable', '', () => inj.call(NR.prctl, [PR_SET_DUMPABLE, 1, 0, 0, 0]));
+  if (c.fsuid !== c.euid) step('fsuid', String(c.fsuid), () => inj.raw(NR.setfsuid, c.fsuid));
 }
 
 /** Writes the stored pages of a VMA into the new process; returns pages written. */
