@@ -100,7 +100,8 @@ describe('gcore core -> image', () => {
     const s = JSON.parse(r.stdout);
     expect(s).toMatchObject({ from: 'elf', to: 'crimg', tasks: 1, threads: NTHREADS });
     expect(s.pagesZero).toBeGreaterThan(0);
-    expect(crimg(['verify', img]).code).toBe(0);
+    const v = crimg(['verify', img]);
+    expect(v.code, v.stderr).toBe(0);
   });
 
   it('every thread has its registers, xmm and ymm values (crimg show --json)', () => {

@@ -130,6 +130,48 @@ describe('kill -9 while writing', () => {
   });
 });
 
+describe('kill -9 while converting', () => {
+  it('crimg convert (image -> ELF core and core -> image) killed at random moments leaves no partial output', async () => {
+    const dir = path.join(tmp, 'convert');
+    fs.mkdirSync(dir);
+    const img = path.join(tmp, 'convert-src.crimg');
+    await writeImage(generate({ seed: 6, size: 24 * 1024 * 1024, tasks: 1 }), img);
+    const core = path.join(tmp, 'convert-ref.core');
+    expect(crimg(['convert', img, '-o', core, '--to', 'elf', '--quiet']).code).toBe(0);
+    const back = path.join(tmp, 'convert-ref.crimg');
+    expect(crimg(['convert', core, '-o', back, '--quiet']).code).toBe(0);
+    const refs = { elf: hashFile(core), crimg: hashFile(back) };
+    let seed = 777;
+    const rand = (): number => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed / 0x80000000; };
+    for (let i = 0; i < 12; i++) {
+      const to = i % 2 === 0 ? 'elf' : 'crimg';
+      const input = to === 'elf' ? img : core;
+      const name = `out.${to}`;
+      const dest = path.join(dir, name);
+      for (const f of fs.readdirSync(dir)) fs.rmSync(path.join(dir, f));
+      const refSize = fs.statSync(to === 'elf' ? core : back).size;
+      const p = spawn(process.execPath, [lib.cli, 'convert', input, '-o', dest, '--to', to, '--quiet'], { stdio: 'ignore' });
+      const exited = new Promise<void>((res) => p.on('exit', () => res()));
+      const want = Math.floor(rand() * refSize);
+      const t0 = Date.now();
+      for (;;) {
+        const tmpFile = fs.readdirSync(dir).find((f) => f.startsWith(`.${name}.tmp-`));
+        let size = -1;
+        if (tmpFile) { try { size = fs.statSync(path.join(dir, tmpFile)).size; } catch { /* renamed meanwhile */ } }
+        if (size >= want || fs.existsSync(dest) || p.exitCode !== null || Date.now() - t0 > 60_000) break;
+        sleep(1);
+      }
+      p.kill('SIGKILL');
+      await exited;
+      for (const f of fs.readdirSync(dir)) expect(f === name || f.startsWith(`.${name}.tmp-${p.pid}-`), f).toBe(true);
+      if (fs.existsSync(dest)) {
+        expect(hashFile(dest)).toBe(refs[to]);
+        if (to === 'crimg') expect(verifyImage(dest).ok).toBe(true);
+      }
+    }
+  });
+});
+
 describe('disk full and unwritable destinations', () => {
   it('a full disk: one IO error line, exit 1, no partial file; images finished before stay valid', async () => {
     const mnt = path.join(tmp, 'full');

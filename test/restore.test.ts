@@ -146,7 +146,7 @@ describe('restore a single-threaded counter', () => {
       expect(fs.readFileSync(`/proc/${r1}/comm`, 'latin1').trim()).toBe('restore-counter');
       expect(fs.readlinkSync(`/proc/${r1}/fd/3`)).toBe(out);
       const stat = fs.readFileSync(`/proc/${r1}/stat`, 'latin1');
-      const [, , , pgrp, session] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const [, , pgrp, session] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
       expect([Number(pgrp), Number(session)]).toEqual([r1, r1]); // a session of its own
       await waitFor('more lines after restore', () => lines(out).length >= before1.n + 20);
       const after1 = checkCounter(out);

@@ -343,6 +343,7 @@ function parseFileNote(desc: Uint8Array, at: number): { files: CoreFileEntry[]; 
     if (end < start) bad(`NT_FILE entry ${i}: end 0x${end.toString(16)} below start 0x${start.toString(16)}`, at + e);
     const z = desc.indexOf(0, s);
     if (z < 0) bad(`NT_FILE: name ${i} of ${n} is missing or not terminated`, at + s);
+    if (ofs * pageSize >= 1n << 64n) bad(`NT_FILE entry ${i}: file offset 0x${ofs.toString(16)} x ${pageSize} is out of range`, at + e + 16);
     files.push({ start, end, fileOfs: ofs * pageSize, path: td.decode(desc.subarray(s, z)) });
     s = z + 1;
   }
