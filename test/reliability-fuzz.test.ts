@@ -114,7 +114,7 @@ describe('ELF core fuzzing', () => {
 describe('the fuzzer finds planted reader bugs', () => {
   it('a TypeError instead of a CrimgError is a crash', async () => {
     const dir = await plant((s) => s.replace("throw new CrimgError('BAD_RECORD', `PAGES record: ${why}`", 'throw new TypeError(`PAGES record: ${why}`'));
-    const { code, report } = fuzz(dir, ['--seed', '1', '--iterations', '300', '--seconds', '0', '--target', 'image']);
+    const { code, report } = fuzz(dir, ['--seed', '1', '--iterations', '300', '--seconds', '0', '--target', 'image', '--small']);
     expect(report.crashes).toBeGreaterThan(0);
     expect(report.findings.some((f) => f.crash?.error.startsWith('TypeError: PAGES record'))).toBe(true);
     expect(code).toBe(1);
@@ -122,7 +122,7 @@ describe('the fuzzer finds planted reader bugs', () => {
 
   it('a skipped record checksum shows as accepted stale mutants', async () => {
     const dir = await plant((s) => s.replace('if (got !== csum) {', 'if (got !== csum && false) {'));
-    const { code, report } = fuzz(dir, ['--seed', '1', '--iterations', '300', '--seconds', '0', '--target', 'image']);
+    const { code, report } = fuzz(dir, ['--seed', '1', '--iterations', '300', '--seconds', '0', '--target', 'image', '--small']);
     expect(report.violations).toBeGreaterThan(0);
     expect(report.findings.some((f) => f.violations?.some((v) => v.includes('stale checksum')))).toBe(true);
     expect(code).toBe(1);
@@ -131,7 +131,7 @@ describe('the fuzzer finds planted reader bugs', () => {
   it('an endless loop is stopped by the watchdog and counted as a crash', async () => {
     // loop forever when the header announces a huge number of tasks
     const dir = await plant((s) => s.replace('const allRuns = [];', 'const allRuns = []; if (h.ntasks > 100000) for (;;) { /* planted */ }'));
-    const { code, report } = fuzz(dir, ['--seed', '1', '--iterations', '300', '--seconds', '0', '--timeout-ms', '3000', '--target', 'image']);
+    const { code, report } = fuzz(dir, ['--seed', '1', '--iterations', '300', '--seconds', '0', '--timeout-ms', '3000', '--target', 'image', '--small']);
     expect(report.hangs).toBeGreaterThan(0);
     expect(report.crashes).toBeGreaterThanOrEqual(report.hangs);
     expect(report.tried).toBe(300);

@@ -143,7 +143,7 @@ describe('kill -9 while converting', () => {
     const refs = { elf: hashFile(core), crimg: hashFile(back) };
     let seed = 777;
     const rand = (): number => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed / 0x80000000; };
-    for (let i = 0; i < 12; i++) {
+    for (let i = 0; i < 8; i++) {
       const to = i % 2 === 0 ? 'elf' : 'crimg';
       const input = to === 'elf' ? img : core;
       const name = `out.${to}`;

@@ -183,12 +183,20 @@ function planTask(rng: Rng, spec: ResolvedSpec, taskBytes: number, comm: string)
   plans.push({ start: vvar + pages(4), end: vvar + pages(6), prot: R | X, flags: VmaFlags.VDSO, path: '[vdso]', pgoff: 0n, inode: 0n, populated: 2, weight: 0 });
 
   // Distribute the remaining byte budget over heap, anonymous mappings and the stack by weight.
-  const fixed = plans.reduce((a, p) => a + p.populated, 0);
-  let budget = Math.max(0, Math.floor(taskBytes / PAGE_SIZE) - fixed);
+  let fixed = plans.reduce((a, p) => a + p.populated, 0);
+  const taskPages = Math.floor(taskBytes / PAGE_SIZE);
+  if (fixed > taskPages) {
+    // a small image: keep the layout, populate its fixed mappings in proportion so the total is `size`
+    let left = taskPages;
+    for (const p of plans) { p.populated = Math.min(left, Math.floor(p.populated * taskPages / fixed)); left -= p.populated; }
+    for (const p of plans) if (left > 0 && p.populated < Number((p.end - p.start) / BigInt(PAGE_SIZE))) { p.populated++; left--; }
+    fixed = taskPages - left;
+  }
+  let budget = Math.max(0, taskPages - fixed);
   const weighted = [plans.find((p) => p.flags & VmaFlags.HEAP)!, ...anon];
   const wsum = weighted.reduce((a, p) => a + p.weight, 0);
   weighted.forEach((p, i) => {
-    const n = i === weighted.length - 1 ? budget : Math.floor((Math.floor(taskBytes / PAGE_SIZE) - fixed) * p.weight / wsum);
+    const n = i === weighted.length - 1 ? budget : Math.floor((taskPages - fixed) * p.weight / wsum);
     const take = Math.min(budget, Math.max(0, n));
     budget -= take;
     p.populated = take;
@@ -205,9 +213,7 @@ function planTask(rng: Rng, spec: ResolvedSpec, taskBytes: number, comm: string)
   }
   plans.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
   const stack = plans.find((p) => p.flags & VmaFlags.STACK)!;
-  const stackPagesTotal = Math.max(stack.populated, 8);
-  stack.start = stackTop - pages(stackPagesTotal + 25);
-  stack.populated = stackPagesTotal;
+  stack.start = stackTop - pages(Math.max(stack.populated, 8) + 25);
   const mm: Record<string, bigint> = {
     startCode: text[0], endCode: text[1], startData: plans[3]!.start, endData: plans[3]!.end,
     startBrk: startBrk, brk: heap.end, startStack: stackTop - 0x1000n,

@@ -1,31 +1,41 @@
 #!/usr/bin/env node
 /**
- * crimg image fuzzer: seeded mutations of valid images of many shapes (corpus.mjs)
- * made by mutate.mjs, each read by the reader under a watchdog.
+ * crimg fuzzer: seeded mutations of valid images of many shapes (corpus.mjs, mutate.mjs)
+ * and of ELF core files (elf.mjs), each read by crimg under a watchdog, in worker threads.
  *
  *   node test/fuzz/run.mjs [--seconds 60] [--seed 1] [--iterations N] [--workers 2]
  *                          [--lib dist|src|DIR] [--timeout-ms 10000] [--max-wasm-mb 256]
  *                          [--max-heap-mb 768] [--json] [--small] [--only I] [--dump DIR]
  *                          [--target image|elf|both] [--core FILE]...
  *
- * Every mutant must either be rejected with a CrimgError carrying a documented code
- * (one-line message, offset inside the file), or be accepted; an accepted mutant must
- * have had its checksums recomputed (level "full": a valid image of another model), and
- * must read back identically after a rewrite (model -> image -> model), through the
- * full reader and through the lazy (openImage) reader alike. Anything else is counted:
+ * --target both (default) makes every fifth mutant an ELF core; --core adds real cores
+ * (e.g. from gdb's gcore) to the ELF seeds; --lib src runs a fresh transpiled copy of src/.
+ *
+ * Images: every mutant must be rejected with a CrimgError carrying a documented code and a
+ * one-line message, or be accepted; only a mutant whose checksums are all right (record
+ * checksums and the trailer's whole-image checksum: image.mjs isConsistent) may be
+ * accepted, and it must read back identically after a rewrite (model -> image -> model),
+ * through the full reader and through the lazy (openImage) reader alike.
+ * ELF cores: rejected with a code, or imported; an imported core's pages must read (or
+ * fail with a code) and its model must convert to an image that reads back identically.
+ * Anything else is counted:
  *
  *   crash       an exception that is not a CrimgError, a worker death (out of memory...),
- *               or a hang (a mutant not finished within --timeout-ms; the worker is killed)
- *   violation   a broken invariant: a mutant with stale checksums accepted, an accepted
+ *               or a hang (a read not finished within --timeout-ms; the worker is killed
+ *               and replaced)
+ *   violation   a broken invariant: a mutant with a stale checksum accepted, an accepted
  *               mutant that does not read back identically, the lazy reader accepting what
  *               the full reader rejects (and serving its pages), the input modified, a file
  *               left next to the input, kernel memory regions or hash slots leaked, memory
- *               beyond --max-wasm-mb / --max-heap-mb, a malformed CrimgError
+ *               beyond --max-wasm-mb / --max-heap-mb, a CrimgError with an undocumented
+ *               code or a multi-line message
+ *   warning     a CrimgError whose offset lies outside the file (misleading, not unsafe)
  *
- * Exit status 0 only when both are 0. Mutant I of seed S is fully determined by (S, I):
- * `--only I --seed S` replays one mutant in-process and prints what happened.
- * The report gives the counts (tried, rejected by code, accepted, crashes), per-operation
- * counts and the peak memory measured (WASM memory, worker heap, process RSS).
+ * Exit status 0 only when crashes and violations are 0. Mutant I of seed S is fully
+ * determined by (S, I, --target, corpus): `--only I --seed S` replays one mutant in-process
+ * and prints what happened (--dump DIR also writes its bytes). The report gives the counts
+ * (tried, rejected by code, accepted, crashes), per-target and per-operation counts, the
+ * slowest mutant and the peak memory measured (WASM memory, worker heap, process RSS).
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
