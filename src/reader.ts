@@ -22,7 +22,19 @@ import {
 } from './schema.js';
 import { type Source, type SourceTarget, openSource } from './source.js';
 
-const WINDOW = 8 * 1024 * 1024;
+/**
+ * Read window. Small on purpose: the kernel copies page-cache bytes into it and the
+ * checksum reads them back while they are still in the CPU cache, and a fresh page of
+ * WebAssembly memory costs a page fault on first touch (slow on VMs), so a small window
+ * that every RecordStream reuses keeps both the copy and the faults cheap. Records
+ * larger than the window are hashed in window-sized pieces (PAGES) or read into a
+ * temporary region (metadata records, which must be contiguous).
+ */
+const WINDOW = 1024 * 1024;
+/** Readahead when page payloads are skipped ('meta' mode): just the headers, fixed parts and bitmaps. */
+const META_READAHEAD = 64 * 1024;
+/** Bytes of a streamed PAGES payload kept at its end: the largest bitmap plus padding. */
+const TAIL = 136;
 const MAX_PAGES_PAYLOAD = 16 + MAX_RUN_PAGES * PAGE_SIZE + (MAX_RUN_PAGES / 64) * 8;
 
 /** Largest payload accepted for a kind (unknown kinds: MAX_META_RECORD). */
@@ -38,9 +50,16 @@ export interface Rec {
   len: number;
   /** Absolute offset of the record header. */
   off: number;
-  /** Pointer to the payload in kernel memory, or -1 when the payload was skipped. */
+  /** Pointer to the payload in kernel memory, or -1 when the payload was skipped or streamed. */
   ptr: number;
   csum: bigint;
+  /**
+   * Set for a PAGES record that was verified piecewise (its payload is not contiguous in
+   * memory): `head` points to a copy of its first 16 payload bytes, `end` to where payload
+   * byte `len` would be, with at least the 128 bytes before it (the bitmap) copied there.
+   * Valid until the next call to next().
+   */
+  streamed?: { head: number; end: number };
 }
 
 /** Walks the framed records of an image, verifying each one. */
@@ -49,6 +68,10 @@ export class RecordStream {
   private winStart = 0;
   private winLen = 0;
   private big = -1; // temporary region for records larger than the window
+  /** Small area after the window: header, head and tail copies of a streamed PAGES record. */
+  private readonly side: number;
+  /** Bytes read at a time when the window is refilled. */
+  readahead = WINDOW;
   private readonly slot: number;
   readonly imgSlot: number;
   pos: number;
@@ -56,7 +79,8 @@ export class RecordStream {
   private released = false;
 
   constructor(readonly src: Source, readonly k: Kernels) {
-    this.win = claimRegion(k, WINDOW);
+    this.win = claimRegion(k, WINDOW + 1024);
+    this.side = this.win + WINDOW;
     this.slot = claimSlot(k);
     this.imgSlot = claimSlot(k);
     this.pos = 0;
@@ -84,11 +108,18 @@ export class RecordStream {
       if (got < n) throw new CrimgError('TRUNCATED', `short read at ${abs}`, { offset: abs });
       return this.big;
     }
-    const want = Math.min(WINDOW, this.src.size - abs);
-    const got = this.src.pread(this.k.u8().subarray(this.win, this.win + want), abs);
+    const want = Math.min(Math.max(n, this.readahead), this.src.size - abs);
+    const m = this.k.u8();
+    // Bytes of [abs, ...) already in the window move to its start instead of being read again.
+    let keep = 0;
+    if (abs >= this.winStart && abs < this.winStart + this.winLen) {
+      keep = Math.min(this.winStart + this.winLen - abs, want);
+      m.copyWithin(this.win, this.win + (abs - this.winStart), this.win + (abs - this.winStart) + keep);
+    }
+    const got = keep < want ? this.src.pread(m.subarray(this.win + keep, this.win + want), abs + keep) : 0;
     this.winStart = abs;
-    this.winLen = got;
-    if (got < n) throw new CrimgError('TRUNCATED', `short read at ${abs}`, { offset: abs });
+    this.winLen = keep + got;
+    if (this.winLen < n) throw new CrimgError('TRUNCATED', `short read at ${abs}`, { offset: abs });
     return this.win;
   }
 
@@ -148,6 +179,7 @@ export class RecordStream {
     this.pos = off + total;
     this.records++;
     if (skip(kind)) return { kind, flags, len, off, ptr: -1, csum };
+    if (kind === K.PAGES) return this.streamPages(h, kind, flags, len, off, csum);
     h = this.ensure(off, total);
     const ptr = h + RECORD_HEADER_BYTES;
     this.k.xxh3Init(this.slot);
@@ -162,6 +194,54 @@ export class RecordStream {
       if (m[ptr + i] !== 0) throw new CrimgError('BAD_RECORD', 'non-zero padding', { offset: off + RECORD_HEADER_BYTES + i, kind });
     }
     return { kind, flags, len, off, ptr, csum };
+  }
+
+  /**
+   * Verify a PAGES record whose header is at `h` (in the window) piece by piece as the
+   * window slides over it: every payload byte is read once and hashed where it landed.
+   * The checks and their order are those of the contiguous path in next().
+   */
+  private streamPages(h: number, kind: number, flags: number, len: number, off: number, csum: bigint): Rec {
+    const k = this.k;
+    const side = this.side;
+    const head = side + RECORD_HEADER_BYTES;
+    const tailEnd = head + 16 + TAIL; // corresponds to padded payload offset plen
+    const plen = pad8(len);
+    const tailFrom = Math.max(0, plen - TAIL);
+    let m = k.u8();
+    m.copyWithin(side, h, h + RECORD_HEADER_BYTES);
+    k.xxh3Init(this.slot);
+    const base = off + RECORD_HEADER_BYTES;
+    let pos = base;
+    const end = base + plen;
+    while (pos < end) {
+      let avail = this.winStart + this.winLen - pos;
+      let p: number;
+      if (pos >= this.winStart && avail > 0) {
+        p = this.win + (pos - this.winStart);
+      } else {
+        p = this.ensure(pos, Math.min(WINDOW, end - pos));
+        avail = this.winLen;
+        m = k.u8();
+      }
+      const n = Math.min(avail, end - pos);
+      k.xxh3Update(this.slot, p, n);
+      const rel = pos - base;
+      if (rel < 16) m.copyWithin(head + rel, p, p + Math.min(16 - rel, n));
+      const lo = Math.max(rel, tailFrom), hi = rel + n;
+      if (lo < hi) m.copyWithin(tailEnd - (plen - lo), p + (lo - rel), p + (hi - rel));
+      pos += n;
+    }
+    k.xxh3Update(this.slot, side, 8);
+    const got = k.xxh3Digest(this.slot);
+    if (got !== csum) {
+      throw new CrimgError('CHECKSUM_MISMATCH', `${kindName(kind)} record checksum 0x${got.toString(16)} does not match the stored 0x${csum.toString(16)}`, { offset: off, kind });
+    }
+    const endPtr = tailEnd - (plen - len);
+    for (let i = len; i < plen; i++) {
+      if (m[endPtr + (i - len)] !== 0) throw new CrimgError('BAD_RECORD', 'non-zero padding', { offset: off + RECORD_HEADER_BYTES + i, kind });
+    }
+    return { kind, flags, len, off, ptr: -1, csum, streamed: { head, end: endPtr } };
   }
 
   /** Verify a skipped record now (reads it whole). Returns the payload pointer. */

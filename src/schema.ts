@@ -187,7 +187,7 @@ const td = new TextDecoder('utf-8', { fatal: false });
 
 /** A growable little-endian byte builder for metadata payloads. */
 export class Builder {
-  buf = new Uint8Array(256);
+  buf = new Uint8Array(4096);
   dv = new DataView(this.buf.buffer);
   len = 0;
   reset(): this { this.len = 0; return this; }
@@ -203,16 +203,23 @@ export class Builder {
   i32(v: number): void { this.room(4); this.dv.setInt32(this.len, v | 0, true); this.len += 4; }
   u64(v: bigint): void { this.room(8); this.dv.setBigUint64(this.len, BigInt.asUintN(64, v), true); this.len += 8; }
   bytes(b: Uint8Array): void { this.room(b.length); this.buf.set(b, this.len); this.len += b.length; }
-  str(s: string): void { const b = te.encode(s); this.u32(b.length); this.bytes(b); }
+  str(s: string): void {
+    // UTF-8 straight into the buffer: at most 3 bytes per UTF-16 unit
+    this.room(4 + s.length * 3);
+    const { written } = te.encodeInto(s, this.buf.subarray(this.len + 4));
+    this.dv.setUint32(this.len, written, true);
+    this.len += 4 + written;
+  }
   view(): Uint8Array { return this.buf.subarray(0, this.len); }
 }
 
 export type Fields = Record<string, unknown>;
 
-/** Encode a record payload from an object holding the def's fields. */
-export function encodeFields(def: RecordDef, obj: Fields, b: Builder): void {
+/** Encode a record payload from an object holding the def's fields; `extra` supplies (or overrides)
+ *  fields the object lacks, so that model objects need not be copied. */
+export function encodeFields(def: RecordDef, obj: Fields, b: Builder, extra?: Fields): void {
   for (const [name, type] of def.fields) {
-    const v = obj[name];
+    const v = extra !== undefined && name in extra ? extra[name] : obj[name];
     switch (type) {
       case 'u32': b.u32(v as number); break;
       case 'i32': b.i32(v as number); break;

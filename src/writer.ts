@@ -40,12 +40,19 @@ export interface WriteResult {
 
 /** The 8-byte magic: "CRMG", u16 architecture (EM_X86_64), u8 major, u8 minor. */
 export function magicBytes(): Uint8Array {
+  return MAGIC_BYTES.slice();
+}
+const MAGIC_BYTES = ((): Uint8Array => {
   const b = new Uint8Array(8);
   b.set(new TextEncoder().encode(MAGIC), 0);
   new DataView(b.buffer).setUint16(4, ARCH_X86_64, true);
   b[6] = FORMAT_MAJOR; b[7] = FORMAT_MINOR;
   return b;
-}
+})();
+
+/** Builders are reused across writers: a fresh ArrayBuffer per image costs more than writing a small image. */
+const builders: Builder[] = [];
+function takeBuilder(): Builder { return builders.pop() ?? new Builder(); }
 
 /** Low-level record emitter. Exposed for tools that build images record by record. */
 export class RecordWriter {
@@ -61,7 +68,7 @@ export class RecordWriter {
   pagesStored = 0;
   pagesZero = 0;
   readonly index: IndexEntry[] = [];
-  private readonly b = new Builder();
+  private readonly b = takeBuilder();
   private closed = false;
 
   constructor(readonly sink: Sink, k?: Kernels) {
@@ -92,7 +99,7 @@ export class RecordWriter {
 
   async magic(): Promise<void> {
     await this.room(8);
-    const m = magicBytes();
+    const m = MAGIC_BYTES;
     this.k.u8().set(m, this.out + this.cur);
     this.k.xxh3Update(this.imgSlot, this.out + this.cur, 8);
     this.cur += 8;
@@ -147,11 +154,22 @@ export class RecordWriter {
     this.records += 2;
   }
 
+  /** Emit an XSTATE record (XCR0, then the XSAVE area from byte 512) without staging it in JS. */
+  async xstate(xcr0: bigint, ext: Uint8Array): Promise<void> {
+    const len = 8 + ext.length;
+    await this.room(RECORD_HEADER_BYTES + pad8(len));
+    const m = this.k.u8();
+    const at = this.out + this.cur + RECORD_HEADER_BYTES;
+    new DataView(m.buffer, m.byteOffset + at, 8).setBigUint64(0, xcr0, true);
+    m.set(ext, at + 8);
+    this.seal(K.XSTATE, 0, len, false);
+  }
+
   /** Emit a schema record from an object holding its fields. */
-  async record(kind: number, fields: Fields, flags = 0): Promise<void> {
+  async record(kind: number, fields: Fields, flags = 0, extra?: Fields): Promise<void> {
     const def = RECORD_BY_KIND.get(kind);
     if (!def) throw new CrimgError('INTERNAL', `no schema for kind ${kind}`);
-    encodeFields(def, fields, this.b.reset());
+    encodeFields(def, fields, this.b.reset(), extra);
     await this.raw(kind, this.b.view(), flags);
   }
 
@@ -258,6 +276,7 @@ export class RecordWriter {
   release(): void {
     if (this.closed) return;
     this.closed = true;
+    builders.push(this.b);
     releaseRegion(this.k, this.out);
     releaseRegion(this.k, this.inp);
     releaseSlot(this.k, this.recSlot);
@@ -272,8 +291,8 @@ export class RecordWriter {
 
 /** Emit the records of one task subtree (TASK ... NOCR). */
 async function writeTask(w: RecordWriter, t: Task, onProgress?: (n: number) => void): Promise<void> {
-  await w.record(K.TASK, {
-    ...t, nthreads: t.threads.length, nfiles: t.files.length, nnocr: t.nocr.length, hasMm: t.mm ? 1 : 0,
+  await w.record(K.TASK, t as unknown as Fields, 0, {
+    nthreads: t.threads.length, nfiles: t.files.length, nnocr: t.nocr.length, hasMm: t.mm ? 1 : 0,
   });
   await w.record(K.CREDS, t.creds as unknown as Fields);
   await w.record(K.RLIMITS, { limits: t.rlimits.flatMap((r) => [r.cur, r.max]) });
@@ -287,20 +306,16 @@ async function writeTask(w: RecordWriter, t: Task, onProgress?: (n: number) => v
     if (th.regs.length !== 27) throw new CrimgError('INTERNAL', `thread ${th.tid}: ${th.regs.length} registers, expected 27`);
     if (th.fpu.length !== 512) throw new CrimgError('INTERNAL', `thread ${th.tid}: FXSAVE area of ${th.fpu.length} bytes, expected 512`);
     await w.regset(th.regs, th.fpu);
-    if (th.xstate) {
-      const b = new Builder();
-      b.u64(th.xstate.xcr0); b.bytes(th.xstate.ext);
-      await w.raw(K.XSTATE, b.view());
-    }
+    if (th.xstate) await w.xstate(th.xstate.xcr0, th.xstate.ext);
   }
   if (t.mm) {
-    await w.record(K.MM, { ...t.mm, nvmas: t.mm.vmas.length, mmFlags: 0 });
+    await w.record(K.MM, t.mm as unknown as Fields, 0, { nvmas: t.mm.vmas.length, mmFlags: 0 });
     for (const v of t.mm.vmas) {
-      await w.record(K.VMA, { ...v, vmaFlags: v.flags });
+      await w.record(K.VMA, v as unknown as Fields, 0, { vmaFlags: v.flags });
       await w.pages(t.pid, v, onProgress);
     }
   }
-  for (const f of t.files) await w.record(K.FD, { ...f, fdKind: f.kind, cloexec: f.cloexec ? 1 : 0 });
+  for (const f of t.files) await w.record(K.FD, f as unknown as Fields, 0, { fdKind: f.kind, cloexec: f.cloexec ? 1 : 0 });
   for (const r of t.nocr) await w.record(K.NOCR, r as unknown as Fields);
 }
 

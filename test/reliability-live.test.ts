@@ -46,6 +46,8 @@ let lib: { dir: string; cli: string; cleanup: () => void };
 let tmp: string;
 let bin: string;
 const started: ChildProcess[] = [];
+/** Commands started by `crimg run` (not our children): killed at the end whatever happened. */
+const commands: number[] = [];
 
 beforeAll(async () => {
   lib = await buildLib();
@@ -57,8 +59,16 @@ beforeAll(async () => {
 });
 afterAll(() => {
   for (const c of started) if (c.exitCode === null && c.signalCode === null) { try { c.kill('SIGKILL'); } catch { /* gone */ } }
+  for (const pid of commands) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
   lib?.cleanup();
-  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+  if (tmp) {
+    // a test stopped by a timeout never reached its finally: unmount what it left mounted
+    for (const line of fs.readFileSync('/proc/self/mounts', 'utf8').split('\n')) {
+      const m = line.split(' ')[1];
+      if (m && m.startsWith(`${tmp}/`)) { try { execFileSync('umount', ['-l', m]); } catch { /* not mounted */ } }
+    }
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
 });
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -292,6 +302,7 @@ describe('run: crimg interrupted', () => {
     const { child, done } = crimgSpawn(['run', '--out-dir', dir, '--leave-running', '--quiet', '--', bin, '4', '-1', ticks]);
     for (let i = 0; i < 1000 && !(fs.existsSync(ticks) && fs.readFileSync(ticks, 'utf8').includes('tick')); i++) await sleep(10);
     const pid = Number(/^READY (\d+)/m.exec(fs.readFileSync(ticks, 'utf8'))![1]);
+    commands.push(pid);
     const t: Target = {
       pid, child, ticks,
       kill: async () => { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } for (let i = 0; i < 200 && status(pid) && status(pid)!.state !== 'Z'; i++) await sleep(10); },
@@ -310,6 +321,7 @@ describe('run: crimg interrupted', () => {
     const { child, done } = crimgSpawn(['run', '--out-dir', path.join(tmp, 'run-out2'), '--quiet', '--', bin, '4', '-1', ticks]);
     for (let i = 0; i < 1000 && !(fs.existsSync(ticks) && fs.readFileSync(ticks, 'utf8').includes('tick')); i++) await sleep(10);
     const pid = Number(/^READY (\d+)/m.exec(fs.readFileSync(ticks, 'utf8'))![1]);
+    commands.push(pid);
     try {
       child.kill('SIGINT');
       await done;
@@ -327,6 +339,7 @@ describe('run: crimg interrupted', () => {
     try {
       for (let i = 0; i < 1000 && !(fs.existsSync(ticks) && fs.readFileSync(ticks, 'utf8').includes('tick')); i++) await sleep(10);
       pid = Number(/^READY (\d+)/m.exec(fs.readFileSync(ticks, 'utf8'))![1]);
+      commands.push(pid);
       const t: Target = { pid, child, ticks, kill: async () => { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } } };
       process.kill(pid, 'SIGUSR2');
       for (let i = 0; i < 500 && !/ENOSPC/.test(err()) && child.exitCode === null; i++) await sleep(20);

@@ -28,7 +28,14 @@ beforeAll(async () => {
 });
 afterAll(() => {
   lib?.cleanup();
-  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+  if (tmp) {
+    // a test stopped by a timeout never reached its finally: unmount what it left mounted
+    for (const line of fs.readFileSync('/proc/self/mounts', 'utf8').split('\n')) {
+      const m = line.split(' ')[1];
+      if (m && m.startsWith(`${tmp}/`)) { try { execFileSync('umount', ['-l', m]); } catch { /* not mounted */ } }
+    }
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
 });
 
 interface Run { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }

@@ -535,5 +535,3 @@ function restoreFiles(task: Task, pid: number, inj: Injector, str: (s: string, o
     }
   }
 }
-
-export const _internal = { findHole };
