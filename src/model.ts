@@ -229,18 +229,18 @@ export function defaultRlimits(): Rlimit[] {
 }
 
 /** A fresh FXSAVE area as the kernel gives a new process: fcw 0x37f, mxcsr 0x1f80, mxcsr_mask 0xffff. */
-export function freshFxsave(): Uint8Array {
-  const b = new Uint8Array(FXSAVE_BYTES);
-  const dv = new DataView(b.buffer);
+export function freshFxsave(b = new Uint8Array(FXSAVE_BYTES)): Uint8Array {
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
   dv.setUint16(0, 0x37f, true);
   dv.setUint32(24, 0x1f80, true);
   dv.setUint32(28, 0xffff, true);
   return b;
 }
 
-export function newThread(tid: number): Thread {
+/** A thread with zero registers and a fresh FXSAVE area (optionally in caller-provided storage). */
+export function newThread(tid: number, regs = new BigUint64Array(NREGS), fpu = new Uint8Array(FXSAVE_BYTES)): Thread {
   return {
-    tid, regs: new BigUint64Array(NREGS), fpu: freshFxsave(), xstate: null,
+    tid, regs, fpu: freshFxsave(fpu), xstate: null,
     sigmask: 0n, sigpending: 0n, rseq: null, state: '',
   };
 }

@@ -128,19 +128,32 @@ export class RecordWriter {
     this.records++;
   }
 
-  /** Emit a record whose payload is `payload`. */
-  async raw(kind: number, payload: Uint8Array, flags = 0): Promise<void> {
-    await this.room(RECORD_HEADER_BYTES + pad8(payload.length));
-    if (RECORD_HEADER_BYTES + pad8(payload.length) > OUT_CAP + MAX_PAGES_RECORD) {
+  // The record emitters below return a promise only when the out buffer must be flushed first
+  // (then the caller awaits it before emitting the next record); otherwise they complete
+  // synchronously, which spares small images the cost of an async frame per record.
+
+  /** Emit a record whose payload is `payload` (`payload` must stay unchanged until a returned promise settles). */
+  raw(kind: number, payload: Uint8Array, flags = 0): void | Promise<void> {
+    const need = RECORD_HEADER_BYTES + pad8(payload.length);
+    if (need > OUT_CAP + MAX_PAGES_RECORD) {
       throw new CrimgError('LIMIT_EXCEEDED', `record of ${payload.length} bytes is too large`, { kind });
     }
+    if (this.cur + need > OUT_CAP) return this.flush().then(() => this.rawNow(kind, payload, flags));
+    this.rawNow(kind, payload, flags);
+  }
+
+  private rawNow(kind: number, payload: Uint8Array, flags: number): void {
     this.k.u8().set(payload, this.out + this.cur + RECORD_HEADER_BYTES);
     this.seal(kind, flags, payload.length, false);
   }
 
   /** Emit the REGS and FPU records of one thread, framed and checksummed by the regsPack kernel. */
-  async regset(regs: BigUint64Array, fpu: Uint8Array): Promise<void> {
-    await this.room(REGSET_RECORD_BYTES);
+  regset(regs: BigUint64Array, fpu: Uint8Array): void | Promise<void> {
+    if (this.cur + REGSET_RECORD_BYTES > OUT_CAP) return this.flush().then(() => this.regsetNow(regs, fpu));
+    this.regsetNow(regs, fpu);
+  }
+
+  private regsetNow(regs: BigUint64Array, fpu: Uint8Array): void {
     const k = this.k;
     let m = k.u8();
     m.set(new Uint8Array(regs.buffer, regs.byteOffset, 216), this.inp);
@@ -155,9 +168,15 @@ export class RecordWriter {
   }
 
   /** Emit an XSTATE record (XCR0, then the XSAVE area from byte 512) without staging it in JS. */
-  async xstate(xcr0: bigint, ext: Uint8Array): Promise<void> {
+  xstate(xcr0: bigint, ext: Uint8Array): void | Promise<void> {
+    const need = RECORD_HEADER_BYTES + pad8(8 + ext.length);
+    if (need > OUT_CAP) throw new CrimgError('LIMIT_EXCEEDED', `XSTATE area of ${ext.length} bytes is too large`, { kind: K.XSTATE });
+    if (this.cur + need > OUT_CAP) return this.flush().then(() => this.xstateNow(xcr0, ext));
+    this.xstateNow(xcr0, ext);
+  }
+
+  private xstateNow(xcr0: bigint, ext: Uint8Array): void {
     const len = 8 + ext.length;
-    await this.room(RECORD_HEADER_BYTES + pad8(len));
     const m = this.k.u8();
     const at = this.out + this.cur + RECORD_HEADER_BYTES;
     new DataView(m.buffer, m.byteOffset + at, 8).setBigUint64(0, xcr0, true);
@@ -166,11 +185,11 @@ export class RecordWriter {
   }
 
   /** Emit a schema record from an object holding its fields. */
-  async record(kind: number, fields: Fields, flags = 0, extra?: Fields): Promise<void> {
+  record(kind: number, fields: Fields, flags = 0, extra?: Fields): void | Promise<void> {
     const def = RECORD_BY_KIND.get(kind);
     if (!def) throw new CrimgError('INTERNAL', `no schema for kind ${kind}`);
     encodeFields(def, fields, this.b.reset(), extra);
-    await this.raw(kind, this.b.view(), flags);
+    return this.raw(kind, this.b.view(), flags);
   }
 
   /** Emit the PAGES records of one VMA. */
@@ -291,32 +310,33 @@ export class RecordWriter {
 
 /** Emit the records of one task subtree (TASK ... NOCR). */
 async function writeTask(w: RecordWriter, t: Task, onProgress?: (n: number) => void): Promise<void> {
-  await w.record(K.TASK, t as unknown as Fields, 0, {
+  let p: void | Promise<void>;
+  if ((p = w.record(K.TASK, t as unknown as Fields, 0, {
     nthreads: t.threads.length, nfiles: t.files.length, nnocr: t.nocr.length, hasMm: t.mm ? 1 : 0,
-  });
-  await w.record(K.CREDS, t.creds as unknown as Fields);
-  await w.record(K.RLIMITS, { limits: t.rlimits.flatMap((r) => [r.cur, r.max]) });
-  await w.record(K.NSIDS, t.ns as unknown as Fields);
+  }))) await p;
+  if ((p = w.record(K.CREDS, t.creds as unknown as Fields))) await p;
+  if ((p = w.record(K.RLIMITS, { limits: t.rlimits.flatMap((r) => [r.cur, r.max]) }))) await p;
+  if ((p = w.record(K.NSIDS, t.ns as unknown as Fields))) await p;
   for (const th of t.threads) {
-    await w.record(K.THREAD, {
+    if ((p = w.record(K.THREAD, {
       tid: th.tid, thFlags: (th.xstate ? 1 : 0) | (th.rseq ? 2 : 0), sigmask: th.sigmask, sigpending: th.sigpending,
       rseqPtr: th.rseq?.ptr ?? 0n, rseqLen: th.rseq?.len ?? 0, rseqSig: th.rseq?.sig ?? 0, rseqFlags: th.rseq?.flags ?? 0,
       state: th.state,
-    });
+    }))) await p;
     if (th.regs.length !== 27) throw new CrimgError('INTERNAL', `thread ${th.tid}: ${th.regs.length} registers, expected 27`);
     if (th.fpu.length !== 512) throw new CrimgError('INTERNAL', `thread ${th.tid}: FXSAVE area of ${th.fpu.length} bytes, expected 512`);
-    await w.regset(th.regs, th.fpu);
-    if (th.xstate) await w.xstate(th.xstate.xcr0, th.xstate.ext);
+    if ((p = w.regset(th.regs, th.fpu))) await p;
+    if (th.xstate && (p = w.xstate(th.xstate.xcr0, th.xstate.ext))) await p;
   }
   if (t.mm) {
-    await w.record(K.MM, t.mm as unknown as Fields, 0, { nvmas: t.mm.vmas.length, mmFlags: 0 });
+    if ((p = w.record(K.MM, t.mm as unknown as Fields, 0, { nvmas: t.mm.vmas.length, mmFlags: 0 }))) await p;
     for (const v of t.mm.vmas) {
-      await w.record(K.VMA, v as unknown as Fields, 0, { vmaFlags: v.flags });
+      if ((p = w.record(K.VMA, v as unknown as Fields, 0, { vmaFlags: v.flags }))) await p;
       await w.pages(t.pid, v, onProgress);
     }
   }
-  for (const f of t.files) await w.record(K.FD, f as unknown as Fields, 0, { fdKind: f.kind, cloexec: f.cloexec ? 1 : 0 });
-  for (const r of t.nocr) await w.record(K.NOCR, r as unknown as Fields);
+  for (const f of t.files) if ((p = w.record(K.FD, f as unknown as Fields, 0, { fdKind: f.kind, cloexec: f.cloexec ? 1 : 0 }))) await p;
+  for (const r of t.nocr) if ((p = w.record(K.NOCR, r as unknown as Fields))) await p;
 }
 
 /**
@@ -330,16 +350,17 @@ export async function writeImage(model: Model, target: SinkTarget, opts: WriteOp
     w = new RecordWriter(sink, opts.kernels);
     await w.magic();
     const h = model.header;
-    await w.record(K.HEADER, {
+    let p: void | Promise<void>;
+    if ((p = w.record(K.HEADER, {
       ...h, ...h.uts, ntasks: model.tasks.length, nns: model.namespaces.length,
       checksumAlgo: CHECKSUM_XXH3_64, pageSize: PAGE_SIZE,
-    });
+    }))) await p;
     for (const ns of model.namespaces) {
       const hasUts = ns.nodename !== undefined || ns.domainname !== undefined;
-      await w.record(K.NS, {
+      if ((p = w.record(K.NS, {
         nsKind: NS_KINDS.indexOf(ns.kind), nsFlags: hasUts ? 1 : 0, id: ns.id,
         nodename: ns.nodename ?? '', domainname: ns.domainname ?? '',
-      });
+      }))) await p;
     }
     for (const t of model.tasks) await writeTask(w, t, opts.onProgress);
     return await w.finish();

@@ -50,19 +50,48 @@ export interface ResolvedSpec extends Required<Omit<GenSpec, 'seed' | 'createdNs
 
 const M64 = (1n << 64n) - 1n;
 
-/** splitmix64: the metadata PRNG (page contents use the WASM generator). */
+/** (ah:al) * (bh:bl) mod 2^64 on 32-bit halves; result in MUL_HI/MUL_LO. */
+let MUL_HI = 0, MUL_LO = 0;
+function mul64(ah: number, al: number, bh: number, bl: number): void {
+  const a0 = al & 0xffff, a1 = al >>> 16, b0 = bl & 0xffff, b1 = bl >>> 16;
+  const p00 = a0 * b0, p01 = a0 * b1, p10 = a1 * b0, p11 = a1 * b1;
+  const mid = (p00 >>> 16) + (p01 & 0xffff) + (p10 & 0xffff);
+  MUL_LO = (((mid & 0xffff) << 16) | (p00 & 0xffff)) >>> 0;
+  MUL_HI = (p11 + (p01 >>> 16) + (p10 >>> 16) + (mid >>> 16) + Math.imul(ah, bl) + Math.imul(al, bh)) >>> 0;
+}
+
+/** splitmix64, the metadata PRNG (page contents use the WASM generator), computed on 32-bit
+ *  halves: the same sequence as the BigInt definition, without BigInt arithmetic. */
 export class Rng {
-  private s: bigint;
-  constructor(seed: bigint) { this.s = seed & M64; }
-  next(): bigint {
-    this.s = (this.s + 0x9e3779b97f4a7c15n) & M64;
-    let z = this.s;
-    z = ((z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n) & M64;
-    z = ((z ^ (z >> 27n)) * 0x94d049bb133111ebn) & M64;
-    return z ^ (z >> 31n);
+  private h: number;
+  private l: number;
+  private oh = 0;
+  private ol = 0;
+  constructor(seed: bigint) { seed &= M64; this.h = Number(seed >> 32n); this.l = Number(seed & 0xffffffffn); }
+  private step(): void {
+    // s += 0x9e3779b97f4a7c15
+    const l = this.l + 0x7f4a7c15;
+    this.l = l >>> 0;
+    this.h = (this.h + 0x9e3779b9 + (l > 0xffffffff ? 1 : 0)) >>> 0;
+    let zh = this.h, zl = this.l;
+    // z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+    zl = (zl ^ ((zl >>> 30) | (zh << 2))) >>> 0; zh = (zh ^ (zh >>> 30)) >>> 0;
+    mul64(zh, zl, 0xbf58476d, 0x1ce4e5b9); zh = MUL_HI; zl = MUL_LO;
+    // z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+    zl = (zl ^ ((zl >>> 27) | (zh << 5))) >>> 0; zh = (zh ^ (zh >>> 27)) >>> 0;
+    mul64(zh, zl, 0x94d049bb, 0x133111eb); zh = MUL_HI; zl = MUL_LO;
+    // z ^ (z >> 31)
+    this.ol = (zl ^ ((zl >>> 31) | (zh << 1))) >>> 0; this.oh = (zh ^ (zh >>> 31)) >>> 0;
   }
-  /** Integer in [0, n). */
-  int(n: number): number { return Number(this.next() % BigInt(n)); }
+  next(): bigint { this.step(); return (BigInt(this.oh) << 32n) | BigInt(this.ol); }
+  /** Integer in [0, n): the 64-bit output mod n. */
+  int(n: number): number {
+    this.step();
+    if (n > 0xffffffff) return Number(((BigInt(this.oh) << 32n) | BigInt(this.ol)) % BigInt(n));
+    let x = this.oh % n;
+    x = (x * 65536 + (this.ol >>> 16)) % n;
+    return (x * 65536 + (this.ol & 0xffff)) % n;
+  }
   pick<T>(a: readonly T[]): T { return a[this.int(a.length)]!; }
 }
 
@@ -222,8 +251,13 @@ function planTask(rng: Rng, spec: ResolvedSpec, taskBytes: number, comm: string)
   return { plans, mm, tls, stackTop, text };
 }
 
-function makeThread(rng: Rng, tid: number, text: [bigint, bigint], sp: bigint, tls: bigint): Thread {
-  const th = newThread(tid);
+/** Bytes of one thread's register state: user_regs_struct, FXSAVE, XSAVE beyond the legacy area. */
+const XSAVE_AVX512_BYTES = 2696;
+const THREAD_BYTES = 216 + 512 + (XSAVE_AVX512_BYTES - 512);
+
+/** A thread whose register areas are views of `buf` at `off` (one allocation per model, not three per thread). */
+function makeThread(rng: Rng, tid: number, text: [bigint, bigint], sp: bigint, tls: bigint, buf: ArrayBuffer, off: number): Thread {
+  const th = newThread(tid, new BigUint64Array(buf, off, 27), new Uint8Array(buf, off + 216, 512));
   for (let i = 0; i < 27; i++) th.regs[i] = rng.next();
   const R_ = REG_INDEX;
   th.regs[R_.rip] = text[0] + (rng.next() % (text[1] - text[0])) & ~0x3n;
@@ -235,8 +269,8 @@ function makeThread(rng: Rng, tid: number, text: [bigint, bigint], sp: bigint, t
   th.regs[R_.fs_base] = tls; th.regs[R_.gs_base] = 0n;
   th.regs[R_.orig_rax] = BigInt.asUintN(64, -1n);
   // XSAVE as a fresh process on an AVX-512 machine: XCR0 0x2e7, only x87/SSE in use.
-  const ext = new Uint8Array(2696 - 512);
-  new DataView(ext.buffer).setBigUint64(0, 0x3n, true); // XSTATE_BV
+  const ext = new Uint8Array(buf, off + 216 + 512, XSAVE_AVX512_BYTES - 512);
+  new DataView(buf, off + 216 + 512, 8).setBigUint64(0, 0x3n, true); // XSTATE_BV
   th.xstate = { xcr0: 0x2e7n, ext };
   th.state = 'S';
   return th;
@@ -289,6 +323,7 @@ export function generate(specIn: GenSpec = {}): Model {
       }
     }
     const threads: Thread[] = [];
+    const regBuf = new ArrayBuffer(spec.threads * THREAD_BYTES);
     const pthreadStacks = plan.plans.filter((p) => p.flags === VmaFlags.ANON && p.path === null && p.weight > 0 && p.end - p.start >= 0x4000n);
     for (let j = 0; j < spec.threads; j++) {
       // the main thread runs on [stack]; other threads, like glibc's, on an anonymous mapping with
@@ -296,7 +331,7 @@ export function generate(specIn: GenSpec = {}): Model {
       const own = j === 0 ? undefined : pthreadStacks[(j - 1) % pthreadStacks.length];
       const sp = own ? own.end - 0x3000n - BigInt(j) * 0x40n : plan.stackTop - 0x2000n - BigInt(trng.int(0x800)) * 8n;
       const fsBase = own ? own.end - 0x700n : plan.tls;
-      threads.push(makeThread(new Rng(mixSeed(taskSeed, j, spec.epoch)), pid + j, plan.text, sp, fsBase));
+      threads.push(makeThread(new Rng(mixSeed(taskSeed, j, spec.epoch)), pid + j, plan.text, sp, fsBase, regBuf, j * THREAD_BYTES));
     }
     const files: OpenFile[] = [0, 1, 2].map((fd) => ({
       fd, kind: FdKind.OTHER, path: '/dev/null', flags: fd === 0 ? 0 : 1, pos: 0n, mode: 0o20666, cloexec: false,
