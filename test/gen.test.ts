@@ -38,7 +38,7 @@ describe('generate()', () => {
         expect(v.some((x) => x.start <= rip && rip < x.end && (x.prot & 4))).toBe(true);
         expect(v.some((x) => x.start <= rsp && rsp < x.end && (x.flags & VmaFlags.STACK || x.flags & VmaFlags.ANON))).toBe(true);
         expect(v.some((x) => x.start <= fs_ && fs_ < x.end && x.flags & VmaFlags.ANON)).toBe(true);
-        const dv = new DataView(th.fpu.buffer);
+        const dv = new DataView(th.fpu.buffer, th.fpu.byteOffset, th.fpu.byteLength);
         expect(dv.getUint16(0, true)).toBe(0x37f);
         expect(dv.getUint32(24, true)).toBe(0x1f80);
       }
