@@ -170,22 +170,22 @@ export function diffImages(A: Image, B: Image, opts: DiffOptions = {}): Differen
   const a = A.model, b = B.model;
   cmpObj('header', a.header as unknown as Record<string, unknown>, b.header as unknown as Record<string, unknown>, out, opts.ignoreHeader ?? []);
   if (JSON.stringify(a.namespaces, big) !== JSON.stringify(b.namespaces, big)) out.push({ what: 'namespaces', a: a.namespaces, b: b.namespaces });
-  const bt = new Map(b.tasks.map((t) => [t.pid, t]));
-  for (const t of a.tasks) if (!bt.has(t.pid)) out.push({ what: `task ${t.pid}`, a: 'present', b: 'absent' });
-  for (const t of b.tasks) if (!a.tasks.some((x) => x.pid === t.pid)) out.push({ what: `task ${t.pid}`, a: 'absent', b: 'present' });
-  for (const ta of a.tasks) {
-    const tb = bt.get(ta.pid);
-    if (!tb) continue;
-    const p = `task ${ta.pid}`;
+  // Tasks pair by pid; those left over pair in tree order when both sides have as many (a restored
+  // process has a new pid: its differences then show as pid fields, not as absent/present tasks).
+  const taskPairs = pairUp(a.tasks, b.tasks, (t) => t.pid);
+  for (const [ta, tb] of taskPairs) {
+    if (!tb) { out.push({ what: `task ${ta!.pid}`, a: 'present', b: 'absent' }); continue; }
+    if (!ta) { out.push({ what: `task ${tb.pid}`, a: 'absent', b: 'present' }); continue; }
+    const p = ta.pid === tb.pid ? `task ${ta.pid}` : `task ${ta.pid}/${tb.pid}`;
     const strip = (t: Task): Record<string, unknown> => {
       const { threads: _t, mm: _m, files: _f, nocr: _n, ...rest } = t;
       return rest as unknown as Record<string, unknown>;
     };
     cmpObj(p, strip(ta), strip(tb), out);
-    const ths = new Map(tb.threads.map((t) => [t.tid, t]));
-    for (const th of ta.threads) {
-      const o = ths.get(th.tid);
-      if (!o) { out.push({ what: `${p} thread ${th.tid}`, a: 'present', b: 'absent' }); continue; }
+    for (const [th, o] of pairUp(ta.threads, tb.threads, (t) => t.tid)) {
+      if (!o) { out.push({ what: `${p} thread ${th!.tid}`, a: 'present', b: 'absent' }); continue; }
+      if (!th) { out.push({ what: `${p} thread ${o.tid}`, a: 'absent', b: 'present' }); continue; }
+      if (th.tid !== o.tid) out.push({ what: `${p} thread ${th.tid} tid`, a: th.tid, b: o.tid });
       REG_NAMES.forEach((n, i) => { if (th.regs[i] !== o.regs[i]) out.push({ what: `${p} thread ${th.tid} ${n}`, a: th.regs[i], b: o.regs[i] }); });
       cmpObj(`${p} thread ${th.tid} fpu`, fpuJson(th.fpu), fpuJson(o.fpu), out);
       if (!bytesEqual(th.fpu, o.fpu)) {
@@ -198,7 +198,6 @@ export function diffImages(A: Image, B: Image, opts: DiffOptions = {}): Differen
       for (const key of ['sigmask', 'sigpending', 'state'] as const) if (th[key] !== o[key]) out.push({ what: `${p} thread ${th.tid} ${key}`, a: th[key], b: o[key] });
       if (JSON.stringify(th.rseq, big) !== JSON.stringify(o.rseq, big)) out.push({ what: `${p} thread ${th.tid} rseq`, a: th.rseq, b: o.rseq });
     }
-    for (const th of tb.threads) if (!ta.threads.some((x) => x.tid === th.tid)) out.push({ what: `${p} thread ${th.tid}`, a: 'absent', b: 'present' });
     if (ta.mm && tb.mm) {
       const { vmas: va, ...ma } = ta.mm; const { vmas: vb, ...mb } = tb.mm;
       cmpObj(`${p} mm`, ma as unknown as Record<string, unknown>, mb as unknown as Record<string, unknown>, out);
@@ -223,6 +222,20 @@ export function diffImages(A: Image, B: Image, opts: DiffOptions = {}): Differen
     if (JSON.stringify(ta.nocr) !== JSON.stringify(tb.nocr)) out.push({ what: `${p} nocr`, a: ta.nocr, b: tb.nocr });
   }
   return out;
+}
+
+/** Pairs of items with equal keys; the unmatched ones pair in order when both sides have the same
+ *  number of them, otherwise they pair with undefined. */
+function pairUp<T>(as: readonly T[], bs: readonly T[], key: (x: T) => number): [T | undefined, T | undefined][] {
+  const bk = new Map(bs.map((x) => [key(x), x]));
+  const ak = new Set(as.map(key));
+  const pairs: [T | undefined, T | undefined][] = [];
+  const restA: T[] = [];
+  for (const x of as) { const y = bk.get(key(x)); if (y) pairs.push([x, y]); else restA.push(x); }
+  const restB = bs.filter((y) => !ak.has(key(y)));
+  if (restA.length === restB.length) restA.forEach((x, i) => pairs.push([x, restB[i]]));
+  else { for (const x of restA) pairs.push([x, undefined]); for (const y of restB) pairs.push([undefined, y]); }
+  return pairs;
 }
 
 function diffPages(A: Image, B: Image, pid: number, va: Vma, vb: Vma, out: Difference[]): void {

@@ -4,6 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { crimg } from './helpers/cli.js';
 import { REG_NAMES } from '../src/schema.js';
+import { readImage, writeImage } from '../src/index.js';
 
 let dir: string;
 let img: string;
@@ -116,6 +117,29 @@ describe('crimg diff', () => {
     expect(d.differences.some((x: { what: string }) => /memory 0x/.test(x.what))).toBe(true);
     expect(d.differences.some((x: { what: string }) => / rax$/.test(x.what))).toBe(true);
     expect(crimg(['diff', img, path.join(dir, 'missing.crimg')]).code).toBe(2);
+  });
+});
+
+describe('crimg diff of a process and its restored copy (new pids)', () => {
+  it('pairs tasks and threads in order and reports only the pid fields', async () => {
+    const src = readImage(img);
+    const m = src.model;
+    for (const t of m.tasks) {
+      t.pid += 5000; t.tgid += 5000;
+      if (t.ppid) t.ppid += 5000;
+      t.pgid += 5000; t.sid += 5000;
+      for (const th of t.threads) th.tid += 5000;
+    }
+    const moved = path.join(dir, 'moved.crimg');
+    await writeImage(m, moved);
+    src.close();
+    const r = crimg(['diff', '--json', img, moved]);
+    expect(r.code, r.stderr).toBe(1);
+    const whats: string[] = JSON.parse(r.stdout).differences.map((x: { what: string }) => x.what);
+    expect(whats.length).toBeGreaterThan(0);
+    for (const w of whats) expect(w).toMatch(/^task \d+\/\d+(\.(pid|tgid|ppid|pgid|sid)| thread \d+ tid)$/);
+    expect(whats).toContain('task 1/5001.pid');
+    expect(whats).toContain('task 1/5001 thread 1 tid');
   });
 });
 
