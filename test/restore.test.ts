@@ -273,9 +273,25 @@ describe('state right after restore', () => {
       const img2 = path.join(dir, 'eq2.crimg');
       const d = crimg(['dump', String(r), '-o', img2, '--leave-stopped', '--force', '--quiet']);
       expect(d.code, d.stderr).toBe(0);
+      // crimg diff: only the expected differences (header identity and timing, pids, kernel-owned rseq bytes)
+      const dj = crimg(['diff', '--json', img1, img2]);
+      expect(dj.code, dj.stderr).toBe(1);
+      const whats: string[] = JSON.parse(dj.stdout).differences.map((x: { what: string }) => x.what);
       const a = readImage(img1), b = readImage(img2);
       try {
         expect(b.model.tasks[0]!.pid).toBe(r);
+        const rseqAt = a.model.tasks[0]!.threads.flatMap((th) => (th.rseq ? [th.rseq.ptr] : []));
+        const unexpected = whats.filter((w) => {
+          if (/^header\.(crid|createdNs|freezeNs|flags)$/.test(w)) return false; // identity and timing of the dump
+          if (/^task \d+\/\d+\.(pid|tgid|ppid|pgid|sid)$/.test(w)) return false; // new pid, own session
+          if (/^task \d+\/\d+ thread \d+ (tid|state)$/.test(w)) return false; // new tids; restored --stopped
+          if (/^task \d+\/\d+ vma [0-9a-f]+(\.end)?$/.test(w)) return false; // neighbours merged (VM flags not saved); coalesced below
+          const m = /^task \d+ memory 0x([0-9a-f]+)-0x([0-9a-f]+)$/.exec(w); // the kernel rewrites rseq cpu ids
+          if (m && rseqAt.some((p) => p >= BigInt(`0x${m[1]}`) && p < BigInt(`0x${m[2]}`))) return false;
+          return true;
+        });
+        expect(unexpected).toEqual([]);
+        expect(whats).toContain(`task ${pid}/${r}.pid`);
         expect(compareTasks(a, b)).toEqual([]);
         // and the comparison does see a difference when there is one
         b.model.tasks[0]!.threads[0]!.regs[5]! ^= 1n;
