@@ -1,25 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { deflateSync } from 'node:zlib';
 import { xxh3 as nodeXxh3 } from '@node-rs/xxhash';
-import { instantiateWasm } from '../src/kernels/wasm.js';
-import { TwinKernels } from '../src/kernels/twin/index.js';
 import { DICT } from '../src/kernels/twin/gen.js';
 import { type GenParams, type Kernels, PAGE } from '../src/kernels/api.js';
+import { rng, twin, wasm } from './helpers/kernels.js';
 
-const wasm = instantiateWasm();
-const twin = new TwinKernels();
-
-/** Small deterministic PRNG for test parameters. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function params(over: Partial<GenParams> = {}): GenParams {
   return { seed: 42n, kind: 0, zeroQ16: 0, dupQ16: 0, dupPool: 1, epoch: 0, dirtyQ16: 0, ...over };

@@ -1,26 +1,10 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { createXXHash3, type IHasher } from 'hash-wasm';
-import { instantiateWasm } from '../src/kernels/wasm.js';
-import { TwinKernels } from '../src/kernels/twin/index.js';
 import { xxh3_64 as twinXxh3 } from '../src/kernels/twin/xxh3.js';
 import { PAGE, SCRATCH_BASE, type Kernels } from '../src/kernels/api.js';
+import { both, rng, twin, wasm } from './helpers/kernels.js';
 
-const wasm = instantiateWasm();
-const twin = new TwinKernels();
-const both: Kernels[] = [wasm, twin];
-
-/** Small deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Kind = 'zero' | 'random' | 'one-byte';
 

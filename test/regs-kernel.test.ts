@@ -1,23 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { xxh3 as nodeXxh3 } from '@node-rs/xxhash';
-import { instantiateWasm } from '../src/kernels/wasm.js';
-import { TwinKernels } from '../src/kernels/twin/index.js';
 import { type Kernels, REGSET_RAW_BYTES, REGSET_RECORD_BYTES } from '../src/kernels/api.js';
+import { both, rng, twin, wasm } from './helpers/kernels.js';
 
-const wasm = instantiateWasm();
-const twin = new TwinKernels();
-const both: Kernels[] = [wasm, twin];
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 function randomBytes(r: () => number, n: number): Uint8Array {
   const b = new Uint8Array(n);
   for (let i = 0; i < n; i++) b[i] = Math.floor(r() * 256);

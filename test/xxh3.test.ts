@@ -2,13 +2,10 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createXXHash3, type IHasher } from 'hash-wasm';
-import { instantiateWasm } from '../src/kernels/wasm.js';
-import { TwinKernels } from '../src/kernels/twin/index.js';
 import { xxh3_64 as twinXxh3, Xxh3Stream } from '../src/kernels/twin/xxh3.js';
 import { NSLOTS, SLOT_BYTES, STATE_BASE, type Kernels } from '../src/kernels/api.js';
+import { rng, twin, wasm } from './helpers/kernels.js';
 
-const wasm = instantiateWasm();
-const twin = new TwinKernels();
 
 interface Kat { short: string[]; long: Record<string, string> }
 const kat = JSON.parse(readFileSync(new URL('./fixtures/xxh3-kat.json', import.meta.url), 'utf8')) as Kat;
@@ -22,18 +19,6 @@ function katBytes(n: number): Uint8Array {
     b[i] = x >>> 24;
   }
   return b;
-}
-
-/** Small deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function randomBytes(n: number, seed: number): Uint8Array {
