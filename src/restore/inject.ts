@@ -18,6 +18,7 @@ import {
   errnoName, ptrace, ptraceCont, ptraceGetEventMsg, ptraceGetRegs, ptraceSetRegs, processVmWrite, signalName,
   waitpid,
 } from '../live/libc.js';
+import { REG_INDEX } from '../schema.js';
 
 export const NR = {
   read: 0, write: 1, open: 2, close: 3, lseek: 8, mmap: 9, mprotect: 10, munmap: 11, brk: 12,
@@ -31,12 +32,8 @@ export function nrName(nr: number): string {
   return `syscall ${nr}`;
 }
 
-/** user_regs_struct indices. */
-export const R = {
-  r15: 0, r14: 1, r13: 2, r12: 3, rbp: 4, rbx: 5, r11: 6, r10: 7, r9: 8, r8: 9, rax: 10, rcx: 11, rdx: 12,
-  rsi: 13, rdi: 14, orig_rax: 15, rip: 16, cs: 17, eflags: 18, rsp: 19, ss: 20, fs_base: 21, gs_base: 22,
-  ds: 23, es: 24, fs: 25, gs: 26,
-} as const;
+/** user_regs_struct indices (the one register list is REG_NAMES in schema.ts). */
+export const R = REG_INDEX;
 
 /** `syscall; int3; int3 ...` as a little-endian word. */
 export const SYSCALL_INT3 = 0xcccccccccccc050fn;
