@@ -215,15 +215,19 @@ export class Builder {
 
 export type Fields = Record<string, unknown>;
 
+function badField(def: RecordDef, name: string, v: unknown): never {
+  throw new CrimgError('USAGE', `model field ${def.name}.${name} = ${String(v)} does not fit its ${def.fields.find((f) => f[0] === name)![1]} record field`);
+}
+
 /** Encode a record payload from an object holding the def's fields; `extra` supplies (or overrides)
  *  fields the object lacks, so that model objects need not be copied. */
 export function encodeFields(def: RecordDef, obj: Fields, b: Builder, extra?: Fields): void {
   for (const [name, type] of def.fields) {
     const v = extra !== undefined && name in extra ? extra[name] : obj[name];
     switch (type) {
-      case 'u32': b.u32(v as number); break;
-      case 'i32': b.i32(v as number); break;
-      case 'u64': b.u64(v as bigint); break;
+      case 'u32': if (!(Number.isInteger(v) && (v as number) >= 0 && (v as number) <= 0xffffffff)) badField(def, name, v); b.u32(v as number); break;
+      case 'i32': if (!(Number.isInteger(v) && (v as number) >= -0x80000000 && (v as number) <= 0x7fffffff)) badField(def, name, v); b.i32(v as number); break;
+      case 'u64': if (typeof v !== 'bigint' || v < 0n || v > 0xffffffffffffffffn) badField(def, name, v); b.u64(v as bigint); break;
       case 'str': b.str(v as string); break;
       case 'strn': if (v === null || v === undefined) b.u32(0xffffffff); else b.str(v as string); break;
       case 'u32[]': { const a = v as number[]; b.u32(a.length); for (const x of a) b.u32(x); break; }

@@ -244,10 +244,17 @@ export function coreToModel(core: ParsedCore, src: Source, opts: ElfImportOption
   const exeAt = auxGet(core.auxv, AT_PHDR) ?? auxGet(core.auxv, AT_ENTRY);
   const exe = exeAt !== undefined ? fileAt(files, exeAt)?.path ?? '' : '';
   const creds = emptyCreds();
-  const uid = ps?.uid ?? Number(auxGet(core.auxv, AT_UID) ?? 0n);
-  const gid = ps?.gid ?? Number(auxGet(core.auxv, AT_GID) ?? 0n);
-  const euid = Number(auxGet(core.auxv, AT_EUID) ?? BigInt(uid));
-  const egid = Number(auxGet(core.auxv, AT_EGID) ?? BigInt(gid));
+  // ids from the auxiliary vector are u32 in the kernel: anything larger means a damaged NT_AUXV
+  const auxId = (type: number, name: string, fallback: number): number => {
+    const v = auxGet(core.auxv, type);
+    if (v === undefined) return fallback;
+    if (v > 0xffffffffn) throw new CrimgError('BAD_CORE', `NT_AUXV ${name} 0x${v.toString(16)} is not a 32-bit id`);
+    return Number(v);
+  };
+  const uid = ps?.uid ?? auxId(AT_UID, 'AT_UID', 0);
+  const gid = ps?.gid ?? auxId(AT_GID, 'AT_GID', 0);
+  const euid = auxId(AT_EUID, 'AT_EUID', uid);
+  const egid = auxId(AT_EGID, 'AT_EGID', gid);
   Object.assign(creds, { uid, gid, euid, egid, suid: euid, sgid: egid, fsuid: euid, fsgid: egid });
 
   const task: Task = {

@@ -155,7 +155,7 @@ export function parseCore(src: Source): ParsedCore {
   if (phnum > MAX_PHNUM) bad(`${phnum} program headers exceed the limit ${MAX_PHNUM}`, 56);
   if (phoff < EHDR_BYTES && phoff + phnum * PHDR_BYTES > 0) bad(`program headers at ${phoff} overlap the ELF header`, 32);
   if (phoff + phnum * PHDR_BYTES > size) {
-    throw new CrimgError('TRUNCATED', `${phnum} program headers at ${phoff} run past the end of the core (${size} bytes)`, { offset: phoff });
+    throw new CrimgError('TRUNCATED', `${phnum} program headers at ${phoff} run past the end of the core (${size} bytes)`, { offset: Math.min(phoff, size) });
   }
   const ph = readAt(src, phoff, phnum * PHDR_BYTES, 'program headers');
   const pdv = new DataView(ph.buffer);
