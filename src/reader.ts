@@ -274,10 +274,11 @@ export interface PageRec {
   csum: bigint;
 }
 
-function popcount64(x: bigint): number {
-  let n = 0;
-  while (x) { x &= x - 1n; n++; }
-  return n;
+function popcount32(x: number): number {
+  x -= (x >>> 1) & 0x55555555;
+  x = (x & 0x33333333) + ((x >>> 2) & 0x33333333);
+  x = (x + (x >>> 4)) & 0x0f0f0f0f;
+  return Math.imul(x, 0x01010101) >>> 24;
 }
 
 /** Checks the fixed part and bitmap of a PAGES payload; returns nstored. */
@@ -293,11 +294,13 @@ function checkPagesPayload(m: Uint8Array, fixedPtr: number, bmPtr: number, r: Re
   const dv = new DataView(m.buffer, m.byteOffset + bmPtr, bmBytes);
   let count = 0;
   for (let w = 0; w < bmBytes / 8; w++) {
-    let word = dv.getBigUint64(w * 8, true);
+    const lo = dv.getUint32(w * 8, true), hi = dv.getUint32(w * 8 + 4, true);
     const valid = Math.min(64, npages - w * 64);
-    if (valid < 64 && (word >> BigInt(valid)) !== 0n) bad('bitmap bits set past the page count');
-    count += popcount64(word);
-    word = 0n;
+    // bits at and above `valid` must be clear (valid >= 1)
+    if (valid < 64 && (valid <= 32 ? (valid < 32 && lo >>> valid !== 0) || hi !== 0 : hi >>> (valid - 32) !== 0)) {
+      bad('bitmap bits set past the page count');
+    }
+    count += popcount32(lo) + popcount32(hi);
   }
   if (count !== nstored) bad(`bitmap says ${count} pages stored, length says ${nstored}`);
   return nstored;
@@ -335,14 +338,18 @@ export class Image {
   readonly model: Model;
   readonly stats: ImageStats;
   private readonly rs: RecordStream;
-  private readonly recRegion: number;
+  /** Region for loadRun, claimed on first use (-1 until then). */
+  private recRegion = -1;
+  /** The run whose verified record is in recRegion (reads of parts of one run load it once). */
+  private loaded: PageRec | null = null;
+  private loadedAt = { data: 0, bitmap: 0 };
   private readonly runsByVma = new Map<Vma, PageRec[]>();
   private closed = false;
 
   /** @internal */
   constructor(private readonly src: Source, readonly k: Kernels, mode: ReadMode, private readonly ownsSource: boolean, onProgress?: (offset: number) => void) {
     this.rs = new RecordStream(src, k);
-    this.recRegion = claimRegion(k, MAX_PAGES_PAYLOAD + RECORD_HEADER_BYTES + 8);
+    if (mode === 'meta') this.rs.readahead = META_READAHEAD;
     try {
       const parsed = parse(this.rs, mode, (vma, runs) => this.runsByVma.set(vma, runs), this, onProgress);
       this.model = parsed.model;
@@ -357,14 +364,17 @@ export class Image {
     if (this.closed) return;
     this.closed = true;
     this.rs.release();
-    releaseRegion(this.k, this.recRegion);
+    if (this.recRegion >= 0) releaseRegion(this.k, this.recRegion);
     if (this.ownsSource) this.src.close();
   }
 
   /** Read and verify one PAGES record; returns pointers to its stored pages and bitmap. */
   loadRun(r: PageRec): { data: number; bitmap: number } {
     if (this.closed) throw new CrimgError('IO', 'image is closed');
+    if (this.loaded === r) return this.loadedAt;
+    this.loaded = null;
     const total = RECORD_HEADER_BYTES + pad8(r.len);
+    if (this.recRegion < 0) this.recRegion = claimRegion(this.k, MAX_PAGES_PAYLOAD + RECORD_HEADER_BYTES + 8);
     const at = this.recRegion;
     const got = this.src.pread(this.k.u8().subarray(at, at + total), r.off);
     if (got < total) throw new CrimgError('TRUNCATED', 'image shrank while open', { offset: r.off });
@@ -385,7 +395,9 @@ export class Image {
     const data = at + RECORD_HEADER_BYTES + 16;
     const bitmap = data + r.nstored * PAGE_SIZE;
     checkPagesPayload(m, at + RECORD_HEADER_BYTES, bitmap, { kind: K.PAGES, flags: 0, len: r.len, off: r.off, ptr: 0, csum: r.csum }, r.npages, 0);
-    return { data, bitmap };
+    this.loaded = r;
+    this.loadedAt = { data, bitmap };
+    return this.loadedAt;
   }
 
   /** The PAGES records of a VMA of this image. */
@@ -393,28 +405,38 @@ export class Image {
 
   /** Copy pages [first, first+n) of the VMA (relative) into kernel memory at dst; absent and zero pages read as 0. */
   readVmaPages(vma: Vma, dst: number, first: number, n: number): void {
-    this.k.u8().fill(0, dst, dst + n * PAGE_SIZE);
+    const k = this.k;
     const runs = this.runsOf(vma);
     const lo = vma.start + BigInt(first * PAGE_SIZE);
     const hi = lo + BigInt(n * PAGE_SIZE);
-    let i = lowerRun(runs, lo);
-    for (; i < runs.length; i++) {
+    let z = 0; // pages of dst [0, z) are written
+    const zero = (to: number): void => {
+      if (to > z) { k.u8().fill(0, dst + z * PAGE_SIZE, dst + to * PAGE_SIZE); z = to; }
+    };
+    for (let i = lowerRun(runs, lo); i < runs.length; i++) {
       const r = runs[i]!;
       if (r.addr >= hi) break;
       const { data, bitmap } = this.loadRun(r);
-      const m = this.k.u8();
-      const bdv = new DataView(m.buffer, m.byteOffset + bitmap, Math.ceil(r.npages / 64) * 8);
-      let stored = 0;
-      for (let p = 0; p < r.npages; p++) {
-        const bit = (bdv.getUint32((p >> 5) * 4, true) >>> (p & 31)) & 1;
-        const a = r.addr + BigInt(p * PAGE_SIZE);
-        if (a >= lo && a < hi && bit) {
-          const o = Number((a - lo) / BigInt(PAGE_SIZE));
-          m.copyWithin(dst + o * PAGE_SIZE, data + stored * PAGE_SIZE, data + (stored + 1) * PAGE_SIZE);
+      // the run's first page, counted from `lo` (negative when the run starts before it); addresses are page aligned
+      const rel = Number((r.addr - lo) / 4096n);
+      const p0 = Math.max(0, -rel), p1 = Math.min(r.npages, n - rel);
+      zero(rel + p0);
+      if (p0 === 0 && p1 === r.npages) {
+        k.pagesUnpack(data, bitmap, r.npages, dst + rel * PAGE_SIZE);
+      } else {
+        zero(rel + p1);
+        const m = k.u8();
+        const bdv = new DataView(m.buffer, m.byteOffset + bitmap, Math.ceil(r.npages / 64) * 8);
+        let stored = 0;
+        for (let p = 0; p < p1; p++) {
+          const bit = (bdv.getUint32((p >> 5) * 4, true) >>> (p & 31)) & 1;
+          if (bit && p >= p0) m.copyWithin(dst + (rel + p) * PAGE_SIZE, data + stored * PAGE_SIZE, data + (stored + 1) * PAGE_SIZE);
+          stored += bit;
         }
-        stored += bit;
       }
+      z = rel + p1;
     }
+    zero(n);
   }
 
   /** Bytes of task `pid`'s memory at [addr, addr+len): zero-filled for elided and absent pages. */
@@ -620,12 +642,14 @@ function parse(rs: RecordStream, mode: ReadMode, setRuns: (v: Vma, r: PageRec[])
           if (pr.kind !== K.PAGES) { pending = pr; break; }
           onProgress?.(pr.off);
           let addr: bigint, npages: number, pflags: number, nstored: number;
-          if (pr.ptr >= 0) {
+          if (pr.ptr >= 0 || pr.streamed) {
+            const head = pr.streamed ? pr.streamed.head : pr.ptr;
+            const endPtr = pr.streamed ? pr.streamed.end : pr.ptr + pr.len;
             const m = k.u8();
-            const dv = new DataView(m.buffer, m.byteOffset + pr.ptr, 16);
+            const dv = new DataView(m.buffer, m.byteOffset + head, 16);
             addr = dv.getBigUint64(0, true); npages = dv.getUint32(8, true); pflags = dv.getUint32(12, true);
             const bmBytes = Math.ceil(Math.min(Math.max(npages, 1), MAX_RUN_PAGES) / 64) * 8;
-            nstored = checkPagesPayload(m, pr.ptr, pr.ptr + pr.len - bmBytes, pr, npages, pflags);
+            nstored = checkPagesPayload(m, head, endPtr - bmBytes, pr, npages, pflags);
           } else {
             let p = rs.ensure(pr.off + RECORD_HEADER_BYTES, 16);
             let m = k.u8();

@@ -191,9 +191,9 @@ describe('disk full and unwritable destinations', () => {
         expect(r.stderr).toContain(dest);
         expect(fs.readdirSync(mnt)).toEqual([]);
       }
-      // a series of small images (about 2 MB each): the first ones fit, then the disk fills up
+      // a series of small images (about 1 MB each): the first ones fit, then the disk fills up
       const out = path.join(mnt, 'series');
-      const r = crimg(['gen', '--count', '20', '--out-dir', out, '--size', '192KiB', '--threads', '1', '--vmas', '0', '--files', '0', '--quiet']);
+      const r = crimg(['gen', '--count', '20', '--out-dir', out, '--size', '1MiB', '--threads', '1', '--vmas', '0', '--files', '0', '--quiet']);
       expectIoError(r, /ENOSPC/);
       const names = fs.readdirSync(out);
       expect(names.length).toBeGreaterThan(0);

@@ -57,6 +57,8 @@ export interface CheckOptions {
   selfTraced?: boolean;
   /** fd tables already read (by dump, while frozen), by pid. */
   fds?: Map<number, FdInfo[]>;
+  /** /proc/PID/smaps already read (by pid), to avoid reading it again. */
+  maps?: Map<number, MapEntry[]>;
 }
 
 const SAFE_CHAR_DEVICES = new Set(['1:3', '1:5', '1:7', '1:8', '1:9']); // null zero full random urandom
@@ -231,7 +233,7 @@ export function checkProcesses(pids: number[], opts: CheckOptions = {}): NocrRea
         add('SECCOMP', `process ${pid} has ${n ? `${n} ` : ''}seccomp filter${n === '1' ? '' : 's'} installed, which crimg does not save`);
       }
       for (const f of opts.fds?.get(pid) ?? readFds(pid)) fdReasons(pid, f, outside, add);
-      mapReasons(pid, readMaps(pid, true), outside, add);
+      mapReasons(pid, opts.maps?.get(pid) ?? readMaps(pid, true), outside, add);
       const kids = listChildren(pid).filter((c) => !tree.has(c));
       if (kids.length) {
         const zombies = kids.filter((c) => { try { return readStat(c).state === 'Z'; } catch { return false; } });

@@ -102,9 +102,9 @@ function vmaPath(e: MapEntry): string | null {
   return stripDeleted(p);
 }
 
-export function collectMm(pid: number, mem: ProcMemory): Mm {
+export function collectMm(pid: number, mem: ProcMemory, smaps?: MapEntry[]): Mm {
   const st = readStat(pid);
-  const maps = readMaps(pid, true);
+  const maps = smaps ?? readMaps(pid, true);
   const vmas: Vma[] = [];
   let brk = st.startBrk;
   for (const e of maps) {
@@ -151,7 +151,7 @@ export function openFileOf(f: FdInfo): OpenFile {
 // ------------------------------------------------------------------ the task
 
 /** Everything but the threads of one process (call while it is frozen). */
-export function collectTask(pid: number, threads: Thread[], mem: ProcMemory, fds?: FdInfo[]): Task {
+export function collectTask(pid: number, threads: Thread[], mem: ProcMemory, fds?: FdInfo[], smaps?: MapEntry[]): Task {
   const st = readStat(pid);
   const status = readStatus(pid);
   const link = (what: string): string => tryReadlink(procPath(pid, what)) ?? '';
@@ -165,7 +165,7 @@ export function collectTask(pid: number, threads: Thread[], mem: ProcMemory, fds
     exe: stripDeleted(exe), cwd: stripDeleted(link('cwd')), root: link('root'),
     args, env, personality: readPersonality(pid), exitSignal: st.exitSignal,
     creds: statusCreds(status), rlimits: readLimits(pid), ns: readNsIds(pid),
-    threads, mm: collectMm(pid, mem), files: (fds ?? readFds(pid)).map(openFileOf), nocr: [],
+    threads, mm: collectMm(pid, mem, smaps), files: (fds ?? readFds(pid)).map(openFileOf), nocr: [],
   };
 }
 

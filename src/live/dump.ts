@@ -22,12 +22,21 @@ import { FileSink, MemorySink, type Sink, type SinkTarget, openSink } from '../s
 import { type WriteResult, writeImage } from '../writer.js';
 import { checkProcesses } from './check.js';
 import { collectTask, collectThread, hostUts, namespacesOf } from './collect.js';
-import { Freezer, type ReleaseMode, checkTarget } from './freeze.js';
-import { isSysError } from './libc.js';
-import { ProcMemory } from './pages.js';
-import { type FdInfo, exists, readFds, readStat } from './proc.js';
+import { Freezer, type ReleaseMode, checkTarget, listTree } from './freeze.js';
+import { MADV_HUGEPAGE, SIG, addressOf, fallocate, isSysError, kill, loadLibc, madvise } from './libc.js';
+import { LivePageSource, ProcMemory } from './pages.js';
+import { type FdInfo, type MapEntry, exists, readFds, readMaps, readStat, readStatus } from './proc.js';
 
 export const TOOL = 'crimg 0.1.0';
+
+// TEMP timing
+const TM = process.env.CRIMG_DEBUG_TIMING ? { t: process.hrtime.bigint() } : null;
+export function mark(what: string): void {
+  if (!TM) return;
+  const n = process.hrtime.bigint();
+  process.stderr.write(`[t] ${what} +${(Number(n - TM.t) / 1e6).toFixed(2)} ms\n`);
+  TM.t = n;
+}
 
 export interface DumpOptions {
   /** Also dump every descendant process. */
@@ -77,33 +86,134 @@ async function checkpoint(signal?: AbortSignal): Promise<void> {
   if (signal?.aborted) throw interrupted(signal);
 }
 
-/** A sink that yields to the event loop between writes (so SIGINT/SIGTERM handlers run) and runs a hook before closing. */
+/**
+ * The dump's sink: yields to the event loop between writes (so SIGINT/SIGTERM handlers
+ * run), writes files asynchronously (the writer fills its other buffer meanwhile, see
+ * OverlapSink), cuts a preallocated file to size and runs a hook before closing.
+ */
 class DumpSink implements Sink {
   beforeClose: (() => Promise<void>) | null = null;
-  constructor(readonly inner: Sink, readonly signal?: AbortSignal) {}
-  get written(): number { return this.inner.written; }
+  /** The file was preallocated past its final size: cut it to the bytes written before closing. */
+  preallocated = false;
+  /** Present when the destination is a file: asynchronous writes (libuv's thread pool). */
+  writeAsync?: (b: Uint8Array) => Promise<void>;
+  private asyncBytes = 0;
+  private inflight: Promise<void> | null = null;
+  private aborted = false;
+  constructor(readonly inner: Sink, readonly signal?: AbortSignal) {
+    if (inner instanceof FileSink && !process.env.CRIMG_NO_OVERLAP) this.writeAsync = (b) => this.writeFile(inner, b);
+  }
+  get written(): number { return this.inner.written + this.asyncBytes; }
   async write(b: Uint8Array): Promise<void> {
+    await this.idle();
     const r = this.inner.write(b);
     if (r) await r;
     await checkpoint(this.signal);
   }
+  private writeFile(f: FileSink, b: Uint8Array): Promise<void> {
+    const p = (async () => {
+      let off = 0;
+      while (off < b.length) {
+        const n = await new Promise<number>((res, rej) => {
+          fs.write(f.fd, b, off, b.length - off, null, (e, w) => (e ? rej(ioError(`writing ${f.dest}`, e)) : res(w)));
+        });
+        off += n;
+      }
+      this.asyncBytes += b.length;
+      if (this.signal?.aborted) throw interrupted(this.signal);
+    })();
+    const settled = p.then(() => undefined, () => undefined);
+    this.inflight = settled;
+    void settled.then(() => { if (this.inflight === settled) this.inflight = null; });
+    return p;
+  }
+  /** Resolves once no asynchronous write is in flight (and a deferred abort is done). */
+  async idle(): Promise<void> {
+    while (this.inflight) await this.inflight;
+  }
   async close(): Promise<void> {
+    await this.idle();
+    if (this.preallocated && this.inner instanceof FileSink) {
+      try { fs.ftruncateSync(this.inner.fd, this.written); } catch (e) { throw ioError('sizing the image', e); }
+    }
     if (this.beforeClose) await this.beforeClose();
     await this.inner.close();
   }
-  abort(): void { this.inner.abort(); }
+  /** Remove the partial image; with a write in flight, once it is done (its descriptor must stay open until then). */
+  abort(): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    const p = this.inflight;
+    if (!p) { this.inner.abort(); return; }
+    const done = p.then(() => { this.inner.abort(); });
+    this.inflight = done;
+    void done.then(() => { if (this.inflight === done) this.inflight = null; });
+  }
+}
+
+// ------------------------------------------------------------------ before the freeze
+
+/** Staging memory the writer claims (its output buffer and one run of pages), with room to spare. */
+const WARM_BYTES = 20 * 1024 * 1024;
+const HUGE = 2 * 1024 * 1024;
+const warmed = new WeakSet<Kernels>();
+
+/**
+ * Everything that can be done before the target is stopped: load libc, and grow and
+ * touch the kernels' staging memory the writer will use (asking for huge pages: page
+ * faults are slow on some VMs), so that neither happens while the target is frozen.
+ */
+export function prepareDump(k: Kernels): void {
+  loadLibc();
+  if (warmed.has(k)) return;
+  warmed.add(k);
+  let at: number;
+  try { at = claimRegion(k, WARM_BYTES); } catch { return; }
+  try {
+    const m = k.u8();
+    const base = addressOf(m);
+    const from = Math.ceil((base + at) / HUGE) * HUGE;
+    const to = Math.floor((base + at + WARM_BYTES) / HUGE) * HUGE;
+    if (to > from) madvise(from, to - from, MADV_HUGEPAGE);
+    for (let o = at; o < at + WARM_BYTES; o += 4096) m[o] = 0;
+  } finally {
+    releaseRegion(k, at);
+  }
+}
+
+/** Bytes the image of these processes will roughly take (their anonymous and shared resident memory and swap). */
+function estimateImageBytes(pids: number[]): number {
+  let kb = 0;
+  for (const p of pids) {
+    try {
+      const st = readStatus(p);
+      for (const f of ['RssAnon', 'RssShmem', 'VmSwap']) kb += parseInt(st.get(f) ?? '0', 10) || 0;
+    } catch { /* gone: the freeze reports it */ }
+  }
+  return kb * 1024 + 1024 * 1024;
+}
+
+/**
+ * Allocate the image file's space before the freeze, so that writing it while the target
+ * is stopped only copies bytes (allocating page cache or tmpfs pages is the slow part).
+ */
+function preallocate(sink: DumpSink, pids: number[]): void {
+  const inner = sink.inner;
+  if (!(inner instanceof FileSink) || inner.written !== 0) return;
+  try { if (!fs.fstatSync(inner.fd).isFile()) return; } catch { return; }
+  if (fallocate(inner.fd, 0, estimateImageBytes(pids))) sink.preallocated = true;
 }
 
 // ------------------------------------------------------------------ header patch
 
 interface Patchable { read(pos: number, n: number): Uint8Array; write(pos: number, b: Uint8Array): void; size: number }
 
-function patchableOf(s: Sink): Patchable | null {
+function patchableOf(s: Sink, written: number): Patchable | null {
   if (s instanceof FileSink) {
     const fd = s.fd;
     try { if (!fs.fstatSync(fd).isFile()) return null; } catch { return null; }
     return {
-      size: s.written,
+      size: written,
       read: (pos, n) => { const b = new Uint8Array(n); let o = 0; while (o < n) { const r = fs.readSync(fd, b, o, n - o, pos + o); if (r <= 0) break; o += r; } return b; },
       write: (pos, b) => { let o = 0; while (o < b.length) o += fs.writeSync(fd, b, o, b.length - o, pos + o); },
     };
@@ -211,6 +321,13 @@ export async function writeFrozen(procs: StoppedProcess[], target: SinkTarget | 
   const pids = procs.map((p) => p.pid);
   let freezeInHeader = false;
   let freezeNs = 0n;
+  let released = false;
+  const release = (): void => {
+    if (released) return;
+    released = true;
+    freezeNs = o.release();
+    mark('released');
+  };
   let patchedCsum: bigint | null = null;
   const alive = (): void => {
     for (const p of pids) {
@@ -221,9 +338,13 @@ export async function writeFrozen(procs: StoppedProcess[], target: SinkTarget | 
   };
   try {
     alive();
+    prepareDump(k);
     const fds = new Map<number, FdInfo[]>();
-    for (const p of pids) fds.set(p, readFds(p));
-    const nocr = checkProcesses(pids, { tree: o.tree, selfTraced: true, fds });
+    const maps = new Map<number, MapEntry[]>();
+    for (const p of pids) { fds.set(p, readFds(p)); maps.set(p, readMaps(p, true)); }
+    mark('fds+maps');
+    const nocr = checkProcesses(pids, { tree: o.tree, selfTraced: true, fds, maps });
+    mark('check');
     if (nocr.length && !o.force) {
       const codes = [...new Set(nocr.map((r) => r.code))];
       throw new CrimgError('UNSAFE', `process ${pids[0]} cannot be checkpointed faithfully (${codes.join(', ')}): ${nocr[0]!.text}${nocr.length > 1 ? ` (and ${nocr.length - 1} more; see crimg check ${pids[0]}${o.tree ? ' --tree' : ''})` : ''}; use --force to dump anyway`);
@@ -232,9 +353,11 @@ export async function writeFrozen(procs: StoppedProcess[], target: SinkTarget | 
     for (const fp of procs) {
       const threads = fp.threads.map((t) => collectThread(fp.pid, t.tid, t.stateBefore));
       if (threads.length === 0) throw new CrimgError('NO_PROCESS', `process ${fp.pid} exited during the dump`);
+      mark('threads');
       const mem = new ProcMemory(fp.pid);
       mems.push(mem);
-      const t = collectTask(fp.pid, threads, mem, fds.get(fp.pid));
+      const t = collectTask(fp.pid, threads, mem, fds.get(fp.pid), maps.get(fp.pid));
+      mark('task');
       t.nocr = nocr.filter((r) => r.pid === fp.pid);
       tasks.push(t);
     }
@@ -247,13 +370,22 @@ export async function writeFrozen(procs: StoppedProcess[], target: SinkTarget | 
       namespaces: namespacesOf(tasks),
       tasks,
     };
+    mark('model');
+    // Let the target go as soon as its last page is read: what remains is writing what
+    // crimg already holds (the tail of the pages, file descriptors, the index).
+    let left = 0;
+    for (const t of tasks) for (const v of t.mm?.vmas ?? []) if (v.pages instanceof LivePageSource) left += v.pages.pageCount;
+    const onRead = (n: number): void => { left -= n; if (left <= 0) release(); };
+    if (left > 0) for (const m of mems) m.onRead = onRead;
     await checkpoint(o.signal);
+    mark('tick');
     sink.beforeClose = async () => {
-      freezeNs = o.release();
-      const p = patchableOf(inner);
+      release();
+      const p = patchableOf(inner, sink.written);
       if (p) { patchedCsum = patchFreezeNs(p, freezeNs, k); freezeInHeader = true; }
     };
     const res = await writeImage(model, sink, { kernels: k, onProgress: o.onProgress });
+    mark('written');
     o.afterClose?.();
     return {
       ...res, imageCsum: patchedCsum ?? res.imageCsum, crid, freezeNs, freezeInHeader, after: 'resume',
@@ -272,9 +404,10 @@ export async function writeFrozen(procs: StoppedProcess[], target: SinkTarget | 
     };
   } catch (e) {
     sink.abort();
+    await sink.idle(); // the partial image is gone before the caller hears of the failure
     throw mapError(e, pids);
   } finally {
-    for (const m of mems) m.close();
+    for (const m of mems) { m.onRead = null; m.close(); }
   }
 }
 
@@ -286,12 +419,21 @@ export async function dumpProcess(pid: number, target: SinkTarget, options: Dump
   const after = options.after ?? 'resume';
   checkTarget(pid);
   if (options.signal?.aborted) throw interrupted(options.signal);
-  const inner = openSink(target, { fsync: options.fsync });
+  const k = options.kernels ?? defaultKernels();
+  mark('kernels');
+  prepareDump(k);
+  const inner
+ = openSink(target, { fsync: options.fsync });
   const sink = new DumpSink(inner, options.signal);
   const fz = new Freezer();
+  let stoppedEarly = false;
+  let ok = false;
   try {
     try {
+      preallocate(sink, listTree(pid, !!options.tree));
+      mark('preallocate');
       fz.freeze(pid, !!options.tree);
+      mark('freeze');
       if (options.holdFrozenMs) {
         const until = Date.now() + options.holdFrozenMs;
         while (Date.now() < until) {
@@ -309,18 +451,20 @@ export async function dumpProcess(pid: number, target: SinkTarget, options: Dump
       threads: fz.threadsOf(fp.pid).map((tid) => ({ tid, stateBefore: fp.threads.get(tid)!.stateBefore })),
     }));
     const r = await writeFrozen(procs, sink, {
-      tree: options.tree, force: options.force, crid: options.crid, kernels: options.kernels,
+      tree: options.tree, force: options.force, crid: options.crid, kernels: k,
       leftStopped: after === 'stop', signal: options.signal, onProgress: options.onProgress,
       release: () => {
-        if (after === 'kill') fz.markEnd(); else fz.release(after);
+        if (after === 'kill') fz.markEnd(); else { stoppedEarly = after === 'stop'; fz.release(after); }
         return fz.freezeNs;
       },
       afterClose: () => { if (after === 'kill') fz.release('kill'); },
     });
+    ok = true;
     return { ...r, after };
   } finally {
     // on any failure the target goes on as if nothing happened
     fz.release('resume');
+    if (!ok && stoppedEarly) for (const p of fz.procs) { try { kill(p.pid, SIG.SIGCONT); } catch { /* gone */ } }
   }
 }
 

@@ -124,7 +124,7 @@ interface Libc {
   process_vm_readv: Fn; process_vm_writev: Fn; prctl: Fn; getpid: Fn; gettid: Fn;
   posix_spawnp: Fn; fa_init: Fn; fa_destroy: Fn; fa_addopen: Fn; fa_adddup2: Fn; fa_addchdir: Fn;
   attr_init: Fn; attr_destroy: Fn; attr_setflags: Fn; attr_setsigdefault: Fn; attr_setsigmask: Fn;
-  attr_setpgroup: Fn; sigfillset: Fn; sigemptyset: Fn; fcntl: Fn; ioctl: Fn;
+  attr_setpgroup: Fn; sigfillset: Fn; sigemptyset: Fn; fcntl: Fn; ioctl: Fn; fallocate: Fn; madvise: Fn;
 }
 
 let L: Libc | undefined;
@@ -161,9 +161,14 @@ function libc(): Libc {
     sigemptyset: lib.func('int sigemptyset(void *set)'),
     fcntl: lib.func('int fcntl(int fd, int cmd, ...)'),
     ioctl: lib.func('int ioctl(int fd, unsigned long request, ...)'),
+    fallocate: lib.func('int fallocate(int fd, int mode, int64_t offset, int64_t len)'),
+    madvise: lib.func('int madvise(uintptr_t addr, size_t len, int advice)'),
   };
   return L;
 }
+
+/** Load libc and declare the bindings now (they are otherwise loaded on first use). */
+export function loadLibc(): void { libc(); }
 
 /** errno left by the last libc call made through these bindings. */
 export function errno(): number { return koffi.errno(); }
@@ -350,12 +355,34 @@ export function fcntl(fd: number, cmd: number, arg = 0): number {
   return r;
 }
 
+/** ioctl(fd, request, arg) with a pointer argument; returns the result, throws SysError on -1. */
+export function ioctlPtr(fd: number, request: number, arg: ArrayBufferView): number {
+  koffi.errno(0);
+  const r = libc().ioctl(fd, request, 'void *', arg) as number;
+  if (r === -1) throw new SysError('ioctl', koffi.errno(), `${fd} 0x${request.toString(16)}`);
+  return r;
+}
+
 /** Bytes waiting to be read in a pipe, FIFO or socket (ioctl FIONREAD). */
 export function fionread(fd: number): number {
   const n = new Int32Array(1);
   koffi.errno(0);
   if ((libc().ioctl(fd, FIONREAD, 'void *', n) as number) === -1) throw new SysError('ioctl', koffi.errno(), `${fd} FIONREAD`);
   return n[0]!;
+}
+
+/** fallocate(2) of [offset, offset + len) (mode 0: allocate, extending the file size); false when it failed. */
+export function fallocate(fd: number, offset: number, len: number): boolean {
+  koffi.errno(0);
+  return (libc().fallocate(fd, 0, offset, len) as number) === 0;
+}
+
+export const MADV_HUGEPAGE = 14;
+
+/** madvise(2) on [addr, addr + len) (addr page aligned); false when it failed. */
+export function madvise(addr: number, len: number, advice: number): boolean {
+  koffi.errno(0);
+  return (libc().madvise(addr, len, advice) as number) === 0;
 }
 
 // ---- memory of other processes

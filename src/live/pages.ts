@@ -9,14 +9,31 @@ import * as fs from 'node:fs';
 import type { Kernels } from '../kernels/api.js';
 import type { PageSource } from '../model.js';
 import { CrimgError } from '../errors.js';
-import { addressOf, isSysError, processVmReadRaw } from './libc.js';
+import { addressOf, ioctlPtr, isSysError, processVmReadRaw } from './libc.js';
 import { PM_FILE, PM_PRESENT, PM_SWAPPED, procPath } from './proc.js';
 
 export const PAGE = 4096;
+let pmBuf: Buffer | null = null;
+/** A reused buffer for pagemap entries (fresh memory is slow to touch on some VMs). */
+function pagemapBuffer(entries: number): Buffer {
+  if (!pmBuf || pmBuf.length < entries * 8) pmBuf = Buffer.allocUnsafe(Math.max(entries, 4096) * 8);
+  return pmBuf;
+}
 const CHUNK = 64 * 1024; // pagemap entries per read (512 KiB)
 const HI_PRESENT = Number(PM_PRESENT >> 32n);
 const HI_SWAPPED = Number(PM_SWAPPED >> 32n);
 const HI_FILE = Number(PM_FILE >> 32n);
+
+// PAGEMAP_SCAN (Linux 6.7+): the kernel returns runs of pages by category instead of one
+// 64-bit entry per page.
+const PAGEMAP_SCAN = 0xc0606610; // _IOWR('f', 16, struct pm_scan_arg)
+const PAGE_IS_FILE = 1n << 2n;
+const PAGE_IS_PRESENT = 1n << 3n;
+const PAGE_IS_SWAPPED = 1n << 4n;
+const SCAN_VEC = 1024; // struct page_region entries per call
+let scanSupported = true;
+let scanArg: BigUint64Array | null = null;
+let scanVec: BigUint64Array | null = null;
 
 /** Which pages of a VMA go into the image. */
 export type PagePolicy =
@@ -35,6 +52,8 @@ export class ProcMemory {
   unreadablePages = 0;
   /** Pages read through /proc/PID/mem. */
   memFallbackPages = 0;
+  /** Called after each read with the number of pages read (the dump lets the target go after the last one). */
+  onRead: ((pages: number) => void) | null = null;
 
   constructor(readonly pid: number) {}
 
@@ -53,13 +72,62 @@ export class ProcMemory {
   }
 
   /** Runs [first, count] of the pages of [start, start + npages pages) selected by the policy. */
-  runs(start: bigint, npages: number, policy: PagePolicy): [number, number][] {
-    const out: [number, number][] = [];
-    if (policy === 'none' || npages === 0) return out;
+  runs(start: bigint, npages: number, policy: PagePolicy, allowScan = true): [number, number][] {
+    if (policy === 'none' || npages === 0) return [];
+    if (allowScan && scanSupported) {
+      const r = this.scanRuns(start, npages, policy);
+      if (r) return r;
+    }
+    return this.readRuns(start, npages, policy);
+  }
+
+  /** runs() through the PAGEMAP_SCAN ioctl; null when the kernel does not have it. */
+  private scanRuns(start: bigint, npages: number, policy: PagePolicy): [number, number][] | null {
     const fd = this.pagemap();
-    const buf = Buffer.alloc(Math.min(npages, CHUNK) * 8);
-    const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    const arg = scanArg ??= new BigUint64Array(12);
+    const vec = scanVec ??= new BigUint64Array(SCAN_VEC * 3);
+    const end = start + BigInt(npages * PAGE);
+    arg.fill(0n);
+    arg[0] = 96n; // size
+    arg[2] = start;
+    arg[3] = end;
+    arg[5] = BigInt(addressOf(vec));
+    arg[6] = BigInt(SCAN_VEC);
+    if (policy === 'private-file') { arg[8] = PAGE_IS_FILE; arg[9] = PAGE_IS_FILE; } // not a file page...
+    arg[10] = PAGE_IS_PRESENT | PAGE_IS_SWAPPED; // ...and present or swapped
+    arg[11] = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
+    const out: [number, number][] = [];
+    for (;;) {
+      let n: number;
+      try { n = ioctlPtr(fd, PAGEMAP_SCAN, arg); } catch (e) {
+        if (isSysError(e) && (e.errno === 25 /* ENOTTY */ || e.errno === 22 /* EINVAL */ || e.errno === 95 /* EOPNOTSUPP */) && out.length === 0) {
+          scanSupported = false;
+          return null;
+        }
+        if (isSysError(e) && e.errno === 14 /* EFAULT: not a user address, e.g. [vsyscall] */ && out.length === 0) return null;
+        throw new CrimgError('IO', `reading /proc/${this.pid}/pagemap: ${(e as Error).message}`, { cause: e });
+      }
+      for (let i = 0; i < n; i++) {
+        const first = Number((vec[i * 3]! - start) / 4096n);
+        const count = Number((vec[i * 3 + 1]! - vec[i * 3]!) / 4096n);
+        const last = out[out.length - 1];
+        if (last && last[0] + last[1] === first) last[1] += count; else out.push([first, count]);
+      }
+      const walkEnd = arg[4]!;
+      if (walkEnd >= end || walkEnd === 0n) break;
+      arg[2] = walkEnd;
+    }
+    return out;
+  }
+
+  /** runs() from the 64-bit entries of /proc/PID/pagemap. */
+  private readRuns(start: bigint, npages: number, policy: PagePolicy): [number, number][] {
+    const out: [number, number][] = [];
+    const fd = this.pagemap();
+    const buf = pagemapBuffer(Math.min(npages, CHUNK));
+    const hi = new Uint32Array(buf.buffer, buf.byteOffset, buf.byteLength >> 2);
     const firstPfn = start / BigInt(PAGE);
+    const want = policy === 'populated' ? HI_PRESENT | HI_SWAPPED : 0;
     let runStart = -1;
     for (let at = 0; at < npages; at += CHUNK) {
       const n = Math.min(CHUNK, npages - at);
@@ -74,17 +142,14 @@ export class ProcMemory {
         throw new CrimgError('IO', `reading /proc/${this.pid}/pagemap: ${(e as NodeJS.ErrnoException).code ?? e}`, { cause: e });
       }
       const entries = got >> 3;
+      // flags live in bits 55..63 of each entry: the odd 32-bit words
       for (let i = 0; i < n; i++) {
         let take = false;
         if (i < entries) {
-          const hi = dv.getUint32(i * 8 + 4, true); // flags live in bits 55..63
-          const swapped = (hi & HI_SWAPPED) !== 0;
-          const present = (hi & HI_PRESENT) !== 0;
-          take = policy === 'populated' ? present || swapped : swapped || (present && (hi & HI_FILE) === 0);
+          const h = hi[2 * i + 1]!;
+          take = want ? (h & want) !== 0 : (h & HI_SWAPPED) !== 0 || ((h & HI_PRESENT) !== 0 && (h & HI_FILE) === 0);
         }
-        const idx = at + i;
-        if (take && runStart < 0) runStart = idx;
-        else if (!take && runStart >= 0) { out.push([runStart, idx - runStart]); runStart = -1; }
+        if (take) { if (runStart < 0) runStart = at + i; } else if (runStart >= 0) { out.push([runStart, at + i - runStart]); runStart = -1; }
       }
     }
     if (runStart >= 0) out.push([runStart, npages - runStart]);
@@ -124,6 +189,7 @@ export class ProcMemory {
       got += PAGE;
       got -= got % PAGE;
     }
+    this.onRead?.(n);
   }
 
   close(): void {
@@ -138,6 +204,11 @@ export class LivePageSource implements PageSource {
   runs(): Iterable<[number, number]> { return this.present; }
   read(k: Kernels, dst: number, first: number, n: number): void {
     this.mem.read(k, dst, this.start + BigInt(first * PAGE), n);
+  }
+  /** Read straight into the writer's output and pack there (in place): no intermediate copy. */
+  pack(k: Kernels, dst: number, first: number, n: number, bitmapPtr: number, slot: number): number {
+    this.mem.read(k, dst, this.start + BigInt(first * PAGE), n);
+    return k.pagesPack(dst, n, dst, bitmapPtr, slot);
   }
   /** Number of pages in the runs. */
   get pageCount(): number { return this.present.reduce((s, [, c]) => s + c, 0); }
