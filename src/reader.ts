@@ -31,8 +31,10 @@ import { type Source, type SourceTarget, openSource } from './source.js';
  * temporary region (metadata records, which must be contiguous).
  */
 const WINDOW = 1024 * 1024;
+/** @internal The read window's size (tests place records across its boundaries). */
+export const READ_WINDOW = WINDOW;
 /** Readahead when page payloads are skipped ('meta' mode): just the headers, fixed parts and bitmaps. */
-const META_READAHEAD = 64 * 1024;
+const META_READAHEAD = 16 * 1024;
 /** Bytes of a streamed PAGES payload kept at its end: the largest bitmap plus padding. */
 const TAIL = 136;
 const MAX_PAGES_PAYLOAD = 16 + MAX_RUN_PAGES * PAGE_SIZE + (MAX_RUN_PAGES / 64) * 8;

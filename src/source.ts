@@ -13,12 +13,15 @@ export interface Source {
 export type SourceTarget = string | number | Uint8Array | Source;
 
 class FdSource implements Source {
+  /** node:fs, looked up once rather than on every read. */
+  private readonly fs = nodeFs();
   constructor(readonly fd: number, readonly name: string, readonly size: number, private readonly owned: boolean) {}
+  /** Straight into dst (typically kernel memory): no intermediate buffer, one read(2) per call when possible. */
   pread(dst: Uint8Array, pos: number): number {
     let got = 0;
     try {
       while (got < dst.length) {
-        const n = nodeFs().readSync(this.fd, dst, got, dst.length - got, pos + got);
+        const n = this.fs.readSync(this.fd, dst, got, dst.length - got, pos + got);
         if (n === 0) break;
         got += n;
       }
@@ -27,7 +30,7 @@ class FdSource implements Source {
     }
     return got;
   }
-  close(): void { if (this.owned) { try { nodeFs().closeSync(this.fd); } catch { /* ignore */ } } }
+  close(): void { if (this.owned) { try { this.fs.closeSync(this.fd); } catch { /* ignore */ } } }
 }
 
 class MemSource implements Source {

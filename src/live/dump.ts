@@ -20,23 +20,18 @@ import { type Model, type NocrReason, type Task, HeaderFlags } from '../model.js
 import { RECORD_HEADER_BYTES, MAGIC_BYTES, pad8, K } from '../schema.js';
 import { FileSink, MemorySink, type Sink, type SinkTarget, openSink } from '../sink.js';
 import { type WriteResult, writeImage } from '../writer.js';
+import { generate } from '../gen/generate.js';
 import { checkProcesses } from './check.js';
 import { collectTask, collectThread, hostUts, namespacesOf } from './collect.js';
 import { Freezer, type ReleaseMode, checkTarget, listTree } from './freeze.js';
-import { MADV_HUGEPAGE, SIG, addressOf, fallocate, isSysError, kill, loadLibc, madvise } from './libc.js';
+import {
+  MADV_HUGEPAGE, NT, PTRACE, SIG, addressOf, fallocate, isSysError, kill, loadLibc, madvise, processVmReadRaw, ptraceGetRegs, ptraceGetRegset,
+  ptraceGetRseq, ptraceGetSigmask, ptraceRaw,
+} from './libc.js';
 import { LivePageSource, ProcMemory } from './pages.js';
 import { type FdInfo, type MapEntry, exists, readFds, readMaps, readStat, readStatus } from './proc.js';
 
 export const TOOL = 'crimg 0.1.0';
-
-// TEMP timing
-const TM = process.env.CRIMG_DEBUG_TIMING ? { t: process.hrtime.bigint() } : null;
-export function mark(what: string): void {
-  if (!TM) return;
-  const n = process.hrtime.bigint();
-  process.stderr.write(`[t] ${what} +${(Number(n - TM.t) / 1e6).toFixed(2)} ms\n`);
-  TM.t = n;
-}
 
 export interface DumpOptions {
   /** Also dump every descendant process. */
@@ -86,87 +81,47 @@ async function checkpoint(signal?: AbortSignal): Promise<void> {
   if (signal?.aborted) throw interrupted(signal);
 }
 
-/**
- * The dump's sink: yields to the event loop between writes (so SIGINT/SIGTERM handlers
- * run), writes files asynchronously (the writer fills its other buffer meanwhile, see
- * OverlapSink), cuts a preallocated file to size and runs a hook before closing.
- */
+/** A sink that yields to the event loop between writes (so SIGINT/SIGTERM handlers run), cuts a preallocated file to size and runs a hook before closing. */
 class DumpSink implements Sink {
   beforeClose: (() => Promise<void>) | null = null;
   /** The file was preallocated past its final size: cut it to the bytes written before closing. */
   preallocated = false;
-  /** Present when the destination is a file: asynchronous writes (libuv's thread pool). */
-  writeAsync?: (b: Uint8Array) => Promise<void>;
-  private asyncBytes = 0;
-  private inflight: Promise<void> | null = null;
-  private aborted = false;
-  constructor(readonly inner: Sink, readonly signal?: AbortSignal) {
-    if (inner instanceof FileSink && !process.env.CRIMG_NO_OVERLAP) this.writeAsync = (b) => this.writeFile(inner, b);
-  }
-  get written(): number { return this.inner.written + this.asyncBytes; }
+  constructor(readonly inner: Sink, readonly signal?: AbortSignal) {}
+  get written(): number { return this.inner.written; }
   async write(b: Uint8Array): Promise<void> {
-    await this.idle();
     const r = this.inner.write(b);
     if (r) await r;
     await checkpoint(this.signal);
   }
-  private writeFile(f: FileSink, b: Uint8Array): Promise<void> {
-    const p = (async () => {
-      let off = 0;
-      while (off < b.length) {
-        const n = await new Promise<number>((res, rej) => {
-          fs.write(f.fd, b, off, b.length - off, null, (e, w) => (e ? rej(ioError(`writing ${f.dest}`, e)) : res(w)));
-        });
-        off += n;
-      }
-      this.asyncBytes += b.length;
-      if (this.signal?.aborted) throw interrupted(this.signal);
-    })();
-    const settled = p.then(() => undefined, () => undefined);
-    this.inflight = settled;
-    void settled.then(() => { if (this.inflight === settled) this.inflight = null; });
-    return p;
-  }
-  /** Resolves once no asynchronous write is in flight (and a deferred abort is done). */
-  async idle(): Promise<void> {
-    while (this.inflight) await this.inflight;
-  }
   async close(): Promise<void> {
-    await this.idle();
     if (this.preallocated && this.inner instanceof FileSink) {
-      try { fs.ftruncateSync(this.inner.fd, this.written); } catch (e) { throw ioError('sizing the image', e); }
+      try { fs.ftruncateSync(this.inner.fd, this.inner.written); } catch (e) { throw ioError('sizing the image', e); }
     }
     if (this.beforeClose) await this.beforeClose();
     await this.inner.close();
   }
-  /** Remove the partial image; with a write in flight, once it is done (its descriptor must stay open until then). */
-  abort(): void {
-    if (this.aborted) return;
-    this.aborted = true;
-    const p = this.inflight;
-    if (!p) { this.inner.abort(); return; }
-    const done = p.then(() => { this.inner.abort(); });
-    this.inflight = done;
-    void done.then(() => { if (this.inflight === done) this.inflight = null; });
-  }
+  abort(): void { this.inner.abort(); }
 }
 
 // ------------------------------------------------------------------ before the freeze
 
-/** Staging memory the writer claims (its output buffer and one run of pages), with room to spare. */
-const WARM_BYTES = 20 * 1024 * 1024;
+/** Staging memory the writer claims: its output buffer (8 MiB and one page record) and one run of pages. */
+const WARM_BYTES = 11 * 1024 * 1024;
 const HUGE = 2 * 1024 * 1024;
-const warmed = new WeakSet<Kernels>();
+const warmed = new WeakMap<Kernels, number>();
 
 /**
  * Everything that can be done before the target is stopped: load libc, and grow and
- * touch the kernels' staging memory the writer will use (asking for huge pages: page
- * faults are slow on some VMs), so that neither happens while the target is frozen.
+ * touch the kernels' staging memory the writer will use (up to `bytes`, the size of the
+ * image if known; asking for huge pages: page faults are slow on some VMs), so that
+ * neither happens while the target is frozen.
  */
-export function prepareDump(k: Kernels): void {
+export function prepareDump(k: Kernels, bytes = WARM_BYTES): void {
   loadLibc();
-  if (warmed.has(k)) return;
-  warmed.add(k);
+  const want = Math.min(WARM_BYTES, Math.ceil(bytes / 4096) * 4096);
+  const done = warmed.get(k) ?? 0;
+  if (want <= done) return;
+  warmed.set(k, want);
   let at: number;
   try { at = claimRegion(k, WARM_BYTES); } catch { return; }
   try {
@@ -174,12 +129,56 @@ export function prepareDump(k: Kernels): void {
     const base = addressOf(m);
     const from = Math.ceil((base + at) / HUGE) * HUGE;
     const to = Math.floor((base + at + WARM_BYTES) / HUGE) * HUGE;
-    if (to > from) madvise(from, to - from, MADV_HUGEPAGE);
-    for (let o = at; o < at + WARM_BYTES; o += 4096) m[o] = 0;
+    if (to > from && done === 0) madvise(from, to - from, MADV_HUGEPAGE);
+    for (let o = at + done; o < at + want; o += 4096) m[o] = 0;
   } finally {
     releaseRegion(k, at);
   }
 }
+
+/** Discards what it is given. */
+class NullSink implements Sink {
+  written = 0;
+  write(b: Uint8Array): void { this.written += b.length; }
+  async close(): Promise<void> { /* nothing */ }
+  abort(): void { /* nothing */ }
+}
+
+/**
+ * Run, once per process and before the freeze, the code the frozen phase runs: the /proc
+ * readers and parsers on the (still running) target, a ptrace call, and the writer on a
+ * small generated image. Results are thrown away. A first run is several times slower
+ * than the next (lazy compilation, cold kernel caches), and it should not be the target
+ * that waits for it.
+ */
+async function warmUp(pid: number, k: Kernels): Promise<void> {
+  try {
+    // the ptrace requests of the frozen phase, on pid 0 (ESRCH), and a read of our own memory
+    ptraceRaw(PTRACE.INTERRUPT, 0);
+    for (const f of [() => ptraceGetRegs(0), () => ptraceGetRegset(0, NT.PRFPREG, new Uint8Array(512)), () => ptraceGetSigmask(0), () => ptraceGetRseq(0)]) {
+      try { f(); } catch { /* ESRCH */ }
+    }
+    const scratch = claimRegion(k, 4096);
+    try {
+      const at = addressOf(k.u8()) + scratch;
+      processVmReadRaw(process.pid, at, BigInt(at + 2048), 8);
+    } finally { releaseRegion(k, scratch); }
+    const fds = readFds(pid);
+    const maps = readMaps(pid, true);
+    checkProcesses([pid], { selfTraced: true, fds: new Map([[pid, fds]]), maps: new Map([[pid, maps]]), quick: true });
+    const mem = new ProcMemory(pid);
+    try {
+      const t = collectTask(pid, [], mem, fds, maps.slice(0, 16)); // the code, not all the work
+      namespacesOf([t]);
+    } finally { mem.close(); }
+  } catch { /* the freeze reports what is wrong with the target */ }
+  if (warmedWriter.has(k)) return;
+  warmedWriter.add(k);
+  try {
+    await writeImage(generate({ size: 16 * 4096, tasks: 1, threads: 2 }), new NullSink(), { kernels: k });
+  } catch { /* only a warm-up */ }
+}
+const warmedWriter = new WeakSet<Kernels>();
 
 /** Bytes the image of these processes will roughly take (their anonymous and shared resident memory and swap). */
 function estimateImageBytes(pids: number[]): number {
@@ -197,23 +196,23 @@ function estimateImageBytes(pids: number[]): number {
  * Allocate the image file's space before the freeze, so that writing it while the target
  * is stopped only copies bytes (allocating page cache or tmpfs pages is the slow part).
  */
-function preallocate(sink: DumpSink, pids: number[]): void {
+function preallocate(sink: DumpSink, bytes: number): void {
   const inner = sink.inner;
   if (!(inner instanceof FileSink) || inner.written !== 0) return;
   try { if (!fs.fstatSync(inner.fd).isFile()) return; } catch { return; }
-  if (fallocate(inner.fd, 0, estimateImageBytes(pids))) sink.preallocated = true;
+  if (fallocate(inner.fd, 0, bytes)) sink.preallocated = true;
 }
 
 // ------------------------------------------------------------------ header patch
 
 interface Patchable { read(pos: number, n: number): Uint8Array; write(pos: number, b: Uint8Array): void; size: number }
 
-function patchableOf(s: Sink, written: number): Patchable | null {
+function patchableOf(s: Sink): Patchable | null {
   if (s instanceof FileSink) {
     const fd = s.fd;
     try { if (!fs.fstatSync(fd).isFile()) return null; } catch { return null; }
     return {
-      size: written,
+      size: s.written,
       read: (pos, n) => { const b = new Uint8Array(n); let o = 0; while (o < n) { const r = fs.readSync(fd, b, o, n - o, pos + o); if (r <= 0) break; o += r; } return b; },
       write: (pos, b) => { let o = 0; while (o < b.length) o += fs.writeSync(fd, b, o, b.length - o, pos + o); },
     };
@@ -326,7 +325,6 @@ export async function writeFrozen(procs: StoppedProcess[], target: SinkTarget | 
     if (released) return;
     released = true;
     freezeNs = o.release();
-    mark('released');
   };
   let patchedCsum: bigint | null = null;
   const alive = (): void => {
@@ -338,13 +336,11 @@ export async function writeFrozen(procs: StoppedProcess[], target: SinkTarget | 
   };
   try {
     alive();
-    prepareDump(k);
+    prepareDump(k, 0); // libc only: the staging memory was prepared before the freeze (dumpProcess, runTraced)
     const fds = new Map<number, FdInfo[]>();
     const maps = new Map<number, MapEntry[]>();
     for (const p of pids) { fds.set(p, readFds(p)); maps.set(p, readMaps(p, true)); }
-    mark('fds+maps');
     const nocr = checkProcesses(pids, { tree: o.tree, selfTraced: true, fds, maps });
-    mark('check');
     if (nocr.length && !o.force) {
       const codes = [...new Set(nocr.map((r) => r.code))];
       throw new CrimgError('UNSAFE', `process ${pids[0]} cannot be checkpointed faithfully (${codes.join(', ')}): ${nocr[0]!.text}${nocr.length > 1 ? ` (and ${nocr.length - 1} more; see crimg check ${pids[0]}${o.tree ? ' --tree' : ''})` : ''}; use --force to dump anyway`);
@@ -353,11 +349,9 @@ export async function writeFrozen(procs: StoppedProcess[], target: SinkTarget | 
     for (const fp of procs) {
       const threads = fp.threads.map((t) => collectThread(fp.pid, t.tid, t.stateBefore));
       if (threads.length === 0) throw new CrimgError('NO_PROCESS', `process ${fp.pid} exited during the dump`);
-      mark('threads');
       const mem = new ProcMemory(fp.pid);
       mems.push(mem);
       const t = collectTask(fp.pid, threads, mem, fds.get(fp.pid), maps.get(fp.pid));
-      mark('task');
       t.nocr = nocr.filter((r) => r.pid === fp.pid);
       tasks.push(t);
     }
@@ -370,22 +364,19 @@ export async function writeFrozen(procs: StoppedProcess[], target: SinkTarget | 
       namespaces: namespacesOf(tasks),
       tasks,
     };
-    mark('model');
     // Let the target go as soon as its last page is read: what remains is writing what
     // crimg already holds (the tail of the pages, file descriptors, the index).
     let left = 0;
     for (const t of tasks) for (const v of t.mm?.vmas ?? []) if (v.pages instanceof LivePageSource) left += v.pages.pageCount;
     const onRead = (n: number): void => { left -= n; if (left <= 0) release(); };
     if (left > 0) for (const m of mems) m.onRead = onRead;
-    await checkpoint(o.signal);
-    mark('tick');
+    if (o.signal?.aborted) throw interrupted(o.signal);
     sink.beforeClose = async () => {
       release();
-      const p = patchableOf(inner, sink.written);
+      const p = patchableOf(inner);
       if (p) { patchedCsum = patchFreezeNs(p, freezeNs, k); freezeInHeader = true; }
     };
     const res = await writeImage(model, sink, { kernels: k, onProgress: o.onProgress });
-    mark('written');
     o.afterClose?.();
     return {
       ...res, imageCsum: patchedCsum ?? res.imageCsum, crid, freezeNs, freezeInHeader, after: 'resume',
@@ -404,7 +395,6 @@ export async function writeFrozen(procs: StoppedProcess[], target: SinkTarget | 
     };
   } catch (e) {
     sink.abort();
-    await sink.idle(); // the partial image is gone before the caller hears of the failure
     throw mapError(e, pids);
   } finally {
     for (const m of mems) { m.onRead = null; m.close(); }
@@ -420,20 +410,18 @@ export async function dumpProcess(pid: number, target: SinkTarget, options: Dump
   checkTarget(pid);
   if (options.signal?.aborted) throw interrupted(options.signal);
   const k = options.kernels ?? defaultKernels();
-  mark('kernels');
-  prepareDump(k);
-  const inner
- = openSink(target, { fsync: options.fsync });
+  const estimate = estimateImageBytes(listTree(pid, !!options.tree));
+  prepareDump(k, estimate + 1024 * 1024);
+  await warmUp(pid, k);
+  const inner = openSink(target, { fsync: options.fsync });
   const sink = new DumpSink(inner, options.signal);
   const fz = new Freezer();
   let stoppedEarly = false;
   let ok = false;
   try {
     try {
-      preallocate(sink, listTree(pid, !!options.tree));
-      mark('preallocate');
+      preallocate(sink, estimate);
       fz.freeze(pid, !!options.tree);
-      mark('freeze');
       if (options.holdFrozenMs) {
         const until = Date.now() + options.holdFrozenMs;
         while (Date.now() < until) {

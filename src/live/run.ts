@@ -20,7 +20,8 @@ import {
   WPTRACEEVENT, WSTOPSIG, WTERMSIG, isSysError, kill, ptraceGetEventMsg, ptraceRaw, spawn, waitpid,
 } from './libc.js';
 import { listTasks, readStat } from './proc.js';
-import { writeFrozen } from './dump.js';
+import { prepareDump, writeFrozen } from './dump.js';
+import { kernels } from '../kernels/index.js';
 
 export interface RunCheckpoint { seq: number; path: string; pid: number; tid: number; bytes: number; freezeNs: bigint }
 
@@ -50,6 +51,7 @@ export async function runTraced(argv: string[], o: RunOptions): Promise<number> 
   if (argv.length === 0) throw new CrimgError('USAGE', 'run: no command given');
   const ckpt = o.signal ?? SIG.SIGUSR2;
   try { fs.mkdirSync(o.outDir, { recursive: true }); } catch (e) { throw ioError(`cannot create ${o.outDir}`, e); }
+  prepareDump(kernels()); // before any checkpoint: the writer's memory, libc
   let pid: number;
   try { pid = spawn(argv); } catch (e) {
     throw new CrimgError('NO_PROCESS', `cannot start ${argv[0]}: ${(e as Error).message}`);

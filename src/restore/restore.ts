@@ -29,12 +29,11 @@
  */
 import { readFileSync } from 'node:fs';
 import { CrimgError } from '../errors.js';
-import { FdKind, VmaFlags, type Task, type Thread, type Vma } from '../model.js';
+import { FdKind, VmaFlags, type Task, type Thread } from '../model.js';
 import type { Image } from '../reader.js';
-import { claimRegion, releaseRegion } from '../kernels/arena.js';
 import {
-  NT, PTRACE, PTRACE_O, SIG, WAIT, addressOf, isSysError, kill, ptrace, ptraceDetach, ptraceGetRegset, ptraceGetRseq,
-  ptraceInterrupt, ptraceSetRegs, ptraceSetRegset, ptraceSetSigmask, processVmRead, processVmWriteRaw, spawn, waitpid,
+  NT, PTRACE, PTRACE_O, SIG, WAIT, isSysError, kill, ptrace, ptraceDetach, ptraceGetRegset, ptraceGetRseq,
+  ptraceInterrupt, ptraceSetRegs, ptraceSetRegset, ptraceSetSigmask, processVmRead, spawn, waitpid,
 } from '../live/libc.js';
 import { readFds, readMaps } from '../live/proc.js';
 import {
@@ -43,6 +42,7 @@ import {
 } from './check.js';
 import { Injector, NR, R, SYSCALL_INT3, signed, waitStop } from './inject.js';
 import { buildXstate, imageXstateBv, xstateXcr0 } from './xsave.js';
+import { PageWriter, type PageWriterOptions } from './pages.js';
 
 export interface RestoreOptions extends CheckOptions {
   /** Task of the image to restore (default: the only one). */
@@ -53,6 +53,8 @@ export interface RestoreOptions extends CheckOptions {
   stub?: string;
   /** For tests: fail on purpose when this step begins (everything built so far must be torn down). */
   failAt?: string;
+  /** How pages are written (tests and benchmarks; default: userfaultfd for private anonymous memory where possible). */
+  pageWriter?: PageWriterOptions;
 }
 
 export interface RestoreResult {
@@ -80,7 +82,6 @@ const ERESTARTSYS = -512n, ERESTARTNOINTR = -513n, ERESTARTNOHAND = -514n, EREST
 /** Park layout: code page, then scratch data, then room for the stub's vdso mappings. */
 const PARK_CODE = 4096n;
 const PARK_DATA = 60n * 1024n;
-const WRITE_CHUNK_PAGES = 1024;
 
 const hex = (v: bigint): string => `0x${v.toString(16)}`;
 
@@ -218,22 +219,26 @@ export function restoreImage(image: Image, opts: RestoreOptions = {}): RestoreRe
   }
   const task = prep.task;
   const stub = startStub(opts.stub ?? 'sleep');
+  const tStub = process.hrtime.bigint();
   const pid = stub.pid;
   const tids: number[] = [pid];
   let where = '';
   let stepName = 'start';
+  const dbg = process.env.CRIMG_RESTORE_DEBUG ? new Map<string, number>() : null;
   const step = <T>(name: string, at: string, fn: () => T): T => {
     stepName = name; where = at;
     if (opts.failAt === name) throw new Step(name, at, new Error('failing on purpose (failAt)'));
+    const ts = dbg ? performance.now() : 0;
     try { return fn(); } catch (e) {
       if (e instanceof Step || e instanceof CrimgError) throw e;
       throw new Step(name, at, e);
-    }
+    } finally { if (dbg) dbg.set(name, (dbg.get(name) ?? 0) + performance.now() - ts); }
   };
   try {
     const xr = checkXsave(task, stub.xstate ? xstateXcr0(stub.xstate) : null);
     if (xr.length) throw new CrimgError('NOT_RESTORABLE', `the image cannot be restored: ${formatReasons(xr)}`);
     const r = build(image, task, stub, tids, step, opts);
+    if (dbg) process.stderr.write(`DEBUG prep+stub ${(Number(tStub - t0) / 1e6).toFixed(1)} steps ${JSON.stringify(Object.fromEntries([...dbg].map(([k, v]) => [k, +v.toFixed(1)])))}\n`);
     return { pid, tids: r.tids, pagesWritten: r.pages, seconds: Number(process.hrtime.bigint() - t0) / 1e9 };
   } catch (e) {
     killStub(pid, tids);
@@ -300,12 +305,12 @@ function build(image: Image, task: Task, stub: Stub, tids: number[], step: StepF
   }
 
   // ---- 3. the image's memory
-  const k = image.k;
-  const chunkBytes = WRITE_CHUNK_PAGES * 4096;
-  const region = claimRegion(k, chunkBytes + 4096);
+  const writer = new PageWriter(image, opts.pageWriter);
   let pages = 0;
   const fileFds = new Map<string, number>();
   try {
+    if (process.env.CRIMG_RESTORE_DEBUG) process.stderr.write(`DEBUG pages begin ${(Number(process.hrtime.bigint()) / 1e6).toFixed(1)}\n`);
+    step('userfaultfd', '', () => writer.begin(pid, (nr, args) => inj.call(nr, args)));
     const vmas = mm.vmas.filter((v) => !isSpecialVma(v)).sort((a, b) => (a.start < b.start ? -1 : 1));
     for (const v of vmas) {
       const at = `vma ${hex(v.start)}-${hex(v.end)}${v.path ? ` ${v.path}` : ''}`;
@@ -333,12 +338,14 @@ function build(image: Image, task: Task, stub: Stub, tids: number[], step: StepF
         if (BigInt.asUintN(64, got) !== v.start) throw new Error(`mmap placed it at ${hex(BigInt.asUintN(64, got))}`);
       });
       if (runs.length) {
-        pages += step('write pages', at, () => writeRuns(image, pid, v, runs, region, !file));
+        pages += step('write pages', at, () => writer.writeVma(v));
         if (needWrite) step('protect', at, () => inj.call(NR.mprotect, [v.start, len, v.prot]));
       }
     }
+    step('close userfaultfd', '', () => writer.end());
+    if (process.env.CRIMG_RESTORE_DEBUG) process.stderr.write(`DEBUG pages end ${(Number(process.hrtime.bigint()) / 1e6).toFixed(1)} ${writer.calls} ${writer.uffdOff}\n`);
   } finally {
-    releaseRegion(k, region);
+    writer.close();
   }
   for (const fd of fileFds.values()) step('close mapped file', `fd ${fd}`, () => inj.call(NR.close, [fd]));
 
@@ -467,45 +474,6 @@ function restoreCreds(task: Task, inj: Injector, data: bigint, step: StepFn): vo
   // changing uids made the task non-dumpable; the original, started as that user, was dumpable
   if (c.euid !== 0) step('dumpable', '', () => inj.call(NR.prctl, [PR_SET_DUMPABLE, 1, 0, 0, 0]));
   if (c.fsuid !== c.euid) step('fsuid', String(c.fsuid), () => inj.raw(NR.setfsuid, c.fsuid));
-}
-
-/** Writes the stored pages of a VMA into the new process; returns pages written. */
-function writeRuns(image: Image, pid: number, v: Vma, runs: [number, number][], region: number, skipZero: boolean): number {
-  const k = image.k;
-  const bitmap = region + WRITE_CHUNK_PAGES * 4096;
-  let written = 0;
-  for (const [first, count] of runs) {
-    for (let p = first; p < first + count; p += WRITE_CHUNK_PAGES) {
-      const n = Math.min(WRITE_CHUNK_PAGES, first + count - p);
-      v.pages.read(k, region, p, n);
-      const base = addressOf(k.u8());
-      const put = (i: number, m: number): void => {
-        const len = m * 4096;
-        const remote = v.start + BigInt(p + i) * PAGE;
-        let done = 0;
-        while (done < len) {
-          const w = processVmWriteRaw(pid, base + region + i * 4096 + done, remote + BigInt(done), len - done);
-          if (w <= 0) throw new Error(`short write at ${hex(remote + BigInt(done))}`);
-          done += w;
-        }
-        written += m;
-      };
-      if (!skipZero) { put(0, n); continue; }
-      k.zeroScan(region, n, bitmap);
-      const m = k.u8();
-      const bdv = new DataView(m.buffer, m.byteOffset + bitmap, Math.ceil(n / 64) * 8);
-      let i = 0;
-      while (i < n) {
-        const bit = (j: number): number => (bdv.getUint32((j >> 5) * 4, true) >>> (j & 31)) & 1;
-        if (!bit(i)) { i++; continue; }
-        let j = i + 1;
-        while (j < n && bit(j)) j++;
-        put(i, j - i);
-        i = j;
-      }
-    }
-  }
-  return written;
 }
 
 function restoreFiles(task: Task, pid: number, inj: Injector, str: (s: string, off?: bigint) => bigint, step: StepFn, opts: RestoreOptions): void {
