@@ -15,7 +15,7 @@
  */
 import {
   PTRACE, PTRACE_EVENT, SIG, WAIT, WIFEXITED, WIFSIGNALED, WIFSTOPPED, WPTRACEEVENT, WSTOPSIG, WTERMSIG,
-  errnoName, ptrace, ptraceCont, ptraceGetEventMsg, ptraceGetRegs, ptraceSetRegs, processVmWrite, signalName,
+  errnoName, ptrace, ptraceCont, ptraceGetEventMsg, ptraceGetRegs, ptraceSetRegs, processVmRead, processVmWrite, signalName,
   waitpid,
 } from '../live/libc.js';
 import { REG_INDEX } from '../schema.js';
@@ -49,6 +49,12 @@ export class InjectError extends Error {
 }
 
 type Arg = bigint | number;
+
+/** One system call of a batch. */
+export interface BatchCall { nr: number; args: Arg[] }
+
+/** Machine code per batched call: mov rax and up to 6 argument registers (10 bytes each), syscall (2), mov [addr], rax (10). */
+export const BATCH_CALL_BYTES = 82;
 const big = (v: Arg): bigint => BigInt.asUintN(64, BigInt(v));
 
 /** Signed view of a 64-bit register value. */
@@ -91,6 +97,52 @@ export class Injector {
     for (let i = 0; i < 6; i++) r[regs[i]!] = i < args.length ? big(args[i]!) : 0n;
     r[R.rip] = this.code;
     ptraceSetRegs(this.tid, r);
+    this.runToTrap(nrName(nr));
+    const out = ptraceGetRegs(this.tid);
+    return signed(out[R.rax]!);
+  }
+
+  /**
+   * Run several system calls in one stop: machine code at `codeAt` (codeBytes of writable, executable memory) loads
+   * each call's registers, runs it and stores its result at resultsAt + 8 * i; an int3 ends it. Every call runs
+   * whatever the ones before returned: only for calls that do not depend on one another. Returns the raw results
+   * (-errno on failure), in order.
+   */
+  batchRaw(calls: BatchCall[], codeAt: bigint, codeBytes: number, resultsAt: bigint): bigint[] {
+    const out: bigint[] = [];
+    const per = Math.floor((codeBytes - 1) / BATCH_CALL_BYTES);
+    for (let first = 0; first < calls.length; first += per) {
+      const part = calls.slice(first, first + per);
+      const code = new Uint8Array(part.length * BATCH_CALL_BYTES + 1);
+      const dv = new DataView(code.buffer);
+      let o = 0;
+      const mov = (rex: number, op: number, v: Arg): void => {
+        code[o] = rex; code[o + 1] = op; dv.setBigUint64(o + 2, big(v), true); o += 10;
+      };
+      part.forEach((c, i) => {
+        mov(0x48, 0xb8, c.nr); // mov rax, imm64
+        const regOps: [number, number][] = [[0x48, 0xbf], [0x48, 0xbe], [0x48, 0xba], [0x49, 0xba], [0x49, 0xb8], [0x49, 0xb9]];
+        c.args.forEach((a, j) => mov(regOps[j]![0], regOps[j]![1], a)); // rdi rsi rdx r10 r8 r9
+        code[o] = 0x0f; code[o + 1] = 0x05; o += 2; // syscall
+        mov(0x48, 0xa3, resultsAt + BigInt(8 * i)); // mov [moffs64], rax
+      });
+      code[o++] = 0xcc; // int3
+      this.write(codeAt, code.subarray(0, o));
+      const r = new BigUint64Array(this.base);
+      r[R.orig_rax] = 0xffffffffffffffffn;
+      r[R.rip] = codeAt;
+      ptraceSetRegs(this.tid, r);
+      this.runToTrap(`batch of ${part.length} system calls (${nrName(part[0]!.nr)} ...)`);
+      const res = new Uint8Array(part.length * 8);
+      if (processVmRead(this.tid, res, resultsAt) !== res.length) throw new Error(`cannot read the results of a batch of system calls from ${this.tid}`);
+      const rv = new DataView(res.buffer);
+      for (let i = 0; i < part.length; i++) out.push(rv.getBigInt64(i * 8, true));
+    }
+    return out;
+  }
+
+  /** Continue the thread until the int3 after the injected code, passing over events and stray signals. */
+  private runToTrap(what: string): void {
     ptraceCont(this.tid, 0);
     for (;;) {
       const st = waitStop(this.tid);
@@ -105,10 +157,8 @@ export class Injector {
       if (ev === PTRACE_EVENT.STOP) { ptraceCont(this.tid, 0); continue; }
       // a stray signal for the stub (it becomes a new process: nothing was meant for it): suppress it
       if (ev === 0 && sig !== SIG.SIGTRAP) { ptraceCont(this.tid, 0); continue; }
-      throw new Error(`${nrName(nr)}: thread ${this.tid} stopped with ${signalName(sig)} at 0x${ptraceGetRegs(this.tid)[R.rip]!.toString(16)} instead of returning`);
+      throw new Error(`${what}: thread ${this.tid} stopped with ${signalName(sig)} at 0x${ptraceGetRegs(this.tid)[R.rip]!.toString(16)} instead of returning`);
     }
-    const out = ptraceGetRegs(this.tid);
-    return signed(out[R.rax]!);
   }
 
   /** Run one system call; throws InjectError when it fails. */

@@ -29,7 +29,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { CrimgError } from '../errors.js';
-import { FdKind, VmaFlags, type Task, type Thread } from '../model.js';
+import { FdKind, VmaFlags, type Task, type Thread, type Vma } from '../model.js';
 import type { Image } from '../reader.js';
 import {
   NT, PTRACE, PTRACE_O, SIG, WAIT, isSysError, kill, ptrace, ptraceDetach, ptraceGetRegset, ptraceGetRseq,
@@ -40,7 +40,7 @@ import {
   type CheckOptions, type RestoreReason, checkTask, checkXsave, fdReopenable, formatReasons, hostSpecials, isFileVma, ownCaps,
   isSpecialVma, pickTask,
 } from './check.js';
-import { Injector, NR, R, SYSCALL_INT3, signed, waitStop } from './inject.js';
+import { type BatchCall, InjectError, Injector, NR, R, SYSCALL_INT3, signed, waitStop } from './inject.js';
 import { buildXstate, imageXstateBv, xstateXcr0 } from './xsave.js';
 import { PageWriter, type PageWriterOptions } from './pages.js';
 
@@ -79,9 +79,13 @@ const RSEQ_FLAG_UNREGISTER = 1;
 const CLONE_THREAD_FLAGS = 0x100 | 0x200 | 0x400 | 0x800 | 0x10000 | 0x40000; // VM FS FILES SIGHAND THREAD SYSVSEM
 const ERESTARTSYS = -512n, ERESTARTNOINTR = -513n, ERESTARTNOHAND = -514n, ERESTART_RESTARTBLOCK = -516n, EINTR = 4n;
 
-/** Park layout: code page, then scratch data, then room for the stub's vdso mappings. */
+/** Park layout: code page, then scratch data, then room for the stub's vdso mappings. The code page holds the
+ *  `syscall; int3` of single calls at its start and the code of batched calls from BATCH_CODE on; the results of
+ *  batched calls go to the end of the data area, from RESULTS on. */
 const PARK_CODE = 4096n;
 const PARK_DATA = 60n * 1024n;
+const BATCH_CODE = 64n;
+const RESULTS = PARK_DATA - 4096n;
 
 const hex = (v: bigint): string => `0x${v.toString(16)}`;
 
@@ -252,6 +256,7 @@ export function restoreImage(image: Image, opts: RestoreOptions = {}): RestoreRe
 }
 
 type StepFn = <T>(name: string, at: string, fn: () => T) => T;
+type BatchFn = (name: string, calls: (BatchCall & { at: string; detail?: string })[]) => bigint[];
 
 function build(image: Image, task: Task, stub: Stub, tids: number[], step: StepFn, opts: RestoreOptions): { tids: number[]; pages: number } {
   const pid = stub.pid;
@@ -282,9 +287,22 @@ function build(image: Image, task: Task, stub: Stub, tids: number[], step: StepF
   });
   const str = (s: string, off = 0n): bigint => {
     const b = Buffer.from(`${s}\0`, 'utf8');
-    if (BigInt(b.length) + off > PARK_DATA) throw new Error(`path too long: ${s.slice(0, 64)}...`);
+    if (BigInt(b.length) + off > RESULTS) throw new Error(`path too long: ${s.slice(0, 64)}...`);
     inj.write(data + off, b);
     return data + off;
+  };
+  /**
+   * Calls that do not depend on one another, run in one stop (see Injector.batchRaw); the first that failed is
+   * reported as a failure of step `name` at its `at`.
+   */
+  const batch = (name: string, calls: (BatchCall & { at: string; detail?: string })[]): bigint[] => {
+    if (!calls.length) return [];
+    if (opts.failAt === name) throw new Step(name, calls[0]!.at, new Error('failing on purpose (failAt)'));
+    const res = step(name, '', () => inj.batchRaw(calls, park + BATCH_CODE, Number(PARK_CODE - BATCH_CODE), data + RESULTS));
+    res.forEach((v, i) => {
+      if (v < 0n && v >= -4095n) throw new Step(name, calls[i]!.at, new InjectError(calls[i]!.nr, Number(-v), calls[i]!.detail ?? ''));
+    });
+    return res;
   };
   const rseq = ptraceGetRseq(pid);
   if (rseq && rseq.ptr) {
@@ -299,10 +317,8 @@ function build(image: Image, task: Task, stub: Stub, tids: number[], step: StepF
   }
 
   // ---- 2. empty the stub
-  for (const m of stubMaps) {
-    if (specials.includes(m) || m.path === '[vsyscall]') continue;
-    step('unmap stub', `${hex(m.start)}-${hex(m.end)}`, () => inj.call(NR.munmap, [m.start, m.end - m.start]));
-  }
+  batch('unmap stub', stubMaps.filter((m) => !specials.includes(m) && m.path !== '[vsyscall]')
+    .map((m) => ({ nr: NR.munmap, args: [m.start, m.end - m.start], at: `${hex(m.start)}-${hex(m.end)}` })));
 
   // ---- 3. the image's memory
   const writer = new PageWriter(image, opts.pageWriter);
@@ -312,42 +328,57 @@ function build(image: Image, task: Task, stub: Stub, tids: number[], step: StepF
     if (process.env.CRIMG_RESTORE_DEBUG) process.stderr.write(`DEBUG pages begin ${(Number(process.hrtime.bigint()) / 1e6).toFixed(1)}\n`);
     step('userfaultfd', '', () => writer.begin(pid, (nr, args) => inj.call(nr, args)));
     const vmas = mm.vmas.filter((v) => !isSpecialVma(v)).sort((a, b) => (a.start < b.start ? -1 : 1));
+    const vmaAt = (v: Vma): string => `vma ${hex(v.start)}-${hex(v.end)}${v.path ? ` ${v.path}` : ''}`;
+    const fileMode = (v: Vma): number => ((v.flags & VmaFlags.SHARED) && (v.prot & PROT_WRITE) ? O_RDWR : O_RDONLY);
+    // the mapped files, opened all at once (their paths side by side in the park)
+    const toOpen: { key: string; path: string; mode: number; at: string }[] = [];
     for (const v of vmas) {
-      const at = `vma ${hex(v.start)}-${hex(v.end)}${v.path ? ` ${v.path}` : ''}`;
-      const len = v.end - v.start;
-      const npages = Number(len / PAGE);
-      const file = isFileVma(v);
-      const shared = (v.flags & VmaFlags.SHARED) !== 0;
-      const runs = file && shared ? [] : [...v.pages.runs(npages)];
-      const needWrite = runs.length > 0 && !(v.prot & PROT_WRITE);
-      const prot = v.prot | (needWrite ? PROT_WRITE : 0);
-      let flags = (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_FIXED_NOREPLACE;
-      if (v.flags & VmaFlags.GROWSDOWN) flags |= MAP_GROWSDOWN;
-      let fd = -1;
-      if (file) {
-        const mode = shared && (v.prot & PROT_WRITE) ? O_RDWR : O_RDONLY;
-        const key = `${mode}\0${v.path}`;
-        fd = fileFds.get(key) ?? -1;
-        if (fd < 0) {
-          fd = step('open mapped file', at, () => Number(inj.call(NR.openat, [AT_FDCWD, str(v.path!), mode | O_CLOEXEC, 0], v.path!)));
-          fileFds.set(key, fd);
-        }
-      } else flags |= MAP_ANONYMOUS;
-      step('map', at, () => {
-        const got = inj.call(NR.mmap, [v.start, len, prot, flags, fd, file ? v.pgoff * PAGE : 0n]);
-        if (BigInt.asUintN(64, got) !== v.start) throw new Error(`mmap placed it at ${hex(BigInt.asUintN(64, got))}`);
+      if (!isFileVma(v)) continue;
+      const key = `${fileMode(v)}\0${v.path}`;
+      if (!toOpen.some((o) => o.key === key)) toOpen.push({ key, path: v.path!, mode: fileMode(v), at: vmaAt(v) });
+    }
+    const paths = toOpen.map((o) => Buffer.from(`${o.path}\0`, 'utf8'));
+    if (paths.reduce((n, b) => n + b.length, 0) <= Number(RESULTS)) {
+      const calls: (BatchCall & { at: string; detail: string })[] = [];
+      let off = 0;
+      step('open mapped file', '', () => inj.write(data, Buffer.concat(paths)));
+      toOpen.forEach((o, i) => {
+        calls.push({ nr: NR.openat, args: [AT_FDCWD, data + BigInt(off), o.mode | O_CLOEXEC, 0], at: o.at, detail: o.path });
+        off += paths[i]!.length;
       });
-      if (runs.length) {
-        pages += step('write pages', at, () => writer.writeVma(v));
-        if (needWrite) step('protect', at, () => inj.call(NR.mprotect, [v.start, len, v.prot]));
+      batch('open mapped file', calls).forEach((fd, i) => fileFds.set(toOpen[i]!.key, Number(fd)));
+    } else {
+      for (const o of toOpen) {
+        fileFds.set(o.key, step('open mapped file', o.at, () => Number(inj.call(NR.openat, [AT_FDCWD, str(o.path), o.mode | O_CLOEXEC, 0], o.path))));
       }
     }
+    // every VMA mapped at once; read-only ones that get pages are mapped writable, then protected
+    const runsOf = (v: Vma): [number, number][] => (isFileVma(v) && (v.flags & VmaFlags.SHARED) ? [] : [...v.pages.runs(Number((v.end - v.start) / PAGE))]);
+    const withPages = new Set(vmas.filter((v) => runsOf(v).length > 0));
+    const needWrite = (v: Vma): boolean => withPages.has(v) && !(v.prot & PROT_WRITE);
+    const maps = vmas.map((v) => {
+      const file = isFileVma(v);
+      let flags = ((v.flags & VmaFlags.SHARED) ? MAP_SHARED : MAP_PRIVATE) | MAP_FIXED_NOREPLACE;
+      if (v.flags & VmaFlags.GROWSDOWN) flags |= MAP_GROWSDOWN;
+      if (!file) flags |= MAP_ANONYMOUS;
+      const fd = file ? fileFds.get(`${fileMode(v)}\0${v.path}`)! : -1;
+      const prot = v.prot | (needWrite(v) ? PROT_WRITE : 0);
+      return { nr: NR.mmap, args: [v.start, v.end - v.start, prot, flags, fd, file ? v.pgoff * PAGE : 0n], at: vmaAt(v), detail: '' };
+    });
+    batch('map', maps).forEach((got, i) => {
+      const v = vmas[i]!;
+      if (BigInt.asUintN(64, got) !== v.start) throw new Step('map', vmaAt(v), new Error(`mmap placed it at ${hex(BigInt.asUintN(64, got))}`));
+    });
+    for (const v of vmas) {
+      if (withPages.has(v)) pages += step('write pages', vmaAt(v), () => writer.writeVma(v));
+    }
+    batch('protect', vmas.filter(needWrite).map((v) => ({ nr: NR.mprotect, args: [v.start, v.end - v.start, v.prot], at: vmaAt(v) })));
     step('close userfaultfd', '', () => writer.end());
     if (process.env.CRIMG_RESTORE_DEBUG) process.stderr.write(`DEBUG pages end ${(Number(process.hrtime.bigint()) / 1e6).toFixed(1)} ${writer.calls} ${writer.uffdOff}\n`);
   } finally {
     writer.close();
   }
-  for (const fd of fileFds.values()) step('close mapped file', `fd ${fd}`, () => inj.call(NR.close, [fd]));
+  batch('close mapped file', [...fileFds.values()].map((fd) => ({ nr: NR.close, args: [fd], at: `fd ${fd}` })));
 
   // ---- 4. vdso to its place, mm fields, exe
   for (const m of specials) {
@@ -389,19 +420,19 @@ function build(image: Image, task: Task, stub: Stub, tids: number[], step: StepF
   // ---- 5. process attributes and files
   step('comm', task.comm, () => inj.call(NR.prctl, [PR_SET_NAME, str(task.comm.slice(0, 15)), 0, 0, 0]));
   step('personality', hex(BigInt(task.personality)), () => inj.call(NR.personality, [task.personality >>> 0]));
-  task.rlimits.forEach((rl, i) => {
-    step('rlimit', `resource ${i}`, () => {
-      const b = new Uint8Array(16);
-      const dv = new DataView(b.buffer);
-      dv.setBigUint64(0, rl.cur, true);
-      dv.setBigUint64(8, rl.max, true);
-      inj.write(data, b);
-      inj.call(NR.prlimit64, [0, i, data, 0]);
+  if (task.rlimits.length) {
+    const b = new Uint8Array(16 * task.rlimits.length);
+    const dv = new DataView(b.buffer);
+    task.rlimits.forEach((rl, i) => {
+      dv.setBigUint64(16 * i, rl.cur, true);
+      dv.setBigUint64(16 * i + 8, rl.max, true);
     });
-  });
+    step('rlimit', '', () => inj.write(data, b));
+    batch('rlimit', task.rlimits.map((_, i) => ({ nr: NR.prlimit64, args: [0, i, data + BigInt(16 * i), 0], at: `resource ${i}` })));
+  }
   if (task.cwd) step('cwd', task.cwd, () => inj.call(NR.chdir, [str(task.cwd)], task.cwd));
-  restoreFiles(task, pid, inj, str, step, opts);
-  restoreCreds(task, inj, data, step);
+  restoreFiles(task, pid, inj, str, step, batch, opts);
+  restoreCreds(task, inj, data, step, batch);
 
   // ---- 6. threads
   const injs = new Map<Thread, Injector>([[leaderTh, inj]]);
@@ -449,15 +480,17 @@ function build(image: Image, task: Task, stub: Stub, tids: number[], step: StepF
 
 /** Bounding set, no_new_privs, groups, gids, uids (the uids last: they drop root's capabilities). New threads
  *  inherit them from the main thread, which sets them before cloning. */
-function restoreCreds(task: Task, inj: Injector, data: bigint, step: StepFn): void {
+function restoreCreds(task: Task, inj: Injector, data: bigint, step: StepFn, batch: BatchFn): void {
   const c = task.creds;
   const own = ownCaps();
   let last = 40;
   try { last = parseInt(readFileSync('/proc/sys/kernel/cap_last_cap', 'latin1'), 10); } catch { /* older kernel */ }
+  const drops: (BatchCall & { at: string })[] = [];
   for (let cap = 0; cap <= last; cap++) {
     const bit = 1n << BigInt(cap);
-    if ((own.bnd & bit) && !(c.capBnd & bit)) step('capability bounding set', `cap ${cap}`, () => inj.call(NR.prctl, [PR_CAPBSET_DROP, cap, 0, 0, 0]));
+    if ((own.bnd & bit) && !(c.capBnd & bit)) drops.push({ nr: NR.prctl, args: [PR_CAPBSET_DROP, cap, 0, 0, 0], at: `cap ${cap}` });
   }
+  batch('capability bounding set', drops);
   if (c.noNewPrivs) step('no_new_privs', '', () => inj.call(NR.prctl, [PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0]));
   const me = process.getuid?.() ?? 0;
   if (me !== 0) return; // checkCreds made sure the task ran as crimg's user
@@ -476,14 +509,11 @@ function restoreCreds(task: Task, inj: Injector, data: bigint, step: StepFn): vo
   if (c.fsuid !== c.euid) step('fsuid', String(c.fsuid), () => inj.raw(NR.setfsuid, c.fsuid));
 }
 
-function restoreFiles(task: Task, pid: number, inj: Injector, str: (s: string, off?: bigint) => bigint, step: StepFn, opts: RestoreOptions): void {
+function restoreFiles(task: Task, pid: number, inj: Injector, str: (s: string, off?: bigint) => bigint, step: StepFn, batch: BatchFn, opts: RestoreOptions): void {
   const inherit = new Set<number>();
   for (const f of task.files) if (opts.inheritStdio && f.fd <= 2 && f.kind === FdKind.OTHER && !fdReopenable(f)) inherit.add(f.fd);
   const have = step('list stub fds', '', () => readFds(pid).map((f) => f.fd));
-  for (const fd of have) {
-    if (inherit.has(fd)) continue;
-    step('close stub fd', `fd ${fd}`, () => inj.call(NR.close, [fd]));
-  }
+  batch('close stub fd', have.filter((fd) => !inherit.has(fd)).map((fd) => ({ nr: NR.close, args: [fd], at: `fd ${fd}` })));
   for (const f of [...task.files].sort((a, b) => a.fd - b.fd)) {
     if (inherit.has(f.fd)) continue;
     const at = `fd ${f.fd} ${f.path}`;
