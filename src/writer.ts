@@ -54,10 +54,22 @@ const MAGIC_BYTES = ((): Uint8Array => {
 const builders: Builder[] = [];
 function takeBuilder(): Builder { return builders.pop() ?? new Builder(); }
 
+/**
+ * A sink that can also write asynchronously. The writer then fills a second output
+ * buffer while the first one is being written (live dump: the target is frozen for
+ * less time when writing overlaps reading its memory).
+ */
+export interface OverlapSink extends Sink {
+  /** Write b; the caller leaves b unchanged until the promise settles and has one such write in flight at a time. */
+  writeAsync(b: Uint8Array): Promise<void>;
+}
+
 /** Low-level record emitter. Exposed for tools that build images record by record. */
 export class RecordWriter {
   readonly k: Kernels;
-  private readonly out: number; // region: OUT_CAP bytes + room for one page record
+  private out: number; // region: OUT_CAP bytes + room for one page record
+  private alt = -1; // a second such region when the sink writes asynchronously
+  private pending: Promise<void> | null = null; // the asynchronous write of the other region
   private readonly inp: number; // region: one run of full pages
   private readonly bm: number; // bitmap scratch inside the input region's tail
   private readonly recSlot: number;
@@ -75,6 +87,7 @@ export class RecordWriter {
     this.k = k ?? kernels();
     this.out = claimRegion(this.k, OUT_CAP + MAX_PAGES_RECORD);
     this.inp = claimRegion(this.k, RUN_PAGES * PAGE_SIZE + 4096);
+    if ((sink as Partial<OverlapSink>).writeAsync) this.alt = claimRegion(this.k, OUT_CAP + MAX_PAGES_RECORD);
     this.bm = this.inp + RUN_PAGES * PAGE_SIZE;
     this.recSlot = claimSlot(this.k);
     this.imgSlot = claimSlot(this.k);
@@ -93,8 +106,24 @@ export class RecordWriter {
     const n = this.cur;
     this.cur = 0;
     this.flushed += n;
+    if (this.alt >= 0) {
+      // one write in flight at a time: wait for the other region's, then swap regions
+      await this.settle();
+      const p = (this.sink as OverlapSink).writeAsync(view);
+      p.catch(() => { /* awaited by settle() */ });
+      this.pending = p;
+      [this.out, this.alt] = [this.alt, this.out];
+      return;
+    }
     const r = this.sink.write(view);
     if (r) await r;
+  }
+
+  /** Wait for the asynchronous write in flight, if any. */
+  private async settle(): Promise<void> {
+    const p = this.pending;
+    this.pending = null;
+    if (p) await p;
   }
 
   async magic(): Promise<void> {
@@ -258,6 +287,7 @@ export class RecordWriter {
     const imageCsum = this.k.xxh3Digest(this.imgSlot);
     await this.record(K.TRAILER, { tmagic: TRAILER_MAGIC, records: BigInt(this.records), indexOffset: BigInt(indexOffset), imageCsum });
     await this.flush();
+    await this.settle();
     await this.sink.close();
     this.release();
     return { bytes: this.flushed, records: this.records, pagesStored: this.pagesStored, pagesZero: this.pagesZero, imageCsum };
@@ -267,6 +297,7 @@ export class RecordWriter {
     if (RECORD_HEADER_BYTES + pad8(payload.length) <= OUT_CAP) { await this.raw(kind, payload); return; }
     // Hash and write the payload in pieces through the out buffer.
     await this.flush();
+    await this.settle();
     const k = this.k;
     const len = payload.length;
     const padded = pad8(len);
@@ -297,6 +328,7 @@ export class RecordWriter {
     this.closed = true;
     builders.push(this.b);
     releaseRegion(this.k, this.out);
+    if (this.alt >= 0) releaseRegion(this.k, this.alt);
     releaseRegion(this.k, this.inp);
     releaseSlot(this.k, this.recSlot);
     releaseSlot(this.k, this.imgSlot);

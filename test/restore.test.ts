@@ -16,6 +16,7 @@ import { CrimgError } from '../src/errors.js';
 import type { Task, Vma } from '../src/model.js';
 import { restoreImage, resumeRegs } from '../src/restore/restore.js';
 import { buildXstate } from '../src/restore/xsave.js';
+import { waitpid } from '../src/live/libc.js';
 import { newThread } from '../src/model.js';
 
 let dir: string;
@@ -335,6 +336,106 @@ describe('restore a multi-threaded program', () => {
   });
 });
 
+/** Memory in the shapes page writing must handle: zero pages among stored ones (records with several runs), absent
+ *  pages, long runs of stored pages (6 MiB), a read-only anonymous mapping with contents. Creates argv[1] when ready. */
+const SHAPES_C = `
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+  syscall(SYS_close_range, 3, ~0U, 0); /* inherit no stray fds from the test runner */
+  size_t n = 2048, full = 1536;
+  unsigned char *p = mmap(0, n * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  for (size_t i = 0; i < n; i++) {
+    if (i % 7 == 5) continue;                      /* absent */
+    if (i % 3 == 1) { p[i * 4096] = 0; continue; } /* present, all zero */
+    memset(p + i * 4096, (int)((i * 37) | 1), 4096);
+    p[i * 4096] = (unsigned char)(i | 1);
+  }
+  unsigned char *q = mmap(0, full * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  for (size_t i = 0; i < full * 4096; i += 8) *(unsigned long *)(q + i) = (i + 1) * 0x9E3779B97F4A7C15ul;
+  unsigned char *ro = mmap(0, 16 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  for (int i = 0; i < 16 * 4096; i++) ro[i] = (unsigned char)(i * 7 + 3);
+  mprotect(ro, 16 * 4096, PROT_READ);
+  close(open(argv[1], O_WRONLY | O_CREAT, 0644));
+  for (;;) pause();
+}
+`;
+
+describe('page writing', () => {
+  it('userfaultfd copies and process_vm_writev both put every stored page where it was (zero and absent pages, long records, read-only memory)', async () => {
+    const src = path.join(dir, 'shapes.c');
+    const exe = path.join(dir, 'shapes');
+    fs.writeFileSync(src, SHAPES_C);
+    const cc = spawnSync('gcc', ['-O1', '-o', exe, src], { encoding: 'utf8' });
+    expect(cc.status, cc.stderr).toBe(0);
+    const ready = path.join(dir, 'shapes.ready');
+    const pid = start(exe, [ready]);
+    const pids = [pid];
+    try {
+      await waitFor('the shapes program to be ready', () => fs.existsSync(ready));
+      const imgPath = path.join(dir, 'pw1.crimg');
+      await dumpKill(pid, imgPath);
+      const a = readImage(imgPath);
+      try {
+        const stored = a.stats.pagesStored; // one task
+        const recs = a.model.tasks[0]!.mm!.vmas.flatMap((v) => a.runsOf(v));
+        expect(recs.some((x) => x.nstored === x.npages && x.npages >= 256)).toBe(true); // whole, long records
+        expect(recs.some((x) => x.nstored > 0 && x.nstored < x.npages)).toBe(true); // zero pages among stored ones
+        for (const uffd of [true, false]) {
+          const r = restoreImage(a, { stopped: true, pageWriter: { uffd } });
+          pids.push(r.pid);
+          running.add(r.pid);
+          expect(r.userfaultfd).toBe(uffd);
+          // every stored page, [vdso] aside (the kernel's own, mapped rather than written)
+          const vdso = a.model.tasks[0]!.mm!.vmas.find((v) => v.path === '[vdso]');
+          const vdsoPages = vdso ? a.runsOf(vdso).reduce((n, x) => n + x.nstored, 0) : 0;
+          expect(r.pagesWritten).toBe(stored - vdsoPages);
+          // every byte of anonymous memory and every stored page of file mappings, read back from the stopped process
+          const t = a.model.tasks[0]!;
+          const mem = fs.openSync(`/proc/${r.pid}/mem`, 'r');
+          const differ: string[] = [];
+          try {
+            for (const v of t.mm!.vmas) {
+              if (v.path === '[vvar]' || v.path === '[vvar_vclock]' || v.path === '[vsyscall]') continue;
+              const len = Number(v.end - v.start);
+              const want = Buffer.from(a.readMemory(t.pid, v.start, len));
+              const got = Buffer.alloc(len);
+              expect(fs.readSync(mem, got, 0, len, v.start), `read ${v.start.toString(16)}`).toBe(len);
+              for (const th of t.threads) { // the kernel rewrites the cpu ids in each rseq area
+                if (!th.rseq || th.rseq.ptr < v.start || th.rseq.ptr >= v.end) continue;
+                const o = Number(th.rseq.ptr - v.start);
+                for (const [x, y] of [[0, 8], [20, 28]]) { want.fill(0, o + x!, o + y!); got.fill(0, o + x!, o + y!); }
+              }
+              // file mappings and the vdso: only the pages the image holds (the rest is the file's, the kernel's)
+              const anon = v.path === null || v.path === '[heap]' || v.path === '[stack]';
+              const ranges = anon ? [[0, len / 4096]] : [...v.pages.runs(len / 4096)];
+              for (const [first, n] of ranges) {
+                if (!want.subarray(first! * 4096, (first! + n!) * 4096).equals(got.subarray(first! * 4096, (first! + n!) * 4096))) {
+                  differ.push(`${v.start.toString(16)} ${v.path ?? ''} page ${first}+${n}`);
+                }
+              }
+            }
+          } finally { fs.closeSync(mem); }
+          expect(differ, `pageWriter.uffd ${uffd}`).toEqual([]);
+          // and what the kernel maps there: anonymous memory as before, the read-only mapping still read-only
+          const maps = fs.readFileSync(`/proc/${r.pid}/maps`, 'latin1');
+          for (const v of t.mm!.vmas.filter((x) => x.path === null && x.prot === 1)) {
+            expect(maps, `read-only VMA ${v.start.toString(16)}`).toMatch(new RegExp(`^${v.start.toString(16)}-${v.end.toString(16)} r--p `, 'm'));
+          }
+          killHard(r.pid);
+          waitpid(r.pid, 0);
+        }
+      } finally { a.close(); }
+    } finally {
+      for (const p of pids) killHard(p);
+    }
+  });
+});
+
 describe('restore failures leave nothing behind', () => {
   it('an image whose executable was removed is refused before anything starts', async () => {
     const exe = path.join(dir, 'gone-counter');
@@ -379,7 +480,10 @@ describe('restore failures leave nothing behind', () => {
       const img = readImage(imgPath);
       try {
         for (const [failAt, re] of [
+          ['unmap stub', /^step unmap stub at 0x[0-9a-f]+-0x[0-9a-f]+: failing on purpose \(failAt\); stub (\d+) killed$/],
+          ['map', /^step map at vma 0x[0-9a-f]+-0x[0-9a-f]+.*: failing on purpose \(failAt\); stub (\d+) killed$/],
           ['write pages', /^step write pages at vma 0x[0-9a-f]+-0x[0-9a-f]+.*: failing on purpose \(failAt\); stub (\d+) killed$/],
+          ['close userfaultfd', /^step close userfaultfd: failing on purpose \(failAt\); stub (\d+) killed$/],
           ['registers', /^step registers at thread \d+ \(now \d+\): failing on purpose \(failAt\); stub (\d+) killed$/],
           ['unmap park', /^step unmap park at 0x[0-9a-f]+: failing on purpose \(failAt\); stub (\d+) killed$/],
         ] as const) {
@@ -392,8 +496,54 @@ describe('restore failures leave nothing behind', () => {
           const stub = Number(m![1]);
           expect(fs.existsSync(`/proc/${stub}`)).toBe(false);
         }
+        // a system call that fails in the middle of a batch (prlimit64 with cur > max) is the one named
+        const rl = img.model.tasks[0]!.rlimits;
+        rl[7] = { cur: 10n, max: 5n };
+        let err: unknown;
+        try { restoreImage(img); } catch (e) { err = e; }
+        expect((err as CrimgError).code).toBe('RESTORE');
+        const m = /^step rlimit at resource 7: prlimit64: EINVAL; stub (\d+) killed$/.exec((err as CrimgError).message);
+        expect(m, (err as CrimgError).message).not.toBeNull();
+        expect(fs.existsSync(`/proc/${m![1]}`)).toBe(false);
         expect(stubsRunning()).toEqual([]);
       } finally { img.close(); }
+    } finally {
+      killHard(pid);
+    }
+  });
+
+  it('a page record damaged on disk fails the restore at its VMA, after earlier pages went in, and kills the stub', async () => {
+    const out = path.join(dir, 'bad.out');
+    const pid = start(counterExe, [out, path.join(dir, 'in.bin'), '12288']);
+    try {
+      await waitFor('a few lines', () => lines(out).length >= 3);
+      const imgPath = path.join(dir, 'bad.crimg');
+      await dumpKill(pid, imgPath);
+      // the last record of the biggest VMA (the heap buffer): records before it are written, then this one fails
+      const img = readImage(imgPath);
+      let off = 0, vmaStart = 0n;
+      try {
+        const big = [...img.model.tasks[0]!.mm!.vmas].sort((x, y) => Number((y.end - y.start) - (x.end - x.start)))[0]!;
+        const recs = img.runsOf(big);
+        expect(recs.length).toBeGreaterThan(1);
+        off = recs[recs.length - 1]!.off + 16 + 16 + 1000; // header, fixed part, into the first stored page
+        vmaStart = big.start;
+      } finally { img.close(); }
+      const fd = fs.openSync(imgPath, 'r+');
+      const b = Buffer.alloc(1);
+      fs.readSync(fd, b, 0, 1, off);
+      b[0]! ^= 0x5a;
+      fs.writeSync(fd, b, 0, 1, off);
+      fs.closeSync(fd);
+      const stubsBefore = stubsRunning();
+      const r = crimg(['restore', imgPath]);
+      expect(r.code).toBe(1);
+      expect(r.stdout).toBe('');
+      const m = /^crimg: RESTORE: step write pages at vma 0x([0-9a-f]+)-0x[0-9a-f]+.*CHECKSUM_MISMATCH.*; stub (\d+) killed\n$/.exec(r.stderr);
+      expect(m, r.stderr).not.toBeNull();
+      expect(BigInt(`0x${m![1]}`)).toBe(vmaStart);
+      expect(fs.existsSync(`/proc/${m![2]}`)).toBe(false);
+      expect(stubsRunning()).toEqual(stubsBefore);
     } finally {
       killHard(pid);
     }

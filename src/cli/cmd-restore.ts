@@ -21,9 +21,7 @@ export function registerRestoreCommands(program: Command): void {
         pid: o.pid !== undefined ? parseIntArg('--pid', o.pid, { min: 1 }) : undefined,
         stopped: !!o.stopped, inheritStdio: !!o.inheritStdio, stub: o.stub,
       };
-      if (process.env.CRIMG_RESTORE_DEBUG) process.stderr.write(`T action ${performance.now().toFixed(1)}\n`);
-      const img = openImage(path);
-      if (process.env.CRIMG_RESTORE_DEBUG) process.stderr.write(`T opened ${performance.now().toFixed(1)}\n`); // metadata verified now; each page record is verified as it is loaded
+      const img = openImage(path); // metadata verified now; each page record is verified as it is loaded
       try {
         if (o.check) {
           const reasons = checkRestore(img, opts);
@@ -33,8 +31,7 @@ export function registerRestoreCommands(program: Command): void {
           return reasons.length === 0 ? EXIT_OK : EXIT_FAIL;
         }
         const r = restoreImage(img, opts);
-        if (process.env.CRIMG_RESTORE_DEBUG) process.stderr.write(`T restored ${performance.now().toFixed(1)}\n`);
-        if (o.json) printJson({ pid: r.pid, tids: r.tids, pagesWritten: r.pagesWritten, seconds: r.seconds, stopped: opts.stopped });
+        if (o.json) printJson({ pid: r.pid, tids: r.tids, pagesWritten: r.pagesWritten, userfaultfd: r.userfaultfd, seconds: r.seconds, stopped: opts.stopped });
         else process.stdout.write(`${r.pid}\n`);
         return EXIT_OK;
       } finally { img.close(); }

@@ -81,32 +81,78 @@ async function checkpoint(signal?: AbortSignal): Promise<void> {
   if (signal?.aborted) throw interrupted(signal);
 }
 
-/** A sink that yields to the event loop between writes (so SIGINT/SIGTERM handlers run), cuts a preallocated file to size and runs a hook before closing. */
+/**
+ * The dump's sink: yields to the event loop between writes (so SIGINT/SIGTERM handlers
+ * run), writes files asynchronously in libuv's thread pool (the writer fills its other
+ * buffer meanwhile, see OverlapSink), cuts a preallocated file to size and runs a hook
+ * before closing.
+ */
 class DumpSink implements Sink {
   beforeClose: (() => Promise<void>) | null = null;
   /** The file was preallocated past its final size: cut it to the bytes written before closing. */
   preallocated = false;
-  constructor(readonly inner: Sink, readonly signal?: AbortSignal) {}
-  get written(): number { return this.inner.written; }
+  /** Present when the destination is a file. */
+  writeAsync?: (b: Uint8Array) => Promise<void>;
+  private asyncBytes = 0;
+  /** Settles when the write in flight (and a deferred abort) is done; never rejects. */
+  private inflight: Promise<void> | null = null;
+  private aborted = false;
+  constructor(readonly inner: Sink, readonly signal?: AbortSignal) {
+    if (inner instanceof FileSink) this.writeAsync = (b) => this.writeFile(inner, b);
+  }
+  get written(): number { return this.inner.written + this.asyncBytes; }
   async write(b: Uint8Array): Promise<void> {
+    await this.idle();
     const r = this.inner.write(b);
     if (r) await r;
     await checkpoint(this.signal);
   }
+  private writeFile(f: FileSink, b: Uint8Array): Promise<void> {
+    const p = new Promise<void>((resolve, reject) => {
+      const go = (off: number): void => {
+        fs.write(f.fd, b, off, b.length - off, null, (e, n) => {
+          if (e) { reject(ioError(`writing ${f.dest}`, e)); return; }
+          if (off + n < b.length) { go(off + n); return; }
+          this.asyncBytes += b.length;
+          if (this.signal?.aborted) reject(interrupted(this.signal)); else resolve();
+        });
+      };
+      go(0);
+    });
+    this.track(p);
+    return p;
+  }
+  private track(p: Promise<void>): void {
+    const settled = p.then(() => undefined, () => undefined);
+    this.inflight = settled;
+    void settled.then(() => { if (this.inflight === settled) this.inflight = null; });
+  }
+  /** Resolves once no write is in flight and a deferred abort is done. */
+  async idle(): Promise<void> {
+    while (this.inflight) await this.inflight;
+  }
   async close(): Promise<void> {
+    await this.idle();
     if (this.preallocated && this.inner instanceof FileSink) {
-      try { fs.ftruncateSync(this.inner.fd, this.inner.written); } catch (e) { throw ioError('sizing the image', e); }
+      try { fs.ftruncateSync(this.inner.fd, this.written); } catch (e) { throw ioError('sizing the image', e); }
     }
     if (this.beforeClose) await this.beforeClose();
     await this.inner.close();
   }
-  abort(): void { this.inner.abort(); }
+  /** Remove the partial image; with a write in flight, once it is done (its descriptor stays open until then). */
+  abort(): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    const p = this.inflight;
+    if (!p) { this.inner.abort(); return; }
+    this.track(p.then(() => { this.inner.abort(); }));
+  }
 }
 
 // ------------------------------------------------------------------ before the freeze
 
-/** Staging memory the writer claims: its output buffer (8 MiB and one page record) and one run of pages. */
-const WARM_BYTES = 11 * 1024 * 1024;
+/** Staging memory the writer claims: two output buffers (8 MiB and one page record each) and one run of pages. */
+const WARM_BYTES = 20 * 1024 * 1024;
 const HUGE = 2 * 1024 * 1024;
 const warmed = new WeakMap<Kernels, number>();
 
@@ -207,12 +253,12 @@ function preallocate(sink: DumpSink, bytes: number): void {
 
 interface Patchable { read(pos: number, n: number): Uint8Array; write(pos: number, b: Uint8Array): void; size: number }
 
-function patchableOf(s: Sink): Patchable | null {
+function patchableOf(s: Sink, written: number): Patchable | null {
   if (s instanceof FileSink) {
     const fd = s.fd;
     try { if (!fs.fstatSync(fd).isFile()) return null; } catch { return null; }
     return {
-      size: s.written,
+      size: written,
       read: (pos, n) => { const b = new Uint8Array(n); let o = 0; while (o < n) { const r = fs.readSync(fd, b, o, n - o, pos + o); if (r <= 0) break; o += r; } return b; },
       write: (pos, b) => { let o = 0; while (o < b.length) o += fs.writeSync(fd, b, o, b.length - o, pos + o); },
     };
@@ -373,7 +419,7 @@ export async function writeFrozen(procs: StoppedProcess[], target: SinkTarget | 
     if (o.signal?.aborted) throw interrupted(o.signal);
     sink.beforeClose = async () => {
       release();
-      const p = patchableOf(inner);
+      const p = patchableOf(inner, sink.written);
       if (p) { patchedCsum = patchFreezeNs(p, freezeNs, k); freezeInHeader = true; }
     };
     const res = await writeImage(model, sink, { kernels: k, onProgress: o.onProgress });
@@ -395,6 +441,7 @@ export async function writeFrozen(procs: StoppedProcess[], target: SinkTarget | 
     };
   } catch (e) {
     sink.abort();
+    await sink.idle(); // the partial image is gone before the caller hears of the failure
     throw mapError(e, pids);
   } finally {
     for (const m of mems) { m.onRead = null; m.close(); }

@@ -107,11 +107,18 @@ export class ProcMemory {
         if (isSysError(e) && e.errno === 14 /* EFAULT: not a user address, e.g. [vsyscall] */ && out.length === 0) return null;
         throw new CrimgError('IO', `reading /proc/${this.pid}/pagemap: ${(e as Error).message}`, { cause: e });
       }
+      let ok = true;
       for (let i = 0; i < n; i++) {
         const first = Number((vec[i * 3]! - start) / 4096n);
         const count = Number((vec[i * 3 + 1]! - vec[i * 3]!) / 4096n);
         const last = out[out.length - 1];
-        if (last && last[0] + last[1] === first) last[1] += count; else out.push([first, count]);
+        const lastEnd = last ? last[0] + last[1] : 0;
+        if (first < lastEnd || count <= 0 || first + count > npages) ok = false;
+        if (last && lastEnd === first) last[1] += count; else out.push([first, count]);
+      }
+      if (!ok) {
+        if (process.env.CRIMG_DEBUG_SCAN) process.stderr.write(`SCAN ANOMALY pid ${this.pid} start ${start.toString(16)} npages ${npages} n ${n} arg ${[...arg].map((x) => x.toString(16)).join(',')} vec ${[...vec.subarray(0, n * 3)].map((x) => x.toString(16)).join(',')}\n`);
+        return null; // not sorted, disjoint and inside the range: read the pagemap instead
       }
       const walkEnd = arg[4]!;
       if (walkEnd >= end || walkEnd === 0n) break;

@@ -30,10 +30,11 @@
  * generic path: PageSource.read into a staging region, zero pages skipped
  * (zeroScan), then process_vm_writev.
  *
- * A second thread copying while the main thread reads the next record was tried
- * (a worker with its own koffi, jobs in shared memory): on the 2-CPU VM it was
- * measured on, two concurrent copies or a copy beside a read were no faster than
- * one after the other, and the worker's start-up cost 100 ms of CPU.
+ * A second thread for the copies was tried twice — a Node worker (jobs in shared
+ * memory; its start-up alone took 100 ms of CPU) and a native loop on a libuv
+ * thread (futex-woken, hand-assembled, started by a koffi async call): on the
+ * loaded 2-CPU VM this was measured on, neither was faster than copying on the
+ * main thread between reads, so there is none.
  */
 import koffi from 'koffi';
 import type { Image, PageRec } from '../reader.js';
@@ -55,6 +56,10 @@ const UFFD_USER_MODE_ONLY = 1, O_NONBLOCK = 0o4000, O_CLOEXEC = 0o2000000;
 const UFFD_API = 0xaa, UFFDIO_API = 0xc018aa3f, UFFDIO_REGISTER = 0xc020aa00, UFFDIO_COPY = 0xc028aa03;
 const UFFDIO_REGISTER_MODE_MISSING = 1, UFFDIO_COPY_MODE_DONTWAKE = 1;
 const EAGAIN = 11;
+/** uffdio_copy: dst, src, len, mode, copy (s64, written by the kernel: bytes copied or -errno). */
+const COPY_STRUCT = 40;
+/** Copies per record at most: 512 runs of stored pages. */
+const MAX_COPIES = 512;
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Fn = (...args: any[]) => any;
@@ -89,6 +94,8 @@ export class PageWriter {
   private readonly riov: number;
   private readonly zbits: number;
   private readonly uarg: number;
+  /** uffdio_copy structures of one record's copies. */
+  private readonly copies: number;
   private stage = -1;
   private pid = 0;
   /** Our descriptor of the stub's userfaultfd (-1: none). */
@@ -100,15 +107,18 @@ export class PageWriter {
   pages = 0;
   /** Kernel calls that wrote pages (UFFDIO_COPY, process_vm_writev). */
   calls = 0;
+  /** Of the pages, those copied with UFFDIO_COPY. */
+  copied = 0;
 
   constructor(private readonly image: Image, private readonly opts: PageWriterOptions = {}) {
     this.k = image.k;
     const iovBytes = MAX_IOV * 16;
-    this.region = claimRegion(this.k, 2 * iovBytes + 4096 + 64);
+    this.region = claimRegion(this.k, 2 * iovBytes + 4096 + 64 + MAX_COPIES * COPY_STRUCT);
     this.liov = this.region;
     this.riov = this.region + iovBytes;
     this.zbits = this.riov + iovBytes;
     this.uarg = this.zbits + 4096;
+    this.copies = this.uarg + 64;
   }
 
   /** Set up userfaultfd in the stub (when allowed); on any refusal the writer uses process_vm_writev only. */
@@ -149,7 +159,7 @@ export class PageWriter {
       this.writeGeneric(v, !isFileVma(v));
       return this.pages - before;
     }
-    const uffd = this.uffd >= 0 && !isFileVma(v) && !(v.flags & VmaFlags.SHARED) && this.register(v);
+    const uffd = this.uffd >= 0 && uffdEligible(v) && this.register(v);
     for (const r of recs) {
       const { data, bitmap } = this.image.loadRun(r);
       if (uffd) this.copyRecord(r, data, bitmap);
@@ -232,30 +242,48 @@ export class PageWriter {
   /** One record by UFFDIO_COPY: one call per run of stored pages. */
   private copyRecord(r: PageRec, data: number, bitmap: number): void {
     const runs = this.runs(r, bitmap);
-    const base = addressOf(this.k.u8());
+    const m = this.k.u8();
+    const base = addressOf(m);
+    const dv = new DataView(m.buffer, m.byteOffset + this.copies, MAX_COPIES * COPY_STRUCT);
     const addr0 = Number(r.addr);
     let stored = 0;
     for (let i = 0; i < runs.length; i += 2) {
-      const n = runs[i + 1]!;
-      let dst = addr0 + runs[i]! * PAGE_SIZE;
-      let src = base + data + stored * PAGE_SIZE;
-      let len = n * PAGE_SIZE;
-      for (let tries = 0; ; tries++) {
-        this.setArg([dst, src, len, UFFDIO_COPY_MODE_DONTWAKE, 0]);
-        koffi.errno(0);
-        const rc = lib().ioctl(this.uffd, UFFDIO_COPY, base + this.uarg) as number;
-        this.calls++;
-        const m = this.k.u8();
-        const copied = Number(new DataView(m.buffer, m.byteOffset + this.uarg + 32, 8).getBigInt64(0, true));
-        if (rc === 0 && copied === len) break;
-        const errno = rc === -1 ? koffi.errno() : 0;
-        // a short copy (the kernel stops at a signal or when memory runs short) goes on where it stopped
-        if (copied > 0 && copied < len) { dst += copied; src += copied; len -= copied; continue; }
-        if ((errno === EAGAIN || copied === -EAGAIN) && tries < 100) continue;
-        throw new SysError('ioctl', errno || (copied < 0 ? -copied : 5), `UFFDIO_COPY ${hex(dst)}+${len} into ${this.pid}`);
+      const o = (i / 2) * COPY_STRUCT;
+      setU64(dv, o, addr0 + runs[i]! * PAGE_SIZE);
+      setU64(dv, o + 8, base + data + stored * PAGE_SIZE);
+      setU64(dv, o + 16, runs[i + 1]! * PAGE_SIZE);
+      setU64(dv, o + 24, UFFDIO_COPY_MODE_DONTWAKE);
+      setU64(dv, o + 32, 0);
+      this.finishCopy(this.copies + o, this.uffdCopy(base + this.copies + o));
+      this.calls++;
+      stored += runs[i + 1]!;
+    }
+    this.pages += stored;
+    this.copied += stored;
+  }
+
+  /** One UFFDIO_COPY of the uffdio_copy at raw address addr; returns 0 or -errno. */
+  private uffdCopy(addr: number): number {
+    koffi.errno(0);
+    const rc = lib().ioctl(this.uffd, UFFDIO_COPY, addr) as number;
+    return rc === -1 ? -(koffi.errno() || 5) : rc;
+  }
+
+  /** Check a finished UFFDIO_COPY (result ret: 0 or -errno); a short one is completed here. */
+  private finishCopy(at: number, ret: number): void {
+    for (let tries = 0; ; tries++) {
+      const m = this.k.u8();
+      const dv = new DataView(m.buffer, m.byteOffset + at, COPY_STRUCT);
+      const dst = getU64(dv, 0), src = getU64(dv, 8), len = getU64(dv, 16);
+      const copied = Number(dv.getBigInt64(32, true));
+      if (ret === 0 && copied === len) return;
+      // a short copy (the kernel stops at a signal or when memory runs short) goes on where it stopped
+      if (copied > 0 && copied < len) {
+        setU64(dv, 0, dst + copied); setU64(dv, 8, src + copied); setU64(dv, 16, len - copied); setU64(dv, 32, 0);
+      } else if (!((ret === -EAGAIN || copied === -EAGAIN) && tries < 100)) {
+        throw new SysError('ioctl', ret < 0 ? -ret : copied < 0 ? -copied : 5, `UFFDIO_COPY ${hex(dst)}+${len} into ${this.pid}`);
       }
-      stored += n;
-      this.pages += n;
+      ret = this.uffdCopy(addressOf(m) + at);
     }
   }
 
@@ -342,6 +370,11 @@ export class PageWriter {
       }
     }
   }
+}
+
+/** Private anonymous memory (heap, stacks, anonymous mappings): what userfaultfd copies into. */
+function uffdEligible(v: Vma): boolean {
+  return !isFileVma(v) && !(v.flags & VmaFlags.SHARED);
 }
 
 function setU64(dv: DataView, o: number, v: number): void {

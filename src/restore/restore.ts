@@ -60,8 +60,10 @@ export interface RestoreOptions extends CheckOptions {
 export interface RestoreResult {
   pid: number;
   tids: number[];
-  /** Pages written into the new process (non-zero pages of anonymous memory, all stored pages of file mappings). */
+  /** Pages written into the new process (the image's stored pages of its VMAs, shared file mappings aside). */
   pagesWritten: number;
+  /** Whether pages of private anonymous memory were copied with UFFDIO_COPY (else all went by process_vm_writev). */
+  userfaultfd: boolean;
   seconds: number;
 }
 
@@ -223,27 +225,23 @@ export function restoreImage(image: Image, opts: RestoreOptions = {}): RestoreRe
   }
   const task = prep.task;
   const stub = startStub(opts.stub ?? 'sleep');
-  const tStub = process.hrtime.bigint();
   const pid = stub.pid;
   const tids: number[] = [pid];
   let where = '';
   let stepName = 'start';
-  const dbg = process.env.CRIMG_RESTORE_DEBUG ? new Map<string, number>() : null;
   const step = <T>(name: string, at: string, fn: () => T): T => {
     stepName = name; where = at;
     if (opts.failAt === name) throw new Step(name, at, new Error('failing on purpose (failAt)'));
-    const ts = dbg ? performance.now() : 0;
     try { return fn(); } catch (e) {
       if (e instanceof Step || e instanceof CrimgError) throw e;
       throw new Step(name, at, e);
-    } finally { if (dbg) dbg.set(name, (dbg.get(name) ?? 0) + performance.now() - ts); }
+    }
   };
   try {
     const xr = checkXsave(task, stub.xstate ? xstateXcr0(stub.xstate) : null);
     if (xr.length) throw new CrimgError('NOT_RESTORABLE', `the image cannot be restored: ${formatReasons(xr)}`);
     const r = build(image, task, stub, tids, step, opts);
-    if (dbg) process.stderr.write(`DEBUG prep+stub ${(Number(tStub - t0) / 1e6).toFixed(1)} steps ${JSON.stringify(Object.fromEntries([...dbg].map(([k, v]) => [k, +v.toFixed(1)])))}\n`);
-    return { pid, tids: r.tids, pagesWritten: r.pages, seconds: Number(process.hrtime.bigint() - t0) / 1e9 };
+    return { pid, tids: r.tids, pagesWritten: r.pages, userfaultfd: r.userfaultfd, seconds: Number(process.hrtime.bigint() - t0) / 1e9 };
   } catch (e) {
     killStub(pid, tids);
     if (e instanceof CrimgError) {
@@ -258,7 +256,7 @@ export function restoreImage(image: Image, opts: RestoreOptions = {}): RestoreRe
 type StepFn = <T>(name: string, at: string, fn: () => T) => T;
 type BatchFn = (name: string, calls: (BatchCall & { at: string; detail?: string })[]) => bigint[];
 
-function build(image: Image, task: Task, stub: Stub, tids: number[], step: StepFn, opts: RestoreOptions): { tids: number[]; pages: number } {
+function build(image: Image, task: Task, stub: Stub, tids: number[], step: StepFn, opts: RestoreOptions): { tids: number[]; pages: number; userfaultfd: boolean } {
   const pid = stub.pid;
   const mm = task.mm!;
   const leaderTh = task.threads.find((t) => t.tid === task.pid) ?? task.threads[0]!;
@@ -323,11 +321,11 @@ function build(image: Image, task: Task, stub: Stub, tids: number[], step: StepF
   // ---- 3. the image's memory
   const writer = new PageWriter(image, opts.pageWriter);
   let pages = 0;
+  let userfaultfd = false;
   const fileFds = new Map<string, number>();
   try {
-    if (process.env.CRIMG_RESTORE_DEBUG) process.stderr.write(`DEBUG pages begin ${(Number(process.hrtime.bigint()) / 1e6).toFixed(1)}\n`);
-    step('userfaultfd', '', () => writer.begin(pid, (nr, args) => inj.call(nr, args)));
     const vmas = mm.vmas.filter((v) => !isSpecialVma(v)).sort((a, b) => (a.start < b.start ? -1 : 1));
+    step('userfaultfd', '', () => writer.begin(pid, (nr, args) => inj.call(nr, args)));
     const vmaAt = (v: Vma): string => `vma ${hex(v.start)}-${hex(v.end)}${v.path ? ` ${v.path}` : ''}`;
     const fileMode = (v: Vma): number => ((v.flags & VmaFlags.SHARED) && (v.prot & PROT_WRITE) ? O_RDWR : O_RDONLY);
     // the mapped files, opened all at once (their paths side by side in the park)
@@ -374,7 +372,7 @@ function build(image: Image, task: Task, stub: Stub, tids: number[], step: StepF
     }
     batch('protect', vmas.filter(needWrite).map((v) => ({ nr: NR.mprotect, args: [v.start, v.end - v.start, v.prot], at: vmaAt(v) })));
     step('close userfaultfd', '', () => writer.end());
-    if (process.env.CRIMG_RESTORE_DEBUG) process.stderr.write(`DEBUG pages end ${(Number(process.hrtime.bigint()) / 1e6).toFixed(1)} ${writer.calls} ${writer.uffdOff}\n`);
+    userfaultfd = writer.copied > 0;
   } finally {
     writer.close();
   }
@@ -475,7 +473,7 @@ function build(image: Image, task: Task, stub: Stub, tids: number[], step: StepF
     if (opts.stopped) kill(pid, SIG.SIGSTOP);
     for (const t of [...tids.filter((x) => x !== pid), pid]) ptraceDetach(t, 0);
   });
-  return { tids, pages };
+  return { tids, pages, userfaultfd };
 }
 
 /** Bounding set, no_new_privs, groups, gids, uids (the uids last: they drop root's capabilities). New threads
