@@ -117,7 +117,6 @@ export class ProcMemory {
         if (last && lastEnd === first) last[1] += count; else out.push([first, count]);
       }
       if (!ok) {
-        if (process.env.CRIMG_DEBUG_SCAN) process.stderr.write(`SCAN ANOMALY pid ${this.pid} start ${start.toString(16)} npages ${npages} n ${n} arg ${[...arg].map((x) => x.toString(16)).join(',')} vec ${[...vec.subarray(0, n * 3)].map((x) => x.toString(16)).join(',')}\n`);
         return null; // not sorted, disjoint and inside the range: read the pagemap instead
       }
       const walkEnd = arg[4]!;

@@ -58,8 +58,6 @@ const UFFDIO_REGISTER_MODE_MISSING = 1, UFFDIO_COPY_MODE_DONTWAKE = 1;
 const EAGAIN = 11;
 /** uffdio_copy: dst, src, len, mode, copy (s64, written by the kernel: bytes copied or -errno). */
 const COPY_STRUCT = 40;
-/** Copies per record at most: 512 runs of stored pages. */
-const MAX_COPIES = 512;
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Fn = (...args: any[]) => any;
@@ -88,14 +86,12 @@ export interface PageWriterOptions {
 
 export class PageWriter {
   private readonly k: Kernels;
-  /** Local and remote iovecs (MAX_IOV each), zero-scan bitmap, uffdio structure. */
+  /** Local and remote iovecs (MAX_IOV each), zero-scan bitmap, the argument of the userfaultfd ioctls. */
   private readonly region: number;
   private readonly liov: number;
   private readonly riov: number;
   private readonly zbits: number;
   private readonly uarg: number;
-  /** uffdio_copy structures of one record's copies. */
-  private readonly copies: number;
   private stage = -1;
   private pid = 0;
   /** Our descriptor of the stub's userfaultfd (-1: none). */
@@ -113,12 +109,11 @@ export class PageWriter {
   constructor(private readonly image: Image, private readonly opts: PageWriterOptions = {}) {
     this.k = image.k;
     const iovBytes = MAX_IOV * 16;
-    this.region = claimRegion(this.k, 2 * iovBytes + 4096 + 64 + MAX_COPIES * COPY_STRUCT);
+    this.region = claimRegion(this.k, 2 * iovBytes + 4096 + 64);
     this.liov = this.region;
     this.riov = this.region + iovBytes;
     this.zbits = this.riov + iovBytes;
     this.uarg = this.zbits + 4096;
-    this.copies = this.uarg + 64;
   }
 
   /** Set up userfaultfd in the stub (when allowed); on any refusal the writer uses process_vm_writev only. */
@@ -242,19 +237,12 @@ export class PageWriter {
   /** One record by UFFDIO_COPY: one call per run of stored pages. */
   private copyRecord(r: PageRec, data: number, bitmap: number): void {
     const runs = this.runs(r, bitmap);
-    const m = this.k.u8();
-    const base = addressOf(m);
-    const dv = new DataView(m.buffer, m.byteOffset + this.copies, MAX_COPIES * COPY_STRUCT);
+    const base = addressOf(this.k.u8());
     const addr0 = Number(r.addr);
     let stored = 0;
     for (let i = 0; i < runs.length; i += 2) {
-      const o = (i / 2) * COPY_STRUCT;
-      setU64(dv, o, addr0 + runs[i]! * PAGE_SIZE);
-      setU64(dv, o + 8, base + data + stored * PAGE_SIZE);
-      setU64(dv, o + 16, runs[i + 1]! * PAGE_SIZE);
-      setU64(dv, o + 24, UFFDIO_COPY_MODE_DONTWAKE);
-      setU64(dv, o + 32, 0);
-      this.finishCopy(this.copies + o, this.uffdCopy(base + this.copies + o));
+      this.setArg([addr0 + runs[i]! * PAGE_SIZE, base + data + stored * PAGE_SIZE, runs[i + 1]! * PAGE_SIZE, UFFDIO_COPY_MODE_DONTWAKE, 0]);
+      this.finishCopy(this.uarg, this.uffdCopy(base + this.uarg));
       this.calls++;
       stored += runs[i + 1]!;
     }

@@ -11,8 +11,8 @@
  *   2. every other mapping of the stub is removed;
  *   3. every VMA of the image is recreated at its address with its protection and
  *      flags (files reopened by path at their offset), and the stored pages are
- *      written over it straight from WebAssembly memory with process_vm_writev
- *      (zero pages of anonymous memory are skipped: they are zero already);
+ *      written into it straight from WebAssembly memory (pages.ts: UFFDIO_COPY for
+ *      private anonymous memory, process_vm_writev for the rest);
  *   4. the vdso mappings move to the image's addresses; PR_SET_MM_MAP sets the
  *      mm fields (code, data, brk, stack, args, env), the auxv and the exe link;
  *   5. name, personality, rlimits, working directory, open files (at their fd
@@ -23,6 +23,9 @@
  *      kernel would have done); the main thread removes the park with its last
  *      system call and gets its registers at that call's exit stop;
  *   8. detach: the task runs on (or stays stopped with `stopped`).
+ *
+ * Independent system calls run in batches (Injector.batchRaw): one stop for all
+ * the munmaps, mmaps, mprotects, rlimits, fd closes ... of a step.
  *
  * Every step that fails kills the stub (and so everything half-built) and
  * reports the step, the address or fd, and the system error as RESTORE.
@@ -351,8 +354,8 @@ function build(image: Image, task: Task, stub: Stub, tids: number[], step: StepF
       }
     }
     // every VMA mapped at once; read-only ones that get pages are mapped writable, then protected
-    const runsOf = (v: Vma): [number, number][] => (isFileVma(v) && (v.flags & VmaFlags.SHARED) ? [] : [...v.pages.runs(Number((v.end - v.start) / PAGE))]);
-    const withPages = new Set(vmas.filter((v) => runsOf(v).length > 0));
+    const storedRuns = (v: Vma): [number, number][] => (isFileVma(v) && (v.flags & VmaFlags.SHARED) ? [] : [...v.pages.runs(Number((v.end - v.start) / PAGE))]);
+    const withPages = new Set(vmas.filter((v) => storedRuns(v).length > 0));
     const needWrite = (v: Vma): boolean => withPages.has(v) && !(v.prot & PROT_WRITE);
     const maps = vmas.map((v) => {
       const file = isFileVma(v);
