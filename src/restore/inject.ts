@@ -34,6 +34,8 @@ export function nrName(nr: number): string {
 
 /** user_regs_struct indices (the one register list is REG_NAMES in schema.ts). */
 export const R = REG_INDEX;
+/** Registers of the x86_64 system call arguments, in order. */
+const SYSCALL_ARG_REGS = [R.rdi, R.rsi, R.rdx, R.r10, R.r8, R.r9];
 
 /** `syscall; int3; int3 ...` as a little-endian word. */
 export const SYSCALL_INT3 = 0xcccccccccccc050fn;
@@ -88,15 +90,19 @@ export class Injector {
     this.code = code;
   }
 
-  /** Run one system call; returns the raw (signed) result, -errno on failure. */
-  raw(nr: number, ...args: Arg[]): bigint {
+  /** The base registers set up to run system call `nr` with `args` at the injected code. */
+  private syscallRegs(nr: number, args: Arg[]): BigUint64Array {
     const r = new BigUint64Array(this.base);
     r[R.rax] = big(nr);
     r[R.orig_rax] = 0xffffffffffffffffn;
-    const regs = [R.rdi, R.rsi, R.rdx, R.r10, R.r8, R.r9];
-    for (let i = 0; i < 6; i++) r[regs[i]!] = i < args.length ? big(args[i]!) : 0n;
+    for (let i = 0; i < 6; i++) r[SYSCALL_ARG_REGS[i]!] = i < args.length ? big(args[i]!) : 0n;
     r[R.rip] = this.code;
-    ptraceSetRegs(this.tid, r);
+    return r;
+  }
+
+  /** Run one system call; returns the raw (signed) result, -errno on failure. */
+  raw(nr: number, ...args: Arg[]): bigint {
+    ptraceSetRegs(this.tid, this.syscallRegs(nr, args));
     this.runToTrap(nrName(nr));
     const out = ptraceGetRegs(this.tid);
     return signed(out[R.rax]!);
@@ -173,13 +179,7 @@ export class Injector {
    * syscall exit: the thread never returns to the unmapped page; the caller sets its final registers next.
    */
   callAtExit(nr: number, args: Arg[], detail = ''): void {
-    const r = new BigUint64Array(this.base);
-    r[R.rax] = big(nr);
-    r[R.orig_rax] = 0xffffffffffffffffn;
-    const regs = [R.rdi, R.rsi, R.rdx, R.r10, R.r8, R.r9];
-    for (let i = 0; i < 6; i++) r[regs[i]!] = i < args.length ? big(args[i]!) : 0n;
-    r[R.rip] = this.code;
-    ptraceSetRegs(this.tid, r);
+    ptraceSetRegs(this.tid, this.syscallRegs(nr, args));
     let entered = false;
     ptrace(PTRACE.SYSCALL, this.tid, 0, 0);
     for (;;) {
