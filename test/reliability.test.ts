@@ -18,6 +18,7 @@ import { CrimgError, verifyImage, writeImage } from '../src/index.js';
 import { generate, type GenSpec } from '../src/gen/generate.js';
 // @ts-expect-error plain JavaScript helper without types
 import { buildLib } from './fuzz/lib-build.mjs';
+import { mount, umount, umountAllUnder } from './helpers/tmpfs.js';
 
 let lib: { dir: string; lib: string; cli: string; cleanup: () => void };
 let tmp: string;
@@ -29,11 +30,7 @@ beforeAll(async () => {
 afterAll(() => {
   lib?.cleanup();
   if (tmp) {
-    // a test stopped by a timeout never reached its finally: unmount what it left mounted
-    for (const line of fs.readFileSync('/proc/self/mounts', 'utf8').split('\n')) {
-      const m = line.split(' ')[1];
-      if (m && m.startsWith(`${tmp}/`)) { try { execFileSync('umount', ['-l', m]); } catch { /* not mounted */ } }
-    }
+    umountAllUnder(tmp);
     fs.rmSync(tmp, { recursive: true, force: true });
   }
 });
@@ -72,14 +69,6 @@ function expectIoError(r: Run, pattern: RegExp): void {
   expect(lines).toHaveLength(1);
   expect(lines[0]).toMatch(/^crimg: IO: /);
   expect(lines[0]).toMatch(pattern);
-}
-
-function mount(dir: string, opts: string): void {
-  fs.mkdirSync(dir, { recursive: true });
-  execFileSync('mount', ['-t', 'tmpfs', '-o', opts, 'tmpfs', dir]);
-}
-function umount(dir: string): void {
-  try { execFileSync('umount', [dir]); } catch { execFileSync('umount', ['-l', dir]); }
 }
 
 describe('kill -9 while writing', () => {

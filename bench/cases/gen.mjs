@@ -4,19 +4,14 @@
 import * as fs from 'node:fs';
 import { createHash } from 'node:crypto';
 import { GiB, MiB, runAlternating, runInProcess, summarize, evaluateGoals, crimgCmd } from '../lib/harness.mjs';
-import { tmpPath, rmf, missingCommands } from '../lib/fixtures.mjs';
+import { tmpPath, rmf, missingCommands, eachChunk } from '../lib/fixtures.mjs';
 import { Peer } from '../lib/peer.mjs';
 
 const SIZE = '1GiB';
 
 function sha256File(file) {
   const h = createHash('sha256');
-  const fd = fs.openSync(file, 'r');
-  const buf = Buffer.allocUnsafe(16 * MiB);
-  try {
-    let n;
-    while ((n = fs.readSync(fd, buf, 0, buf.length, null)) > 0) h.update(buf.subarray(0, n));
-  } finally { fs.closeSync(fd); }
+  eachChunk(file, (b) => h.update(b));
   return h.digest('hex');
 }
 

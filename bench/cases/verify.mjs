@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { xxh3 } from '@node-rs/xxhash';
 import { MiB, runAlternating, runProcess, summarize, evaluateGoals, crimgCmd } from '../lib/harness.mjs';
-import { genImage, missingCommands, rmf, warmFile } from '../lib/fixtures.mjs';
+import { genImage, missingCommands, rmf, warmFile, eachChunk } from '../lib/fixtures.mjs';
 
 function xxhsumPath() {
   const r = spawnSync('sh', ['-c', 'command -v xxhsum'], { encoding: 'utf8' });
@@ -13,12 +13,7 @@ function xxhsumPath() {
 
 function fileXxh3(file) {
   const h = xxh3.Xxh3.withSeed(0n);
-  const fd = fs.openSync(file, 'r');
-  const buf = Buffer.allocUnsafe(16 * MiB);
-  try {
-    let n;
-    while ((n = fs.readSync(fd, buf, 0, buf.length, null)) > 0) h.update(buf.subarray(0, n));
-  } finally { fs.closeSync(fd); }
+  eachChunk(file, (b) => h.update(b));
   return h.digest().toString(16).padStart(16, '0');
 }
 
