@@ -22,6 +22,7 @@ import { newThread } from '../src/model.js';
 let dir: string;
 let counterExe: string;
 let threadsExe: string;
+let idsExe: string;
 let input: Buffer;
 const running = new Set<number>();
 const children: ChildProcess[] = [];
@@ -30,7 +31,8 @@ beforeAll(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crimg-restore-'));
   counterExe = path.join(dir, 'restore-counter');
   threadsExe = path.join(dir, 'restore-threads');
-  for (const [src, out, extra] of [['restore-counter.c', counterExe, []], ['restore-threads.c', threadsExe, ['-pthread']]] as const) {
+  idsExe = path.join(dir, 'restore-ids');
+  for (const [src, out, extra] of [['restore-counter.c', counterExe, []], ['restore-threads.c', threadsExe, ['-pthread']], ['restore-ids.c', idsExe, ['-pthread']]] as const) {
     const r = spawnSync('gcc', ['-O1', '-o', out, ...extra, fileURLToPathSafe(`progs/${src}`)], { encoding: 'utf8' });
     expect(r.status, r.stderr).toBe(0);
   }
@@ -544,6 +546,126 @@ describe('restore failures leave nothing behind', () => {
       expect(BigInt(`0x${m![1]}`)).toBe(vmaStart);
       expect(fs.existsSync(`/proc/${m![2]}`)).toBe(false);
       expect(stubsRunning()).toEqual(stubsBefore);
+    } finally {
+      killHard(pid);
+    }
+  });
+});
+
+/** NSpid of a thread: its ids from crimg's PID namespace down to its own. */
+function nsPids(pid: number, tid = pid): number[] {
+  const st = fs.readFileSync(`/proc/${pid}/task/${tid}/status`, 'latin1');
+  return /^NSpid:\s+(.*)$/m.exec(st)![1]!.trim().split(/\s+/).map(Number);
+}
+
+describe('restore --pid-ns', () => {
+  it('the task and each thread get their original pid and tids back in a new PID namespace (glibc\'s cached tids work again)', async () => {
+    const tdir = fs.mkdtempSync(path.join(dir, 'ns-'));
+    const n = 3;
+    const files = Array.from({ length: n }, (_, i) => path.join(tdir, `ids${i}`));
+    const pid = start(idsExe, [tdir, String(n)]);
+    const pids = [pid];
+    const parse = (f: string): { pid: number; tid: number; kill: number }[] => lines(f).map((l) => {
+      const m = /^(\d+) (\d+) (\d+)$/.exec(l);
+      expect(m, `${f}: ${l}`).not.toBeNull();
+      return { pid: Number(m![1]), tid: Number(m![2]), kill: Number(m![3]) };
+    });
+    try {
+      await waitFor('all threads writing', () => files.every((f) => lines(f).length >= 5));
+      const orig = files.map((f) => parse(f)[0]!);
+      orig.forEach((o) => { expect(o.pid).toBe(pid); expect(o.kill).toBe(0); });
+      expect(new Set(orig.map((o) => o.tid)).size).toBe(n);
+      const img = path.join(dir, 'ns.crimg');
+      await dumpKill(pid, img);
+      const before = files.map((f) => lines(f).length);
+
+      const r = crimg(['restore', '--pid-ns', '--json', img]);
+      expect(r.code, r.stderr).toBe(0);
+      const doc = JSON.parse(r.stdout);
+      const host: number = doc.pid;
+      running.add(host);
+      pids.push(host, doc.pidNs.init, doc.pidNs.holder);
+      expect(doc.pidNs.pid).toBe(pid);
+      expect([...doc.pidNs.tids].sort()).toEqual(orig.map((o) => o.tid).sort());
+      // seen from here: holder -> init (pid 1 of the new namespace) -> the task with its original pid
+      expect(nsPids(host)).toEqual([host, pid]);
+      expect(nsPids(doc.pidNs.init)).toEqual([doc.pidNs.init, 1]);
+      const ppid = (p: number): number => Number(fs.readFileSync(`/proc/${p}/stat`, 'latin1').split(') ')[1]!.split(' ')[1]);
+      expect(ppid(host)).toBe(doc.pidNs.init);
+      expect(ppid(doc.pidNs.init)).toBe(doc.pidNs.holder);
+      const tids = fs.readdirSync(`/proc/${host}/task`).map(Number);
+      expect(tids.map((t) => nsPids(host, t)[1]).sort()).toEqual(orig.map((o) => o.tid).sort());
+      // every thread goes on with the same pid, tid, and a working pthread_kill (its cached tid is right)
+      await waitFor('every thread to go on', () => files.every((f, i) => lines(f).length >= before[i]! + 10));
+      files.forEach((f, i) => {
+        for (const x of parse(f)) expect(x, f).toEqual({ pid, tid: orig[i]!.tid, kill: 0 });
+      });
+      // the namespace ends with the task: init and holder reap and exit
+      killHard(host);
+      await waitFor('init and holder to exit', () => !alive(doc.pidNs.init) && !alive(doc.pidNs.holder));
+    } finally {
+      for (const p of pids) killHard(p);
+    }
+  });
+
+  it('without --pid-ns the pid differs and the tids glibc cached are stale; with it, the holder exits with the task\'s status', async () => {
+    const tdir = fs.mkdtempSync(path.join(dir, 'nons-'));
+    const files = [0, 1].map((i) => path.join(tdir, `ids${i}`));
+    const pid = start(idsExe, [tdir, '2']);
+    const pids = [pid];
+    try {
+      await waitFor('both threads writing', () => files.every((f) => lines(f).length >= 3));
+      const imgPath = path.join(dir, 'nons.crimg');
+      await dumpKill(pid, imgPath);
+      const before = files.map((f) => lines(f).length);
+      const img = readImage(imgPath);
+      try {
+        const plainR = restoreImage(img);
+        pids.push(plainR.pid);
+        running.add(plainR.pid);
+        expect(plainR.pidNs).toBeUndefined();
+        await waitFor('lines after restore', () => files.every((f, i) => lines(f).length >= before[i]! + 3));
+        const last = lines(files[1]!).at(-1)!.split(' ').map(Number);
+        expect(last[0]).toBe(plainR.pid);
+        expect(last[2]).toBe(3); // ESRCH: pthread_kill signals the tid thread 0 had before
+        killHard(plainR.pid);
+        waitpid(plainR.pid, 0);
+
+        // the library call: the holder is our child and exits with the task's status (killed: 128 + 9)
+        const r = restoreImage(img, { pidNs: true });
+        pids.push(r.pid, r.pidNs!.init, r.pidNs!.holder);
+        running.add(r.pid);
+        expect(r.pidNs!.pid).toBe(pid);
+        expect(nsPids(r.pid)).toEqual([r.pid, pid]);
+        killHard(r.pid);
+        const st = waitpid(r.pidNs!.holder, 0).status;
+        expect((st >> 8) & 0xff).toBe(137);
+        expect(alive(r.pidNs!.init)).toBe(false);
+      } finally { img.close(); }
+    } finally {
+      for (const p of pids) killHard(p);
+    }
+  });
+
+  it('a step failing half-way kills holder, init and task', async () => {
+    const tdir = fs.mkdtempSync(path.join(dir, 'nsfail-'));
+    const pid = start(threadsExe, [tdir, '2']);
+    try {
+      await waitFor('threads writing', () => [0, 1].every((i) => lines(path.join(tdir, `t${i}`)).length >= 3));
+      const imgPath = path.join(dir, 'nsfail.crimg');
+      await dumpKill(pid, imgPath);
+      const img = readImage(imgPath);
+      try {
+        for (const failAt of ['pid namespace: clone3 set_tid', 'map', 'clone thread', 'registers']) {
+          let err: unknown;
+          try { restoreImage(img, { pidNs: true, failAt }); } catch (e) { err = e; }
+          expect((err as CrimgError).code, failAt).toBe('RESTORE');
+          const m = /; stubs (\d+), (\d+)(?:, (\d+))? killed$/.exec((err as CrimgError).message);
+          expect(m, (err as CrimgError).message).not.toBeNull();
+          for (const p of m!.slice(1).filter(Boolean)) expect(fs.existsSync(`/proc/${p}`), `${failAt}: ${p}`).toBe(false); // not even a zombie
+        }
+        expect(stubsRunning()).toEqual([]);
+      } finally { img.close(); }
     } finally {
       killHard(pid);
     }

@@ -4,13 +4,14 @@ import { openImage } from '../reader.js';
 import { checkRestore, restoreImage } from '../restore/restore.js';
 import { EXIT_FAIL, EXIT_OK, action, parseIntArg, printJson } from './common.js';
 
-interface RestoreCliOpts { pid?: string; stopped?: boolean; inheritStdio?: boolean; check?: boolean; json?: boolean; stub?: string }
+interface RestoreCliOpts { pid?: string; pidNs?: boolean; stopped?: boolean; inheritStdio?: boolean; check?: boolean; json?: boolean; stub?: string }
 
 export function registerRestoreCommands(program: Command): void {
   program.command('restore')
-    .description('restore the task of an image as a new process (new pid) and print its pid; --check only lists why it could not be')
+    .description('restore the task of an image as a new process (new pid unless --pid-ns) and print its pid; --check only lists why it could not be')
     .argument('<image>', 'image file (from crimg dump)')
     .option('--pid <pid>', 'task of the image to restore when it holds several')
+    .option('--pid-ns', 'restore into a new PID namespace where the task keeps its original pid and tids (root; prints the pid as seen from here)')
     .option('--stopped', 'leave the restored process stopped (SIGSTOP); continue it with kill -CONT')
     .option('--inherit-stdio', 'fds 0-2 that cannot be reopened (pipes, sockets) get crimg\'s own stdin/stdout/stderr')
     .option('--check', 'restore nothing: list every reason the image cannot be restored here (exit 0 when restorable)')
@@ -19,7 +20,7 @@ export function registerRestoreCommands(program: Command): void {
     .action(action((path: string, o: RestoreCliOpts) => {
       const opts = {
         pid: o.pid !== undefined ? parseIntArg('--pid', o.pid, { min: 1 }) : undefined,
-        stopped: !!o.stopped, inheritStdio: !!o.inheritStdio, stub: o.stub,
+        stopped: !!o.stopped, inheritStdio: !!o.inheritStdio, stub: o.stub, pidNs: !!o.pidNs,
       };
       const img = openImage(path); // metadata verified now; each page record is verified as it is loaded
       try {
@@ -31,7 +32,7 @@ export function registerRestoreCommands(program: Command): void {
           return reasons.length === 0 ? EXIT_OK : EXIT_FAIL;
         }
         const r = restoreImage(img, opts);
-        if (o.json) printJson({ pid: r.pid, tids: r.tids, pagesWritten: r.pagesWritten, userfaultfd: r.userfaultfd, seconds: r.seconds, stopped: opts.stopped });
+        if (o.json) printJson({ pid: r.pid, tids: r.tids, pagesWritten: r.pagesWritten, userfaultfd: r.userfaultfd, seconds: r.seconds, stopped: opts.stopped, ...(r.pidNs ? { pidNs: r.pidNs } : {}) });
         else process.stdout.write(`${r.pid}\n`);
         return EXIT_OK;
       } finally { img.close(); }

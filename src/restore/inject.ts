@@ -22,9 +22,10 @@ import { REG_INDEX } from '../schema.js';
 
 export const NR = {
   read: 0, write: 1, open: 2, close: 3, lseek: 8, mmap: 9, mprotect: 10, munmap: 11, brk: 12,
-  rt_sigprocmask: 14, mremap: 25, madvise: 28, dup2: 33, getpid: 39, clone: 56, fcntl: 72, chdir: 80, fchdir: 81,
+  rt_sigprocmask: 14, mremap: 25, madvise: 28, dup2: 33, getpid: 39, clone: 56, fork: 57, wait4: 61, fcntl: 72, chdir: 80, fchdir: 81,
   setsid: 112, setgroups: 116, setresuid: 117, setresgid: 119, setfsuid: 122, setfsgid: 123, personality: 135, prctl: 157, arch_prctl: 158, gettid: 186,
-  set_tid_address: 218, openat: 257, dup3: 292, prlimit64: 302, rseq: 334, close_range: 436,
+  set_tid_address: 218, exit_group: 231, openat: 257, unshare: 272, dup3: 292, prlimit64: 302, rseq: 334, clone3: 435,
+  close_range: 436,
 } as const;
 
 export function nrName(nr: number): string {
@@ -76,7 +77,7 @@ export class Injector {
   code: bigint;
   /** Registers the thread had when it came under our control (template for injected calls). */
   readonly base: BigUint64Array;
-  /** New threads reported by PTRACE_EVENT_CLONE during the last call. */
+  /** New threads and processes reported by PTRACE_EVENT_CLONE / PTRACE_EVENT_FORK during the last call (pids as crimg sees them). */
   readonly cloned: number[] = [];
 
   constructor(readonly tid: number, code?: bigint) {
@@ -153,7 +154,7 @@ export class Injector {
     for (;;) {
       const st = waitStop(this.tid);
       const ev = WPTRACEEVENT(st);
-      if (ev === PTRACE_EVENT.CLONE) {
+      if (ev === PTRACE_EVENT.CLONE || ev === PTRACE_EVENT.FORK) {
         this.cloned.push(Number(ptraceGetEventMsg(this.tid)));
         ptraceCont(this.tid, 0);
         continue;

@@ -17,7 +17,9 @@
  *      mm fields (code, data, brk, stack, args, env), the auxv and the exe link;
  *   5. name, personality, rlimits, working directory, open files (at their fd
  *      numbers, flags and positions; everything else closed);
- *   6. one thread per extra thread of the image by an injected clone;
+ *   6. one thread per extra thread of the image by an injected clone (clone3 with
+ *      set_tid = the image's tid under pidNs, see pidns.ts), then credentials in
+ *      every thread;
  *   7. per thread: rseq registration, FXSAVE/XSAVE state (SETREGSET), signal mask
  *      and registers (with interrupted system calls set up to restart, as the
  *      kernel would have done); the main thread removes the park with its last
@@ -46,6 +48,7 @@ import {
 import { type BatchCall, InjectError, Injector, NR, R, SYSCALL_INT3, signed, waitStop } from './inject.js';
 import { buildXstate, imageXstateBv, xstateXcr0 } from './xsave.js';
 import { PageWriter, type PageWriterOptions } from './pages.js';
+import { CLONE_ARGS_SIZE, type PidNsProcs, buildPidNs, killPidNs, releaseReapers, threadCloneArgs } from './pidns.js';
 
 export interface RestoreOptions extends CheckOptions {
   /** Task of the image to restore (default: the only one). */
@@ -58,6 +61,11 @@ export interface RestoreOptions extends CheckOptions {
   failAt?: string;
   /** How pages are written (tests and benchmarks; default: userfaultfd for private anonymous memory where possible). */
   pageWriter?: PageWriterOptions;
+  /**
+   * Restore into a new PID namespace where the task gets its original pid and its threads their original tids
+   * (clone3 with set_tid; needs root). See pidns.ts for the processes this makes.
+   */
+  pidNs?: boolean;
 }
 
 export interface RestoreResult {
@@ -68,6 +76,9 @@ export interface RestoreResult {
   /** Whether pages of private anonymous memory were copied with UFFDIO_COPY (else all went by process_vm_writev). */
   userfaultfd: boolean;
   seconds: number;
+  /** With `pidNs`: the task's pid and tids inside its new PID namespace (the image's), and the holder and init
+   *  processes (pids as crimg sees them; the holder is the caller's child). */
+  pidNs?: { pid: number; tids: number[]; holder: number; init: number };
 }
 
 const PAGE = 4096n;
@@ -139,7 +150,11 @@ export interface Prepared {
 export function prepareRestore(image: Image, opts: RestoreOptions = {}): Prepared {
   const { task, reasons } = pickTask(image.model, opts.pid);
   if (!task) return { task: null as unknown as Task, reasons };
-  return { task, reasons: [...checkTask(image.model, task, opts), ...checkVdsoBytes(image, task)] };
+  const ns: RestoreReason[] = [];
+  if (opts.pidNs && (process.getuid?.() ?? 0) !== 0) {
+    ns.push({ code: 'PID_NS', where: 'pid namespace', text: 'restoring into a new PID namespace with the original pid needs root (CAP_SYS_ADMIN)' });
+  }
+  return { task, reasons: [...checkTask(image.model, task, opts), ...checkVdsoBytes(image, task), ...ns] };
 }
 
 /** The vdso pages the image stored must be this kernel's vdso: the task's libc keeps pointers into it. */
@@ -171,7 +186,7 @@ function probeXcr0(stub = 'sleep'): bigint | null {
   const s = startStub(stub);
   try {
     return s.xstate ? xstateXcr0(s.xstate) : null;
-  } finally { killStub(s.pid, []); }
+  } finally { killStub([s.pid], []); }
 }
 
 interface Stub { pid: number; xstate: Uint8Array | null }
@@ -197,15 +212,24 @@ function startStub(stub: string): Stub {
     }
     return { pid, xstate };
   } catch (e) {
-    killStub(pid, []);
+    killStub([pid], []);
     throw new CrimgError('RESTORE', `step seize stub: ${(e as Error).message}; stub ${pid} killed`, { cause: e });
   }
 }
 
-/** Kill the stub (all its threads) and reap everything we traced. Never throws. */
-function killStub(pid: number, threads: number[]): void {
+/** Kill the stub processes (all their threads) and reap everything we traced. Never throws. */
+function killStub(pids: number[], threads: number[]): void {
+  for (const pid of pids) killHard(pid);
+  reapTraced([...threads.filter((t) => !pids.includes(t)), ...[...pids].reverse()]);
+}
+
+function killHard(pid: number): void {
   try { kill(pid, SIG.SIGKILL); } catch { /* gone already */ }
-  for (const tid of [...threads.filter((t) => t !== pid), pid]) {
+}
+
+/** Waits until each thread we traced has exited (ignoring the stops it may report on the way). */
+function reapTraced(tids: number[]): void {
+  for (const tid of tids) {
     for (;;) {
       try {
         const { status } = waitpid(tid, WAIT.__WALL);
@@ -227,9 +251,12 @@ export function restoreImage(image: Image, opts: RestoreOptions = {}): RestoreRe
     throw new CrimgError('NOT_RESTORABLE', `the image cannot be restored: ${formatReasons(prep.reasons)}`);
   }
   const task = prep.task;
-  const stub = startStub(opts.stub ?? 'sleep');
-  const pid = stub.pid;
-  const tids: number[] = [pid];
+  const first = startStub(opts.stub ?? 'sleep');
+  /** Every process made so far: the stub, or with pidNs the holder, init and task. */
+  const procs: number[] = [first.pid];
+  let stub = first;
+  let pns: PidNsProcs | null = null;
+  const tids: number[] = [];
   let where = '';
   let stepName = 'start';
   const step = <T>(name: string, at: string, fn: () => T): T => {
@@ -243,21 +270,35 @@ export function restoreImage(image: Image, opts: RestoreOptions = {}): RestoreRe
   try {
     const xr = checkXsave(task, stub.xstate ? xstateXcr0(stub.xstate) : null);
     if (xr.length) throw new CrimgError('NOT_RESTORABLE', `the image cannot be restored: ${formatReasons(xr)}`);
+    if (opts.pidNs) {
+      pns = buildPidNs(first.pid, task.pid, step, procs);
+      stub = { pid: pns.task, xstate: first.xstate };
+    }
+    tids.push(stub.pid);
     const r = build(image, task, stub, tids, step, opts);
-    return { pid, tids: r.tids, pagesWritten: r.pages, userfaultfd: r.userfaultfd, seconds: Number(process.hrtime.bigint() - t0) / 1e9 };
+    let ns: RestoreResult['pidNs'];
+    if (pns) {
+      const p = pns;
+      step('pid namespace: release holder and init', '', () => releaseReapers(p));
+      ns = { pid: task.pid, tids: task.threads.map((t) => t.tid), holder: p.holder, init: p.init };
+    }
+    return { pid: stub.pid, tids: r.tids, pagesWritten: r.pages, userfaultfd: r.userfaultfd, seconds: Number(process.hrtime.bigint() - t0) / 1e9, pidNs: ns };
   } catch (e) {
-    killStub(pid, tids);
+    if (procs.length > 1) killPidNs(procs, tids, killHard, reapTraced);
+    else killStub(procs, tids);
+    const killed = procs.length > 1 ? `stubs ${procs.join(', ')}` : `stub ${procs[0]}`;
     if (e instanceof CrimgError) {
       if (e.code === 'NOT_RESTORABLE') throw e;
-      throw new CrimgError('RESTORE', `step ${stepName}${where ? ` at ${where}` : ''}: ${e.line()}; stub ${pid} killed`, { cause: e });
+      throw new CrimgError('RESTORE', `step ${stepName}${where ? ` at ${where}` : ''}: ${e.line()}; ${killed} killed`, { cause: e });
     }
-    if (e instanceof Step) throw new CrimgError('RESTORE', `step ${e.message}; stub ${pid} killed`, { cause: e.cause0 });
-    throw new CrimgError('RESTORE', `step ${stepName}${where ? ` at ${where}` : ''}: ${(e as Error)?.message ?? String(e)}; stub ${pid} killed`, { cause: e });
+    if (e instanceof Step) throw new CrimgError('RESTORE', `step ${e.message}; ${killed} killed`, { cause: e.cause0 });
+    throw new CrimgError('RESTORE', `step ${stepName}${where ? ` at ${where}` : ''}: ${(e as Error)?.message ?? String(e)}; ${killed} killed`, { cause: e });
   }
 }
 
 type StepFn = <T>(name: string, at: string, fn: () => T) => T;
 type BatchFn = (name: string, calls: (BatchCall & { at: string; detail?: string })[]) => bigint[];
+type BatchFor = (inj: Injector) => BatchFn;
 
 function build(image: Image, task: Task, stub: Stub, tids: number[], step: StepFn, opts: RestoreOptions): { tids: number[]; pages: number; userfaultfd: boolean } {
   const pid = stub.pid;
@@ -296,15 +337,16 @@ function build(image: Image, task: Task, stub: Stub, tids: number[], step: StepF
    * Calls that do not depend on one another, run in one stop (see Injector.batchRaw); the first that failed is
    * reported as a failure of step `name` at its `at`.
    */
-  const batch = (name: string, calls: (BatchCall & { at: string; detail?: string })[]): bigint[] => {
+  const batchFor: BatchFor = (bi) => (name, calls) => {
     if (!calls.length) return [];
     if (opts.failAt === name) throw new Step(name, calls[0]!.at, new Error('failing on purpose (failAt)'));
-    const res = step(name, '', () => inj.batchRaw(calls, park + BATCH_CODE, Number(PARK_CODE - BATCH_CODE), data + RESULTS));
+    const res = step(name, '', () => bi.batchRaw(calls, park + BATCH_CODE, Number(PARK_CODE - BATCH_CODE), data + RESULTS));
     res.forEach((v, i) => {
       if (v < 0n && v >= -4095n) throw new Step(name, calls[i]!.at, new InjectError(calls[i]!.nr, Number(-v), calls[i]!.detail ?? ''));
     });
     return res;
   };
+  const batch = batchFor(inj);
   const rseq = ptraceGetRseq(pid);
   if (rseq && rseq.ptr) {
     step('unregister stub rseq', hex(rseq.ptr), () => inj.call(NR.rseq, [rseq.ptr, rseq.len, RSEQ_FLAG_UNREGISTER, rseq.sig]));
@@ -433,19 +475,27 @@ function build(image: Image, task: Task, stub: Stub, tids: number[], step: StepF
   }
   if (task.cwd) step('cwd', task.cwd, () => inj.call(NR.chdir, [str(task.cwd)], task.cwd));
   restoreFiles(task, pid, inj, str, step, batch, opts);
-  restoreCreds(task, inj, data, step, batch);
 
-  // ---- 6. threads
+  // ---- 6. threads (with pidNs, each at its own tid), then credentials in every thread (they are per thread:
+  // cloning first keeps clone3's set_tid privileged, and the new threads need no privilege the task lacks)
   const injs = new Map<Thread, Injector>([[leaderTh, inj]]);
   for (const th of others) {
     step('clone thread', `thread ${th.tid}`, () => {
       inj.cloned.length = 0;
-      const tid = Number(inj.call(NR.clone, [CLONE_THREAD_FLAGS, 0, 0, 0, 0]));
+      if (opts.pidNs) {
+        inj.write(data, threadCloneArgs(CLONE_THREAD_FLAGS, data, th.tid));
+        inj.call(NR.clone3, [data, CLONE_ARGS_SIZE], `set_tid ${th.tid}`);
+      } else {
+        inj.call(NR.clone, [CLONE_THREAD_FLAGS, 0, 0, 0, 0]);
+      }
+      const tid = inj.cloned[0];
+      if (tid === undefined) throw new Error('clone reported no new thread');
       tids.push(tid);
       waitStop(tid);
       injs.set(th, new Injector(tid, park));
     });
   }
+  for (const th of [...others, leaderTh]) restoreCreds(task, injs.get(th)!, data, step, batchFor(injs.get(th)!));
 
   // ---- 7. per-thread state; the leader last
   for (const th of [...others, leaderTh]) {
