@@ -16,6 +16,7 @@ export const ERROR_CODES = {
   UNMAPPED: 'the requested address range is not inside a VMA of the task',
   BAD_SPEC: 'a generation spec is invalid',
   BAD_CORE: 'an ELF core file is malformed or not an x86_64 core',
+  BAD_CRIU: 'a CRIU image directory is malformed (bad magic, protobuf entry, missing file, pages outside VMAs) or holds what crimg cannot import',
   NO_PROCESS: 'no such process (or it exited before crimg could attach)',
   PERMISSION: 'the operation needs privileges crimg does not have',
   TRACED: 'the process is already traced by another tracer',

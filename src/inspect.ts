@@ -82,7 +82,16 @@ function taskJson(t: Task, img: Image | null): Record<string, unknown> {
       dev: `${f.devMajor}:${f.devMinor}`, inode: f.inode, size: f.size,
     })),
     nocr: t.nocr,
+    // null: not recorded (synthetic images, ELF cores); handler 1 = SIG_IGN
+    sigactions: t.sigactions ? t.sigactions.map((a) => ({ sig: a.sig, name: sigName(a.sig), handler: a.handler, flags: a.flags, restorer: a.restorer, mask: a.mask })) : null,
   };
+}
+
+const SIG_NAMES = ['HUP', 'INT', 'QUIT', 'ILL', 'TRAP', 'ABRT', 'BUS', 'FPE', 'KILL', 'USR1', 'SEGV', 'USR2', 'PIPE', 'ALRM', 'TERM', 'STKFLT',
+  'CHLD', 'CONT', 'STOP', 'TSTP', 'TTIN', 'TTOU', 'URG', 'XCPU', 'XFSZ', 'VTALRM', 'PROF', 'WINCH', 'IO', 'PWR', 'SYS'];
+/** SIGUSR1, SIGRTMIN+3 ... */
+function sigName(n: number): string {
+  return n >= 1 && n <= SIG_NAMES.length ? `SIG${SIG_NAMES[n - 1]}` : n >= 34 ? `SIGRTMIN+${n - 34}` : `signal ${n}`;
 }
 
 export function showJson(model: Model, img: Image | null): Record<string, unknown> {
@@ -133,6 +142,11 @@ export function showText(model: Model, img: Image | null): string {
       out.push(`${ind}  ${v.start.toString(16).padStart(12, '0')}-${v.end.toString(16).padStart(12, '0')} ${protString(v)} ${(v.pgoff * 4096n).toString(16).padStart(8, '0')} ${String(v.devMajor).padStart(2, '0')}:${String(v.devMinor).padStart(2, '0')} ${String(v.inode).padEnd(8)} ${(v.path ?? '').padEnd(40)} ${vs ? `${vs.stored} stored, ${vs.zero} zero` : ''}`);
     });
     for (const f of t.files) out.push(`${ind}  fd ${String(f.fd).padStart(3)} ${(FD_KIND_NAMES[f.kind] ?? 'other').padEnd(9)} pos ${f.pos} flags ${h(f.flags)} ${f.path}`);
+    if (t.sigactions) {
+      const ign = t.sigactions.filter((a) => a.handler === 1n).map((a) => sigName(a.sig));
+      if (ign.length) out.push(`${ind}  signals ignored: ${ign.join(' ')}`);
+      for (const a of t.sigactions) if (a.handler !== 1n) out.push(`${ind}  signal ${sigName(a.sig)} handler ${h(a.handler)} flags ${h(a.flags)} restorer ${h(a.restorer)} mask ${h(a.mask)}`);
+    }
     for (const r of t.nocr) out.push(`${ind}  nocr ${r.code} (task ${r.pid}): ${r.text}`);
   }
   return `${out.join('\n')}\n`;
@@ -178,7 +192,7 @@ export function diffImages(A: Image, B: Image, opts: DiffOptions = {}): Differen
     if (!ta) { out.push({ what: `task ${tb.pid}`, a: 'absent', b: 'present' }); continue; }
     const p = ta.pid === tb.pid ? `task ${ta.pid}` : `task ${ta.pid}/${tb.pid}`;
     const strip = (t: Task): Record<string, unknown> => {
-      const { threads: _t, mm: _m, files: _f, nocr: _n, ...rest } = t;
+      const { threads: _t, mm: _m, files: _f, nocr: _n, sigactions: _s, ...rest } = t;
       return rest as unknown as Record<string, unknown>;
     };
     cmpObj(p, strip(ta), strip(tb), out);
@@ -220,6 +234,17 @@ export function diffImages(A: Image, B: Image, opts: DiffOptions = {}): Differen
     }
     for (const f of tb.files) if (!fb.has(f.fd) || !ta.files.some((x) => x.fd === f.fd)) if (!ta.files.some((x) => x.fd === f.fd)) out.push({ what: `${p} fd ${f.fd}`, a: 'absent', b: f.path });
     if (JSON.stringify(ta.nocr) !== JSON.stringify(tb.nocr)) out.push({ what: `${p} nocr`, a: ta.nocr, b: tb.nocr });
+    if (!ta.sigactions || !tb.sigactions) {
+      if (!!ta.sigactions !== !!tb.sigactions) out.push({ what: `${p} sigactions`, a: ta.sigactions ? 'recorded' : 'not recorded', b: tb.sigactions ? 'recorded' : 'not recorded' });
+    } else {
+      const sb = new Map(tb.sigactions.map((x) => [x.sig, x]));
+      const sa = new Map(ta.sigactions.map((x) => [x.sig, x]));
+      for (const sig of [...new Set([...sa.keys(), ...sb.keys()])].sort((x, y) => x - y)) {
+        const x = sa.get(sig), y = sb.get(sig);
+        if (!x || !y) out.push({ what: `${p} sigaction ${sigName(sig)}`, a: x ? 'set' : 'SIG_DFL', b: y ? 'set' : 'SIG_DFL' });
+        else cmpObj(`${p} sigaction ${sigName(sig)}`, x as unknown as Record<string, unknown>, y as unknown as Record<string, unknown>, out);
+      }
+    }
   }
   return out;
 }

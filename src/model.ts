@@ -175,6 +175,18 @@ export interface NocrReason {
   text: string;
 }
 
+/** A signal disposition other than SIG_DFL: the kernel's struct sigaction for rt_sigaction(2). */
+export interface SigAction {
+  sig: number;
+  /** Handler address, or 1 for SIG_IGN. */
+  handler: bigint;
+  /** SA_* flags (SA_RESTORER, SA_SIGINFO, SA_RESTART, SA_ONSTACK, ...). */
+  flags: bigint;
+  restorer: bigint;
+  /** Signals blocked while the handler runs (bit n-1 = signal n). */
+  mask: bigint;
+}
+
 export interface Task {
   pid: number; tgid: number; ppid: number; pgid: number; sid: number;
   comm: string;
@@ -193,6 +205,9 @@ export interface Task {
   mm: Mm | null;
   files: OpenFile[];
   nocr: NocrReason[];
+  /** Signal dispositions other than SIG_DFL, by ascending signal; undefined when the image does not record them
+   *  (synthetic images, ELF cores). Shared by all threads of the task. */
+  sigactions?: SigAction[];
 }
 
 export interface Model {

@@ -67,6 +67,7 @@ export const K = {
   RLIMITS: 0x0103,
   NSIDS: 0x0104,
   NOCR: 0x0105,
+  SIGACTS: 0x0106,
   THREAD: 0x0201,
   REGS: 0x0211,
   FPU: 0x0212,
@@ -122,6 +123,11 @@ export const RECORDS: readonly RecordDef[] = [
   {
     kind: K.NSIDS, name: 'NSIDS', parent: K.TASK, doc: 'Namespace ids of the task (0 = unknown).', fixedLen: 64,
     fields: [['uts', 'u64'], ['ipc', 'u64'], ['mnt', 'u64'], ['pid', 'u64'], ['net', 'u64'], ['user', 'u64'], ['cgroup', 'u64'], ['time', 'u64']],
+  },
+  {
+    kind: K.SIGACTS, name: 'SIGACTS', parent: K.TASK,
+    doc: 'Optional, right after NSIDS: the signal dispositions other than SIG_DFL (absent: not recorded).',
+    fields: [['actions', 'u64[]', '(signal, handler, flags, restorer, mask) quintuples by ascending signal; handler 1 = SIG_IGN']],
   },
   {
     kind: K.THREAD, name: 'THREAD', parent: K.TASK, doc: 'A thread; followed by REGS, FPU and, if flags bit 0, XSTATE.',
@@ -185,14 +191,27 @@ export const pad8 = (n: number): number => (n + 7) & ~7;
 const te = new TextEncoder();
 const td = new TextDecoder('utf-8', { fatal: false });
 
+/** Thrown by an attached Builder that runs out of room. */
+export const NO_ROOM = new Error('builder: no room');
+
 /** A growable little-endian byte builder for metadata payloads. */
 export class Builder {
-  buf = new Uint8Array(4096);
-  dv = new DataView(this.buf.buffer);
+  buf: Uint8Array<ArrayBufferLike> = new Uint8Array(4096);
+  dv: DataView<ArrayBufferLike> = new DataView(this.buf.buffer);
   len = 0;
   reset(): this { this.len = 0; return this; }
-  private room(n: number): void {
-    if (this.len + n <= this.buf.length) return;
+  /** When set, the builder writes into a foreign buffer (see attach) and cannot grow past this offset. */
+  limit = -1;
+  /** Write into `buf` (viewed by `dv`) from offset `at`, up to `limit`: a payload encoded in place.
+   *  Running out of room throws NO_ROOM (the caller then encodes into its own builder). */
+  attach(buf: Uint8Array, dv: DataView, at: number, limit: number): this {
+    this.buf = buf; this.dv = dv; this.len = at; this.limit = limit;
+    return this;
+  }
+  /** Make room for n more bytes. */
+  room(n: number): void {
+    if (this.len + n <= this.buf.length && (this.limit < 0 || this.len + n <= this.limit)) return;
+    if (this.limit >= 0) throw NO_ROOM;
     let cap = this.buf.length * 2;
     while (cap < this.len + n) cap *= 2;
     const b = new Uint8Array(cap);
@@ -204,11 +223,23 @@ export class Builder {
   u64(v: bigint): void { this.room(8); this.dv.setBigUint64(this.len, BigInt.asUintN(64, v), true); this.len += 8; }
   bytes(b: Uint8Array): void { this.room(b.length); this.buf.set(b, this.len); this.len += b.length; }
   str(s: string): void {
-    // UTF-8 straight into the buffer: at most 3 bytes per UTF-16 unit
-    this.room(4 + s.length * 3);
-    const { written } = te.encodeInto(s, this.buf.subarray(this.len + 4));
+    const n = s.length;
+    this.room(4 + n * 3); // UTF-8: at most 3 bytes per UTF-16 unit
+    const o = this.len + 4;
+    if (n <= 64) {
+      // short ASCII strings (nearly all of them) byte by byte: no view, no encoder call
+      const buf = this.buf;
+      let i = 0;
+      for (; i < n; i++) {
+        const c = s.charCodeAt(i);
+        if (c >= 0x80) break;
+        buf[o + i] = c;
+      }
+      if (i === n) { this.dv.setUint32(this.len, n, true); this.len = o + n; return; }
+    }
+    const { written } = te.encodeInto(s, this.buf.subarray(o));
     this.dv.setUint32(this.len, written, true);
-    this.len += 4 + written;
+    this.len = o + written;
   }
   view(): Uint8Array { return this.buf.subarray(0, this.len); }
 }
@@ -219,21 +250,39 @@ function badField(def: RecordDef, name: string, v: unknown): never {
   throw new CrimgError('USAGE', `model field ${def.name}.${name} = ${String(v)} does not fit its ${def.fields.find((f) => f[0] === name)![1]} record field`);
 }
 
+const T_U32 = 0, T_I32 = 1, T_U64 = 2, T_STR = 3, T_STRN = 4, T_U32A = 5, T_U64A = 6, T_STRA = 7, T_RAW = 8;
+const TYPE_CODE: Record<FieldType, number> = {
+  u32: T_U32, i32: T_I32, u64: T_U64, str: T_STR, strn: T_STRN, 'u32[]': T_U32A, 'u64[]': T_U64A, 'str[]': T_STRA, raw: T_RAW,
+};
+/** Per record kind: field names and type codes, for the encoder's loop. */
+const PLANS = new WeakMap<RecordDef, { names: string[]; codes: number[] }>();
+function planOf(def: RecordDef): { names: string[]; codes: number[] } {
+  let p = PLANS.get(def);
+  if (!p) { p = { names: def.fields.map((f) => f[0]), codes: def.fields.map((f) => TYPE_CODE[f[1]]) }; PLANS.set(def, p); }
+  return p;
+}
+const U64_MAX = 0xffffffffffffffffn;
+
 /** Encode a record payload from an object holding the def's fields; `extra` supplies (or overrides)
  *  fields the object lacks, so that model objects need not be copied. */
 export function encodeFields(def: RecordDef, obj: Fields, b: Builder, extra?: Fields): void {
-  for (const [name, type] of def.fields) {
+  const { names, codes } = planOf(def);
+  for (let i = 0; i < names.length; i++) {
+    const name = names[i]!;
     const v = extra !== undefined && name in extra ? extra[name] : obj[name];
-    switch (type) {
-      case 'u32': if (!(Number.isInteger(v) && (v as number) >= 0 && (v as number) <= 0xffffffff)) badField(def, name, v); b.u32(v as number); break;
-      case 'i32': if (!(Number.isInteger(v) && (v as number) >= -0x80000000 && (v as number) <= 0x7fffffff)) badField(def, name, v); b.i32(v as number); break;
-      case 'u64': if (typeof v !== 'bigint' || v < 0n || v > 0xffffffffffffffffn) badField(def, name, v); b.u64(v as bigint); break;
-      case 'str': b.str(v as string); break;
-      case 'strn': if (v === null || v === undefined) b.u32(0xffffffff); else b.str(v as string); break;
-      case 'u32[]': { const a = v as number[]; b.u32(a.length); for (const x of a) b.u32(x); break; }
-      case 'u64[]': { const a = v as bigint[]; b.u32(a.length); for (const x of a) b.u64(x); break; }
-      case 'str[]': { const a = v as string[]; b.u32(a.length); for (const x of a) b.str(x); break; }
-      case 'raw': b.bytes(v as Uint8Array); break;
+    switch (codes[i]) {
+      case T_U32: if (!(typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0xffffffff)) badField(def, name, v); b.u32(v as number); break;
+      case T_I32: if (!(typeof v === 'number' && Number.isInteger(v) && v >= -0x80000000 && v <= 0x7fffffff)) badField(def, name, v); b.i32(v as number); break;
+      case T_U64:
+        if (typeof v !== 'bigint' || v < 0n || v > U64_MAX) badField(def, name, v);
+        b.room(8); b.dv.setBigUint64(b.len, v as bigint, true); b.len += 8;
+        break;
+      case T_STR: b.str(v as string); break;
+      case T_STRN: if (v === null || v === undefined) b.u32(0xffffffff); else b.str(v as string); break;
+      case T_U32A: { const a = v as number[]; b.u32(a.length); for (const x of a) b.u32(x); break; }
+      case T_U64A: { const a = v as bigint[]; b.u32(a.length); b.room(8 * a.length); for (const x of a) b.u64(x); break; }
+      case T_STRA: { const a = v as string[]; b.u32(a.length); for (const x of a) b.str(x); break; }
+      case T_RAW: b.bytes(v as Uint8Array); break;
     }
   }
 }

@@ -7,6 +7,12 @@ export interface Source {
   readonly size: number;
   /** Read up to dst.length bytes at pos; returns bytes read (short only at end of file). */
   pread(dst: Uint8Array, pos: number): number;
+  /**
+   * Optional: the same read done off the calling thread (Node: the libuv thread pool), so
+   * reading the next bytes overlaps work on the last ones. `dst` must stay valid (and, for
+   * WebAssembly memory, the memory must not grow) until the promise settles.
+   */
+  preadAsync?(dst: Uint8Array, pos: number): Promise<number>;
   close(): void;
 }
 
@@ -29,6 +35,19 @@ class FdSource implements Source {
       throw ioError(`reading ${this.name}`, e);
     }
     return got;
+  }
+  preadAsync(dst: Uint8Array, pos: number): Promise<number> {
+    return new Promise((resolve, reject) => {
+      let got = 0;
+      const step = (): void => {
+        this.fs.read(this.fd, dst, got, dst.length - got, pos + got, (err, n) => {
+          if (err) { reject(ioError(`reading ${this.name}`, err)); return; }
+          got += n;
+          if (n === 0 || got >= dst.length) resolve(got); else step();
+        });
+      };
+      step();
+    });
   }
   close(): void { if (this.owned) { try { this.fs.closeSync(this.fd); } catch { /* ignore */ } } }
 }

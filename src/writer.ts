@@ -13,7 +13,7 @@ import {
 } from './model.js';
 import {
   Builder, CHECKSUM_XXH3_64, FORMAT_MAJOR, FORMAT_MINOR, K, MAGIC, PAGE_SIZE, RECORD_BY_KIND, RUN_PAGES,
-  RECORD_HEADER_BYTES, TRAILER_MAGIC, encodeFields, pad8, type Fields, INDEX_ENTRY_BYTES,
+  RECORD_HEADER_BYTES, TRAILER_MAGIC, encodeFields, pad8, type Fields, INDEX_ENTRY_BYTES, NO_ROOM,
 } from './schema.js';
 import { type Sink, type SinkOptions, type SinkTarget, openSink } from './sink.js';
 import { ARCH_X86_64 } from './model.js';
@@ -53,6 +53,7 @@ const MAGIC_BYTES = ((): Uint8Array => {
 /** Builders are reused across writers: a fresh ArrayBuffer per image costs more than writing a small image. */
 const builders: Builder[] = [];
 function takeBuilder(): Builder { return builders.pop() ?? new Builder(); }
+const inPlace = new Builder();
 
 /**
  * A sink that can also write asynchronously. The writer then fills a second output
@@ -81,6 +82,8 @@ export class RecordWriter {
   pagesZero = 0;
   readonly index: IndexEntry[] = [];
   private readonly b = takeBuilder();
+  /** Builder attached to the out buffer (encodes payloads in place; shared: attach to seal is synchronous). */
+  private readonly wb = inPlace;
   private closed = false;
 
   constructor(readonly sink: Sink, k?: Kernels) {
@@ -91,6 +94,14 @@ export class RecordWriter {
     this.bm = this.inp + RUN_PAGES * PAGE_SIZE;
     this.recSlot = claimSlot(this.k);
     this.imgSlot = claimSlot(this.k);
+  }
+
+  private dv: DataView | null = null;
+  /** A DataView of the kernels' whole memory (rebuilt when the memory grows). */
+  private view(): DataView {
+    const buf = this.k.u8().buffer;
+    if (!this.dv || this.dv.buffer !== buf) this.dv = new DataView(buf);
+    return this.dv;
   }
 
   /** Offset in the image of the next byte to be written. */
@@ -134,26 +145,13 @@ export class RecordWriter {
     this.cur += 8;
   }
 
-  /** Frame the payload already placed at out+cur+16 (len bytes): padding, header, checksum. */
+  /** Frame the payload already placed at out+cur+16 (len bytes): padding, header, checksum (one kernel
+   *  call, which also feeds the header to the image checksum). */
   private seal(kind: number, flags: number, len: number, hashedSoFar: boolean): void {
-    const m = this.k.u8();
     const at = this.out + this.cur;
-    const padded = pad8(len);
-    m.fill(0, at + RECORD_HEADER_BYTES + len, at + RECORD_HEADER_BYTES + padded);
-    const dv = new DataView(m.buffer, m.byteOffset + at, RECORD_HEADER_BYTES);
-    dv.setUint16(0, kind, true);
-    dv.setUint16(2, flags, true);
-    dv.setUint32(4, len, true);
-    if (!hashedSoFar) {
-      this.k.xxh3Init(this.recSlot);
-      this.k.xxh3Update(this.recSlot, at + RECORD_HEADER_BYTES, padded);
-    } else if (padded !== len) {
-      this.k.xxh3Update(this.recSlot, at + RECORD_HEADER_BYTES + len, padded - len);
-    }
-    this.k.xxh3Update(this.recSlot, at, 8);
-    dv.setBigUint64(8, this.k.xxh3Digest(this.recSlot), true);
-    this.k.xxh3Update(this.imgSlot, at, RECORD_HEADER_BYTES);
-    this.cur += RECORD_HEADER_BYTES + padded;
+    this.cur += hashedSoFar
+      ? this.k.recSealStream(at, kind, flags, len, this.recSlot, this.imgSlot)
+      : this.k.recSeal(at, kind, flags, len, this.imgSlot);
     this.records++;
   }
 
@@ -184,14 +182,15 @@ export class RecordWriter {
 
   private regsetNow(regs: BigUint64Array, fpu: Uint8Array): void {
     const k = this.k;
-    let m = k.u8();
-    m.set(new Uint8Array(regs.buffer, regs.byteOffset, 216), this.inp);
-    m.set(fpu, this.inp + 216);
-    const at = this.out + this.cur;
-    const n = k.regsPack(this.inp, 1, at);
-    if (n !== REGSET_RECORD_BYTES) throw new CrimgError('INTERNAL', `regsPack wrote ${n} bytes`);
-    k.xxh3Update(this.imgSlot, at, RECORD_HEADER_BYTES);
-    k.xxh3Update(this.imgSlot, at + RECORD_HEADER_BYTES + 216, RECORD_HEADER_BYTES);
+    const m = k.u8();
+    const inp = this.inp;
+    if (fpu.buffer === regs.buffer && fpu.byteOffset === regs.byteOffset + 216) {
+      m.set(new Uint8Array(regs.buffer, regs.byteOffset, 728), inp); // one copy when the areas are adjacent
+    } else {
+      m.set(new Uint8Array(regs.buffer, regs.byteOffset, 216), inp);
+      m.set(fpu, inp + 216);
+    }
+    k.regsPack1(inp, inp + 216, this.out + this.cur, this.imgSlot);
     this.cur += REGSET_RECORD_BYTES;
     this.records += 2;
   }
@@ -208,7 +207,7 @@ export class RecordWriter {
     const len = 8 + ext.length;
     const m = this.k.u8();
     const at = this.out + this.cur + RECORD_HEADER_BYTES;
-    new DataView(m.buffer, m.byteOffset + at, 8).setBigUint64(0, xcr0, true);
+    this.view().setBigUint64(at, xcr0, true);
     m.set(ext, at + 8);
     this.seal(K.XSTATE, 0, len, false);
   }
@@ -217,40 +216,67 @@ export class RecordWriter {
   record(kind: number, fields: Fields, flags = 0, extra?: Fields): void | Promise<void> {
     const def = RECORD_BY_KIND.get(kind);
     if (!def) throw new CrimgError('INTERNAL', `no schema for kind ${kind}`);
+    // Encode in place, right after the last record; the region has MAX_PAGES_RECORD bytes of room past
+    // OUT_CAP (8 of them kept for the sealing kernel's scratch).
+    const start = this.out + this.cur + RECORD_HEADER_BYTES;
+    const b = this.wb.attach(this.k.u8(), this.view(), start, this.out + OUT_CAP + MAX_PAGES_RECORD - 8);
+    try {
+      encodeFields(def, fields, b, extra);
+    } catch (e) {
+      if (e !== NO_ROOM) throw e;
+      b.len = -1;
+    }
+    const len = b.len - start;
+    if (b.len >= 0 && this.cur + RECORD_HEADER_BYTES + pad8(len) <= OUT_CAP) {
+      this.seal(kind, flags, len, false);
+      return;
+    }
+    // too big for what is left of the out buffer: encode apart, flush, copy
     encodeFields(def, fields, this.b.reset(), extra);
     return this.raw(kind, this.b.view(), flags);
   }
 
-  /** Emit the PAGES records of one VMA. */
-  async pages(pid: number, vma: Vma, onProgress?: (n: number) => void): Promise<void> {
+  /** Emit the PAGES records of one VMA. Completes synchronously unless the out buffer must be flushed
+   *  to a sink that writes asynchronously (then the returned promise settles when all runs are out). */
+  pages(pid: number, vma: Vma, onProgress?: (n: number) => void): void | Promise<void> {
     const npagesVma = Number((vma.end - vma.start) / BigInt(PAGE_SIZE));
+    const it = vma.pages.runs(npagesVma)[Symbol.iterator]();
     let last = -1;
-    for (const [first, count] of vma.pages.runs(npagesVma)) {
-      if (first < 0 || count <= 0 || first + count > npagesVma || first < last) {
-        throw new CrimgError('INTERNAL', `page source of VMA ${vma.start.toString(16)} gave a bad run [${first}, +${count})`);
-      }
-      last = first + count;
-      for (let p = first; p < first + count; p += RUN_PAGES) {
-        const n = Math.min(RUN_PAGES, first + count - p);
-        await this.pageRun(pid, vma, p, n);
+    let end = 0, p = 0; // the current run ends at `end`; next page p
+    const step = (): void | Promise<void> => {
+      for (;;) {
+        if (p >= end) {
+          const r = it.next();
+          if (r.done) return;
+          const [f, count] = r.value;
+          if (f < 0 || count <= 0 || f + count > npagesVma || f < last) {
+            throw new CrimgError('INTERNAL', `page source of VMA ${vma.start.toString(16)} gave a bad run [${f}, +${count})`);
+          }
+          end = f + count; p = f; last = end;
+          continue;
+        }
+        const n = Math.min(RUN_PAGES, end - p);
+        const at = p;
+        p += n;
+        const w = this.pageRun(pid, vma, at, n);
+        if (w) return w.then(() => { onProgress?.(this.offset); return step(); });
         onProgress?.(this.offset);
       }
-    }
+    };
+    return step();
   }
 
-  private async pageRun(pid: number, vma: Vma, first: number, n: number): Promise<void> {
+  private pageRun(pid: number, vma: Vma, first: number, n: number): void | Promise<void> {
     const bmBytes = Math.ceil(n / 64) * 8;
-    await this.room(RECORD_HEADER_BYTES + 16 + n * PAGE_SIZE + bmBytes);
+    if (this.cur + RECORD_HEADER_BYTES + 16 + n * PAGE_SIZE + bmBytes > OUT_CAP) return this.flush().then(() => this.pageRunNow(pid, vma, first, n));
+    this.pageRunNow(pid, vma, first, n);
+  }
+
+  private pageRunNow(pid: number, vma: Vma, first: number, n: number): void {
     const k = this.k;
     const at = this.out + this.cur;
-    const addr = vma.start + BigInt(first) * BigInt(PAGE_SIZE);
-    let m = k.u8();
-    const fixed = new DataView(m.buffer, m.byteOffset + at + RECORD_HEADER_BYTES, 16);
-    fixed.setBigUint64(0, addr, true);
-    fixed.setUint32(8, n, true);
-    fixed.setUint32(12, 0, true);
-    k.xxh3Init(this.recSlot);
-    k.xxh3Update(this.recSlot, at + RECORD_HEADER_BYTES, 16);
+    const addr = vma.start + BigInt(first * PAGE_SIZE);
+    k.pagesRecHead(at, addr, n, this.recSlot);
     const dst = at + RECORD_HEADER_BYTES + 16;
     let stored: number;
     if (vma.pages.pack) {
@@ -259,14 +285,11 @@ export class RecordWriter {
       vma.pages.read(k, this.inp, first, n);
       stored = k.pagesPack(this.inp, n, dst, this.bm, this.recSlot);
     }
-    m = k.u8();
-    const bmAt = dst + stored * PAGE_SIZE;
-    m.copyWithin(bmAt, this.bm, this.bm + bmBytes);
-    k.xxh3Update(this.recSlot, bmAt, bmBytes);
     this.index.push({ pid, npages: n, addr, offset: this.offset });
     this.pagesStored += stored;
     this.pagesZero += n - stored;
-    this.seal(K.PAGES, 0, 16 + stored * PAGE_SIZE + bmBytes, true);
+    this.cur += k.pagesRecTail(at, n, stored, this.bm, this.recSlot, this.imgSlot);
+    this.records++;
   }
 
   /** Write INDEX and TRAILER, flush, close the sink. */
@@ -349,6 +372,7 @@ async function writeTask(w: RecordWriter, t: Task, onProgress?: (n: number) => v
   if ((p = w.record(K.CREDS, t.creds as unknown as Fields))) await p;
   if ((p = w.record(K.RLIMITS, { limits: t.rlimits.flatMap((r) => [r.cur, r.max]) }))) await p;
   if ((p = w.record(K.NSIDS, t.ns as unknown as Fields))) await p;
+  if (t.sigactions && (p = w.record(K.SIGACTS, { actions: t.sigactions.flatMap((a) => [BigInt(a.sig), a.handler, a.flags, a.restorer, a.mask]) }))) await p;
   for (const th of t.threads) {
     if ((p = w.record(K.THREAD, {
       tid: th.tid, thFlags: (th.xstate ? 1 : 0) | (th.rseq ? 2 : 0), sigmask: th.sigmask, sigpending: th.sigpending,
@@ -364,7 +388,7 @@ async function writeTask(w: RecordWriter, t: Task, onProgress?: (n: number) => v
     if ((p = w.record(K.MM, t.mm as unknown as Fields, 0, { nvmas: t.mm.vmas.length, mmFlags: 0 }))) await p;
     for (const v of t.mm.vmas) {
       if ((p = w.record(K.VMA, v as unknown as Fields, 0, { vmaFlags: v.flags }))) await p;
-      await w.pages(t.pid, v, onProgress);
+      if ((p = w.pages(t.pid, v, onProgress))) await p;
     }
   }
   for (const f of t.files) if ((p = w.record(K.FD, f as unknown as Fields, 0, { fdKind: f.kind, cloexec: f.cloexec ? 1 : 0 }))) await p;
@@ -383,9 +407,10 @@ export async function writeImage(model: Model, target: SinkTarget, opts: WriteOp
     await w.magic();
     const h = model.header;
     let p: void | Promise<void>;
-    if ((p = w.record(K.HEADER, {
-      ...h, ...h.uts, ntasks: model.tasks.length, nns: model.namespaces.length,
-      checksumAlgo: CHECKSUM_XXH3_64, pageSize: PAGE_SIZE,
+    const u = h.uts;
+    if ((p = w.record(K.HEADER, h as unknown as Fields, 0, {
+      sysname: u.sysname, nodename: u.nodename, release: u.release, version: u.version, machine: u.machine, domainname: u.domainname,
+      ntasks: model.tasks.length, nns: model.namespaces.length, checksumAlgo: CHECKSUM_XXH3_64, pageSize: PAGE_SIZE,
     }))) await p;
     for (const ns of model.namespaces) {
       const hasUts = ns.nodename !== undefined || ns.domainname !== undefined;

@@ -71,6 +71,23 @@ describe('generate()', () => {
     a.close(); b.close();
   });
 
+  it('gives the same bytes as the format and generator always did (pinned XXH3-64 of whole images)', async () => {
+    const { xxh3 } = await import('@node-rs/xxhash');
+    const pinned: [Parameters<typeof generate>[0], number, bigint][] = [
+      [{ seed: 1, size: 0 }, 11744, 0x2ed1d5ccec878c4cn],
+      [{ seed: 5, size: 64 * 1024 }, 56384, 0xbf17ae823e7813a4n],
+      [{ seed: 123456789n, size: 3 << 20 }, 2261120, 0xd0d29639ddadfe9dn],
+      [{ seed: 3, size: 8 << 20, tasks: 5, threads: 3, fanout: 2 }, 5931848, 0xe26117bd6a15658en],
+      [{ seed: 9, size: 4 << 20, content: 'text', epoch: 3, dirtyRatio: 0.2 }, 2958160, 0xbf669926e530ca8dn],
+      [{ seed: 10, size: 4 << 20, content: 'pattern', zeroRatio: 0, dupRatio: 0.5, namespaces: false, files: 7, vmas: 9 }, 4207088, 0xef4d5521a4b3e758n],
+    ];
+    for (const [spec, bytes, hash] of pinned) {
+      const b = await bytesOf(spec);
+      expect(b.length).toBe(bytes);
+      expect(xxh3.xxh64(b)).toBe(hash);
+    }
+  });
+
   it('rejects bad specs with BAD_SPEC', () => {
     for (const bad of [{ tasks: 0 }, { zeroRatio: 1.5 }, { size: -1 }, { content: 'zebra' as never }]) {
       expect(() => resolveSpec(bad)).toThrow(CrimgError);

@@ -3,10 +3,12 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import {
-  CrimgError, MemorySink, RecordKind as K, RecordWriter, kernels, readImage, verifyImage, writeImage, openImage,
+  CrimgError, MemorySink, RecordKind as K, RecordWriter, kernels, readImage, verifyImage, verifyImageAsync, writeImage, openImage,
 } from '../src/index.js';
 import { claimRegion, releaseRegion } from '../src/kernels/arena.js';
 import { ERROR_CODES } from '../src/errors.js';
+import { verifyBulk } from '../src/reader.js';
+import type { Source } from '../src/source.js';
 import { flatten, smallModel } from './helpers/models.js';
 
 async function toBytes(model = smallModel()): Promise<Uint8Array> {
@@ -208,5 +210,94 @@ describe('sinks', () => {
   });
   it('an unwritable destination is an IO error', async () => {
     await expect(writeImage(smallModel(), '/nonexistent-dir/x.crimg')).rejects.toMatchObject({ code: 'IO' });
+  });
+});
+
+/** A source over bytes that also reads asynchronously; counts the bytes each kind of read fetched. */
+function asyncSource(b: Uint8Array): { src: Source; count: { sync: number; async: number } } {
+  const count = { sync: 0, async: 0 };
+  const copy = (dst: Uint8Array, pos: number): number => {
+    const n = Math.max(0, Math.min(dst.length, b.length - pos));
+    dst.set(b.subarray(pos, pos + n));
+    return n;
+  };
+  const src: Source = {
+    name: 'bytes', size: b.length,
+    pread(dst, pos) { const n = copy(dst, pos); count.sync += n; return n; },
+    // the bytes land at once (as from a fast thread), the promise settles later
+    preadAsync(dst, pos) { const n = copy(dst, pos); count.async += n; return new Promise((res) => setImmediate(() => res(n))); },
+    close() { /* nothing */ },
+  };
+  return { src, count };
+}
+
+/** What a verification ends with: OK, or code, offset and message of the error. */
+async function outcome(f: () => unknown): Promise<string> {
+  try { await f(); return 'OK'; } catch (e) {
+    if (e instanceof CrimgError) return `${e.code} @${e.offset} ${e.message}`;
+    throw e;
+  }
+}
+
+describe('verifyImageAsync: bulk pass, then the grammar walk', () => {
+  it('accepts an intact image with the same stats, page payloads read only by the bulk pass', async () => {
+    const bytes = await toBytes(smallModel(2, { anonPages: 700 }));
+    const want = verifyImage(bytes).stats;
+    for (const chunk of [4096, 4100, 999, 1 << 20]) {
+      const { src, count } = asyncSource(bytes);
+      const r = await verifyBulk(src, {}, chunk, 0);
+      expect(r.stats, `chunk ${chunk}`).toEqual(want);
+      expect(count.async).toBe(bytes.length);
+      // the grammar walk read headers, metadata and bitmaps only
+      expect(count.sync).toBeLessThan(bytes.length / 4);
+    }
+  });
+
+  it('reports the same error, offset and message as verifyImage for corrupted and truncated images', async () => {
+    const bytes = await toBytes(smallModel(3, { pages: 3, anonPages: 40 }));
+    const recs = recordOffsets(bytes);
+    const variants: [string, Uint8Array][] = [];
+    for (const r of recs) {
+      for (let i = r.off; i < Math.min(r.off + 32, bytes.length); i++) {
+        const m = bytes.slice(); m[i]! ^= 1 << (i % 8); variants.push([`flip ${i}`, m]);
+      }
+      if (r.kind === K.PAGES) {
+        for (const at of [r.off + 40, r.off + 16 + Math.floor(r.len / 2), r.off + 16 + r.len - 3]) {
+          const m = bytes.slice(); m[at]! ^= 0x10; variants.push([`flip ${at} in PAGES`, m]);
+        }
+      }
+      variants.push([`cut at ${r.off}`, bytes.subarray(0, r.off)], [`cut at ${r.off + 20}`, bytes.subarray(0, r.off + 20)]);
+    }
+    // a page flip followed by an earlier structural error: the earlier one wins in both readers
+    const pr = recs.filter((r) => r.kind === K.PAGES);
+    const two = bytes.slice(); two[pr[pr.length - 1]!.off + 100]! ^= 1; two[recs[1]!.off + 20]! ^= 1;
+    variants.push(['two errors', two]);
+    let failures = 0;
+    for (const [vi, [what, m]] of variants.entries()) {
+      const want = await outcome(() => verifyImage(m));
+      if (want !== 'OK') failures++;
+      const chunk = [4100, 999, 64 * 1024][vi % 3]!; // reads that end inside headers, payloads and bitmaps
+      expect(await outcome(() => verifyBulk(asyncSource(m).src, {}, chunk, 0)), `${what}, chunk ${chunk}`).toBe(want);
+    }
+    expect(failures).toBeGreaterThan(variants.length * 0.9);
+  });
+
+  it('reads files with preadAsync; sources without it and small files take one pass', async () => {
+    const bytes = await toBytes(smallModel(4, { anonPages: 500 }));
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crimg-vasync-'));
+    try {
+      const file = path.join(dir, 'a.crimg');
+      fs.writeFileSync(file, bytes);
+      const want = verifyImage(bytes).stats;
+      expect((await verifyBulk(file, {}, 65536 + 8, 0)).stats).toEqual(want);
+      expect((await verifyImageAsync(file)).stats).toEqual(want); // under the size threshold: one pass
+      expect((await verifyImageAsync(bytes)).stats).toEqual(want); // bytes: no preadAsync
+      const bad = bytes.slice(); bad[bytes.length >> 1]! ^= 2;
+      fs.writeFileSync(file, bad);
+      const w = await outcome(() => verifyImage(bad));
+      expect(w).toMatch(/^CHECKSUM_MISMATCH/);
+      expect(await outcome(() => verifyBulk(file, {}, 65536 + 8, 0))).toBe(w);
+      expect(await outcome(() => verifyBulk(path.join(dir, 'none'), {}, 65536, 0))).toMatch(/^IO/);
+    } finally { fs.rmSync(dir, { recursive: true, force: true }); }
   });
 });

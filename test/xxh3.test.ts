@@ -307,3 +307,47 @@ describe('XXH3-64 streaming equals one-shot', () => {
     expect(wasm.xxh3Digest(15)).toBe(d);
   });
 });
+
+describe('xxh3Pages: one XXH3-64 per 4 KiB page in one call', () => {
+  it('WASM and twin give the one-shot hash of every page, in order, and write nothing past the output', () => {
+    const npages = 37;
+    const data = randomBytes(npages * 4096, 21);
+    // pages that exercise the accumulators: all-zero, all-0xff, a copy of another page
+    data.fill(0, 5 * 4096, 6 * 4096);
+    data.fill(0xff, 9 * 4096, 10 * 4096);
+    data.copyWithin(20 * 4096, 3 * 4096, 4 * 4096);
+    for (const k of [wasm, twin] as Kernels[]) {
+      const p = put(k, data, 16);
+      const out = p + npages * 4096 + 24;
+      const m = k.u8();
+      m.fill(0x5a, out, out + npages * 8 + 64);
+      k.xxh3Pages(p, npages, out);
+      const dv = new DataView(k.u8().buffer, k.u8().byteOffset + out, npages * 8);
+      for (let i = 0; i < npages; i++) {
+        const want = refHash(data.subarray(i * 4096, (i + 1) * 4096));
+        expect(hex(dv.getBigUint64(i * 8, true)), `${k.name} page ${i}`).toBe(want);
+        expect(hex(k.xxh3(p + i * 4096, 4096)), `${k.name} one-shot page ${i}`).toBe(want);
+      }
+      expect(k.u8().subarray(out + npages * 8, out + npages * 8 + 64).every((b) => b === 0x5a), `${k.name} guard`).toBe(true);
+      k.xxh3Pages(p, 0, out); // no pages: no output
+      expect(k.u8()[out + npages * 8]).toBe(0x5a);
+    }
+  });
+
+  it('pages at unaligned addresses: every offset 0..15 and 61', () => {
+    const data = randomBytes(3 * 4096, 22);
+    const want = [0, 1, 2].map((i) => refHash(data.subarray(i * 4096, (i + 1) * 4096)));
+    for (const off of [...Array(16).keys(), 61]) {
+      const p = put(wasm, data, off);
+      const out = wasm.staging(4 * 4096 + 64) + 4 * 4096;
+      wasm.xxh3Pages(p, 3, out);
+      const dv = new DataView(wasm.u8().buffer, out, 24);
+      expect([0, 1, 2].map((i) => hex(dv.getBigUint64(i * 8, true))), `offset ${off}`).toEqual(want);
+    }
+  });
+
+  it('WASM rejects an output that overlaps the pages', () => {
+    const p = put(wasm, randomBytes(2 * 4096, 23));
+    expect(() => wasm.xxh3Pages(p, 2, p + 4096)).toThrow(/overlaps/);
+  });
+});

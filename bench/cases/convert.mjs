@@ -1,6 +1,7 @@
 // `crimg convert` of a 1 GiB ELF core (made by gdb's gcore from a process with
 // 1 GiB resident) to a crimg image, against `cp` of the same core.
 import * as fs from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { GiB, runAlternating, runProcess, summarize, evaluateGoals, crimgCmd } from '../lib/harness.mjs';
 import { missingCommands, rmf, tmpPath, startBigmem, bigmemMatches, warmFile } from '../lib/fixtures.mjs';
 
@@ -15,6 +16,22 @@ export async function gcoreFixture(name, mib) {
     if (!fs.existsSync(core)) throw new Error(`gcore wrote no ${core}`);
     return { core, pid: p.pid, addr: p.addr, len: p.len };
   } finally { p.kill(); rmf(p.out); }
+}
+
+/**
+ * How cp moves the bytes, from `strace -c -f` of one copy: the data system calls it made
+ * (copy_file_range and friends copy inside the kernel, page cache to page cache, without
+ * the bytes passing through user space; read/write pairs do not). null without strace.
+ */
+export function cpMethod(src, dst) {
+  const r = spawnSync('strace', ['-c', '-f', '-e', 'trace=read,write,copy_file_range,sendfile,splice,ioctl,fallocate', 'cp', src, dst], { encoding: 'utf8' });
+  if (r.error || r.status !== 0) return null;
+  const calls = {};
+  for (const line of String(r.stderr).split('\n')) {
+    const m = /^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:(\d+)\s+)?(\w+)\s*$/.exec(line);
+    if (m && m[3] !== 'total') calls[m[3]] = { calls: Number(m[1]), errors: Number(m[2] ?? 0) };
+  }
+  return calls;
 }
 
 /** Pages of `len` bytes at `addr` of task `pid` in an image, read with `crimg read`. */
@@ -43,6 +60,8 @@ export const convert = {
       const offs = [0, fx.len / 2, fx.len - 4096];
       const pagesOk = offs.every((o) => bigmemMatches(imageBytes(out, fx.pid, fx.addr + BigInt(o), 4096), o));
       rmf(copy);
+      const how = cpMethod(fx.core, copy);
+      rmf(copy);
       runProcess('cp', [fx.core, copy]);
       const cpOk = fs.statSync(copy).size === size;
       const checks = [
@@ -58,9 +77,14 @@ export const convert = {
       const { per, rss } = await runAlternating(contenders, { reps, warmup: 1 });
       const { rows, ratios } = summarize(contenders, per, { primary: contenders[0].name, rss });
       const goals = evaluateGoals([{ text: '>= 0.8x cp', kind: 'ratio', vs: [contenders[1].name], atLeast: 0.8 }], rows, ratios);
+      const kernelCopy = how && ['copy_file_range', 'sendfile', 'splice'].filter((c) => how[c] && how[c].calls > how[c].errors);
+      const clone = how?.ioctl ? (how.ioctl.errors >= how.ioctl.calls ? ' after a reflink attempt (FICLONE ioctl) that the file system refused' : ' and an ioctl (a reflink: no data copied at all)') : '';
+      const cpNote = !how ? 'How cp copies was not checked (no strace).'
+        : kernelCopy.length ? `cp copied with ${kernelCopy.map((c) => `${c} (${how[c].calls} calls)`).join(', ')}${clone} (strace -c of one copy): the kernel moves the bytes from page cache to page cache and they never pass through user space. A converter cannot do that: it must read every byte into memory (zero-page check, XXH3 checksum of each record) and write them in another layout, so crimg's floor is one read plus one write of 1 GiB where cp's is one in-kernel copy.`
+          : `cp copied with read/write (${how.read?.calls ?? 0} reads, ${how.write?.calls ?? 0} writes${clone}; strace -c of one copy), through user space like crimg.`;
       return {
         available: true, checks, rows, ratios, goals,
-        setup: `The core: gcore of a process with ${fx.len / GiB} GiB of non-zero anonymous memory (${size} bytes, in the page cache). crimg convert parses the ELF notes and segments and writes a checksummed image; cp copies the file. Outputs go to the bench directory's file system and are removed before each run. Throughput counts core bytes.`,
+        setup: `The core: gcore of a process with ${fx.len / GiB} GiB of non-zero anonymous memory (${size} bytes, in the page cache). crimg convert parses the ELF notes and segments and writes a checksummed image; cp copies the file. Outputs go to the bench directory's file system and are removed before each run. Throughput counts core bytes. ${cpNote}`,
       };
     } finally { rmf(fx.core, out, copy); }
   },

@@ -125,6 +125,11 @@ export const regsPack = {
     const pbFromRaw = () => { for (let i = 0; i < N; i++) encoded[i] = TI.encode(toMessage(i)).finish(); };
 
     const crimg = () => k.regsPack(src, N, dstC);
+    // what the image writer does per thread: one regsPack1 call per set (user_regs_struct and FXSAVE
+    // given apart), records placed at the writer's position, both headers fed to the image checksum
+    const hasOne = typeof k.regsPack1 === 'function';
+    const IMG_SLOT = 15;
+    const perSet = () => { for (let i = 0; i < N; i++) k.regsPack1(src + i * RAW, src + i * RAW + 216, back + i * REC, IMG_SLOT); };
     const contenders = [
       { name: 'crimg regsPack', role: 'crimg', units: N, fn: crimg },
       { name: 'protobufjs encode (CRIU thread_info_x86, prebuilt messages)', role: 'peer', units: N, fn: pbEncode },
@@ -132,6 +137,7 @@ export const regsPack = {
       { name: 'DataView packing + @node-rs xxh3 (same bytes)', role: 'peer', units: N, fn: dataViewXxh3 },
       { name: 'DataView packing, no checksums', role: 'info', units: N, fn: dataViewOnly },
     ];
+    if (hasOne) contenders.push({ name: 'crimg regsPack1, one call per set (the writer\'s path)', role: 'info', units: N, fn: perSet });
 
     // same answer: crimg's records = the JS packer's byte for byte; both round-trip to the input
     const checks = [];
@@ -140,6 +146,10 @@ export const regsPack = {
     dataViewXxh3();
     const same = Buffer.compare(Buffer.from(mem.buffer, dstC, N * REC), Buffer.from(mem.buffer, dstJ, N * REC)) === 0;
     checks.push({ what: 'regsPack records identical to DataView + @node-rs xxh3 records', ok: same });
+    if (hasOne) {
+      perSet();
+      checks.push({ what: 'regsPack1 per set (the writer\'s path) = regsPack records', ok: Buffer.compare(Buffer.from(mem.buffer, back, N * REC), Buffer.from(mem.buffer, dstC, N * REC)) === 0 });
+    }
     const bad = k.regsUnpack(dstC, N, back);
     const rt = bad === -1 && Buffer.compare(Buffer.from(mem.buffer, back, N * RAW), Buffer.from(mem.buffer, src, N * RAW)) === 0;
     checks.push({ what: 'regsUnpack(regsPack(x)) = x', ok: rt, detail: `regsUnpack returned ${bad}` });

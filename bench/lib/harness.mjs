@@ -11,7 +11,8 @@ import { Bench } from 'tinybench';
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const RESULTS = path.join(ROOT, 'bench', 'results');
 export const TMP = path.join(RESULTS, 'tmp');
-export const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');
+// the package's bin (dist/cli/crimg.cjs: the bundled command line), as `npm install` links it
+export const CLI = path.join(ROOT, JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).bin.crimg);
 export const MiB = 1024 * 1024;
 export const GiB = 1024 * MiB;
 
@@ -133,7 +134,7 @@ export function runProcess(cmd, args, { env, cwd = ROOT, input } = {}) {
   return { seconds, rssKiB, stdout: String(r.stdout), stdoutBuf: r.stdout, stderr: String(r.stderr) };
 }
 
-/** `node dist/cli/main.js ARGS...` as a contender step. */
+/** `node dist/cli/crimg.cjs ARGS...` (the bin) as a contender step. */
 export function crimgCmd(args, opts) { return runProcess(process.execPath, [CLI, ...args], opts); }
 
 // ------------------------------------------------------------------ results

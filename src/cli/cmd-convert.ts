@@ -6,6 +6,7 @@ import { openImage, type Image } from '../reader.js';
 import { writeImage } from '../writer.js';
 import { fromElfCore, type ElfCore } from '../elf/import.js';
 import { toElfCore } from '../elf/export.js';
+import { fromCriuImages, isCriuDir, toCriuImages, type CriuImages } from '../criu/index.js';
 import type { Model } from '../model.js';
 import { action, parseIntArg, printJson, progress, usage, type GlobalOpts } from './common.js';
 
@@ -39,26 +40,27 @@ function modelBytes(m: Model): number {
 
 export function registerConvertCommands(program: Command): void {
   program.command('convert')
-    .description('convert between ELF core files and crimg images (the input format is detected from its magic)')
-    .argument('<input>', 'ELF core file or crimg image')
+    .description('convert between ELF core files, CRIU image directories and crimg images (the input format is detected from its magic)')
+    .argument('<input>', 'ELF core file, CRIU image directory or crimg image')
     .requiredOption('-o, --output <path>', 'file to write (temporary name, renamed into place when complete)')
-    .option('--to <format>', 'output format: crimg or elf (default: crimg for an ELF input, elf for a crimg input)')
+    .option('--to <format>', 'output format: crimg, elf or criu (a directory; default: crimg for an ELF or CRIU input, elf for a crimg input)')
     .option('--pid <pid>', 'with --to elf: the task to write (an ELF core holds one process; default the first task)')
     .option('--fsync', 'fsync the output before renaming it into place')
     .option('--json', 'print a JSON summary on stdout')
     .option('--quiet', 'no progress bar')
     .action(action(async (input: string, o: ConvertOpts) => {
-      const from = detectFormat(input);
-      const to = o.to ?? (from === 'elf' ? 'crimg' : 'elf');
-      if (to !== 'crimg' && to !== 'elf') throw usage(`--to: '${o.to}' is not one of crimg, elf`);
+      const from = isCriuDir(input) ? 'criu' : detectFormat(input);
+      const to = o.to ?? (from === 'crimg' ? 'elf' : 'crimg');
+      if (to !== 'crimg' && to !== 'elf' && to !== 'criu') throw usage(`--to: '${o.to}' is not one of crimg, elf, criu`);
       const pid = o.pid !== undefined ? parseIntArg('--pid', o.pid, { min: 1, max: 0x7fffffff }) : undefined;
       if (pid !== undefined && to !== 'elf') throw usage('--pid applies to --to elf only');
       const t0 = process.hrtime.bigint();
       let core: ElfCore | undefined;
       let img: Image | undefined;
+      let criu: CriuImages | undefined;
       try {
         let model: Model;
-        if (from === 'elf') { core = fromElfCore(input); model = core.model; } else { img = openImage(input); model = img.model; }
+        if (from === 'criu') { criu = fromCriuImages(input); model = criu.model; } else if (from === 'elf') { core = fromElfCore(input); model = core.model; } else { img = openImage(input); model = img.model; }
         const bar = await progress(modelBytes(model), o, `convert ${from} -> ${to}`);
         const onProgress = (n: number): void => bar.update(n);
         let summary: Record<string, unknown>;
@@ -66,6 +68,9 @@ export function registerConvertCommands(program: Command): void {
           if (to === 'crimg') {
             const r = await writeImage(model, o.output, { fsync: o.fsync, onProgress, ...(img ? { kernels: img.k } : {}) });
             summary = { bytes: r.bytes, records: r.records, pagesStored: r.pagesStored, pagesZero: r.pagesZero };
+          } else if (to === 'criu') {
+            const r = await toCriuImages(img ?? model, o.output, { fsync: o.fsync, onProgress });
+            summary = { bytes: r.bytes, files: r.files, pagesWritten: r.pagesWritten, pagesHole: r.pagesHole, pagesDropped: r.pagesDropped, fdsSkipped: r.fdsSkipped };
           } else {
             const r = await toElfCore(img ?? model, o.output, { fsync: o.fsync, pid, onProgress });
             summary = { bytes: r.bytes, pid: r.pid, segments: r.segments, notesBytes: r.notesBytes, pagesWritten: r.pagesWritten, pagesHole: r.pagesHole };
@@ -79,6 +84,7 @@ export function registerConvertCommands(program: Command): void {
         else if (!o.quiet) process.stderr.write(`${input} (${from}) -> ${o.output} (${to}): ${summary.bytes} bytes, ${threads} threads, ${vmas} VMAs, ${seconds.toFixed(2)} s\n`);
       } finally {
         core?.close();
+        criu?.close();
         img?.close();
       }
     }));

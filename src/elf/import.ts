@@ -59,23 +59,38 @@ const SEEK_HOLE = 4;
  */
 class Extents {
   private ok = true;
+  /** The last answer: [holeFrom, dataFrom) is a hole and [dataFrom, dataTo) data (dataFrom = Infinity: a hole to EOF). */
+  private holeFrom = -1;
+  private dataFrom = -1;
+  private dataTo = -1;
   constructor(private readonly fd: number) {}
   /** [dataStart, dataEnd) of the first data at or after pos, clipped to end; null when none before end. */
   next(pos: number, end: number): [number, number] | null {
     if (!this.ok) return [pos, end];
+    // Within the last answer: no system call (a dense core asks once per data extent, not per read).
+    if (pos >= this.holeFrom && pos < this.dataTo) return this.clip(pos, end);
+    if (pos >= this.holeFrom && this.dataFrom === Infinity) return null;
     try {
       let d: number;
       try { d = syscall(SYS_LSEEK, this.fd, pos, SEEK_DATA); } catch (e) {
-        if (isSysError(e, ERRNO.ENXIO)) return null; // only a hole up to the end of the file
+        if (isSysError(e, ERRNO.ENXIO)) { // only a hole up to the end of the file
+          this.holeFrom = pos; this.dataFrom = Infinity; this.dataTo = Infinity;
+          return null;
+        }
         throw e;
       }
-      if (d >= end) return null;
       const h = syscall(SYS_LSEEK, this.fd, d, SEEK_HOLE);
-      return [Math.max(d, pos), Math.min(Math.max(h, d + 1), end)];
+      this.holeFrom = pos; this.dataFrom = Math.max(d, pos); this.dataTo = Math.max(h, d + 1);
+      return this.clip(pos, end);
     } catch {
       this.ok = false;
       return [pos, end];
     }
+  }
+  private clip(pos: number, end: number): [number, number] | null {
+    const d = Math.max(this.dataFrom, pos);
+    if (d >= end) return null;
+    return [d, Math.min(this.dataTo, end)];
   }
 }
 
@@ -93,13 +108,13 @@ class CoreSegmentPages implements PageSource {
     const from = first * CORE_PAGE;
     const avail = Math.max(0, Math.min(len, this.seg.filesz - from));
     const m = k.u8();
-    m.fill(0, dst, dst + len);
     const base = this.seg.offset + from;
     let pos = base;
     const end = base + avail;
     while (pos < end) {
       const d = this.ext ? this.ext.next(pos, end) : [pos, end];
       if (!d) break; // the rest is a hole: zeros
+      m.fill(0, dst + (pos - base), dst + (d[0] - base)); // a hole before the data
       // Straight into the kernels' memory: no intermediate buffer.
       const got = this.src.pread(m.subarray(dst + (d[0] - base), dst + (d[1] - base)), d[0]);
       if (got < d[1] - d[0]) {
@@ -107,6 +122,7 @@ class CoreSegmentPages implements PageSource {
       }
       pos = d[1];
     }
+    m.fill(0, dst + (pos - base), dst + len); // holes to the end, and pages past p_filesz
   }
 }
 

@@ -60,6 +60,11 @@ function mul64(ah: number, al: number, bh: number, bl: number): void {
   MUL_HI = (p11 + (p01 >>> 16) + (p10 >>> 16) + (mid >>> 16) + Math.imul(ah, bl) + Math.imul(al, bh)) >>> 0;
 }
 
+/** Little-endian u64 <-> two u32 halves (one BigInt made per conversion). */
+const W64 = new BigUint64Array(1);
+const W32 = new Uint32Array(W64.buffer);
+const LE = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
 /** splitmix64, the metadata PRNG (page contents use the WASM generator), computed on 32-bit
  *  halves: the same sequence as the BigInt definition, without BigInt arithmetic. */
 export class Rng {
@@ -83,7 +88,14 @@ export class Rng {
     // z ^ (z >> 31)
     this.ol = (zl ^ ((zl >>> 31) | (zh << 1))) >>> 0; this.oh = (zh ^ (zh >>> 31)) >>> 0;
   }
-  next(): bigint { this.step(); return (BigInt(this.oh) << 32n) | BigInt(this.ol); }
+  next(): bigint {
+    this.step();
+    if (!LE) return (BigInt(this.oh) << 32n) | BigInt(this.ol);
+    W32[0] = this.ol; W32[1] = this.oh;
+    return W64[0]!;
+  }
+  /** next() as two 32-bit halves written to u32[at] (low) and u32[at + 1] (high): no BigInt. */
+  nextInto(u32: Uint32Array, at: number): void { this.step(); u32[at] = this.ol; u32[at + 1] = this.oh; }
   /** Integer in [0, n): the 64-bit output mod n. */
   int(n: number): number {
     this.step();
@@ -258,7 +270,12 @@ const THREAD_BYTES = 216 + 512 + (XSAVE_AVX512_BYTES - 512);
 /** A thread whose register areas are views of `buf` at `off` (one allocation per model, not three per thread). */
 function makeThread(rng: Rng, tid: number, text: [bigint, bigint], sp: bigint, tls: bigint, buf: ArrayBuffer, off: number): Thread {
   const th = newThread(tid, new BigUint64Array(buf, off, 27), new Uint8Array(buf, off + 216, 512));
-  for (let i = 0; i < 27; i++) th.regs[i] = rng.next();
+  if (LE) {
+    const u32 = new Uint32Array(buf, off, 54);
+    for (let i = 0; i < 27; i++) rng.nextInto(u32, 2 * i);
+  } else {
+    for (let i = 0; i < 27; i++) th.regs[i] = rng.next();
+  }
   const R_ = REG_INDEX;
   th.regs[R_.rip] = text[0] + (rng.next() % (text[1] - text[0])) & ~0x3n;
   th.regs[R_.rsp] = sp & ~0xfn;

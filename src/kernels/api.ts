@@ -55,6 +55,9 @@ export interface Kernels {
   // ---- checksum: XXH3-64, seed 0 ----
   /** One-shot XXH3-64 of memory [ptr, ptr+len). */
   xxh3(ptr: number, len: number): bigint;
+  /** XXH3-64 of each of npages consecutive 4 KiB pages at ptr: npages little-endian u64 at outPtr
+   *  (8 bytes per page, in page order). The output must not overlap the pages. */
+  xxh3Pages(ptr: number, npages: number, outPtr: number): void;
   /** Reset streaming state `slot` (0..NSLOTS-1). */
   xxh3Init(slot: number): void;
   /** Feed [ptr, ptr+len) to streaming state `slot`. */
@@ -100,4 +103,24 @@ export interface Kernels {
   /** Inverse of regsPack: parse n record pairs at src, verify kinds, lengths and checksums, and write the
    *  raw 728-byte entries to dst. Returns -1 on success or the index of the first bad record pair. */
   regsUnpack(src: number, n: number, dst: number): number;
+  /** regsPack of one set whose user_regs_struct (216 bytes at regs) and FXSAVE area (512 bytes at fpu)
+   *  lie apart, writing its 760 bytes of records at dst; then feeds both record headers to hash slot
+   *  imgSlot (the image checksum). */
+  regsPack1(regs: number, fpu: number, dst: number, imgSlot: number): void;
+
+  // ---- record framing (the image writer) ----
+  /** Seal the record at `at` whose payload (len bytes) is in place at at + 16: zero its padding to a
+   *  multiple of 8, write the header {kind, flags, len, XXH3-64(padded payload || header bytes 0..7)}
+   *  and feed the 16 header bytes to hash slot imgSlot. May overwrite the 8 bytes after the padded
+   *  record (scratch). Returns the record size (16 + padded length). */
+  recSeal(at: number, kind: number, flags: number, len: number, imgSlot: number): number;
+  /** recSeal for a record whose payload was already fed to hash slot recSlot (pages packed while hashed):
+   *  the padding and header bytes 0..7 are fed to recSlot and its digest becomes the checksum. */
+  recSealStream(at: number, kind: number, flags: number, len: number, recSlot: number, imgSlot: number): number;
+  /** Begin the PAGES record at `at`: fixed fields {addr, npages, 0}, reset recSlot and feed them to it.
+   *  The packed pages go to at + 32 (fed to recSlot by the pack kernel). */
+  pagesRecHead(at: number, addr: bigint, npages: number, recSlot: number): void;
+  /** End the PAGES record at `at` holding `stored` packed pages: append the bitmap copied from bitmapPtr
+   *  (ceil(npages/64) u64 words), feed it to recSlot, seal as recSealStream. Returns the record size. */
+  pagesRecTail(at: number, npages: number, stored: number, bitmapPtr: number, recSlot: number, imgSlot: number): number;
 }

@@ -74,9 +74,14 @@ export class WasmKernels implements Kernels {
     return p;
   }
 
+  /** Memory size seen by the last range check (memory only grows: a miss re-reads it). */
+  private memBytes = 0;
   private range(ptr: number, len: number): void {
-    if (!Number.isInteger(ptr) || !Number.isInteger(len) || ptr < 0 || len < 0 || ptr + len > this.x.memory.buffer.byteLength) {
-      throw new CrimgError('INTERNAL', `kernel range [${ptr}, +${len}) outside memory`);
+    if (!Number.isInteger(ptr) || !Number.isInteger(len) || ptr < 0 || len < 0 || ptr + len > this.memBytes) {
+      this.memBytes = this.x.memory.buffer.byteLength;
+      if (!Number.isInteger(ptr) || !Number.isInteger(len) || ptr < 0 || len < 0 || ptr + len > this.memBytes) {
+        throw new CrimgError('INTERNAL', `kernel range [${ptr}, +${len}) outside memory`);
+      }
     }
   }
   private slot(s: number): void {
@@ -86,6 +91,11 @@ export class WasmKernels implements Kernels {
   xxh3(ptr: number, len: number): bigint {
     this.range(ptr, len);
     return BigInt.asUintN(64, this.x.xxh3_64(ptr, len));
+  }
+  xxh3Pages(ptr: number, npages: number, outPtr: number): void {
+    this.range(ptr, npages * PAGE); this.range(outPtr, npages * 8);
+    if (outPtr < ptr + npages * PAGE && ptr < outPtr + npages * 8) throw new CrimgError('INTERNAL', 'xxh3Pages: output overlaps the pages');
+    this.x.xxh3_pages(ptr, npages, outPtr);
   }
   xxh3Init(slot: number): void { this.slot(slot); this.x.xxh3_init(slot); }
   xxh3Update(slot: number, ptr: number, len: number): void {
@@ -138,5 +148,27 @@ export class WasmKernels implements Kernels {
   regsUnpack(src: number, n: number, dst: number): number {
     this.range(src, n * REGSET_RECORD_BYTES); this.range(dst, n * 728);
     return this.x.regs_unpack(src, n, dst) | 0;
+  }
+  regsPack1(regs: number, fpu: number, dst: number, imgSlot: number): void {
+    this.range(regs, 216); this.range(fpu, 512); this.range(dst, REGSET_RECORD_BYTES); this.slot(imgSlot);
+    this.x.regs_pack1(regs, fpu, dst, imgSlot);
+  }
+
+  recSeal(at: number, kind: number, flags: number, len: number, imgSlot: number): number {
+    this.range(at, 16 + ((len + 7) & ~7) + 8); this.slot(imgSlot);
+    return this.x.rec_seal(at, (kind & 0xffff) | ((flags & 0xffff) << 16), len, imgSlot) >>> 0;
+  }
+  recSealStream(at: number, kind: number, flags: number, len: number, recSlot: number, imgSlot: number): number {
+    this.range(at, 16 + ((len + 7) & ~7)); this.slot(recSlot); this.slot(imgSlot);
+    return this.x.rec_seal_stream(at, (kind & 0xffff) | ((flags & 0xffff) << 16), len, recSlot, imgSlot) >>> 0;
+  }
+  pagesRecHead(at: number, addr: bigint, npages: number, recSlot: number): void {
+    this.range(at, 32); this.slot(recSlot);
+    this.x.pages_rec_head(at, addr, npages, recSlot);
+  }
+  pagesRecTail(at: number, npages: number, stored: number, bitmapPtr: number, recSlot: number, imgSlot: number): number {
+    const bm = Math.ceil(npages / 64) * 8;
+    this.range(at, 32 + stored * PAGE + bm); this.range(bitmapPtr, bm); this.slot(recSlot); this.slot(imgSlot);
+    return this.x.pages_rec_tail(at, npages, stored, bitmapPtr, recSlot, imgSlot) >>> 0;
   }
 }

@@ -29,6 +29,7 @@ import {
   ptraceGetRseq, ptraceGetSigmask, ptraceRaw,
 } from './libc.js';
 import { LivePageSource, ProcMemory } from './pages.js';
+import { collectSigactions } from './sigaction.js';
 import { type FdInfo, type MapEntry, exists, readFds, readMaps, readStat, readStatus } from './proc.js';
 
 export const TOOL = 'crimg 0.1.0';
@@ -336,7 +337,16 @@ function mapError(e: unknown, pids: number[]): CrimgError {
 }
 
 /** Stopped threads of one process, as the freezer (or `crimg run`) holds them. */
-export interface StoppedProcess { pid: number; threads: { tid: number; stateBefore: string }[]; reinjected?: number[] }
+export interface StoppedProcess {
+  pid: number;
+  threads: { tid: number; stateBefore: string }[];
+  reinjected?: number[];
+  /** A thread crimg may run system calls in to read the signal handlers (in an interrupt or signal-delivery stop,
+   *  resumed with signal 0 afterwards); without one the dispositions are not recorded (a NOCR reason says so). */
+  injectTid?: number;
+  /** injectTid was in a group stop (the process had been stopped by a signal): it gets a SIGSTOP back afterwards. */
+  injectRestop?: boolean;
+}
 
 export interface FrozenWriteOptions {
   tree?: boolean;
@@ -399,6 +409,10 @@ export async function writeFrozen(procs: StoppedProcess[], target: SinkTarget | 
       mems.push(mem);
       const t = collectTask(fp.pid, threads, mem, fds.get(fp.pid), maps.get(fp.pid));
       t.nocr = nocr.filter((r) => r.pid === fp.pid);
+      const sa = fp.injectTid !== undefined ? collectSigactions(fp.pid, fp.injectTid, maps.get(fp.pid), fp.injectRestop)
+        : { reason: 'no stopped thread to read them in' };
+      if ('actions' in sa) t.sigactions = sa.actions;
+      else t.nocr.push({ pid: fp.pid, code: 'SIGACTIONS', text: `the signal handlers of process ${fp.pid} could not be read: ${sa.reason}` });
       tasks.push(t);
     }
     alive();
@@ -448,6 +462,13 @@ export async function writeFrozen(procs: StoppedProcess[], target: SinkTarget | 
   }
 }
 
+/** The thread to read signal handlers in: one in an interrupt stop, else (a stopped process) the first one. */
+function injectThread(tids: number[], groupStopped: (tid: number) => boolean): { injectTid?: number; injectRestop?: boolean } {
+  const free = tids.find((t) => !groupStopped(t));
+  if (free !== undefined) return { injectTid: free };
+  return tids.length ? { injectTid: tids[0], injectRestop: true } : {};
+}
+
 /**
  * Checkpoint the live process pid (with tree: and its descendants) into the sink.
  * The sink may be a path (written under a temporary name and renamed when complete).
@@ -484,6 +505,7 @@ export async function dumpProcess(pid: number, target: SinkTarget, options: Dump
     const procs: StoppedProcess[] = fz.procs.map((fp) => ({
       pid: fp.pid, reinjected: fp.reinjected,
       threads: fz.threadsOf(fp.pid).map((tid) => ({ tid, stateBefore: fp.threads.get(tid)!.stateBefore })),
+      ...injectThread(fz.threadsOf(fp.pid), (tid) => fp.threads.get(tid)!.groupStop),
     }));
     const r = await writeFrozen(procs, sink, {
       tree: options.tree, force: options.force, crid: options.crid, kernels: k,

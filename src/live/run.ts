@@ -142,7 +142,7 @@ export async function runTraced(argv: string[], o: RunOptions): Promise<number> 
     };
     let released = false;
     try {
-      const r = await writeFrozen([{ pid, threads: threads.map((t) => ({ tid: t, stateBefore: states.get(t) ?? '' })) }], file, {
+      const r = await writeFrozen([{ pid, threads: threads.map((t) => ({ tid: t, stateBefore: states.get(t) ?? '' })), injectTid: tid }], file, {
         force: true, signal: o.abort,
         release: () => { released = true; resume(); return process.hrtime.bigint() - t0; },
       });

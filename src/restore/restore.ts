@@ -15,7 +15,7 @@
  *      private anonymous memory, process_vm_writev for the rest);
  *   4. the vdso mappings move to the image's addresses; PR_SET_MM_MAP sets the
  *      mm fields (code, data, brk, stack, args, env), the auxv and the exe link;
- *   5. name, personality, rlimits, working directory, open files (at their fd
+ *   5. name, personality, rlimits, signal handlers, working directory, open files (at their fd
  *      numbers, flags and positions; everything else closed);
  *   6. one thread per extra thread of the image by an injected clone (clone3 with
  *      set_tid = the image's tid under pidNs, see pidns.ts), then credentials in
@@ -472,6 +472,24 @@ function build(image: Image, task: Task, stub: Stub, tids: number[], step: StepF
     });
     step('rlimit', '', () => inj.write(data, b));
     batch('rlimit', task.rlimits.map((_, i) => ({ nr: NR.prlimit64, args: [0, i, data + BigInt(16 * i), 0], at: `resource ${i}` })));
+  }
+  if (task.sigactions) {
+    // the dispositions are shared by all threads (CLONE_SIGHAND): set once, before the threads exist; every other
+    // signal to SIG_DFL (the stub may have inherited ignored ones: ignoring survives exec)
+    const given = new Map(task.sigactions.map((a) => [a.sig, a]));
+    const acts = Array.from({ length: 64 }, (_, i) => i + 1).filter((s) => s !== 9 && s !== 19)
+      .map((sig) => given.get(sig) ?? { sig, handler: 0n, flags: 0n, restorer: 0n, mask: 0n });
+    const b = new Uint8Array(32 * acts.length);
+    const dv = new DataView(b.buffer);
+    acts.forEach((a, i) => {
+      dv.setBigUint64(32 * i, a.handler, true);
+      dv.setBigUint64(32 * i + 8, a.flags, true);
+      dv.setBigUint64(32 * i + 16, a.restorer, true);
+      dv.setBigUint64(32 * i + 24, a.mask, true);
+    });
+    if (b.length > Number(RESULTS)) throw new Step('signal handlers', '', new Error(`${acts.length} dispositions do not fit the park`));
+    step('signal handlers', '', () => inj.write(data, b));
+    batch('signal handlers', acts.map((a, i) => ({ nr: NR.rt_sigaction, args: [a.sig, data + BigInt(32 * i), 0, 8], at: `signal ${a.sig}` })));
   }
   if (task.cwd) step('cwd', task.cwd, () => inj.call(NR.chdir, [str(task.cwd)], task.cwd));
   restoreFiles(task, pid, inj, str, step, batch, opts);

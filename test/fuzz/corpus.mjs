@@ -135,7 +135,7 @@ export async function recordWriterImage(lib) {
   const t = task(lib, 77, 1, 21, { threads: 1, files: false });
   await w.record(K.TASK, { ...t, nthreads: 1, nfiles: 0, nnocr: 0, hasMm: 1 });
   await w.record(K.CREDS, t.creds);
-  await unknown(0x0106, 0);
+  await unknown(0x01fe, 0);
   await w.record(K.RLIMITS, { limits: t.rlimits.flatMap((x) => [x.cur, x.max]) });
   await w.record(K.NSIDS, t.ns);
   const th = t.threads[0];

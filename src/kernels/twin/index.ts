@@ -7,12 +7,13 @@ import { CrimgError } from '../../errors.js';
 import {
   type GenParams, type Kernels, NSLOTS, STAGING_BASE,
 } from '../api.js';
-import { xxh3_64, Xxh3Stream } from './xxh3.js';
+import { xxh3_64, xxh3Pages, Xxh3Stream } from './xxh3.js';
 import { zeroScan, pagesPack, pagesUnpack, copyPages } from './pages.js';
 import { genPages, genPack } from './gen.js';
 import {
   xsaveToStandard, xsaveToCompacted, xsaveStandardSize, regsPack, regsUnpack,
 } from './regs.js';
+import { recSeal, recSealStream, pagesRecHead, pagesRecTail } from './records.js';
 
 export class TwinKernels implements Kernels {
   readonly name = 'twin' as const;
@@ -43,6 +44,7 @@ export class TwinKernels implements Kernels {
   }
 
   xxh3(ptr: number, len: number): bigint { return xxh3_64(this.mem.subarray(ptr, ptr + len)); }
+  xxh3Pages(ptr: number, npages: number, outPtr: number): void { xxh3Pages(this.mem, ptr, npages, outPtr); }
   xxh3Init(slot: number): void { this.slots[slot] = new Xxh3Stream(); }
   xxh3Update(slot: number, ptr: number, len: number): void { this.slot(slot).update(this.mem.subarray(ptr, ptr + len)); }
   xxh3Digest(slot: number): bigint { return this.slot(slot).digest(); }
@@ -70,4 +72,27 @@ export class TwinKernels implements Kernels {
   xsaveStandardSize(xcr0: bigint): number { return xsaveStandardSize(xcr0); }
   regsPack(src: number, n: number, dst: number): number { return regsPack(this.mem, src, n, dst); }
   regsUnpack(src: number, n: number, dst: number): number { return regsUnpack(this.mem, src, n, dst); }
+  regsPack1(regs: number, fpu: number, dst: number, imgSlot: number): void {
+    const tmp = new Uint8Array(728 + 760);
+    tmp.set(this.mem.subarray(regs, regs + 216));
+    tmp.set(this.mem.subarray(fpu, fpu + 512), 216);
+    regsPack(tmp, 0, 1, 728);
+    this.mem.set(tmp.subarray(728), dst);
+    this.slot(imgSlot).update(this.mem.subarray(dst, dst + 16));
+    this.slot(imgSlot).update(this.mem.subarray(dst + 232, dst + 248));
+  }
+
+  recSeal(at: number, kind: number, flags: number, len: number, imgSlot: number): number {
+    return recSeal(this.mem, at, kind, flags, len, this.slot(imgSlot));
+  }
+  recSealStream(at: number, kind: number, flags: number, len: number, recSlot: number, imgSlot: number): number {
+    return recSealStream(this.mem, at, kind, flags, len, this.slot(recSlot), this.slot(imgSlot));
+  }
+  pagesRecHead(at: number, addr: bigint, npages: number, recSlot: number): void {
+    this.xxh3Init(recSlot);
+    pagesRecHead(this.mem, at, addr, npages, this.slot(recSlot));
+  }
+  pagesRecTail(at: number, npages: number, stored: number, bitmapPtr: number, recSlot: number, imgSlot: number): number {
+    return pagesRecTail(this.mem, at, npages, stored, bitmapPtr, this.slot(recSlot), this.slot(imgSlot));
+  }
 }

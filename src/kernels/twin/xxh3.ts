@@ -236,6 +236,13 @@ export function xxh3_64(data: Uint8Array): bigint {
   return hashLong(v, len);
 }
 
+/** XXH3-64 of each of `npages` consecutive 4096-byte pages of memory `m` at
+ *  `ptr`, written as little-endian u64 at `outPtr` (8 bytes per page). */
+export function xxh3Pages(m: Uint8Array, ptr: number, npages: number, outPtr: number): void {
+  const out = new DataView(m.buffer, m.byteOffset + outPtr, npages * 8);
+  for (let i = 0; i < npages; i++) out.setBigUint64(i * 8, xxh3_64(m.subarray(ptr + i * 4096, ptr + (i + 1) * 4096)), true);
+}
+
 /**
  * Streaming XXH3-64 (seed 0). A stripe is accumulated as soon as at least one
  * byte is known to follow it, so at most 64 bytes stay pending; the last 64

@@ -1,0 +1,81 @@
+/*
+ * Test program for signal dispositions across dump and restore.
+ *
+ *   restore-signals OUT MODE
+ *
+ * SIGUSR1 has a handler (SA_SIGINFO | SA_RESTART, sa_mask SIGINT) that counts
+ * the signals; SIGUSR2 and SIGPIPE are ignored. MODE "futex": the main thread
+ * waits in FUTEX_WAIT (no timeout) on a word that a second thread bumps and
+ * wakes every 2 ms (an interrupted wait returns -ERESTARTSYS to the kernel);
+ * MODE "sleep": the main thread sleeps in nanosleep(2 ms)
+ * (-ERESTART_RESTARTBLOCK). After each wake-up it
+ * appends "N USR1 SPURIOUS\n" to OUT (its fd 3): N counts lines, USR1 the
+ * SIGUSR1 handled, SPURIOUS the calls that failed with EINTR while no handler
+ * ran (a checkpoint must never cause one). Kill it with SIGKILL.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t usr1;
+static volatile int word;
+
+static void on_usr1(int sig, siginfo_t *si, void *uc) { (void)sig; (void)si; (void)uc; usr1++; }
+
+static void *feeder(void *arg) {
+  (void)arg;
+  for (;;) {
+    struct timespec ts = {0, 2 * 1000 * 1000};
+    nanosleep(&ts, 0);
+    __atomic_add_fetch(&word, 1, __ATOMIC_SEQ_CST);
+    syscall(SYS_futex, &word, FUTEX_WAKE_PRIVATE, 1, 0, 0, 0);
+  }
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc != 3) { fprintf(stderr, "usage: %s OUT futex|sleep\n", argv[0]); return 2; }
+  syscall(SYS_close_range, 3, ~0U, 0); /* inherit no stray fds from the test runner */
+  int out = open(argv[1], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (out != 3) return 1;
+  int waiting = strcmp(argv[2], "futex") == 0;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = on_usr1;
+  sa.sa_flags = SA_SIGINFO | SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  sigaddset(&sa.sa_mask, SIGINT);
+  if (sigaction(SIGUSR1, &sa, 0)) return 1;
+  signal(SIGUSR2, SIG_IGN);
+  signal(SIGPIPE, SIG_IGN);
+  if (waiting) {
+    pthread_t t;
+    if (pthread_create(&t, 0, feeder, 0)) return 1;
+  }
+  unsigned long n = 0, spurious = 0;
+  for (;;) {
+    int seen = usr1;
+    long r;
+    if (waiting) {
+      int v = word;
+      r = syscall(SYS_futex, &word, FUTEX_WAIT_PRIVATE, v, 0, 0, 0);
+      if (r < 0 && errno == EAGAIN) r = 0; /* bumped before we slept */
+    } else {
+      struct timespec ts = {0, 2 * 1000 * 1000};
+      r = nanosleep(&ts, 0);
+    }
+    if (r < 0 && errno == EINTR && usr1 == seen) spurious++;
+    char line[64];
+    int len = snprintf(line, sizeof line, "%lu %d %lu\n", ++n, (int)usr1, spurious);
+    if (write(out, line, len) != len) abort();
+  }
+}
