@@ -78,6 +78,9 @@ async function build() {
     // ('use strict' first: the banner would otherwise push esbuild's own directive out of place)
     banner: { js: '"use strict";\nvar __crimg_import_meta_url = require("node:url").pathToFileURL(__filename).href;' },
     plugins: [lazyChildProcess],
+    // import() of an external (cli-progress) becomes require(): the bundle runs as a vm.Script,
+    // which has no module loader behind import()
+    supported: { 'dynamic-import': false },
     minifyWhitespace: true,
     minifySyntax: true,
     charset: 'ascii',
@@ -86,8 +89,10 @@ async function build() {
     write: false,
     logLevel: 'warning',
   });
+  if (r.warnings.length) throw new Error(`esbuild warnings (e.g. import.meta other than .url has no meaning in the bundle): ${r.warnings.map((w) => w.text).join('; ')}`);
   let text = r.outputFiles[0].text.replace(/^#!.*\n/, '');
   if (/[^\x00-\x7f]/.test(text)) throw new Error('bundle is not ASCII (the loader reads it as latin1)');
+  if (/(?<![\w$.])import\s*\(/.test(text)) throw new Error('bundle has a dynamic import() left: the vm.Script it runs as cannot load it');
   const id = createHash('sha256').update(text).digest('hex').slice(0, 16);
   text = `// crimg-bundle ${id}\n${text}`;
   fs.rmSync(CACHE, { force: true });

@@ -86,7 +86,13 @@ export interface Thread {
   rseq: Rseq | null;
   /** Scheduler state letter from /proc (R, S, D, t, ...), or '' if unknown. */
   state: string;
+  /** clear_child_tid and the robust futex list; undefined when not recorded. */
+  futex?: ThreadFutex;
 }
+
+/** Per-thread futex state: where the kernel clears the tid and wakes a futex when the thread exits
+ *  (set_tid_address, CLONE_CHILD_CLEARTID; pthread_join waits on it) and the robust futex list (set_robust_list). */
+export interface ThreadFutex { clearChildTid: bigint; robustHead: bigint; robustLen: bigint }
 
 export const Prot = { READ: 1, WRITE: 2, EXEC: 4 } as const;
 export const VmaFlags = {

@@ -286,7 +286,7 @@ function isPreverified(p: Preverified, off: number, len: number, csum: bigint): 
 }
 
 /** Bytes per read of the bulk pass, and reads kept in flight (in as many buffers, plus the one being hashed). */
-const BULK_CHUNK = 4 * 1024 * 1024;
+const BULK_CHUNK = 1024 * 1024;
 const BULK_DEPTH = 3;
 /** Images smaller than this are verified in one pass (the bulk pass pays off on big images). */
 const BULK_MIN = 16 * 1024 * 1024;
@@ -737,6 +737,11 @@ function parse(rs: RecordStream, mode: ReadMode, setRuns: (v: Vma, r: PageRec[])
         const xf = fields(expect(K.XSTATE, 'after FPU (thread flags say XSTATE follows)'));
         th.xstate = { xcr0: xf.xcr0 as bigint, ext: xf.ext as Uint8Array };
       }
+      const fx = nextKnown();
+      if (fx && fx.kind === K.FUTEX) {
+        const ff = fields(fx);
+        th.futex = { clearChildTid: ff.clearChildTid as bigint, robustHead: ff.robustHead as bigint, robustLen: ff.robustLen as bigint };
+      } else pending = fx;
       task.threads.push(th);
     }
     const tstats: TaskStats = { pid: task.pid, vmas: [] };

@@ -72,6 +72,7 @@ export const K = {
   REGS: 0x0211,
   FPU: 0x0212,
   XSTATE: 0x0213,
+  FUTEX: 0x0215,
   MM: 0x0301,
   VMA: 0x0302,
   PAGES: 0x0303,
@@ -143,6 +144,11 @@ export const RECORDS: readonly RecordDef[] = [
   {
     kind: K.XSTATE, name: 'XSTATE', parent: K.THREAD, doc: 'Standard-form XSAVE area from byte 512 on (header + extended components); bytes 0..511 are the FPU record.',
     fields: [['xcr0', 'u64'], ['ext', 'raw']],
+  },
+  {
+    kind: K.FUTEX, name: 'FUTEX', parent: K.THREAD, fixedLen: 24,
+    doc: 'Optional, after the thread\'s FPU/XSTATE: clear_child_tid (set_tid_address) and the robust futex list (set_robust_list) (absent: not recorded).',
+    fields: [['clearChildTid', 'u64'], ['robustHead', 'u64'], ['robustLen', 'u64']],
   },
   {
     kind: K.MM, name: 'MM', parent: K.TASK, doc: 'Address space; followed by nvmas VMA subtrees.',

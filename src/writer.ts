@@ -383,6 +383,7 @@ async function writeTask(w: RecordWriter, t: Task, onProgress?: (n: number) => v
     if (th.fpu.length !== 512) throw new CrimgError('INTERNAL', `thread ${th.tid}: FXSAVE area of ${th.fpu.length} bytes, expected 512`);
     if ((p = w.regset(th.regs, th.fpu))) await p;
     if (th.xstate && (p = w.xstate(th.xstate.xcr0, th.xstate.ext))) await p;
+    if (th.futex && (p = w.record(K.FUTEX, th.futex as unknown as Fields))) await p;
   }
   if (t.mm) {
     if ((p = w.record(K.MM, t.mm as unknown as Fields, 0, { nvmas: t.mm.vmas.length, mmFlags: 0 }))) await p;

@@ -80,6 +80,18 @@ describe('the package bin', () => {
     expect(strip(a.stdout)).toEqual(strip(b.stdout));
   });
 
+  it('on a terminal (progress bar: cli-progress loads on demand): same image, exit 0', () => {
+    // script(1) gives the command a pseudo-terminal, so stderr.isTTY and the bar is drawn
+    const out = path.join(dir, 'tty.crimg'), ref = path.join(dir, 'tty-ref.crimg');
+    const args = ['gen', '--size', '2MiB', '--seed', '8', '-o'];
+    const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+    const r = spawnSync('script', ['-qec', [process.execPath, CLI, ...args, out].map(q).join(' '), '/dev/null'], { encoding: 'utf8' });
+    expect(r.status, r.stdout).toBe(0);
+    expect(r.stdout).not.toMatch(/crimg: [A-Z_]+:/);
+    expect(crimg([...args, ref, '--quiet'], { cli: CLI_UNBUNDLED }).code).toBe(0);
+    expect(fs.readFileSync(out).equals(fs.readFileSync(ref))).toBe(true);
+  });
+
   it('a damaged image fails the same way, with the code and offset', () => {
     const bad = path.join(dir, 'bad.crimg');
     const buf = fs.readFileSync(img); buf[300] ^= 0x10; fs.writeFileSync(bad, buf);

@@ -14,16 +14,17 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { crimg } from './helpers/cli.js';
-import { flatten } from './helpers/models.js';
+import { flatten, rng } from './helpers/models.js';
 import {
   type Running, GPR_NAMES, anonBytes, compileProg, gprValue, have, patternBytes, startProg, zmmQword,
 } from './helpers/elf-prog.js';
 import {
-  type Model, type Task, type Vma, CrimgError, FdKind, VmaFlags, fromCriuImages, isCriuDir, kernels, openImage, toCriuImages,
+  type Model, type Task, type Vma, CrimgError, FdKind, NS_KINDS, VmaFlags, fromCriuImages, isCriuDir, kernels, openImage, toCriuImages,
 } from '../src/index.js';
 import { claimRegion, releaseRegion } from '../src/kernels/arena.js';
 import { imageBytes } from '../src/criu/img.js';
 import { decodeMessage, encodeMessage } from '../src/criu/pb.js';
+import { intelXsaveSize } from '../src/elf/xsave.js';
 
 const NTHREADS = 4;
 let dir: string;
@@ -80,14 +81,21 @@ function crit(file: string): Json {
 function parseBig(text: string): Json {
   return JSON.parse(text.replace(/(?<=[\s\[:,])(\d{16,})(?=[\s,\]}])/g, '"$1"'));
 }
-/** Decode many files in one Python process with pycriu, the library crit is a command line for: [file, entries or error]. */
+/**
+ * Decode many files in one Python process with pycriu, the library crit is a command line for, and encode
+ * them again: [file, entries] when pycriu's encoding is byte for byte the file, else [file, error].
+ */
 function critAll(files: string[]): [string, number | string][] {
   const py = [
-    'import json, sys, pycriu',
+    'import io, json, sys, pycriu',
     'out = []',
     'for f in sys.argv[1:]:',
     '    try:',
-    '        with open(f, "rb") as fh: out.append([f, len(pycriu.images.load(fh, pretty=True)["entries"])])',
+    '        raw = open(f, "rb").read()',
+    '        n = len(pycriu.images.load(io.BytesIO(raw), pretty=True)["entries"])',
+    '        again = io.BytesIO()',
+    '        pycriu.images.dump(pycriu.images.load(io.BytesIO(raw)), again)',
+    '        out.append([f, n if again.getvalue() == raw else "pycriu encodes the decoded entries differently"])',
     '    except Exception as e: out.append([f, "%s: %s" % (type(e).__name__, e)])',
     'print(json.dumps(out))',
   ].join('\n');
@@ -130,13 +138,19 @@ function afterCriu(m: Model): Model {
       crid: 0n, createdNs: (m.header.createdNs / 1000n) * 1000n, flags: 0, tool: 'crimg (from CRIU images)', freezeNs: 0n,
       uts: { sysname: 'Linux', nodename: '', release: '', version: '', machine: 'x86_64', domainname: '' },
     },
-    namespaces: [],
+    namespaces: m.tasks.flatMap((t) => NS_KINDS.map((kind) => ({ kind, id: t.ns[kind] })))
+      .filter((n, i, all) => n.id > 0n && all.findIndex((x) => x.kind === n.kind && x.id === n.id) === i)
+      .map((n) => {
+        const o = m.namespaces.find((x) => x.kind === n.kind && x.id === n.id);
+        return o?.nodename !== undefined || o?.domainname !== undefined ? { ...n, nodename: o.nodename ?? '', domainname: o.domainname ?? '' } : n;
+      }),
     tasks: m.tasks.map((t): Task => {
       const main = t.threads.find((th) => th.tid === t.pid)!;
       const threads = [main, ...t.threads.filter((th) => th !== main)].map((th) => ({
         ...th,
         state: th === main && ['T', 't', 'Z'].includes(th.state) ? (th.state === 'Z' ? 'Z' : 'T') : '',
         rseq: th.rseq ? { ...th.rseq, flags: 0 } : null,
+        futex: th.futex && (th.futex.clearChildTid || th.futex.robustHead || th.futex.robustLen) ? th.futex : undefined,
       }));
       const task: Task = {
         ...t, tgid: t.pid, ppid: pids.has(t.ppid) && t.ppid !== t.pid ? t.ppid : 0, args: [], env: [], exitSignal: 17,
@@ -174,7 +188,7 @@ describe('crimg image -> CRIU images, read by crit', () => {
     expect(names.filter((n) => n.startsWith('.'))).toEqual([]);
   });
 
-  it.runIf(HAVE_CRIT)('CRIU\'s decoder reads every file of both directories', () => {
+  it.runIf(HAVE_CRIT)('CRIU\'s decoder reads every file of both directories, and its encoder writes the same bytes', () => {
     const files = [liveDir, genDir].flatMap((d) => fs.readdirSync(d).filter((f) => !f.startsWith('pages-')).map((f) => path.join(d, f)));
     const res = critAll(files);
     expect(res.filter(([, n]) => typeof n !== 'number')).toEqual([]);
@@ -214,6 +228,13 @@ describe('crimg image -> CRIU images, read by crit', () => {
         if (r.avx512) {
           // zmm_upper: bits 256..511 of zmm0-15, 4 qwords each
           for (let k = 0; k < 16; k++) expect(big(fp.xsave.zmm_upper[4 * k + 1]), `thread ${t} zmm${k} q5`).toBe(zmmQword(t, k, 5));
+        }
+        if (th.xstate) expect(w(fp.padding, 12), 'XCR0 in the sw_reserved word').toBe(th.xstate.xcr0);
+        if (th.futex) {
+          expect(big(j.thread_info.clear_tid_addr)).toBe(th.futex.clearChildTid);
+          expect(big(j.thread_core.futex_rla)).toBe(th.futex.robustHead);
+          expect(BigInt(j.thread_core.futex_rla_len)).toBe(th.futex.robustLen);
+          expect(th.futex.robustHead).not.toBe(0n);
         }
         expect(big(j.thread_core.blk_sigset)).toBe(th.sigmask);
         if (tid === r.pid) expect(j.tc.comm).toBe('regs-threads');
@@ -330,6 +351,13 @@ describe('protobuf codec', () => {
     expect(decodeMessage('vma_entry', b, { file: 'x', base: 0 })).toEqual(vma);
     // fd -1 as zigzag sint64: tag (8<<3)|0 then 0x01
     expect(Array.from(b.subarray(b.indexOf(0x40), b.indexOf(0x40) + 2))).toEqual([0x40, 0x01]);
+    const reg = { id: 3, flags: 0o100002, pos: 0xffffffffffffffffn, fown: { uid: 1, euid: 2, signum: 0, pid_type: 0, pid: 0 }, name: '/tmp/ünï cödé', mnt_id: -1, size: 1n << 40n, ext: true, mode: 0o100644 };
+    expect(decodeMessage('reg_file_entry', encodeMessage('reg_file_entry', reg), { file: 'x', base: 0 })).toEqual(reg);
+    const mm = encodeMessage('mm_entry', { exe_file_id: 4, dumpable: -1, mm_saved_auxv: [6n, 4096n, 0n, 0n], vmas: [vma, { ...vma, start: 0n, fd: 12345678901n }] });
+    const mmBack = decodeMessage('mm_entry', mm, { file: 'x', base: 0 });
+    expect(mmBack).toMatchObject({ mm_start_code: 0n, exe_file_id: 4, dumpable: -1, mm_saved_auxv: [6n, 4096n, 0n, 0n], vmas: [vma, { ...vma, start: 0n, fd: 12345678901n }] });
+    const q = { signals: [{ siginfo: new Uint8Array([10, 0, 0, 0, 1, 2, 3]) }] };
+    expect(decodeMessage('signal_queue_entry', encodeMessage('signal_queue_entry', q), { file: 'x', base: 0 })).toEqual(q);
     // pstree_entry with threads packed (field 5, wire type 2) and an unknown field 9 (varint): accepted
     const packed = new Uint8Array([0x08, 0x07, 0x10, 0x00, 0x18, 0x07, 0x20, 0x07, 0x2a, 0x02, 0x07, 0x08, 0x48, 0x05]);
     expect(decodeMessage('pstree_entry', packed, { file: 'p', base: 0 })).toEqual({ pid: 7, ppid: 0, pgid: 7, sid: 7, threads: [7, 8] });
@@ -477,6 +505,30 @@ describe('damaged CRIU directories are refused with a code, the file and the off
   });
 });
 
+describe('XSAVE state CRIU has no field for', () => {
+  it('XCR0 with AMX bits comes back through the sw_reserved word; the tile data does not', async () => {
+    const i = openImage(genImg);
+    const out = path.join(dir, 'amx.criu');
+    try {
+      const th = i.model.tasks[0]!.threads[0]!;
+      const xcr0 = 0x602e7n;
+      const ext = new Uint8Array(intelXsaveSize(xcr0) - 512);
+      ext.set(th.xstate!.ext.subarray(0, Math.min(ext.length, th.xstate!.ext.length)));
+      ext[2816 - 512 + 5] = 0x77; // a byte of XTILEDATA
+      th.xstate = { xcr0, ext };
+      await toCriuImages(i, out);
+    } finally { i.close(); }
+    const c = fromCriuImages(out);
+    try {
+      const back = c.model.tasks[0]!.threads[0]!;
+      expect(back.xstate!.xcr0).toBe(0x602e7n);
+      expect(back.xstate!.ext.length).toBe(intelXsaveSize(0x602e7n) - 512);
+      expect(back.xstate!.ext[2816 - 512 + 5]).toBe(0);
+      expect(new DataView(back.fpu.buffer, back.fpu.byteOffset).getBigUint64(464, true)).toBe(0n);
+    } finally { c.close(); }
+  });
+});
+
 describe('export is atomic', () => {
   it('a failure while writing pages leaves neither the directory nor a temporary one', async () => {
     const parent = fs.mkdtempSync(path.join(dir, 'atomic-'));
@@ -501,5 +553,35 @@ describe('export is atomic', () => {
       expect(fs.readdirSync(parent).sort()).toEqual(['empty', 'full']);
       expect(isCriuDir(path.join(parent, 'empty'))).toBe(true);
     } finally { i.close(); }
+  });
+});
+
+describe('random damage', () => {
+  it('any byte changed or cut anywhere gives a CrimgError or a model, never another exception', () => {
+    const files = fs.readdirSync(liveDir).filter((f) => !f.startsWith('pages-')).sort();
+    const d = path.join(dir, 'fuzz');
+    fs.cpSync(liveDir, d, { recursive: true });
+    const r = rng(12345);
+    const rnd = (n: number): number => Math.floor(r() * n);
+    const codes = new Map<string, number>();
+    for (let i = 0; i < 300; i++) {
+      const f = files[rnd(files.length)]!;
+      const orig = fs.readFileSync(path.join(liveDir, f));
+      const b = Buffer.from(orig);
+      if (rnd(4) === 0) fs.writeFileSync(path.join(d, f), b.subarray(0, rnd(b.length)));
+      else {
+        for (let j = 1 + rnd(3); j > 0; j--) b[rnd(b.length)] = rnd(256);
+        fs.writeFileSync(path.join(d, f), b);
+      }
+      let code = 'ok';
+      try { fromCriuImages(d).close(); } catch (e) {
+        if (!(e instanceof CrimgError)) throw new Error(`${f} damaged (round ${i}): ${(e as Error).stack}`);
+        code = e.code;
+      }
+      codes.set(code, (codes.get(code) ?? 0) + 1);
+      fs.writeFileSync(path.join(d, f), orig);
+    }
+    expect(codes.get('BAD_CRIU')).toBeGreaterThan(50);
+    expect(codes.get('TRUNCATED')).toBeGreaterThan(30);
   });
 });

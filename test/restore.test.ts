@@ -196,7 +196,7 @@ const plain = (x: unknown): string => JSON.stringify(x, (_k, v) => (typeof v ===
 function compareTasks(a: Image, b: Image): string[] {
   const ta: Task = a.model.tasks[0]!, tb: Task = b.model.tasks[0]!;
   const diffs: string[] = [];
-  for (const k of ['comm', 'exe', 'cwd', 'root', 'args', 'env', 'personality', 'exitSignal', 'creds', 'rlimits', 'ns'] as const) {
+  for (const k of ['comm', 'exe', 'cwd', 'root', 'args', 'env', 'personality', 'exitSignal', 'creds', 'rlimits', 'ns', 'sigactions'] as const) {
     if (plain(ta[k]) !== plain(tb[k])) diffs.push(k);
   }
   const fileKeys = (t: Task): string => plain(t.files.map((f) => [f.fd, f.kind, f.path, f.flags, f.pos, f.cloexec, f.inode]));
@@ -209,7 +209,7 @@ function compareTasks(a: Image, b: Image): string[] {
   ta.threads.forEach((th, i) => {
     const u = tb.threads[i];
     if (!u) return;
-    for (const k of ['regs', 'fpu', 'xstate', 'sigmask', 'rseq'] as const) if (plain(th[k]) !== plain(u[k])) diffs.push(`thread ${i} ${k}`);
+    for (const k of ['regs', 'fpu', 'xstate', 'sigmask', 'rseq', 'futex'] as const) if (plain(th[k]) !== plain(u[k])) diffs.push(`thread ${i} ${k}`);
   });
   const ca = coalesce(ma.vmas), cb = coalesce(mb.vmas);
   if (plain(ca) !== plain(cb)) diffs.push('vmas');
@@ -286,6 +286,10 @@ describe('state right after restore', () => {
       const a = readImage(img1), b = readImage(img2);
       try {
         expect(b.model.tasks[0]!.pid).toBe(r);
+        for (const th of a.model.tasks[0]!.threads) { // glibc registers both for every thread
+          expect(th.futex?.clearChildTid, `thread ${th.tid}`).toBeGreaterThan(0n);
+          expect(th.futex?.robustLen, `thread ${th.tid}`).toBe(24n);
+        }
         const rseqAt = a.model.tasks[0]!.threads.flatMap((th) => (th.rseq ? [th.rseq.ptr] : []));
         const unexpected = whats.filter((w) => {
           if (/^header\.(crid|createdNs|freezeNs|flags)$/.test(w)) return false; // identity and timing of the dump
@@ -782,6 +786,66 @@ describe('signal dispositions', () => {
       }
     });
   }
+});
+
+/** A worker thread that writes "w N" lines for ~0.6 s and exits; the main thread waits in pthread_join, then writes
+ *  "joined" and goes on writing "m N" lines. */
+const JOIN_C = `
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+static int out;
+static void say(const char *s) { if (write(out, s, strlen(s)) < 0) _exit(1); }
+static void nap(void) { struct timespec ts = {0, 2 * 1000 * 1000}; nanosleep(&ts, 0); }
+static void *worker(void *a) {
+  (void)a;
+  char line[32];
+  for (int i = 1; i <= 300; i++) { snprintf(line, sizeof line, "w %d\\n", i); say(line); nap(); }
+  return 0;
+}
+int main(int argc, char **argv) {
+  (void)argc;
+  syscall(SYS_close_range, 3, ~0U, 0);
+  out = open(argv[1], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  pthread_t t;
+  if (pthread_create(&t, 0, worker, 0)) return 1;
+  if (pthread_join(t, 0)) return 1;
+  say("joined\\n");
+  char line[32];
+  for (int i = 1; ; i++) { snprintf(line, sizeof line, "m %d\\n", i); say(line); nap(); }
+}
+`;
+
+describe('thread exit after restore', () => {
+  it('pthread_join returns when a restored thread exits (clear_child_tid restored)', async () => {
+    const src = path.join(dir, 'join.c');
+    const exe = path.join(dir, 'join');
+    fs.writeFileSync(src, JOIN_C);
+    const cc = spawnSync('gcc', ['-O1', '-pthread', '-o', exe, src], { encoding: 'utf8' });
+    expect(cc.status, cc.stderr).toBe(0);
+    const out = path.join(dir, 'join.out');
+    const pid = start(exe, [out]);
+    const pids = [pid];
+    try {
+      await waitFor('the worker writing', () => lines(out).length >= 20);
+      const img = path.join(dir, 'join.crimg');
+      await dumpKill(pid, img);
+      expect(lines(out)).not.toContain('joined');
+      const r = restoreCli(img);
+      pids.push(r);
+      await waitFor('the main thread to join the worker and go on', () => lines(out).filter((l) => l.startsWith('m ')).length >= 5);
+      const ls = lines(out);
+      expect(ls.filter((l) => l.startsWith('w '))).toEqual(Array.from({ length: 300 }, (_, i) => `w ${i + 1}`));
+      expect(ls.indexOf('joined')).toBe(300);
+    } finally {
+      for (const p of pids) killHard(p);
+    }
+  });
 });
 
 describe('restore pieces', () => {

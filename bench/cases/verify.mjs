@@ -74,7 +74,7 @@ export const verify = {
       const goals = evaluateGoals([{ text: '>= 0.8x xxhsum -H3', kind: 'ratio', vs: [contenders[1].name], atLeast: 0.8 }], rows, ratios);
       return {
         available: true, checks, rows, ratios, goals,
-        setup: `A generated image of 1 GiB of populated memory with no zero or duplicate pages (${size} bytes, ${summary.pagesStored} pages), read once beforehand so it is in the page cache. crimg verify checks the magic, every record (kind, length, XXH3 checksum), the index and the trailer; xxhsum -H3 computes one XXH3-64 over the file. Both timed as whole processes. crimg verify reads the file in 4 MiB pieces straight into WebAssembly memory on the libuv thread pool, three reads in flight, and checksums each record while the next pieces are read (the other core copies from the page cache); a second walk then checks the structure from the headers and bitmaps. The page-cache read alone (dd) is the info row.`,
+        setup: `A generated image of 1 GiB of populated memory with no zero or duplicate pages (${size} bytes, ${summary.pagesStored} pages), read once beforehand so it is in the page cache. crimg verify checks the magic, every record (kind, length, XXH3 checksum), the index and the trailer; xxhsum -H3 computes one XXH3-64 over the file. Both timed as whole processes. crimg verify reads the file in 1 MiB pieces straight into WebAssembly memory on the libuv thread pool, three reads in flight, and checksums each record while the next pieces are read (the other core copies from the page cache); a second walk then checks the structure from the headers and bitmaps. The page-cache read alone (dd) is the info row.`,
       };
     } finally { rmf(file); }
   },

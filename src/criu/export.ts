@@ -11,6 +11,7 @@
  *   pagemap-PID.img        pagemap_head {pages_id} + one entry per run of recorded pages
  *   pages-N.img            the page data in pagemap order; zero pages are holes of the (sparse) file
  *   creds-PID.img, fs-PID.img, fdinfo-N.img, files.img (regular files: mapped, exe, cwd, root, open fds)
+ *   utsns-ID.img           host and domain name of each UTS namespace the tasks use
  *
  * Everything is written into a temporary directory next to the destination, which is
  * renamed into place when complete: a failure leaves nothing behind.
@@ -122,6 +123,13 @@ function fpregsOf(th: Thread): Msg {
     rip: dv.getBigUint64(8, true), rdp: dv.getBigUint64(16, true), mxcsr: dv.getUint32(24, true), mxcsr_mask: dv.getUint32(28, true),
     st_space: u32s(f, 32, 32), xmm_space: u32s(f, 160, 64), padding: u32s(f, 416, 24),
   };
+  // XCR0 in the sw_reserved word at 464 (as ptrace's XSAVE area and so CRIU's own dumps have it),
+  // unless the FXSAVE area holds something there: import takes XCR0 from it
+  if (th.xstate && dv.getBigUint64(464, true) === 0n) {
+    const pad = m.padding as number[];
+    pad[12] = Number(th.xstate.xcr0 & 0xffffffffn);
+    pad[13] = Number(th.xstate.xcr0 >> 32n);
+  }
   if (th.xstate) {
     const x = th.xstate;
     const ext = x.ext;
@@ -172,14 +180,17 @@ function coreOf(task: Task, th: Thread, leader: boolean): Msg {
   if (th.regs.length !== NREGS) throw new CrimgError('INTERNAL', `thread ${th.tid}: ${th.regs.length} registers, expected ${NREGS}`);
   const gpregs: Msg = { mode: X86_REGS_NATIVE };
   GPREG_FIELDS.forEach((f, i) => { gpregs[f] = th.regs[i]!; });
-  const tcore: Msg = { futex_rla: 0n, futex_rla_len: 0, blk_sigset: th.sigmask, creds: credsOf(task), comm: task.comm };
+  const fx = th.futex;
+  const tcore: Msg = {
+    futex_rla: fx?.robustHead ?? 0n, futex_rla_len: Number(fx?.robustLen ?? 0n), blk_sigset: th.sigmask, creds: credsOf(task), comm: task.comm,
+  };
   const pend = pendingOf(th.sigpending);
   if (pend) tcore.signals_p = pend;
   if (task.creds.seccompMode) tcore.seccomp_mode = task.creds.seccompMode;
   if (th.rseq) tcore.rseq_entry = { rseq_abi_pointer: th.rseq.ptr, rseq_abi_size: th.rseq.len, signature: th.rseq.sig };
   const core: Msg = {
     mtype: CORE_MARCH_X86_64,
-    thread_info: { clear_tid_addr: 0n, gpregs, fpregs: fpregsOf(th) },
+    thread_info: { clear_tid_addr: fx?.clearChildTid ?? 0n, gpregs, fpregs: fpregsOf(th) },
     thread_core: tcore,
   };
   if (leader) {
@@ -380,6 +391,12 @@ export async function toCriuImages(src: Model | Image, dir: string, opts: CriuEx
       }
     }
     put('files.img', 'FILES', files.entries.map((e) => ['file_entry', e]));
+    // the host and domain names of the UTS namespaces the tasks use
+    for (const ns of model.namespaces) {
+      if (ns.kind !== 'uts' || (ns.nodename === undefined && ns.domainname === undefined) || ns.id <= 0n || ns.id > 0xffffffffn) continue;
+      if (!model.tasks.some((t) => t.ns.uts === ns.id)) continue;
+      put(`utsns-${ns.id}.img`, 'UTSNS', [['utsns_entry', { nodename: ns.nodename ?? '', domainname: ns.domainname ?? '' }]]);
+    }
     if (opts.fsync) {
       const dfd = fs.openSync(tmp, 'r');
       try { fs.fsyncSync(dfd); } finally { fs.closeSync(dfd); }

@@ -11,8 +11,8 @@ import * as path from 'node:path';
 import { CrimgError } from '../errors.js';
 import type { Kernels } from '../kernels/api.js';
 import {
-  type Model, type Task, type Thread, type Vma, type PageSource, type OpenFile, type NocrReason, type SigAction, type Credentials,
-  type XState, FdKind, VmaFlags, NO_PAGES, defaultRlimits, emptyCreds, emptyNsIds, newThread, FXSAVE_BYTES,
+  type Model, type Namespace, type Task, type Thread, type Vma, type PageSource, type OpenFile, type NocrReason, type SigAction, type Credentials,
+  type XState, FdKind, NS_KINDS, VmaFlags, NO_PAGES, defaultRlimits, emptyCreds, emptyNsIds, newThread, FXSAVE_BYTES,
 } from '../model.js';
 import { type Source, openSource } from '../source.js';
 import { intelXsaveSize } from '../elf/xsave.js';
@@ -111,8 +111,15 @@ function thread(tid: number, core: ImageEntry, file: string): Thread {
   pad.forEach((w, i) => dv.setUint32(416 + 4 * i, w, true));
   th.fpu = f;
   const xs = fp.xsave as Msg | undefined;
-  if (xs) th.xstate = xstate(xs, dv.getBigUint64(464, true), file, core.offset);
+  if (xs) {
+    th.xstate = xstate(xs, dv.getBigUint64(464, true), file, core.offset);
+    // XCR0 taken from the sw_reserved word: the model keeps it in xstate, its FXSAVE area as NT_PRFPREG gives it (0 there)
+    if (dv.getBigUint64(464, true) === th.xstate.xcr0) dv.setBigUint64(464, 0n, true);
+  }
   const tcore = m.thread_core as Msg | undefined;
+  // clear_child_tid and the robust list; all zero: not recorded
+  const clearChildTid = u64(ti.clear_tid_addr), robustHead = tcore ? u64(tcore.futex_rla) : 0n, robustLen = tcore ? BigInt(num(tcore.futex_rla_len)) : 0n;
+  if (clearChildTid || robustHead || robustLen) th.futex = { clearChildTid, robustHead, robustLen };
   if (tcore) {
     if (tcore.blk_sigset !== undefined) th.sigmask = u64(tcore.blk_sigset);
     th.sigpending = pendingSet(tcore.signals_p as Msg | undefined);
@@ -261,6 +268,7 @@ export function fromCriuImages(dir: string, opts: CriuImportOptions = {}): CriuI
       const pid = num(pe.pid);
       const tids = arr<number>(pe.threads);
       if (!tids.includes(pid)) tids.unshift(pid);
+      if (new Set(tids).size !== tids.length) fail('pstree.img', `task ${pid} lists a thread twice`, tree[i]!.offset);
       const cores = new Map<number, ImageEntry>(tids.map((tid) => [tid, readOne(dir, `core-${tid}.img`, 'CORE', 'core_entry')!]));
       const lead = cores.get(pid)!;
       const tc = lead.msg.tc as Msg | undefined;
@@ -362,6 +370,20 @@ export function fromCriuImages(dir: string, opts: CriuImportOptions = {}): CriuI
       tasks.push(task);
     }
 
+    // the namespaces the tasks use, in the order crimg's live dump lists them; UTS names from utsns-ID.img
+    const namespaces: Namespace[] = [];
+    for (const t of tasks) {
+      for (const kind of NS_KINDS) {
+        const id = t.ns[kind];
+        if (!id || namespaces.some((n) => n.kind === kind && n.id === id)) continue;
+        const ns: Namespace = { kind, id };
+        if (kind === 'uts') {
+          const u = readOne(dir, `utsns-${id}.img`, 'UTSNS', 'utsns_entry', true);
+          if (u) { ns.nodename = u.msg.nodename as string; ns.domainname = u.msg.domainname as string; }
+        }
+        namespaces.push(ns);
+      }
+    }
     let createdNs = opts.createdNs;
     if (createdNs === undefined) {
       createdNs = 0n;
@@ -372,7 +394,7 @@ export function fromCriuImages(dir: string, opts: CriuImportOptions = {}): CriuI
         crid: opts.crid ?? 0n, createdNs, flags: 0, tool: 'crimg (from CRIU images)',
         uts: { sysname: 'Linux', nodename: '', release: '', version: '', machine: 'x86_64', domainname: '' }, freezeNs: 0n,
       },
-      namespaces: [],
+      namespaces,
       tasks,
     };
     let closed = false;

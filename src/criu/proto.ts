@@ -240,6 +240,11 @@ const TABLE = {
     [9, opt, 'bool', 'ext'],
     [10, opt, 'uint32', 'mode'],
   ],
+  // utsns.proto
+  utsns_entry: [
+    [1, req, 'string', 'nodename'],
+    [2, req, 'string', 'domainname'],
+  ],
   // fown.proto
   fown_entry: [
     [1, req, 'uint32', 'uid'],
@@ -273,6 +278,7 @@ export const MAGIC = {
   FDINFO: 0x56213732,
   FILES: 0x56303138,
   REG_FILES: 0x50363636,
+  UTSNS: 0x54473203,
 } as const;
 
 /** inventory_entry.img_version: CRTOOLS_IMAGES_V1_1 (common magic at the head of every image but inventory). */

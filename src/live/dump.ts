@@ -29,7 +29,7 @@ import {
   ptraceGetRseq, ptraceGetSigmask, ptraceRaw,
 } from './libc.js';
 import { LivePageSource, ProcMemory } from './pages.js';
-import { collectSigactions } from './sigaction.js';
+import { type CallMode, collectSelfState } from './selfstate.js';
 import { type FdInfo, type MapEntry, exists, readFds, readMaps, readStat, readStatus } from './proc.js';
 
 export const TOOL = 'crimg 0.1.0';
@@ -339,13 +339,12 @@ function mapError(e: unknown, pids: number[]): CrimgError {
 /** Stopped threads of one process, as the freezer (or `crimg run`) holds them. */
 export interface StoppedProcess {
   pid: number;
-  threads: { tid: number; stateBefore: string }[];
+  /** `calls`: whether crimg may run system calls in the thread to read state only the task can ask for (signal
+   *  handlers, clear_child_tid, robust futex list; see selfstate.ts): 'run' for a thread in an interrupt or
+   *  signal-delivery stop that is resumed with signal 0 afterwards, 'restop' for one in a group stop. Without a
+   *  usable thread that state is not recorded (a SIGACTIONS NOCR reason says so when handlers are missing). */
+  threads: { tid: number; stateBefore: string; calls?: CallMode }[];
   reinjected?: number[];
-  /** A thread crimg may run system calls in to read the signal handlers (in an interrupt or signal-delivery stop,
-   *  resumed with signal 0 afterwards); without one the dispositions are not recorded (a NOCR reason says so). */
-  injectTid?: number;
-  /** injectTid was in a group stop (the process had been stopped by a signal): it gets a SIGSTOP back afterwards. */
-  injectRestop?: boolean;
 }
 
 export interface FrozenWriteOptions {
@@ -409,10 +408,13 @@ export async function writeFrozen(procs: StoppedProcess[], target: SinkTarget | 
       mems.push(mem);
       const t = collectTask(fp.pid, threads, mem, fds.get(fp.pid), maps.get(fp.pid));
       t.nocr = nocr.filter((r) => r.pid === fp.pid);
-      const sa = fp.injectTid !== undefined ? collectSigactions(fp.pid, fp.injectTid, maps.get(fp.pid), fp.injectRestop)
-        : { reason: 'no stopped thread to read them in' };
-      if ('actions' in sa) t.sigactions = sa.actions;
-      else t.nocr.push({ pid: fp.pid, code: 'SIGACTIONS', text: `the signal handlers of process ${fp.pid} could not be read: ${sa.reason}` });
+      // threads that can run calls, those resumed normally first (the signal handlers are read in the first)
+      const callable = new Map<number, CallMode>();
+      for (const mode of ['run', 'restop'] as const) for (const x of fp.threads) if (x.calls === mode) callable.set(x.tid, mode);
+      const ss = collectSelfState(fp.pid, callable, maps.get(fp.pid) ?? readMaps(fp.pid, false));
+      if (ss.sigactions) t.sigactions = ss.sigactions;
+      else t.nocr.push({ pid: fp.pid, code: 'SIGACTIONS', text: `the signal handlers of process ${fp.pid} could not be read: ${ss.reason}` });
+      for (const th of threads) th.futex = ss.futex.get(th.tid);
       tasks.push(t);
     }
     alive();
@@ -462,13 +464,6 @@ export async function writeFrozen(procs: StoppedProcess[], target: SinkTarget | 
   }
 }
 
-/** The thread to read signal handlers in: one in an interrupt stop, else (a stopped process) the first one. */
-function injectThread(tids: number[], groupStopped: (tid: number) => boolean): { injectTid?: number; injectRestop?: boolean } {
-  const free = tids.find((t) => !groupStopped(t));
-  if (free !== undefined) return { injectTid: free };
-  return tids.length ? { injectTid: tids[0], injectRestop: true } : {};
-}
-
 /**
  * Checkpoint the live process pid (with tree: and its descendants) into the sink.
  * The sink may be a path (written under a temporary name and renamed when complete).
@@ -504,8 +499,9 @@ export async function dumpProcess(pid: number, target: SinkTarget, options: Dump
     }
     const procs: StoppedProcess[] = fz.procs.map((fp) => ({
       pid: fp.pid, reinjected: fp.reinjected,
-      threads: fz.threadsOf(fp.pid).map((tid) => ({ tid, stateBefore: fp.threads.get(tid)!.stateBefore })),
-      ...injectThread(fz.threadsOf(fp.pid), (tid) => fp.threads.get(tid)!.groupStop),
+      threads: fz.threadsOf(fp.pid).map((tid) => ({
+        tid, stateBefore: fp.threads.get(tid)!.stateBefore, calls: fp.threads.get(tid)!.groupStop ? 'restop' as const : 'run' as const,
+      })),
     }));
     const r = await writeFrozen(procs, sink, {
       tree: options.tree, force: options.force, crid: options.crid, kernels: k,

@@ -142,7 +142,9 @@ export async function runTraced(argv: string[], o: RunOptions): Promise<number> 
     };
     let released = false;
     try {
-      const r = await writeFrozen([{ pid, threads: threads.map((t) => ({ tid: t, stateBefore: states.get(t) ?? '' })), injectTid: tid }], file, {
+      // system calls only in threads resumed with signal 0 (a signal to deliver or a group stop to keep would be lost)
+      const calls = (t: number): 'run' | undefined => (t === tid || (stopped.get(t) && !stopped.get(t)!.sig && !stopped.get(t)!.group) ? 'run' : undefined);
+      const r = await writeFrozen([{ pid, threads: threads.map((t) => ({ tid: t, stateBefore: states.get(t) ?? '', calls: calls(t) })) }], file, {
         force: true, signal: o.abort,
         release: () => { released = true; resume(); return process.hrtime.bigint() - t0; },
       });

@@ -20,7 +20,7 @@
  *   6. one thread per extra thread of the image by an injected clone (clone3 with
  *      set_tid = the image's tid under pidNs, see pidns.ts), then credentials in
  *      every thread;
- *   7. per thread: rseq registration, FXSAVE/XSAVE state (SETREGSET), signal mask
+ *   7. per thread: rseq registration, clear_child_tid and robust futex list, FXSAVE/XSAVE state (SETREGSET), signal mask
  *      and registers (with interrupted system calls set up to restart, as the
  *      kernel would have done); the main thread removes the park with its last
  *      system call and gets its registers at that call's exit stop;
@@ -524,6 +524,12 @@ function build(image: Image, task: Task, stub: Stub, tids: number[], step: StepF
     if (th.rseq && th.rseq.ptr) {
       const rs = th.rseq;
       step('rseq', `${at} ${hex(rs.ptr)}`, () => ti.call(NR.rseq, [rs.ptr, rs.len, 0, rs.sig]));
+    }
+    if (th.futex) {
+      // where the kernel clears the tid and wakes pthread_join when the thread exits; the robust futex list
+      const f = th.futex;
+      step('clear_child_tid', `${at} ${hex(f.clearChildTid)}`, () => ti.call(NR.set_tid_address, [f.clearChildTid]));
+      if (f.robustHead) step('robust futex list', `${at} ${hex(f.robustHead)}`, () => ti.call(NR.set_robust_list, [f.robustHead, f.robustLen]));
     }
     step('fpu', at, () => {
       if (stub.xstate) ptraceSetRegset(tid, NT.X86_XSTATE, buildXstate(stub.xstate, th));

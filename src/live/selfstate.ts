@@ -1,0 +1,85 @@
+/**
+ * State the kernel tells only the task itself, read by system calls run inside
+ * the frozen threads (incall.ts): signal dispositions (rt_sigaction), and per
+ * thread clear_child_tid (prctl PR_GET_TID_ADDRESS) and the robust futex list
+ * (get_robust_list). Restored by src/restore/restore.ts.
+ *
+ * /proc/PID/status says which signals are ignored (SigIgn) and which are caught
+ * (SigCgt); only the caught ones need calls, for their handler, flags, restorer
+ * and mask.
+ */
+import type { SigAction, ThreadFutex } from '../model.js';
+import { type MapEntry, readStatus } from './proc.js';
+import { InCall, findSyscallInsn } from './incall.js';
+
+const SYS_RT_SIGACTION = 13, SYS_PRCTL = 157, SYS_GET_ROBUST_LIST = 274;
+const PR_GET_TID_ADDRESS = 40;
+const SIG_IGN = 1n;
+
+const hexBig = (s: string | undefined): bigint => (s ? BigInt(`0x${s}`) : 0n);
+
+/** Signal numbers (1..64) whose bit is set in mask. */
+function signalsIn(mask: bigint): number[] {
+  const out: number[] = [];
+  for (let s = 1; s <= 64; s++) if (mask & (1n << BigInt(s - 1))) out.push(s);
+  return out;
+}
+
+/** How crimg may run calls in a thread: 'run' (interrupt or signal-delivery stop, resumed with signal 0 afterwards),
+ *  'restop' (a group stop: it gets a SIGSTOP back afterwards). */
+export type CallMode = 'run' | 'restop';
+
+export interface SelfState {
+  /** null with `reason` when no thread could be used. */
+  sigactions: SigAction[] | null;
+  futex: Map<number, ThreadFutex>;
+  /** Why something could not be read (for a NOCR reason), or ''. */
+  reason: string;
+}
+
+/** Reads the dispositions of process pid and the futex state of each thread in `threads` (tid -> how). */
+export function collectSelfState(pid: number, threads: Map<number, CallMode>, maps: MapEntry[]): SelfState {
+  const out: SelfState = { sigactions: null, futex: new Map(), reason: '' };
+  const st = readStatus(pid);
+  const ignored = hexBig(st.get('SigIgn'));
+  const caught = signalsIn(hexBig(st.get('SigCgt')));
+  const actions = new Map<number, SigAction>();
+  for (const sig of signalsIn(ignored)) actions.set(sig, { sig, handler: SIG_IGN, flags: 0n, restorer: 0n, mask: 0n });
+  const insn = threads.size ? findSyscallInsn(pid, maps) : null;
+  if (insn === null) {
+    out.reason = threads.size ? 'no syscall instruction found in an executable mapping' : 'no stopped thread to run system calls in';
+    if (!caught.length) out.sigactions = [...actions.values()];
+    return out;
+  }
+  const problems: string[] = [];
+  let first = true;
+  for (const [tid, mode] of threads) {
+    let s: InCall;
+    try { s = new InCall(pid, tid, insn, maps, mode === 'restop'); } catch (e) { problems.push((e as Error).message); continue; }
+    try {
+      if (first) {
+        for (const sig of caught) {
+          const r = s.call(SYS_RT_SIGACTION, [sig, 0, s.scratch, 8]);
+          if (r < 0n) throw new Error(`rt_sigaction(${sig}) in thread ${tid} returned ${r}`);
+          const dv = new DataView(s.read(32).buffer);
+          const handler = dv.getBigUint64(0, true);
+          if (handler !== 0n) actions.set(sig, { sig, handler, flags: dv.getBigUint64(8, true), restorer: dv.getBigUint64(16, true), mask: dv.getBigUint64(24, true) });
+        }
+        out.sigactions = [...actions.values()].sort((a, b) => a.sig - b.sig);
+        first = false;
+      }
+      const a = s.call(SYS_PRCTL, [PR_GET_TID_ADDRESS, s.scratch, 0, 0, 0]);
+      const b = s.call(SYS_GET_ROBUST_LIST, [0, s.scratch + 8n, s.scratch + 16n]);
+      if (a < 0n || b < 0n) throw new Error(`PR_GET_TID_ADDRESS / get_robust_list in thread ${tid} returned ${a} / ${b}`);
+      const dv = new DataView(s.read(24).buffer);
+      out.futex.set(tid, { clearChildTid: dv.getBigUint64(0, true), robustHead: dv.getBigUint64(8, true), robustLen: dv.getBigUint64(16, true) });
+    } catch (e) {
+      problems.push((e as Error).message);
+    } finally {
+      s.close();
+    }
+  }
+  if (out.sigactions === null && !caught.length) out.sigactions = [...actions.values()];
+  out.reason = problems.join('; ');
+  return out;
+}
