@@ -683,10 +683,10 @@ describe('signal dispositions', () => {
   const SIGUSR1 = 10, SIGUSR2 = 12, SIGPIPE = 13, SIGINT = 2;
   const SA_SIGINFO = 4n, SA_RESTART = 0x10000000n, SA_RESTORER = 0x04000000n;
   const status = (p: number, k: string): string => fs.readFileSync(`/proc/${p}/status`, 'latin1').split('\n').find((l) => l.startsWith(`${k}:`))!.split(/\s+/)[1]!;
-  const parse = (f: string): { n: number; usr1: number; spurious: number }[] => lines(f).map((l) => {
-    const m = /^(\d+) (\d+) (\d+)$/.exec(l);
+  const parse = (f: string): { n: number; usr1: number; spurious: number; term: number }[] => lines(f).map((l) => {
+    const m = /^(\d+) (\d+) (\d+) ([01])$/.exec(l);
     expect(m, l).not.toBeNull();
-    return { n: Number(m![1]), usr1: Number(m![2]), spurious: Number(m![3]) };
+    return { n: Number(m![1]), usr1: Number(m![2]), spurious: Number(m![3]), term: Number(m![4]) };
   });
 
   it('a process stopped by SIGSTOP before the dump has its handlers read and stays stopped until SIGCONT', async () => {
@@ -753,6 +753,8 @@ describe('signal dispositions', () => {
 
         const img1 = path.join(dir, `sig-${mode}-1.crimg`);
         const ign = status(pid, 'SigIgn'), cgt = status(pid, 'SigCgt');
+        process.kill(pid, 'SIGTERM'); // blocked: stays pending, across the restore too
+        await waitFor('SIGTERM pending', () => parse(out).at(-1)?.term === 1);
         await dumpKill(pid, img1);
         const atDump = lines(out).length;
         const r = restoreCli(img1);
@@ -761,6 +763,7 @@ describe('signal dispositions', () => {
         expect(status(r, 'SigCgt')).toBe(cgt);
         const before = lines(out).length;
         await waitFor('lines after restore', () => lines(out).length >= before + 10);
+        expect(parse(out).slice(before).every((x) => x.term === 1)).toBe(true);
         // the handler runs (SIGUSR1's default would kill it); ignored signals stay ignored
         process.kill(r, 'SIGUSR1');
         process.kill(r, 'SIGPIPE');

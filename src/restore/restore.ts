@@ -38,7 +38,7 @@ import { FdKind, VmaFlags, type Task, type Thread, type Vma } from '../model.js'
 import type { Image } from '../reader.js';
 import {
   NT, PTRACE, PTRACE_O, SIG, WAIT, isSysError, kill, ptrace, ptraceDetach, ptraceGetRegset, ptraceGetRseq,
-  ptraceInterrupt, ptraceSetRegs, ptraceSetRegset, ptraceSetSigmask, processVmRead, spawn, waitpid,
+  ptraceInterrupt, ptraceSetRegs, ptraceSetRegset, ptraceSetSigmask, processVmRead, spawn, tgkill, waitpid,
 } from '../live/libc.js';
 import { readFds, readMaps } from '../live/proc.js';
 import {
@@ -543,6 +543,15 @@ function build(image: Image, task: Task, stub: Stub, tids: number[], step: StepF
     // Left stopped, the task passes through the signal code on SIGCONT, which restarts an interrupted system
     // call itself: it gets the image's registers unchanged. Running on, it gets them as the restart would leave them.
     step('registers', at, () => ptraceSetRegs(tid, opts.stopped ? th.regs : resumeRegs(th.regs)));
+  }
+
+  // ---- pending signals, queued again (tgkill: their siginfo is not in the image, and shared ones were recorded on
+  // the leader); a traced thread does not take them before it is let go, a blocked one keeps them pending
+  for (const [th, ti] of injs) {
+    for (let sig = 1; sig <= 64; sig++) {
+      if (!(th.sigpending & (1n << BigInt(sig - 1))) || sig === SIG.SIGKILL || sig === SIG.SIGSTOP) continue;
+      step('pending signal', `thread ${th.tid} signal ${sig}`, () => tgkill(pid, ti.tid, sig));
+    }
   }
 
   // ---- 8. let it go

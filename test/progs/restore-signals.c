@@ -8,10 +8,11 @@
  * waits in FUTEX_WAIT (no timeout) on a word that a second thread bumps and
  * wakes every 2 ms (an interrupted wait returns -ERESTARTSYS to the kernel);
  * MODE "sleep": the main thread sleeps in nanosleep(2 ms)
- * (-ERESTART_RESTARTBLOCK). After each wake-up it
- * appends "N USR1 SPURIOUS\n" to OUT (its fd 3): N counts lines, USR1 the
+ * (-ERESTART_RESTARTBLOCK). SIGTERM is blocked. After each wake-up it
+ * appends "N USR1 SPURIOUS TERM\n" to OUT (its fd 3): N counts lines, USR1 the
  * SIGUSR1 handled, SPURIOUS the calls that failed with EINTR while no handler
- * ran (a checkpoint must never cause one). Kill it with SIGKILL.
+ * ran (a checkpoint must never cause one), TERM 1 while a SIGTERM is pending.
+ * Kill it with SIGKILL.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -57,6 +58,10 @@ int main(int argc, char **argv) {
   if (sigaction(SIGUSR1, &sa, 0)) return 1;
   signal(SIGUSR2, SIG_IGN);
   signal(SIGPIPE, SIG_IGN);
+  sigset_t term;
+  sigemptyset(&term);
+  sigaddset(&term, SIGTERM);
+  if (sigprocmask(SIG_BLOCK, &term, 0)) return 1;
   if (waiting) {
     pthread_t t;
     if (pthread_create(&t, 0, feeder, 0)) return 1;
@@ -74,8 +79,10 @@ int main(int argc, char **argv) {
       r = nanosleep(&ts, 0);
     }
     if (r < 0 && errno == EINTR && usr1 == seen) spurious++;
-    char line[64];
-    int len = snprintf(line, sizeof line, "%lu %d %lu\n", ++n, (int)usr1, spurious);
+    sigset_t pend;
+    sigpending(&pend);
+    char line[80];
+    int len = snprintf(line, sizeof line, "%lu %d %lu %d\n", ++n, (int)usr1, spurious, sigismember(&pend, SIGTERM));
     if (write(out, line, len) != len) abort();
   }
 }
