@@ -106,7 +106,23 @@ export const VmaFlags = {
   VSYSCALL: 128,
   FILE_DELETED: 256, // backing file was deleted
   HUGETLB: 512,
+  // madvise/mlock state (smaps VmFlags), restored by restore.ts
+  HUGEPAGE: 1 << 10, // MADV_HUGEPAGE (hg)
+  NOHUGEPAGE: 1 << 11, // MADV_NOHUGEPAGE (nh)
+  DONTDUMP: 1 << 12, // MADV_DONTDUMP (dd)
+  DONTFORK: 1 << 13, // MADV_DONTFORK (dc)
+  WIPEONFORK: 1 << 14, // MADV_WIPEONFORK (wf)
+  MERGEABLE: 1 << 15, // MADV_MERGEABLE, KSM (mg)
+  LOCKED: 1 << 16, // mlock (lo)
+  SEQ_READ: 1 << 17, // MADV_SEQUENTIAL (sr)
+  RAND_READ: 1 << 18, // MADV_RANDOM (rr)
 } as const;
+
+/** smaps VmFlags mnemonics of the VmaFlags that record madvise/mlock state. */
+export const VMFLAG_MNEMONICS: readonly [string, number][] = [
+  ['hg', VmaFlags.HUGEPAGE], ['nh', VmaFlags.NOHUGEPAGE], ['dd', VmaFlags.DONTDUMP], ['dc', VmaFlags.DONTFORK],
+  ['wf', VmaFlags.WIPEONFORK], ['mg', VmaFlags.MERGEABLE], ['lo', VmaFlags.LOCKED], ['sr', VmaFlags.SEQ_READ], ['rr', VmaFlags.RAND_READ],
+];
 
 /** Produces the pages of one VMA into kernel memory. Page indices are relative to the VMA start. */
 export interface PageSource {

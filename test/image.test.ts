@@ -51,6 +51,45 @@ describe('round trips', () => {
     } finally { releaseRegion(k, scratch); }
   });
 
+  it('optional records: signal dispositions (SIGACTS) and per-thread futex state (FUTEX) round-trip; absent stays absent', async () => {
+    const k = kernels();
+    const scratch = claimRegion(k, 400 * 4096);
+    try {
+      const model = smallModel(4);
+      const t = model.tasks[0]!;
+      expect(t.sigactions).toBeUndefined();
+      const plainImg = readImage(await toBytes(model));
+      expect(plainImg.model.tasks[0]!.sigactions).toBeUndefined();
+      expect(plainImg.model.tasks[0]!.threads.every((th) => th.futex === undefined)).toBe(true);
+      plainImg.close();
+      t.sigactions = [
+        { sig: 10, handler: 0x401000n, flags: 0x14000004n, restorer: 0x7f0000001000n, mask: 2n },
+        { sig: 13, handler: 1n, flags: 0n, restorer: 0n, mask: 0n },
+      ];
+      t.threads[0]!.futex = { clearChildTid: 0x7f00000002d0n, robustHead: 0x7f00000002e0n, robustLen: 24n };
+      const bytes = await toBytes(model);
+      const img = readImage(bytes);
+      expect(img.model.tasks[0]!.sigactions).toEqual(t.sigactions);
+      expect(img.model.tasks[0]!.threads[0]!.futex).toEqual(t.threads[0]!.futex);
+      expect(flatten(img.model, k, scratch)).toEqual(flatten(model, k, scratch));
+      expect(Buffer.from(await toBytes(img.model)).equals(Buffer.from(bytes))).toBe(true);
+      img.close();
+      // dispositions the reader refuses: out of range, out of order, a SIG_DFL entry
+      for (const [bad, why] of [
+        [[{ sig: 65, handler: 1n, flags: 0n, restorer: 0n, mask: 0n }], /signal 65 out of range/],
+        [[{ sig: 12, handler: 1n, flags: 0n, restorer: 0n, mask: 0n }, { sig: 10, handler: 1n, flags: 0n, restorer: 0n, mask: 0n }], /signal 10 out of order/],
+        [[{ sig: 15, handler: 0n, flags: 0n, restorer: 0n, mask: 0n }], /signal 15 recorded with SIG_DFL/],
+      ] as const) {
+        t.sigactions = bad.map((x) => ({ ...x }));
+        const b = await toBytes(model);
+        let err: unknown;
+        try { readImage(b); } catch (e) { err = e; }
+        expect((err as { code?: string }).code).toBe('BAD_RECORD');
+        expect((err as Error).message).toMatch(why);
+      }
+    } finally { releaseRegion(k, scratch); }
+  });
+
   it('image -> model -> image is byte-identical', async () => {
     const bytes = await toBytes(smallModel(5));
     const img = readImage(bytes);

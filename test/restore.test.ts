@@ -17,7 +17,7 @@ import type { Task, Vma } from '../src/model.js';
 import { restoreImage, resumeRegs } from '../src/restore/restore.js';
 import { buildXstate } from '../src/restore/xsave.js';
 import { waitpid } from '../src/live/libc.js';
-import { newThread } from '../src/model.js';
+import { VmaFlags, newThread } from '../src/model.js';
 
 let dir: string;
 let counterExe: string;
@@ -845,6 +845,82 @@ describe('thread exit after restore', () => {
       const ls = lines(out);
       expect(ls.filter((l) => l.startsWith('w '))).toEqual(Array.from({ length: 300 }, (_, i) => `w ${i + 1}`));
       expect(ls.indexOf('joined')).toBe(300);
+    } finally {
+      for (const p of pids) killHard(p);
+    }
+  });
+});
+
+/** Eight separate anonymous regions of 64 KiB, one per piece of advice (or mlock); prints their addresses to argv[1]. */
+const VMFLAGS_C = `
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+  (void)argc;
+  syscall(SYS_close_range, 3, ~0U, 0);
+  int adv[] = {MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_DONTDUMP, MADV_DONTFORK, MADV_WIPEONFORK, MADV_RANDOM, MADV_SEQUENTIAL, -1};
+  size_t sz = 16 * 4096;
+  unsigned char *base = mmap(0, 16 * sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  char tmp[4096];
+  snprintf(tmp, sizeof tmp, "%s.tmp", argv[1]);
+  FILE *f = fopen(tmp, "w");
+  for (int i = 0; i < 8; i++) {
+    unsigned char *p = base + 2 * i * sz;
+    munmap(p + sz, sz); /* a hole after each region: no merging */
+    memset(p, i + 1, sz);
+    if (adv[i] >= 0) { if (madvise(p, sz, adv[i])) return 10 + i; }
+    else if (mlock(p, sz)) return 20;
+    fprintf(f, "%lx\\n", (unsigned long)p);
+  }
+  fclose(f);
+  rename(tmp, argv[1]);
+  for (;;) pause();
+}
+`;
+
+describe('VM flags', () => {
+  it('madvise state and mlock are dumped (VmaFlags) and restored (smaps VmFlags of the new process)', async () => {
+    const src = path.join(dir, 'vmflags.c');
+    const exe = path.join(dir, 'vmflags');
+    fs.writeFileSync(src, VMFLAGS_C);
+    const cc = spawnSync('gcc', ['-O1', '-o', exe, src], { encoding: 'utf8' });
+    expect(cc.status, cc.stderr).toBe(0);
+    const ready = path.join(dir, 'vmflags.txt');
+    const pid = start(exe, [ready]);
+    const pids = [pid];
+    const want = ['hg', 'nh', 'dd', 'dc', 'wf', 'rr', 'sr', 'lo'];
+    const vmflagsAt = (p: number, addr: bigint): string[] => {
+      const sm = fs.readFileSync(`/proc/${p}/smaps`, 'latin1').split('\n');
+      let cur = false;
+      for (const l of sm) {
+        const m = /^([0-9a-f]+)-([0-9a-f]+) /.exec(l);
+        if (m) cur = BigInt(`0x${m[1]}`) <= addr && addr < BigInt(`0x${m[2]}`);
+        else if (cur && l.startsWith('VmFlags:')) return l.slice(8).trim().split(/\s+/);
+      }
+      return [];
+    };
+    try {
+      await waitFor('the regions', () => fs.existsSync(ready));
+      const addrs = fs.readFileSync(ready, 'latin1').trim().split('\n').map((x) => BigInt(`0x${x}`));
+      expect(addrs).toHaveLength(8);
+      addrs.forEach((a, i) => expect(vmflagsAt(pid, a), want[i]).toContain(want[i]));
+      const img = path.join(dir, 'vmflags.crimg');
+      await dumpKill(pid, img);
+      const bits = [VmaFlags.HUGEPAGE, VmaFlags.NOHUGEPAGE, VmaFlags.DONTDUMP, VmaFlags.DONTFORK, VmaFlags.WIPEONFORK, VmaFlags.RAND_READ, VmaFlags.SEQ_READ, VmaFlags.LOCKED];
+      const a = readImage(img);
+      try {
+        addrs.forEach((x, i) => {
+          const v = a.model.tasks[0]!.mm!.vmas.find((u) => u.start === x)!;
+          expect(v.flags & bits[i]!, want[i]).toBe(bits[i]);
+        });
+      } finally { a.close(); }
+      const r = restoreCli(img);
+      pids.push(r);
+      addrs.forEach((x, i) => expect(vmflagsAt(r, x), want[i]).toContain(want[i]));
     } finally {
       for (const p of pids) killHard(p);
     }

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { CrimgError } from '../errors.js';
 import {
-  type Mm, type Namespace, type OpenFile, type Task, type Thread, type Uts, type Vma, FdKind, NO_PAGES, NS_KINDS, Prot, VmaFlags,
+  type Mm, type Namespace, type OpenFile, type Task, type Thread, type Uts, type Vma, FdKind, NO_PAGES, NS_KINDS, Prot, VMFLAG_MNEMONICS, VmaFlags,
   newThread,
 } from '../model.js';
 import { guessLayout, toIntelExt, XSAVE_MIN_BYTES } from '../elf/xsave.js';
@@ -77,6 +77,7 @@ function vmaFlags(e: MapEntry): number {
   if (p === '[vsyscall]') f |= VmaFlags.VSYSCALL;
   if (e.vmflags.has('gd')) f |= VmaFlags.GROWSDOWN;
   if (e.vmflags.has('ht')) f |= VmaFlags.HUGETLB;
+  for (const [m, bit] of VMFLAG_MNEMONICS) if (e.vmflags.has(m)) f |= bit;
   if (!(f & VmaFlags.ANON) && isDeletedPath(p)) f |= VmaFlags.FILE_DELETED;
   return f;
 }

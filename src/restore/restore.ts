@@ -105,6 +105,14 @@ const RESULTS = PARK_DATA - 4096n;
 
 const hex = (v: bigint): string => `0x${v.toString(16)}`;
 
+/** VMA flags restored by madvise: flag, advice, whether it must succeed, name. */
+const MADVICE: readonly [number, number, boolean, string][] = [
+  [VmaFlags.DONTDUMP, 16, true, 'MADV_DONTDUMP'], [VmaFlags.DONTFORK, 10, true, 'MADV_DONTFORK'],
+  [VmaFlags.WIPEONFORK, 18, true, 'MADV_WIPEONFORK'], [VmaFlags.HUGEPAGE, 14, false, 'MADV_HUGEPAGE'],
+  [VmaFlags.NOHUGEPAGE, 15, false, 'MADV_NOHUGEPAGE'], [VmaFlags.MERGEABLE, 12, false, 'MADV_MERGEABLE'],
+  [VmaFlags.SEQ_READ, 2, false, 'MADV_SEQUENTIAL'], [VmaFlags.RAND_READ, 1, false, 'MADV_RANDOM'],
+];
+
 /** Registers as the task must resume: an interrupted system call is set up the way the kernel restarts it. */
 export function resumeRegs(regs: BigUint64Array): BigUint64Array {
   const r = new BigUint64Array(regs);
@@ -418,6 +426,20 @@ function build(image: Image, task: Task, stub: Stub, tids: number[], step: StepF
     batch('protect', vmas.filter(needWrite).map((v) => ({ nr: NR.mprotect, args: [v.start, v.end - v.start, v.prot], at: vmaAt(v) })));
     step('close userfaultfd', '', () => writer.end());
     userfaultfd = writer.copied > 0;
+    // VM flags: advice that changes behaviour (dump, fork) must hold; advice that only tunes (THP, KSM, read-ahead)
+    // is best effort (a kernel without KSM refuses MADV_MERGEABLE)
+    const must: (BatchCall & { at: string; detail: string })[] = [];
+    const tune: BatchCall[] = [];
+    for (const v of vmas) {
+      for (const [bit, advice, required, name] of MADVICE) {
+        if (!(v.flags & bit)) continue;
+        const call = { nr: NR.madvise, args: [v.start, v.end - v.start, advice], at: vmaAt(v), detail: name };
+        if (required) must.push(call); else tune.push(call);
+      }
+    }
+    batch('madvise', must);
+    if (tune.length) step('madvise (tuning)', '', () => inj.batchRaw(tune, park + BATCH_CODE, Number(PARK_CODE - BATCH_CODE), data + RESULTS));
+    batch('mlock', vmas.filter((v) => v.flags & VmaFlags.LOCKED).map((v) => ({ nr: NR.mlock, args: [v.start, v.end - v.start], at: vmaAt(v) })));
   } finally {
     writer.close();
   }
