@@ -25,13 +25,16 @@ function cachedData(id) {
 }
 
 /**
- * Compile and evaluate the bundle (a CommonJS module body) and return its exports with
- * the vm.Script, whose createCachedData() scripts/bundle.mjs stores after a training run.
+ * Compile and evaluate the bundle and return its exports with the vm.Script, whose
+ * createCachedData() scripts/bundle.mjs stores after a training run. The bundle file is
+ * already the function expression `(function (exports, require, module, __filename,
+ * __dirname) {...})` around a CommonJS module body, so its text goes to V8 as read (no
+ * second copy of it).
  */
 function load({ useCache = true } = {}) {
   const source = fs.readFileSync(BUNDLE, 'latin1'); // esbuild writes ASCII only
   const id = ID_LINE.exec(source)?.[1];
-  const script = new vm.Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, {
+  const script = new vm.Script(source, {
     filename: BUNDLE,
     cachedData: useCache && id ? cachedData(id) : undefined,
   });

@@ -1,6 +1,7 @@
 // Builds the package's bin after tsc (npm run build runs it):
 //   dist/cli/crimg-bundle.cjs   the command line (dist/cli/program.js and everything it
-//                               imports) bundled by esbuild into one CommonJS file
+//                               imports) bundled by esbuild into one CommonJS module body,
+//                               stored wrapped in its function expression
 //   dist/cli/crimg.cjs          the bin: scripts/bin-loader.cjs, which runs the bundle
 //   dist/cli/crimg-bundle.cache V8's code cache of the bundle, taken after a training
 //                               run of common commands in a child process
@@ -94,7 +95,8 @@ async function build() {
   if (/[^\x00-\x7f]/.test(text)) throw new Error('bundle is not ASCII (the loader reads it as latin1)');
   if (/(?<![\w$.])import\s*\(/.test(text)) throw new Error('bundle has a dynamic import() left: the vm.Script it runs as cannot load it');
   const id = createHash('sha256').update(text).digest('hex').slice(0, 16);
-  text = `// crimg-bundle ${id}\n${text}`;
+  // the loader compiles the file as it is: one function expression around the module body
+  text = `// crimg-bundle ${id}\n(function (exports, require, module, __filename, __dirname) {${text}\n})\n`;
   fs.rmSync(CACHE, { force: true });
   writeAtomic(BUNDLE, text);
   writeAtomic(BIN, fs.readFileSync(LOADER), 0o755);

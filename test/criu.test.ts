@@ -393,7 +393,7 @@ def core(es):
 def mm(es):
     es[0]['dumpable'] = 1
     es[0]['mm_saved_auxv'] += [0] * 20
-    for v in es[0]['vmas']: v['madv'] = 0
+    for v in es[0]['vmas']: v['madv'] = v.get('madv', 0)
 def files(es):
     es.append({'type': 'PIPE', 'id': 1000, 'pipe': {'id': 1000, 'pipe_id': 123456, 'flags': 0, 'fown': fown}})
 def fdinfo(es):
@@ -526,6 +526,32 @@ describe('XSAVE state CRIU has no field for', () => {
       expect(back.xstate!.ext[2816 - 512 + 5]).toBe(0);
       expect(new DataView(back.fpu.buffer, back.fpu.byteOffset).getBigUint64(464, true)).toBe(0n);
     } finally { c.close(); }
+  });
+});
+
+describe('madvise and mlock state', () => {
+  it('goes to vma_entry.madv (bit n: madvise advice n) and MAP_LOCKED, and comes back', async () => {
+    const i = openImage(genImg);
+    const out = path.join(dir, 'madv.criu');
+    const extra = VmaFlags.DONTDUMP | VmaFlags.HUGEPAGE | VmaFlags.WIPEONFORK | VmaFlags.LOCKED | VmaFlags.SEQ_READ;
+    let at = 0n;
+    try {
+      const v = i.model.tasks[0]!.mm!.vmas.find((x) => x.flags & VmaFlags.ANON && !(x.flags & VmaFlags.STACK))!;
+      v.flags |= extra;
+      at = v.start;
+      await toCriuImages(i, out);
+    } finally { i.close(); }
+    const c = fromCriuImages(out);
+    try {
+      const v = c.model.tasks[0]!.mm!.vmas.find((x) => x.start === at)!;
+      expect(v.flags & extra).toBe(extra);
+    } finally { c.close(); }
+    if (HAVE_CRIT) {
+      const pid = fs.readdirSync(out).find((f) => f.startsWith('mm-'))!;
+      const e = crit(path.join(out, pid)).entries[0].vmas.find((x: Json) => big(x.start) === at);
+      expect(big(e.madv)).toBe((1n << 16n) | (1n << 14n) | (1n << 18n) | (1n << 2n)); // DONTDUMP, HUGEPAGE, WIPEONFORK, SEQUENTIAL
+      expect(e.flags, 'MAP_LOCKED (crit names the flags it knows)').toBe('MAP_PRIVATE | MAP_ANON | 0x2000');
+    }
   });
 });
 

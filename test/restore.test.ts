@@ -791,8 +791,8 @@ describe('signal dispositions', () => {
   }
 });
 
-/** A worker thread that writes "w N" lines for ~0.6 s and exits; the main thread waits in pthread_join, then writes
- *  "joined" and goes on writing "m N" lines. */
+/** A worker thread that writes "w N" lines until the file argv[2] exists, then exits; the main thread waits in
+ *  pthread_join, then writes "joined" and goes on writing "m N" lines. */
 const JOIN_C = `
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -803,18 +803,20 @@ const JOIN_C = `
 #include <sys/syscall.h>
 #include <unistd.h>
 static int out;
+static const char *stop;
 static void say(const char *s) { if (write(out, s, strlen(s)) < 0) _exit(1); }
 static void nap(void) { struct timespec ts = {0, 2 * 1000 * 1000}; nanosleep(&ts, 0); }
 static void *worker(void *a) {
   (void)a;
   char line[32];
-  for (int i = 1; i <= 300; i++) { snprintf(line, sizeof line, "w %d\\n", i); say(line); nap(); }
+  for (int i = 1; access(stop, F_OK) != 0; i++) { snprintf(line, sizeof line, "w %d\\n", i); say(line); nap(); }
   return 0;
 }
 int main(int argc, char **argv) {
   (void)argc;
   syscall(SYS_close_range, 3, ~0U, 0);
   out = open(argv[1], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  stop = argv[2];
   pthread_t t;
   if (pthread_create(&t, 0, worker, 0)) return 1;
   if (pthread_join(t, 0)) return 1;
@@ -832,7 +834,8 @@ describe('thread exit after restore', () => {
     const cc = spawnSync('gcc', ['-O1', '-pthread', '-o', exe, src], { encoding: 'utf8' });
     expect(cc.status, cc.stderr).toBe(0);
     const out = path.join(dir, 'join.out');
-    const pid = start(exe, [out]);
+    const stop = path.join(dir, 'join.stop');
+    const pid = start(exe, [out, stop]);
     const pids = [pid];
     try {
       await waitFor('the worker writing', () => lines(out).length >= 20);
@@ -841,10 +844,14 @@ describe('thread exit after restore', () => {
       expect(lines(out)).not.toContain('joined');
       const r = restoreCli(img);
       pids.push(r);
+      const n0 = lines(out).length;
+      await waitFor('the restored worker writing', () => lines(out).length >= n0 + 10);
+      fs.writeFileSync(stop, '');
       await waitFor('the main thread to join the worker and go on', () => lines(out).filter((l) => l.startsWith('m ')).length >= 5);
       const ls = lines(out);
-      expect(ls.filter((l) => l.startsWith('w '))).toEqual(Array.from({ length: 300 }, (_, i) => `w ${i + 1}`));
-      expect(ls.indexOf('joined')).toBe(300);
+      const ws = ls.filter((l) => l.startsWith('w '));
+      expect(ws).toEqual(Array.from({ length: ws.length }, (_, i) => `w ${i + 1}`));
+      expect(ls.indexOf('joined')).toBe(ws.length);
     } finally {
       for (const p of pids) killHard(p);
     }

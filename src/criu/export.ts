@@ -31,7 +31,7 @@ import {
   CORE_MARCH_X86_64, CRTOOLS_IMAGES_V1_1, FD_TYPE_REG, MAP, PE_PRESENT, TASK_ALIVE, TASK_STOPPED, TASK_ZOMBIE, VMA,
   X86_REGS_NATIVE, type MessageName,
 } from './proto.js';
-import { GPREG_FIELDS, XSAVE_PARTS, SIG_SLOTS, O_DIRECTORY, FD_CLOEXEC } from './layout.js';
+import { GPREG_FIELDS, XSAVE_PARTS, SIG_SLOTS, O_DIRECTORY, FD_CLOEXEC, MADV_BITS, MAP_LOCKED } from './layout.js';
 
 export interface CriuExportOptions {
   kernels?: Kernels;
@@ -213,7 +213,8 @@ function coreOf(task: Task, th: Thread, leader: boolean): Msg {
 
 function mapFlags(v: Vma): number {
   return (v.flags & VmaFlags.SHARED ? MAP.SHARED : MAP.PRIVATE) | (v.flags & VmaFlags.ANON ? MAP.ANONYMOUS : 0)
-    | (v.flags & VmaFlags.GROWSDOWN ? MAP.GROWSDOWN : 0) | (v.flags & VmaFlags.HUGETLB ? MAP.HUGETLB : 0);
+    | (v.flags & VmaFlags.GROWSDOWN ? MAP.GROWSDOWN : 0) | (v.flags & VmaFlags.HUGETLB ? MAP.HUGETLB : 0)
+    | (v.flags & VmaFlags.LOCKED ? MAP_LOCKED : 0);
 }
 
 /** Kernel-provided areas CRIU never dumps pages of. */
@@ -243,6 +244,9 @@ function vmaOf(v: Vma, files: FileTable): Msg {
   if (v.flags & VmaFlags.HEAP) status |= VMA.AREA_HEAP;
   const e: Msg = { start: v.start, end: v.end, pgoff: v.pgoff * BigInt(PAGE), shmid, prot: v.prot & 7, flags: mapFlags(v), status, fd: -1n };
   if (fdflags !== undefined) e.fdflags = fdflags;
+  let madv = 0n;
+  for (const [flag, advice] of MADV_BITS) if (v.flags & flag) madv |= 1n << BigInt(advice);
+  if (madv) e.madv = madv;
   return e;
 }
 

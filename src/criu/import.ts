@@ -21,7 +21,7 @@ import { readImage, readOne, readMagic, type ImageEntry } from './img.js';
 import {
   MAGIC, CORE_MARCH_X86_64, X86_REGS_NATIVE, FD_TYPE_REG, MAP, PE_PARENT, PE_PRESENT, TASK_STOPPED, TASK_ZOMBIE, VMA,
 } from './proto.js';
-import { GPREG_FIELDS, XSAVE_PARTS, SIG_SLOTS, O_DIRECTORY, FD_CLOEXEC, S_IFMT, S_IFDIR, S_IFREG } from './layout.js';
+import { GPREG_FIELDS, XSAVE_PARTS, SIG_SLOTS, O_DIRECTORY, FD_CLOEXEC, S_IFMT, S_IFDIR, S_IFREG, MADV_BITS, MAP_LOCKED } from './layout.js';
 
 export interface CriuImportOptions {
   kernels?: Kernels;
@@ -192,6 +192,9 @@ function vmaFlags(e: Msg, name: string | null): number {
   if (st & VMA.AREA_VDSO) out |= VmaFlags.VDSO;
   if (st & VMA.AREA_VVAR) out |= VmaFlags.VVAR;
   if (st & VMA.AREA_VSYSCALL) out |= VmaFlags.VSYSCALL;
+  if (f & MAP_LOCKED) out |= VmaFlags.LOCKED;
+  const madv = e.madv !== undefined ? u64(e.madv) : 0n;
+  for (const [flag, advice] of MADV_BITS) if ((madv >> BigInt(advice)) & 1n) out |= flag;
   if (name?.endsWith(' (deleted)')) out |= VmaFlags.FILE_DELETED;
   return out;
 }

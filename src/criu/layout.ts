@@ -1,5 +1,6 @@
 /** How crimg's model fields sit in CRIU's x86 messages (shared by export and import). */
 import { REG_NAMES } from '../schema.js';
+import { VmaFlags } from '../model.js';
 
 /** user_x86_regs_entry fields 1..27 are user_regs_struct in kernel order, as the model's registers. */
 export const GPREG_FIELDS = [
@@ -33,3 +34,15 @@ export const FD_CLOEXEC = 1;
 export const S_IFMT = 0o170000;
 export const S_IFDIR = 0o040000;
 export const S_IFREG = 0o100000;
+
+/**
+ * vma_entry.madv: bit n set = madvise(n) applies to the VMA (CRIU sets them from smaps VmFlags and
+ * replays them on restore). MADV_RANDOM 1, MADV_SEQUENTIAL 2, MADV_DONTFORK 10, MADV_MERGEABLE 12,
+ * MADV_HUGEPAGE 14, MADV_NOHUGEPAGE 15, MADV_DONTDUMP 16, MADV_WIPEONFORK 18.
+ */
+export const MADV_BITS: readonly [flag: number, advice: number][] = [
+  [VmaFlags.RAND_READ, 1], [VmaFlags.SEQ_READ, 2], [VmaFlags.DONTFORK, 10], [VmaFlags.MERGEABLE, 12],
+  [VmaFlags.HUGEPAGE, 14], [VmaFlags.NOHUGEPAGE, 15], [VmaFlags.DONTDUMP, 16], [VmaFlags.WIPEONFORK, 18],
+];
+/** mlock'ed VMAs: MAP_LOCKED in vma_entry.flags (CRIU's "lo"). */
+export const MAP_LOCKED = 0x2000;
