@@ -32,6 +32,7 @@ import {
   X86_REGS_NATIVE, type MessageName,
 } from './proto.js';
 import { GPREG_FIELDS, XSAVE_PARTS, SIG_SLOTS, O_DIRECTORY, FD_CLOEXEC, MADV_BITS, MAP_LOCKED } from './layout.js';
+import { pageSpans } from '../pagespans.js';
 
 export interface CriuExportOptions {
   kernels?: Kernels;
@@ -255,7 +256,6 @@ interface Counts { pagesWritten: number; pagesHole: number; pagesDropped: number
 /** Stream the recorded pages of a task: pagemap entries (returned) and pages-N.img (written through out). */
 function writePages(task: Task, k: Kernels, region: number, out: RawOut, c: Counts, onProgress?: (n: number) => void): Msg[] {
   const entries: Msg[] = [];
-  const bitmap = region + CHUNK_PAGES * PAGE;
   for (const v of task.mm!.vmas) {
     const npages = Number((v.end - v.start) / BigInt(PAGE));
     let last = -1;
@@ -269,22 +269,9 @@ function writePages(task: Task, k: Kernels, region: number, out: RawOut, c: Coun
       for (let s = first; s < first + count; s += 0x7fff0000) {
         entries.push({ vaddr: v.start + BigInt(s) * BigInt(PAGE), nr_pages: Math.min(0x7fff0000, first + count - s), flags: PE_PRESENT });
       }
-      for (let q = first; q < first + count; q += CHUNK_PAGES) {
-        const n = Math.min(CHUNK_PAGES, first + count - q);
-        v.pages.read(k, region, q, n);
-        k.zeroScan(region, n, bitmap);
-        const m = k.u8();
-        const bdv = new DataView(m.buffer, m.byteOffset + bitmap, Math.ceil(n / 64) * 8);
-        const nonzero = (j: number): boolean => ((bdv.getUint32((j >> 5) * 4, true) >>> (j & 31)) & 1) === 1;
-        let j = 0;
-        while (j < n) {
-          const z = nonzero(j);
-          let e = j + 1;
-          while (e < n && nonzero(e) === z) e++;
-          if (z) { out.write(k.u8().subarray(region + j * PAGE, region + e * PAGE)); c.pagesWritten += e - j; } else { out.hole((e - j) * PAGE); c.pagesHole += e - j; }
-          j = e;
-        }
-        onProgress?.(c.bytes + out.pos);
+      for (const s of pageSpans(k, v, first, count, region, CHUNK_PAGES)) {
+        if (!s.zero) { out.write(k.u8().subarray(s.at, s.at + s.pages * PAGE)); c.pagesWritten += s.pages; } else { out.hole(s.pages * PAGE); c.pagesHole += s.pages; }
+        if (s.chunkEnd) onProgress?.(c.bytes + out.pos);
       }
     }
   }

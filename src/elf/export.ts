@@ -28,6 +28,7 @@ import {
   PSI_FNAME, PSI_FNAME_BYTES, PSI_PSARGS, PSI_PSARGS_BYTES, FPREGSET_BYTES, align4,
 } from './consts.js';
 import { gdbXstateNote } from './xsave.js';
+import { pageSpans } from '../pagespans.js';
 
 export interface ElfExportOptions extends SinkOptions {
   /** Task to write (an ELF core holds one process); default the first task of the model. */
@@ -264,7 +265,6 @@ export async function toElfCore(src: Model | Image, target: SinkTarget, opts: El
   const sink = openSink(target, opts);
   const out = new Out(sink);
   const region = claimRegion(k, CHUNK_PAGES * CORE_PAGE + CHUNK_PAGES / 8);
-  const bitmap = region + CHUNK_PAGES * CORE_PAGE;
   let pagesWritten = 0, pagesHole = 0;
   try {
     await out.write(head);
@@ -280,23 +280,10 @@ export async function toElfCore(src: Model | Image, target: SinkTarget, opts: El
         if (first < at) throw new CrimgError('INTERNAL', `page source of VMA 0x${v.start.toString(16)} gave runs out of order`);
         await out.hole((first - at) * CORE_PAGE);
         pagesHole += first - at;
-        for (let q = first; q < first + count; q += CHUNK_PAGES) {
-          const n = Math.min(CHUNK_PAGES, first + count - q);
-          v.pages.read(k, region, q, n);
-          k.zeroScan(region, n, bitmap);
-          const m = k.u8();
-          const bdv = new DataView(m.buffer, m.byteOffset + bitmap, Math.ceil(n / 64) * 8);
-          const nonzero = (j: number): boolean => ((bdv.getUint32((j >> 5) * 4, true) >>> (j & 31)) & 1) === 1;
-          let j = 0;
-          while (j < n) {
-            const z = nonzero(j);
-            let e = j + 1;
-            while (e < n && nonzero(e) === z) e++;
-            if (z) { await out.write(k.u8().subarray(region + j * CORE_PAGE, region + e * CORE_PAGE)); pagesWritten += e - j; }
-            else { await out.hole((e - j) * CORE_PAGE); pagesHole += e - j; }
-            j = e;
-          }
-          opts.onProgress?.(out.at);
+        for (const s of pageSpans(k, v, first, count, region, CHUNK_PAGES)) {
+          if (!s.zero) { await out.write(k.u8().subarray(s.at, s.at + s.pages * CORE_PAGE)); pagesWritten += s.pages; }
+          else { await out.hole(s.pages * CORE_PAGE); pagesHole += s.pages; }
+          if (s.chunkEnd) opts.onProgress?.(out.at);
         }
         at = first + count;
       }
