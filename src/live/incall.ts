@@ -29,6 +29,7 @@ import type { MapEntry } from './proc.js';
 import { REG_INDEX as R } from '../schema.js';
 
 const SYS_RESTART_SYSCALL = 219;
+const EINTR = 4n;
 const ERESTARTSYS = -512n, ERESTARTNOINTR = -513n, ERESTARTNOHAND = -514n, ERESTART_RESTARTBLOCK = -516n;
 /** Every signal but SIGKILL and SIGSTOP (which cannot be blocked anyway). */
 const BLOCK_ALL = 0xfffffffffffbfeffn;
@@ -54,8 +55,14 @@ export function findSyscallInsn(pid: number, maps: MapEntry[]): bigint | null {
   return null;
 }
 
-/** Registers that resume an interrupted system call the way the kernel restarts it after an interrupt stop. */
-export function restartedRegs(regs: BigUint64Array): BigUint64Array {
+/**
+ * Registers that resume an interrupted system call the way the kernel restarts it when no handler runs:
+ * -ERESTARTSYS/-ERESTARTNOINTR/-ERESTARTNOHAND re-run the call; -ERESTART_RESTARTBLOCK runs restart_syscall when
+ * the task's restart block is there (`sameTask`: the thread crimg ran calls in), else returns -EINTR (a restored
+ * task: the restart block, e.g. a sleep's remaining time, stayed in the old kernel task). With `sameTask` orig_rax
+ * becomes -1, so that the kernel does nothing more on the way out.
+ */
+export function restartedRegs(regs: BigUint64Array, sameTask: boolean): BigUint64Array {
   const r = new BigUint64Array(regs);
   if (signed(r[R.orig_rax]!) >= 0n) {
     const ax = signed(r[R.rax]!);
@@ -63,11 +70,13 @@ export function restartedRegs(regs: BigUint64Array): BigUint64Array {
       r[R.rax] = r[R.orig_rax]!;
       r[R.rip] = r[R.rip]! - 2n;
     } else if (ax === ERESTART_RESTARTBLOCK) {
-      r[R.rax] = BigInt(SYS_RESTART_SYSCALL);
-      r[R.rip] = r[R.rip]! - 2n;
+      if (sameTask) {
+        r[R.rax] = BigInt(SYS_RESTART_SYSCALL);
+        r[R.rip] = r[R.rip]! - 2n;
+      } else r[R.rax] = BigInt.asUintN(64, -EINTR);
     }
   }
-  r[R.orig_rax] = 0xffffffffffffffffn;
+  if (sameTask) r[R.orig_rax] = 0xffffffffffffffffn;
   return r;
 }
 
@@ -134,7 +143,7 @@ export class InCall {
     if (this.closed) return;
     this.closed = true;
     try { processVmWrite(this.pid, this.saved, this.scratch); } catch { /* gone */ }
-    try { ptraceSetRegs(this.tid, this.entered ? restartedRegs(this.orig) : this.orig); } catch { /* gone */ }
+    try { ptraceSetRegs(this.tid, this.entered ? restartedRegs(this.orig, true) : this.orig); } catch { /* gone */ }
     try { ptraceSetSigmask(this.tid, this.mask); } catch { /* gone */ }
     try { ptraceSetOptions(this.tid, 0); } catch { /* gone */ }
     // it left its group stop to run the calls: a SIGSTOP puts it back as soon as it is let go (the process stays stopped)

@@ -41,11 +41,12 @@ import {
   ptraceInterrupt, ptraceSetRegs, ptraceSetRegset, ptraceSetSigmask, processVmRead, spawn, tgkill, waitpid,
 } from '../live/libc.js';
 import { readFds, readMaps } from '../live/proc.js';
+import { restartedRegs } from '../live/incall.js';
 import {
   type CheckOptions, type RestoreReason, checkTask, checkXsave, fdReopenable, formatReasons, hostSpecials, isFileVma, ownCaps,
   isSpecialVma, pickTask,
 } from './check.js';
-import { type BatchCall, InjectError, Injector, NR, R, SYSCALL_INT3, signed, waitStop } from './inject.js';
+import { type BatchCall, InjectError, Injector, NR, R, SYSCALL_INT3, waitStop } from './inject.js';
 import { buildXstate, imageXstateBv, xstateXcr0 } from './xsave.js';
 import { PageWriter, type PageWriterOptions } from './pages.js';
 import { CLONE_ARGS_SIZE, type PidNsProcs, buildPidNs, killPidNs, releaseReapers, threadCloneArgs } from './pidns.js';
@@ -93,7 +94,6 @@ const PR_SET_NAME = 15, PR_SET_MM = 35, PR_SET_MM_MAP = 14, PR_CAPBSET_DROP = 24
 const ARCH_REQ_XCOMP_PERM = 0x1023;
 const RSEQ_FLAG_UNREGISTER = 1;
 const CLONE_THREAD_FLAGS = 0x100 | 0x200 | 0x400 | 0x800 | 0x10000 | 0x40000; // VM FS FILES SIGHAND THREAD SYSVSEM
-const ERESTARTSYS = -512n, ERESTARTNOINTR = -513n, ERESTARTNOHAND = -514n, ERESTART_RESTARTBLOCK = -516n, EINTR = 4n;
 
 /** Park layout: code page, then scratch data, then room for the stub's vdso mappings. The code page holds the
  *  `syscall; int3` of single calls at its start and the code of batched calls from BATCH_CODE on; the results of
@@ -114,20 +114,7 @@ const MADVICE: readonly [number, number, boolean, string][] = [
 ];
 
 /** Registers as the task must resume: an interrupted system call is set up the way the kernel restarts it. */
-export function resumeRegs(regs: BigUint64Array): BigUint64Array {
-  const r = new BigUint64Array(regs);
-  if (signed(r[R.orig_rax]!) >= 0n) {
-    const ax = signed(r[R.rax]!);
-    if (ax === ERESTARTSYS || ax === ERESTARTNOINTR || ax === ERESTARTNOHAND) {
-      r[R.rax] = r[R.orig_rax]!;
-      r[R.rip] = r[R.rip]! - 2n;
-    } else if (ax === ERESTART_RESTARTBLOCK) {
-      // the restart block (remaining sleep time ...) lived in the old kernel task: report an interruption
-      r[R.rax] = BigInt.asUintN(64, -EINTR);
-    }
-  }
-  return r;
-}
+export function resumeRegs(regs: BigUint64Array): BigUint64Array { return restartedRegs(regs, false); }
 
 /** Finds `size` bytes free of all the given ranges, 1 MiB aligned, from 4 GiB up. */
 function findHole(ranges: [bigint, bigint][], size: bigint): bigint {
