@@ -451,11 +451,14 @@ export class Image {
   readonly model: Model;
   readonly stats: ImageStats;
   private readonly rs: RecordStream;
-  /** Region for loadRun, claimed on first use (-1 until then). */
-  private recRegion = -1;
-  /** The run whose verified record is in recRegion (reads of parts of one run load it once). */
-  private loaded: PageRec | null = null;
-  private loadedAt = { data: 0, bitmap: 0 };
+  /** Regions for loadRun (two slots, so that one record can be read while the other is used), claimed on first use
+   *  (-1 until then). */
+  private readonly recRegions = [-1, -1];
+  /** Per slot: the run whose verified record is there (reads of parts of one run load it once). */
+  private readonly loaded: (PageRec | null)[] = [null, null];
+  private readonly loadedAt = [{ data: 0, bitmap: 0 }, { data: 0, bitmap: 0 }];
+  /** Per slot: the run whose bytes fetchRun read there, not yet verified. */
+  private readonly fetched: (PageRec | null)[] = [null, null];
   private readonly runsByVma = new Map<Vma, PageRec[]>();
   private closed = false;
 
@@ -478,40 +481,66 @@ export class Image {
     if (this.closed) return;
     this.closed = true;
     this.rs.release();
-    if (this.recRegion >= 0) releaseRegion(this.k, this.recRegion);
+    for (const r of this.recRegions) if (r >= 0) releaseRegion(this.k, r);
     if (this.ownsSource) this.src.close();
   }
 
-  /** Read and verify one PAGES record; returns pointers to its stored pages and bitmap. */
-  loadRun(r: PageRec): { data: number; bitmap: number } {
-    if (this.closed) throw new CrimgError('IO', 'image is closed');
-    if (this.loaded === r) return this.loadedAt;
-    this.loaded = null;
+  private recRegion(slot: number): number {
+    if (this.recRegions[slot]! < 0) this.recRegions[slot] = claimRegion(this.k, MAX_PAGES_PAYLOAD + RECORD_HEADER_BYTES + 8);
+    return this.recRegions[slot]!;
+  }
+
+  /**
+   * Start reading PAGES record r into the region of `slot`, off the calling thread when the source can (a file: the
+   * libuv thread pool); a later loadRun(r, slot) verifies it without reading it again. Until the promise settles,
+   * nothing may use that slot or grow the kernels' memory.
+   */
+  fetchRun(r: PageRec, slot: 0 | 1): Promise<void> {
+    if (this.closed) return Promise.reject(new CrimgError('IO', 'image is closed'));
+    this.loaded[slot] = null;
+    this.fetched[slot] = null;
     const total = RECORD_HEADER_BYTES + pad8(r.len);
-    if (this.recRegion < 0) this.recRegion = claimRegion(this.k, MAX_PAGES_PAYLOAD + RECORD_HEADER_BYTES + 8);
-    const at = this.recRegion;
-    const got = this.src.pread(this.k.u8().subarray(at, at + total), r.off);
-    if (got < total) throw new CrimgError('TRUNCATED', 'image shrank while open', { offset: r.off });
+    const at = this.recRegion(slot);
+    const dst = this.k.u8().subarray(at, at + total);
+    const p = this.src.preadAsync ? this.src.preadAsync(dst, r.off) : Promise.resolve(this.src.pread(dst, r.off));
+    return p.then((got) => {
+      if (got < total) throw new CrimgError('TRUNCATED', 'image shrank while open', { offset: r.off });
+      this.fetched[slot] = r;
+    });
+  }
+
+  /** Read (unless fetchRun did) and verify one PAGES record; returns pointers to its stored pages and bitmap. */
+  loadRun(r: PageRec, slot: 0 | 1 = 0): { data: number; bitmap: number } {
+    if (this.closed) throw new CrimgError('IO', 'image is closed');
+    if (this.loaded[slot] === r) return this.loadedAt[slot]!;
+    this.loaded[slot] = null;
+    const total = RECORD_HEADER_BYTES + pad8(r.len);
+    const at = this.recRegion(slot);
+    if (this.fetched[slot] !== r) {
+      const got = this.src.pread(this.k.u8().subarray(at, at + total), r.off);
+      if (got < total) throw new CrimgError('TRUNCATED', 'image shrank while open', { offset: r.off });
+    }
+    this.fetched[slot] = null;
     const m = this.k.u8();
     const dv = new DataView(m.buffer, m.byteOffset + at, RECORD_HEADER_BYTES + 16);
     if (dv.getUint16(0, true) !== K.PAGES || dv.getUint32(4, true) !== r.len || dv.getBigUint64(8, true) !== r.csum
       || dv.getBigUint64(16, true) !== r.addr || dv.getUint32(24, true) !== r.npages) {
       throw new CrimgError('CHECKSUM_MISMATCH', 'PAGES record changed since the image was opened', { offset: r.off, kind: K.PAGES });
     }
-    const slot = claimSlot(this.k);
+    const hs = claimSlot(this.k);
     try {
-      this.k.xxh3Update(slot, at + RECORD_HEADER_BYTES, pad8(r.len));
-      this.k.xxh3Update(slot, at, 8);
-      if (this.k.xxh3Digest(slot) !== r.csum) {
+      this.k.xxh3Update(hs, at + RECORD_HEADER_BYTES, pad8(r.len));
+      this.k.xxh3Update(hs, at, 8);
+      if (this.k.xxh3Digest(hs) !== r.csum) {
         throw new CrimgError('CHECKSUM_MISMATCH', 'PAGES record checksum does not match', { offset: r.off, kind: K.PAGES });
       }
-    } finally { releaseSlot(this.k, slot); }
+    } finally { releaseSlot(this.k, hs); }
     const data = at + RECORD_HEADER_BYTES + 16;
     const bitmap = data + r.nstored * PAGE_SIZE;
     checkPagesPayload(m, at + RECORD_HEADER_BYTES, bitmap, { kind: K.PAGES, flags: 0, len: r.len, off: r.off, ptr: 0, csum: r.csum }, r.npages, 0);
-    this.loaded = r;
-    this.loadedAt = { data, bitmap };
-    return this.loadedAt;
+    this.loaded[slot] = r;
+    this.loadedAt[slot] = { data, bitmap };
+    return this.loadedAt[slot]!;
   }
 
   /** The PAGES records of a VMA of this image. */

@@ -395,7 +395,7 @@ describe('page writing', () => {
         expect(recs.some((x) => x.nstored === x.npages && x.npages >= 256)).toBe(true); // whole, long records
         expect(recs.some((x) => x.nstored > 0 && x.nstored < x.npages)).toBe(true); // zero pages among stored ones
         for (const uffd of [true, false]) {
-          const r = restoreImage(a, { stopped: true, pageWriter: { uffd } });
+          const r = await restoreImage(a, { stopped: true, pageWriter: { uffd } });
           pids.push(r.pid);
           running.add(r.pid);
           expect(r.userfaultfd).toBe(uffd);
@@ -497,7 +497,7 @@ describe('restore failures leave nothing behind', () => {
           ['unmap park', /^step unmap park at 0x[0-9a-f]+: failing on purpose \(failAt\); stub (\d+) killed$/],
         ] as const) {
           let err: unknown;
-          try { restoreImage(img, { failAt }); } catch (e) { err = e; }
+          try { await restoreImage(img, { failAt }); } catch (e) { err = e; }
           expect(err).toBeInstanceOf(CrimgError);
           expect((err as CrimgError).code).toBe('RESTORE');
           const m = re.exec((err as CrimgError).message);
@@ -509,7 +509,7 @@ describe('restore failures leave nothing behind', () => {
         const rl = img.model.tasks[0]!.rlimits;
         rl[7] = { cur: 10n, max: 5n };
         let err: unknown;
-        try { restoreImage(img); } catch (e) { err = e; }
+        try { await restoreImage(img); } catch (e) { err = e; }
         expect((err as CrimgError).code).toBe('RESTORE');
         const m = /^step rlimit at resource 7: prlimit64: EINVAL; stub (\d+) killed$/.exec((err as CrimgError).message);
         expect(m, (err as CrimgError).message).not.toBeNull();
@@ -627,7 +627,7 @@ describe('restore --pid-ns', () => {
       const before = files.map((f) => lines(f).length);
       const img = readImage(imgPath);
       try {
-        const plainR = restoreImage(img);
+        const plainR = await restoreImage(img);
         pids.push(plainR.pid);
         running.add(plainR.pid);
         expect(plainR.pidNs).toBeUndefined();
@@ -639,7 +639,7 @@ describe('restore --pid-ns', () => {
         waitpid(plainR.pid, 0);
 
         // the library call: the holder is our child and exits with the task's status (killed: 128 + 9)
-        const r = restoreImage(img, { pidNs: true });
+        const r = await restoreImage(img, { pidNs: true });
         pids.push(r.pid, r.pidNs!.init, r.pidNs!.holder);
         running.add(r.pid);
         expect(r.pidNs!.pid).toBe(pid);
@@ -665,7 +665,7 @@ describe('restore --pid-ns', () => {
       try {
         for (const failAt of ['pid namespace: clone3 set_tid', 'map', 'clone thread', 'registers']) {
           let err: unknown;
-          try { restoreImage(img, { pidNs: true, failAt }); } catch (e) { err = e; }
+          try { await restoreImage(img, { pidNs: true, failAt }); } catch (e) { err = e; }
           expect((err as CrimgError).code, failAt).toBe('RESTORE');
           const m = /; stubs (\d+), (\d+)(?:, (\d+))? killed$/.exec((err as CrimgError).message);
           expect(m, (err as CrimgError).message).not.toBeNull();

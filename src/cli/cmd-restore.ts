@@ -17,7 +17,7 @@ export function registerRestoreCommands(program: Command): void {
     .option('--check', 'restore nothing: list every reason the image cannot be restored here (exit 0 when restorable)')
     .option('--stub <program>', 'program started as the stub that becomes the task (default: sleep)')
     .option('--json', 'one JSON document on stdout')
-    .action(action((path: string, o: RestoreCliOpts) => {
+    .action(action(async (path: string, o: RestoreCliOpts) => {
       const opts = {
         pid: o.pid !== undefined ? parseIntArg('--pid', o.pid, { min: 1 }) : undefined,
         stopped: !!o.stopped, inheritStdio: !!o.inheritStdio, stub: o.stub, pidNs: !!o.pidNs,
@@ -31,7 +31,7 @@ export function registerRestoreCommands(program: Command): void {
           else for (const r of reasons) process.stdout.write(`${r.code}\t${r.where}\t${r.text}\n`);
           return reasons.length === 0 ? EXIT_OK : EXIT_FAIL;
         }
-        const r = restoreImage(img, opts);
+        const r = await restoreImage(img, opts);
         if (o.json) printJson({ pid: r.pid, tids: r.tids, pagesWritten: r.pagesWritten, userfaultfd: r.userfaultfd, seconds: r.seconds, stopped: opts.stopped, ...(r.pidNs ? { pidNs: r.pidNs } : {}) });
         else process.stdout.write(`${r.pid}\n`);
         return EXIT_OK;

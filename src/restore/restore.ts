@@ -239,7 +239,7 @@ function reapTraced(tids: number[]): void {
  * RESTORE (a step failed; the half-built process was killed and reaped). The new process is a child of the calling
  * process: a long-lived caller reaps it (waitpid) when it exits.
  */
-export function restoreImage(image: Image, opts: RestoreOptions = {}): RestoreResult {
+export async function restoreImage(image: Image, opts: RestoreOptions = {}): Promise<RestoreResult> {
   const t0 = process.hrtime.bigint();
   const prep = prepareRestore(image, opts);
   if (prep.reasons.length) {
@@ -270,7 +270,7 @@ export function restoreImage(image: Image, opts: RestoreOptions = {}): RestoreRe
       stub = { pid: pns.task, xstate: first.xstate };
     }
     tids.push(stub.pid);
-    const r = build(image, task, stub, tids, step, opts);
+    const r = await build(image, task, stub, tids, step, opts);
     let ns: RestoreResult['pidNs'];
     if (pns) {
       const p = pns;
@@ -295,7 +295,7 @@ type StepFn = <T>(name: string, at: string, fn: () => T) => T;
 type BatchFn = (name: string, calls: (BatchCall & { at: string; detail?: string })[]) => bigint[];
 type BatchFor = (inj: Injector) => BatchFn;
 
-function build(image: Image, task: Task, stub: Stub, tids: number[], step: StepFn, opts: RestoreOptions): { tids: number[]; pages: number; userfaultfd: boolean } {
+async function build(image: Image, task: Task, stub: Stub, tids: number[], step: StepFn, opts: RestoreOptions): Promise<{ tids: number[]; pages: number; userfaultfd: boolean }> {
   const pid = stub.pid;
   const mm = task.mm!;
   const leaderTh = task.threads.find((t) => t.tid === task.pid) ?? task.threads[0]!;
@@ -408,7 +408,9 @@ function build(image: Image, task: Task, stub: Stub, tids: number[], step: StepF
       if (BigInt.asUintN(64, got) !== v.start) throw new Step('map', vmaAt(v), new Error(`mmap placed it at ${hex(BigInt.asUintN(64, got))}`));
     });
     for (const v of vmas) {
-      if (withPages.has(v)) pages += step('write pages', vmaAt(v), () => writer.writeVma(v));
+      if (!withPages.has(v)) continue;
+      const p = step('write pages', vmaAt(v), () => writer.writeVmaAsync(v));
+      try { pages += await p; } catch (e) { throw e instanceof Step || e instanceof CrimgError ? e : new Step('write pages', vmaAt(v), e); }
     }
     batch('protect', vmas.filter(needWrite).map((v) => ({ nr: NR.mprotect, args: [v.start, v.end - v.start, v.prot], at: vmaAt(v) })));
     step('close userfaultfd', '', () => writer.end());
