@@ -276,44 +276,18 @@ const SCRAMBLE_SW: usize = memory.data<u8>([
  *  One loop for all blocks: the accumulators stay in registers (lane-swapped,
  *  see accRun) for the whole call, the scramble runs on them in place. */
 function consume(acc: usize, c: u32, p: usize, ns: usize): u32 {
-  if (ns == 0) return c;
-  let a0 = v128.load(acc), a1 = v128.load(acc, 16), a2 = v128.load(acc, 32), a3 = v128.load(acc, 48);
-  a0 = i64x2.shuffle(a0, a0, 1, 0); a1 = i64x2.shuffle(a1, a1, 1, 0);
-  a2 = i64x2.shuffle(a2, a2, 1, 0); a3 = i64x2.shuffle(a3, a3, 1, 0);
-  let sec = SECRET + (<usize>c << 3);
-  const secEnd = SECRET + (<usize>STRIPES_PER_BLOCK << 3);
-  const end = p + ns * STRIPE;
-  do {
-    const x0 = v128.load(p), x1 = v128.load(p, 16), x2 = v128.load(p, 32), x3 = v128.load(p, 48);
-    const k0 = v128.xor(x0, v128.load(sec)), k1 = v128.xor(x1, v128.load(sec, 16));
-    const k2 = v128.xor(x2, v128.load(sec, 32)), k3 = v128.xor(x3, v128.load(sec, 48));
-    a0 = i64x2.add(a0, x0); a1 = i64x2.add(a1, x1);
-    a2 = i64x2.add(a2, x2); a3 = i64x2.add(a3, x3);
-    const l01 = i32x4.shuffle(k0, k1, 2, 0, 6, 4), h01 = i32x4.shuffle(k0, k1, 3, 1, 7, 5);
-    const l23 = i32x4.shuffle(k2, k3, 2, 0, 6, 4), h23 = i32x4.shuffle(k2, k3, 3, 1, 7, 5);
-    a0 = i64x2.add(a0, i64x2.extmul_low_i32x4_u(l01, h01));
-    a1 = i64x2.add(a1, i64x2.extmul_high_i32x4_u(l01, h01));
-    a2 = i64x2.add(a2, i64x2.extmul_low_i32x4_u(l23, h23));
-    a3 = i64x2.add(a3, i64x2.extmul_high_i32x4_u(l23, h23));
-    p += STRIPE;
-    sec += 8;
-    if (sec == secEnd) {
-      const s = SCRAMBLE_SW;
-      a0 = scr(a0, v128.load(s)); a1 = scr(a1, v128.load(s, 16));
-      a2 = scr(a2, v128.load(s, 32)); a3 = scr(a3, v128.load(s, 48));
-      sec = SECRET;
-    }
-  } while (p < end);
-  v128.store(acc, i64x2.shuffle(a0, a0, 1, 0));
-  v128.store(acc, i64x2.shuffle(a1, a1, 1, 0), 16);
-  v128.store(acc, i64x2.shuffle(a2, a2, 1, 0), 32);
-  v128.store(acc, i64x2.shuffle(a3, a3, 1, 0), 48);
-  return <u32>((sec - SECRET) >> 3);
+  return consumeLoop(acc, c, p, 0, ns, false);
 }
 
 /** consume() that also copies the stripes from p to q (q <= p or disjoint):
  *  each stripe is loaded once, stored, and hashed from registers. */
 function consumeCopy(acc: usize, c: u32, p: usize, q: usize, ns: usize): u32 {
+  return consumeLoop(acc, c, p, q, ns, true);
+}
+
+/** The loop of consume and consumeCopy: inlined into each with `copy` constant, so neither pays for the other. */
+// @ts-ignore: decorator
+@inline function consumeLoop(acc: usize, c: u32, p: usize, q: usize, ns: usize, copy: bool): u32 {
   if (ns == 0) return c;
   let a0 = v128.load(acc), a1 = v128.load(acc, 16), a2 = v128.load(acc, 32), a3 = v128.load(acc, 48);
   a0 = i64x2.shuffle(a0, a0, 1, 0); a1 = i64x2.shuffle(a1, a1, 1, 0);
@@ -323,7 +297,10 @@ function consumeCopy(acc: usize, c: u32, p: usize, q: usize, ns: usize): u32 {
   const end = p + ns * STRIPE;
   do {
     const x0 = v128.load(p), x1 = v128.load(p, 16), x2 = v128.load(p, 32), x3 = v128.load(p, 48);
-    v128.store(q, x0); v128.store(q, x1, 16); v128.store(q, x2, 32); v128.store(q, x3, 48);
+    if (copy) {
+      v128.store(q, x0); v128.store(q, x1, 16); v128.store(q, x2, 32); v128.store(q, x3, 48);
+      q += STRIPE;
+    }
     const k0 = v128.xor(x0, v128.load(sec)), k1 = v128.xor(x1, v128.load(sec, 16));
     const k2 = v128.xor(x2, v128.load(sec, 32)), k3 = v128.xor(x3, v128.load(sec, 48));
     a0 = i64x2.add(a0, x0); a1 = i64x2.add(a1, x1);
@@ -335,7 +312,6 @@ function consumeCopy(acc: usize, c: u32, p: usize, q: usize, ns: usize): u32 {
     a2 = i64x2.add(a2, i64x2.extmul_low_i32x4_u(l23, h23));
     a3 = i64x2.add(a3, i64x2.extmul_high_i32x4_u(l23, h23));
     p += STRIPE;
-    q += STRIPE;
     sec += 8;
     if (sec == secEnd) {
       const s = SCRAMBLE_SW;
