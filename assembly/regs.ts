@@ -2,7 +2,7 @@
 // register sets (user_regs_struct + FXSAVE) into framed, checksummed REGS/FPU
 // records. Specified in docs/KERNELS.md ("Registers").
 
-import { SECRET, xxh3_64, xxh3UpdateRaw } from './xxh3';
+import { SECRET, avalanche as aval, mulFold64 as fold, xxh3_64, xxh3UpdateRaw } from './xxh3';
 import { slotPtr } from './abi';
 
 // ---------------------------------------------------------------------------
@@ -155,27 +155,7 @@ store<u64>(MERGE_KEYS + 48, load<u64>(KSECRET + 51)); store<u64>(MERGE_KEYS + 56
 
 // @ts-ignore: decorator
 @inline const XP64_1: u64 = 0x9E3779B185EBCA87;
-// @ts-ignore: decorator
-@inline const XPMX_1: u64 = 0x165667919E3779F9;
 
-/** Low 64 bits xor high 64 bits of the 128-bit product a * b. */
-// @ts-ignore: decorator
-@inline function fold(a: u64, b: u64): u64 {
-  const aLo = a & 0xFFFFFFFF, aHi = a >> 32;
-  const bLo = b & 0xFFFFFFFF, bHi = b >> 32;
-  const ll = aLo * bLo, hl = aHi * bLo, lh = aLo * bHi, hh = aHi * bHi;
-  const cross = (ll >> 32) + (hl & 0xFFFFFFFF) + lh;
-  const hi = (hl >> 32) + (cross >> 32) + hh;
-  const lo = (cross << 32) | (ll & 0xFFFFFFFF);
-  return lo ^ hi;
-}
-
-// @ts-ignore: decorator
-@inline function aval(h: u64): u64 {
-  h ^= h >> 37;
-  h *= XPMX_1;
-  return h ^ (h >> 32);
-}
 
 /** mix16 of XXH3 on the 16 bytes at p with the secret at KSECRET + so. */
 // @ts-ignore: decorator

@@ -100,7 +100,8 @@ const ACC_INIT: usize = memory.data<u64>([P32_3, P64_1, P64_2, P64_3, P64_4, P32
 // ---------------------------------------------------------------- scalar helpers
 
 /** Low 64 bits xor high 64 bits of the 128-bit product a * b. */
-function mulFold64(a: u64, b: u64): u64 {
+// @ts-ignore: decorator
+@inline export function mulFold64(a: u64, b: u64): u64 {
   const aLo = a & 0xFFFFFFFF, aHi = a >> 32;
   const bLo = b & 0xFFFFFFFF, bHi = b >> 32;
   const ll = aLo * bLo, hl = aHi * bLo, lh = aLo * bHi, hh = aHi * bHi;
@@ -111,7 +112,7 @@ function mulFold64(a: u64, b: u64): u64 {
 }
 
 // @ts-ignore: decorator
-@inline function avalanche(h: u64): u64 {
+@inline export function avalanche(h: u64): u64 {
   h ^= h >> 37;
   h *= PMX_1;
   return h ^ (h >> 32);
