@@ -20,12 +20,27 @@ export async function buildCorpus(lib, { small = false } = {}) {
   await add('hand-zero-runs', zeroRunsModel(lib));
   out.push({ name: 'rw-unknown-bigruns', bytes: await recordWriterImage(lib) });
   await add('gen-min', lib.generate({ seed: 11, size: 0, tasks: 1, threads: 1, vmas: 0, files: 0, namespaces: false }));
+  await add('hand-optional-records', optionalRecordsModel(lib));
   if (!small) {
     await add('gen-tree', lib.generate({ seed: 12, size: 64 * 1024, tasks: 3, fanout: 2, threads: 2, vmas: 2, files: 2, content: 'text', zeroRatio: 0.5 }));
     await add('gen-pattern', lib.generate({ seed: 13, size: 32 * 1024, tasks: 2, threads: 3, vmas: 1, files: 1, content: 'pattern', zeroRatio: 0.9, dupRatio: 0.5 }));
     await add('hand-two-tasks', handModel(lib, 7, { pages: 40 }));
   }
   return out;
+}
+
+/** A live-like model with the optional records: SIGACTS (handlers, ignored signals) and FUTEX per thread. */
+function optionalRecordsModel(lib) {
+  const m = handModel(lib, 3, { pages: 2 });
+  for (const t of m.tasks) {
+    t.sigactions = [
+      { sig: 2, handler: 1n, flags: 0n, restorer: 0n, mask: 0n },
+      { sig: 10, handler: 0x401130n, flags: 0x14000004n, restorer: 0x7f1234560050n, mask: 2n },
+      { sig: 33, handler: 0x7f12345a0000n, flags: 0x4000000n, restorer: 0x7f1234560050n, mask: 0n },
+    ];
+    t.threads.forEach((th, i) => { th.futex = { clearChildTid: 0x7f12340002d0n + BigInt(i << 20), robustHead: 0x7f12340002e0n + BigInt(i << 20), robustLen: 24n }; });
+  }
+  return m;
 }
 
 function header(lib, tool = 'crimg fuzz') {
