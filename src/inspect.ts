@@ -83,6 +83,7 @@ function taskJson(t: Task, img: Image | null): Record<string, unknown> {
     })),
     nocr: t.nocr,
     // null: not recorded (synthetic images, ELF cores); handler 1 = SIG_IGN
+    itimers: t.itimers ?? null,
     sigactions: t.sigactions ? t.sigactions.map((a) => ({ sig: a.sig, name: sigName(a.sig), handler: a.handler, flags: a.flags, restorer: a.restorer, mask: a.mask })) : null,
   };
 }
@@ -145,6 +146,7 @@ export function showText(model: Model, img: Image | null): string {
     if (t.sigactions) {
       const ign = t.sigactions.filter((a) => a.handler === 1n).map((a) => sigName(a.sig));
       if (ign.length) out.push(`${ind}  signals ignored: ${ign.join(' ')}`);
+      for (const x of t.itimers ?? []) out.push(`${ind}  itimer ${['REAL', 'VIRTUAL', 'PROF'][x.which]} interval ${x.intervalUs} us remaining ${x.valueUs} us`);
       for (const a of t.sigactions) if (a.handler !== 1n) out.push(`${ind}  signal ${sigName(a.sig)} handler ${h(a.handler)} flags ${h(a.flags)} restorer ${h(a.restorer)} mask ${h(a.mask)}`);
     }
     for (const r of t.nocr) out.push(`${ind}  nocr ${r.code} (task ${r.pid}): ${r.text}`);
@@ -192,7 +194,7 @@ export function diffImages(A: Image, B: Image, opts: DiffOptions = {}): Differen
     if (!ta) { out.push({ what: `task ${tb.pid}`, a: 'absent', b: 'present' }); continue; }
     const p = ta.pid === tb.pid ? `task ${ta.pid}` : `task ${ta.pid}/${tb.pid}`;
     const strip = (t: Task): Record<string, unknown> => {
-      const { threads: _t, mm: _m, files: _f, nocr: _n, sigactions: _s, ...rest } = t;
+      const { threads: _t, mm: _m, files: _f, nocr: _n, sigactions: _s, itimers: _i, ...rest } = t;
       return rest as unknown as Record<string, unknown>;
     };
     cmpObj(p, strip(ta), strip(tb), out);
@@ -235,6 +237,7 @@ export function diffImages(A: Image, B: Image, opts: DiffOptions = {}): Differen
     }
     for (const f of tb.files) if (!fb.has(f.fd) || !ta.files.some((x) => x.fd === f.fd)) if (!ta.files.some((x) => x.fd === f.fd)) out.push({ what: `${p} fd ${f.fd}`, a: 'absent', b: f.path });
     if (JSON.stringify(ta.nocr) !== JSON.stringify(tb.nocr)) out.push({ what: `${p} nocr`, a: ta.nocr, b: tb.nocr });
+    if (JSON.stringify(ta.itimers, big) !== JSON.stringify(tb.itimers, big)) out.push({ what: `${p} itimers`, a: ta.itimers ?? null, b: tb.itimers ?? null });
     if (!ta.sigactions || !tb.sigactions) {
       if (!!ta.sigactions !== !!tb.sigactions) out.push({ what: `${p} sigactions`, a: ta.sigactions ? 'recorded' : 'not recorded', b: tb.sigactions ? 'recorded' : 'not recorded' });
     } else {

@@ -209,6 +209,11 @@ export interface SigAction {
   mask: bigint;
 }
 
+/** An interval timer in use (setitimer): which 0 ITIMER_REAL, 1 ITIMER_VIRTUAL, 2 ITIMER_PROF; microseconds.
+ *  valueUs 0 with an interval: it expired and its signal is pending (ITIMER_REAL is re-armed when that signal is
+ *  taken); restore queues that signal again and starts a new interval. */
+export interface Itimer { which: number; intervalUs: bigint; valueUs: bigint }
+
 export interface Task {
   pid: number; tgid: number; ppid: number; pgid: number; sid: number;
   comm: string;
@@ -230,6 +235,9 @@ export interface Task {
   /** Signal dispositions other than SIG_DFL, by ascending signal; undefined when the image does not record them
    *  (synthetic images, ELF cores). Shared by all threads of the task. */
   sigactions?: SigAction[];
+  /** Armed interval timers (setitimer; alarm is ITIMER_REAL), remaining time as at the freeze; undefined when not
+   *  recorded. */
+  itimers?: Itimer[];
 }
 
 export interface Model {

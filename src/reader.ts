@@ -13,7 +13,7 @@ import type { Kernels } from './kernels/api.js';
 import { claimRegion, claimSlot, releaseRegion, releaseSlot } from './kernels/arena.js';
 import {
   ARCH_X86_64, type Credentials, type Mm, type Model, type Namespace, type NamespaceIds, NS_KINDS,
-  type NocrReason, type OpenFile, type SigAction, type PageSource, type Task, type Thread, type Vma, MM_FIELD_NAMES,
+  type Itimer, type NocrReason, type OpenFile, type SigAction, type PageSource, type Task, type Thread, type Vma, MM_FIELD_NAMES,
 } from './model.js';
 import {
   CHECKSUM_XXH3_64, FORMAT_MAJOR, FORMAT_MINOR, INDEX_ENTRY_BYTES, K, MAGIC, MAX_INDEX_RECORD, MAX_META_RECORD,
@@ -649,6 +649,20 @@ class ImagePageSource implements PageSource {
 
 interface Parsed { model: Model; stats: ImageStats }
 
+/** ITIMERS triples -> Itimer[], checked: which 0..2, ascending, in use (interval or remaining time not 0). */
+function itimersOf(r: Rec, v: bigint[], bad: (r: Rec, why: string) => never): Itimer[] {
+  if (v.length % 3) bad(r, `${v.length} values are not (which, interval, remaining) triples`);
+  const out: Itimer[] = [];
+  for (let i = 0; i < v.length; i += 3) {
+    if (v[i]! > 2n) bad(r, `interval timer ${v[i]} is none of ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF`);
+    const which = Number(v[i]!);
+    if (out.length && which <= out[out.length - 1]!.which) bad(r, `interval timer ${which} out of order`);
+    if (v[i + 1] === 0n && v[i + 2] === 0n) bad(r, `interval timer ${which} recorded disarmed`);
+    out.push({ which, intervalUs: v[i + 1]!, valueUs: v[i + 2]! });
+  }
+  return out;
+}
+
 /** SIGACTS quintuples -> SigAction[], checked: signals 1..64, ascending, no SIG_DFL entries. */
 function sigactionsOf(r: Rec, v: bigint[], bad: (r: Rec, why: string) => never): SigAction[] {
   if (v.length % 5) bad(r, `${v.length} values are not (signal, handler, flags, restorer, mask) quintuples`);
@@ -742,9 +756,13 @@ function parse(rs: RecordStream, mode: ReadMode, setRuns: (v: Vma, r: PageRec[])
       ns: { uts: ns.uts, ipc: ns.ipc, mnt: ns.mnt, pid: ns.pid, net: ns.net, user: ns.user, cgroup: ns.cgroup, time: ns.time },
       threads: [], mm: null, files: [], nocr: [],
     };
-    const sa = nextKnown();
-    if (sa && sa.kind === K.SIGACTS) task.sigactions = sigactionsOf(sa, fields(sa).actions as bigint[], bad);
-    else pending = sa;
+    // optional task records, each at most once, in this order
+    for (let opt = nextKnown(), want = 0; ; opt = nextKnown()) {
+      if (opt && opt.kind === K.SIGACTS && want <= 0) { task.sigactions = sigactionsOf(opt, fields(opt).actions as bigint[], bad); want = 1; continue; }
+      if (opt && opt.kind === K.ITIMERS && want <= 1) { task.itimers = itimersOf(opt, fields(opt).timers as bigint[], bad); want = 2; continue; }
+      pending = opt;
+      break;
+    }
     const tids = new Set<number>();
     for (let i = 0; i < (tf.nthreads as number); i++) {
       const thr = expect(K.THREAD, `thread ${i} of ${tf.nthreads} of task ${task.pid}`);

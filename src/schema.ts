@@ -68,6 +68,7 @@ export const K = {
   NSIDS: 0x0104,
   NOCR: 0x0105,
   SIGACTS: 0x0106,
+  ITIMERS: 0x0107,
   THREAD: 0x0201,
   REGS: 0x0211,
   FPU: 0x0212,
@@ -129,6 +130,11 @@ export const RECORDS: readonly RecordDef[] = [
     kind: K.SIGACTS, name: 'SIGACTS', parent: K.TASK,
     doc: 'Optional, right after NSIDS: the signal dispositions other than SIG_DFL (absent: not recorded).',
     fields: [['actions', 'u64[]', '(signal, handler, flags, restorer, mask) quintuples by ascending signal; handler 1 = SIG_IGN']],
+  },
+  {
+    kind: K.ITIMERS, name: 'ITIMERS', parent: K.TASK,
+    doc: 'Optional, after NSIDS (and SIGACTS): the armed interval timers (absent: not recorded).',
+    fields: [['timers', 'u64[]', '(which, interval us, remaining us) triples by ascending which: 0 ITIMER_REAL, 1 ITIMER_VIRTUAL, 2 ITIMER_PROF; not both 0']],
   },
   {
     kind: K.THREAD, name: 'THREAD', parent: K.TASK, doc: 'A thread; followed by REGS, FPU and, if flags bit 0, XSTATE.',

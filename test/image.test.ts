@@ -51,7 +51,7 @@ describe('round trips', () => {
     } finally { releaseRegion(k, scratch); }
   });
 
-  it('optional records: signal dispositions (SIGACTS) and per-thread futex state (FUTEX) round-trip; absent stays absent', async () => {
+  it('optional records: signal dispositions (SIGACTS), interval timers (ITIMERS) and per-thread futex state (FUTEX) round-trip; absent stays absent', async () => {
     const k = kernels();
     const scratch = claimRegion(k, 400 * 4096);
     try {
@@ -67,13 +67,28 @@ describe('round trips', () => {
         { sig: 13, handler: 1n, flags: 0n, restorer: 0n, mask: 0n },
       ];
       t.threads[0]!.futex = { clearChildTid: 0x7f00000002d0n, robustHead: 0x7f00000002e0n, robustLen: 24n };
+      t.itimers = [{ which: 0, intervalUs: 20_000n, valueUs: 0n }, { which: 2, intervalUs: 0n, valueUs: 1_500_000n }];
       const bytes = await toBytes(model);
       const img = readImage(bytes);
       expect(img.model.tasks[0]!.sigactions).toEqual(t.sigactions);
       expect(img.model.tasks[0]!.threads[0]!.futex).toEqual(t.threads[0]!.futex);
+      expect(img.model.tasks[0]!.itimers).toEqual(t.itimers);
       expect(flatten(img.model, k, scratch)).toEqual(flatten(model, k, scratch));
       expect(Buffer.from(await toBytes(img.model)).equals(Buffer.from(bytes))).toBe(true);
       img.close();
+      // interval timers the reader refuses: unknown kind, out of order, disarmed
+      for (const [bad, why] of [
+        [[{ which: 3, intervalUs: 1n, valueUs: 1n }], /interval timer 3 is none of/],
+        [[{ which: 1, intervalUs: 1n, valueUs: 1n }, { which: 0, intervalUs: 1n, valueUs: 1n }], /interval timer 0 out of order/],
+        [[{ which: 0, intervalUs: 0n, valueUs: 0n }], /interval timer 0 recorded disarmed/],
+      ] as const) {
+        t.itimers = bad.map((x) => ({ ...x }));
+        let err: unknown;
+        try { readImage(await toBytes(model)); } catch (e) { err = e; }
+        expect((err as { code?: string }).code).toBe('BAD_RECORD');
+        expect((err as Error).message).toMatch(why);
+      }
+      t.itimers = undefined;
       // dispositions the reader refuses: out of range, out of order, a SIG_DFL entry
       for (const [bad, why] of [
         [[{ sig: 65, handler: 1n, flags: 0n, restorer: 0n, mask: 0n }], /signal 65 out of range/],

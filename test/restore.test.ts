@@ -680,13 +680,13 @@ describe('restore --pid-ns', () => {
 });
 
 describe('signal dispositions', () => {
-  const SIGUSR1 = 10, SIGUSR2 = 12, SIGPIPE = 13, SIGINT = 2;
+  const SIGUSR1 = 10, SIGUSR2 = 12, SIGPIPE = 13, SIGALRM = 14, SIGINT = 2;
   const SA_SIGINFO = 4n, SA_RESTART = 0x10000000n, SA_RESTORER = 0x04000000n;
   const status = (p: number, k: string): string => fs.readFileSync(`/proc/${p}/status`, 'latin1').split('\n').find((l) => l.startsWith(`${k}:`))!.split(/\s+/)[1]!;
-  const parse = (f: string): { n: number; usr1: number; spurious: number; term: number }[] => lines(f).map((l) => {
-    const m = /^(\d+) (\d+) (\d+) ([01])$/.exec(l);
+  const parse = (f: string): { n: number; usr1: number; spurious: number; term: number; alrm: number }[] => lines(f).map((l) => {
+    const m = /^(\d+) (\d+) (\d+) ([01]) (\d+)$/.exec(l);
     expect(m, l).not.toBeNull();
-    return { n: Number(m![1]), usr1: Number(m![2]), spurious: Number(m![3]), term: Number(m![4]) };
+    return { n: Number(m![1]), usr1: Number(m![2]), spurious: Number(m![3]), term: Number(m![4]), alrm: Number(m![5]) };
   });
 
   it('a process stopped by SIGSTOP before the dump has its handlers read and stays stopped until SIGCONT', async () => {
@@ -736,17 +736,20 @@ describe('signal dispositions', () => {
         await waitFor('more lines', () => lines(out).length >= n0 + 20);
         for (const x of parse(out)) expect(x.spurious, `line ${x.n}`).toBe(0);
         const img = readImage(live);
-        let acts;
+        let acts, its;
         try {
           acts = img.model.tasks[0]!.sigactions!;
+          its = img.model.tasks[0]!.itimers!;
           expect(img.model.tasks[0]!.nocr).toEqual([]);
         } finally { img.close(); }
-        expect(acts.map((a) => a.sig).filter((s) => s < 32)).toEqual([SIGUSR1, SIGUSR2, SIGPIPE]); // glibc's own handlers (SIGRTMIN-1 ...) come above
+        expect(acts.map((a) => a.sig).filter((s) => s < 32)).toEqual([SIGUSR1, SIGUSR2, SIGPIPE, SIGALRM]); // glibc's own handlers (SIGRTMIN-1 ...) come above
         const u1 = acts.find((a) => a.sig === SIGUSR1)!;
         expect(u1.handler).toBeGreaterThan(1n);
         expect(u1.flags & (SA_SIGINFO | SA_RESTART | SA_RESTORER)).toBe(SA_SIGINFO | SA_RESTART | SA_RESTORER);
         expect(u1.restorer).toBeGreaterThan(0n);
         expect(u1.mask).toBe(1n << BigInt(SIGINT - 1));
+        expect(its.map((x) => [x.which, x.intervalUs])).toEqual([[0, 20_000n]]); // ITIMER_REAL every 20 ms
+        expect(its[0]!.valueUs).toBeLessThanOrEqual(20_000n); // 0: expired during the freeze, SIGALRM pending
         for (const s of [SIGUSR2, SIGPIPE]) expect(acts.find((a) => a.sig === s)!.handler).toBe(1n);
         const shown = JSON.parse(crimg(['show', '--json', live]).stdout);
         expect(JSON.stringify(shown)).toContain('sigactions');
@@ -764,6 +767,9 @@ describe('signal dispositions', () => {
         const before = lines(out).length;
         await waitFor('lines after restore', () => lines(out).length >= before + 10);
         expect(parse(out).slice(before).every((x) => x.term === 1)).toBe(true);
+        // the interval timer ticks on in the restored process
+        const alrmAtDump = parse(out)[atDump - 1]!.alrm;
+        await waitFor('SIGALRM ticks after restore', () => (parse(out).at(-1)?.alrm ?? 0) >= alrmAtDump + 10);
         // the handler runs (SIGUSR1's default would kill it); ignored signals stay ignored
         process.kill(r, 'SIGUSR1');
         process.kill(r, 'SIGPIPE');

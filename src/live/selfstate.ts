@@ -8,11 +8,11 @@
  * (SigCgt); only the caught ones need calls, for their handler, flags, restorer
  * and mask.
  */
-import type { SigAction, ThreadFutex } from '../model.js';
+import type { Itimer, SigAction, ThreadFutex } from '../model.js';
 import { type MapEntry, readStatus } from './proc.js';
 import { InCall, findSyscallInsn } from './incall.js';
 
-const SYS_RT_SIGACTION = 13, SYS_PRCTL = 157, SYS_GET_ROBUST_LIST = 274;
+const SYS_RT_SIGACTION = 13, SYS_GETITIMER = 36, SYS_PRCTL = 157, SYS_GET_ROBUST_LIST = 274;
 const PR_GET_TID_ADDRESS = 40;
 const SIG_IGN = 1n;
 
@@ -32,6 +32,8 @@ export type CallMode = 'run' | 'restop';
 export interface SelfState {
   /** null with `reason` when no thread could be used. */
   sigactions: SigAction[] | null;
+  /** Armed interval timers (read with the handlers), or null. */
+  itimers: Itimer[] | null;
   futex: Map<number, ThreadFutex>;
   /** Why something could not be read (for a NOCR reason), or ''. */
   reason: string;
@@ -39,7 +41,7 @@ export interface SelfState {
 
 /** Reads the dispositions of process pid and the futex state of each thread in `threads` (tid -> how). */
 export function collectSelfState(pid: number, threads: Map<number, CallMode>, maps: MapEntry[]): SelfState {
-  const out: SelfState = { sigactions: null, futex: new Map(), reason: '' };
+  const out: SelfState = { sigactions: null, itimers: null, futex: new Map(), reason: '' };
   const st = readStatus(pid);
   const ignored = hexBig(st.get('SigIgn'));
   const caught = signalsIn(hexBig(st.get('SigCgt')));
@@ -66,6 +68,16 @@ export function collectSelfState(pid: number, threads: Map<number, CallMode>, ma
           if (handler !== 0n) actions.set(sig, { sig, handler, flags: dv.getBigUint64(8, true), restorer: dv.getBigUint64(16, true), mask: dv.getBigUint64(24, true) });
         }
         out.sigactions = [...actions.values()].sort((a, b) => a.sig - b.sig);
+        const timers: Itimer[] = [];
+        for (let which = 0; which <= 2; which++) {
+          const r = s.call(SYS_GETITIMER, [which, s.scratch]);
+          if (r < 0n) throw new Error(`getitimer(${which}) in thread ${tid} returned ${r}`);
+          const dv = new DataView(s.read(32).buffer);
+          const us = (o: number): bigint => dv.getBigUint64(o, true) * 1_000_000n + dv.getBigUint64(o + 8, true);
+          // remaining 0 with an interval: expired, its signal pending (the kernel re-arms ITIMER_REAL when it is taken)
+          if (us(16) !== 0n || us(0) !== 0n) timers.push({ which, intervalUs: us(0), valueUs: us(16) });
+        }
+        out.itimers = timers;
         first = false;
       }
       const a = s.call(SYS_PRCTL, [PR_GET_TID_ADDRESS, s.scratch, 0, 0, 0]);

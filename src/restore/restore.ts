@@ -547,6 +547,20 @@ async function build(image: Image, task: Task, stub: Stub, tids: number[], step:
       else ptraceSetRegset(tid, NT.PRFPREG, th.fpu.subarray(0, 512));
     });
     step('sigmask', at, () => ptraceSetSigmask(tid, th.sigmask));
+    if (th === leaderTh && task.itimers?.length) {
+      // armed last (a SIGALRM that came while crimg still ran calls in the task would be suppressed with the
+      // injection's stray signals), with the time that remained at the freeze; one that had expired (its signal is
+      // queued again below) starts a new interval
+      const its = task.itimers.map((x) => ({ ...x, valueUs: x.valueUs || x.intervalUs }));
+      const b = new Uint8Array(32 * its.length);
+      const dv = new DataView(b.buffer);
+      its.forEach((x, i) => {
+        dv.setBigUint64(32 * i, x.intervalUs / 1_000_000n, true); dv.setBigUint64(32 * i + 8, x.intervalUs % 1_000_000n, true);
+        dv.setBigUint64(32 * i + 16, x.valueUs / 1_000_000n, true); dv.setBigUint64(32 * i + 24, x.valueUs % 1_000_000n, true);
+      });
+      step('interval timers', '', () => ti.write(data, b));
+      batchFor(ti)('interval timers', its.map((x, i) => ({ nr: NR.setitimer, args: [x.which, data + BigInt(32 * i), 0], at: `timer ${x.which}` })));
+    }
     if (th === leaderTh) {
       if (opts.failAt === 'unmap park') throw new Step('unmap park', hex(park), new Error('failing on purpose (failAt)'));
       step('unmap park', hex(park), () => ti.callAtExit(NR.munmap, [park, PARK_CODE + PARK_DATA]));

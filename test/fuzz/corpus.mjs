@@ -38,6 +38,7 @@ function optionalRecordsModel(lib) {
       { sig: 10, handler: 0x401130n, flags: 0x14000004n, restorer: 0x7f1234560050n, mask: 2n },
       { sig: 33, handler: 0x7f12345a0000n, flags: 0x4000000n, restorer: 0x7f1234560050n, mask: 0n },
     ];
+    t.itimers = [{ which: 0, intervalUs: 20000n, valueUs: 0n }, { which: 1, intervalUs: 0n, valueUs: 7n }];
     t.threads.forEach((th, i) => { th.futex = { clearChildTid: 0x7f12340002d0n + BigInt(i << 20), robustHead: 0x7f12340002e0n + BigInt(i << 20), robustLen: 24n }; });
   }
   return m;

@@ -8,11 +8,12 @@
  * waits in FUTEX_WAIT (no timeout) on a word that a second thread bumps and
  * wakes every 2 ms (an interrupted wait returns -ERESTARTSYS to the kernel);
  * MODE "sleep": the main thread sleeps in nanosleep(2 ms)
- * (-ERESTART_RESTARTBLOCK). SIGTERM is blocked. After each wake-up it
- * appends "N USR1 SPURIOUS TERM\n" to OUT (its fd 3): N counts lines, USR1 the
- * SIGUSR1 handled, SPURIOUS the calls that failed with EINTR while no handler
- * ran (a checkpoint must never cause one), TERM 1 while a SIGTERM is pending.
- * Kill it with SIGKILL.
+ * (-ERESTART_RESTARTBLOCK). SIGTERM is blocked. An interval timer (ITIMER_REAL,
+ * every 20 ms) raises SIGALRM, whose handler counts too. After each wake-up it
+ * appends "N USR1 SPURIOUS TERM ALRM\n" to OUT (its fd 3): N counts lines, USR1
+ * the SIGUSR1 handled, SPURIOUS the calls that failed with EINTR while no
+ * handler ran (a checkpoint must never cause one), TERM 1 while a SIGTERM is
+ * pending, ALRM the SIGALRM handled. Kill it with SIGKILL.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -25,12 +26,14 @@
 #include <time.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <unistd.h>
 
-static volatile sig_atomic_t usr1;
+static volatile sig_atomic_t usr1, alrm;
 static volatile int word;
 
 static void on_usr1(int sig, siginfo_t *si, void *uc) { (void)sig; (void)si; (void)uc; usr1++; }
+static void on_alrm(int sig) { (void)sig; alrm++; }
 
 static void *feeder(void *arg) {
   (void)arg;
@@ -62,13 +65,20 @@ int main(int argc, char **argv) {
   sigemptyset(&term);
   sigaddset(&term, SIGTERM);
   if (sigprocmask(SIG_BLOCK, &term, 0)) return 1;
+  struct sigaction al;
+  memset(&al, 0, sizeof al);
+  al.sa_handler = on_alrm;
+  al.sa_flags = SA_RESTART;
+  if (sigaction(SIGALRM, &al, 0)) return 1;
+  struct itimerval it = {{0, 20 * 1000}, {0, 20 * 1000}};
+  if (setitimer(ITIMER_REAL, &it, 0)) return 1;
   if (waiting) {
     pthread_t t;
     if (pthread_create(&t, 0, feeder, 0)) return 1;
   }
   unsigned long n = 0, spurious = 0;
   for (;;) {
-    int seen = usr1;
+    int seen = usr1 + alrm;
     long r;
     if (waiting) {
       int v = word;
@@ -78,11 +88,11 @@ int main(int argc, char **argv) {
       struct timespec ts = {0, 2 * 1000 * 1000};
       r = nanosleep(&ts, 0);
     }
-    if (r < 0 && errno == EINTR && usr1 == seen) spurious++;
+    if (r < 0 && errno == EINTR && usr1 + alrm == seen) spurious++;
     sigset_t pend;
     sigpending(&pend);
     char line[80];
-    int len = snprintf(line, sizeof line, "%lu %d %lu %d\n", ++n, (int)usr1, spurious, sigismember(&pend, SIGTERM));
+    int len = snprintf(line, sizeof line, "%lu %d %lu %d %d\n", ++n, (int)usr1, spurious, sigismember(&pend, SIGTERM), (int)alrm);
     if (write(out, line, len) != len) abort();
   }
 }
