@@ -53,7 +53,7 @@ describe('crimg check', () => {
       const doc = JSON.parse(r.stdout);
       expect(doc.safe).toBe(false);
       const codes = new Set(doc.reasons.map((x: { code: string }) => x.code));
-      for (const c of ['SOCKET', 'PIPE', 'EVENTFD', 'MEMFD', 'SIGNALFD', 'TIMERFD', 'EPOLL', 'INOTIFY', 'FILE_DELETED']) expect(codes, c).toContain(c);
+      for (const c of ['SOCKET', 'PIPE', 'EVENTFD', 'MEMFD', 'SIGNALFD', 'TIMERFD', 'POSIX_TIMER', 'EPOLL', 'INOTIFY', 'FILE_DELETED']) expect(codes, c).toContain(c);
       for (const x of doc.reasons) {
         expect(x.pid).toBe(t.pid);
         expect(typeof x.text).toBe('string');

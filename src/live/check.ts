@@ -22,6 +22,7 @@ export const NOCR_CODES = {
   EVENTFD: 'an eventfd: its counter is not saved',
   SIGNALFD: 'a signalfd: not saved',
   TIMERFD: 'a timerfd: the timer is not saved',
+  POSIX_TIMER: 'a POSIX timer (timer_create): not saved (interval timers and alarm are)',
   INOTIFY: 'an inotify instance: its watches and queued events are not saved',
   FANOTIFY: 'a fanotify instance: its marks and queued events are not saved',
   EPOLL: 'an epoll instance: its interest list is not saved',
@@ -185,6 +186,13 @@ function fdReasons(pid: number, f: FdInfo, outside: Outside, add: (code: NocrCod
   if (f.locks.length) add('FILE_LOCK', `${what} (${link}) holds ${f.locks.length === 1 ? 'a lock' : `${f.locks.length} locks`}; locks are not saved`);
 }
 
+/** Ids of the POSIX timers of a process (/proc/PID/timers: "ID: n" lines). */
+function posixTimerIds(pid: number): number[] {
+  let text = '';
+  try { text = fs.readFileSync(`/proc/${pid}/timers`, 'latin1'); } catch { return []; }
+  return [...text.matchAll(/^ID: (-?\d+)$/gm)].map((m) => Number(m[1]));
+}
+
 function mapReasons(pid: number, maps: MapEntry[], outside: Outside, add: (code: NocrCode, text: string) => void): void {
   const seen = new Set<string>();
   const once = (code: NocrCode, key: string, text: string): void => {
@@ -236,6 +244,8 @@ export function checkProcesses(pids: number[], opts: CheckOptions = {}): NocrRea
         const n = status.get('Seccomp_filters');
         add('SECCOMP', `process ${pid} has ${n ? `${n} ` : ''}seccomp filter${n === '1' ? '' : 's'} installed, which crimg does not save`);
       }
+      const timers = posixTimerIds(pid);
+      if (timers.length) add('POSIX_TIMER', `process ${pid} has ${timers.length === 1 ? 'a POSIX timer' : `${timers.length} POSIX timers`} (id ${timers.join(', ')}), which crimg does not save`);
       for (const f of opts.fds?.get(pid) ?? readFds(pid)) fdReasons(pid, f, outside, add);
       mapReasons(pid, opts.maps?.get(pid) ?? readMaps(pid, true), outside, add);
       const kids = listChildren(pid).filter((c) => !tree.has(c));
