@@ -167,6 +167,7 @@ function afterCriu(m: Model): Model {
         } : null,
       };
       if (!t.sigactions) delete task.sigactions;
+      if (!t.itimers) delete task.itimers;
       return task;
     }),
   };

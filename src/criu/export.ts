@@ -200,6 +200,14 @@ function coreOf(task: Task, th: Thread, leader: boolean): Msg {
       rlimits: { rlimits: task.rlimits.map((r) => ({ cur: r.cur, max: r.max })) },
     };
     if (task.creds.seccompMode) tc.old_seccomp_mode = task.creds.seccompMode;
+    if (task.itimers) {
+      const it = (which: number): Msg => {
+        const x = task.itimers!.find((t) => t.which === which);
+        const i = x?.intervalUs ?? 0n, v = x?.valueUs ?? 0n;
+        return { isec: i / 1_000_000n, iusec: i % 1_000_000n, vsec: v / 1_000_000n, vusec: v % 1_000_000n };
+      };
+      tc.timers = { real: it(0), virt: it(1), prof: it(2) };
+    }
     if (task.sigactions) {
       const by = new Map(task.sigactions.map((a) => [a.sig, a]));
       tc.sigactions = SIG_SLOTS.map((sig) => {

@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { CrimgError } from '../errors.js';
 import type { Kernels } from '../kernels/api.js';
 import {
-  type Model, type Namespace, type Task, type Thread, type Vma, type PageSource, type OpenFile, type NocrReason, type SigAction, type Credentials,
+  type Model, type Namespace, type Task, type Thread, type Vma, type PageSource, type OpenFile, type NocrReason, type SigAction, type Itimer, type Credentials,
   type XState, FdKind, NS_KINDS, VmaFlags, NO_PAGES, defaultRlimits, emptyCreds, emptyNsIds, newThread, FXSAVE_BYTES,
 } from '../model.js';
 import { type Source, openSource } from '../source.js';
@@ -298,6 +298,17 @@ export function fromCriuImages(dir: string, opts: CriuImportOptions = {}): CriuI
       const rlimits = defaultRlimits();
       rl.slice(0, 16).forEach((r, j) => { rlimits[j] = { cur: u64(r.cur), max: u64(r.max) }; });
 
+      let itimers: Itimer[] | undefined;
+      const tm = tc.timers as Msg | undefined;
+      if (tm) {
+        itimers = [];
+        (['real', 'virt', 'prof'] as const).forEach((k, which) => {
+          const e = tm[k] as Msg | undefined;
+          const f = (k2: string): bigint => (e?.[k2] === undefined ? 0n : u64(e[k2]));
+          const intervalUs = f('isec') * 1_000_000n + f('iusec'), valueUs = f('vsec') * 1_000_000n + f('vusec');
+          if (intervalUs || valueUs) itimers!.push({ which, intervalUs, valueUs });
+        });
+      }
       let sigactions: SigAction[] | undefined;
       const sas = arr<Msg>(tc.sigactions);
       if (sas.length) {
@@ -370,6 +381,7 @@ export function fromCriuImages(dir: string, opts: CriuImportOptions = {}): CriuI
         rlimits, ns, threads, mm, files, nocr,
       };
       if (sigactions) task.sigactions = sigactions;
+      if (itimers) task.itimers = itimers;
       tasks.push(task);
     }
 

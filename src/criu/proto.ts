@@ -112,10 +112,23 @@ const TABLE = {
     [4, req, 'uint32', 'flags'],
     [5, req, 'uint64', 'blk_sigset'],
     [6, req, 'string', 'comm'],
+    [7, opt, 'message', 'timers', 'task_timers_entry'],
     [8, opt, 'message', 'rlimits', 'task_rlimits_entry'],
     [10, opt, 'message', 'signals_s', 'signal_queue_entry'],
     [11, opt, 'enum', 'old_seccomp_mode'],
     [15, rep, 'message', 'sigactions', 'sa_entry'],
+  ],
+  // timer.proto (posix_timer_entry is not used: crimg does not save POSIX timers)
+  task_timers_entry: [
+    [1, req, 'message', 'real', 'itimer_entry'],
+    [2, req, 'message', 'virt', 'itimer_entry'],
+    [3, req, 'message', 'prof', 'itimer_entry'],
+  ],
+  itimer_entry: [
+    [1, req, 'uint64', 'isec'],
+    [2, req, 'uint64', 'iusec'],
+    [3, req, 'uint64', 'vsec'],
+    [4, req, 'uint64', 'vusec'],
   ],
   task_rlimits_entry: [
     [1, rep, 'message', 'rlimits', 'rlimit_entry'],
