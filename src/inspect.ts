@@ -57,7 +57,7 @@ function threadJson(th: Thread): Record<string, unknown> {
   }
   return {
     tid: th.tid, state: th.state, regs: regsJson(th), fpu: fpuJson(th.fpu), xstate,
-    sigmask: th.sigmask, sigpending: th.sigpending, rseq: th.rseq, futex: th.futex ?? null,
+    sigmask: th.sigmask, sigpending: th.sigpending, rseq: th.rseq, futex: th.futex ?? null, sigaltstack: th.sigaltstack ?? null,
   };
 }
 
@@ -214,6 +214,7 @@ export function diffImages(A: Image, B: Image, opts: DiffOptions = {}): Differen
       for (const key of ['sigmask', 'sigpending', 'state'] as const) if (th[key] !== o[key]) out.push({ what: `${p} thread ${th.tid} ${key}`, a: th[key], b: o[key] });
       if (JSON.stringify(th.rseq, big) !== JSON.stringify(o.rseq, big)) out.push({ what: `${p} thread ${th.tid} rseq`, a: th.rseq, b: o.rseq });
       if (JSON.stringify(th.futex, big) !== JSON.stringify(o.futex, big)) out.push({ what: `${p} thread ${th.tid} futex`, a: th.futex ?? null, b: o.futex ?? null });
+      if (JSON.stringify(th.sigaltstack, big) !== JSON.stringify(o.sigaltstack, big)) out.push({ what: `${p} thread ${th.tid} sigaltstack`, a: th.sigaltstack ?? null, b: o.sigaltstack ?? null });
     }
     if (ta.mm && tb.mm) {
       const { vmas: va, ...ma } = ta.mm; const { vmas: vb, ...mb } = tb.mm;

@@ -88,7 +88,13 @@ export interface Thread {
   state: string;
   /** clear_child_tid and the robust futex list; undefined when not recorded. */
   futex?: ThreadFutex;
+  /** The alternate signal stack (sigaltstack; flags SS_DISABLE = 2 when there is none); undefined when not recorded. */
+  sigaltstack?: SigAltStack;
 }
+
+/** stack_t of sigaltstack(2): SA_ONSTACK handlers run on [sp, sp + size). flags: SS_ONSTACK 1, SS_DISABLE 2,
+ *  SS_AUTODISARM 1 << 31. */
+export interface SigAltStack { sp: bigint; size: bigint; flags: number }
 
 /** Per-thread futex state: where the kernel clears the tid and wakes a futex when the thread exits
  *  (set_tid_address, CLONE_CHILD_CLEARTID; pthread_join waits on it) and the robust futex list (set_robust_list). */

@@ -784,11 +784,24 @@ function parse(rs: RecordStream, mode: ReadMode, setRuns: (v: Vma, r: PageRec[])
         const xf = fields(expect(K.XSTATE, 'after FPU (thread flags say XSTATE follows)'));
         th.xstate = { xcr0: xf.xcr0 as bigint, ext: xf.ext as Uint8Array };
       }
-      const fx = nextKnown();
-      if (fx && fx.kind === K.FUTEX) {
-        const ff = fields(fx);
-        th.futex = { clearChildTid: ff.clearChildTid as bigint, robustHead: ff.robustHead as bigint, robustLen: ff.robustLen as bigint };
-      } else pending = fx;
+      // optional thread records, each at most once, in this order
+      for (let opt = nextKnown(), want = 0; ; opt = nextKnown()) {
+        if (opt && opt.kind === K.FUTEX && want <= 0) {
+          const ff = fields(opt);
+          th.futex = { clearChildTid: ff.clearChildTid as bigint, robustHead: ff.robustHead as bigint, robustLen: ff.robustLen as bigint };
+          want = 1;
+          continue;
+        }
+        if (opt && opt.kind === K.SIGALTSTACK && want <= 1) {
+          const sf = fields(opt);
+          if (sf.reserved !== 0) bad(opt, 'reserved field not zero');
+          th.sigaltstack = { sp: sf.sp as bigint, size: sf.size as bigint, flags: sf.ssFlags as number };
+          want = 2;
+          continue;
+        }
+        pending = opt;
+        break;
+      }
       task.threads.push(th);
     }
     const tstats: TaskStats = { pid: task.pid, vmas: [] };

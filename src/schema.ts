@@ -74,6 +74,7 @@ export const K = {
   FPU: 0x0212,
   XSTATE: 0x0213,
   FUTEX: 0x0215,
+  SIGALTSTACK: 0x0216,
   MM: 0x0301,
   VMA: 0x0302,
   PAGES: 0x0303,
@@ -155,6 +156,11 @@ export const RECORDS: readonly RecordDef[] = [
     kind: K.FUTEX, name: 'FUTEX', parent: K.THREAD, fixedLen: 24,
     doc: 'Optional, after the thread\'s FPU/XSTATE: clear_child_tid (set_tid_address) and the robust futex list (set_robust_list) (absent: not recorded).',
     fields: [['clearChildTid', 'u64'], ['robustHead', 'u64'], ['robustLen', 'u64']],
+  },
+  {
+    kind: K.SIGALTSTACK, name: 'SIGALTSTACK', parent: K.THREAD, fixedLen: 24,
+    doc: 'Optional, after the thread\'s FUTEX: its alternate signal stack (sigaltstack; absent: not recorded).',
+    fields: [['sp', 'u64'], ['size', 'u64'], ['ssFlags', 'u32', 'SS_ONSTACK 1, SS_DISABLE 2, SS_AUTODISARM 1 << 31'], ['reserved', 'u32', '0']],
   },
   {
     kind: K.MM, name: 'MM', parent: K.TASK, doc: 'Address space; followed by nvmas VMA subtrees.',

@@ -385,6 +385,7 @@ async function writeTask(w: RecordWriter, t: Task, onProgress?: (n: number) => v
     if ((p = w.regset(th.regs, th.fpu))) await p;
     if (th.xstate && (p = w.xstate(th.xstate.xcr0, th.xstate.ext))) await p;
     if (th.futex && (p = w.record(K.FUTEX, th.futex as unknown as Fields))) await p;
+    if (th.sigaltstack && (p = w.record(K.SIGALTSTACK, { sp: th.sigaltstack.sp, size: th.sigaltstack.size, ssFlags: th.sigaltstack.flags >>> 0, reserved: 0 }))) await p;
   }
   if (t.mm) {
     if ((p = w.record(K.MM, t.mm as unknown as Fields, 0, { nvmas: t.mm.vmas.length, mmFlags: 0 }))) await p;

@@ -51,7 +51,7 @@ describe('round trips', () => {
     } finally { releaseRegion(k, scratch); }
   });
 
-  it('optional records: signal dispositions (SIGACTS), interval timers (ITIMERS) and per-thread futex state (FUTEX) round-trip; absent stays absent', async () => {
+  it('optional records: signal dispositions (SIGACTS), interval timers (ITIMERS), per-thread futex state (FUTEX) and alternate signal stacks (SIGALTSTACK) round-trip; absent stays absent', async () => {
     const k = kernels();
     const scratch = claimRegion(k, 400 * 4096);
     try {
@@ -67,11 +67,13 @@ describe('round trips', () => {
         { sig: 13, handler: 1n, flags: 0n, restorer: 0n, mask: 0n },
       ];
       t.threads[0]!.futex = { clearChildTid: 0x7f00000002d0n, robustHead: 0x7f00000002e0n, robustLen: 24n };
+      t.threads[0]!.sigaltstack = { sp: 0x7f0000100000n, size: 65536n, flags: 0x80000000 };
       t.itimers = [{ which: 0, intervalUs: 20_000n, valueUs: 0n }, { which: 2, intervalUs: 0n, valueUs: 1_500_000n }];
       const bytes = await toBytes(model);
       const img = readImage(bytes);
       expect(img.model.tasks[0]!.sigactions).toEqual(t.sigactions);
       expect(img.model.tasks[0]!.threads[0]!.futex).toEqual(t.threads[0]!.futex);
+      expect(img.model.tasks[0]!.threads[0]!.sigaltstack).toEqual(t.threads[0]!.sigaltstack);
       expect(img.model.tasks[0]!.itimers).toEqual(t.itimers);
       expect(flatten(img.model, k, scratch)).toEqual(flatten(model, k, scratch));
       expect(Buffer.from(await toBytes(img.model)).equals(Buffer.from(bytes))).toBe(true);

@@ -209,7 +209,7 @@ function compareTasks(a: Image, b: Image): string[] {
   ta.threads.forEach((th, i) => {
     const u = tb.threads[i];
     if (!u) return;
-    for (const k of ['regs', 'fpu', 'xstate', 'sigmask', 'rseq', 'futex'] as const) if (plain(th[k]) !== plain(u[k])) diffs.push(`thread ${i} ${k}`);
+    for (const k of ['regs', 'fpu', 'xstate', 'sigmask', 'rseq', 'futex', 'sigaltstack'] as const) if (plain(th[k]) !== plain(u[k])) diffs.push(`thread ${i} ${k}`);
   });
   const ca = coalesce(ma.vmas), cb = coalesce(mb.vmas);
   if (plain(ca) !== plain(cb)) diffs.push('vmas');
@@ -681,7 +681,7 @@ describe('restore --pid-ns', () => {
 
 describe('signal dispositions', () => {
   const SIGUSR1 = 10, SIGUSR2 = 12, SIGPIPE = 13, SIGALRM = 14, SIGINT = 2;
-  const SA_SIGINFO = 4n, SA_RESTART = 0x10000000n, SA_RESTORER = 0x04000000n;
+  const SA_SIGINFO = 4n, SA_RESTART = 0x10000000n, SA_RESTORER = 0x04000000n, SA_ONSTACK = 0x08000000n;
   const status = (p: number, k: string): string => fs.readFileSync(`/proc/${p}/status`, 'latin1').split('\n').find((l) => l.startsWith(`${k}:`))!.split(/\s+/)[1]!;
   const parse = (f: string): { n: number; usr1: number; spurious: number; term: number; alrm: number }[] => lines(f).map((l) => {
     const m = /^(\d+) (\d+) (\d+) ([01]) (\d+)$/.exec(l);
@@ -736,8 +736,9 @@ describe('signal dispositions', () => {
         await waitFor('more lines', () => lines(out).length >= n0 + 20);
         for (const x of parse(out)) expect(x.spurious, `line ${x.n}`).toBe(0);
         const img = readImage(live);
-        let acts, its;
+        let acts, its, alt;
         try {
+          alt = img.model.tasks[0]!.threads[0]!.sigaltstack;
           acts = img.model.tasks[0]!.sigactions!;
           its = img.model.tasks[0]!.itimers!;
           expect(img.model.tasks[0]!.nocr).toEqual([]);
@@ -745,7 +746,8 @@ describe('signal dispositions', () => {
         expect(acts.map((a) => a.sig).filter((s) => s < 32)).toEqual([SIGUSR1, SIGUSR2, SIGPIPE, SIGALRM]); // glibc's own handlers (SIGRTMIN-1 ...) come above
         const u1 = acts.find((a) => a.sig === SIGUSR1)!;
         expect(u1.handler).toBeGreaterThan(1n);
-        expect(u1.flags & (SA_SIGINFO | SA_RESTART | SA_RESTORER)).toBe(SA_SIGINFO | SA_RESTART | SA_RESTORER);
+        expect(u1.flags & (SA_SIGINFO | SA_RESTART | SA_RESTORER | SA_ONSTACK)).toBe(SA_SIGINFO | SA_RESTART | SA_RESTORER | SA_ONSTACK);
+        expect(alt).toMatchObject({ size: 65536n, flags: 0 });
         expect(u1.restorer).toBeGreaterThan(0n);
         expect(u1.mask).toBe(1n << BigInt(SIGINT - 1));
         expect(its.map((x) => [x.which, x.intervalUs])).toEqual([[0, 20_000n]]); // ITIMER_REAL every 20 ms
@@ -774,7 +776,8 @@ describe('signal dispositions', () => {
         process.kill(r, 'SIGUSR1');
         process.kill(r, 'SIGPIPE');
         process.kill(r, 'SIGUSR2');
-        await waitFor('SIGUSR1 handled after restore', () => (parse(out).at(-1)?.usr1 ?? 0) === 2);
+        await waitFor('SIGUSR1 handled after restore', () => (parse(out).at(-1)?.usr1 ?? 0) >= 2);
+        expect(parse(out).at(-1)!.usr1).toBe(2); // on the alternate signal stack (1000 if not)
         expect(alive(r)).toBe(true);
         const n1 = lines(out).length;
         await waitFor('more lines', () => lines(out).length >= n1 + 10);
@@ -789,7 +792,10 @@ describe('signal dispositions', () => {
         const d2 = crimg(['dump', String(r), '-o', img2, '--quiet']);
         expect(d2.code, d2.stderr).toBe(0);
         const a = readImage(img1), b = readImage(img2);
-        try { expect(b.model.tasks[0]!.sigactions).toEqual(a.model.tasks[0]!.sigactions); } finally { a.close(); b.close(); }
+        try {
+          expect(b.model.tasks[0]!.sigactions).toEqual(a.model.tasks[0]!.sigactions);
+          expect(b.model.tasks[0]!.threads.map((t) => t.sigaltstack)).toEqual(a.model.tasks[0]!.threads.map((t) => t.sigaltstack));
+        } finally { a.close(); b.close(); }
       } finally {
         for (const p of pids) killHard(p);
       }

@@ -188,6 +188,7 @@ function coreOf(task: Task, th: Thread, leader: boolean): Msg {
   const pend = pendingOf(th.sigpending);
   if (pend) tcore.signals_p = pend;
   if (task.creds.seccompMode) tcore.seccomp_mode = task.creds.seccompMode;
+  if (th.sigaltstack) tcore.sas = { ss_sp: th.sigaltstack.sp, ss_size: th.sigaltstack.size, ss_flags: th.sigaltstack.flags >>> 0 };
   if (th.rseq) tcore.rseq_entry = { rseq_abi_pointer: th.rseq.ptr, rseq_abi_size: th.rseq.len, signature: th.rseq.sig };
   const core: Msg = {
     mtype: CORE_MARCH_X86_64,

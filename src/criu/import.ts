@@ -123,6 +123,8 @@ function thread(tid: number, core: ImageEntry, file: string): Thread {
   if (tcore) {
     if (tcore.blk_sigset !== undefined) th.sigmask = u64(tcore.blk_sigset);
     th.sigpending = pendingSet(tcore.signals_p as Msg | undefined);
+    const sas = tcore.sas as Msg | undefined;
+    if (sas) th.sigaltstack = { sp: u64(sas.ss_sp ?? 0n), size: u64(sas.ss_size ?? 0n), flags: num(sas.ss_flags ?? 0) >>> 0 };
     const rs = tcore.rseq_entry as Msg | undefined;
     if (rs && u64(rs.rseq_abi_pointer) !== 0n) th.rseq = { ptr: u64(rs.rseq_abi_pointer), len: num(rs.rseq_abi_size), sig: num(rs.signature), flags: 0 };
   }

@@ -154,10 +154,16 @@ const TABLE = {
     [5, opt, 'bool', 'compat_sigaction'],
     [6, opt, 'uint64', 'mask_extended'],
   ],
+  thread_sas_entry: [
+    [1, req, 'uint64', 'ss_sp'],
+    [2, req, 'uint64', 'ss_size'],
+    [3, req, 'uint32', 'ss_flags'],
+  ],
   thread_core_entry: [
     [1, req, 'uint64', 'futex_rla'],
     [2, req, 'uint32', 'futex_rla_len'],
     [6, opt, 'uint64', 'blk_sigset'],
+    [7, opt, 'message', 'sas', 'thread_sas_entry'],
     [9, opt, 'message', 'signals_p', 'signal_queue_entry'],
     [10, opt, 'message', 'creds', 'creds_entry'],
     [11, opt, 'enum', 'seccomp_mode'],

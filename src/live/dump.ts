@@ -415,7 +415,7 @@ export async function writeFrozen(procs: StoppedProcess[], target: SinkTarget | 
       if (ss.sigactions) t.sigactions = ss.sigactions;
       if (ss.itimers) t.itimers = ss.itimers;
       else t.nocr.push({ pid: fp.pid, code: 'SIGACTIONS', text: `the signal handlers of process ${fp.pid} could not be read: ${ss.reason}` });
-      for (const th of threads) th.futex = ss.futex.get(th.tid);
+      for (const th of threads) { th.futex = ss.futex.get(th.tid); th.sigaltstack = ss.altstacks.get(th.tid); }
       tasks.push(t);
     }
     alive();

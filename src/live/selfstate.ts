@@ -8,11 +8,11 @@
  * (SigCgt); only the caught ones need calls, for their handler, flags, restorer
  * and mask.
  */
-import type { Itimer, SigAction, ThreadFutex } from '../model.js';
+import type { Itimer, SigAction, SigAltStack, ThreadFutex } from '../model.js';
 import { type MapEntry, readStatus } from './proc.js';
 import { InCall, findSyscallInsn } from './incall.js';
 
-const SYS_RT_SIGACTION = 13, SYS_GETITIMER = 36, SYS_PRCTL = 157, SYS_GET_ROBUST_LIST = 274;
+const SYS_RT_SIGACTION = 13, SYS_GETITIMER = 36, SYS_SIGALTSTACK = 131, SYS_PRCTL = 157, SYS_GET_ROBUST_LIST = 274;
 const PR_GET_TID_ADDRESS = 40;
 const SIG_IGN = 1n;
 
@@ -35,13 +35,14 @@ export interface SelfState {
   /** Armed interval timers (read with the handlers), or null. */
   itimers: Itimer[] | null;
   futex: Map<number, ThreadFutex>;
+  altstacks: Map<number, SigAltStack>;
   /** Why something could not be read (for a NOCR reason), or ''. */
   reason: string;
 }
 
 /** Reads the dispositions of process pid and the futex state of each thread in `threads` (tid -> how). */
 export function collectSelfState(pid: number, threads: Map<number, CallMode>, maps: MapEntry[]): SelfState {
-  const out: SelfState = { sigactions: null, itimers: null, futex: new Map(), reason: '' };
+  const out: SelfState = { sigactions: null, itimers: null, futex: new Map(), altstacks: new Map(), reason: '' };
   const st = readStatus(pid);
   const ignored = hexBig(st.get('SigIgn'));
   const caught = signalsIn(hexBig(st.get('SigCgt')));
@@ -82,9 +83,11 @@ export function collectSelfState(pid: number, threads: Map<number, CallMode>, ma
       }
       const a = s.call(SYS_PRCTL, [PR_GET_TID_ADDRESS, s.scratch, 0, 0, 0]);
       const b = s.call(SYS_GET_ROBUST_LIST, [0, s.scratch + 8n, s.scratch + 16n]);
-      if (a < 0n || b < 0n) throw new Error(`PR_GET_TID_ADDRESS / get_robust_list in thread ${tid} returned ${a} / ${b}`);
-      const dv = new DataView(s.read(24).buffer);
+      const c = s.call(SYS_SIGALTSTACK, [0, s.scratch + 32n]);
+      if (a < 0n || b < 0n || c < 0n) throw new Error(`PR_GET_TID_ADDRESS / get_robust_list / sigaltstack in thread ${tid} returned ${a} / ${b} / ${c}`);
+      const dv = new DataView(s.read(56).buffer);
       out.futex.set(tid, { clearChildTid: dv.getBigUint64(0, true), robustHead: dv.getBigUint64(8, true), robustLen: dv.getBigUint64(16, true) });
+      out.altstacks.set(tid, { sp: dv.getBigUint64(32, true), flags: dv.getUint32(40, true), size: dv.getBigUint64(48, true) });
     } catch (e) {
       problems.push((e as Error).message);
     } finally {

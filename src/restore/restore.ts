@@ -86,6 +86,7 @@ const PAGE = 4096n;
 const PROT_READ = 1, PROT_WRITE = 2, PROT_EXEC = 4;
 const MAP_SHARED = 1, MAP_PRIVATE = 2, MAP_ANONYMOUS = 0x20, MAP_GROWSDOWN = 0x100;
 const MAP_FIXED_NOREPLACE = 0x100000;
+const SS_ONSTACK = 1, SS_DISABLE = 2;
 const MREMAP_MAYMOVE = 1, MREMAP_FIXED = 2;
 const O_RDONLY = 0, O_RDWR = 2, O_ACCMODE = 3, O_CREAT = 0o100, O_EXCL = 0o200, O_NOCTTY = 0o400, O_TRUNC = 0o1000;
 const O_DIRECTORY = 0o200000, O_CLOEXEC = 0o2000000;
@@ -541,6 +542,15 @@ async function build(image: Image, task: Task, stub: Stub, tids: number[], step:
       const f = th.futex;
       step('clear_child_tid', `${at} ${hex(f.clearChildTid)}`, () => ti.call(NR.set_tid_address, [f.clearChildTid]));
       if (f.robustHead) step('robust futex list', `${at} ${hex(f.robustHead)}`, () => ti.call(NR.set_robust_list, [f.robustHead, f.robustLen]));
+    }
+    const alt = th.sigaltstack;
+    if (alt && !(alt.flags & SS_DISABLE)) {
+      const b = new Uint8Array(24);
+      const dv = new DataView(b.buffer);
+      dv.setBigUint64(0, alt.sp, true);
+      dv.setUint32(8, alt.flags & ~SS_ONSTACK, true); // on it at the freeze: it is set up all the same
+      dv.setBigUint64(16, alt.size, true);
+      step('sigaltstack', `${at} ${hex(alt.sp)}`, () => { ti.write(data, b); ti.call(NR.sigaltstack, [data, 0]); });
     }
     step('fpu', at, () => {
       if (stub.xstate) ptraceSetRegset(tid, NT.X86_XSTATE, buildXstate(stub.xstate, th));

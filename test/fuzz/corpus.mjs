@@ -39,7 +39,7 @@ function optionalRecordsModel(lib) {
       { sig: 33, handler: 0x7f12345a0000n, flags: 0x4000000n, restorer: 0x7f1234560050n, mask: 0n },
     ];
     t.itimers = [{ which: 0, intervalUs: 20000n, valueUs: 0n }, { which: 1, intervalUs: 0n, valueUs: 7n }];
-    t.threads.forEach((th, i) => { th.futex = { clearChildTid: 0x7f12340002d0n + BigInt(i << 20), robustHead: 0x7f12340002e0n + BigInt(i << 20), robustLen: 24n }; });
+    t.threads.forEach((th, i) => { th.sigaltstack = { sp: 0x7f1234700000n, size: 8192n, flags: i ? 2 : 0 }; th.futex = { clearChildTid: 0x7f12340002d0n + BigInt(i << 20), robustHead: 0x7f12340002e0n + BigInt(i << 20), robustLen: 24n }; });
   }
   return m;
 }

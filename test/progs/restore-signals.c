@@ -3,8 +3,9 @@
  *
  *   restore-signals OUT MODE
  *
- * SIGUSR1 has a handler (SA_SIGINFO | SA_RESTART, sa_mask SIGINT) that counts
- * the signals; SIGUSR2 and SIGPIPE are ignored. MODE "futex": the main thread
+ * SIGUSR1 has a handler (SA_SIGINFO | SA_RESTART | SA_ONSTACK, sa_mask SIGINT)
+ * that counts the signals (by 1 when it runs on the main thread's alternate
+ * signal stack, by 1000 when not); SIGUSR2 and SIGPIPE are ignored. MODE "futex": the main thread
  * waits in FUTEX_WAIT (no timeout) on a word that a second thread bumps and
  * wakes every 2 ms (an interrupted wait returns -ERESTARTSYS to the kernel);
  * MODE "sleep": the main thread sleeps in nanosleep(2 ms)
@@ -32,7 +33,12 @@
 static volatile sig_atomic_t usr1, alrm;
 static volatile int word;
 
-static void on_usr1(int sig, siginfo_t *si, void *uc) { (void)sig; (void)si; (void)uc; usr1++; }
+static char altstack[64 * 1024];
+static void on_usr1(int sig, siginfo_t *si, void *uc) {
+  (void)sig; (void)si; (void)uc;
+  char here;
+  usr1 += (&here >= altstack && &here < altstack + sizeof altstack) ? 1 : 1000;
+}
 static void on_alrm(int sig) { (void)sig; alrm++; }
 
 static void *feeder(void *arg) {
@@ -55,7 +61,9 @@ int main(int argc, char **argv) {
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_sigaction = on_usr1;
-  sa.sa_flags = SA_SIGINFO | SA_RESTART;
+  sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
+  stack_t ss = {altstack, 0, sizeof altstack};
+  if (sigaltstack(&ss, 0)) return 1;
   sigemptyset(&sa.sa_mask);
   sigaddset(&sa.sa_mask, SIGINT);
   if (sigaction(SIGUSR1, &sa, 0)) return 1;
