@@ -355,7 +355,8 @@ describe('restore: failures kill the stub', () => {
     const out = new Set<number>();
     for (const d of fs.readdirSync('/proc')) {
       if (!/^\d+$/.test(d)) continue;
-      try { if (fs.readFileSync(`/proc/${d}/cmdline`, 'utf8') === 'sleep\u00002147483647\u0000') out.add(Number(d)); } catch { /* gone */ }
+      // the stub (comm sleep), not the holder and init of a --pid-ns restore elsewhere (their own names)
+      try { if (fs.readFileSync(`/proc/${d}/cmdline`, 'utf8') === 'sleep\u00002147483647\u0000' && fs.readFileSync(`/proc/${d}/comm`, 'utf8') === 'sleep\n') out.add(Number(d)); } catch { /* gone */ }
     }
     return out;
   }

@@ -28,7 +28,15 @@ const SIGCHLD = 17;
 export const CLONE_ARGS_SIZE = 80;
 
 /** Offsets in the holder's scratch page (copied into init by the fork). */
-const STATUS_AT = 0x800n, ARGS_AT = 0x100n, SET_TID_AT = 0x200n;
+const STATUS_AT = 0x800n, ARGS_AT = 0x100n, SET_TID_AT = 0x200n, NAME_AT = 0x400n;
+const PR_SET_NAME = 15;
+
+/** The process name (comm: what ps and top show, 15 bytes) becomes `name` instead of the stub program's; the
+ *  string goes to `at` (scratch). */
+function rename(inj: Injector, at: bigint, name: string): void {
+  inj.write(at, new TextEncoder().encode(`${name}\0`));
+  inj.call(NR.prctl, [PR_SET_NAME, at, 0, 0, 0]);
+}
 
 /**
  * x86_64 code of the reaper loop; `statusAt` is the address of a 4-byte status word:
@@ -91,6 +99,7 @@ export function buildPidNs(holder: number, nsPid: number, step: Step, made: numb
   step('pid namespace: close fds', `holder ${holder}`, () => hi.call(NR.close_range, [0, 0xffffffff, 0]));
   const scratch = step('pid namespace: scratch page', `holder ${holder}`, () => hi.call(NR.mmap, [0, 4096, PROT_RWX, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0]));
   step('pid namespace: reaper code', `holder ${holder}`, () => hi.write(scratch, reaperCode(scratch + STATUS_AT)));
+  step('pid namespace: name holder', `holder ${holder}`, () => rename(hi, scratch + NAME_AT, 'crimg-pidns-holder'));
   step('pid namespace: unshare', `holder ${holder}`, () => hi.call(NR.unshare, [CLONE_NEWPID], 'CLONE_NEWPID'));
   const init = step('pid namespace: fork init', `holder ${holder}`, () => {
     hi.cloned.length = 0;
@@ -102,8 +111,12 @@ export function buildPidNs(holder: number, nsPid: number, step: Step, made: numb
     return pid;
   });
   if (nsPid === 1) return { holder, init, task: init, scratch };
+  const ii = step('pid namespace: name init', `init ${init}`, () => {
+    const inj = new Injector(init, hi.code);
+    rename(inj, scratch + NAME_AT + 64n, 'crimg-pidns-init');
+    return inj;
+  });
   const task = step('pid namespace: clone3 set_tid', `pid ${nsPid}`, () => {
-    const ii = new Injector(init, hi.code);
     const args = new Uint8Array(CLONE_ARGS_SIZE);
     const dv = new DataView(args.buffer);
     dv.setBigUint64(32, BigInt(SIGCHLD), true); // exit_signal

@@ -114,6 +114,11 @@ const MADVICE: readonly [number, number, boolean, string][] = [
   [VmaFlags.SEQ_READ, 2, false, 'MADV_SEQUENTIAL'], [VmaFlags.RAND_READ, 1, false, 'MADV_RANDOM'],
 ];
 
+/** True when the thread was interrupted in a system call the kernel restarts through its restart block. */
+export function restartBlock(regs: BigUint64Array): boolean {
+  return BigInt.asIntN(64, regs[R.orig_rax]!) >= 0n && BigInt.asIntN(64, regs[R.rax]!) === -516n;
+}
+
 /** Registers as the task must resume: an interrupted system call is set up the way the kernel restarts it. */
 export function resumeRegs(regs: BigUint64Array): BigUint64Array { return restartedRegs(regs, false); }
 
@@ -576,8 +581,10 @@ async function build(image: Image, task: Task, stub: Stub, tids: number[], step:
       step('unmap park', hex(park), () => ti.callAtExit(NR.munmap, [park, PARK_CODE + PARK_DATA]));
     }
     // Left stopped, the task passes through the signal code on SIGCONT, which restarts an interrupted system
-    // call itself: it gets the image's registers unchanged. Running on, it gets them as the restart would leave them.
-    step('registers', at, () => ptraceSetRegs(tid, opts.stopped ? th.regs : resumeRegs(th.regs)));
+    // call itself: it gets the image's registers unchanged, except a -ERESTART_RESTARTBLOCK (the kernel would run
+    // restart_syscall with the restart block this thread has here: the stub's sleep, or nothing). Running on, it
+    // gets them as the restart would leave them.
+    step('registers', at, () => ptraceSetRegs(tid, opts.stopped && !restartBlock(th.regs) ? th.regs : resumeRegs(th.regs)));
   }
 
   // ---- pending signals, queued again (tgkill: their siginfo is not in the image, and shared ones were recorded on
