@@ -50,6 +50,16 @@ afterAll(() => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
+/** Compiles a C program given as text into the test directory; returns the executable's path. */
+function compileC(name: string, code: string, extra: string[] = []): string {
+  const src = path.join(dir, `${name}.c`);
+  const exe = path.join(dir, name);
+  fs.writeFileSync(src, code);
+  const cc = spawnSync('gcc', ['-O1', ...extra, '-o', exe, src], { encoding: 'utf8' });
+  expect(cc.status, cc.stderr).toBe(0);
+  return exe;
+}
+
 function fileURLToPathSafe(rel: string): string {
   return new URL(rel, import.meta.url).pathname;
 }
@@ -382,11 +392,7 @@ int main(int argc, char **argv) {
 
 describe('page writing', () => {
   it('userfaultfd copies and process_vm_writev both put every stored page where it was (zero and absent pages, long records, read-only memory)', async () => {
-    const src = path.join(dir, 'shapes.c');
-    const exe = path.join(dir, 'shapes');
-    fs.writeFileSync(src, SHAPES_C);
-    const cc = spawnSync('gcc', ['-O1', '-o', exe, src], { encoding: 'utf8' });
-    expect(cc.status, cc.stderr).toBe(0);
+    const exe = compileC('shapes', SHAPES_C);
     const ready = path.join(dir, 'shapes.ready');
     const pid = start(exe, [ready]);
     const pids = [pid];
@@ -848,11 +854,7 @@ int main(int argc, char **argv) {
 
 describe('thread exit after restore', () => {
   it('pthread_join returns when a restored thread exits (clear_child_tid restored)', async () => {
-    const src = path.join(dir, 'join.c');
-    const exe = path.join(dir, 'join');
-    fs.writeFileSync(src, JOIN_C);
-    const cc = spawnSync('gcc', ['-O1', '-pthread', '-o', exe, src], { encoding: 'utf8' });
-    expect(cc.status, cc.stderr).toBe(0);
+    const exe = compileC('join', JOIN_C, ['-pthread']);
     const out = path.join(dir, 'join.out');
     const stop = path.join(dir, 'join.stop');
     const pid = start(exe, [out, stop]);
@@ -911,11 +913,7 @@ int main(int argc, char **argv) {
 
 describe('VM flags', () => {
   it('madvise state and mlock are dumped (VmaFlags) and restored (smaps VmFlags of the new process)', async () => {
-    const src = path.join(dir, 'vmflags.c');
-    const exe = path.join(dir, 'vmflags');
-    fs.writeFileSync(src, VMFLAGS_C);
-    const cc = spawnSync('gcc', ['-O1', '-o', exe, src], { encoding: 'utf8' });
-    expect(cc.status, cc.stderr).toBe(0);
+    const exe = compileC('vmflags', VMFLAGS_C);
     const ready = path.join(dir, 'vmflags.txt');
     const pid = start(exe, [ready]);
     const pids = [pid];
