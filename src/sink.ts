@@ -42,6 +42,24 @@ class FdSink implements Sink {
     }
     this.written += b.length;
   }
+  /**
+   * Write b on libuv's thread pool (off the main thread), where a synchronous write would go. The caller leaves b
+   * unchanged and starts no other write until the promise settles.
+   */
+  writeAsync(b: Uint8Array): Promise<void> {
+    const at = this.positioned ? this.written : null;
+    return new Promise((resolve, reject) => {
+      const go = (off: number): void => {
+        nodeFs().write(this.fd, b, off, b.length - off, at === null ? null : at + off, (e, n) => {
+          if (e) { reject(ioError(`writing ${this.what}`, e)); return; }
+          if (off + n < b.length) { go(off + n); return; }
+          this.written += b.length;
+          resolve();
+        });
+      };
+      go(0);
+    });
+  }
   /** A hole of n bytes (regular files only: FileSink uses it for its temporary file; not part of Sink here). */
   hole(n: number): void {
     this.positioned = true;
@@ -59,6 +77,10 @@ export class FileSink implements Sink {
   private inner: FdSink;
   private readonly tmp: string | null;
   private closed = false;
+  /** Settles (never rejects) when the write in flight is done; null when none is. */
+  private inflight: Promise<void> | null = null;
+  /** abort() was called with a write in flight: it runs when that write is done. */
+  private abortLater = false;
 
   constructor(readonly dest: string, readonly opts: SinkOptions = {}) {
     let direct = false;
@@ -74,11 +96,33 @@ export class FileSink implements Sink {
       throw ioError(`cannot create ${this.tmp ?? dest}`, e);
     }
     this.inner = new FdSink(fd, dest, !!opts.fsync && !direct);
+    if (!direct) this.writeAsync = (b) => this.writeInPool(b);
   }
   get written(): number { return this.inner.written; }
   /** The descriptor being written (the temporary file until close); for in-place patches before close. */
   get fd(): number { return this.inner.fd; }
   write(b: Uint8Array): void { this.inner.write(b); }
+  /**
+   * Regular files only (absent for devices and FIFOs: writing to /dev/null is faster in place). Write b on libuv's
+   * thread pool, so that the caller can prepare the next bytes meanwhile (the writer uses it with two output buffers
+   * in turn). One such write at a time; b stays unchanged until the promise settles. An abort() meanwhile closes
+   * and removes the file once the write is done: the descriptor is not reused under it.
+   */
+  readonly writeAsync?: (b: Uint8Array) => Promise<void>;
+  private writeInPool(b: Uint8Array): Promise<void> {
+    const p = this.inner.writeAsync(b);
+    const settled = p.then(() => undefined, () => undefined);
+    this.inflight = settled;
+    void settled.then(() => {
+      if (this.inflight === settled) this.inflight = null;
+      if (this.abortLater) { this.abortLater = false; this.abort(); }
+    });
+    return p;
+  }
+  /** Resolves once no asynchronous write is in flight. */
+  async idle(): Promise<void> {
+    while (this.inflight) await this.inflight;
+  }
   /** A hole of n zero bytes: sparse in the temporary regular file, written as zeros on devices and FIFOs. */
   skip(n: number): void {
     if (this.tmp) { this.inner.hole(n); return; }
@@ -86,6 +130,7 @@ export class FileSink implements Sink {
     for (let left = n; left > 0; left -= z.length) this.inner.write(left >= z.length ? z : z.subarray(0, left));
   }
   async close(): Promise<void> {
+    await this.idle();
     if (this.closed) return;
     try {
       await this.inner.close();
@@ -104,6 +149,7 @@ export class FileSink implements Sink {
     }
   }
   abort(): void {
+    if (this.inflight) { this.abortLater = true; return; }
     if (!this.closed) { try { nodeFs().closeSync(this.inner.fd); } catch { /* ignore */ } this.closed = true; }
     if (this.tmp) { try { nodeFs().unlinkSync(this.tmp); } catch { /* ignore */ } }
   }

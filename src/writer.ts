@@ -56,9 +56,10 @@ function takeBuilder(): Builder { return builders.pop() ?? new Builder(); }
 const inPlace = new Builder();
 
 /**
- * A sink that can also write asynchronously. The writer then fills a second output
- * buffer while the first one is being written (live dump: the target is frozen for
- * less time when writing overlaps reading its memory).
+ * A sink that can also write asynchronously (FileSink; the live dump's sink). The writer
+ * then fills a second output buffer while the first one is being written: generation,
+ * conversion and a live dump's reading of the target overlap the writes (the target is
+ * frozen for less time).
  */
 export interface OverlapSink extends Sink {
   /** Write b; the caller leaves b unchanged until the promise settles and has one such write in flight at a time. */
@@ -361,6 +362,12 @@ export class RecordWriter {
     this.release();
     this.sink.abort();
   }
+
+  /** abort(), once the asynchronous write in flight (if any) is done: the partial file is gone when this resolves. */
+  async abortWhenIdle(): Promise<void> {
+    await this.settle().catch(() => undefined);
+    this.abort();
+  }
 }
 
 /** Emit the records of one task subtree (TASK ... NOCR). */
@@ -425,7 +432,7 @@ export async function writeImage(model: Model, target: SinkTarget, opts: WriteOp
     for (const t of model.tasks) await writeTask(w, t, opts.onProgress);
     return await w.finish();
   } catch (e) {
-    if (w) w.abort(); else sink.abort();
+    if (w) await w.abortWhenIdle(); else sink.abort();
     throw e;
   }
 }

@@ -14,7 +14,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { xxh3 } from '@node-rs/xxhash';
-import { CrimgError, verifyImage, writeImage } from '../src/index.js';
+import { CrimgError, FileSink, verifyImage, writeImage } from '../src/index.js';
 import { generate, type GenSpec } from '../src/gen/generate.js';
 // @ts-expect-error plain JavaScript helper without types
 import { buildLib } from './fuzz/lib-build.mjs';
@@ -323,5 +323,44 @@ describe('many images at once', () => {
       expect(verifyImage(f).ok).toBe(true);
       expect(hashFile(f)).toBe(refs[i]);
     });
+  });
+});
+
+describe('asynchronous writes (the writer fills one buffer while the other is written)', () => {
+  it('FileSink: abort() during a write removes the file once the write is done; a file opened meanwhile gets none of it', async () => {
+    const dir = path.join(tmp, 'async-abort');
+    fs.mkdirSync(dir);
+    const sink = new FileSink(path.join(dir, 'a.crimg'));
+    const big = new Uint8Array(64 << 20).fill(0xab);
+    const p = sink.writeAsync!(big);
+    sink.abort();
+    // the descriptor of the pending write stays open, so this one cannot take its number
+    const other = path.join(dir, 'other');
+    const fd = fs.openSync(other, 'w');
+    await p;
+    await sink.idle();
+    fs.closeSync(fd);
+    expect(fs.statSync(other).size).toBe(0);
+    expect(fs.readdirSync(dir)).toEqual(['other']);
+  });
+
+  it('a page source failing after several buffers were handed to the thread pool: writeImage rejects with its error, no file left', async () => {
+    const dir = path.join(tmp, 'async-fail');
+    fs.mkdirSync(dir);
+    const model = generate({ seed: 5, size: 48 << 20, tasks: 1, vmas: 1 });
+    const vmas = model.tasks[0]!.mm!.vmas;
+    const big = vmas.reduce((a, v) => (v.end - v.start > a.end - a.start ? v : a));
+    const inner = big.pages;
+    let pagesRead = 0;
+    const failAt = Number((big.end - big.start) / 4096n) * 3 / 4;
+    const fail = (n: number): void => { pagesRead += n; if (pagesRead > failAt) throw new Error('source failed on purpose'); };
+    big.pages = {
+      runs: (n) => inner.runs(n),
+      read: (k, dst, first, n) => { fail(n); inner.read(k, dst, first, n); },
+      pack: inner.pack ? (k, dst, first, n, bm, slot) => { fail(n); return inner.pack!(k, dst, first, n, bm, slot); } : undefined,
+    };
+    await expect(writeImage(model, path.join(dir, 'x.crimg'))).rejects.toThrow('source failed on purpose');
+    expect(pagesRead).toBeGreaterThan(4096); // more than 16 MiB went through: two 8 MiB buffers were written
+    expect(fs.readdirSync(dir)).toEqual([]);
   });
 });

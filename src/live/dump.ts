@@ -94,14 +94,13 @@ class DumpSink implements Sink {
   preallocated = false;
   /** Present when the destination is a file. */
   writeAsync?: (b: Uint8Array) => Promise<void>;
-  private asyncBytes = 0;
   /** Settles when the write in flight (and a deferred abort) is done; never rejects. */
   private inflight: Promise<void> | null = null;
   private aborted = false;
   constructor(readonly inner: Sink, readonly signal?: AbortSignal) {
-    if (inner instanceof FileSink) this.writeAsync = (b) => this.writeFile(inner, b);
+    if (inner instanceof FileSink && inner.writeAsync) this.writeAsync = (b) => this.writeFile(inner, b);
   }
-  get written(): number { return this.inner.written + this.asyncBytes; }
+  get written(): number { return this.inner.written; }
   async write(b: Uint8Array): Promise<void> {
     await this.idle();
     const r = this.inner.write(b);
@@ -109,17 +108,7 @@ class DumpSink implements Sink {
     await checkpoint(this.signal);
   }
   private writeFile(f: FileSink, b: Uint8Array): Promise<void> {
-    const p = new Promise<void>((resolve, reject) => {
-      const go = (off: number): void => {
-        fs.write(f.fd, b, off, b.length - off, null, (e, n) => {
-          if (e) { reject(ioError(`writing ${f.dest}`, e)); return; }
-          if (off + n < b.length) { go(off + n); return; }
-          this.asyncBytes += b.length;
-          if (this.signal?.aborted) reject(interrupted(this.signal)); else resolve();
-        });
-      };
-      go(0);
-    });
+    const p = f.writeAsync!(b).then(() => { if (this.signal?.aborted) throw interrupted(this.signal); });
     this.track(p);
     return p;
   }
