@@ -72,8 +72,8 @@ export class RecordWriter {
   private out: number; // region: OUT_CAP bytes + room for one page record
   private alt = -1; // a second such region when the sink writes asynchronously
   private pending: Promise<void> | null = null; // the asynchronous write of the other region
-  private readonly inp: number; // region: one run of full pages
-  private readonly bm: number; // bitmap scratch inside the input region's tail
+  private readonly inp: number; // region: staging for one register set (4 KiB), then the bitmap scratch
+  private readonly bm: number; // bitmap scratch (one run) after the staging
   private readonly recSlot: number;
   private readonly imgSlot: number;
   private cur = 0; // bytes used in out
@@ -90,9 +90,9 @@ export class RecordWriter {
   constructor(readonly sink: Sink, k?: Kernels) {
     this.k = k ?? kernels();
     this.out = claimRegion(this.k, OUT_CAP + MAX_PAGES_RECORD);
-    this.inp = claimRegion(this.k, RUN_PAGES * PAGE_SIZE + 4096);
+    this.inp = claimRegion(this.k, 4096 + Math.ceil(RUN_PAGES / 64) * 8);
     if ((sink as Partial<OverlapSink>).writeAsync) this.alt = claimRegion(this.k, OUT_CAP + MAX_PAGES_RECORD);
-    this.bm = this.inp + RUN_PAGES * PAGE_SIZE;
+    this.bm = this.inp + 4096;
     this.recSlot = claimSlot(this.k);
     this.imgSlot = claimSlot(this.k);
   }
@@ -283,8 +283,10 @@ export class RecordWriter {
     if (vma.pages.pack) {
       stored = vma.pages.pack(k, dst, first, n, this.bm, this.recSlot);
     } else {
-      vma.pages.read(k, this.inp, first, n);
-      stored = k.pagesPack(this.inp, n, dst, this.bm, this.recSlot);
+      // read straight into the record and pack in place: the zero check and checksum read the pages where they
+      // landed, and only pages after a zero page move (down)
+      vma.pages.read(k, dst, first, n);
+      stored = k.pagesPack(dst, n, dst, this.bm, this.recSlot);
     }
     this.index.push({ pid, npages: n, addr, offset: this.offset });
     this.pagesStored += stored;
