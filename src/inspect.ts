@@ -5,7 +5,7 @@
  */
 import type { Image } from './reader.js';
 import {
-  type Model, type Task, type Thread, type Vma, FD_KIND_NAMES, HeaderFlags, VmaFlags, Prot,
+  type Model, type Task, type Thread, type Vma, FD_KIND_NAMES, HeaderFlags, VmaFlags, Prot, SIGEV,
 } from './model.js';
 import { REG_NAMES, FORMAT_MAJOR, FORMAT_MINOR } from './schema.js';
 import { claimRegion, releaseRegion } from './kernels/arena.js';
@@ -84,6 +84,7 @@ function taskJson(t: Task, img: Image | null): Record<string, unknown> {
     nocr: t.nocr,
     // null: not recorded (synthetic images, ELF cores); handler 1 = SIG_IGN
     itimers: t.itimers ?? null,
+    posixTimers: t.posixTimers ?? null,
     sigactions: t.sigactions ? t.sigactions.map((a) => ({ sig: a.sig, name: sigName(a.sig), handler: a.handler, flags: a.flags, restorer: a.restorer, mask: a.mask })) : null,
   };
 }
@@ -149,6 +150,10 @@ export function showText(model: Model, img: Image | null): string {
       for (const x of t.itimers ?? []) out.push(`${ind}  itimer ${['REAL', 'VIRTUAL', 'PROF'][x.which]} interval ${x.intervalUs} us remaining ${x.valueUs} us`);
       for (const a of t.sigactions) if (a.handler !== 1n) out.push(`${ind}  signal ${sigName(a.sig)} handler ${h(a.handler)} flags ${h(a.flags)} restorer ${h(a.restorer)} mask ${h(a.mask)}`);
     }
+    for (const x of t.posixTimers ?? []) {
+      const how = x.notify === SIGEV.NONE ? 'no signal' : `${sigName(x.signo)}${x.notify === SIGEV.THREAD_ID ? ` to thread ${x.notifyTid}` : ''} value ${h(x.sigevValue)}`;
+      out.push(`${ind}  timer ${x.id} clock ${x.clock} ${how} interval ${x.intervalNs} ns remaining ${x.valueNs} ns`);
+    }
     for (const r of t.nocr) out.push(`${ind}  nocr ${r.code} (task ${r.pid}): ${r.text}`);
   }
   return `${out.join('\n')}\n`;
@@ -194,7 +199,7 @@ export function diffImages(A: Image, B: Image, opts: DiffOptions = {}): Differen
     if (!ta) { out.push({ what: `task ${tb.pid}`, a: 'absent', b: 'present' }); continue; }
     const p = ta.pid === tb.pid ? `task ${ta.pid}` : `task ${ta.pid}/${tb.pid}`;
     const strip = (t: Task): Record<string, unknown> => {
-      const { threads: _t, mm: _m, files: _f, nocr: _n, sigactions: _s, itimers: _i, ...rest } = t;
+      const { threads: _t, mm: _m, files: _f, nocr: _n, sigactions: _s, itimers: _i, posixTimers: _p, ...rest } = t;
       return rest as unknown as Record<string, unknown>;
     };
     cmpObj(p, strip(ta), strip(tb), out);
@@ -239,6 +244,7 @@ export function diffImages(A: Image, B: Image, opts: DiffOptions = {}): Differen
     for (const f of tb.files) if (!fb.has(f.fd) || !ta.files.some((x) => x.fd === f.fd)) if (!ta.files.some((x) => x.fd === f.fd)) out.push({ what: `${p} fd ${f.fd}`, a: 'absent', b: f.path });
     if (JSON.stringify(ta.nocr) !== JSON.stringify(tb.nocr)) out.push({ what: `${p} nocr`, a: ta.nocr, b: tb.nocr });
     if (JSON.stringify(ta.itimers, big) !== JSON.stringify(tb.itimers, big)) out.push({ what: `${p} itimers`, a: ta.itimers ?? null, b: tb.itimers ?? null });
+    if (JSON.stringify(ta.posixTimers, big) !== JSON.stringify(tb.posixTimers, big)) out.push({ what: `${p} POSIX timers`, a: ta.posixTimers ?? null, b: tb.posixTimers ?? null });
     if (!ta.sigactions || !tb.sigactions) {
       if (!!ta.sigactions !== !!tb.sigactions) out.push({ what: `${p} sigactions`, a: ta.sigactions ? 'recorded' : 'not recorded', b: tb.sigactions ? 'recorded' : 'not recorded' });
     } else {

@@ -220,6 +220,22 @@ export interface SigAction {
  *  taken); restore queues that signal again and starts a new interval. */
 export interface Itimer { which: number; intervalUs: bigint; valueUs: bigint }
 
+/** How a POSIX timer notifies (sigev_notify): a signal to the process, nothing, or a signal to one thread. */
+export const SIGEV = { SIGNAL: 0, NONE: 1, THREAD_ID: 4 } as const;
+
+/** Clocks a POSIX timer may have in an image: REALTIME, MONOTONIC, PROCESS_CPUTIME_ID, BOOTTIME, REALTIME_ALARM,
+ *  BOOTTIME_ALARM, TAI, and -6, the process's own CPU clock as glibc asks for CLOCK_PROCESS_CPUTIME_ID
+ *  (MAKE_PROCESS_CPUCLOCK(0, CPUCLOCK_SCHED)). Not a thread's CPU clock (glibc's CLOCK_THREAD_CPUTIME_ID is -2: the
+ *  thread that created the timer, which the kernel does not tell) nor another process's. */
+export const POSIX_TIMER_CLOCKS: readonly number[] = [0, 1, 2, 7, 8, 9, 11, -6];
+
+/** A POSIX timer (timer_create): its id (the process's timer_t), clock, how it notifies (SIGEV; notifyTid for
+ *  SIGEV_THREAD_ID), the signal and sigev_value it delivers, and its interval and remaining time as at the freeze
+ *  in nanoseconds (both 0: disarmed; remaining 0 with an interval: it expired and its signal is pending). */
+export interface PosixTimer {
+  id: number; clock: number; notify: number; notifyTid: number; signo: number; sigevValue: bigint; intervalNs: bigint; valueNs: bigint;
+}
+
 export interface Task {
   pid: number; tgid: number; ppid: number; pgid: number; sid: number;
   comm: string;
@@ -244,6 +260,8 @@ export interface Task {
   /** Armed interval timers (setitimer; alarm is ITIMER_REAL), remaining time as at the freeze; undefined when not
    *  recorded. */
   itimers?: Itimer[];
+  /** POSIX timers (timer_create) by ascending id; undefined when not recorded. */
+  posixTimers?: PosixTimer[];
 }
 
 export interface Model {

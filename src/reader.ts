@@ -13,7 +13,7 @@ import type { Kernels } from './kernels/api.js';
 import { claimRegion, claimSlot, releaseRegion, releaseSlot } from './kernels/arena.js';
 import {
   ARCH_X86_64, type Credentials, type Mm, type Model, type Namespace, type NamespaceIds, NS_KINDS,
-  type Itimer, type NocrReason, type OpenFile, type SigAction, type PageSource, type Task, type Thread, type Vma, MM_FIELD_NAMES,
+  type Itimer, type PosixTimer, SIGEV, POSIX_TIMER_CLOCKS, type NocrReason, type OpenFile, type SigAction, type PageSource, type Task, type Thread, type Vma, MM_FIELD_NAMES,
 } from './model.js';
 import {
   CHECKSUM_XXH3_64, FORMAT_MAJOR, FORMAT_MINOR, INDEX_ENTRY_BYTES, K, MAGIC, MAX_INDEX_RECORD, MAX_META_RECORD,
@@ -663,6 +663,24 @@ function itimersOf(r: Rec, v: bigint[], bad: (r: Rec, why: string) => never): It
   return out;
 }
 
+/** POSIX_TIMERS octuples -> PosixTimer[], checked: ids ascending, known clock and notify, signal 1..64 (0 with
+ *  SIGEV_NONE), a tid with SIGEV_THREAD_ID only (that it is a thread of the task is checked after the threads). */
+function posixTimersOf(r: Rec, v: bigint[], bad: (r: Rec, why: string) => never): PosixTimer[] {
+  if (v.length % 8) bad(r, `${v.length} values are not (id, clock, notify, tid, signal, value, interval, remaining) octuples`);
+  const out: PosixTimer[] = [];
+  for (let i = 0; i < v.length; i += 8) {
+    const [id, clock, notify, tid, signo] = [v[i]!, BigInt.asIntN(64, v[i + 1]!), v[i + 2]!, v[i + 3]!, v[i + 4]!];
+    if (id > 0x7fffffffn) bad(r, `POSIX timer id ${id} out of range`);
+    if (out.length && Number(id) <= out[out.length - 1]!.id) bad(r, `POSIX timer ${id} out of order`);
+    if (!POSIX_TIMER_CLOCKS.includes(Number(clock))) bad(r, `POSIX timer ${id}: clock ${clock} is not one a timer can be restored on`);
+    if (notify !== BigInt(SIGEV.SIGNAL) && notify !== BigInt(SIGEV.NONE) && notify !== BigInt(SIGEV.THREAD_ID)) bad(r, `POSIX timer ${id}: notify ${notify} is none of SIGEV_SIGNAL, SIGEV_NONE, SIGEV_THREAD_ID`);
+    if ((notify === BigInt(SIGEV.THREAD_ID)) !== (tid !== 0n) || tid > 0x7fffffffn) bad(r, `POSIX timer ${id}: notify tid ${tid} with notify ${notify}`);
+    if (signo > 64n || (signo === 0n && notify !== BigInt(SIGEV.NONE))) bad(r, `POSIX timer ${id}: signal ${signo}`);
+    out.push({ id: Number(id), clock: Number(clock), notify: Number(notify), notifyTid: Number(tid), signo: Number(signo), sigevValue: v[i + 5]!, intervalNs: v[i + 6]!, valueNs: v[i + 7]! });
+  }
+  return out;
+}
+
 /** SIGACTS quintuples -> SigAction[], checked: signals 1..64, ascending, no SIG_DFL entries. */
 function sigactionsOf(r: Rec, v: bigint[], bad: (r: Rec, why: string) => never): SigAction[] {
   if (v.length % 5) bad(r, `${v.length} values are not (signal, handler, flags, restorer, mask) quintuples`);
@@ -757,9 +775,11 @@ function parse(rs: RecordStream, mode: ReadMode, setRuns: (v: Vma, r: PageRec[])
       threads: [], mm: null, files: [], nocr: [],
     };
     // optional task records, each at most once, in this order
+    let ptRec: Rec | null = null;
     for (let opt = nextKnown(), want = 0; ; opt = nextKnown()) {
       if (opt && opt.kind === K.SIGACTS && want <= 0) { task.sigactions = sigactionsOf(opt, fields(opt).actions as bigint[], bad); want = 1; continue; }
       if (opt && opt.kind === K.ITIMERS && want <= 1) { task.itimers = itimersOf(opt, fields(opt).timers as bigint[], bad); want = 2; continue; }
+      if (opt && opt.kind === K.POSIX_TIMERS && want <= 2) { task.posixTimers = posixTimersOf(opt, fields(opt).timers as bigint[], bad); ptRec = opt; want = 3; continue; }
       pending = opt;
       break;
     }
@@ -803,6 +823,9 @@ function parse(rs: RecordStream, mode: ReadMode, setRuns: (v: Vma, r: PageRec[])
         break;
       }
       task.threads.push(th);
+    }
+    for (const pt of task.posixTimers ?? []) {
+      if (pt.notify === SIGEV.THREAD_ID && !tids.has(pt.notifyTid)) bad(ptRec!, `POSIX timer ${pt.id} notifies thread ${pt.notifyTid}, which is not a thread of task ${task.pid}`);
     }
     const tstats: TaskStats = { pid: task.pid, vmas: [] };
     stats.tasks.push(tstats);

@@ -69,6 +69,7 @@ export const K = {
   NOCR: 0x0105,
   SIGACTS: 0x0106,
   ITIMERS: 0x0107,
+  POSIX_TIMERS: 0x0108,
   THREAD: 0x0201,
   REGS: 0x0211,
   FPU: 0x0212,
@@ -136,6 +137,14 @@ export const RECORDS: readonly RecordDef[] = [
     kind: K.ITIMERS, name: 'ITIMERS', parent: K.TASK,
     doc: 'Optional, after NSIDS (and SIGACTS): the armed interval timers (absent: not recorded).',
     fields: [['timers', 'u64[]', '(which, interval us, remaining us) triples by ascending which: 0 ITIMER_REAL, 1 ITIMER_VIRTUAL, 2 ITIMER_PROF; not both 0']],
+  },
+  {
+    kind: K.POSIX_TIMERS, name: 'POSIX_TIMERS', parent: K.TASK,
+    doc: 'Optional, after NSIDS (and SIGACTS, ITIMERS): the POSIX timers of the process (absent: not recorded).',
+    fields: [['timers', 'u64[]', '(id, clock, notify, notify tid, signal, sigev_value, interval ns, remaining ns) octuples by ascending id; '
+      + 'clock (two\'s complement) 0 REALTIME, 1 MONOTONIC, 2 PROCESS_CPUTIME_ID, 7 BOOTTIME, 8 REALTIME_ALARM, 9 BOOTTIME_ALARM, 11 TAI, -6 the process\'s CPU clock (glibc\'s CLOCK_PROCESS_CPUTIME_ID); '
+      + 'notify 0 SIGEV_SIGNAL, 1 SIGEV_NONE, 4 SIGEV_THREAD_ID (notify tid: a thread of the task; 0 otherwise); '
+      + 'signal 1..64 (0 with SIGEV_NONE); interval and remaining both 0: disarmed']],
   },
   {
     kind: K.THREAD, name: 'THREAD', parent: K.TASK, doc: 'A thread; followed by REGS, FPU and, if flags bit 0, XSTATE.',

@@ -383,6 +383,9 @@ async function writeTask(w: RecordWriter, t: Task, onProgress?: (n: number) => v
   if ((p = w.record(K.NSIDS, t.ns as unknown as Fields))) await p;
   if (t.sigactions && (p = w.record(K.SIGACTS, { actions: t.sigactions.flatMap((a) => [BigInt(a.sig), a.handler, a.flags, a.restorer, a.mask]) }))) await p;
   if (t.itimers && (p = w.record(K.ITIMERS, { timers: t.itimers.flatMap((x) => [BigInt(x.which), x.intervalUs, x.valueUs]) }))) await p;
+  if (t.posixTimers && (p = w.record(K.POSIX_TIMERS, {
+    timers: t.posixTimers.flatMap((x) => [BigInt(x.id), BigInt.asUintN(64, BigInt(x.clock)), BigInt(x.notify), BigInt(x.notifyTid), BigInt(x.signo), x.sigevValue, x.intervalNs, x.valueNs]),
+  }))) await p;
   for (const th of t.threads) {
     if ((p = w.record(K.THREAD, {
       tid: th.tid, thFlags: (th.xstate ? 1 : 0) | (th.rseq ? 2 : 0), sigmask: th.sigmask, sigpending: th.sigpending,

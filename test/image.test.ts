@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import {
-  CrimgError, MemorySink, RecordKind as K, RecordWriter, kernels, readImage, verifyImage, verifyImageAsync, writeImage, openImage,
+  CrimgError, MemorySink, RecordKind as K, RecordWriter, kernels, readImage, verifyImage, verifyImageAsync, writeImage, openImage, showText,
 } from '../src/index.js';
 import { claimRegion, releaseRegion } from '../src/kernels/arena.js';
 import { ERROR_CODES } from '../src/errors.js';
@@ -91,6 +91,35 @@ describe('round trips', () => {
         expect((err as Error).message).toMatch(why);
       }
       t.itimers = undefined;
+      // POSIX timers: round trip (a negative clock: glibc's CLOCK_PROCESS_CPUTIME_ID), then what the reader refuses
+      const tid = t.threads[0]!.tid;
+      t.posixTimers = [
+        { id: 0, clock: 1, notify: 0, notifyTid: 0, signo: 10, sigevValue: 0x5eedn, intervalNs: 10_000_000n, valueNs: 3_000_000n },
+        { id: 2, clock: -6, notify: 1, notifyTid: 0, signo: 0, sigevValue: 0n, intervalNs: 0n, valueNs: 0n },
+        { id: 7, clock: 7, notify: 4, notifyTid: tid, signo: 12, sigevValue: 77n, intervalNs: 15_000_000n, valueNs: 0n },
+      ];
+      const pimg = readImage(await toBytes(model));
+      expect(pimg.model.tasks[0]!.posixTimers).toEqual(t.posixTimers);
+      expect(showText(pimg.model, pimg)).toContain('timer 7 clock 7 SIGUSR2 to thread');
+      pimg.close();
+      const good = t.posixTimers.map((x) => ({ ...x }));
+      for (const [bad, why] of [
+        [[good[1], good[0]], /POSIX timer 0 out of order/],
+        [[{ ...good[0]!, clock: 3 }], /clock 3 is not one/],
+        [[{ ...good[0]!, clock: -2 }], /clock -2 is not one/],
+        [[{ ...good[0]!, notify: 2 }], /notify 2 is none of/],
+        [[{ ...good[0]!, notifyTid: 5 }], /notify tid 5 with notify 0/],
+        [[{ ...good[2]!, notifyTid: tid + 1000 }], /notifies thread \d+, which is not a thread/],
+        [[{ ...good[0]!, signo: 65 }], /signal 65/],
+        [[{ ...good[0]!, signo: 0 }], /signal 0/],
+      ] as const) {
+        t.posixTimers = bad.map((x) => ({ ...x! }));
+        let err: unknown;
+        try { readImage(await toBytes(model)); } catch (e) { err = e; }
+        expect((err as { code?: string }).code, String(why)).toBe('BAD_RECORD');
+        expect((err as Error).message).toMatch(why);
+      }
+      t.posixTimers = undefined;
       // dispositions the reader refuses: out of range, out of order, a SIG_DFL entry
       for (const [bad, why] of [
         [[{ sig: 65, handler: 1n, flags: 0n, restorer: 0n, mask: 0n }], /signal 65 out of range/],

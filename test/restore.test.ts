@@ -13,7 +13,8 @@ import * as path from 'node:path';
 import { crimg } from './helpers/cli.js';
 import { readImage, type Image } from '../src/reader.js';
 import { CrimgError } from '../src/errors.js';
-import type { Task, Vma } from '../src/model.js';
+import type { PosixTimer, Task, Vma } from '../src/model.js';
+import { readPosixTimers } from '../src/live/proc.js';
 import { restartBlock, restoreImage, resumeRegs } from '../src/restore/restore.js';
 import { buildXstate } from '../src/restore/xsave.js';
 import { waitpid } from '../src/live/libc.js';
@@ -874,6 +875,113 @@ describe('thread exit after restore', () => {
       const ws = ls.filter((l) => l.startsWith('w '));
       expect(ws).toEqual(Array.from({ length: ws.length }, (_, i) => `w ${i + 1}`));
       expect(ls.indexOf('joined')).toBe(ws.length);
+    } finally {
+      for (const p of pids) killHard(p);
+    }
+  });
+});
+
+/** POSIX timers: A (MONOTONIC, SIGUSR1 to the process every 10 ms, value 0x5eed), B (REALTIME, SIGEV_NONE, one
+ *  shot in 1000 s), a third one deleted (a gap in the ids), C (BOOTTIME, SIGUSR2 to the worker thread every 15 ms,
+ *  value 77): ids 0, 1, 3. The handlers count ticks, and wrong ones (not SI_TIMER, wrong value or timer id, C not on
+ *  the worker). Every 20 ms a line "n ticksA ticksC badA badC msLeftOnB" to argv[1]. */
+const PTIMERS_C = `
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+static volatile int ticksA, ticksC, badA, badC, idA, idC, ready;
+static __thread int isWorker;
+static void onA(int s, siginfo_t *si, void *u) {
+  (void)s; (void)u;
+  if (si->si_code != SI_TIMER || si->si_value.sival_ptr != (void *)0x5eed || si->si_timerid != idA) badA++;
+  ticksA++;
+}
+static void onC(int s, siginfo_t *si, void *u) {
+  (void)s; (void)u;
+  if (si->si_code != SI_TIMER || si->si_value.sival_int != 77 || si->si_timerid != idC || !isWorker) badC++;
+  ticksC++;
+}
+static void *worker(void *a) { (void)a; isWorker = 1; ready = (int)syscall(SYS_gettid); for (;;) pause(); return 0; }
+int main(int argc, char **argv) {
+  (void)argc;
+  syscall(SYS_close_range, 3, ~0U, 0);
+  FILE *out = fopen(argv[1], "a");
+  setvbuf(out, 0, _IOLBF, 0);
+  struct sigaction sa = {0};
+  sa.sa_flags = SA_SIGINFO | SA_RESTART;
+  sa.sa_sigaction = onA; sigaction(SIGUSR1, &sa, 0);
+  sa.sa_sigaction = onC; sigaction(SIGUSR2, &sa, 0);
+  pthread_t th;
+  pthread_create(&th, 0, worker, 0);
+  while (!ready) usleep(1000);
+  timer_t a, b, d, c;
+  struct sigevent ev = {0};
+  ev.sigev_notify = SIGEV_SIGNAL; ev.sigev_signo = SIGUSR1; ev.sigev_value.sival_ptr = (void *)0x5eed;
+  if (timer_create(CLOCK_MONOTONIC, &ev, &a)) return 1;
+  ev.sigev_notify = SIGEV_NONE;
+  if (timer_create(CLOCK_REALTIME, &ev, &b)) return 1;
+  ev.sigev_notify = SIGEV_SIGNAL;
+  if (timer_create(CLOCK_MONOTONIC, &ev, &d)) return 1;
+  ev.sigev_notify = SIGEV_THREAD_ID; ev.sigev_signo = SIGUSR2; ev.sigev_value.sival_ptr = 0; ev.sigev_value.sival_int = 77;
+  ev._sigev_un._tid = ready;
+  if (timer_create(CLOCK_BOOTTIME, &ev, &c)) return 1;
+  timer_delete(d);
+  idA = (int)(long)a; idC = (int)(long)c;
+  struct itimerspec ia = {{0, 10000000}, {0, 10000000}}, ib = {{0, 0}, {1000, 0}}, ic = {{0, 15000000}, {0, 15000000}};
+  timer_settime(a, 0, &ia, 0); timer_settime(b, 0, &ib, 0); timer_settime(c, 0, &ic, 0);
+  for (int n = 1;; n++) {
+    struct itimerspec g;
+    timer_gettime(b, &g);
+    fprintf(out, "%d %d %d %d %d %ld\\n", n, ticksA, ticksC, badA, badC, (long)(g.it_value.tv_sec * 1000 + g.it_value.tv_nsec / 1000000));
+    struct timespec ts = {0, 20000000};
+    while (nanosleep(&ts, &ts)) {}
+  }
+}
+`;
+
+describe('POSIX timers', () => {
+  it('are dumped (id, clock, notification, signal, value, times) and come back with the same ids, ticking on', async () => {
+    const exe = compileC('ptimers', PTIMERS_C, ['-pthread']);
+    const out = path.join(dir, 'ptimers.out');
+    const pid = start(exe, [out]);
+    const pids = [pid];
+    const last = (): number[] => (lines(out).at(-1) ?? '0 0 0 0 0 0').split(' ').map(Number);
+    const byId = <T extends { id: number }>(xs: T[]): T[] => [...xs].sort((x, y) => x.id - y.id);
+    try {
+      await waitFor('ticks', () => last()[1]! >= 10 && last()[2]! >= 5);
+      const chk = crimg(['check', String(pid), '--json']);
+      expect(JSON.parse(chk.stdout).reasons).toEqual([]);
+      const tids = fs.readdirSync(`/proc/${pid}/task`).map(Number);
+      const img = path.join(dir, 'ptimers.crimg');
+      await dumpKill(pid, img);
+      const atDump = last();
+      const m = readImage(img);
+      let pts: PosixTimer[];
+      try {
+        pts = m.model.tasks[0]!.posixTimers!;
+        expect(m.model.tasks[0]!.nocr).toEqual([]);
+      } finally { m.close(); }
+      expect(pts.map((t) => [t.id, t.clock, t.notify, t.signo])).toEqual([[0, 1, 0, 10], [1, 0, 1, 0], [3, 7, 4, 12]]);
+      expect(pts[0]!.sigevValue).toBe(0x5eedn);
+      expect(pts[0]!.intervalNs).toBe(10_000_000n);
+      expect(pts[0]!.valueNs).toBeLessThanOrEqual(10_000_000n);
+      expect([pts[1]!.intervalNs, pts[1]!.valueNs > 900_000_000_000n]).toEqual([0n, true]);
+      expect([pts[2]!.sigevValue & 0xffffffffn, pts[2]!.intervalNs]).toEqual([77n, 15_000_000n]);
+      expect(tids.filter((t) => t !== pid)).toEqual([pts[2]!.notifyTid]);
+      const r = restoreCli(img);
+      pids.push(r);
+      await waitFor('ticks after restore', () => last()[1]! >= atDump[1]! + 20 && last()[2]! >= atDump[2]! + 10);
+      const now = last();
+      expect([now[3], now[4]]).toEqual([0, 0]); // every tick from the right timer, with its value, C's on the worker
+      expect(now[5]).toBeLessThanOrEqual(atDump[5]!); // B's remaining time goes on from where it was
+      expect(now[5]).toBeGreaterThan(atDump[5]! - 10_000);
+      const got = byId(readPosixTimers(r));
+      expect(got.map((t) => [t.id, t.clock, t.notify, t.signo, t.sigevValue & 0xffffffffn])).toEqual([[0, 1, 0, 10, 0x5eedn], [1, 0, 1, 0, 0x5eedn], [3, 7, 4, 12, 77n]]);
+      expect(fs.readdirSync(`/proc/${r}/task`).map(Number).filter((t) => t !== r)).toEqual([got[2]!.notifyTid]);
     } finally {
       for (const p of pids) killHard(p);
     }

@@ -22,7 +22,7 @@ import { CrimgError, ioError } from '../errors.js';
 import { kernels } from '../kernels/index.js';
 import type { Kernels } from '../kernels/api.js';
 import { claimRegion, releaseRegion } from '../kernels/arena.js';
-import { type Model, type Task, type Thread, type Vma, FdKind, VmaFlags, FXSAVE_BYTES, NREGS } from '../model.js';
+import { type Model, type Task, type Thread, type Vma, FdKind, SIGEV, VmaFlags, FXSAVE_BYTES, NREGS } from '../model.js';
 import { Image } from '../reader.js';
 import { isFileVma } from '../elf/export.js';
 import type { Msg } from './pb.js';
@@ -201,13 +201,21 @@ function coreOf(task: Task, th: Thread, leader: boolean): Msg {
       rlimits: { rlimits: task.rlimits.map((r) => ({ cur: r.cur, max: r.max })) },
     };
     if (task.creds.seccompMode) tc.old_seccomp_mode = task.creds.seccompMode;
-    if (task.itimers) {
+    if (task.itimers || task.posixTimers?.length) {
       const it = (which: number): Msg => {
-        const x = task.itimers!.find((t) => t.which === which);
+        const x = task.itimers?.find((t) => t.which === which);
         const i = x?.intervalUs ?? 0n, v = x?.valueUs ?? 0n;
         return { isec: i / 1_000_000n, iusec: i % 1_000_000n, vsec: v / 1_000_000n, vusec: v % 1_000_000n };
       };
-      tc.timers = { real: it(0), virt: it(1), prof: it(2) };
+      const ns = 1_000_000_000n;
+      tc.timers = {
+        real: it(0), virt: it(1), prof: it(2),
+        posix: (task.posixTimers ?? []).map((p) => ({
+          it_id: p.id, clock_id: p.clock >>> 0, si_signo: p.signo, it_sigev_notify: p.notify, sival_ptr: p.sigevValue, overrun: 0,
+          isec: p.intervalNs / ns, insec: p.intervalNs % ns, vsec: p.valueNs / ns, vnsec: p.valueNs % ns,
+          ...(p.notify === SIGEV.THREAD_ID ? { notify_thread_id: p.notifyTid } : {}),
+        })),
+      };
     }
     if (task.sigactions) {
       const by = new Map(task.sigactions.map((a) => [a.sig, a]));

@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { CrimgError } from '../errors.js';
 import type { Kernels } from '../kernels/api.js';
 import {
-  type Model, type Namespace, type Task, type Thread, type Vma, type PageSource, type OpenFile, type NocrReason, type SigAction, type Itimer, type Credentials,
+  type Model, type Namespace, type Task, type Thread, type Vma, type PageSource, type OpenFile, type NocrReason, type SigAction, type Itimer, type PosixTimer, type Credentials,
   type XState, FdKind, NS_KINDS, VmaFlags, NO_PAGES, defaultRlimits, emptyCreds, emptyNsIds, newThread, FXSAVE_BYTES,
 } from '../model.js';
 import { type Source, openSource } from '../source.js';
@@ -301,6 +301,7 @@ export function fromCriuImages(dir: string, opts: CriuImportOptions = {}): CriuI
       rl.slice(0, 16).forEach((r, j) => { rlimits[j] = { cur: u64(r.cur), max: u64(r.max) }; });
 
       let itimers: Itimer[] | undefined;
+      let posixTimers: PosixTimer[] | undefined;
       const tm = tc.timers as Msg | undefined;
       if (tm) {
         itimers = [];
@@ -310,6 +311,12 @@ export function fromCriuImages(dir: string, opts: CriuImportOptions = {}): CriuI
           const intervalUs = f('isec') * 1_000_000n + f('iusec'), valueUs = f('vsec') * 1_000_000n + f('vusec');
           if (intervalUs || valueUs) itimers!.push({ which, intervalUs, valueUs });
         });
+        posixTimers = arr<Msg>(tm.posix).map((p) => ({
+          id: Number(p.it_id ?? 0), clock: Number(p.clock_id ?? 0) | 0, notify: Number(p.it_sigev_notify ?? 0),
+          notifyTid: p.notify_thread_id === undefined ? 0 : Number(p.notify_thread_id), signo: Number(p.si_signo ?? 0),
+          sigevValue: u64(p.sival_ptr ?? 0), intervalNs: u64(p.isec ?? 0) * 1_000_000_000n + u64(p.insec ?? 0),
+          valueNs: u64(p.vsec ?? 0) * 1_000_000_000n + u64(p.vnsec ?? 0),
+        })).sort((a, b) => a.id - b.id);
       }
       let sigactions: SigAction[] | undefined;
       const sas = arr<Msg>(tc.sigactions);
@@ -384,6 +391,7 @@ export function fromCriuImages(dir: string, opts: CriuImportOptions = {}): CriuI
       };
       if (sigactions) task.sigactions = sigactions;
       if (itimers) task.itimers = itimers;
+      if (posixTimers) task.posixTimers = posixTimers;
       tasks.push(task);
     }
 

@@ -118,11 +118,25 @@ const TABLE = {
     [11, opt, 'enum', 'old_seccomp_mode'],
     [15, rep, 'message', 'sigactions', 'sa_entry'],
   ],
-  // timer.proto (posix_timer_entry is not used: crimg does not save POSIX timers)
+  // timer.proto
   task_timers_entry: [
     [1, req, 'message', 'real', 'itimer_entry'],
     [2, req, 'message', 'virt', 'itimer_entry'],
     [3, req, 'message', 'prof', 'itimer_entry'],
+    [4, rep, 'message', 'posix', 'posix_timer_entry'],
+  ],
+  posix_timer_entry: [
+    [1, req, 'uint32', 'it_id'],
+    [2, req, 'uint32', 'clock_id'],
+    [3, req, 'uint32', 'si_signo'],
+    [4, req, 'uint32', 'it_sigev_notify'],
+    [5, req, 'uint64', 'sival_ptr'],
+    [6, req, 'uint32', 'overrun'],
+    [7, req, 'uint64', 'isec'],
+    [8, req, 'uint64', 'insec'],
+    [9, req, 'uint64', 'vsec'],
+    [10, req, 'uint64', 'vnsec'],
+    [11, opt, 'int32', 'notify_thread_id'],
   ],
   itimer_entry: [
     [1, req, 'uint64', 'isec'],

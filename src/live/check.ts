@@ -5,11 +5,11 @@
  * the frozen tree; the reasons go into the image as NOCR records).
  */
 import * as fs from 'node:fs';
-import type { NocrReason } from '../model.js';
+import { type NocrReason, POSIX_TIMER_CLOCKS, SIGEV } from '../model.js';
 import {
   type FdInfo, type MapEntry, PF_KTHREAD, S_IFBLK, S_IFCHR, S_IFIFO, S_IFSOCK, allPids, devMajor, devMinor, fileType,
   isDeletedPath, isMemfdPath, isSharedAnonPath, isSysvShmPath, listChildren, procPath, readFds, readMaps, readStat,
-  readStatus, stripDeleted, tracerPid, tryReadlink,
+  readPosixTimers, readStatus, stripDeleted, tracerPid, tryReadlink, type ProcTimer,
 } from './proc.js';
 
 /** The reason codes `check` can report, with what they mean. */
@@ -22,7 +22,7 @@ export const NOCR_CODES = {
   EVENTFD: 'an eventfd: its counter is not saved',
   SIGNALFD: 'a signalfd: not saved',
   TIMERFD: 'a timerfd: the timer is not saved',
-  POSIX_TIMER: 'a POSIX timer (timer_create): not saved (interval timers and alarm are)',
+  POSIX_TIMER: 'a POSIX timer (timer_create) on a clock crimg cannot restore it on (a thread\'s CPU time, another process\'s clock), or notifying in a way it does not know',
   INOTIFY: 'an inotify instance: its watches and queued events are not saved',
   FANOTIFY: 'a fanotify instance: its marks and queued events are not saved',
   EPOLL: 'an epoll instance: its interest list is not saved',
@@ -186,11 +186,9 @@ function fdReasons(pid: number, f: FdInfo, outside: Outside, add: (code: NocrCod
   if (f.locks.length) add('FILE_LOCK', `${what} (${link}) holds ${f.locks.length === 1 ? 'a lock' : `${f.locks.length} locks`}; locks are not saved`);
 }
 
-/** Ids of the POSIX timers of a process (/proc/PID/timers: "ID: n" lines). */
-function posixTimerIds(pid: number): number[] {
-  let text = '';
-  try { text = fs.readFileSync(`/proc/${pid}/timers`, 'latin1'); } catch { return []; }
-  return [...text.matchAll(/^ID: (-?\d+)$/gm)].map((m) => Number(m[1]));
+/** Whether a POSIX timer can be saved and restored (see the POSIX_TIMERS record). */
+export function posixTimerSupported(t: ProcTimer): boolean {
+  return POSIX_TIMER_CLOCKS.includes(t.clock) && (t.notify === SIGEV.SIGNAL || t.notify === SIGEV.NONE || t.notify === SIGEV.THREAD_ID);
 }
 
 function mapReasons(pid: number, maps: MapEntry[], outside: Outside, add: (code: NocrCode, text: string) => void): void {
@@ -244,8 +242,9 @@ export function checkProcesses(pids: number[], opts: CheckOptions = {}): NocrRea
         const n = status.get('Seccomp_filters');
         add('SECCOMP', `process ${pid} has ${n ? `${n} ` : ''}seccomp filter${n === '1' ? '' : 's'} installed, which crimg does not save`);
       }
-      const timers = posixTimerIds(pid);
-      if (timers.length) add('POSIX_TIMER', `process ${pid} has ${timers.length === 1 ? 'a POSIX timer' : `${timers.length} POSIX timers`} (id ${timers.join(', ')}), which crimg does not save`);
+      for (const t of readPosixTimers(pid).filter((x) => !posixTimerSupported(x))) {
+        add('POSIX_TIMER', `process ${pid} has POSIX timer ${t.id} on clock ${t.clock} (notify ${t.notify}), which crimg cannot restore`);
+      }
       for (const f of opts.fds?.get(pid) ?? readFds(pid)) fdReasons(pid, f, outside, add);
       mapReasons(pid, opts.maps?.get(pid) ?? readMaps(pid, true), outside, add);
       const kids = listChildren(pid).filter((c) => !tree.has(c));

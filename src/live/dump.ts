@@ -402,6 +402,7 @@ export async function writeFrozen(procs: StoppedProcess[], target: SinkTarget | 
       for (const mode of ['run', 'restop'] as const) for (const x of fp.threads) if (x.calls === mode) callable.set(x.tid, mode);
       const ss = collectSelfState(fp.pid, callable, maps.get(fp.pid) ?? readMaps(fp.pid, false));
       if (ss.sigactions) t.sigactions = ss.sigactions;
+      if (ss.posixTimers) t.posixTimers = ss.posixTimers;
       if (ss.itimers) t.itimers = ss.itimers;
       else t.nocr.push({ pid: fp.pid, code: 'SIGACTIONS', text: `the signal handlers of process ${fp.pid} could not be read: ${ss.reason}` });
       for (const th of threads) { th.futex = ss.futex.get(th.tid); th.sigaltstack = ss.altstacks.get(th.tid); }

@@ -53,6 +53,25 @@ export function readStat(pid: number, tid?: number): ProcStat {
 
 // ------------------------------------------------------------------ status
 
+/** A POSIX timer as /proc/PID/timers shows it (notify: sigev_notify, with SIGEV_THREAD_ID 4 for a thread). */
+export interface ProcTimer { id: number; signo: number; sigevValue: bigint; notify: number; notifyTid: number; clock: number }
+
+/** /proc/PID/timers: the POSIX timers of the process (empty when there are none or the file cannot be read). */
+export function readPosixTimers(pid: number): ProcTimer[] {
+  let text = '';
+  try { text = fs.readFileSync(procPath(pid, 'timers'), 'latin1'); } catch { return []; }
+  const out: ProcTimer[] = [];
+  const kinds: Record<string, number> = { signal: 0, none: 1, thread: 2 };
+  for (const m of text.matchAll(/^ID: (-?\d+)\nsignal: (\d+)\/([0-9a-fA-Fx]+)\nnotify: (\w+)\/(pid|tid)\.(\d+)\nClockID: (-?\d+)$/gm)) {
+    const tid = m[5] === 'tid';
+    out.push({
+      id: Number(m[1]), signo: Number(m[2]), sigevValue: BigInt(m[3]!.startsWith('0x') ? m[3]! : `0x${m[3]}`),
+      notify: (kinds[m[4]!] ?? -1) + (tid ? 4 : 0), notifyTid: tid ? Number(m[6]) : 0, clock: Number(m[7]),
+    });
+  }
+  return out;
+}
+
 export type Status = Map<string, string>;
 
 export function readStatus(pid: number, tid?: number): Status {

@@ -1,6 +1,8 @@
 /**
  * State the kernel tells only the task itself, read by system calls run inside
- * the frozen threads (incall.ts): signal dispositions (rt_sigaction), and per
+ * the frozen threads (incall.ts): signal dispositions (rt_sigaction), interval
+ * timers (getitimer), the times of POSIX timers (timer_gettime; their ids,
+ * clocks and notification come from /proc/PID/timers), and per
  * thread clear_child_tid (prctl PR_GET_TID_ADDRESS) and the robust futex list
  * (get_robust_list). Restored by src/restore/restore.ts.
  *
@@ -8,11 +10,12 @@
  * (SigCgt); only the caught ones need calls, for their handler, flags, restorer
  * and mask.
  */
-import type { Itimer, SigAction, SigAltStack, ThreadFutex } from '../model.js';
-import { type MapEntry, readStatus } from './proc.js';
+import type { Itimer, PosixTimer, SigAction, SigAltStack, ThreadFutex } from '../model.js';
+import { type MapEntry, readPosixTimers, readStatus } from './proc.js';
+import { posixTimerSupported } from './check.js';
 import { InCall, findSyscallInsn } from './incall.js';
 
-const SYS_RT_SIGACTION = 13, SYS_GETITIMER = 36, SYS_SIGALTSTACK = 131, SYS_PRCTL = 157, SYS_GET_ROBUST_LIST = 274;
+const SYS_RT_SIGACTION = 13, SYS_GETITIMER = 36, SYS_SIGALTSTACK = 131, SYS_PRCTL = 157, SYS_TIMER_GETTIME = 224, SYS_GET_ROBUST_LIST = 274;
 const PR_GET_TID_ADDRESS = 40;
 const SIG_IGN = 1n;
 
@@ -34,6 +37,8 @@ export interface SelfState {
   sigactions: SigAction[] | null;
   /** Armed interval timers (read with the handlers), or null. */
   itimers: Itimer[] | null;
+  /** POSIX timers that can be restored (read with the handlers), or null; check.ts reports the others. */
+  posixTimers: PosixTimer[] | null;
   futex: Map<number, ThreadFutex>;
   altstacks: Map<number, SigAltStack>;
   /** Why something could not be read (for a NOCR reason), or ''. */
@@ -42,7 +47,7 @@ export interface SelfState {
 
 /** Reads the dispositions of process pid and the futex state of each thread in `threads` (tid -> how). */
 export function collectSelfState(pid: number, threads: Map<number, CallMode>, maps: MapEntry[]): SelfState {
-  const out: SelfState = { sigactions: null, itimers: null, futex: new Map(), altstacks: new Map(), reason: '' };
+  const out: SelfState = { sigactions: null, itimers: null, posixTimers: null, futex: new Map(), altstacks: new Map(), reason: '' };
   const st = readStatus(pid);
   const ignored = hexBig(st.get('SigIgn'));
   const caught = signalsIn(hexBig(st.get('SigCgt')));
@@ -79,6 +84,15 @@ export function collectSelfState(pid: number, threads: Map<number, CallMode>, ma
           if (us(16) !== 0n || us(0) !== 0n) timers.push({ which, intervalUs: us(0), valueUs: us(16) });
         }
         out.itimers = timers;
+        const pts: PosixTimer[] = [];
+        for (const t of readPosixTimers(pid).filter(posixTimerSupported)) {
+          const r = s.call(SYS_TIMER_GETTIME, [t.id, s.scratch]);
+          if (r < 0n) throw new Error(`timer_gettime(${t.id}) in thread ${tid} returned ${r}`);
+          const dv = new DataView(s.read(32).buffer);
+          const ns = (o: number): bigint => dv.getBigUint64(o, true) * 1_000_000_000n + dv.getBigUint64(o + 8, true);
+          pts.push({ ...t, signo: t.notify === 1 ? 0 : t.signo, intervalNs: ns(0), valueNs: ns(16) }); // SIGEV_NONE: no signal
+        }
+        out.posixTimers = pts.sort((a, b) => a.id - b.id);
         first = false;
       }
       const a = s.call(SYS_PRCTL, [PR_GET_TID_ADDRESS, s.scratch, 0, 0, 0]);

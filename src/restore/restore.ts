@@ -34,13 +34,13 @@
  */
 import { readFileSync } from 'node:fs';
 import { CrimgError } from '../errors.js';
-import { FdKind, VmaFlags, type Task, type Thread, type Vma } from '../model.js';
+import { FdKind, SIGEV, VmaFlags, type PosixTimer, type Task, type Thread, type Vma } from '../model.js';
 import type { Image } from '../reader.js';
 import {
   NT, PTRACE, PTRACE_O, SIG, WAIT, isSysError, kill, ptrace, ptraceDetach, ptraceGetRegset, ptraceGetRseq,
-  ptraceInterrupt, ptraceSetRegs, ptraceSetRegset, ptraceSetSigmask, processVmRead, spawn, tgkill, waitpid,
+  ptraceInterrupt, ptraceSetRegs, ptraceSetRegset, ptraceSetSigmask, processVmRead, spawn, tgkill, waitpid, syscall, addressOf,
 } from '../live/libc.js';
-import { readFds, readMaps } from '../live/proc.js';
+import { readFds, readMaps, readPosixTimers } from '../live/proc.js';
 import { restartedRegs } from '../live/incall.js';
 import {
   type CheckOptions, type RestoreReason, checkTask, checkXsave, fdReopenable, formatReasons, hostSpecials, isFileVma, ownCaps,
@@ -298,6 +298,72 @@ export async function restoreImage(image: Image, opts: RestoreOptions = {}): Pro
 }
 
 type StepFn = <T>(name: string, at: string, fn: () => T) => T;
+
+const PR_TIMER_CREATE_RESTORE_IDS = 77;
+const SYS_RT_TGSIGQUEUEINFO = 297, SI_TIMER = -2;
+
+/** Queue signal sig to thread tid of tgid as POSIX timer pt sends it: a siginfo with SI_TIMER, the timer id, no
+ *  overrun and its sigev_value (the kernel lets any sender use a negative si_code other than SI_TKILL). */
+function queueTimerSignal(tgid: number, tid: number, sig: number, pt: PosixTimer): void {
+  const info = new Uint8Array(128);
+  const dv = new DataView(info.buffer);
+  dv.setInt32(0, sig, true);
+  dv.setInt32(8, SI_TIMER, true);
+  dv.setInt32(16, pt.id, true);
+  dv.setBigUint64(24, pt.sigevValue, true);
+  syscall(SYS_RT_TGSIGQUEUEINFO, tgid, tid, sig, addressOf(info));
+}
+const SIGEVENT_BYTES = 64;
+
+/**
+ * The task's POSIX timers, in the leader at the end (like the interval timers): each created with its id, clock,
+ * notification, signal and sigev_value (a SIGEV_THREAD_ID one aimed at the new tid of its thread), then armed with
+ * the time that remained at the freeze (one that had expired, its signal queued again, starts a new interval).
+ * The id is chosen with PR_TIMER_CREATE_RESTORE_IDS (Linux 6.15); without it the kernel hands out ids from 0 up,
+ * which gives the same ids when the program made its timers in order and deleted none. Either way the ids are
+ * then checked in /proc/PID/timers.
+ */
+function restorePosixTimers(task: Task, pid: number, ti: Injector, injs: Map<Thread, Injector>, data: bigint, step: StepFn): void {
+  const pts = task.posixTimers!;
+  let chosen = true;
+  try { ti.call(NR.prctl, [PR_TIMER_CREATE_RESTORE_IDS, 1, 0, 0, 0]); } catch { chosen = false; }
+  const b = new Uint8Array(SIGEVENT_BYTES + 8 + 32);
+  const dv = new DataView(b.buffer);
+  for (const pt of pts) {
+    let tid = 0;
+    if (pt.notify === SIGEV.THREAD_ID) {
+      const th = task.threads.find((t) => t.tid === pt.notifyTid);
+      if (!th || !injs.has(th)) throw new Step('POSIX timers', `timer ${pt.id}`, new Error(`thread ${pt.notifyTid} it signals is not in the image`));
+      tid = injs.get(th)!.tid;
+    }
+    b.fill(0);
+    dv.setBigUint64(0, pt.sigevValue, true);
+    dv.setInt32(8, pt.signo, true);
+    dv.setInt32(12, pt.notify, true);
+    dv.setInt32(16, tid, true);
+    dv.setInt32(SIGEVENT_BYTES, pt.id, true); // the id asked for (restore mode)
+    step('POSIX timers', `timer ${pt.id}`, () => {
+      ti.write(data, b);
+      ti.call(NR.timer_create, [pt.clock, data, data + BigInt(SIGEVENT_BYTES)], `clock ${pt.clock}`);
+    });
+  }
+  if (chosen) step('POSIX timers', 'restore ids off', () => ti.call(NR.prctl, [PR_TIMER_CREATE_RESTORE_IDS, 0, 0, 0, 0]));
+  const got = readPosixTimers(pid).map((t) => t.id).sort((x, y) => x - y);
+  const want = pts.map((t) => t.id);
+  if (got.join() !== want.join()) {
+    throw new Step('POSIX timers', '', new Error(`the new process has timer ids ${got.join(', ')} instead of ${want.join(', ')}${chosen ? '' : ' (this kernel cannot choose them: PR_TIMER_CREATE_RESTORE_IDS needs Linux 6.15)'}`));
+  }
+  for (const pt of pts) {
+    const valueNs = pt.valueNs || pt.intervalNs;
+    if (!valueNs) continue; // disarmed
+    dv.setBigUint64(0, pt.intervalNs / 1_000_000_000n, true); dv.setBigUint64(8, pt.intervalNs % 1_000_000_000n, true);
+    dv.setBigUint64(16, valueNs / 1_000_000_000n, true); dv.setBigUint64(24, valueNs % 1_000_000_000n, true);
+    step('POSIX timers', `arm timer ${pt.id}`, () => {
+      ti.write(data, b.subarray(0, 32));
+      ti.call(NR.timer_settime, [pt.id, 0, data, 0]);
+    });
+  }
+}
 type BatchFn = (name: string, calls: (BatchCall & { at: string; detail?: string })[]) => bigint[];
 type BatchFor = (inj: Injector) => BatchFn;
 
@@ -576,6 +642,7 @@ async function build(image: Image, task: Task, stub: Stub, tids: number[], step:
       step('interval timers', '', () => ti.write(data, b));
       batchFor(ti)('interval timers', its.map((x, i) => ({ nr: NR.setitimer, args: [x.which, data + BigInt(32 * i), 0], at: `timer ${x.which}` })));
     }
+    if (th === leaderTh && task.posixTimers?.length) restorePosixTimers(task, pid, ti, injs, data, step);
     if (th === leaderTh) {
       if (opts.failAt === 'unmap park') throw new Step('unmap park', hex(park), new Error('failing on purpose (failAt)'));
       step('unmap park', hex(park), () => ti.callAtExit(NR.munmap, [park, PARK_CODE + PARK_DATA]));
@@ -588,11 +655,16 @@ async function build(image: Image, task: Task, stub: Stub, tids: number[], step:
   }
 
   // ---- pending signals, queued again (tgkill: their siginfo is not in the image, and shared ones were recorded on
-  // the leader); a traced thread does not take them before it is let go, a blocked one keeps them pending
+  // the leader); a traced thread does not take them before it is let go, a blocked one keeps them pending. A signal
+  // that a POSIX timer of the task sends (to the process, or to this thread) is taken for that timer's and queued
+  // as it would have sent it (SI_TIMER, its id and sigev_value), the timer with the least time left if several do.
   for (const [th, ti] of injs) {
     for (let sig = 1; sig <= 64; sig++) {
       if (!(th.sigpending & (1n << BigInt(sig - 1))) || sig === SIG.SIGKILL || sig === SIG.SIGSTOP) continue;
-      step('pending signal', `thread ${th.tid} signal ${sig}`, () => tgkill(pid, ti.tid, sig));
+      const pt = (task.posixTimers ?? [])
+        .filter((x) => x.signo === sig && (x.notify === SIGEV.THREAD_ID ? x.notifyTid === th.tid : x.notify === SIGEV.SIGNAL && th === leaderTh))
+        .sort((a, b) => (a.valueNs < b.valueNs ? -1 : a.valueNs > b.valueNs ? 1 : a.id - b.id))[0];
+      step('pending signal', `thread ${th.tid} signal ${sig}`, () => (pt ? queueTimerSignal(pid, ti.tid, sig, pt) : tgkill(pid, ti.tid, sig)));
     }
   }
 
