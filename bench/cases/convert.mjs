@@ -2,8 +2,15 @@
 // 1 GiB resident) to a crimg image, against `cp` of the same core.
 import * as fs from 'node:fs';
 import { spawnSync } from 'node:child_process';
-import { GiB, runAlternating, runProcess, summarize, evaluateGoals, crimgCmd } from '../lib/harness.mjs';
-import { missingCommands, rmf, tmpPath, startBigmem, bigmemMatches, warmFile } from '../lib/fixtures.mjs';
+import { GiB, runAlternating, runProcess, summarize, evaluateGoals, crimgCmd, inProcess, startupNote } from '../lib/harness.mjs';
+import { createHash } from 'node:crypto';
+import { missingCommands, rmf, tmpPath, startBigmem, bigmemMatches, warmFile, eachChunk } from '../lib/fixtures.mjs';
+
+function fileHash(file) {
+  const h = createHash('sha256');
+  eachChunk(file, (b) => h.update(b));
+  return h.digest('hex');
+}
 
 /** gcore of a fresh bigmem process of `mib` MiB: { core, pid, addr, len }. The process is gone afterwards. */
 export async function gcoreFixture(name, mib) {
@@ -64,7 +71,14 @@ export const convert = {
       rmf(copy);
       runProcess('cp', [fx.core, copy]);
       const cpOk = fs.statSync(copy).size === size;
+      const lib = await import('../../dist/index.js');
+      const cliHash = fileHash(out);
+      rmf(out);
+      const core0 = lib.fromElfCore(fx.core);
+      try { await lib.writeImage(core0.model, out); } finally { core0.close(); }
+      const libSame = fileHash(out) === cliHash;
       const checks = [
+        { what: 'fromElfCore + writeImage in process writes the same image as `crimg convert`', ok: libSame },
         { what: 'the converted image passes `crimg verify`', ok: verifyOk },
         { what: 'first, middle and last page of the 1 GiB region read back from the image with `crimg read` hold the pattern', ok: pagesOk },
         { what: `cp wrote all ${size} bytes`, ok: cpOk },
@@ -73,6 +87,10 @@ export const convert = {
       const contenders = [
         { name: 'crimg convert CORE -o IMAGE (whole process)', role: 'crimg', units: size, before: () => rmf(out), run: () => crimgCmd(['convert', fx.core, '-o', out, '--quiet']) },
         { name: 'cp CORE COPY', role: 'peer', units: size, before: () => rmf(copy), run: () => runProcess('cp', [fx.core, copy]) },
+        inProcess('fromElfCore(CORE) + writeImage(IMAGE) in this process (library, no start-up)', size, async () => {
+          const core = lib.fromElfCore(fx.core);
+          try { await lib.writeImage(core.model, out); } finally { core.close(); }
+        }, () => rmf(out)),
       ];
       const { per, rss } = await runAlternating(contenders, { reps, warmup: 1 });
       const { rows, ratios } = summarize(contenders, per, { primary: contenders[0].name, rss });
@@ -83,7 +101,7 @@ export const convert = {
         : kernelCopy.length ? `cp copied with ${kernelCopy.map((c) => `${c} (${how[c].calls} calls)`).join(', ')}${clone} (strace -c of one copy): the kernel moves the bytes from page cache to page cache and they never pass through user space. A converter cannot do that: it must read every byte into memory (zero-page check, XXH3 checksum of each record) and write them in another layout, so crimg's floor is one read plus one write of 1 GiB where cp's is one in-kernel copy.`
           : `cp copied with read/write (${how.read?.calls ?? 0} reads, ${how.write?.calls ?? 0} writes${clone}; strace -c of one copy), through user space like crimg.`;
       return {
-        available: true, checks, rows, ratios, goals,
+        available: true, checks, rows, ratios, goals, notes: startupNote(rows, contenders[0].name, contenders[1].name, size),
         setup: `The core: gcore of a process with ${fx.len / GiB} GiB of non-zero anonymous memory (${size} bytes, in the page cache). crimg convert parses the ELF notes and segments and writes a checksummed image; cp copies the file. Outputs go to the bench directory's file system and are removed before each run. Throughput counts core bytes. ${cpNote}`,
       };
     } finally { rmf(fx.core, out, copy); }

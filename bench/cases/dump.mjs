@@ -2,7 +2,7 @@
 // writing to the bench directory; then crimg's freeze time with the image on
 // tmpfs; and `crimg restore` of the dumped image.
 import * as fs from 'node:fs';
-import { GiB, median, runAlternating, runProcess, summarize, evaluateGoals, crimgCmd } from '../lib/harness.mjs';
+import { GiB, median, runAlternating, runProcess, summarize, evaluateGoals, crimgCmd, startupNote } from '../lib/harness.mjs';
 import {
   missingCommands, rmf, tmpPath, startBigmem, bigmemMatches, readProcMem, killPid,
 } from '../lib/fixtures.mjs';
@@ -77,6 +77,7 @@ export const dump = {
         freezeMs: { disk: { median: median(freezeMs), all: freezeMs }, tmpfs: { median: median(shmFreeze), all: shmFreeze } },
         setup: `The target: bench/progs/bigmem with ${p.len / GiB} GiB of non-zero anonymous memory, dumped repeatedly while it runs (it is resumed after each dump). crimg dump and gcore write to the bench directory's file system, files removed before each run; both timed as whole processes. Then ${reps} crimg dumps to ${SHM} (tmpfs) for the freeze time crimg reports (target stopped to resumed).`,
         notes: [
+          ...startupNote(rows, contenders[0].name, contenders[1].name, p.len),
           `freeze time, image on the bench file system: median ${median(freezeMs).toFixed(1)} ms (${freezeMs.map((x) => x.toFixed(0)).join(', ')})`,
           `freeze time, image on tmpfs: median ${median(shmFreeze).toFixed(1)} ms (${shmFreeze.map((x) => x.toFixed(0)).join(', ')})`,
         ],
@@ -111,10 +112,17 @@ export const restore = {
       killPid(first.pid);
       const checks = [{ what: `the restored process (pid ${first.pid}) holds the pattern in the first, middle and last page of its 1 GiB region`, ok: memOk }];
       if (!memOk) return { available: true, checks, checkFailed: 'restored memory differs' };
+      const inRestore = [];
       const contenders = [{
         name: 'crimg restore IMAGE (whole process)', role: 'crimg', units: p.len,
         before: () => { while (restored.length) killPid(restored.pop()); },
-        run: () => { const r = crimgCmd(['restore', img, '--json']); restored.push(JSON.parse(r.stdout).pid); return r; },
+        run: () => {
+          const r = crimgCmd(['restore', img, '--json']);
+          const j = JSON.parse(r.stdout);
+          restored.push(j.pid);
+          inRestore.push(j.seconds);
+          return r;
+        },
       }];
       const { per, rss } = await runAlternating(contenders, { reps, warmup: 1 });
       const { rows, ratios } = summarize(contenders, per, { primary: contenders[0].name, rss });
@@ -122,6 +130,10 @@ export const restore = {
       const goals = evaluateGoals([{ text: '<= 0.5 s per GiB', kind: 'maxValue', value: secPerGiB, atMost: 0.5, unit: 's/GiB' }], rows, ratios);
       return {
         available: true, checks, rows, ratios, goals,
+        notes: [
+          ...startupNote(rows, contenders[0].name, null, p.len),
+          `restoreImage() itself (the \`seconds\` crimg restore --json reports: image opened to new process let go): median ${(median(inRestore) * 1000).toFixed(0)} ms per GiB`,
+        ],
         setup: `The image: crimg dump of bench/progs/bigmem with ${p.len / GiB} GiB of non-zero anonymous memory (then killed). Each run restores it as a new process, timed as a whole \`crimg restore\` process until it prints the new pid; the restored process is killed before the next run.`,
       };
     } finally {

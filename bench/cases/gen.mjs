@@ -3,7 +3,7 @@
 // buffer, and in-process generate() + writeImage() of 64 KiB images.
 import * as fs from 'node:fs';
 import { createHash } from 'node:crypto';
-import { GiB, MiB, runAlternating, runInProcess, summarize, evaluateGoals, crimgCmd } from '../lib/harness.mjs';
+import { GiB, MiB, runAlternating, runInProcess, summarize, evaluateGoals, crimgCmd, inProcess, startupNote } from '../lib/harness.mjs';
 import { tmpPath, rmf, missingCommands, eachChunk } from '../lib/fixtures.mjs';
 import { Peer } from '../lib/peer.mjs';
 
@@ -28,6 +28,8 @@ export const genNull = {
     rmf(file);
     const toFile = JSON.parse(crimgCmd(['gen', '--size', SIZE, '-o', file, '--json']).stdout).images[0];
     const toNull = JSON.parse(crimgCmd(['gen', '--size', SIZE, '-o', '/dev/null', '--json']).stdout).images[0];
+    const lib = await import('../../dist/index.js');
+    const inProc = await lib.writeImage(lib.generate({ size: GiB }), '/dev/null');
     let verifyOk = true;
     try { crimgCmd(['verify', file]); } catch { verifyOk = false; }
     rmf(file);
@@ -38,18 +40,20 @@ export const genNull = {
       const checks = [
         { what: `gen to /dev/null streams the same image as gen to a file (${toFile.bytes} bytes, checksum ${toFile.imageCsum})`, ok: toNull.bytes === toFile.bytes && toNull.imageCsum === toFile.imageCsum, detail: `got ${toNull.bytes} bytes, ${toNull.imageCsum}` },
         { what: 'that image passes `crimg verify`', ok: verifyOk },
+        { what: 'writeImage(generate({ size: 1 GiB }), \'/dev/null\') in process streams the same image', ok: inProc.bytes === toFile.bytes && `0x${inProc.imageCsum.toString(16)}` === toFile.imageCsum },
         { what: 'Buffer.copy output = source', ok: copyOk },
       ];
       if (checks.some((c) => !c.ok)) return { available: true, checks, checkFailed: 'outputs differ' };
       const contenders = [
         { name: 'crimg gen --size 1GiB -o /dev/null (whole process)', role: 'crimg', units: GiB, run: () => crimgCmd(['gen', '--size', SIZE, '-o', '/dev/null', '--quiet']) },
         { name: 'Buffer.copy 1 GiB (warm buffers, peer process)', role: 'limit', units: GiB, run: () => peer.call({ op: 'copy' }) },
+        inProcess('writeImage(generate(), \'/dev/null\') in this process (library, no start-up)', GiB, () => lib.writeImage(lib.generate({ size: GiB }), '/dev/null')),
       ];
       const { per, rss } = await runAlternating(contenders, { reps, warmup: 1 });
       const { rows, ratios } = summarize(contenders, per, { primary: contenders[0].name, rss });
       const goals = evaluateGoals([{ text: '>= 0.5x Buffer.copy bandwidth', kind: 'ratio', vs: [contenders[1].name], atLeast: 0.5 }], rows, ratios);
       return {
-        available: true, checks, rows, ratios, goals,
+        available: true, checks, rows, ratios, goals, notes: startupNote(rows, contenders[0].name, contenders[1].name, GiB),
         setup: `crimg generates an image of 1 GiB of populated memory (default spec: 30% zero pages elided, 5% duplicate pages; ${toFile.bytes} image bytes) and streams it to /dev/null, timed as a whole process (node start-up included). Throughput counts the 1 GiB of memory content for both sides; Buffer.copy copies 1 GiB between two prefaulted buffers held by a separate peer process that never forks (see bench/README.md on page faults).`,
       };
     } finally { peer.close(); }
@@ -75,18 +79,26 @@ export const genFile = {
       rmf(file);
       await peer.call({ op: 'write', file });
       const peerHash = sha256File(file);
-      const checks = [{ what: `the buffer writer leaves the same ${bytes} bytes as crimg gen (sha256 ${crimgHash.slice(0, 16)}…)`, ok: crimgHash === peerHash && sum.bytes === bytes }];
+      const lib = await import('../../dist/index.js');
+      rmf(file);
+      await lib.writeImage(lib.generate({ size: GiB }), file);
+      const libHash = sha256File(file);
+      const checks = [
+        { what: `the buffer writer leaves the same ${bytes} bytes as crimg gen (sha256 ${crimgHash.slice(0, 16)}…)`, ok: crimgHash === peerHash && sum.bytes === bytes },
+        { what: 'writeImage(generate({ size: 1 GiB }), FILE) in process writes the same bytes', ok: libHash === crimgHash },
+      ];
       if (checks.some((c) => !c.ok)) return { available: true, checks, checkFailed: 'files differ' };
       const units = bytes;
       const contenders = [
         { name: 'crimg gen --size 1GiB -o FILE (whole process)', role: 'crimg', units, before: () => rmf(file), run: () => crimgCmd(['gen', '--size', SIZE, '-o', file, '--quiet']) },
         { name: 'open + write(prepared buffer) + close (peer process)', role: 'limit', units, before: () => rmf(file), run: () => peer.call({ op: 'write', file }) },
+        inProcess('writeImage(generate(), FILE) in this process (library, no start-up)', units, () => lib.writeImage(lib.generate({ size: GiB }), file), () => rmf(file)),
       ];
       const { per, rss } = await runAlternating(contenders, { reps, warmup: 1 });
       const { rows, ratios } = summarize(contenders, per, { primary: contenders[0].name, rss });
       const goals = evaluateGoals([{ text: '>= 0.9x writing from a prepared buffer', kind: 'ratio', vs: [contenders[1].name], atLeast: 0.9 }], rows, ratios);
       return {
-        available: true, checks, rows, ratios, goals,
+        available: true, checks, rows, ratios, goals, notes: startupNote(rows, contenders[0].name, contenders[1].name, units),
         setup: `Both write the same ${units} bytes (the image of 1 GiB of populated memory) to the same path on the bench directory's file system; the file is removed before each run, outside the timing. crimg is timed as a whole process (node start-up, generation, temporary name + rename); the peer (a separate process holding the bytes in one buffer) writes them with 256 MiB write() calls. Throughput counts file bytes.`,
       };
     } finally { peer.close(); rmf(file); }

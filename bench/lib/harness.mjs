@@ -137,6 +137,46 @@ export function runProcess(cmd, args, { env, cwd = ROOT, input } = {}) {
 /** `node dist/cli/crimg.cjs ARGS...` (the bin) as a contender step. */
 export function crimgCmd(args, opts) { return runProcess(process.execPath, [CLI, ...args], opts); }
 
+/**
+ * A contender that runs the library in this process (no start-up), for an info row beside a whole-process crimg
+ * command: what the same work costs without launching node.
+ */
+export function inProcess(name, units, fn, before) {
+  return {
+    name, role: 'info', units, before,
+    run: async () => {
+      const t0 = process.hrtime.bigint();
+      await fn();
+      return { seconds: Number(process.hrtime.bigint() - t0) / 1e9 };
+    },
+  };
+}
+
+let startupCache = null;
+/** Median seconds of `node -e 0` and of `crimg --version` (5 runs each, once per bench run). */
+export function startupCost() {
+  if (!startupCache) {
+    const med = (f) => median(Array.from({ length: 5 }, () => f().seconds));
+    startupCache = { node: med(() => runProcess(process.execPath, ['-e', '0'])), crimg: med(() => crimgCmd(['--version'])) };
+  }
+  return startupCache;
+}
+
+/**
+ * A note for a whole-process case: the share of crimg's median time that is start-up (`crimg --version`), and the
+ * ratio to `peerName` (a row of `rows`) once that is taken out. Nothing when the rows are missing.
+ */
+export function startupNote(rows, crimgName, peerName, units, unitName = 'GB/s') {
+  const c = rows.find((r) => r.name === crimgName);
+  const p = peerName ? rows.find((r) => r.name === peerName) : null;
+  if (!c) return [];
+  const st = startupCost();
+  const secs = units / c.median;
+  const work = Math.max(secs - st.crimg, 1e-6);
+  const peerPart = p ? `; without it crimg would run at ${fmtThroughput(units / work, unitName)}, ${(units / work / p.median).toFixed(2)}x ${p.name}` : '';
+  return [`start-up: \`node -e 0\` ${(st.node * 1000).toFixed(0)} ms, \`crimg --version\` ${(st.crimg * 1000).toFixed(0)} ms, ${(100 * st.crimg / secs).toFixed(0)}% of crimg's median ${(secs * 1000).toFixed(0)} ms${peerPart}`];
+}
+
 // ------------------------------------------------------------------ results
 
 /**
