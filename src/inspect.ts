@@ -5,7 +5,7 @@
  */
 import type { Image } from './reader.js';
 import {
-  type Model, type Task, type Thread, type Vma, FD_KIND_NAMES, HeaderFlags, VmaFlags, Prot, SIGEV,
+  type Model, type Task, type Thread, type Vma, FD_KIND_NAMES, HeaderFlags, LOCK_EOF, VmaFlags, Prot, SIGEV,
 } from './model.js';
 import { REG_NAMES, FORMAT_MAJOR, FORMAT_MINOR } from './schema.js';
 import { claimRegion, releaseRegion } from './kernels/arena.js';
@@ -143,7 +143,12 @@ export function showText(model: Model, img: Image | null): string {
       const vs = st?.vmas[i];
       out.push(`${ind}  ${v.start.toString(16).padStart(12, '0')}-${v.end.toString(16).padStart(12, '0')} ${protString(v)} ${(v.pgoff * 4096n).toString(16).padStart(8, '0')} ${String(v.devMajor).padStart(2, '0')}:${String(v.devMinor).padStart(2, '0')} ${String(v.inode).padEnd(8)} ${(v.path ?? '').padEnd(40)} ${vs ? `${vs.stored} stored, ${vs.zero} zero` : ''}`);
     });
-    for (const f of t.files) out.push(`${ind}  fd ${String(f.fd).padStart(3)} ${(FD_KIND_NAMES[f.kind] ?? 'other').padEnd(9)} pos ${f.pos} flags ${h(f.flags)} ${f.path}`);
+    for (const f of t.files) {
+      out.push(`${ind}  fd ${String(f.fd).padStart(3)} ${(FD_KIND_NAMES[f.kind] ?? 'other').padEnd(9)} pos ${f.pos} flags ${h(f.flags)} ${f.path}`);
+      for (const l of f.locks ?? []) {
+        out.push(`${ind}         lock ${['', 'flock', 'POSIX', 'OFD'][l.kind]} ${l.write ? 'write' : 'read'} ${l.start}..${l.end === LOCK_EOF ? 'EOF' : l.end}`);
+      }
+    }
     if (t.sigactions) {
       const ign = t.sigactions.filter((a) => a.handler === 1n).map((a) => sigName(a.sig));
       if (ign.length) out.push(`${ind}  signals ignored: ${ign.join(' ')}`);

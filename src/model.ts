@@ -192,7 +192,17 @@ export interface OpenFile {
   devMinor: number;
   inode: bigint;
   size: bigint;
+  /** Locks held through this descriptor (each lock on one of the fds that reach it); undefined: none. */
+  locks?: FileLock[];
 }
+
+/** Kinds of file lock: flock(2) (per open file description), POSIX fcntl (per process), OFD fcntl (per description). */
+export const LOCK_KIND = { FLOCK: 1, POSIX: 2, OFD: 3 } as const;
+/** `end` of a lock that reaches to the end of the file, however long it grows. */
+export const LOCK_EOF = 0xffffffffffffffffn;
+
+/** A file lock: its kind (LOCK_KIND), read or write, and the bytes [start, end] it covers (flock: 0, LOCK_EOF). */
+export interface FileLock { kind: number; write: boolean; start: bigint; end: bigint }
 
 export interface NocrReason {
   /** Stable code, e.g. SOCKET_EXTERNAL, PIPE, EVENTFD, DEVICE, TRACED. */

@@ -13,7 +13,7 @@ import type { Kernels } from './kernels/api.js';
 import { claimRegion, claimSlot, releaseRegion, releaseSlot } from './kernels/arena.js';
 import {
   ARCH_X86_64, type Credentials, type Mm, type Model, type Namespace, type NamespaceIds, NS_KINDS,
-  type Itimer, type PosixTimer, SIGEV, POSIX_TIMER_CLOCKS, type NocrReason, type OpenFile, type SigAction, type PageSource, type Task, type Thread, type Vma, MM_FIELD_NAMES,
+  type Itimer, type PosixTimer, SIGEV, POSIX_TIMER_CLOCKS, type FileLock, FdKind, LOCK_EOF, LOCK_KIND, type NocrReason, type OpenFile, type SigAction, type PageSource, type Task, type Thread, type Vma, MM_FIELD_NAMES,
 } from './model.js';
 import {
   CHECKSUM_XXH3_64, FORMAT_MAJOR, FORMAT_MINOR, INDEX_ENTRY_BYTES, K, MAGIC, MAX_INDEX_RECORD, MAX_META_RECORD,
@@ -681,6 +681,23 @@ function posixTimersOf(r: Rec, v: bigint[], bad: (r: Rec, why: string) => never)
   return out;
 }
 
+/** FLOCKS quadruples -> FileLock[], checked: known kind and type, start <= end, flock over the whole file, a
+ *  regular file or directory. */
+function locksOf(r: Rec, v: bigint[], f: OpenFile, bad: (r: Rec, why: string) => never): FileLock[] {
+  if (v.length % 4 || !v.length) bad(r, `${v.length} values are not (kind, type, start, end) quadruples`);
+  if (f.kind !== FdKind.REGULAR && f.kind !== FdKind.DIRECTORY) bad(r, `locks on fd ${f.fd}, which is not a regular file or directory`);
+  const out: FileLock[] = [];
+  for (let i = 0; i < v.length; i += 4) {
+    const [kind, type, start, end] = [v[i]!, v[i + 1]!, v[i + 2]!, v[i + 3]!];
+    if (kind < 1n || kind > 3n) bad(r, `fd ${f.fd}: lock kind ${kind} is none of flock, POSIX, OFD`);
+    if (type > 1n) bad(r, `fd ${f.fd}: lock type ${type} is neither read nor write`);
+    if (start > end || start > 0x7fffffffffffffffn || (end !== LOCK_EOF && end > 0x7fffffffffffffffn)) bad(r, `fd ${f.fd}: lock range ${start}..${end}`);
+    if (kind === BigInt(LOCK_KIND.FLOCK) && (start !== 0n || end !== LOCK_EOF)) bad(r, `fd ${f.fd}: a flock lock covers the whole file`);
+    out.push({ kind: Number(kind), write: type === 1n, start, end });
+  }
+  return out;
+}
+
 /** SIGACTS quintuples -> SigAction[], checked: signals 1..64, ascending, no SIG_DFL entries. */
 function sigactionsOf(r: Rec, v: bigint[], bad: (r: Rec, why: string) => never): SigAction[] {
   if (v.length % 5) bad(r, `${v.length} values are not (signal, handler, flags, restorer, mask) quintuples`);
@@ -909,6 +926,9 @@ function parse(rs: RecordStream, mode: ReadMode, setRuns: (v: Vma, r: PageRec[])
         mode: f.mode as number, cloexec: f.cloexec !== 0, devMajor: f.devMajor as number, devMinor: f.devMinor as number,
         inode: f.inode as bigint, size: f.size as bigint,
       };
+      const lk = nextKnown();
+      if (lk && lk.kind === K.FLOCKS) file.locks = locksOf(lk, fields(lk).locks as bigint[], file, bad);
+      else pending = lk;
       task.files.push(file);
     }
     for (let i = 0; i < (tf.nnocr as number); i++) {

@@ -80,6 +80,7 @@ export const K = {
   VMA: 0x0302,
   PAGES: 0x0303,
   FD: 0x0401,
+  FLOCKS: 0x0402,
   INDEX: 0x7f01,
   TRAILER: 0x7fff,
 } as const;
@@ -189,6 +190,12 @@ export const RECORDS: readonly RecordDef[] = [
     kind: K.FD, name: 'FD', parent: K.TASK, doc: 'An open file descriptor.',
     fields: [['fd', 'i32'], ['fdKind', 'u32', '0 regular, 1 directory, 2 other'], ['flags', 'u32', 'open(2) flags'], ['mode', 'u32'],
       ['cloexec', 'u32'], ['devMajor', 'u32'], ['devMinor', 'u32'], ['pos', 'u64'], ['inode', 'u64'], ['size', 'u64'], ['path', 'str']],
+  },
+  {
+    kind: K.FLOCKS, name: 'FLOCKS', parent: K.FD,
+    doc: 'Optional, right after its FD: the file locks held through that descriptor (absent: none).',
+    fields: [['locks', 'u64[]', '(kind, type, start, end) quadruples: kind 1 flock, 2 POSIX (fcntl F_SETLK), 3 OFD (F_OFD_SETLK); '
+      + 'type 0 read (shared), 1 write (exclusive); the bytes start..end, end 2^64-1 = to the end of the file (flock: 0, 2^64-1)']],
   },
   { kind: K.NOCR, name: 'NOCR', parent: K.TASK, doc: 'A reason the task cannot be checkpointed or restarted faithfully.', fields: [['pid', 'i32'], ['code', 'str'], ['text', 'str']] },
   {

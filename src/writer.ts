@@ -406,7 +406,10 @@ async function writeTask(w: RecordWriter, t: Task, onProgress?: (n: number) => v
       if ((p = w.pages(t.pid, v, onProgress))) await p;
     }
   }
-  for (const f of t.files) if ((p = w.record(K.FD, f as unknown as Fields, 0, { fdKind: f.kind, cloexec: f.cloexec ? 1 : 0 }))) await p;
+  for (const f of t.files) {
+    if ((p = w.record(K.FD, f as unknown as Fields, 0, { fdKind: f.kind, cloexec: f.cloexec ? 1 : 0 }))) await p;
+    if (f.locks?.length && (p = w.record(K.FLOCKS, { locks: f.locks.flatMap((l) => [BigInt(l.kind), l.write ? 1n : 0n, l.start, l.end]) }))) await p;
+  }
   for (const r of t.nocr) if ((p = w.record(K.NOCR, r as unknown as Fields))) await p;
 }
 

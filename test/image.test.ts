@@ -120,6 +120,31 @@ describe('round trips', () => {
         expect((err as Error).message).toMatch(why);
       }
       t.posixTimers = undefined;
+      // file locks: round trip on the regular file (fd 3) and the directory (fd 4), then what the reader refuses
+      const EOF = 0xffffffffffffffffn;
+      const [devnull, data, tmpdir] = [t.files[0]!, t.files[1]!, t.files[2]!];
+      data.locks = [{ kind: 2, write: false, start: 10n, end: 29n }, { kind: 2, write: true, start: 100n, end: EOF }, { kind: 3, write: true, start: 0n, end: 4095n }];
+      tmpdir.locks = [{ kind: 1, write: false, start: 0n, end: EOF }];
+      const limg = readImage(await toBytes(model));
+      expect(limg.model.tasks[0]!.files.map((f) => f.locks)).toEqual([undefined, data.locks, tmpdir.locks]);
+      expect(showText(limg.model, limg)).toContain('lock POSIX write 100..EOF');
+      limg.close();
+      for (const [f, bad, why] of [
+        [data, [{ kind: 4, write: true, start: 0n, end: 1n }], /lock kind 4 is none of/],
+        [data, [{ kind: 2, write: true, start: 5n, end: 4n }], /lock range 5\.\.4/],
+        [data, [{ kind: 1, write: true, start: 0n, end: 100n }], /a flock lock covers the whole file/],
+        [devnull, [{ kind: 1, write: true, start: 0n, end: EOF }], /locks on fd 0, which is not a regular file or directory/],
+      ] as const) {
+        const keep = f.locks;
+        f.locks = bad.map((x) => ({ ...x }));
+        let err: unknown;
+        try { readImage(await toBytes(model)); } catch (e) { err = e; }
+        f.locks = keep;
+        expect((err as { code?: string }).code, String(why)).toBe('BAD_RECORD');
+        expect((err as Error).message).toMatch(why);
+      }
+      data.locks = undefined;
+      tmpdir.locks = undefined;
       // dispositions the reader refuses: out of range, out of order, a SIG_DFL entry
       for (const [bad, why] of [
         [[{ sig: 65, handler: 1n, flags: 0n, restorer: 0n, mask: 0n }], /signal 65 out of range/],

@@ -988,6 +988,92 @@ describe('POSIX timers', () => {
   });
 });
 
+/** File locks: flock LOCK_EX on argv[2]/a, POSIX read lock on bytes 10..29 and write lock from 100 to EOF on
+ *  argv[2]/b (also open on a second fd), an OFD write lock on bytes 0..4095 of argv[2]/c. Lines "n" to argv[1]. */
+const LOCKS_C = `
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/file.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+  (void)argc;
+  syscall(SYS_close_range, 3, ~0U, 0);
+  FILE *out = fopen(argv[1], "a");
+  setvbuf(out, 0, _IOLBF, 0);
+  char p[4096];
+  snprintf(p, sizeof p, "%s/a", argv[2]); int a = open(p, O_RDWR | O_CREAT, 0644);
+  snprintf(p, sizeof p, "%s/b", argv[2]); int b = open(p, O_RDWR | O_CREAT, 0644); int b2 = open(p, O_RDONLY);
+  snprintf(p, sizeof p, "%s/c", argv[2]); int c = open(p, O_RDWR | O_CREAT, 0644);
+  if (a < 0 || b < 0 || b2 < 0 || c < 0 || flock(a, LOCK_EX | LOCK_NB)) return 1;
+  struct flock l = { .l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = 10, .l_len = 20 };
+  if (fcntl(b, F_SETLK, &l)) return 2;
+  l.l_type = F_WRLCK; l.l_start = 100; l.l_len = 0;
+  if (fcntl(b, F_SETLK, &l)) return 3;
+  struct flock o = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 4096 };
+  if (fcntl(c, F_OFD_SETLK, &o)) return 4;
+  for (int n = 1;; n++) {
+    fprintf(out, "%d\\n", n);
+    struct timespec ts = {0, 20000000};
+    nanosleep(&ts, 0);
+  }
+}
+`;
+
+describe('file locks', () => {
+  const lockLines = (p: number): string[] => fs.readdirSync(`/proc/${p}/fdinfo`).map(Number).sort((x, y) => x - y).flatMap((fd) =>
+    fs.readFileSync(`/proc/${p}/fdinfo/${fd}`, 'latin1').split('\n').filter((l) => l.startsWith('lock:'))
+      .map((l) => `${fd} ${l.replace(/^lock:\s*\d+:\s*/, '').replace(/\s+-?\d+\s+[0-9a-f]+:[0-9a-f]+:\d+/, '').replace(/\s+/g, ' ')}`));
+  /** flock(1) on path: 0 when it got the lock (nobody held it), 1 when it is held. */
+  const tryFlock = (path: string): number | null => spawnSync('flock', ['-n', '-x', path, 'true']).status;
+
+  it('flock, POSIX and OFD locks are dumped and held again by the restored process; one held elsewhere fails the restore', async () => {
+    const exe = compileC('locks', LOCKS_C);
+    const ldir = fs.mkdtempSync(path.join(dir, 'locks-'));
+    const out = path.join(dir, 'locks.out');
+    const pid = start(exe, [out, ldir]);
+    const pids = [pid];
+    try {
+      await waitFor('lines', () => lines(out).length >= 5);
+      const before = lockLines(pid);
+      expect(before).toEqual([ // fd 3 is the output file
+        '4 FLOCK ADVISORY WRITE 0 EOF',
+        '5 POSIX ADVISORY READ 10 29', '5 POSIX ADVISORY WRITE 100 EOF', // shown on the descriptor they were taken through
+        '7 OFDLCK ADVISORY WRITE 0 4095',
+      ]);
+      const chk = crimg(['check', String(pid), '--json']);
+      expect(JSON.parse(chk.stdout).reasons).toEqual([]);
+      // dumped while it runs: the locks are still its own, so a restore cannot take them
+      const live = path.join(dir, 'locks-live.crimg');
+      const d = crimg(['dump', String(pid), '-o', live, '--quiet']);
+      expect(d.code, d.stderr).toBe(0);
+      const shown = crimg(['show', live]).stdout;
+      expect(shown).toContain('lock flock write 0..EOF');
+      expect(shown).toContain('lock POSIX read 10..29');
+      const busy = crimg(['restore', live]);
+      expect(busy.code).toBe(1);
+      expect(busy.stderr).toMatch(/^crimg: RESTORE: step file lock at fd 4 \S+\/a write lock 0\.\.EOF: .*EAGAIN.*; stub \d+ killed\n$/);
+      expect(stubsRunning()).toEqual([]);
+      expect(tryFlock(path.join(ldir, 'a'))).toBe(1); // the original still has it
+
+      const img = path.join(dir, 'locks.crimg');
+      await dumpKill(pid, img);
+      expect(tryFlock(path.join(ldir, 'a'))).toBe(0); // gone with the process
+      const r = restoreCli(img);
+      pids.push(r);
+      const n0 = lines(out).length;
+      await waitFor('lines after restore', () => lines(out).length >= n0 + 3);
+      // the same locks on the same fds, and they exclude others again
+      expect(lockLines(r)).toEqual(before);
+      expect(tryFlock(path.join(ldir, 'a'))).toBe(1);
+    } finally {
+      for (const p of pids) killHard(p);
+    }
+  });
+});
+
 /** Eight separate anonymous regions of 64 KiB, one per piece of advice (or mlock); prints their addresses to argv[1]. */
 const VMFLAGS_C = `
 #define _GNU_SOURCE

@@ -22,14 +22,14 @@ import { CrimgError, ioError } from '../errors.js';
 import { kernels } from '../kernels/index.js';
 import type { Kernels } from '../kernels/api.js';
 import { claimRegion, releaseRegion } from '../kernels/arena.js';
-import { type Model, type Task, type Thread, type Vma, FdKind, SIGEV, VmaFlags, FXSAVE_BYTES, NREGS } from '../model.js';
+import { type Model, type Task, type Thread, type Vma, FdKind, LOCK_EOF, LOCK_KIND, SIGEV, VmaFlags, FXSAVE_BYTES, NREGS } from '../model.js';
 import { Image } from '../reader.js';
 import { isFileVma } from '../elf/export.js';
 import type { Msg } from './pb.js';
 import { imageBytes, type MagicName } from './img.js';
 import {
   CORE_MARCH_X86_64, CRTOOLS_IMAGES_V1_1, FD_TYPE_REG, MAP, PE_PRESENT, TASK_ALIVE, TASK_STOPPED, TASK_ZOMBIE, VMA,
-  X86_REGS_NATIVE, type MessageName,
+  X86_REGS_NATIVE, CRIU_FL, type MessageName,
 } from './proto.js';
 import { GPREG_FIELDS, XSAVE_PARTS, SIG_SLOTS, O_DIRECTORY, FD_CLOEXEC, MADV_BITS, MAP_LOCKED } from './layout.js';
 import { pageSpans } from '../pagespans.js';
@@ -399,6 +399,13 @@ export async function toCriuImages(src: Model | Image, dir: string, opts: CriuEx
       }
     }
     put('files.img', 'FILES', files.entries.map((e) => ['file_entry', e]));
+    // file locks: one filelocks.img for the dump (CRIU restores each entry in the task of its pid, on its fd)
+    const flag = { [LOCK_KIND.FLOCK]: CRIU_FL.FLOCK, [LOCK_KIND.POSIX]: CRIU_FL.POSIX, [LOCK_KIND.OFD]: CRIU_FL.OFD } as Record<number, number>;
+    const locks: [MessageName, Msg][] = model.tasks.flatMap((t) => t.files.filter((f) => regularFd(f.kind, f.path)).flatMap((f) => (f.locks ?? []).map((l): [MessageName, Msg] => ['file_lock_entry', {
+      flag: flag[l.kind]!, type: l.write ? 1 : 0, pid: t.pid, fd: f.fd,
+      start: l.kind === LOCK_KIND.FLOCK ? 0n : l.start, len: l.kind === LOCK_KIND.FLOCK || l.end === LOCK_EOF ? 0n : l.end - l.start + 1n,
+    }])));
+    if (locks.length) put('filelocks.img', 'FILE_LOCKS', locks);
     // the host and domain names of the UTS namespaces the tasks use
     for (const ns of model.namespaces) {
       if (ns.kind !== 'uts' || (ns.nodename === undefined && ns.domainname === undefined) || ns.id <= 0n || ns.id > 0xffffffffn) continue;

@@ -12,14 +12,14 @@ import { CrimgError } from '../errors.js';
 import type { Kernels } from '../kernels/api.js';
 import {
   type Model, type Namespace, type Task, type Thread, type Vma, type PageSource, type OpenFile, type NocrReason, type SigAction, type Itimer, type PosixTimer, type Credentials,
-  type XState, FdKind, NS_KINDS, VmaFlags, NO_PAGES, defaultRlimits, emptyCreds, emptyNsIds, newThread, FXSAVE_BYTES,
+  type XState, FdKind, LOCK_EOF, LOCK_KIND, NS_KINDS, VmaFlags, NO_PAGES, defaultRlimits, emptyCreds, emptyNsIds, newThread, FXSAVE_BYTES,
 } from '../model.js';
 import { type Source, openSource } from '../source.js';
 import { intelXsaveSize } from '../elf/xsave.js';
 import type { Msg } from './pb.js';
 import { readImage, readOne, readMagic, type ImageEntry } from './img.js';
 import {
-  MAGIC, CORE_MARCH_X86_64, X86_REGS_NATIVE, FD_TYPE_REG, MAP, PE_PARENT, PE_PRESENT, TASK_STOPPED, TASK_ZOMBIE, VMA,
+  MAGIC, CORE_MARCH_X86_64, X86_REGS_NATIVE, FD_TYPE_REG, MAP, PE_PARENT, PE_PRESENT, TASK_STOPPED, TASK_ZOMBIE, VMA, CRIU_FL,
 } from './proto.js';
 import { GPREG_FIELDS, XSAVE_PARTS, SIG_SLOTS, O_DIRECTORY, FD_CLOEXEC, S_IFMT, S_IFDIR, S_IFREG, MADV_BITS, MAP_LOCKED } from './layout.js';
 
@@ -234,6 +234,7 @@ export function fromCriuImages(dir: string, opts: CriuImportOptions = {}): CriuI
     if (ver !== 1 && ver !== 2) fail('inventory.img', `img_version ${ver} is not one crimg reads (1 or 2)`, inv.offset);
     const fdinfoPerId = inv.msg.fdinfo_per_id === true;
     const tree = readImage(dir, 'pstree.img', 'PSTREE', 'pstree_entry')!;
+    const lockEntries = readImage(dir, 'filelocks.img', 'FILE_LOCKS', 'file_lock_entry', 'file_lock_entry', true) ?? [];
     if (tree.length === 0) fail('pstree.img', 'no tasks');
 
     // files.img (images of CRIU 3.x) or reg-files.img (older)
@@ -347,6 +348,23 @@ export function fromCriuImages(dir: string, opts: CriuImportOptions = {}): CriuI
         files.push({
           fd: fdn, kind: fileKind(mode, flags), path: r.name as string, flags, pos: u64(r.pos), mode,
           cloexec: (num(e.msg.flags) & FD_CLOEXEC) !== 0, devMajor: 0, devMinor: 0, inode: 0n, size: r.size !== undefined ? u64(r.size) : 0n,
+        });
+      }
+
+      // file locks of this task (filelocks.img entries with its pid), on the fds they name
+      const kindOf: Record<number, number> = { [CRIU_FL.FLOCK]: LOCK_KIND.FLOCK, [CRIU_FL.POSIX]: LOCK_KIND.POSIX, [CRIU_FL.OFD]: LOCK_KIND.OFD };
+      for (const e of lockEntries) {
+        if (num(e.msg.pid) !== pid) continue;
+        const fdn = num(e.msg.fd), flag = num(e.msg.flag), kind = kindOf[flag];
+        const f = files.find((x) => x.fd === fdn);
+        const start = BigInt(e.msg.start as bigint), len = BigInt(e.msg.len as bigint);
+        if (!kind || !f || start < 0n || len < 0n) {
+          nocr.push({ code: 'FILE_LOCK', pid, text: `filelocks.img: a lock (flag ${flag}) on fd ${fdn}${f ? '' : ', which crimg does not import'} is not imported` });
+          continue;
+        }
+        (f.locks ??= []).push({
+          kind, write: num(e.msg.type) === 1, start: kind === LOCK_KIND.FLOCK ? 0n : start,
+          end: kind === LOCK_KIND.FLOCK || len === 0n ? LOCK_EOF : start + len - 1n,
         });
       }
 

@@ -94,7 +94,7 @@ function writeValue(w: Writer, f: FieldDef, v: unknown): void {
     }
     case 'sint32': { const n = toNum(v, f); w.tag(f.num, WT_VARINT); w.varint(n >= 0 ? n * 2 : -n * 2 - 1); return; }
     case 'bool': w.tag(f.num, WT_VARINT); w.varint(v ? 1 : 0); return;
-    case 'uint64': w.tag(f.num, WT_VARINT); w.varint64(toBig(v, f)); return;
+    case 'uint64': case 'int64': w.tag(f.num, WT_VARINT); w.varint64(toBig(v, f)); return; // int64: two's complement
     case 'sint64': { const n = toBig(v, f); w.tag(f.num, WT_VARINT); w.varint64(n >= 0n ? n * 2n : -n * 2n - 1n); return; }
     case 'fixed64': w.tag(f.num, WT_I64); w.fixed64(toBig(v, f)); return;
     case 'string': { const b = te.encode(String(v)); w.tag(f.num, WT_LEN); w.varint(b.length); w.bytes(b); return; }
@@ -106,7 +106,7 @@ function writeValue(w: Writer, f: FieldDef, v: unknown): void {
 /** Zero value of a required scalar field that the caller left out. */
 function zeroOf(f: FieldDef): unknown {
   switch (f.type) {
-    case 'uint64': case 'sint64': case 'fixed64': return 0n;
+    case 'uint64': case 'int64': case 'sint64': case 'fixed64': return 0n;
     case 'string': return '';
     case 'bytes': return new Uint8Array(0);
     case 'bool': return false;
@@ -190,6 +190,7 @@ function readScalar(r: Reader, f: FieldDef, start: number): unknown {
     case 'sint32': { const v = Number(BigInt.asUintN(32, r.varint64())); return (v >>> 1) ^ -(v & 1); }
     case 'bool': return r.varint64() !== 0n;
     case 'uint64': return r.varint64();
+    case 'int64': return BigInt.asIntN(64, r.varint64());
     case 'sint64': { const v = r.varint64(); return (v >> 1n) ^ -(v & 1n); }
     case 'fixed64': { r.need(8); const v = new DataView(r.b.buffer, r.b.byteOffset + r.pos, 8).getBigUint64(0, true); r.pos += 8; return v; }
     default: fail(r.at, start, `field ${f.name} is not a scalar`);

@@ -8,7 +8,7 @@
  */
 
 export type FieldType =
-  | 'uint32' | 'int32' | 'sint32' | 'uint64' | 'sint64' | 'fixed64' | 'bool' | 'enum' | 'string' | 'bytes' | 'message';
+  | 'uint32' | 'int32' | 'sint32' | 'uint64' | 'int64' | 'sint64' | 'fixed64' | 'bool' | 'enum' | 'string' | 'bytes' | 'message';
 export type Label = 'required' | 'optional' | 'repeated';
 
 export interface FieldDef {
@@ -119,6 +119,15 @@ const TABLE = {
     [15, rep, 'message', 'sigactions', 'sa_entry'],
   ],
   // timer.proto
+  // file-lock.proto: one filelocks.img for the whole dump; type F_RDLCK 0 / F_WRLCK 1; len 0 = to the end of the file
+  file_lock_entry: [
+    [1, req, 'uint32', 'flag'],
+    [2, req, 'uint32', 'type'],
+    [3, req, 'int32', 'pid'],
+    [4, req, 'int32', 'fd'],
+    [5, req, 'int64', 'start'],
+    [6, req, 'int64', 'len'],
+  ],
   task_timers_entry: [
     [1, req, 'message', 'real', 'itimer_entry'],
     [2, req, 'message', 'virt', 'itimer_entry'],
@@ -312,7 +321,11 @@ export const MAGIC = {
   FILES: 0x56303138,
   REG_FILES: 0x50363636,
   UTSNS: 0x54473203,
+  FILE_LOCKS: 0x54323616,
 } as const;
+
+/** file_lock_entry.flag (CRIU's FL_*). */
+export const CRIU_FL = { POSIX: 1, FLOCK: 2, OFD: 4, LEASE: 8 } as const;
 
 /** inventory_entry.img_version: CRTOOLS_IMAGES_V1_1 (common magic at the head of every image but inventory). */
 export const CRTOOLS_IMAGES_V1_1 = 2;

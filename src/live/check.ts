@@ -9,7 +9,7 @@ import { type NocrReason, POSIX_TIMER_CLOCKS, SIGEV } from '../model.js';
 import {
   type FdInfo, type MapEntry, PF_KTHREAD, S_IFBLK, S_IFCHR, S_IFIFO, S_IFSOCK, allPids, devMajor, devMinor, fileType,
   isDeletedPath, isMemfdPath, isSharedAnonPath, isSysvShmPath, listChildren, procPath, readFds, readMaps, readStat,
-  readPosixTimers, readStatus, stripDeleted, tracerPid, tryReadlink, type ProcTimer,
+  parseLockLine, readPosixTimers, readStatus, stripDeleted, tracerPid, tryReadlink, type ProcTimer,
 } from './proc.js';
 
 /** The reason codes `check` can report, with what they mean. */
@@ -36,7 +36,7 @@ export const NOCR_CODES = {
   TTY: 'an open terminal: terminal state and the session\'s controlling terminal are not saved',
   FILE_DELETED: 'an open or mapped file that was deleted: it cannot be reopened by path',
   FILE_UNREACHABLE: 'an open file whose path no longer leads to the same file (renamed, replaced or in another mount namespace)',
-  FILE_LOCK: 'a file lock (POSIX, flock or OFD): locks are not saved',
+  FILE_LOCK: 'a file lease or delegation, or a lock on a file crimg does not reopen: not saved (flock, POSIX and OFD locks on regular files and directories are)',
   MEMFD: 'a memfd (file or shared mapping): its contents are not saved',
   SYSV_SHM: 'a System V shared memory segment: the segment is not saved',
   POSIX_SHM: 'a POSIX shared memory object (/dev/shm) mapped shared: other users of it are not checkpointed',
@@ -183,7 +183,8 @@ function fdReasons(pid: number, f: FdInfo, outside: Outside, add: (code: NocrCod
   } else {
     add('FILE_UNREACHABLE', `${what} is ${link}, which has no path crimg can reopen`);
   }
-  if (f.locks.length) add('FILE_LOCK', `${what} (${link}) holds ${f.locks.length === 1 ? 'a lock' : `${f.locks.length} locks`}; locks are not saved`);
+  const odd = f.locks.filter((l) => !parseLockLine(l));
+  if (odd.length) add('FILE_LOCK', `${what} (${link}) holds ${odd.length === 1 ? 'a lease or lock' : `${odd.length} leases or locks`} crimg cannot restore (${odd[0]!.trim()})`);
 }
 
 /** Whether a POSIX timer can be saved and restored (see the POSIX_TIMERS record). */

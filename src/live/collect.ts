@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { CrimgError } from '../errors.js';
 import {
-  type Mm, type Namespace, type OpenFile, type Task, type Thread, type Uts, type Vma, FdKind, NO_PAGES, NS_KINDS, Prot, VMFLAG_MNEMONICS, VmaFlags,
+  type Mm, type Namespace, type OpenFile, type Task, type Thread, type Uts, type Vma, type FileLock, FdKind, LOCK_EOF, LOCK_KIND, NO_PAGES, NS_KINDS, Prot, VMFLAG_MNEMONICS, VmaFlags,
   newThread,
 } from '../model.js';
 import { guessLayout, toIntelExt, XSAVE_MIN_BYTES } from '../elf/xsave.js';
@@ -17,7 +17,7 @@ import {
 import {
   type FdInfo, type MapEntry, S_IFDIR, S_IFREG, devMajor, devMinor, fileType, isDeletedPath, isMemfdPath,
   isPseudoPath, isSharedAnonPath, isSysvShmPath, procPath, readAuxv, readFds, readLimits, readMaps, readNsIds, readNulList,
-  readPersonality, readStat, readStatus, statusCreds, statusSigPending, stripDeleted, tryReadlink,
+  parseLockLine, readPersonality, readStat, readStatus, statusCreds, statusSigPending, stripDeleted, tryReadlink,
 } from './proc.js';
 import { LivePageSource, type PagePolicy, ProcMemory, PAGE } from './pages.js';
 
@@ -149,6 +149,31 @@ export function openFileOf(f: FdInfo): OpenFile {
   };
 }
 
+/**
+ * The open files, each lock on the lowest fd that shows it: /proc shows a flock or OFD lock on every fd of its open
+ * file description and a POSIX lock on every fd of the file, but each is taken once at restore.
+ */
+export function withLocks(fds: FdInfo[]): OpenFile[] {
+  const seen = new Set<string>();
+  const kinds = { FLOCK: LOCK_KIND.FLOCK, POSIX: LOCK_KIND.POSIX, OFDLCK: LOCK_KIND.OFD };
+  return [...fds].sort((a, b) => a.fd - b.fd).map((f) => {
+    const file = openFileOf(f);
+    if (file.kind === FdKind.OTHER) return file;
+    const locks: FileLock[] = [];
+    for (const line of f.locks) {
+      const l = parseLockLine(line);
+      if (!l) continue; // check.ts reports it
+      const lock = { kind: kinds[l.kind], write: l.write, start: l.start, end: l.end ?? LOCK_EOF };
+      const key = `${file.devMajor}:${file.devMinor}:${file.inode}:${lock.kind}:${lock.write}:${lock.start}:${lock.end}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      locks.push(lock);
+    }
+    if (locks.length) file.locks = locks;
+    return file;
+  });
+}
+
 // ------------------------------------------------------------------ the task
 
 /** Everything but the threads of one process (call while it is frozen). */
@@ -166,7 +191,7 @@ export function collectTask(pid: number, threads: Thread[], mem: ProcMemory, fds
     exe: stripDeleted(exe), cwd: stripDeleted(link('cwd')), root: link('root'),
     args, env, personality: readPersonality(pid), exitSignal: st.exitSignal,
     creds: statusCreds(status), rlimits: readLimits(pid), ns: readNsIds(pid),
-    threads, mm: collectMm(pid, mem, smaps), files: (fds ?? readFds(pid)).map(openFileOf), nocr: [],
+    threads, mm: collectMm(pid, mem, smaps), files: withLocks(fds ?? readFds(pid)), nocr: [],
   };
 }
 

@@ -72,6 +72,15 @@ export function readPosixTimers(pid: number): ProcTimer[] {
   return out;
 }
 
+/** A lock line of /proc/PID/fdinfo/FD ("1: POSIX  ADVISORY  WRITE 123 fe:00:456 0 EOF"), parsed; null for kinds
+ *  crimg does not restore (leases, delegations) or a line it cannot read. */
+export interface ProcLock { kind: 'FLOCK' | 'POSIX' | 'OFDLCK'; write: boolean; start: bigint; end: bigint | null }
+export function parseLockLine(v: string): ProcLock | null {
+  const m = /^\d+:\s+(FLOCK|POSIX|OFDLCK)\s+ADVISORY\s+(READ|WRITE)\s+-?\d+\s+[0-9a-f]+:[0-9a-f]+:\d+\s+(\d+)\s+(EOF|\d+)$/.exec(v.trim());
+  if (!m) return null;
+  return { kind: m[1] as ProcLock['kind'], write: m[2] === 'WRITE', start: BigInt(m[3]!), end: m[4] === 'EOF' ? null : BigInt(m[4]!) };
+}
+
 export type Status = Map<string, string>;
 
 export function readStatus(pid: number, tid?: number): Status {

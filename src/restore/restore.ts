@@ -34,7 +34,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { CrimgError } from '../errors.js';
-import { FdKind, SIGEV, VmaFlags, type PosixTimer, type Task, type Thread, type Vma } from '../model.js';
+import { FdKind, LOCK_EOF, LOCK_KIND, SIGEV, VmaFlags, type PosixTimer, type Task, type Thread, type Vma } from '../model.js';
 import type { Image } from '../reader.js';
 import {
   NT, PTRACE, PTRACE_O, SIG, WAIT, isSysError, kill, ptrace, ptraceDetach, ptraceGetRegset, ptraceGetRseq,
@@ -298,6 +298,36 @@ export async function restoreImage(image: Image, opts: RestoreOptions = {}): Pro
 }
 
 type StepFn = <T>(name: string, at: string, fn: () => T) => T;
+
+const SYS_FLOCK = 73, F_SETLK = 6, F_OFD_SETLK = 37, F_RDLCK = 0, F_WRLCK = 1, LOCK_SH = 1, LOCK_EX = 2, LOCK_NB = 4;
+
+/**
+ * The file locks, taken last (a POSIX lock goes away when the process closes any descriptor of its file, and crimg
+ * closes its own along the way): flock, or fcntl F_SETLK / F_OFD_SETLK on the bytes recorded, none of them waiting.
+ * A lock someone else holds now fails the restore (EAGAIN) rather than leave the task believing it has it.
+ */
+function restoreLocks(task: Task, ti: Injector, data: bigint, step: StepFn): void {
+  const fl = new Uint8Array(32);
+  const dv = new DataView(fl.buffer);
+  for (const f of task.files) {
+    for (const l of f.locks ?? []) {
+      const at = `fd ${f.fd} ${f.path} ${l.write ? 'write' : 'read'} lock ${l.start}..${l.end === LOCK_EOF ? 'EOF' : l.end}`;
+      if (l.kind === LOCK_KIND.FLOCK) {
+        step('file lock', at, () => ti.call(SYS_FLOCK, [f.fd, (l.write ? LOCK_EX : LOCK_SH) | LOCK_NB], 'flock'));
+        continue;
+      }
+      fl.fill(0);
+      dv.setInt16(0, l.write ? F_WRLCK : F_RDLCK, true);
+      dv.setInt16(2, 0, true); // SEEK_SET
+      dv.setBigInt64(8, l.start, true);
+      dv.setBigInt64(16, l.end === LOCK_EOF ? 0n : l.end - l.start + 1n, true); // 0: to the end of the file
+      step('file lock', at, () => {
+        ti.write(data, fl);
+        ti.call(NR.fcntl, [f.fd, l.kind === LOCK_KIND.OFD ? F_OFD_SETLK : F_SETLK, data], l.kind === LOCK_KIND.OFD ? 'F_OFD_SETLK' : 'F_SETLK');
+      });
+    }
+  }
+}
 
 const PR_TIMER_CREATE_RESTORE_IDS = 77;
 const SYS_RT_TGSIGQUEUEINFO = 297, SI_TIMER = -2;
@@ -643,6 +673,7 @@ async function build(image: Image, task: Task, stub: Stub, tids: number[], step:
       batchFor(ti)('interval timers', its.map((x, i) => ({ nr: NR.setitimer, args: [x.which, data + BigInt(32 * i), 0], at: `timer ${x.which}` })));
     }
     if (th === leaderTh && task.posixTimers?.length) restorePosixTimers(task, pid, ti, injs, data, step);
+    if (th === leaderTh) restoreLocks(task, ti, data, step);
     if (th === leaderTh) {
       if (opts.failAt === 'unmap park') throw new Step('unmap park', hex(park), new Error('failing on purpose (failAt)'));
       step('unmap park', hex(park), () => ti.callAtExit(NR.munmap, [park, PARK_CODE + PARK_DATA]));
