@@ -145,6 +145,7 @@ export function showText(model: Model, img: Image | null): string {
     });
     for (const f of t.files) {
       out.push(`${ind}  fd ${String(f.fd).padStart(3)} ${(FD_KIND_NAMES[f.kind] ?? 'other').padEnd(9)} pos ${f.pos} flags ${h(f.flags)} ${f.path}`);
+      if (f.anon) out.push(`${ind}         ${['', 'eventfd', 'timerfd', 'signalfd', 'epoll'][f.anon.kind] ?? 'anon'} ${f.anon.values.map((v) => v.toString()).join(' ')}`);
       for (const l of f.locks ?? []) {
         out.push(`${ind}         lock ${['', 'flock', 'POSIX', 'OFD'][l.kind]} ${l.write ? 'write' : 'read'} ${l.start}..${l.end === LOCK_EOF ? 'EOF' : l.end}`);
       }

@@ -194,7 +194,16 @@ export interface OpenFile {
   size: bigint;
   /** Locks held through this descriptor (each lock on one of the fds that reach it); undefined: none. */
   locks?: FileLock[];
+  /** An eventfd, timerfd, signalfd or epoll (kind OTHER): the object's state; undefined for other files. */
+  anon?: AnonFd;
 }
+
+/** Anonymous-inode files crimg saves whole (see src/live/anonfd.ts). */
+export const ANON_KIND = { EVENTFD: 1, TIMERFD: 2, SIGNALFD: 3, EPOLL: 4 } as const;
+
+/** The state of an anonymous-inode file, as the ANON_FD record holds it: eventfd (count, semaphore 0/1), timerfd
+ *  (clock, settime flags, interval ns, remaining ns, ticks), signalfd (mask), epoll ((fd, events, data) triples). */
+export interface AnonFd { kind: number; values: bigint[] }
 
 /** Kinds of file lock: flock(2) (per open file description), POSIX fcntl (per process), OFD fcntl (per description). */
 export const LOCK_KIND = { FLOCK: 1, POSIX: 2, OFD: 3 } as const;

@@ -13,7 +13,7 @@ import type { Kernels } from './kernels/api.js';
 import { claimRegion, claimSlot, releaseRegion, releaseSlot } from './kernels/arena.js';
 import {
   ARCH_X86_64, type Credentials, type Mm, type Model, type Namespace, type NamespaceIds, NS_KINDS,
-  type Itimer, type PosixTimer, SIGEV, POSIX_TIMER_CLOCKS, type FileLock, FdKind, LOCK_EOF, LOCK_KIND, type NocrReason, type OpenFile, type SigAction, type PageSource, type Task, type Thread, type Vma, MM_FIELD_NAMES,
+  type Itimer, type PosixTimer, SIGEV, POSIX_TIMER_CLOCKS, type FileLock, FdKind, LOCK_EOF, LOCK_KIND, type AnonFd, ANON_KIND, type NocrReason, type OpenFile, type SigAction, type PageSource, type Task, type Thread, type Vma, MM_FIELD_NAMES,
 } from './model.js';
 import {
   CHECKSUM_XXH3_64, FORMAT_MAJOR, FORMAT_MINOR, INDEX_ENTRY_BYTES, K, MAGIC, MAX_INDEX_RECORD, MAX_META_RECORD,
@@ -698,6 +698,25 @@ function locksOf(r: Rec, v: bigint[], f: OpenFile, bad: (r: Rec, why: string) =>
   return out;
 }
 
+/** An ANON_FD record -> AnonFd, checked: a file of kind other, known kind, the number of values and their ranges. */
+function anonOf(r: Rec, f: Fields, file: OpenFile, bad: (r: Rec, why: string) => never): AnonFd {
+  const kind = f.anonKind as number, v = f.values as bigint[];
+  if (f.reserved !== 0) bad(r, 'reserved field not zero');
+  if (file.kind !== FdKind.OTHER) bad(r, `fd ${file.fd} is a regular file or directory`);
+  const want = { [ANON_KIND.EVENTFD]: 2, [ANON_KIND.TIMERFD]: 5, [ANON_KIND.SIGNALFD]: 1 }[kind];
+  if (kind === ANON_KIND.EPOLL) {
+    if (v.length % 3) bad(r, `fd ${file.fd}: ${v.length} values are not (fd, events, data) triples`);
+    for (let i = 0; i < v.length; i += 3) if (v[i]! > 0x7fffffffn || v[i + 1]! > 0xffffffffn) bad(r, `fd ${file.fd}: watch of fd ${v[i]} with events ${v[i + 1]}`);
+  } else if (want === undefined) {
+    bad(r, `fd ${file.fd}: anonymous file kind ${kind} is none of eventfd, timerfd, signalfd, epoll`);
+  } else if (v.length !== want) {
+    bad(r, `fd ${file.fd}: ${v.length} values for a kind ${kind} file, expected ${want}`);
+  }
+  if (kind === ANON_KIND.EVENTFD && (v[0]! >= 0xffffffffffffffffn || v[1]! > 1n)) bad(r, `fd ${file.fd}: eventfd count ${v[0]} / semaphore ${v[1]}`);
+  if (kind === ANON_KIND.TIMERFD && (![0n, 1n, 7n, 8n, 9n].includes(v[0]!) || v[1]! > 3n)) bad(r, `fd ${file.fd}: timerfd clock ${v[0]} / flags ${v[1]}`);
+  return { kind, values: v };
+}
+
 /** SIGACTS quintuples -> SigAction[], checked: signals 1..64, ascending, no SIG_DFL entries. */
 function sigactionsOf(r: Rec, v: bigint[], bad: (r: Rec, why: string) => never): SigAction[] {
   if (v.length % 5) bad(r, `${v.length} values are not (signal, handler, flags, restorer, mask) quintuples`);
@@ -915,6 +934,7 @@ function parse(rs: RecordStream, mode: ReadMode, setRuns: (v: Vma, r: PageRec[])
       task.mm = mm;
     }
     const fds = new Set<number>();
+    const anonRecs = new Map<OpenFile, Rec>();
     for (let i = 0; i < (tf.nfiles as number); i++) {
       const r = expect(K.FD, `file ${i} of ${tf.nfiles} of task ${task.pid}`);
       const f = fields(r);
@@ -926,10 +946,21 @@ function parse(rs: RecordStream, mode: ReadMode, setRuns: (v: Vma, r: PageRec[])
         mode: f.mode as number, cloexec: f.cloexec !== 0, devMajor: f.devMajor as number, devMinor: f.devMinor as number,
         inode: f.inode as bigint, size: f.size as bigint,
       };
-      const lk = nextKnown();
-      if (lk && lk.kind === K.FLOCKS) file.locks = locksOf(lk, fields(lk).locks as bigint[], file, bad);
-      else pending = lk;
+      let opt = nextKnown();
+      if (opt && opt.kind === K.FLOCKS) { file.locks = locksOf(opt, fields(opt).locks as bigint[], file, bad); opt = nextKnown(); }
+      if (opt && opt.kind === K.ANON_FD) { file.anon = anonOf(opt, fields(opt), file, bad); anonRecs.set(file, opt); opt = nextKnown(); }
+      pending = opt;
       task.files.push(file);
+    }
+    // an epoll watches fds of the task, none of them an epoll
+    for (const [file, r] of anonRecs) {
+      if (file.anon!.kind !== ANON_KIND.EPOLL) continue;
+      const v = file.anon!.values;
+      for (let i = 0; i < v.length; i += 3) {
+        const t = task.files.find((x) => BigInt(x.fd) === v[i]);
+        if (!t) return bad(r, `epoll fd ${file.fd} watches fd ${v[i]}, which the task does not have`);
+        if (t.anon?.kind === ANON_KIND.EPOLL) bad(r, `epoll fd ${file.fd} watches another epoll (fd ${t.fd})`);
+      }
     }
     for (let i = 0; i < (tf.nnocr as number); i++) {
       const f = fields(expect(K.NOCR, `nocr reason ${i} of task ${task.pid}`));

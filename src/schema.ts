@@ -81,6 +81,7 @@ export const K = {
   PAGES: 0x0303,
   FD: 0x0401,
   FLOCKS: 0x0402,
+  ANON_FD: 0x0403,
   INDEX: 0x7f01,
   TRAILER: 0x7fff,
 } as const;
@@ -196,6 +197,13 @@ export const RECORDS: readonly RecordDef[] = [
     doc: 'Optional, right after its FD: the file locks held through that descriptor (absent: none).',
     fields: [['locks', 'u64[]', '(kind, type, start, end) quadruples: kind 1 flock, 2 POSIX (fcntl F_SETLK), 3 OFD (F_OFD_SETLK); '
       + 'type 0 read (shared), 1 write (exclusive); the bytes start..end, end 2^64-1 = to the end of the file (flock: 0, 2^64-1)']],
+  },
+  {
+    kind: K.ANON_FD, name: 'ANON_FD', parent: K.FD,
+    doc: 'Optional, after its FD (kind 2, other): the state of an eventfd, timerfd, signalfd or epoll instance (absent: another kind of file).',
+    fields: [['anonKind', 'u32', '1 eventfd, 2 timerfd, 3 signalfd, 4 epoll'], ['reserved', 'u32', '0'],
+      ['values', 'u64[]', 'eventfd: count, semaphore (0/1); timerfd: clock, settime flags, interval ns, remaining ns, ticks (expirations not read); '
+        + 'signalfd: signal mask; epoll: (fd, events, data) triples, its interest list (each fd one of the task\'s, not an epoll)']],
   },
   { kind: K.NOCR, name: 'NOCR', parent: K.TASK, doc: 'A reason the task cannot be checkpointed or restarted faithfully.', fields: [['pid', 'i32'], ['code', 'str'], ['text', 'str']] },
   {

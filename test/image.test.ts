@@ -145,6 +145,38 @@ describe('round trips', () => {
       }
       data.locks = undefined;
       tmpdir.locks = undefined;
+      // eventfd, timerfd, signalfd, epoll: round trip, then what the reader refuses
+      const anonFile = (fd: number, what: string, kind: number, values: bigint[]): (typeof t.files)[number] => ({
+        fd, kind: 2, path: `anon_inode:[${what}]`, flags: 0o4002, pos: 0n, mode: 0o600, cloexec: fd === 13, devMajor: 0, devMinor: 15, inode: 1000n + BigInt(fd), size: 0n,
+        anon: { kind, values },
+      });
+      const nfiles = t.files.length;
+      t.files.push(anonFile(10, 'eventfd', 1, [5n, 1n]), anonFile(11, 'timerfd', 2, [1n, 0n, 10_000_000n, 3_000_000n, 2n]),
+        anonFile(12, 'signalfd', 3, [1n << 9n]), anonFile(13, 'eventpoll', 4, [11n, 0x19n, 111n, 12n, 0x80000019n, 222n]));
+      const aimg = readImage(await toBytes(model));
+      expect(aimg.model.tasks[0]!.files.slice(nfiles)).toEqual(t.files.slice(nfiles));
+      expect(showText(aimg.model, aimg)).toContain('epoll 11 25 111 12 2147483673 222');
+      aimg.close();
+      for (const [i, values, why] of [
+        [0, [5n], /1 values for a kind 1 file, expected 2/],
+        [0, [5n, 2n], /eventfd count 5 \/ semaphore 2/],
+        [1, [3n, 0n, 0n, 0n, 0n], /timerfd clock 3/],
+        [3, [11n, 1n], /not \(fd, events, data\) triples/],
+        [3, [99n, 1n, 0n], /watches fd 99, which the task does not have/],
+        [3, [13n, 1n, 0n], /watches another epoll/],
+      ] as const) {
+        const f = t.files[nfiles + i]!;
+        const keep = f.anon!.values;
+        f.anon!.values = [...values];
+        let err: unknown;
+        try { readImage(await toBytes(model)); } catch (e) { err = e; }
+        f.anon!.values = keep;
+        expect((err as { code?: string }).code, String(why)).toBe('BAD_RECORD');
+        expect((err as Error).message).toMatch(why);
+      }
+      t.files[nfiles]!.anon!.kind = 9;
+      await expect((async () => readImage(await toBytes(model)))()).rejects.toThrow(/kind 9 is none of/);
+      t.files.splice(nfiles);
       // dispositions the reader refuses: out of range, out of order, a SIG_DFL entry
       for (const [bad, why] of [
         [[{ sig: 65, handler: 1n, flags: 0n, restorer: 0n, mask: 0n }], /signal 65 out of range/],

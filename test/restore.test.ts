@@ -51,11 +51,25 @@ afterAll(() => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-/** Compiles a C program given as text into the test directory; returns the executable's path. */
+/** Put before every program compileC builds: open_out(path) closes every inherited fd above 2 and opens path for
+ *  appending, line-buffered (the programs' output). */
+const C_COMMON = `#define _GNU_SOURCE
+#include <stdio.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+__attribute__((unused)) static FILE *open_out(const char *path) {
+  syscall(SYS_close_range, 3, ~0U, 0);
+  FILE *f = fopen(path, "a");
+  setvbuf(f, 0, _IOLBF, 0);
+  return f;
+}
+`;
+
+/** Compiles a C program given as text (after C_COMMON) into the test directory; returns the executable's path. */
 function compileC(name: string, code: string, extra: string[] = []): string {
   const src = path.join(dir, `${name}.c`);
   const exe = path.join(dir, name);
-  fs.writeFileSync(src, code);
+  fs.writeFileSync(src, C_COMMON + code);
   const cc = spawnSync('gcc', ['-O1', ...extra, '-o', exe, src], { encoding: 'utf8' });
   expect(cc.status, cc.stderr).toBe(0);
   return exe;
@@ -908,9 +922,7 @@ static void onC(int s, siginfo_t *si, void *u) {
 static void *worker(void *a) { (void)a; isWorker = 1; ready = (int)syscall(SYS_gettid); for (;;) pause(); return 0; }
 int main(int argc, char **argv) {
   (void)argc;
-  syscall(SYS_close_range, 3, ~0U, 0);
-  FILE *out = fopen(argv[1], "a");
-  setvbuf(out, 0, _IOLBF, 0);
+  FILE *out = open_out(argv[1]);
   struct sigaction sa = {0};
   sa.sa_flags = SA_SIGINFO | SA_RESTART;
   sa.sa_sigaction = onA; sigaction(SIGUSR1, &sa, 0);
@@ -1000,9 +1012,7 @@ const LOCKS_C = `
 #include <unistd.h>
 int main(int argc, char **argv) {
   (void)argc;
-  syscall(SYS_close_range, 3, ~0U, 0);
-  FILE *out = fopen(argv[1], "a");
-  setvbuf(out, 0, _IOLBF, 0);
+  FILE *out = open_out(argv[1]);
   char p[4096];
   snprintf(p, sizeof p, "%s/a", argv[2]); int a = open(p, O_RDWR | O_CREAT, 0644);
   snprintf(p, sizeof p, "%s/b", argv[2]); int b = open(p, O_RDWR | O_CREAT, 0644); int b2 = open(p, O_RDONLY);
@@ -1068,6 +1078,102 @@ describe('file locks', () => {
       // the same locks on the same fds, and they exclude others again
       expect(lockLines(r)).toEqual(before);
       expect(tryFlock(path.join(ldir, 'a'))).toBe(1);
+    } finally {
+      for (const p of pids) killHard(p);
+    }
+  });
+});
+
+/** An event loop: an eventfd (count 5, semaphore, non-blocking), a timerfd (MONOTONIC, every 10 ms), a signalfd for
+ *  SIGUSR1 (blocked), and an epoll watching the timerfd (data 111) and the signalfd (data 222, edge-triggered).
+ *  Each wakeup reads what is ready; when argv[2] exists the eventfd is read once (semaphore: 1). Every 20 ms or so
+ *  a line "n ticks usr1 efdReads efdValue bad" to argv[1]. */
+const ANONFD_C = `
+#define _GNU_SOURCE
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+  (void)argc;
+  FILE *out = open_out(argv[1]);
+  int efd = eventfd(5, EFD_SEMAPHORE | EFD_NONBLOCK);
+  int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK);
+  struct itimerspec its = {{0, 10000000}, {0, 10000000}};
+  timerfd_settime(tfd, 0, &its, 0);
+  sigset_t m; sigemptyset(&m); sigaddset(&m, SIGUSR1); sigprocmask(SIG_BLOCK, &m, 0);
+  int sfd = signalfd(-1, &m, SFD_NONBLOCK);
+  int ep = epoll_create1(EPOLL_CLOEXEC);
+  struct epoll_event e = { .events = EPOLLIN, .data.u64 = 111 };
+  epoll_ctl(ep, EPOLL_CTL_ADD, tfd, &e);
+  e.events = EPOLLIN | EPOLLET; e.data.u64 = 222;
+  epoll_ctl(ep, EPOLL_CTL_ADD, sfd, &e);
+  if (efd < 0 || tfd < 0 || sfd < 0 || ep < 0) return 1;
+  long ticks = 0, usr1 = 0, reads = 0, bad = 0, last = 0;
+  uint64_t ev = 0;
+  for (long n = 1;; ) {
+    struct epoll_event evs[4];
+    int k = epoll_wait(ep, evs, 4, 200);
+    for (int i = 0; i < k; i++) {
+      uint64_t v;
+      if (evs[i].data.u64 == 111) { if (read(tfd, &v, 8) == 8) ticks += (long)v; }
+      else if (evs[i].data.u64 == 222) { struct signalfd_siginfo si; while (read(sfd, &si, sizeof si) == sizeof si) { if (si.ssi_signo == SIGUSR1) usr1++; else bad++; } }
+      else bad++;
+    }
+    if (!reads && access(argv[2], F_OK) == 0) { if (read(efd, &ev, 8) == 8) reads++; else bad++; }
+    if (ticks >= last + 2) { last = ticks; fprintf(out, "%ld %ld %ld %ld %lu %ld\\n", n++, ticks, usr1, reads, (unsigned long)ev, bad); }
+  }
+}
+`;
+
+describe('eventfd, timerfd, signalfd, epoll', () => {
+  it('are dumped with their state and rebuilt: the event loop goes on (timer ticks, a signal through the signalfd, the eventfd count)', async () => {
+    const exe = compileC('anonfd', ANONFD_C);
+    const out = path.join(dir, 'anonfd.out');
+    const trigger = path.join(dir, 'anonfd.go');
+    const pid = start(exe, [out, trigger]);
+    const pids = [pid];
+    const last = (): number[] => (lines(out).at(-1) ?? '0 0 0 0 0 0').split(' ').map(Number);
+    const fdinfo = (p: number, fd: number): string => fs.readFileSync(`/proc/${p}/fdinfo/${fd}`, 'latin1');
+    try {
+      await waitFor('ticks', () => last()[1]! >= 10);
+      process.kill(pid, 'SIGUSR1');
+      await waitFor('SIGUSR1 through the signalfd', () => last()[2] === 1);
+      const chk = crimg(['check', String(pid), '--json']);
+      expect(JSON.parse(chk.stdout).reasons).toEqual([]);
+      const img = path.join(dir, 'anonfd.crimg');
+      await dumpKill(pid, img);
+      const atDump = last();
+      const m = readImage(img);
+      try {
+        const anon = m.model.tasks[0]!.files.filter((f) => f.anon).map((f) => [f.fd, f.anon!.kind, f.anon!.values.length]);
+        expect(anon).toEqual([[4, 1, 2], [5, 2, 5], [6, 3, 1], [7, 4, 6]]);
+        const byFd = new Map(m.model.tasks[0]!.files.map((f) => [f.fd, f]));
+        expect(byFd.get(4)!.anon!.values).toEqual([5n, 1n]); // count 5, semaphore
+        expect(byFd.get(5)!.anon!.values.slice(0, 3)).toEqual([1n, 0n, 10_000_000n]); // MONOTONIC, relative, 10 ms
+        expect(byFd.get(6)!.anon!.values).toEqual([1n << 9n]); // SIGUSR1
+        expect(byFd.get(7)!.anon!.values).toEqual([5n, 0x19n, 111n, 6n, 0x80000019n, 222n]); // EPOLLERR | EPOLLHUP come with every watch
+        expect(byFd.get(7)!.cloexec).toBe(true);
+      } finally { m.close(); }
+      const r = restoreCli(img);
+      pids.push(r);
+      await waitFor('ticks after restore', () => last()[1]! >= atDump[1]! + 20);
+      process.kill(r, 'SIGUSR1');
+      await waitFor('SIGUSR1 through the restored signalfd', () => last()[2] === 2);
+      fs.writeFileSync(trigger, '');
+      await waitFor('the eventfd read', () => last()[3] === 1);
+      expect(last()[4]).toBe(1); // semaphore mode: one at a time
+      expect(last()[5]).toBe(0);
+      expect(fdinfo(r, 4)).toMatch(/eventfd-count:\s+4\n/);
+      expect(fdinfo(r, 5)).toMatch(/clockid: 1\n/);
+      expect(fdinfo(r, 6)).toMatch(/sigmask:\s+0000000000000200\n/);
+      expect(fdinfo(r, 7)).toMatch(/tfd:\s+5 events:\s+19 data:\s+6f/);
+      expect(fdinfo(r, 7)).toMatch(/tfd:\s+6 events:\s+80000019 data:\s+de/);
     } finally {
       for (const p of pids) killHard(p);
     }

@@ -6,6 +6,7 @@
  */
 import * as fs from 'node:fs';
 import { type NocrReason, POSIX_TIMER_CLOCKS, SIGEV } from '../model.js';
+import { anonState } from './anonfd.js';
 import {
   type FdInfo, type MapEntry, PF_KTHREAD, S_IFBLK, S_IFCHR, S_IFIFO, S_IFSOCK, allPids, devMajor, devMinor, fileType,
   isDeletedPath, isMemfdPath, isSharedAnonPath, isSysvShmPath, listChildren, procPath, readFds, readMaps, readStat,
@@ -19,13 +20,13 @@ export const NOCR_CODES = {
   SOCKET: 'an open socket: connection state and queued data are not saved',
   PIPE: 'an open pipe: the pipe and its buffered data are not saved (the other end may be outside the tree)',
   FIFO: 'an open named pipe (FIFO): its buffered data and the other end are not saved',
-  EVENTFD: 'an eventfd: its counter is not saved',
-  SIGNALFD: 'a signalfd: not saved',
-  TIMERFD: 'a timerfd: the timer is not saved',
+  EVENTFD: 'an eventfd whose counter fdinfo does not show',
+  SIGNALFD: 'a signalfd whose mask fdinfo does not show',
+  TIMERFD: 'a timerfd crimg cannot set up again (TFD_TIMER_CANCEL_ON_SET)',
   POSIX_TIMER: 'a POSIX timer (timer_create) on a clock crimg cannot restore it on (a thread\'s CPU time, another process\'s clock), or notifying in a way it does not know',
   INOTIFY: 'an inotify instance: its watches and queued events are not saved',
   FANOTIFY: 'a fanotify instance: its marks and queued events are not saved',
-  EPOLL: 'an epoll instance: its interest list is not saved',
+  EPOLL: 'an epoll instance watching a file no longer at the fd it was added with, or another epoll',
   IO_URING: 'an io_uring instance: rings and in-flight requests are not saved',
   USERFAULTFD: 'a userfaultfd: registered ranges and pending faults are not saved',
   PIDFD: 'a pidfd: refers to a process that will not exist after a restart',
@@ -135,10 +136,15 @@ function anonInodeCode(link: string): NocrCode | null {
 
 const others = (pids: number[]): string => (pids.length === 1 ? `process ${pids[0]}` : `processes ${pids.slice(0, 5).join(', ')}${pids.length > 5 ? ', ...' : ''}`);
 
-function fdReasons(pid: number, f: FdInfo, outside: Outside, add: (code: NocrCode, text: string) => void): void {
+function fdReasons(pid: number, f: FdInfo, all: FdInfo[], outside: Outside, add: (code: NocrCode, text: string) => void): void {
   const what = `fd ${f.fd}`;
   const link = f.link;
   const anon = anonInodeCode(link);
+  const state = anonState(f, all);
+  if (anon && state) { // an eventfd, timerfd, signalfd or epoll: saved unless something about it is not
+    if ('problem' in state) add(anon, `${what} is ${link}: ${state.problem}`);
+    return;
+  }
   if (anon) {
     add(anon, `${what} is ${anon === 'ANON_INODE' ? `an anonymous-inode file (${link})` : `${link}`}, which crimg cannot save or rebuild`);
     return;
@@ -246,7 +252,8 @@ export function checkProcesses(pids: number[], opts: CheckOptions = {}): NocrRea
       for (const t of readPosixTimers(pid).filter((x) => !posixTimerSupported(x))) {
         add('POSIX_TIMER', `process ${pid} has POSIX timer ${t.id} on clock ${t.clock} (notify ${t.notify}), which crimg cannot restore`);
       }
-      for (const f of opts.fds?.get(pid) ?? readFds(pid)) fdReasons(pid, f, outside, add);
+      const fds = opts.fds?.get(pid) ?? readFds(pid);
+      for (const f of fds) fdReasons(pid, f, fds, outside, add);
       mapReasons(pid, opts.maps?.get(pid) ?? readMaps(pid, true), outside, add);
       const kids = listChildren(pid).filter((c) => !tree.has(c));
       if (kids.length) {

@@ -11,6 +11,7 @@ import {
   newThread,
 } from '../model.js';
 import { guessLayout, toIntelExt, XSAVE_MIN_BYTES } from '../elf/xsave.js';
+import { anonState } from './anonfd.js';
 import {
   NT, addressOf, isSysError, ptraceGetRegs, ptraceGetRegset, ptraceGetRseq, ptraceGetSigmask, syscall,
 } from './libc.js';
@@ -150,15 +151,20 @@ export function openFileOf(f: FdInfo): OpenFile {
 }
 
 /**
- * The open files, each lock on the lowest fd that shows it: /proc shows a flock or OFD lock on every fd of its open
- * file description and a POSIX lock on every fd of the file, but each is taken once at restore.
+ * The open files, with the state of eventfds, timerfds, signalfds and epolls (anonfd.ts), and each lock on the
+ * lowest fd that shows it: /proc shows a flock or OFD lock on every fd of its open file description, but each is
+ * taken once at restore.
  */
 export function withLocks(fds: FdInfo[]): OpenFile[] {
   const seen = new Set<string>();
   const kinds = { FLOCK: LOCK_KIND.FLOCK, POSIX: LOCK_KIND.POSIX, OFDLCK: LOCK_KIND.OFD };
   return [...fds].sort((a, b) => a.fd - b.fd).map((f) => {
     const file = openFileOf(f);
-    if (file.kind === FdKind.OTHER) return file;
+    if (file.kind === FdKind.OTHER) {
+      const a = anonState(f, fds);
+      if (a && 'anon' in a) file.anon = a.anon; // else check.ts reports it
+      return file;
+    }
     const locks: FileLock[] = [];
     for (const line of f.locks) {
       const l = parseLockLine(line);

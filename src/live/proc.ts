@@ -261,6 +261,8 @@ export interface FdInfo {
   mntId: number;
   /** "lock:" lines of fdinfo. */
   locks: string[];
+  /** "tfd:" lines of an epoll's fdinfo (its interest list), after the "tfd:". */
+  tfds: string[];
   /** Extra fdinfo lines (eventfd-count, inotify wd ...). */
   extra: Map<string, string>;
 }
@@ -275,7 +277,7 @@ export function readFds(pid: number): FdInfo[] {
     if (link === null) continue; // closed meanwhile
     let stat: fs.BigIntStats | null = null;
     try { stat = fs.statSync(procPath(pid, `fd/${fd}`), { bigint: true }); } catch { /* e.g. closed */ }
-    const info: FdInfo = { fd, link, stat, pos: 0n, flags: 0, mntId: 0, locks: [], extra: new Map() };
+    const info: FdInfo = { fd, link, stat, pos: 0n, flags: 0, mntId: 0, locks: [], tfds: [], extra: new Map() };
     try {
       for (const line of readText(procPath(pid, `fdinfo/${fd}`)).split('\n')) {
         const i = line.indexOf(':');
@@ -286,6 +288,7 @@ export function readFds(pid: number): FdInfo[] {
         else if (k === 'flags') info.flags = parseInt(v, 8) || 0;
         else if (k === 'mnt_id') info.mntId = parseInt(v, 10) || 0;
         else if (k === 'lock') info.locks.push(v);
+        else if (k === 'tfd') info.tfds.push(v);
         else info.extra.set(k, v);
       }
     } catch { /* closed meanwhile */ }

@@ -34,7 +34,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { CrimgError } from '../errors.js';
-import { FdKind, LOCK_EOF, LOCK_KIND, SIGEV, VmaFlags, type PosixTimer, type Task, type Thread, type Vma } from '../model.js';
+import { ANON_KIND, FdKind, LOCK_EOF, LOCK_KIND, SIGEV, VmaFlags, type OpenFile, type PosixTimer, type Task, type Thread, type Vma } from '../model.js';
+import { createAnon } from '../live/anonfd.js';
 import type { Image } from '../reader.js';
 import {
   NT, PTRACE, PTRACE_O, SIG, WAIT, isSysError, kill, ptrace, ptraceDetach, ptraceGetRegset, ptraceGetRseq,
@@ -605,7 +606,7 @@ async function build(image: Image, task: Task, stub: Stub, tids: number[], step:
     batch('signal handlers', acts.map((a, i) => ({ nr: NR.rt_sigaction, args: [a.sig, data + BigInt(32 * i), 0, 8], at: `signal ${a.sig}` })));
   }
   if (task.cwd) step('cwd', task.cwd, () => inj.call(NR.chdir, [str(task.cwd)], task.cwd));
-  restoreFiles(task, pid, inj, str, step, batch, opts);
+  restoreFiles(task, pid, inj, str, data, step, batch, opts);
 
   // ---- 6. threads (with pidNs, each at its own tid), then credentials in every thread (they are per thread:
   // cloning first keeps clone3's set_tid privileged, and the new threads need no privilege the task lacks)
@@ -738,27 +739,37 @@ function restoreCreds(task: Task, inj: Injector, data: bigint, step: StepFn, bat
   if (c.fsuid !== c.euid) step('fsuid', String(c.fsuid), () => inj.raw(NR.setfsuid, c.fsuid));
 }
 
-function restoreFiles(task: Task, pid: number, inj: Injector, str: (s: string, off?: bigint) => bigint, step: StepFn, batch: BatchFn, opts: RestoreOptions): void {
+function restoreFiles(task: Task, pid: number, inj: Injector, str: (s: string, off?: bigint) => bigint, data: bigint, step: StepFn, batch: BatchFn, opts: RestoreOptions): void {
   const inherit = new Set<number>();
   for (const f of task.files) if (opts.inheritStdio && f.fd <= 2 && f.kind === FdKind.OTHER && !fdReopenable(f)) inherit.add(f.fd);
   const have = step('list stub fds', '', () => readFds(pid).map((f) => f.fd));
   batch('close stub fd', have.filter((fd) => !inherit.has(fd)).map((fd) => ({ nr: NR.close, args: [fd], at: `fd ${fd}` })));
-  for (const f of [...task.files].sort((a, b) => a.fd - b.fd)) {
+  const place = (f: OpenFile, at: string, got: number): void => {
+    if (got === f.fd) return;
+    step('dup file', at, () => {
+      inj.call(NR.dup3, [got, f.fd, f.cloexec ? O_CLOEXEC : 0]);
+      inj.call(NR.close, [got]);
+    });
+  };
+  // eventfd, timerfd, signalfd (in fd order with the others) and epoll (last: its watched fds must be in place)
+  const anon = (f: OpenFile): void => {
+    const at = `fd ${f.fd} ${f.path}`;
+    place(f, at, step('create file', at, () => createAnon(f, (nr, args, detail) => inj.call(nr, args, detail), (b) => { inj.write(data, b); return data; })));
+  };
+  const sorted = [...task.files].sort((a, b) => a.fd - b.fd);
+  for (const f of sorted) {
     if (inherit.has(f.fd)) continue;
+    if (f.anon) { if (f.anon.kind !== ANON_KIND.EPOLL) anon(f); continue; }
     const at = `fd ${f.fd} ${f.path}`;
     const dir = f.kind === FdKind.DIRECTORY;
     let flags = (f.flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_CLOEXEC)) | O_NOCTTY;
     if (dir) flags = (flags & ~O_ACCMODE) | O_DIRECTORY;
     if (f.cloexec) flags |= O_CLOEXEC;
     const got = step('open file', at, () => Number(inj.call(NR.openat, [AT_FDCWD, str(f.path), flags, 0], f.path)));
-    if (got !== f.fd) {
-      step('dup file', at, () => {
-        inj.call(NR.dup3, [got, f.fd, f.cloexec ? O_CLOEXEC : 0]);
-        inj.call(NR.close, [got]);
-      });
-    }
+    place(f, at, got);
     if (f.kind === FdKind.REGULAR || (dir && f.pos !== 0n)) {
       step('seek file', `${at} pos ${f.pos}`, () => inj.call(NR.lseek, [f.fd, f.pos, 0]));
     }
   }
+  for (const f of sorted) if (f.anon?.kind === ANON_KIND.EPOLL && !inherit.has(f.fd)) anon(f);
 }

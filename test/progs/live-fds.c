@@ -4,10 +4,11 @@
  *
  *   live-fds DIR
  *
- * fds: a socketpair, a pipe, an eventfd, a memfd (also mapped shared), a signalfd,
- * a timerfd, an epoll instance, an inotify instance, and DIR/gone opened and then
- * deleted; and a POSIX timer on the thread CPU-time clock (crimg restores other POSIX
- * timers, not that one). Prints "READY pid=P" when set up.
+ * fds: a socketpair, a pipe, an eventfd and a signalfd (both saved), a memfd (also
+ * mapped shared), a timerfd armed with TFD_TIMER_CANCEL_ON_SET, an epoll instance
+ * watching another, an inotify instance, and DIR/gone opened and then deleted; and a
+ * POSIX timer on the thread CPU-time clock (crimg restores other POSIX timers, not
+ * that one). Prints "READY pid=P" when set up.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -41,10 +42,14 @@ int main(int argc, char **argv) {
   sigaddset(&s, SIGUSR1);
   sigprocmask(SIG_BLOCK, &s, NULL);
   if (signalfd(-1, &s, 0) < 0) { perror("signalfd"); return 1; }
-  if (timerfd_create(CLOCK_MONOTONIC, 0) < 0) { perror("timerfd"); return 1; }
+  int tf = timerfd_create(CLOCK_REALTIME, 0);
+  struct itimerspec far = {{0, 0}, {4000000000, 0}}; /* cancelled when the clock is set: crimg cannot arm it so */
+  if (tf < 0 || timerfd_settime(tf, TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET, &far, NULL) < 0) { perror("timerfd"); return 1; }
   timer_t tm;
   if (timer_create(CLOCK_THREAD_CPUTIME_ID, NULL, &tm) < 0) { perror("timer_create"); return 1; }
-  if (epoll_create1(0) < 0) { perror("epoll"); return 1; }
+  int ep1 = epoll_create1(0), ep2 = epoll_create1(0); /* one watching the other: crimg does not rebuild that */
+  struct epoll_event ee = { .events = EPOLLIN };
+  if (ep1 < 0 || ep2 < 0 || epoll_ctl(ep2, EPOLL_CTL_ADD, ep1, &ee) < 0) { perror("epoll"); return 1; }
   if (inotify_init1(0) < 0) { perror("inotify"); return 1; }
   char path[4096];
   snprintf(path, sizeof path, "%s/gone", argv[1]);
