@@ -196,7 +196,13 @@ export interface OpenFile {
   locks?: FileLock[];
   /** An eventfd, timerfd, signalfd or epoll (kind OTHER): the object's state; undefined for other files. */
   anon?: AnonFd;
+  /** One end of a pipe the task holds (kind OTHER, path pipe:[INO]); undefined for other files. */
+  pipe?: PipeEnd;
 }
+
+/** An end of a pipe: the pipe's inode (the fds of one pipe share it), which end, the capacity, and on the pipe's
+ *  lowest fd the bytes buffered in it. */
+export interface PipeEnd { ino: bigint; write: boolean; size: number; data?: Uint8Array }
 
 /** Anonymous-inode files crimg saves whole (see src/live/anonfd.ts). */
 export const ANON_KIND = { EVENTFD: 1, TIMERFD: 2, SIGNALFD: 3, EPOLL: 4 } as const;

@@ -13,7 +13,7 @@ import type { Kernels } from './kernels/api.js';
 import { claimRegion, claimSlot, releaseRegion, releaseSlot } from './kernels/arena.js';
 import {
   ARCH_X86_64, type Credentials, type Mm, type Model, type Namespace, type NamespaceIds, NS_KINDS,
-  type Itimer, type PosixTimer, SIGEV, POSIX_TIMER_CLOCKS, type FileLock, FdKind, LOCK_EOF, LOCK_KIND, type AnonFd, ANON_KIND, type NocrReason, type OpenFile, type SigAction, type PageSource, type Task, type Thread, type Vma, MM_FIELD_NAMES,
+  type Itimer, type PosixTimer, SIGEV, POSIX_TIMER_CLOCKS, type FileLock, FdKind, LOCK_EOF, LOCK_KIND, type AnonFd, ANON_KIND, type PipeEnd, type NocrReason, type OpenFile, type SigAction, type PageSource, type Task, type Thread, type Vma, MM_FIELD_NAMES,
 } from './model.js';
 import {
   CHECKSUM_XXH3_64, FORMAT_MAJOR, FORMAT_MINOR, INDEX_ENTRY_BYTES, K, MAGIC, MAX_INDEX_RECORD, MAX_META_RECORD,
@@ -698,6 +698,19 @@ function locksOf(r: Rec, v: bigint[], f: OpenFile, bad: (r: Rec, why: string) =>
   return out;
 }
 
+/** A PIPE record -> PipeEnd, checked: a file of kind other, end 0/1, capacity a power of two >= 4096, the bytes
+ *  within it. Files come in fd order, so the first of a pipe is its lowest fd. */
+function pipeOf(r: Rec, f: Fields, file: OpenFile, bad: (r: Rec, why: string) => never): PipeEnd {
+  const end = f.end as number, size = f.size as number, data = f.data as Uint8Array;
+  if (file.kind !== FdKind.OTHER) bad(r, `fd ${file.fd} is a regular file or directory`);
+  if (end > 1) bad(r, `fd ${file.fd}: pipe end ${end}`);
+  if (size < 4096 || (size & (size - 1)) !== 0) bad(r, `fd ${file.fd}: pipe capacity ${size}`);
+  if (data.length > size) bad(r, `fd ${file.fd}: ${data.length} bytes buffered in a pipe of ${size}`);
+  const pe: PipeEnd = { ino: f.pipeIno as bigint, write: end === 1, size };
+  if (data.length) pe.data = data;
+  return pe;
+}
+
 /** An ANON_FD record -> AnonFd, checked: a file of kind other, known kind, the number of values and their ranges. */
 function anonOf(r: Rec, f: Fields, file: OpenFile, bad: (r: Rec, why: string) => never): AnonFd {
   const kind = f.anonKind as number, v = f.values as bigint[];
@@ -935,6 +948,7 @@ function parse(rs: RecordStream, mode: ReadMode, setRuns: (v: Vma, r: PageRec[])
     }
     const fds = new Set<number>();
     const anonRecs = new Map<OpenFile, Rec>();
+    const pipeRecs = new Map<OpenFile, Rec>();
     for (let i = 0; i < (tf.nfiles as number); i++) {
       const r = expect(K.FD, `file ${i} of ${tf.nfiles} of task ${task.pid}`);
       const f = fields(r);
@@ -949,8 +963,17 @@ function parse(rs: RecordStream, mode: ReadMode, setRuns: (v: Vma, r: PageRec[])
       let opt = nextKnown();
       if (opt && opt.kind === K.FLOCKS) { file.locks = locksOf(opt, fields(opt).locks as bigint[], file, bad); opt = nextKnown(); }
       if (opt && opt.kind === K.ANON_FD) { file.anon = anonOf(opt, fields(opt), file, bad); anonRecs.set(file, opt); opt = nextKnown(); }
+      if (opt && opt.kind === K.PIPE) { file.pipe = pipeOf(opt, fields(opt), file, bad); pipeRecs.set(file, opt); opt = nextKnown(); }
       pending = opt;
       task.files.push(file);
+    }
+    // the buffered bytes of a pipe are on its lowest fd, which has the pipe's capacity like its other fds
+    const pipeFirst = new Map<bigint, OpenFile>();
+    for (const [file, r] of pipeRecs) {
+      const first = pipeFirst.get(file.pipe!.ino);
+      if (!first) { pipeFirst.set(file.pipe!.ino, file); continue; }
+      if (file.pipe!.data?.length) bad(r, `fd ${file.fd} carries bytes of pipe ${file.pipe!.ino}, whose lowest fd is ${first.fd}`);
+      if (file.pipe!.size !== first.pipe!.size) bad(r, `fd ${file.fd} gives pipe ${file.pipe!.ino} capacity ${file.pipe!.size}, fd ${first.fd} ${first.pipe!.size}`);
     }
     // an epoll watches fds of the task, none of them an epoll
     for (const [file, r] of anonRecs) {

@@ -82,6 +82,7 @@ export const K = {
   FD: 0x0401,
   FLOCKS: 0x0402,
   ANON_FD: 0x0403,
+  PIPE: 0x0404,
   INDEX: 0x7f01,
   TRAILER: 0x7fff,
 } as const;
@@ -204,6 +205,13 @@ export const RECORDS: readonly RecordDef[] = [
     fields: [['anonKind', 'u32', '1 eventfd, 2 timerfd, 3 signalfd, 4 epoll'], ['reserved', 'u32', '0'],
       ['values', 'u64[]', 'eventfd: count, semaphore (0/1); timerfd: clock, settime flags, interval ns, remaining ns, ticks (expirations not read); '
         + 'signalfd: signal mask; epoll: (fd, events, data) triples, its interest list (each fd one of the task\'s, not an epoll)']],
+  },
+  {
+    kind: K.PIPE, name: 'PIPE', parent: K.FD,
+    doc: 'Optional, after its FD (kind 2, other): one end of a pipe the task holds (absent: another kind of file).',
+    fields: [['pipeIno', 'u64', 'inode of the pipe: the fds of one pipe share it'], ['end', 'u32', '0 read end, 1 write end'],
+      ['size', 'u32', 'capacity in bytes (F_GETPIPE_SZ): a power of two, at least 4096'],
+      ['data', 'raw', 'the bytes buffered in the pipe, in the record of its first fd in the image (the lowest: files are in fd order; empty in the others)']],
   },
   { kind: K.NOCR, name: 'NOCR', parent: K.TASK, doc: 'A reason the task cannot be checkpointed or restarted faithfully.', fields: [['pid', 'i32'], ['code', 'str'], ['text', 'str']] },
   {

@@ -410,6 +410,8 @@ async function writeTask(w: RecordWriter, t: Task, onProgress?: (n: number) => v
     if ((p = w.record(K.FD, f as unknown as Fields, 0, { fdKind: f.kind, cloexec: f.cloexec ? 1 : 0 }))) await p;
     if (f.locks?.length && (p = w.record(K.FLOCKS, { locks: f.locks.flatMap((l) => [BigInt(l.kind), l.write ? 1n : 0n, l.start, l.end]) }))) await p;
     if (f.anon && (p = w.record(K.ANON_FD, { anonKind: f.anon.kind, reserved: 0, values: f.anon.values }))) await p;
+    const pe = f.pipe;
+    if (pe && (p = w.record(K.PIPE, { pipeIno: pe.ino, end: pe.write ? 1 : 0, size: pe.size, data: pe.data ?? new Uint8Array(0) }))) await p;
   }
   for (const r of t.nocr) if ((p = w.record(K.NOCR, r as unknown as Fields))) await p;
 }

@@ -177,6 +177,31 @@ describe('round trips', () => {
       t.files[nfiles]!.anon!.kind = 9;
       await expect((async () => readImage(await toBytes(model)))()).rejects.toThrow(/kind 9 is none of/);
       t.files.splice(nfiles);
+      // pipes: round trip (the bytes on the first fd of a pipe), then what the reader refuses
+      const pipeFile = (fd: number, write: boolean, data?: string): (typeof t.files)[number] => ({
+        fd, kind: 2, path: 'pipe:[4242]', flags: write ? 1 : 0o4000, pos: 0n, mode: 0o10600, cloexec: false, devMajor: 0, devMinor: 14, inode: 4242n, size: 0n,
+        pipe: { ino: 4242n, write, size: 131072, ...(data ? { data: new TextEncoder().encode(data) } : {}) },
+      });
+      t.files.push(pipeFile(20, false, 'hello-pipe'), pipeFile(21, true));
+      const pimg2 = readImage(await toBytes(model));
+      expect(pimg2.model.tasks[0]!.files.slice(nfiles)).toEqual(t.files.slice(nfiles));
+      pimg2.close();
+      for (const [i, change, why] of [
+        [1, { data: new Uint8Array([1]) }, /fd 21 carries bytes of pipe 4242, whose lowest fd is 20/],
+        [1, { size: 65536 }, /fd 21 gives pipe 4242 capacity 65536, fd 20 131072/],
+        [0, { size: 5000 }, /pipe capacity 5000/],
+        [0, { size: 4096, data: new Uint8Array(4097) }, /4097 bytes buffered in a pipe of 4096/],
+      ] as const) {
+        const f = t.files[nfiles + i]!;
+        const keep = f.pipe!;
+        f.pipe = { ...keep, ...change };
+        let err: unknown;
+        try { readImage(await toBytes(model)); } catch (e) { err = e; }
+        f.pipe = keep;
+        expect((err as { code?: string }).code, String(why)).toBe('BAD_RECORD');
+        expect((err as Error).message).toMatch(why);
+      }
+      t.files.splice(nfiles);
       // dispositions the reader refuses: out of range, out of order, a SIG_DFL entry
       for (const [bad, why] of [
         [[{ sig: 65, handler: 1n, flags: 0n, restorer: 0n, mask: 0n }], /signal 65 out of range/],

@@ -1180,6 +1180,80 @@ describe('eventfd, timerfd, signalfd, epoll', () => {
   });
 });
 
+/** Pipes of its own: p1 (both ends, 128 KiB, "hello-pipe" buffered, non-blocking read end, the write end also on a
+ *  second fd), p2 (write end only: its reader closed), p3 (read end only: "tail-data" buffered, then its writer
+ *  closed). Lines "n" to argv[1]; once argv[2] exists, one line "got1=.. size1=.. got3=.. eof3=.. epipe2=..". */
+const PIPES_C = `
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <time.h>
+int main(int argc, char **argv) {
+  (void)argc;
+  FILE *out = open_out(argv[1]);
+  signal(SIGPIPE, SIG_IGN);
+  int p1[2], p2[2], p3[2];
+  if (pipe(p1) || pipe(p2) || pipe(p3)) return 1;
+  fcntl(p1[1], F_SETPIPE_SZ, 128 * 1024);
+  fcntl(p1[0], F_SETFL, O_NONBLOCK);
+  if (write(p1[1], "hello-pipe", 10) != 10 || write(p3[1], "tail-data", 9) != 9) return 2;
+  int w1b = dup(p1[1]);
+  close(p2[0]); close(p3[1]);
+  (void)w1b;
+  for (int n = 1, done = 0;; n++) {
+    if (!done && access(argv[2], F_OK) == 0) {
+      char b1[64] = {0}, b3[64] = {0};
+      long g1 = read(p1[0], b1, sizeof b1 - 1), g3 = read(p3[0], b3, sizeof b3 - 1), e3 = read(p3[0], b3 + 60, 1);
+      long w2 = write(p2[1], "x", 1);
+      int epipe = w2 < 0 && errno == EPIPE;
+      long again = read(p1[0], b1 + 40, 1);
+      fprintf(out, "got1=%s size1=%d got3=%s eof3=%d epipe2=%d again1=%d\\n", g1 > 0 ? b1 : "-", fcntl(p1[0], F_GETPIPE_SZ), g3 > 0 ? b3 : "-",
+        e3 == 0, epipe, again < 0 && errno == EAGAIN);
+      done = 1;
+    } else fprintf(out, "%d\\n", n);
+    struct timespec ts = {0, 20000000};
+    nanosleep(&ts, 0);
+  }
+}
+`;
+
+describe('pipes of the task', () => {
+  it('come back with their bytes, capacity, flags and closed ends', async () => {
+    const exe = compileC('pipes', PIPES_C);
+    const out = path.join(dir, 'pipes.out');
+    const trigger = path.join(dir, 'pipes.go');
+    const pid = start(exe, [out, trigger]);
+    const pids = [pid];
+    try {
+      await waitFor('lines', () => lines(out).length >= 3);
+      const chk = crimg(['check', String(pid), '--json']);
+      expect(JSON.parse(chk.stdout).reasons).toEqual([]);
+      const img = path.join(dir, 'pipes.crimg');
+      await dumpKill(pid, img);
+      const m = readImage(img);
+      try {
+        const ps = m.model.tasks[0]!.files.filter((f) => f.pipe).map((f) => [f.fd, f.pipe!.write, f.pipe!.size, Buffer.from(f.pipe!.data ?? []).toString()]);
+        expect(ps).toEqual([[4, false, 131072, 'hello-pipe'], [5, true, 131072, ''], [7, true, 65536, ''], [8, false, 65536, 'tail-data'], [10, true, 131072, '']]);
+      } finally { m.close(); }
+      const r = restoreCli(img);
+      pids.push(r);
+      const n0 = lines(out).length;
+      await waitFor('lines after restore', () => lines(out).length >= n0 + 3);
+      const link = (fd: number): string => fs.readlinkSync(`/proc/${r}/fd/${fd}`);
+      expect(link(4)).toBe(link(5));
+      expect(link(4)).toBe(link(10));
+      expect(link(4)).not.toBe(link(7));
+      expect(fs.existsSync(`/proc/${r}/fd/6`)).toBe(false); // p2's read end was closed
+      fs.writeFileSync(trigger, '');
+      await waitFor('the pipes read', () => lines(out).some((l) => l.startsWith('got1=')));
+      expect(lines(out).find((l) => l.startsWith('got1='))).toBe('got1=hello-pipe size1=131072 got3=tail-data eof3=1 epipe2=1 again1=1');
+    } finally {
+      for (const p of pids) killHard(p);
+    }
+  });
+});
+
 /** Eight separate anonymous regions of 64 KiB, one per piece of advice (or mlock); prints their addresses to argv[1]. */
 const VMFLAGS_C = `
 #define _GNU_SOURCE

@@ -18,7 +18,7 @@ export const NOCR_CODES = {
   TRACED: 'the task is traced by another process (debugger, strace)',
   SECCOMP: 'the task runs under seccomp (strict mode or filters), which crimg does not save',
   SOCKET: 'an open socket: connection state and queued data are not saved',
-  PIPE: 'an open pipe: the pipe and its buffered data are not saved (the other end may be outside the tree)',
+  PIPE: 'a pipe also held by another process (outside the tree, or another task of it: crimg restores one task at a time); a task\'s own pipes are saved with their bytes',
   FIFO: 'an open named pipe (FIFO): its buffered data and the other end are not saved',
   EVENTFD: 'an eventfd whose counter fdinfo does not show',
   SIGNALFD: 'a signalfd whose mask fdinfo does not show',
@@ -63,6 +63,8 @@ export interface CheckOptions {
   maps?: Map<number, MapEntry[]>;
   /** Do not look at processes outside the tree (a warm-up run whose answer is not used). */
   quick?: boolean;
+  /** Filled with the links (pipe:[N]) of pipes another process also holds: not the task's own (pipes.ts). */
+  sharedPipes?: Set<string>;
 }
 
 const SAFE_CHAR_DEVICES = new Set(['1:3', '1:5', '1:7', '1:8', '1:9']); // null zero full random urandom
@@ -72,6 +74,7 @@ const isTtyMajor = (maj: number): boolean => maj === 4 || maj === 5 || (maj >= 1
 class Outside {
   private links: Map<string, number[]> | null = null;
   private shmem: Map<string, number[]> | null = null;
+  private inTree: Map<string, number[]> | null = null;
   constructor(readonly tree: Set<number>, readonly quick = false) {}
 
   holdersOfLink(link: string): number[] {
@@ -92,6 +95,25 @@ class Outside {
       }
     }
     return this.links.get(link) ?? [];
+  }
+
+  /** Processes of the tree that hold `link` (pipe:[N], socket:[N]). */
+  holdersInTree(link: string): number[] {
+    if (!this.inTree) {
+      this.inTree = new Map();
+      for (const p of this.tree) {
+        let names: string[] = [];
+        try { names = fs.readdirSync(procPath(p, 'fd')); } catch { continue; }
+        for (const n of names) {
+          const l = tryReadlink(procPath(p, `fd/${n}`));
+          if (!l || !l.startsWith('pipe:')) continue;
+          const a = this.inTree.get(l) ?? [];
+          if (!a.includes(p)) a.push(p);
+          this.inTree.set(l, a);
+        }
+      }
+    }
+    return this.inTree.get(link) ?? [];
   }
 
   holdersOfShmem(key: string): number[] {
@@ -136,7 +158,7 @@ function anonInodeCode(link: string): NocrCode | null {
 
 const others = (pids: number[]): string => (pids.length === 1 ? `process ${pids[0]}` : `processes ${pids.slice(0, 5).join(', ')}${pids.length > 5 ? ', ...' : ''}`);
 
-function fdReasons(pid: number, f: FdInfo, all: FdInfo[], outside: Outside, add: (code: NocrCode, text: string) => void): void {
+function fdReasons(pid: number, f: FdInfo, all: FdInfo[], outside: Outside, add: (code: NocrCode, text: string) => void, shared?: Set<string>): void {
   const what = `fd ${f.fd}`;
   const link = f.link;
   const anon = anonInodeCode(link);
@@ -160,9 +182,11 @@ function fdReasons(pid: number, f: FdInfo, all: FdInfo[], outside: Outside, add:
   if (t === S_IFIFO) {
     if (link.startsWith('pipe:')) {
       const ext = outside.holdersOfLink(link);
-      add('PIPE', ext.length
-        ? `${what} is a pipe (${link}) whose other end is held by ${others(ext)} outside the tree`
-        : `${what} is a pipe (${link}) inside the tree; pipes and their buffered data are not saved`);
+      const mates = outside.holdersInTree(link).filter((p) => p !== pid);
+      if (ext.length || mates.length) shared?.add(link);
+      if (ext.length) add('PIPE', `${what} is a pipe (${link}) also held by ${others(ext)} outside the tree`);
+      else if (mates.length) add('PIPE', `${what} is a pipe (${link}) shared with ${others(mates)} of the tree; crimg restores one task at a time`);
+      // else: the task's own (both ends, or one with the other closed): saved with its bytes (pipes.ts)
     } else {
       add('FIFO', `${what} is the named pipe ${link}; its data and the other end are not saved`);
     }
@@ -253,7 +277,7 @@ export function checkProcesses(pids: number[], opts: CheckOptions = {}): NocrRea
         add('POSIX_TIMER', `process ${pid} has POSIX timer ${t.id} on clock ${t.clock} (notify ${t.notify}), which crimg cannot restore`);
       }
       const fds = opts.fds?.get(pid) ?? readFds(pid);
-      for (const f of fds) fdReasons(pid, f, fds, outside, add);
+      for (const f of fds) fdReasons(pid, f, fds, outside, add, opts.sharedPipes);
       mapReasons(pid, opts.maps?.get(pid) ?? readMaps(pid, true), outside, add);
       const kids = listChildren(pid).filter((c) => !tree.has(c));
       if (kids.length) {

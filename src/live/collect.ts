@@ -12,6 +12,7 @@ import {
 } from '../model.js';
 import { guessLayout, toIntelExt, XSAVE_MIN_BYTES } from '../elf/xsave.js';
 import { anonState } from './anonfd.js';
+import { collectPipes } from './pipes.js';
 import {
   NT, addressOf, isSysError, ptraceGetRegs, ptraceGetRegset, ptraceGetRseq, ptraceGetSigmask, syscall,
 } from './libc.js';
@@ -183,7 +184,7 @@ export function withLocks(fds: FdInfo[]): OpenFile[] {
 // ------------------------------------------------------------------ the task
 
 /** Everything but the threads of one process (call while it is frozen). */
-export function collectTask(pid: number, threads: Thread[], mem: ProcMemory, fds?: FdInfo[], smaps?: MapEntry[]): Task {
+export function collectTask(pid: number, threads: Thread[], mem: ProcMemory, fds?: FdInfo[], smaps?: MapEntry[], sharedPipes?: Set<string>): Task {
   const st = readStat(pid);
   const status = readStatus(pid);
   const link = (what: string): string => tryReadlink(procPath(pid, what)) ?? '';
@@ -192,12 +193,15 @@ export function collectTask(pid: number, threads: Thread[], mem: ProcMemory, fds
   try { args = readNulList(procPath(pid, 'cmdline')); } catch { /* exiting */ }
   try { env = readNulList(procPath(pid, 'environ')); } catch { /* no permission or exiting */ }
   const exe = link('exe');
+  const fdList = fds ?? readFds(pid);
+  const files = withLocks(fdList);
+  collectPipes(pid, fdList, files, sharedPipes);
   return {
     pid, tgid: pid, ppid: st.ppid, pgid: st.pgrp, sid: st.session, comm: st.comm,
     exe: stripDeleted(exe), cwd: stripDeleted(link('cwd')), root: link('root'),
     args, env, personality: readPersonality(pid), exitSignal: st.exitSignal,
     creds: statusCreds(status), rlimits: readLimits(pid), ns: readNsIds(pid),
-    threads, mm: collectMm(pid, mem, smaps), files: withLocks(fds ?? readFds(pid)), nocr: [],
+    threads, mm: collectMm(pid, mem, smaps), files, nocr: [],
   };
 }
 

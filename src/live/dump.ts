@@ -384,7 +384,8 @@ export async function writeFrozen(procs: StoppedProcess[], target: SinkTarget | 
     const fds = new Map<number, FdInfo[]>();
     const maps = new Map<number, MapEntry[]>();
     for (const p of pids) { fds.set(p, readFds(p)); maps.set(p, readMaps(p, true)); }
-    const nocr = checkProcesses(pids, { tree: o.tree, selfTraced: true, fds, maps });
+    const sharedPipes = new Set<string>();
+    const nocr = checkProcesses(pids, { tree: o.tree, selfTraced: true, fds, maps, sharedPipes });
     if (nocr.length && !o.force) {
       const codes = [...new Set(nocr.map((r) => r.code))];
       throw new CrimgError('UNSAFE', `process ${pids[0]} cannot be checkpointed faithfully (${codes.join(', ')}): ${nocr[0]!.text}${nocr.length > 1 ? ` (and ${nocr.length - 1} more; see crimg check ${pids[0]}${o.tree ? ' --tree' : ''})` : ''}; use --force to dump anyway`);
@@ -395,7 +396,7 @@ export async function writeFrozen(procs: StoppedProcess[], target: SinkTarget | 
       if (threads.length === 0) throw new CrimgError('NO_PROCESS', `process ${fp.pid} exited during the dump`);
       const mem = new ProcMemory(fp.pid);
       mems.push(mem);
-      const t = collectTask(fp.pid, threads, mem, fds.get(fp.pid), maps.get(fp.pid));
+      const t = collectTask(fp.pid, threads, mem, fds.get(fp.pid), maps.get(fp.pid), sharedPipes);
       t.nocr = nocr.filter((r) => r.pid === fp.pid);
       // threads that can run calls, those resumed normally first (the signal handlers are read in the first)
       const callable = new Map<number, CallMode>();

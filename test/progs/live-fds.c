@@ -4,7 +4,7 @@
  *
  *   live-fds DIR
  *
- * fds: a socketpair, a pipe, an eventfd and a signalfd (both saved), a memfd (also
+ * fds: a socketpair, a pipe its child holds too, an eventfd and a signalfd (both saved), a memfd (also
  * mapped shared), a timerfd armed with TFD_TIMER_CANCEL_ON_SET, an epoll instance
  * watching another, an inotify instance, and DIR/gone opened and then deleted; and a
  * POSIX timer on the thread CPU-time clock (crimg restores other POSIX timers, not
@@ -20,6 +20,7 @@
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
@@ -31,6 +32,9 @@ int main(int argc, char **argv) {
   close_range(3, ~0U, 0); /* nothing inherited: only the files set up here */
   int sv[2], p[2];
   if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0 || pipe(p) < 0) { perror("socketpair/pipe"); return 1; }
+  pid_t kid = fork(); /* holds the pipe too: not the task's own, so not saved */
+  if (kid < 0) { perror("fork"); return 1; }
+  if (kid == 0) { prctl(PR_SET_PDEATHSIG, SIGKILL); for (;;) pause(); }
   if (eventfd(7, 0) < 0) { perror("eventfd"); return 1; }
   int m = memfd_create("crimg-test", 0);
   if (m < 0 || ftruncate(m, 8192) < 0) { perror("memfd"); return 1; }

@@ -1,0 +1,136 @@
+/**
+ * Pipes a task holds both ends of (or one end of, the other closed): a self-pipe,
+ * the wakeup pipe of an event loop. Checkpoint and restart side by side.
+ *
+ * Checkpoint: the fds of one pipe share its inode (pipe:[INO]); O_RDONLY ones are
+ * read ends, O_WRONLY ones write ends. The bytes buffered in it are read without
+ * taking them: crimg fetches a read end (pidfd_getfd), `tee`s its contents into a
+ * pipe of its own as big (F_GETPIPE_SZ / F_SETPIPE_SZ) and reads that one. They
+ * go in the PIPE record of the pipe's lowest fd, with the capacity.
+ *
+ * Restart: pipe2 in the task, F_SETPIPE_SZ when the capacity was not the default,
+ * the buffered bytes written through the write end (fetched into crimg with
+ * pidfd_getfd), then every fd of the pipe made a copy of its end (dup3) with its
+ * own O_NONBLOCK and close-on-exec; an end no fd had is closed, as it was.
+ *
+ * A pipe that another process also holds (outside the tree, or another task of
+ * it: crimg restores one task at a time) is a reason (check.ts).
+ */
+import * as fs from 'node:fs';
+import type { OpenFile, PipeEnd } from '../model.js';
+import type { FdInfo } from './proc.js';
+import { addressOf, fcntl, fionread, syscall } from './libc.js';
+
+const SYS_TEE = 276, SYS_PIPE2 = 293, SYS_PIDFD_OPEN = 434, SYS_PIDFD_GETFD = 438;
+const F_SETFL = 4, F_SETPIPE_SZ = 1031, F_GETPIPE_SZ = 1032;
+const O_ACCMODE = 3, O_WRONLY = 1, O_NONBLOCK = 0o4000, O_CLOEXEC = 0o2000000, SPLICE_F_NONBLOCK = 2;
+const DEFAULT_PIPE_SIZE = 65536;
+
+/** The inode of a pipe link (pipe:[123]), or null. */
+export function pipeIno(link: string): bigint | null {
+  const m = /^pipe:\[(\d+)\]$/.exec(link);
+  return m ? BigInt(m[1]!) : null;
+}
+
+/** A descriptor of another process (pidfd_getfd); the caller closes it. */
+function fetchFd(pid: number, fd: number): number {
+  const pidfd = syscall(SYS_PIDFD_OPEN, pid, 0);
+  try { return syscall(SYS_PIDFD_GETFD, pidfd, fd, 0); } finally { fs.closeSync(pidfd); }
+}
+
+function closeQuietly(...fds: number[]): void {
+  for (const fd of fds) if (fd >= 0) try { fs.closeSync(fd); } catch { /* ignore */ }
+}
+
+// ------------------------------------------------------------------ checkpoint
+
+/** Capacity and buffered bytes of the pipe that fd `fd` of process pid reads from, without taking the bytes. */
+function peekPipe(pid: number, fd: number): { size: number; data: Uint8Array } {
+  const rd = fetchFd(pid, fd);
+  let ours = [-1, -1];
+  try {
+    const size = fcntl(rd, F_GETPIPE_SZ);
+    const n = fionread(rd);
+    if (n === 0) return { size, data: new Uint8Array(0) };
+    const pair = new Int32Array(2);
+    syscall(SYS_PIPE2, addressOf(pair), O_NONBLOCK | O_CLOEXEC);
+    ours = [pair[0]!, pair[1]!];
+    if (size > DEFAULT_PIPE_SIZE) fcntl(ours[1]!, F_SETPIPE_SZ, size);
+    // tee copies from the head of the source without taking anything: one call for all of it
+    const copied = syscall(SYS_TEE, rd, ours[1]!, n, SPLICE_F_NONBLOCK);
+    if (copied !== n) throw new Error(`pipe at fd ${fd} of ${pid}: tee copied ${copied} of its ${n} buffered bytes`);
+    const data = new Uint8Array(copied);
+    let off = 0;
+    while (off < copied) off += fs.readSync(ours[0]!, data, off, copied - off, null);
+    return { size, data };
+  } finally {
+    closeQuietly(rd, ...ours);
+  }
+}
+
+/**
+ * Mark the pipe ends among `files` (the task's fds, from `fds`): each gets its pipe's inode, which end it is, the
+ * capacity, and the lowest fd of each pipe the bytes buffered in it (when the task has a read end to take them).
+ * Pipes in `shared` (another process holds them too: check.ts made them a reason) are left as plain files.
+ */
+export function collectPipes(pid: number, fds: FdInfo[], files: OpenFile[], shared?: Set<string>): void {
+  const byIno = new Map<bigint, OpenFile[]>();
+  for (const f of files) {
+    const ino = pipeIno(f.path);
+    if (ino === null || shared?.has(f.path) || !fds.some((x) => x.fd === f.fd)) continue;
+    byIno.set(ino, [...(byIno.get(ino) ?? []), f]);
+  }
+  for (const [ino, ends] of byIno) {
+    ends.sort((a, b) => a.fd - b.fd);
+    const reader = ends.find((f) => (f.flags & O_ACCMODE) !== O_WRONLY);
+    const { size, data } = reader ? peekPipe(pid, reader.fd) : { size: DEFAULT_PIPE_SIZE, data: new Uint8Array(0) };
+    ends.forEach((f, i) => {
+      const end: PipeEnd = { ino, write: (f.flags & O_ACCMODE) === O_WRONLY, size };
+      if (i === 0 && data.length) end.data = data;
+      f.pipe = end;
+    });
+  }
+}
+
+// ------------------------------------------------------------------ restart
+
+/** A system call in the task (throws when it fails). */
+export type TaskCall = (nr: number, args: (number | bigint)[], detail?: string) => bigint;
+
+const NR = { close: 3, fcntl: 72, dup3: 292 };
+const F_DUPFD_CLOEXEC = 1030;
+
+/**
+ * Make the pipe whose fds are `ends` (all of one pipe, lowest first) in the task: pipe2 at a scratch address the
+ * task can write (`pairAt`, read back with `readPair`), both ends moved to fds from `above` up (above every fd the
+ * task will have, so no placement overwrites the other end), its capacity, its bytes, then each fd a copy of its
+ * end. Every fd number of `ends` must be free.
+ */
+export function createPipe(ends: OpenFile[], pid: number, call: TaskCall, pairAt: bigint, readPair: () => [number, number], above: number): void {
+  call(SYS_PIPE2, [pairAt, 0], 'pipe2');
+  const [r0, w0] = readPair();
+  const r = Number(call(NR.fcntl, [r0, F_DUPFD_CLOEXEC, above], 'F_DUPFD_CLOEXEC'));
+  const w = Number(call(NR.fcntl, [w0, F_DUPFD_CLOEXEC, above], 'F_DUPFD_CLOEXEC'));
+  call(NR.close, [r0]);
+  call(NR.close, [w0]);
+  const first = ends[0]!.pipe!;
+  const size = first.size;
+  try {
+    if (size !== DEFAULT_PIPE_SIZE) call(NR.fcntl, [w, F_SETPIPE_SZ, size], `F_SETPIPE_SZ ${size}`);
+    const data = first.data ?? new Uint8Array(0);
+    if (data.length && ends.some((f) => !f.pipe!.write)) {
+      const wd = fetchFd(pid, w);
+      try {
+        let off = 0;
+        while (off < data.length) off += fs.writeSync(wd, data, off, data.length - off);
+      } finally { closeQuietly(wd); }
+    }
+    for (const f of ends) {
+      call(NR.dup3, [f.pipe!.write ? w : r, f.fd, f.cloexec ? O_CLOEXEC : 0], `dup3 to fd ${f.fd}`);
+      if (f.flags & O_NONBLOCK) call(NR.fcntl, [f.fd, F_SETFL, O_NONBLOCK], `O_NONBLOCK on fd ${f.fd}`);
+    }
+  } finally {
+    call(NR.close, [r]);
+    call(NR.close, [w]);
+  }
+}
