@@ -1254,6 +1254,42 @@ describe('pipes of the task', () => {
   });
 });
 
+describe('a Node.js process', () => {
+  it('(libuv: epoll, eventfds, its own pipes, a thread pool) is dumped and restored, and its interval timer goes on', async () => {
+    const out = path.join(dir, 'node.out');
+    // started through a program that closes what the test runner left open (a pipe to it would be a reason)
+    const bare = compileC('closefds', 'int main(int argc, char **argv) { (void)argc; syscall(SYS_close_range, 3, ~0U, 0); execv(argv[1], argv + 1); return 127; }');
+    const c = spawn(bare, [process.execPath, '-e', `let n = 0; setInterval(() => require('fs').appendFileSync(${JSON.stringify(out)}, (++n) + '\\n'), 20);`],
+      { stdio: 'ignore', cwd: dir });
+    children.push(c);
+    running.add(c.pid!);
+    const pids = [c.pid!];
+    try {
+      await waitFor('lines', () => lines(out).length >= 5);
+      const chk = JSON.parse(crimg(['check', String(c.pid), '--json']).stdout);
+      expect(chk.reasons).toEqual([]);
+      const img = path.join(dir, 'node.crimg');
+      await dumpKill(c.pid!, img);
+      const m = readImage(img);
+      try {
+        const files = m.model.tasks[0]!.files;
+        expect(files.some((f) => f.anon?.kind === 4)).toBe(true); // epoll
+        expect(files.some((f) => f.anon?.kind === 1)).toBe(true); // eventfd
+        expect(files.some((f) => f.pipe)).toBe(true);
+        expect(m.model.tasks[0]!.threads.length).toBeGreaterThan(1);
+      } finally { m.close(); }
+      const n0 = lines(out).length;
+      const r = restoreCli(img);
+      pids.push(r);
+      await waitFor('lines after restore', () => lines(out).length >= n0 + 10);
+      const ls = lines(out);
+      expect(ls).toEqual(ls.map((_, i) => String(i + 1))); // no number lost or repeated across the restore
+    } finally {
+      for (const p of pids) killHard(p);
+    }
+  });
+});
+
 /** Eight separate anonymous regions of 64 KiB, one per piece of advice (or mlock); prints their addresses to argv[1]. */
 const VMFLAGS_C = `
 #define _GNU_SOURCE
