@@ -145,6 +145,8 @@ export function showText(model: Model, img: Image | null): string {
     });
     for (const f of t.files) {
       out.push(`${ind}  fd ${String(f.fd).padStart(3)} ${(FD_KIND_NAMES[f.kind] ?? 'other').padEnd(9)} pos ${f.pos} flags ${h(f.flags)} ${f.path}`);
+      if (f.pipe) out.push(`${ind}         pipe ${f.pipe.ino} ${f.pipe.write ? 'write' : 'read'} end, capacity ${f.pipe.size}${f.pipe.data ? `, ${f.pipe.data.length} bytes buffered` : ''}`);
+      if (f.unixPair) out.push(`${ind}         socket pair ${f.unixPair.pair} (${f.unixPair.second ? 'second' : 'first'}), type ${f.unixPair.type}${f.unixPair.data ? `, ${f.unixPair.data.length} bytes queued` : ''}`);
       if (f.anon) out.push(`${ind}         ${['', 'eventfd', 'timerfd', 'signalfd', 'epoll'][f.anon.kind] ?? 'anon'} ${f.anon.values.map((v) => v.toString()).join(' ')}`);
       for (const l of f.locks ?? []) {
         out.push(`${ind}         lock ${['', 'flock', 'POSIX', 'OFD'][l.kind]} ${l.write ? 'write' : 'read'} ${l.start}..${l.end === LOCK_EOF ? 'EOF' : l.end}`);

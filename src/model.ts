@@ -198,7 +198,13 @@ export interface OpenFile {
   anon?: AnonFd;
   /** One end of a pipe the task holds (kind OTHER, path pipe:[INO]); undefined for other files. */
   pipe?: PipeEnd;
+  /** One socket of a UNIX socket pair the task holds both of (kind OTHER, path socket:[INO]). */
+  unixPair?: UnixPairEnd;
 }
+
+/** A socket of a socketpair: the pair's id (its lower inode at the checkpoint), which of the two, the type
+ *  (SOCK_STREAM 1, SOCK_DGRAM 2, SOCK_SEQPACKET 5), and on the socket's lowest fd the bytes queued to it. */
+export interface UnixPairEnd { pair: bigint; second: boolean; type: number; data?: Uint8Array }
 
 /** An end of a pipe: the pipe's inode (the fds of one pipe share it), which end, the capacity, and on the pipe's
  *  lowest fd the bytes buffered in it. */

@@ -13,7 +13,7 @@ import type { Kernels } from './kernels/api.js';
 import { claimRegion, claimSlot, releaseRegion, releaseSlot } from './kernels/arena.js';
 import {
   ARCH_X86_64, type Credentials, type Mm, type Model, type Namespace, type NamespaceIds, NS_KINDS,
-  type Itimer, type PosixTimer, SIGEV, POSIX_TIMER_CLOCKS, type FileLock, FdKind, LOCK_EOF, LOCK_KIND, type AnonFd, ANON_KIND, type PipeEnd, type NocrReason, type OpenFile, type SigAction, type PageSource, type Task, type Thread, type Vma, MM_FIELD_NAMES,
+  type Itimer, type PosixTimer, SIGEV, POSIX_TIMER_CLOCKS, type FileLock, FdKind, LOCK_EOF, LOCK_KIND, type AnonFd, ANON_KIND, type PipeEnd, type UnixPairEnd, type NocrReason, type OpenFile, type SigAction, type PageSource, type Task, type Thread, type Vma, MM_FIELD_NAMES,
 } from './model.js';
 import {
   CHECKSUM_XXH3_64, FORMAT_MAJOR, FORMAT_MINOR, INDEX_ENTRY_BYTES, K, MAGIC, MAX_INDEX_RECORD, MAX_META_RECORD,
@@ -711,6 +711,18 @@ function pipeOf(r: Rec, f: Fields, file: OpenFile, bad: (r: Rec, why: string) =>
   return pe;
 }
 
+/** A UNIX_PAIR record -> UnixPairEnd, checked: a file of kind other, known type, bytes only for a stream pair. */
+function unixPairOf(r: Rec, f: Fields, file: OpenFile, bad: (r: Rec, why: string) => never): UnixPairEnd {
+  const type = f.sockType as number, second = f.second as number, data = f.data as Uint8Array;
+  if (file.kind !== FdKind.OTHER) bad(r, `fd ${file.fd} is a regular file or directory`);
+  if (second > 1) bad(r, `fd ${file.fd}: socket ${second} of a pair`);
+  if (type !== 1 && type !== 2 && type !== 5) bad(r, `fd ${file.fd}: socket type ${type} is none of stream, datagram, seqpacket`);
+  if (data.length && type !== 1) bad(r, `fd ${file.fd}: bytes queued to a socket of type ${type}`);
+  const u: UnixPairEnd = { pair: f.pairId as bigint, second: second === 1, type };
+  if (data.length) u.data = data;
+  return u;
+}
+
 /** An ANON_FD record -> AnonFd, checked: a file of kind other, known kind, the number of values and their ranges. */
 function anonOf(r: Rec, f: Fields, file: OpenFile, bad: (r: Rec, why: string) => never): AnonFd {
   const kind = f.anonKind as number, v = f.values as bigint[];
@@ -949,6 +961,7 @@ function parse(rs: RecordStream, mode: ReadMode, setRuns: (v: Vma, r: PageRec[])
     const fds = new Set<number>();
     const anonRecs = new Map<OpenFile, Rec>();
     const pipeRecs = new Map<OpenFile, Rec>();
+    const pairRecs = new Map<OpenFile, Rec>();
     for (let i = 0; i < (tf.nfiles as number); i++) {
       const r = expect(K.FD, `file ${i} of ${tf.nfiles} of task ${task.pid}`);
       const f = fields(r);
@@ -964,6 +977,7 @@ function parse(rs: RecordStream, mode: ReadMode, setRuns: (v: Vma, r: PageRec[])
       if (opt && opt.kind === K.FLOCKS) { file.locks = locksOf(opt, fields(opt).locks as bigint[], file, bad); opt = nextKnown(); }
       if (opt && opt.kind === K.ANON_FD) { file.anon = anonOf(opt, fields(opt), file, bad); anonRecs.set(file, opt); opt = nextKnown(); }
       if (opt && opt.kind === K.PIPE) { file.pipe = pipeOf(opt, fields(opt), file, bad); pipeRecs.set(file, opt); opt = nextKnown(); }
+      if (opt && opt.kind === K.UNIX_PAIR) { file.unixPair = unixPairOf(opt, fields(opt), file, bad); pairRecs.set(file, opt); opt = nextKnown(); }
       pending = opt;
       task.files.push(file);
     }
@@ -974,6 +988,18 @@ function parse(rs: RecordStream, mode: ReadMode, setRuns: (v: Vma, r: PageRec[])
       if (!first) { pipeFirst.set(file.pipe!.ino, file); continue; }
       if (file.pipe!.data?.length) bad(r, `fd ${file.fd} carries bytes of pipe ${file.pipe!.ino}, whose lowest fd is ${first.fd}`);
       if (file.pipe!.size !== first.pipe!.size) bad(r, `fd ${file.fd} gives pipe ${file.pipe!.ino} capacity ${file.pipe!.size}, fd ${first.fd} ${first.pipe!.size}`);
+    }
+    // a socket pair has both sockets, of one type; the queued bytes of a socket are on its first fd
+    const sockFirst = new Map<string, OpenFile>();
+    for (const [file, r] of pairRecs) {
+      const u = file.unixPair!;
+      const key = `${u.pair}:${u.second}`;
+      const first = sockFirst.get(key);
+      if (!first) sockFirst.set(key, file);
+      else if (u.data?.length) bad(r, `fd ${file.fd} carries bytes queued to a socket whose first fd is ${first.fd}`);
+      const other = [...pairRecs.keys()].find((x) => x.unixPair!.pair === u.pair && x.unixPair!.second !== u.second);
+      if (!other) return bad(r, `fd ${file.fd} is a socket of pair ${u.pair}, whose other socket the task does not have`);
+      if (other.unixPair!.type !== u.type) bad(r, `fd ${file.fd}: the sockets of pair ${u.pair} differ in type`);
     }
     // an epoll watches fds of the task, none of them an epoll
     for (const [file, r] of anonRecs) {

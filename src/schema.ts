@@ -83,6 +83,7 @@ export const K = {
   FLOCKS: 0x0402,
   ANON_FD: 0x0403,
   PIPE: 0x0404,
+  UNIX_PAIR: 0x0405,
   INDEX: 0x7f01,
   TRAILER: 0x7fff,
 } as const;
@@ -212,6 +213,13 @@ export const RECORDS: readonly RecordDef[] = [
     fields: [['pipeIno', 'u64', 'inode of the pipe: the fds of one pipe share it'], ['end', 'u32', '0 read end, 1 write end'],
       ['size', 'u32', 'capacity in bytes (F_GETPIPE_SZ): a power of two, at least 4096'],
       ['data', 'raw', 'the bytes buffered in the pipe, in the record of its first fd in the image (the lowest: files are in fd order; empty in the others)']],
+  },
+  {
+    kind: K.UNIX_PAIR, name: 'UNIX_PAIR', parent: K.FD,
+    doc: 'Optional, after its FD (kind 2, other): one socket of a UNIX socket pair the task holds both of (absent: another kind of file).',
+    fields: [['pairId', 'u64', 'the pair (the lower inode of its two sockets at the checkpoint)'], ['second', 'u32', '0 the first socket, 1 the second'],
+      ['sockType', 'u32', 'SOCK_STREAM 1, SOCK_DGRAM 2, SOCK_SEQPACKET 5'],
+      ['data', 'raw', 'bytes queued to this socket (stream pairs), in the record of its first fd in the image; empty in the others']],
   },
   { kind: K.NOCR, name: 'NOCR', parent: K.TASK, doc: 'A reason the task cannot be checkpointed or restarted faithfully.', fields: [['pid', 'i32'], ['code', 'str'], ['text', 'str']] },
   {

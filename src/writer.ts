@@ -412,6 +412,8 @@ async function writeTask(w: RecordWriter, t: Task, onProgress?: (n: number) => v
     if (f.anon && (p = w.record(K.ANON_FD, { anonKind: f.anon.kind, reserved: 0, values: f.anon.values }))) await p;
     const pe = f.pipe;
     if (pe && (p = w.record(K.PIPE, { pipeIno: pe.ino, end: pe.write ? 1 : 0, size: pe.size, data: pe.data ?? new Uint8Array(0) }))) await p;
+    const up = f.unixPair;
+    if (up && (p = w.record(K.UNIX_PAIR, { pairId: up.pair, second: up.second ? 1 : 0, sockType: up.type, data: up.data ?? new Uint8Array(0) }))) await p;
   }
   for (const r of t.nocr) if ((p = w.record(K.NOCR, r as unknown as Fields))) await p;
 }

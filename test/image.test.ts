@@ -177,6 +177,32 @@ describe('round trips', () => {
       t.files[nfiles]!.anon!.kind = 9;
       await expect((async () => readImage(await toBytes(model)))()).rejects.toThrow(/kind 9 is none of/);
       t.files.splice(nfiles);
+      // socket pairs: round trip, then what the reader refuses
+      const sockFile = (fd: number, second: boolean, type: number, data?: string): (typeof t.files)[number] => ({
+        fd, kind: 2, path: `socket:[${900 + fd}]`, flags: 2, pos: 0n, mode: 0o140777, cloexec: false, devMajor: 0, devMinor: 8, inode: 900n + BigInt(fd), size: 0n,
+        unixPair: { pair: 920n, second, type, ...(data ? { data: new TextEncoder().encode(data) } : {}) },
+      });
+      t.files.push(sockFile(20, false, 1, 'to-a'), sockFile(21, true, 1, 'to-b'));
+      const simg = readImage(await toBytes(model));
+      expect(simg.model.tasks[0]!.files.slice(nfiles)).toEqual(t.files.slice(nfiles));
+      expect(showText(simg.model, simg)).toContain('socket pair 920 (second), type 1, 4 bytes queued');
+      simg.close();
+      for (const [i, change, why] of [
+        [1, { type: 2, data: undefined }, /differ in type/],
+        [0, { type: 2 }, /bytes queued to a socket of type 2/],
+        [0, { type: 3 }, /socket type 3 is none of/],
+        [1, { pair: 921n }, /whose other socket the task does not have/],
+      ] as const) {
+        const f = t.files[nfiles + i]!;
+        const keep = f.unixPair!;
+        f.unixPair = { ...keep, ...change };
+        let err: unknown;
+        try { readImage(await toBytes(model)); } catch (e) { err = e; }
+        f.unixPair = keep;
+        expect((err as { code?: string }).code, String(why)).toBe('BAD_RECORD');
+        expect((err as Error).message).toMatch(why);
+      }
+      t.files.splice(nfiles);
       // pipes: round trip (the bytes on the first fd of a pipe), then what the reader refuses
       const pipeFile = (fd: number, write: boolean, data?: string): (typeof t.files)[number] => ({
         fd, kind: 2, path: 'pipe:[4242]', flags: write ? 1 : 0o4000, pos: 0n, mode: 0o10600, cloexec: false, devMajor: 0, devMinor: 14, inode: 4242n, size: 0n,

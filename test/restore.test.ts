@@ -1290,6 +1290,91 @@ describe('a Node.js process', () => {
   });
 });
 
+/** A stream socketpair (fds 4, 5; "to-b" queued to 5, "to-a!" queued to 4; 4 non-blocking) and a datagram pair
+ *  (fds 6, 7, nothing queued). Lines "n" to argv[1]; once argv[2] exists, one line "a=.. b=.. again=.. dgram=..". */
+const SOCKPAIR_C = `
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+int main(int argc, char **argv) {
+  (void)argc;
+  FILE *out = open_out(argv[1]);
+  int s[2], d[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM, 0, s) || socketpair(AF_UNIX, SOCK_DGRAM, 0, d)) return 1;
+  fcntl(s[0], F_SETFL, O_NONBLOCK);
+  if (write(s[0], "to-b", 4) != 4 || write(s[1], "to-a!", 5) != 5) return 2;
+  for (int n = 1, done = 0;; n++) {
+    if (!done && access(argv[2], F_OK) == 0) {
+      char a[32] = {0}, b[32] = {0}, g[32] = {0};
+      long ra = read(s[0], a, sizeof a - 1), rb = read(s[1], b, sizeof b - 1), again = read(s[0], a + 20, 1);
+      int eagain = again < 0 && errno == EAGAIN;
+      long sent = send(d[0], "dg", 2, 0), got = recv(d[1], g, sizeof g - 1, 0);
+      fprintf(out, "a=%s b=%s again=%d dgram=%s\\n", ra > 0 ? a : "-", rb > 0 ? b : "-", eagain, sent == 2 && got == 2 ? g : "-");
+      done = 1;
+    } else fprintf(out, "%d\\n", n);
+    struct timespec ts = {0, 20000000};
+    nanosleep(&ts, 0);
+  }
+}
+`;
+
+describe('UNIX socket pairs of the task', () => {
+  it('come back connected, with the bytes queued each way and their flags', async () => {
+    const exe = compileC('sockpair', SOCKPAIR_C);
+    const out = path.join(dir, 'sockpair.out');
+    const trigger = path.join(dir, 'sockpair.go');
+    const pid = start(exe, [out, trigger]);
+    const pids = [pid];
+    try {
+      await waitFor('lines', () => lines(out).length >= 3);
+      expect(JSON.parse(crimg(['check', String(pid), '--json']).stdout).reasons).toEqual([]);
+      const img = path.join(dir, 'sockpair.crimg');
+      await dumpKill(pid, img);
+      const m = readImage(img);
+      try {
+        const us = m.model.tasks[0]!.files.filter((f) => f.unixPair).map((f) => [f.fd, f.unixPair!.second, f.unixPair!.type, Buffer.from(f.unixPair!.data ?? []).toString()]);
+        expect(us).toEqual([[4, false, 1, 'to-a!'], [5, true, 1, 'to-b'], [6, false, 2, ''], [7, true, 2, '']]);
+      } finally { m.close(); }
+      const r = restoreCli(img);
+      pids.push(r);
+      const n0 = lines(out).length;
+      await waitFor('lines after restore', () => lines(out).length >= n0 + 3);
+      fs.writeFileSync(trigger, '');
+      await waitFor('the sockets read', () => lines(out).some((l) => l.startsWith('a=')));
+      expect(lines(out).find((l) => l.startsWith('a='))).toBe('a=to-a! b=to-b again=1 dgram=dg');
+    } finally {
+      for (const p of pids) killHard(p);
+    }
+  });
+
+  it('a Python asyncio program (epoll and its self-pipe socketpair) comes back with --pid-ns and goes on', async () => {
+    const out = path.join(dir, 'aio.out');
+    const script = path.join(dir, 'aio.py');
+    // asyncio takes its running loop for another process's when the pid changed (its fork check): --pid-ns keeps it
+    fs.writeFileSync(script, `import asyncio, os\nos.closerange(3, 65536)\nasync def main():\n    n = 0\n    while True:\n        n += 1\n        with open(${JSON.stringify(out)}, 'a') as f: f.write(f'{n}\\n')\n        await asyncio.sleep(0.02)\nasyncio.run(main())\n`);
+    const pid = start('python3', [script]);
+    const pids = [pid];
+    try {
+      await waitFor('lines', () => lines(out).length >= 5);
+      expect(JSON.parse(crimg(['check', String(pid), '--json']).stdout).reasons).toEqual([]);
+      const img = path.join(dir, 'aio.crimg');
+      await dumpKill(pid, img);
+      const n0 = lines(out).length;
+      const r = crimg(['restore', '--pid-ns', '--json', img]);
+      expect(r.code, r.stderr).toBe(0);
+      const j = JSON.parse(r.stdout);
+      pids.push(j.pid, j.pidNs.holder, j.pidNs.init);
+      await waitFor('lines after restore', () => lines(out).length >= n0 + 10);
+      const ls = lines(out);
+      expect(ls).toEqual(ls.map((_, i) => String(i + 1)));
+    } finally {
+      for (const p of pids) killHard(p);
+    }
+  });
+});
+
 /** Eight separate anonymous regions of 64 KiB, one per piece of advice (or mlock); prints their addresses to argv[1]. */
 const VMFLAGS_C = `
 #define _GNU_SOURCE

@@ -20,6 +20,7 @@
  */
 import { ANON_KIND, type AnonFd, type OpenFile } from '../model.js';
 import type { FdInfo } from './proc.js';
+import type { TaskCall } from './pipes.js';
 
 const O_NONBLOCK = 0o4000, O_CLOEXEC = 0o2000000;
 const TFD_TIMER_CANCEL_ON_SET = 2;
@@ -93,8 +94,6 @@ export function anonState(f: FdInfo, fds: FdInfo[]): { anon: AnonFd } | { proble
 
 // ------------------------------------------------------------------ restart
 
-/** A system call in the task: returns its result (throws when it fails). */
-export type TaskCall = (nr: number, args: (number | bigint)[], detail?: string) => bigint;
 /** Writes bytes into the task's scratch memory and returns their address. */
 export type TaskScratch = (bytes: Uint8Array) => bigint;
 

@@ -7,6 +7,7 @@
 import * as fs from 'node:fs';
 import { type NocrReason, POSIX_TIMER_CLOCKS, SIGEV } from '../model.js';
 import { anonState } from './anonfd.js';
+import { type UnixSock, ownPairs, pairSavable, socketIno, unixSockets } from './unixpair.js';
 import {
   type FdInfo, type MapEntry, PF_KTHREAD, S_IFBLK, S_IFCHR, S_IFIFO, S_IFSOCK, allPids, devMajor, devMinor, fileType,
   isDeletedPath, isMemfdPath, isSharedAnonPath, isSysvShmPath, listChildren, procPath, readFds, readMaps, readStat,
@@ -17,7 +18,7 @@ import {
 export const NOCR_CODES = {
   TRACED: 'the task is traced by another process (debugger, strace)',
   SECCOMP: 'the task runs under seccomp (strict mode or filters), which crimg does not save',
-  SOCKET: 'an open socket: connection state and queued data are not saved',
+  SOCKET: 'an open socket (other than a UNIX socket pair the task holds both of): connection state and queued data are not saved',
   PIPE: 'a pipe also held by another process (outside the tree, or another task of it: crimg restores one task at a time); a task\'s own pipes are saved with their bytes',
   FIFO: 'an open named pipe (FIFO): its buffered data and the other end are not saved',
   EVENTFD: 'an eventfd whose counter fdinfo does not show',
@@ -63,7 +64,8 @@ export interface CheckOptions {
   maps?: Map<number, MapEntry[]>;
   /** Do not look at processes outside the tree (a warm-up run whose answer is not used). */
   quick?: boolean;
-  /** Filled with the links (pipe:[N]) of pipes another process also holds: not the task's own (pipes.ts). */
+  /** Filled with the links (pipe:[N], socket:[N]) of pipes and sockets another process also holds: not the task's
+   *  own (pipes.ts, unixpair.ts). */
   sharedPipes?: Set<string>;
 }
 
@@ -75,6 +77,7 @@ class Outside {
   private links: Map<string, number[]> | null = null;
   private shmem: Map<string, number[]> | null = null;
   private inTree: Map<string, number[]> | null = null;
+  private socks: Map<bigint, UnixSock> | null = null;
   constructor(readonly tree: Set<number>, readonly quick = false) {}
 
   holdersOfLink(link: string): number[] {
@@ -97,6 +100,14 @@ class Outside {
     return this.links.get(link) ?? [];
   }
 
+  /** The UNIX sockets sock_diag reports (empty when it cannot be asked). */
+  unixSockets(): Map<bigint, UnixSock> {
+    if (!this.socks) {
+      try { this.socks = unixSockets(); } catch { this.socks = new Map(); }
+    }
+    return this.socks;
+  }
+
   /** Processes of the tree that hold `link` (pipe:[N], socket:[N]). */
   holdersInTree(link: string): number[] {
     if (!this.inTree) {
@@ -106,7 +117,7 @@ class Outside {
         try { names = fs.readdirSync(procPath(p, 'fd')); } catch { continue; }
         for (const n of names) {
           const l = tryReadlink(procPath(p, `fd/${n}`));
-          if (!l || !l.startsWith('pipe:')) continue;
+          if (!l || !(l.startsWith('pipe:') || l.startsWith('socket:'))) continue;
           const a = this.inTree.get(l) ?? [];
           if (!a.includes(p)) a.push(p);
           this.inTree.set(l, a);
@@ -176,6 +187,14 @@ function fdReasons(pid: number, f: FdInfo, all: FdInfo[], outside: Outside, add:
   const t = fileType(f.stat.mode);
   if (t === S_IFSOCK) {
     const ext = outside.holdersOfLink(link);
+    const mates = outside.holdersInTree(link).filter((p) => p !== pid);
+    const ino = socketIno(link);
+    if (!ext.length && !mates.length && ino !== null) {
+      const socks = outside.unixSockets();
+      const pairs = ownPairs(all.filter((x) => !outside.holdersOfLink(x.link).length), socks);
+      if (pairs.has(ino) && pairSavable(ino, socks)) return; // a socketpair of the task's own: saved (unixpair.ts)
+    }
+    if (ext.length || mates.length) shared?.add(link);
     add('SOCKET', `${what} is a socket (${link})${ext.length ? ` also held by ${others(ext)} outside the tree` : ''}; its connection state and queued data are not saved`);
     return;
   }

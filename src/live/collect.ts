@@ -13,6 +13,7 @@ import {
 import { guessLayout, toIntelExt, XSAVE_MIN_BYTES } from '../elf/xsave.js';
 import { anonState } from './anonfd.js';
 import { collectPipes } from './pipes.js';
+import { collectUnixPairs } from './unixpair.js';
 import {
   NT, addressOf, isSysError, ptraceGetRegs, ptraceGetRegset, ptraceGetRseq, ptraceGetSigmask, syscall,
 } from './libc.js';
@@ -196,6 +197,7 @@ export function collectTask(pid: number, threads: Thread[], mem: ProcMemory, fds
   const fdList = fds ?? readFds(pid);
   const files = withLocks(fdList);
   collectPipes(pid, fdList, files, sharedPipes);
+  if (files.some((f) => f.path.startsWith('socket:'))) collectUnixPairs(pid, fdList, files, sharedPipes);
   return {
     pid, tgid: pid, ppid: st.ppid, pgid: st.pgrp, sid: st.session, comm: st.comm,
     exe: stripDeleted(exe), cwd: stripDeleted(link('cwd')), root: link('root'),

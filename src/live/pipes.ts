@@ -22,7 +22,8 @@ import type { FdInfo } from './proc.js';
 import { addressOf, fcntl, fionread, syscall } from './libc.js';
 
 const SYS_TEE = 276, SYS_PIPE2 = 293, SYS_PIDFD_OPEN = 434, SYS_PIDFD_GETFD = 438;
-const F_SETFL = 4, F_SETPIPE_SZ = 1031, F_GETPIPE_SZ = 1032;
+export const F_SETFL = 4;
+const F_SETPIPE_SZ = 1031, F_GETPIPE_SZ = 1032;
 const O_ACCMODE = 3, O_WRONLY = 1, O_NONBLOCK = 0o4000, O_CLOEXEC = 0o2000000, SPLICE_F_NONBLOCK = 2;
 const DEFAULT_PIPE_SIZE = 65536;
 
@@ -33,7 +34,7 @@ export function pipeIno(link: string): bigint | null {
 }
 
 /** A descriptor of another process (pidfd_getfd); the caller closes it. */
-function fetchFd(pid: number, fd: number): number {
+export function fetchFd(pid: number, fd: number): number {
   const pidfd = syscall(SYS_PIDFD_OPEN, pid, 0);
   try { return syscall(SYS_PIDFD_GETFD, pidfd, fd, 0); } finally { fs.closeSync(pidfd); }
 }
@@ -97,8 +98,8 @@ export function collectPipes(pid: number, fds: FdInfo[], files: OpenFile[], shar
 /** A system call in the task (throws when it fails). */
 export type TaskCall = (nr: number, args: (number | bigint)[], detail?: string) => bigint;
 
-const NR = { close: 3, fcntl: 72, dup3: 292 };
-const F_DUPFD_CLOEXEC = 1030;
+export const NR = { close: 3, fcntl: 72, dup3: 292 };
+export const F_DUPFD_CLOEXEC = 1030;
 
 /**
  * Make the pipe whose fds are `ends` (all of one pipe, lowest first) in the task: pipe2 at a scratch address the

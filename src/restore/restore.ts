@@ -36,7 +36,8 @@ import { readFileSync } from 'node:fs';
 import { CrimgError } from '../errors.js';
 import { ANON_KIND, FdKind, LOCK_EOF, LOCK_KIND, SIGEV, VmaFlags, type OpenFile, type PosixTimer, type Task, type Thread, type Vma } from '../model.js';
 import { createAnon } from '../live/anonfd.js';
-import { createPipe } from '../live/pipes.js';
+import { type TaskCall, createPipe } from '../live/pipes.js';
+import { createUnixPair } from '../live/unixpair.js';
 import type { Image } from '../reader.js';
 import {
   NT, PTRACE, PTRACE_O, SIG, WAIT, isSysError, kill, ptrace, ptraceDetach, ptraceGetRegset, ptraceGetRseq,
@@ -760,21 +761,25 @@ function restoreFiles(task: Task, pid: number, inj: Injector, str: (s: string, o
   const sorted = [...task.files].sort((a, b) => a.fd - b.fd);
   // a pipe with all its fds when its lowest comes; scratch ends above every fd of the task
   const above = sorted.reduce((m, f) => Math.max(m, f.fd), 2) + 1;
-  const pipesDone = new Set<bigint>();
-  const pipe = (f: OpenFile): void => {
-    const ino = f.pipe!.ino;
-    if (pipesDone.has(ino)) return;
-    pipesDone.add(ino);
-    const ends = sorted.filter((x) => x.pipe?.ino === ino && !inherit.has(x.fd));
-    step('create pipe', `fd ${ends.map((x) => x.fd).join(', ')} ${f.path}`, () => createPipe(ends, pid, (nr, args, detail) => inj.call(nr, args, detail), data, () => {
-      const b = new Int32Array(2);
-      processVmRead(pid, new Uint8Array(b.buffer), data);
-      return [b[0]!, b[1]!];
-    }, above));
+  const readPair = (): [number, number] => { // the two fds pipe2 / socketpair left in the scratch area
+    const b = new Int32Array(2);
+    processVmRead(pid, new Uint8Array(b.buffer), data);
+    return [b[0]!, b[1]!];
+  };
+  // a pipe or socket pair: made with all its fds when the lowest of them comes
+  const made = new Set<string>();
+  const twoEnded = (f: OpenFile): void => {
+    const key = f.pipe ? `pipe ${f.pipe.ino}` : `socket pair ${f.unixPair!.pair}`;
+    if (made.has(key)) return;
+    made.add(key);
+    const ends = sorted.filter((x) => (x.pipe ? `pipe ${x.pipe.ino}` : x.unixPair ? `socket pair ${x.unixPair.pair}` : '') === key && !inherit.has(x.fd));
+    const call: TaskCall = (nr, args, detail) => inj.call(nr, args, detail);
+    step(`create ${key.split(' ')[0]}`, `fd ${ends.map((x) => x.fd).join(', ')} ${key}`,
+      () => (f.pipe ? createPipe : createUnixPair)(ends, pid, call, data, readPair, above));
   };
   for (const f of sorted) {
     if (inherit.has(f.fd)) continue;
-    if (f.pipe) { pipe(f); continue; }
+    if (f.pipe || f.unixPair) { twoEnded(f); continue; }
     if (f.anon) { if (f.anon.kind !== ANON_KIND.EPOLL) anon(f); continue; }
     const at = `fd ${f.fd} ${f.path}`;
     const dir = f.kind === FdKind.DIRECTORY;
