@@ -1375,6 +1375,59 @@ describe('UNIX socket pairs of the task', () => {
   });
 });
 
+describe('standard output on another process\'s pipe', () => {
+  it('is a note, not a reason: the dump goes through; restore asks for --inherit-stdio and then writes to crimg\'s own', async () => {
+    // prints n on stdout every 20 ms, and to argv[1]
+    const exe = compileC('stdio', `
+#include <time.h>
+int main(int argc, char **argv) {
+  (void)argc;
+  FILE *out = open_out(argv[1]);
+  for (int n = 1;; n++) {
+    fprintf(out, "%d\\n", n);
+    printf("n=%d\\n", n);
+    fflush(stdout);
+    struct timespec ts = {0, 20000000};
+    nanosleep(&ts, 0);
+  }
+}
+`);
+    const log = path.join(dir, 'stdio.log');
+    const c = spawn(exe, [log], { stdio: ['ignore', 'pipe', 'ignore'], cwd: dir }); // stdout: a pipe (socket) of the test
+    children.push(c);
+    running.add(c.pid!);
+    c.stdout!.resume();
+    const pids = [c.pid!];
+    try {
+      await waitFor('lines', () => lines(log).length >= 3);
+      const chk = crimg(['check', String(c.pid), '--json']);
+      expect(chk.code).toBe(0);
+      const doc = JSON.parse(chk.stdout);
+      expect([doc.safe, doc.reasons, doc.notes.map((n: { code: string }) => n.code)]).toEqual([true, [], ['STDIO']]);
+      const img = path.join(dir, 'stdio.crimg');
+      await dumpKill(c.pid!, img); // no --force needed
+      const refused = crimg(['restore', img]);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toMatch(/NOT_RESTORABLE: .*STDIO.*restore with --inherit-stdio/);
+      const out = path.join(dir, 'stdio.out');
+      const fd = fs.openSync(out, 'w');
+      const r = spawnSync(process.execPath, [path.resolve('dist/cli/crimg.cjs'), 'restore', '--inherit-stdio', img], { stdio: ['ignore', fd, 'pipe'], encoding: 'utf8' });
+      fs.closeSync(fd);
+      expect(r.status, r.stderr).toBe(0);
+      const outLines = (): string[] => fs.readFileSync(out, 'utf8').split('\n').filter(Boolean);
+      const rpid = Number(outLines().find((l) => /^\d+$/.test(l))); // crimg's line: the new pid
+      pids.push(rpid);
+      running.add(rpid);
+      await waitFor('lines on crimg\'s stdout', () => outLines().length >= 6);
+      const printed = outLines().filter((l) => l.startsWith('n=')).map((l) => Number(l.slice(2)));
+      expect(printed).toEqual(printed.map((_, i) => printed[0]! + i)); // the restored program goes on, on crimg's stdout
+      expect(lines(log).map(Number)).toEqual(lines(log).map((_, i) => i + 1)); // and in its file, without a gap
+    } finally {
+      for (const p of pids) killHard(p);
+    }
+  });
+});
+
 /** Eight separate anonymous regions of 64 KiB, one per piece of advice (or mlock); prints their addresses to argv[1]. */
 const VMFLAGS_C = `
 #define _GNU_SOURCE

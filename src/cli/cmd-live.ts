@@ -1,7 +1,7 @@
 /** Commands on live processes: dump, check, run, signal. */
 import type { Command } from 'commander';
 import { dumpProcess, type DumpResult } from '../live/dump.js';
-import { checkProcesses } from '../live/check.js';
+import { blocking, checkProcesses } from '../live/check.js';
 import { checkTarget, listTree } from '../live/freeze.js';
 import { runTraced } from '../live/run.js';
 import { kill, signalName, signalNumber } from '../live/libc.js';
@@ -77,13 +77,15 @@ export function registerLiveCommands(program: Command): void {
         if (!(e instanceof CrimgError) || e.code !== 'TRACED') throw e; // traced: reported as a reason below
       }
       const pids = listTree(pid, !!o.tree);
-      const reasons = checkProcesses(pids, { tree: !!o.tree });
+      const all = checkProcesses(pids, { tree: !!o.tree });
+      const reasons = blocking(all);
+      const notes = all.filter((r) => !reasons.includes(r));
       const safe = reasons.length === 0;
-      if (o.json) printJson({ pid, tree: !!o.tree, tasks: pids, safe, reasons });
-      else if (safe) process.stdout.write(`process ${pid}${o.tree ? ` and its ${pids.length - 1} descendant(s)` : ''}: safe to checkpoint\n`);
+      if (o.json) printJson({ pid, tree: !!o.tree, tasks: pids, safe, reasons, notes });
       else {
-        for (const r of reasons) process.stdout.write(`${r.code.padEnd(16)} ${String(r.pid).padStart(7)}  ${r.text}\n`);
-        process.stdout.write(`process ${pid}: ${reasons.length} reason(s) it cannot be checkpointed faithfully\n`);
+        for (const r of [...reasons, ...notes]) process.stdout.write(`${r.code.padEnd(16)} ${String(r.pid).padStart(7)}  ${r.text}\n`);
+        if (safe) process.stdout.write(`process ${pid}${o.tree ? ` and its ${pids.length - 1} descendant(s)` : ''}: safe to checkpoint${notes.length ? ` (${notes.length} note(s) for the restore)` : ''}\n`);
+        else process.stdout.write(`process ${pid}: ${reasons.length} reason(s) it cannot be checkpointed faithfully\n`);
       }
       return safe ? EXIT_OK : EXIT_UNSAFE;
     }));

@@ -13,7 +13,7 @@ export function registerRestoreCommands(program: Command): void {
     .option('--pid <pid>', 'task of the image to restore when it holds several')
     .option('--pid-ns', 'restore into a new PID namespace where the task keeps its original pid and tids (root; prints the pid as seen from here)')
     .option('--stopped', 'leave the restored process stopped (SIGSTOP); continue it with kill -CONT')
-    .option('--inherit-stdio', 'fds 0-2 that cannot be reopened (pipes, sockets) get crimg\'s own stdin/stdout/stderr')
+    .option('--inherit-stdio', 'fds 0-2 that cannot be reopened (another process\'s pipe or socket) or are a terminal get crimg\'s own stdin/stdout/stderr')
     .option('--check', 'restore nothing: list every reason the image cannot be restored here (exit 0 when restorable)')
     .option('--stub <program>', 'program started as the stub that becomes the task (default: sleep)')
     .option('--json', 'one JSON document on stdout')

@@ -16,6 +16,7 @@ import {
 
 /** The reason codes `check` can report, with what they mean. */
 export const NOCR_CODES = {
+  STDIO: 'fd 0, 1 or 2 is a terminal, or a pipe or socket another process holds (a shell, a supervisor, a log collector): no reason not to checkpoint, but `crimg restore` needs --inherit-stdio to give the task its own',
   TRACED: 'the task is traced by another process (debugger, strace)',
   SECCOMP: 'the task runs under seccomp (strict mode or filters), which crimg does not save',
   SOCKET: 'an open socket (other than a UNIX socket pair the task holds both of): connection state and queued data are not saved',
@@ -52,6 +53,13 @@ export const NOCR_CODES = {
   VANISHED: 'a task of the tree exited while it was being examined',
 } as const;
 export type NocrCode = keyof typeof NOCR_CODES;
+
+/** Codes that do not make a checkpoint unsafe: recorded in the image, reported by check, refused by restore only
+ *  without the option that handles them (STDIO: --inherit-stdio). */
+export const NOTE_CODES: ReadonlySet<string> = new Set(['STDIO']);
+
+/** The reasons that make a checkpoint unsafe (all but NOTE_CODES). */
+export function blocking<T extends { code: string }>(reasons: T[]): T[] { return reasons.filter((r) => !NOTE_CODES.has(r.code)); }
 
 export interface CheckOptions {
   /** Dump the whole tree (children are part of it). */
@@ -169,7 +177,12 @@ function anonInodeCode(link: string): NocrCode | null {
 
 const others = (pids: number[]): string => (pids.length === 1 ? `process ${pids[0]}` : `processes ${pids.slice(0, 5).join(', ')}${pids.length > 5 ? ', ...' : ''}`);
 
-function fdReasons(pid: number, f: FdInfo, all: FdInfo[], outside: Outside, add: (code: NocrCode, text: string) => void, shared?: Set<string>): void {
+function fdReasons(pid: number, f: FdInfo, all: FdInfo[], outside: Outside, add0: (code: NocrCode, text: string) => void, shared?: Set<string>): void {
+  // standard input, output and error on a terminal or another process's pipe or socket: a note (STDIO)
+  const add = (code: NocrCode, text: string): void => {
+    if (f.fd <= 2 && (code === 'PIPE' || code === 'SOCKET' || code === 'FIFO' || code === 'TTY')) add0('STDIO', `${text}; \`crimg restore --inherit-stdio\` gives the restored task crimg's own`);
+    else add0(code, text);
+  };
   const what = `fd ${f.fd}`;
   const link = f.link;
   const anon = anonInodeCode(link);

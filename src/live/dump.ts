@@ -21,7 +21,7 @@ import { RECORD_HEADER_BYTES, MAGIC_BYTES, pad8, K } from '../schema.js';
 import { FileSink, MemorySink, type Sink, type SinkTarget, openSink } from '../sink.js';
 import { type WriteResult, writeImage } from '../writer.js';
 import { generate } from '../gen/generate.js';
-import { checkProcesses } from './check.js';
+import { blocking, checkProcesses } from './check.js';
 import { collectTask, collectThread, hostUts, namespacesOf } from './collect.js';
 import { Freezer, type ReleaseMode, checkTarget, listTree } from './freeze.js';
 import {
@@ -386,9 +386,10 @@ export async function writeFrozen(procs: StoppedProcess[], target: SinkTarget | 
     for (const p of pids) { fds.set(p, readFds(p)); maps.set(p, readMaps(p, true)); }
     const sharedPipes = new Set<string>();
     const nocr = checkProcesses(pids, { tree: o.tree, selfTraced: true, fds, maps, sharedPipes });
-    if (nocr.length && !o.force) {
-      const codes = [...new Set(nocr.map((r) => r.code))];
-      throw new CrimgError('UNSAFE', `process ${pids[0]} cannot be checkpointed faithfully (${codes.join(', ')}): ${nocr[0]!.text}${nocr.length > 1 ? ` (and ${nocr.length - 1} more; see crimg check ${pids[0]}${o.tree ? ' --tree' : ''})` : ''}; use --force to dump anyway`);
+    const unsafe = blocking(nocr);
+    if (unsafe.length && !o.force) {
+      const codes = [...new Set(unsafe.map((r) => r.code))];
+      throw new CrimgError('UNSAFE', `process ${pids[0]} cannot be checkpointed faithfully (${codes.join(', ')}): ${unsafe[0]!.text}${unsafe.length > 1 ? ` (and ${unsafe.length - 1} more; see crimg check ${pids[0]}${o.tree ? ' --tree' : ''})` : ''}; use --force to dump anyway`);
     }
     const tasks: Task[] = [];
     for (const fp of procs) {

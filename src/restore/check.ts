@@ -83,6 +83,11 @@ export function checkTask(model: Model, task: Task, opts: CheckOptions = {}): Re
   for (const r of task.nocr) {
     // restore rebuilds the kernel's own vdso data mappings itself: a "device memory" reason about them does not apply
     if (r.code === 'DEVICE_MEMORY' && /\((\[vvar\]|\[vvar_vclock\])\)/.test(r.text)) continue;
+    // stdin/stdout/stderr on another process's pipe, socket or terminal: crimg's own with --inherit-stdio
+    if (r.code === 'STDIO') {
+      if (!opts.inheritStdio) add('STDIO', `task ${r.pid}`, `${r.text.replace(/; `crimg restore --inherit-stdio`.*$/, '')}: restore with --inherit-stdio to give the task crimg's own`);
+      continue;
+    }
     add('NOCR', `task ${r.pid}`, `recorded at dump time: ${r.code}: ${r.text}`);
   }
   if (task.threads.length === 0) add('REGS', 'task', 'the task has no threads');

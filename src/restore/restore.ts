@@ -743,7 +743,9 @@ function restoreCreds(task: Task, inj: Injector, data: bigint, step: StepFn, bat
 
 function restoreFiles(task: Task, pid: number, inj: Injector, str: (s: string, off?: bigint) => bigint, data: bigint, step: StepFn, batch: BatchFn, opts: RestoreOptions): void {
   const inherit = new Set<number>();
-  for (const f of task.files) if (opts.inheritStdio && f.fd <= 2 && f.kind === FdKind.OTHER && !fdReopenable(f)) inherit.add(f.fd);
+  // --inherit-stdio: crimg's own for fds 0-2 that cannot be reopened, and for a terminal (now maybe another's)
+  const tty = (f: OpenFile): boolean => /^\/dev\/(pts\/\d+|tty\w*|console)$/.test(f.path);
+  for (const f of task.files) if (opts.inheritStdio && f.fd <= 2 && f.kind === FdKind.OTHER && (!fdReopenable(f) || tty(f))) inherit.add(f.fd);
   const have = step('list stub fds', '', () => readFds(pid).map((f) => f.fd));
   batch('close stub fd', have.filter((fd) => !inherit.has(fd)).map((fd) => ({ nr: NR.close, args: [fd], at: `fd ${fd}` })));
   const place = (f: OpenFile, at: string, got: number): void => {
