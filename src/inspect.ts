@@ -147,6 +147,7 @@ export function showText(model: Model, img: Image | null): string {
       out.push(`${ind}  fd ${String(f.fd).padStart(3)} ${(FD_KIND_NAMES[f.kind] ?? 'other').padEnd(9)} pos ${f.pos} flags ${h(f.flags)} ${f.path}`);
       if (f.pipe) out.push(`${ind}         pipe ${f.pipe.ino} ${f.pipe.write ? 'write' : 'read'} end, capacity ${f.pipe.size}${f.pipe.data ? `, ${f.pipe.data.length} bytes buffered` : ''}`);
       if (f.unixPair) out.push(`${ind}         socket pair ${f.unixPair.pair} (${f.unixPair.second ? 'second' : 'first'}), type ${f.unixPair.type}${f.unixPair.data ? `, ${f.unixPair.data.length} bytes queued` : ''}`);
+      for (const w of f.inotify ?? []) out.push(`${ind}         inotify wd ${w.wd} mask ${h(BigInt(w.mask))} ${w.path}`);
       if (f.anon) out.push(`${ind}         ${['', 'eventfd', 'timerfd', 'signalfd', 'epoll'][f.anon.kind] ?? 'anon'} ${f.anon.values.map((v) => v.toString()).join(' ')}`);
       for (const l of f.locks ?? []) {
         out.push(`${ind}         lock ${['', 'flock', 'POSIX', 'OFD'][l.kind]} ${l.write ? 'write' : 'read'} ${l.start}..${l.end === LOCK_EOF ? 'EOF' : l.end}`);

@@ -200,7 +200,12 @@ export interface OpenFile {
   pipe?: PipeEnd;
   /** One socket of a UNIX socket pair the task holds both of (kind OTHER, path socket:[INO]). */
   unixPair?: UnixPairEnd;
+  /** An inotify instance (kind OTHER): its watches by ascending wd. */
+  inotify?: InotifyWatch[];
 }
+
+/** A watch of an inotify instance: its wd, the mask it was added with, and the watched file's path. */
+export interface InotifyWatch { wd: number; mask: number; path: string }
 
 /** A socket of a socketpair: the pair's id (its lower inode at the checkpoint), which of the two, the type
  *  (SOCK_STREAM 1, SOCK_DGRAM 2, SOCK_SEQPACKET 5), and on the socket's lowest fd the bytes queued to it. */

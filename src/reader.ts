@@ -13,7 +13,7 @@ import type { Kernels } from './kernels/api.js';
 import { claimRegion, claimSlot, releaseRegion, releaseSlot } from './kernels/arena.js';
 import {
   ARCH_X86_64, type Credentials, type Mm, type Model, type Namespace, type NamespaceIds, NS_KINDS,
-  type Itimer, type PosixTimer, SIGEV, POSIX_TIMER_CLOCKS, type FileLock, FdKind, LOCK_EOF, LOCK_KIND, type AnonFd, ANON_KIND, type PipeEnd, type UnixPairEnd, type NocrReason, type OpenFile, type SigAction, type PageSource, type Task, type Thread, type Vma, MM_FIELD_NAMES,
+  type Itimer, type PosixTimer, SIGEV, POSIX_TIMER_CLOCKS, type FileLock, FdKind, LOCK_EOF, LOCK_KIND, type AnonFd, ANON_KIND, type PipeEnd, type UnixPairEnd, type InotifyWatch, type NocrReason, type OpenFile, type SigAction, type PageSource, type Task, type Thread, type Vma, MM_FIELD_NAMES,
 } from './model.js';
 import {
   CHECKSUM_XXH3_64, FORMAT_MAJOR, FORMAT_MINOR, INDEX_ENTRY_BYTES, K, MAGIC, MAX_INDEX_RECORD, MAX_META_RECORD,
@@ -711,6 +711,21 @@ function pipeOf(r: Rec, f: Fields, file: OpenFile, bad: (r: Rec, why: string) =>
   return pe;
 }
 
+/** An INOTIFY record -> InotifyWatch[], checked: a file of kind other, one path per (wd, mask), wds ascending. */
+function inotifyOf(r: Rec, f: Fields, file: OpenFile, bad: (r: Rec, why: string) => never): InotifyWatch[] {
+  const v = f.watches as bigint[], paths = f.paths as string[];
+  if (file.kind !== FdKind.OTHER) bad(r, `fd ${file.fd} is a regular file or directory`);
+  if (v.length % 2 || v.length / 2 !== paths.length) bad(r, `fd ${file.fd}: ${v.length} values and ${paths.length} paths are not (wd, mask) pairs with a path each`);
+  const out: InotifyWatch[] = [];
+  for (let i = 0; i < v.length; i += 2) {
+    const wd = v[i]!, mask = v[i + 1]!, path = paths[i / 2]!;
+    if (wd < 1n || wd > 0x7fffffffn || (out.length && Number(wd) <= out[out.length - 1]!.wd)) bad(r, `fd ${file.fd}: wd ${wd} out of order`);
+    if (mask > 0xffffffffn || !path.startsWith('/')) bad(r, `fd ${file.fd}: watch ${wd} with mask ${mask} on '${path}'`);
+    out.push({ wd: Number(wd), mask: Number(mask), path });
+  }
+  return out;
+}
+
 /** A UNIX_PAIR record -> UnixPairEnd, checked: a file of kind other, known type, bytes only for a stream pair. */
 function unixPairOf(r: Rec, f: Fields, file: OpenFile, bad: (r: Rec, why: string) => never): UnixPairEnd {
   const type = f.sockType as number, second = f.second as number, data = f.data as Uint8Array;
@@ -977,6 +992,7 @@ function parse(rs: RecordStream, mode: ReadMode, setRuns: (v: Vma, r: PageRec[])
       if (opt && opt.kind === K.FLOCKS) { file.locks = locksOf(opt, fields(opt).locks as bigint[], file, bad); opt = nextKnown(); }
       if (opt && opt.kind === K.ANON_FD) { file.anon = anonOf(opt, fields(opt), file, bad); anonRecs.set(file, opt); opt = nextKnown(); }
       if (opt && opt.kind === K.PIPE) { file.pipe = pipeOf(opt, fields(opt), file, bad); pipeRecs.set(file, opt); opt = nextKnown(); }
+      if (opt && opt.kind === K.INOTIFY) { file.inotify = inotifyOf(opt, fields(opt), file, bad); opt = nextKnown(); }
       if (opt && opt.kind === K.UNIX_PAIR) { file.unixPair = unixPairOf(opt, fields(opt), file, bad); pairRecs.set(file, opt); opt = nextKnown(); }
       pending = opt;
       task.files.push(file);

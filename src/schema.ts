@@ -84,6 +84,7 @@ export const K = {
   ANON_FD: 0x0403,
   PIPE: 0x0404,
   UNIX_PAIR: 0x0405,
+  INOTIFY: 0x0406,
   INDEX: 0x7f01,
   TRAILER: 0x7fff,
 } as const;
@@ -220,6 +221,11 @@ export const RECORDS: readonly RecordDef[] = [
     fields: [['pairId', 'u64', 'the pair (the lower inode of its two sockets at the checkpoint)'], ['second', 'u32', '0 the first socket, 1 the second'],
       ['sockType', 'u32', 'SOCK_STREAM 1, SOCK_DGRAM 2, SOCK_SEQPACKET 5'],
       ['data', 'raw', 'bytes queued to this socket (stream pairs), in the record of its first fd in the image; empty in the others']],
+  },
+  {
+    kind: K.INOTIFY, name: 'INOTIFY', parent: K.FD,
+    doc: 'Optional, after its FD (kind 2, other): an inotify instance, with nothing queued (absent: another kind of file).',
+    fields: [['watches', 'u64[]', '(wd, mask) pairs by ascending wd'], ['paths', 'str[]', 'the watched file of each pair, in the same order']],
   },
   { kind: K.NOCR, name: 'NOCR', parent: K.TASK, doc: 'A reason the task cannot be checkpointed or restarted faithfully.', fields: [['pid', 'i32'], ['code', 'str'], ['text', 'str']] },
   {

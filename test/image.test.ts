@@ -177,6 +177,26 @@ describe('round trips', () => {
       t.files[nfiles]!.anon!.kind = 9;
       await expect((async () => readImage(await toBytes(model)))()).rejects.toThrow(/kind 9 is none of/);
       t.files.splice(nfiles);
+      // inotify: round trip, then what the reader refuses
+      const ino: (typeof t.files)[number] = { fd: 30, kind: 2, path: 'anon_inode:inotify', flags: 0, pos: 0n, mode: 0o600, cloexec: false, devMajor: 0, devMinor: 15, inode: 7n, size: 0n,
+        inotify: [{ wd: 1, mask: 2, path: '/tmp/a' }, { wd: 3, mask: 0x80000100, path: '/tmp' }] };
+      t.files.push(ino);
+      const iimg = readImage(await toBytes(model));
+      expect(iimg.model.tasks[0]!.files.at(-1)).toEqual(ino);
+      expect(showText(iimg.model, iimg)).toContain('inotify wd 3 mask 0x80000100 /tmp');
+      iimg.close();
+      for (const [watches, why] of [
+        [[{ wd: 3, mask: 2, path: '/a' }, { wd: 1, mask: 2, path: '/b' }], /wd 1 out of order/],
+        [[{ wd: 0, mask: 2, path: '/a' }], /wd 0 out of order/],
+        [[{ wd: 1, mask: 2, path: 'rel' }], /watch 1 with mask 2 on 'rel'/],
+      ] as const) {
+        ino.inotify = watches.map((w) => ({ ...w }));
+        let err: unknown;
+        try { readImage(await toBytes(model)); } catch (e) { err = e; }
+        expect((err as { code?: string }).code, String(why)).toBe('BAD_RECORD');
+        expect((err as Error).message).toMatch(why);
+      }
+      t.files.splice(nfiles);
       // socket pairs: round trip, then what the reader refuses
       const sockFile = (fd: number, second: boolean, type: number, data?: string): (typeof t.files)[number] => ({
         fd, kind: 2, path: `socket:[${900 + fd}]`, flags: 2, pos: 0n, mode: 0o140777, cloexec: false, devMajor: 0, devMinor: 8, inode: 900n + BigInt(fd), size: 0n,

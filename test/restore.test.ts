@@ -1428,6 +1428,45 @@ int main(int argc, char **argv) {
   });
 });
 
+describe('inotify', () => {
+  it('tail -f comes back watching its file (the watches at their wds) and prints what is appended after the restore', async () => {
+    const bare = compileC('closefds2', 'int main(int argc, char **argv) { (void)argc; syscall(SYS_close_range, 3, ~0U, 0); execv(argv[1], argv + 1); return 127; }');
+    const watched = path.join(dir, 'tailed.txt');
+    const out = path.join(dir, 'tail.out');
+    fs.writeFileSync(watched, 'one\n');
+    const ofd = fs.openSync(out, 'w');
+    const c = spawn(bare, ['/usr/bin/tail', '-n', '+1', '-f', watched], { stdio: ['ignore', ofd, 'ignore'], cwd: dir });
+    fs.closeSync(ofd);
+    children.push(c);
+    running.add(c.pid!);
+    const pids = [c.pid!];
+    const got = (): string[] => fs.readFileSync(out, 'utf8').split('\n').filter(Boolean);
+    try {
+      await waitFor('tail started', () => got().length === 1);
+      fs.appendFileSync(watched, 'two\n');
+      await waitFor('tail following', () => got().length === 2);
+      const chk = JSON.parse(crimg(['check', String(c.pid), '--json']).stdout);
+      expect(chk.reasons).toEqual([]);
+      const img = path.join(dir, 'tail.crimg');
+      await dumpKill(c.pid!, img);
+      const m = readImage(img);
+      let ws;
+      try { ws = m.model.tasks[0]!.files.find((f) => f.inotify)!.inotify!; } finally { m.close(); }
+      expect(ws.map((w) => w.path)).toContain(watched);
+      const r = restoreCli(img);
+      pids.push(r);
+      const infd = fs.readdirSync(`/proc/${r}/fd`).find((n) => fs.readlinkSync(`/proc/${r}/fd/${n}`).includes('inotify'))!;
+      const lines2 = fs.readFileSync(`/proc/${r}/fdinfo/${infd}`, 'latin1').split('\n').filter((l) => l.startsWith('inotify wd:'));
+      expect(lines2.map((l) => Number(/wd:(\d+)/.exec(l)![1])).sort()).toEqual(ws.map((w) => w.wd));
+      fs.appendFileSync(watched, 'three\n');
+      await waitFor('the restored tail printing the new line', () => got().length === 3);
+      expect(got()).toEqual(['one', 'two', 'three']);
+    } finally {
+      for (const p of pids) killHard(p);
+    }
+  });
+});
+
 /** Eight separate anonymous regions of 64 KiB, one per piece of advice (or mlock); prints their addresses to argv[1]. */
 const VMFLAGS_C = `
 #define _GNU_SOURCE
@@ -1511,8 +1550,14 @@ describe('restore pieces', () => {
       const r = set(e, 35n);
       expect([r[10], r[16]]).toEqual([35n, 0x400ffen]);
     }
-    const rb = set(-516n, 230n);
+    const rb = set(-516n, 230n); // relative clock_nanosleep: the remaining time went with the restart block
     expect([BigInt.asIntN(64, rb[10]!), rb[16]]).toEqual([-4n, 0x401000n]);
+    regs[13] = 1n; // rsi: TIMER_ABSTIME, the same deadline when made again
+    const abs = set(-516n, 230n);
+    expect([abs[10], abs[16]]).toEqual([230n, 0x400ffen]);
+    regs[13] = 0n;
+    const poll = set(-516n, 7n); // poll: made again (tail -f would end on EINTR)
+    expect([poll[10], poll[16]]).toEqual([7n, 0x400ffen]);
     const done = set(-4n, 35n);
     expect([BigInt.asIntN(64, done[10]!), done[16]]).toEqual([-4n, 0x401000n]);
     const user = set(-512n, BigInt.asUintN(64, -1n)); // not in a system call: rax is just a value

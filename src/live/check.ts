@@ -7,6 +7,7 @@
 import * as fs from 'node:fs';
 import { type NocrReason, POSIX_TIMER_CLOCKS, SIGEV } from '../model.js';
 import { anonState } from './anonfd.js';
+import { inotifyState, isInotify } from './inotify.js';
 import { type UnixSock, ownPairs, pairSavable, socketIno, unixSockets } from './unixpair.js';
 import {
   type FdInfo, type MapEntry, PF_KTHREAD, S_IFBLK, S_IFCHR, S_IFIFO, S_IFSOCK, allPids, devMajor, devMinor, fileType,
@@ -26,7 +27,7 @@ export const NOCR_CODES = {
   SIGNALFD: 'a signalfd whose mask fdinfo does not show',
   TIMERFD: 'a timerfd crimg cannot set up again (TFD_TIMER_CANCEL_ON_SET)',
   POSIX_TIMER: 'a POSIX timer (timer_create) on a clock crimg cannot restore it on (a thread\'s CPU time, another process\'s clock), or notifying in a way it does not know',
-  INOTIFY: 'an inotify instance: its watches and queued events are not saved',
+  INOTIFY: 'an inotify instance with events queued (no /proc file shows them), or watching a file crimg finds no path to',
   FANOTIFY: 'a fanotify instance: its marks and queued events are not saved',
   EPOLL: 'an epoll instance watching a file no longer at the fd it was added with, or another epoll',
   IO_URING: 'an io_uring instance: rings and in-flight requests are not saved',
@@ -185,6 +186,11 @@ function fdReasons(pid: number, f: FdInfo, all: FdInfo[], outside: Outside, add0
   };
   const what = `fd ${f.fd}`;
   const link = f.link;
+  if (isInotify(link)) { // saved with its watches, unless events are queued or a watched file has no path
+    const st = inotifyState(pid, f);
+    if ('problem' in st) add('INOTIFY', `${what} is an inotify instance: ${st.problem}`);
+    return;
+  }
   const anon = anonInodeCode(link);
   const state = anonState(f, all);
   if (anon && state) { // an eventfd, timerfd, signalfd or epoll: saved unless something about it is not

@@ -13,6 +13,7 @@ import {
 import { guessLayout, toIntelExt, XSAVE_MIN_BYTES } from '../elf/xsave.js';
 import { anonState } from './anonfd.js';
 import { collectPipes } from './pipes.js';
+import { inotifyState, isInotify } from './inotify.js';
 import { collectUnixPairs } from './unixpair.js';
 import {
   NT, addressOf, isSysError, ptraceGetRegs, ptraceGetRegset, ptraceGetRseq, ptraceGetSigmask, syscall,
@@ -197,6 +198,12 @@ export function collectTask(pid: number, threads: Thread[], mem: ProcMemory, fds
   const fdList = fds ?? readFds(pid);
   const files = withLocks(fdList);
   collectPipes(pid, fdList, files, sharedPipes);
+  for (const f of fdList) {
+    if (!isInotify(f.link)) continue;
+    const st = inotifyState(pid, f);
+    const file = files.find((x) => x.fd === f.fd);
+    if (file && 'watches' in st) file.inotify = st.watches; // else check.ts reports it
+  }
   if (files.some((f) => f.path.startsWith('socket:'))) collectUnixPairs(pid, fdList, files, sharedPipes);
   return {
     pid, tgid: pid, ppid: st.ppid, pgid: st.pgrp, sid: st.session, comm: st.comm,

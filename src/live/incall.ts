@@ -62,6 +62,17 @@ export function findSyscallInsn(pid: number, maps: MapEntry[]): bigint | null {
  * task: the restart block, e.g. a sleep's remaining time, stayed in the old kernel task). With `sameTask` orig_rax
  * becomes -1, so that the kernel does nothing more on the way out.
  */
+/**
+ * In a new task (restore), the restart block of an interrupted call is gone. These calls can simply be made again:
+ * poll (7; with a timeout it waits its whole timeout again: later, where EINTR would end programs such as `tail -f`)
+ * and clock_nanosleep with TIMER_ABSTIME (230: the same deadline). Others (nanosleep, a relative clock_nanosleep,
+ * futex waits with a timeout) get EINTR, as the remaining time is not known.
+ */
+function reissuable(r: BigUint64Array): boolean {
+  const nr = r[R.orig_rax]!;
+  return nr === 7n || (nr === 230n && (r[R.rsi]! & 1n) === 1n);
+}
+
 export function restartedRegs(regs: BigUint64Array, sameTask: boolean): BigUint64Array {
   const r = new BigUint64Array(regs);
   if (signed(r[R.orig_rax]!) >= 0n) {
@@ -72,6 +83,9 @@ export function restartedRegs(regs: BigUint64Array, sameTask: boolean): BigUint6
     } else if (ax === ERESTART_RESTARTBLOCK) {
       if (sameTask) {
         r[R.rax] = BigInt(SYS_RESTART_SYSCALL);
+        r[R.rip] = r[R.rip]! - 2n;
+      } else if (reissuable(r)) {
+        r[R.rax] = r[R.orig_rax]!; // the call again, with its arguments (still in their registers)
         r[R.rip] = r[R.rip]! - 2n;
       } else r[R.rax] = BigInt.asUintN(64, -EINTR);
     }

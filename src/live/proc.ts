@@ -263,6 +263,8 @@ export interface FdInfo {
   locks: string[];
   /** "tfd:" lines of an epoll's fdinfo (its interest list), after the "tfd:". */
   tfds: string[];
+  /** "inotify wd:..." lines of an inotify instance's fdinfo (its watches), whole. */
+  inotify: string[];
   /** Extra fdinfo lines (eventfd-count, inotify wd ...). */
   extra: Map<string, string>;
 }
@@ -277,7 +279,7 @@ export function readFds(pid: number): FdInfo[] {
     if (link === null) continue; // closed meanwhile
     let stat: fs.BigIntStats | null = null;
     try { stat = fs.statSync(procPath(pid, `fd/${fd}`), { bigint: true }); } catch { /* e.g. closed */ }
-    const info: FdInfo = { fd, link, stat, pos: 0n, flags: 0, mntId: 0, locks: [], tfds: [], extra: new Map() };
+    const info: FdInfo = { fd, link, stat, pos: 0n, flags: 0, mntId: 0, locks: [], tfds: [], inotify: [], extra: new Map() };
     try {
       for (const line of readText(procPath(pid, `fdinfo/${fd}`)).split('\n')) {
         const i = line.indexOf(':');
@@ -289,6 +291,7 @@ export function readFds(pid: number): FdInfo[] {
         else if (k === 'mnt_id') info.mntId = parseInt(v, 10) || 0;
         else if (k === 'lock') info.locks.push(v);
         else if (k === 'tfd') info.tfds.push(v);
+        else if (k === 'inotify wd') info.inotify.push(line);
         else info.extra.set(k, v);
       }
     } catch { /* closed meanwhile */ }

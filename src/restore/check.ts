@@ -56,7 +56,7 @@ function sameFile(st: fs.BigIntStats, inode: bigint, major: number, minor: numbe
 /** True for fds crimg reopens by path (regular files, directories and character devices: /dev/null, ttys) or
  *  rebuilds (eventfd, timerfd, signalfd, epoll, the task's own pipes). */
 export function fdReopenable(f: OpenFile): boolean {
-  if (f.kind === FdKind.REGULAR || f.kind === FdKind.DIRECTORY || f.anon || f.pipe || f.unixPair) return true;
+  if (f.kind === FdKind.REGULAR || f.kind === FdKind.DIRECTORY || f.anon || f.pipe || f.unixPair || f.inotify) return true;
   if (!f.path.startsWith('/')) return false;
   const st = statOrNull(f.path);
   return st !== null && (st.mode & 0o170000n) === 0o020000n;
@@ -168,6 +168,7 @@ export function checkTask(model: Model, task: Task, opts: CheckOptions = {}): Re
       if (!dir && st.size < f.pos && (f.flags & 3) === 0) add('FILE_CHANGED', where, `${f.path} shrank to ${st.size} bytes, below the saved position ${f.pos}`);
       continue;
     }
+    for (const w of f.inotify ?? []) if (!statOrNull(w.path)) add('FILE_MISSING', where, `the file ${w.path} inotify watch ${w.wd} is on does not exist`);
     if (fdReopenable(f)) continue;
     if (opts.inheritStdio && f.fd <= 2) continue;
     add('FD_UNSUPPORTED', where, `${f.path} cannot be reopened (only regular files, directories and device files can${f.fd <= 2 ? '; --inherit-stdio gives it crimg\'s own' : ''})`);

@@ -38,6 +38,7 @@ import { ANON_KIND, FdKind, LOCK_EOF, LOCK_KIND, SIGEV, VmaFlags, type OpenFile,
 import { createAnon } from '../live/anonfd.js';
 import { type TaskCall, createPipe } from '../live/pipes.js';
 import { createUnixPair } from '../live/unixpair.js';
+import { createInotify } from '../live/inotify.js';
 import type { Image } from '../reader.js';
 import {
   NT, PTRACE, PTRACE_O, SIG, WAIT, isSysError, kill, ptrace, ptraceDetach, ptraceGetRegset, ptraceGetRseq,
@@ -782,6 +783,11 @@ function restoreFiles(task: Task, pid: number, inj: Injector, str: (s: string, o
   for (const f of sorted) {
     if (inherit.has(f.fd)) continue;
     if (f.pipe || f.unixPair) { twoEnded(f); continue; }
+    if (f.inotify) {
+      const at = `fd ${f.fd} inotify`;
+      place(f, at, step('create file', at, () => createInotify(f, (nr, args, detail) => inj.call(nr, args, detail), (s) => str(s))));
+      continue;
+    }
     if (f.anon) { if (f.anon.kind !== ANON_KIND.EPOLL) anon(f); continue; }
     const at = `fd ${f.fd} ${f.path}`;
     const dir = f.kind === FdKind.DIRECTORY;

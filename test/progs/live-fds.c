@@ -6,7 +6,7 @@
  *
  * fds: a socketpair, a pipe its child holds too, an eventfd and a signalfd (both saved), a memfd (also
  * mapped shared), a timerfd armed with TFD_TIMER_CANCEL_ON_SET, an epoll instance
- * watching another, an inotify instance, and DIR/gone opened and then deleted; and a
+ * watching another, an inotify instance watching DIR/gone, and DIR/gone opened and then deleted; and a
  * POSIX timer on the thread CPU-time clock (crimg restores other POSIX timers, not
  * that one). Prints "READY pid=P" when set up.
  */
@@ -54,11 +54,13 @@ int main(int argc, char **argv) {
   int ep1 = epoll_create1(0), ep2 = epoll_create1(0); /* one watching the other: crimg does not rebuild that */
   struct epoll_event ee = { .events = EPOLLIN };
   if (ep1 < 0 || ep2 < 0 || epoll_ctl(ep2, EPOLL_CTL_ADD, ep1, &ee) < 0) { perror("epoll"); return 1; }
-  if (inotify_init1(0) < 0) { perror("inotify"); return 1; }
+  int in = inotify_init1(0);
+  if (in < 0) { perror("inotify"); return 1; }
   char path[4096];
   snprintf(path, sizeof path, "%s/gone", argv[1]);
   int g = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
-  if (g < 0 || unlink(path) < 0) { perror(path); return 1; }
+  /* the inotify instance watches DIR/gone, deleted next: no path to it, so not saved */
+  if (g < 0 || inotify_add_watch(in, path, IN_MODIFY) < 0 || unlink(path) < 0) { perror(path); return 1; }
   printf("READY pid=%d\n", (int)getpid());
   fflush(stdout);
   for (;;) pause();
