@@ -1467,6 +1467,68 @@ describe('inotify', () => {
   });
 });
 
+/** A parent and the child it forked: the child writes "c N PID" lines, the parent "p N CHILD W" with W what
+ *  waitpid(CHILD, WNOHANG) returned (0: still running), and "reaped CHILD SIG" once it has reaped it. */
+const TREE_C = `
+#include <sys/wait.h>
+#include <time.h>
+int main(int argc, char **argv) {
+  (void)argc;
+  FILE *out = open_out(argv[1]);
+  pid_t kid = fork();
+  if (kid == 0) {
+    for (int n = 1;; n++) { fprintf(out, "c %d %d\\n", n, getpid()); struct timespec ts = {0, 20000000}; nanosleep(&ts, 0); }
+  }
+  for (int n = 1;; n++) {
+    int st = 0;
+    pid_t w = waitpid(kid, &st, WNOHANG);
+    if (w == kid) { fprintf(out, "reaped %d %d\\n", w, WIFSIGNALED(st) ? WTERMSIG(st) : -1); return 0; }
+    fprintf(out, "p %d %d %d\\n", n, kid, (int)w);
+    struct timespec ts = {0, 20000000}; nanosleep(&ts, 0);
+  }
+}
+`;
+
+describe('restore --tree', () => {
+  it('brings back a parent and its child with their pids (--pid-ns): the parent goes on waiting for it and reaps it', async () => {
+    const exe = compileC('tree', TREE_C);
+    const out = path.join(dir, 'tree.out');
+    const pid = start(exe, [out]);
+    const pids = [pid];
+    try {
+      await waitFor('both writing', () => lines(out).some((l) => l.startsWith('c ')) && lines(out).some((l) => l.startsWith('p ')));
+      const kid = Number(lines(out).find((l) => l.startsWith('p '))!.split(' ')[2]);
+      pids.push(kid);
+      expect(JSON.parse(crimg(['check', '--tree', String(pid), '--json']).stdout).reasons).toEqual([]);
+      const img = path.join(dir, 'tree.crimg');
+      const d = crimg(['dump', '--tree', String(pid), '-o', img, '--kill', '--quiet']);
+      expect(d.code, d.stderr).toBe(0);
+      await waitFor('both gone', () => !alive(pid) && !alive(kid));
+      expect(crimg(['restore', '--tree', img]).code).toBe(2); // needs --pid-ns
+      // a failure half-way (the child's stub made, not yet the task) leaves nothing behind
+      for (const failAt of ['fork child', 'registers']) {
+        const im = readImage(img);
+        try {
+          await expect(restoreImage(im, { pidNs: true, tree: true, failAt })).rejects.toThrow(new RegExp(`step ${failAt}`));
+        } finally { im.close(); }
+        expect(stubsRunning()).toEqual([]);
+      }
+      const n0 = lines(out).length;
+      const r = crimg(['restore', '--pid-ns', '--tree', '--json', img]);
+      expect(r.code, r.stderr).toBe(0);
+      const j = JSON.parse(r.stdout);
+      pids.push(...j.tree.map((t: { hostPid: number }) => t.hostPid), j.pidNs.holder, j.pidNs.init);
+      expect(j.tree.map((t: { pid: number }) => t.pid)).toEqual([pid, kid]);
+      await waitFor('both writing again', () => lines(out).slice(n0).filter((l) => l.startsWith('c ')).length >= 3 && lines(out).slice(n0).filter((l) => l.startsWith('p ')).length >= 3);
+      for (const l of lines(out).slice(n0)) expect(l).toMatch(new RegExp(`^(c \\d+ ${kid}|p \\d+ ${kid} 0)$`)); // the child is still its child
+      process.kill(j.tree[1].hostPid, 'SIGTERM');
+      await waitFor('the parent reaping its child', () => lines(out).includes(`reaped ${kid} 15`));
+    } finally {
+      for (const p of pids) killHard(p);
+    }
+  });
+});
+
 /** Eight separate anonymous regions of 64 KiB, one per piece of advice (or mlock); prints their addresses to argv[1]. */
 const VMFLAGS_C = `
 #define _GNU_SOURCE

@@ -22,7 +22,7 @@ import { REG_INDEX } from '../schema.js';
 
 export const NR = {
   read: 0, write: 1, open: 2, close: 3, lseek: 8, mmap: 9, mprotect: 10, munmap: 11, brk: 12,
-  rt_sigaction: 13, rt_sigprocmask: 14, setitimer: 38, mremap: 25, madvise: 28, dup2: 33, getpid: 39, clone: 56, fork: 57, wait4: 61, fcntl: 72, chdir: 80, fchdir: 81,
+  rt_sigaction: 13, rt_sigprocmask: 14, setitimer: 38, setpgid: 109, mremap: 25, madvise: 28, dup2: 33, getpid: 39, clone: 56, fork: 57, wait4: 61, fcntl: 72, chdir: 80, fchdir: 81,
   setsid: 112, sigaltstack: 131, setgroups: 116, setresuid: 117, setresgid: 119, setfsuid: 122, setfsgid: 123, personality: 135, mlock: 149, prctl: 157, arch_prctl: 158, gettid: 186,
   set_tid_address: 218, timer_create: 222, timer_settime: 223, timer_delete: 226, exit_group: 231, set_robust_list: 273, openat: 257, unshare: 272, dup3: 292, prlimit64: 302, rseq: 334, clone3: 435,
   close_range: 436,

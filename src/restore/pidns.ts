@@ -116,25 +116,31 @@ export function buildPidNs(holder: number, nsPid: number, step: Step, made: numb
     rename(inj, scratch + NAME_AT + 64n, 'crimg-pidns-init');
     return inj;
   });
-  const task = step('pid namespace: clone3 set_tid', `pid ${nsPid}`, () => {
-    const args = new Uint8Array(CLONE_ARGS_SIZE);
-    const dv = new DataView(args.buffer);
-    dv.setBigUint64(32, BigInt(SIGCHLD), true); // exit_signal
-    dv.setBigUint64(64, scratch + SET_TID_AT, true); // set_tid
-    dv.setBigUint64(72, 1n, true); // set_tid_size: the innermost namespace only
-    ii.write(scratch + ARGS_AT, args);
-    const tid = new Uint8Array(4);
-    new DataView(tid.buffer).setInt32(0, nsPid, true);
-    ii.write(scratch + SET_TID_AT, tid);
-    ii.cloned.length = 0;
-    ii.call(NR.clone3, [scratch + ARGS_AT, CLONE_ARGS_SIZE], `set_tid ${nsPid}`);
-    const pid = ii.cloned[0];
-    if (pid === undefined) throw new Error('clone3 reported no new process');
-    made.push(pid);
-    waitStop(pid);
-    return pid;
-  });
+  const task = step('pid namespace: clone3 set_tid', `pid ${nsPid}`, () => forkWithPid(ii, scratch, nsPid, SIGCHLD, made));
   return { holder, init, task, scratch };
+}
+
+/**
+ * A child of the process `inj` runs in, with pid `nsPid` in their PID namespace (clone3 with set_tid; clone_args at
+ * the scratch page `scratch`, which the process has), stopped and traced; returns its pid as crimg sees it.
+ */
+export function forkWithPid(inj: Injector, scratch: bigint, nsPid: number, exitSignal: number, made: number[]): number {
+  const args = new Uint8Array(CLONE_ARGS_SIZE);
+  const dv = new DataView(args.buffer);
+  dv.setBigUint64(32, BigInt(exitSignal), true); // exit_signal
+  dv.setBigUint64(64, scratch + SET_TID_AT, true); // set_tid
+  dv.setBigUint64(72, 1n, true); // set_tid_size: the innermost namespace only
+  inj.write(scratch + ARGS_AT, args);
+  const tid = new Uint8Array(4);
+  new DataView(tid.buffer).setInt32(0, nsPid, true);
+  inj.write(scratch + SET_TID_AT, tid);
+  inj.cloned.length = 0;
+  inj.call(NR.clone3, [scratch + ARGS_AT, CLONE_ARGS_SIZE], `set_tid ${nsPid}`);
+  const pid = inj.cloned[0];
+  if (pid === undefined) throw new Error('clone3 reported no new process');
+  made.push(pid);
+  waitStop(pid);
+  return pid;
 }
 
 /** clone_args for a thread of the task with tid `nsTid` (written at `at`; set_tid right after it). */

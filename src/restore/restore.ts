@@ -53,7 +53,7 @@ import {
 import { type BatchCall, InjectError, Injector, NR, R, SYSCALL_INT3, waitStop } from './inject.js';
 import { buildXstate, imageXstateBv, xstateXcr0 } from './xsave.js';
 import { PageWriter, type PageWriterOptions } from './pages.js';
-import { CLONE_ARGS_SIZE, type PidNsProcs, buildPidNs, killPidNs, releaseReapers, threadCloneArgs } from './pidns.js';
+import { CLONE_ARGS_SIZE, type PidNsProcs, buildPidNs, forkWithPid, killPidNs, releaseReapers, threadCloneArgs } from './pidns.js';
 
 export interface RestoreOptions extends CheckOptions {
   /** Task of the image to restore (default: the only one). */
@@ -71,6 +71,11 @@ export interface RestoreOptions extends CheckOptions {
    * (clone3 with set_tid; needs root). See pidns.ts for the processes this makes.
    */
   pidNs?: boolean;
+  /** With pidNs: the task and every task below it in the image (its process tree), each with its pid, as the
+   *  children of their parents (a parent's wait4 and kill reach them). */
+  tree?: boolean;
+  /** @internal a task of a tree other than its root: it keeps its parent's session (no setsid). */
+  treeChild?: boolean;
 }
 
 export interface RestoreResult {
@@ -84,6 +89,8 @@ export interface RestoreResult {
   /** With `pidNs`: the task's pid and tids inside its new PID namespace (the image's), and the holder and init
    *  processes (pids as crimg sees them; the holder is the caller's child). */
   pidNs?: { pid: number; tids: number[]; holder: number; init: number };
+  /** With `tree`: every task restored, root first (pids and tids in the new namespace; `hostPid` as crimg sees it). */
+  tree?: { pid: number; hostPid: number; tids: number[] }[];
 }
 
 const PAGE = 4096n;
@@ -251,17 +258,29 @@ function reapTraced(tids: number[]): void {
  */
 export async function restoreImage(image: Image, opts: RestoreOptions = {}): Promise<RestoreResult> {
   const t0 = process.hrtime.bigint();
+  if (opts.tree && opts.pid === undefined) opts = { ...opts, pid: image.model.tasks[0]?.pid }; // the tree's root
   const prep = prepareRestore(image, opts);
   if (prep.reasons.length) {
     throw new CrimgError('NOT_RESTORABLE', `the image cannot be restored: ${formatReasons(prep.reasons)}`);
   }
   const task = prep.task;
+  // --tree: the tasks below the root, parents before children (each made from its parent's stub)
+  const below: Task[] = [];
+  if (opts.tree) {
+    if (!opts.pidNs) throw new CrimgError('USAGE', 'restoring a process tree needs --pid-ns: the parents know their children by pid');
+    const add = (p: Task): void => { for (const c of image.model.tasks.filter((t) => t.ppid === p.pid && t !== p)) { below.push(c); add(c); } };
+    add(task);
+    const reasons = below.flatMap((t) => prepareRestore(image, { ...opts, pid: t.pid }).reasons.map((r) => ({ ...r, where: `task ${t.pid} ${r.where}` })));
+    if (reasons.length) throw new CrimgError('NOT_RESTORABLE', `the image cannot be restored: ${formatReasons(reasons)}`);
+  }
   const first = startStub(opts.stub ?? 'sleep');
   /** Every process made so far: the stub, or with pidNs the holder, init and task. */
   const procs: number[] = [first.pid];
   let stub = first;
   let pns: PidNsProcs | null = null;
   const tids: number[] = [];
+  /** With tree: the threads of each task below the root. */
+  const childTids: number[][] = [];
   let where = '';
   let stepName = 'start';
   const step = <T>(name: string, at: string, fn: () => T): T => {
@@ -279,17 +298,32 @@ export async function restoreImage(image: Image, opts: RestoreOptions = {}): Pro
       pns = buildPidNs(first.pid, task.pid, step, procs);
       stub = { pid: pns.task, xstate: first.xstate };
     }
+    // the tree's stubs, all before any is turned into its task (a child is a copy of its parent's stub)
+    const hostOf = new Map<number, number>([[task.pid, stub.pid]]);
+    for (const c of below) {
+      const parent = hostOf.get(c.ppid)!;
+      const made = step('fork child', `task ${c.pid} of ${c.ppid}`, () => forkWithPid(new Injector(parent), pns!.scratch, c.pid, c.exitSignal || SIG.SIGCHLD, procs));
+      hostOf.set(c.pid, made);
+    }
     tids.push(stub.pid);
     const r = await build(image, task, stub, tids, step, opts);
+    const tree: NonNullable<RestoreResult['tree']> = [{ pid: task.pid, hostPid: stub.pid, tids: task.threads.map((t) => t.tid) }];
+    for (const c of below) {
+      const host = hostOf.get(c.pid)!;
+      const ct = [host]; // this task's threads (build adds them); cleanup sees them through childTids
+      childTids.push(ct);
+      await build(image, c, { pid: host, xstate: first.xstate }, ct, step, { ...opts, pid: c.pid, treeChild: true });
+      tree.push({ pid: c.pid, hostPid: host, tids: c.threads.map((t) => t.tid) });
+    }
     let ns: RestoreResult['pidNs'];
     if (pns) {
       const p = pns;
       step('pid namespace: release holder and init', '', () => releaseReapers(p));
       ns = { pid: task.pid, tids: task.threads.map((t) => t.tid), holder: p.holder, init: p.init };
     }
-    return { pid: stub.pid, tids: r.tids, pagesWritten: r.pages, userfaultfd: r.userfaultfd, seconds: Number(process.hrtime.bigint() - t0) / 1e9, pidNs: ns };
+    return { pid: stub.pid, tids: r.tids, pagesWritten: r.pages, userfaultfd: r.userfaultfd, seconds: Number(process.hrtime.bigint() - t0) / 1e9, pidNs: ns, ...(opts.tree ? { tree } : {}) };
   } catch (e) {
-    if (procs.length > 1) killPidNs(procs, tids, killHard, reapTraced);
+    if (procs.length > 1) killPidNs(procs, [...tids, ...childTids.flat()], killHard, reapTraced);
     else killStub(procs, tids);
     const killed = procs.length > 1 ? `stubs ${procs.join(', ')}` : `stub ${procs[0]}`;
     if (e instanceof CrimgError) {
@@ -420,7 +454,8 @@ async function build(image: Image, task: Task, stub: Stub, tids: number[], step:
   const inj = step('bootstrap', '', () => new Injector(pid));
   // A session of its own: no terminal signals for crimg's job (^C, SIGWINCH), no controlling terminal, and no SIGHUP
   // when crimg exits and leaves it (stopped, with --stopped) in an orphaned process group.
-  step('setsid', '', () => inj.call(NR.setsid, []));
+  if (!opts.treeChild) step('setsid', '', () => inj.call(NR.setsid, []));
+  else if (task.pgid === task.pid) step('setpgid', '', () => inj.call(NR.setpgid, [0, 0])); // led its own group
   step('map park', hex(park), () => {
     inj.call(NR.mmap, [park, parkSize, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0]);
     const code = new Uint8Array(16).fill(0xcc);
