@@ -75,6 +75,13 @@ function compileC(name: string, code: string, extra: string[] = []): string {
   return exe;
 }
 
+/** A program that closes every fd above 2 it inherited (the test runner leaves some open) and runs argv[1..]. */
+let closeFds = '';
+function closeFdsExe(): string {
+  if (!closeFds) closeFds = compileC('closefds', 'int main(int argc, char **argv) { (void)argc; syscall(SYS_close_range, 3, ~0U, 0); execv(argv[1], argv + 1); return 127; }');
+  return closeFds;
+}
+
 function fileURLToPathSafe(rel: string): string {
   return new URL(rel, import.meta.url).pathname;
 }
@@ -1258,7 +1265,7 @@ describe('a Node.js process', () => {
   it('(libuv: epoll, eventfds, its own pipes, a thread pool) is dumped and restored, and its interval timer goes on', async () => {
     const out = path.join(dir, 'node.out');
     // started through a program that closes what the test runner left open (a pipe to it would be a reason)
-    const bare = compileC('closefds', 'int main(int argc, char **argv) { (void)argc; syscall(SYS_close_range, 3, ~0U, 0); execv(argv[1], argv + 1); return 127; }');
+    const bare = closeFdsExe();
     const c = spawn(bare, [process.execPath, '-e', `let n = 0; setInterval(() => require('fs').appendFileSync(${JSON.stringify(out)}, (++n) + '\\n'), 20);`],
       { stdio: 'ignore', cwd: dir });
     children.push(c);
@@ -1430,7 +1437,7 @@ int main(int argc, char **argv) {
 
 describe('inotify', () => {
   it('tail -f comes back watching its file (the watches at their wds) and prints what is appended after the restore', async () => {
-    const bare = compileC('closefds2', 'int main(int argc, char **argv) { (void)argc; syscall(SYS_close_range, 3, ~0U, 0); execv(argv[1], argv + 1); return 127; }');
+    const bare = closeFdsExe();
     const watched = path.join(dir, 'tailed.txt');
     const out = path.join(dir, 'tail.out');
     fs.writeFileSync(watched, 'one\n');
@@ -1490,6 +1497,31 @@ int main(int argc, char **argv) {
 `;
 
 describe('restore --tree', () => {
+  it('a shell loop (bash waiting for its sleep: the stub\'s own program) comes back and counts on', async () => {
+    const bare = closeFdsExe();
+    const out = path.join(dir, 'loop.out');
+    const pid = start(bare, ['/bin/bash', '-c', `i=0; while true; do i=$((i+1)); echo $i >> ${out}; sleep 0.05; done`]);
+    const pids = [pid];
+    try {
+      await waitFor('lines', () => lines(out).length >= 3);
+      const img = path.join(dir, 'loop.crimg');
+      const d = crimg(['dump', '--tree', String(pid), '-o', img, '--kill', '--quiet']);
+      expect(d.code, d.stderr).toBe(0);
+      await waitFor('bash gone', () => !alive(pid));
+      const n0 = lines(out).length;
+      const r = crimg(['restore', '--pid-ns', '--tree', '--json', img]);
+      expect(r.code, r.stderr).toBe(0);
+      const j = JSON.parse(r.stdout);
+      pids.push(...j.tree.map((t: { hostPid: number }) => t.hostPid), j.pidNs.holder, j.pidNs.init);
+      expect(j.tree.length).toBe(2); // bash and the sleep it waits for
+      await waitFor('more lines', () => lines(out).length >= n0 + 5);
+      const ls = lines(out);
+      expect(ls).toEqual(ls.map((_, i) => String(i + 1)));
+    } finally {
+      for (const p of pids) killHard(p);
+    }
+  });
+
   it('brings back a parent and its child with their pids (--pid-ns): the parent goes on waiting for it and reaps it', async () => {
     const exe = compileC('tree', TREE_C);
     const out = path.join(dir, 'tree.out');

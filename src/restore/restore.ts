@@ -32,7 +32,7 @@
  * Every step that fails kills the stub (and so everything half-built) and
  * reports the step, the address or fd, and the system error as RESTORE.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { CrimgError } from '../errors.js';
 import { ANON_KIND, FdKind, LOCK_EOF, LOCK_KIND, SIGEV, VmaFlags, type OpenFile, type PosixTimer, type Task, type Thread, type Vma } from '../model.js';
 import { createAnon } from '../live/anonfd.js';
@@ -593,7 +593,14 @@ async function build(image: Image, task: Task, stub: Stub, tids: number[], step:
     else step('drop vdso', m.path, () => inj.call(NR.munmap, [from, m.end - m.start]));
   }
   step('mm fields', '', () => {
-    const exeFd = Number(inj.call(NR.openat, [AT_FDCWD, str(task.exe), O_RDONLY | O_CLOEXEC, 0], task.exe));
+    // the kernel refuses a new exe while the old one is mapped: when the task runs the stub's own program (a
+    // restored `sleep`), its exe is already the right one (-1: unchanged)
+    let same = false;
+    try {
+      const a = statSync(`/proc/${pid}/exe`), b = statSync(task.exe);
+      same = a.dev === b.dev && a.ino === b.ino;
+    } catch { /* not the same */ }
+    const exeFd = same ? -1 : Number(inj.call(NR.openat, [AT_FDCWD, str(task.exe), O_RDONLY | O_CLOEXEC, 0], task.exe));
     const auxv = [...mm.auxv, 0n, 0n];
     const b = new Uint8Array(104 + auxv.length * 8);
     const dv = new DataView(b.buffer);
@@ -602,14 +609,14 @@ async function build(image: Image, task: Task, stub: Stub, tids: number[], step:
     const auxvAt = data + 1024n;
     dv.setBigUint64(88, auxvAt, true);
     dv.setUint32(96, auxv.length * 8, true);
-    dv.setUint32(100, exeFd, true);
+    dv.setUint32(100, exeFd >>> 0, true);
     inj.write(data, b.subarray(0, 104));
     const a = new Uint8Array(auxv.length * 8);
     const adv = new DataView(a.buffer);
     auxv.forEach((x, i) => adv.setBigUint64(i * 8, x, true));
     inj.write(auxvAt, a);
     inj.call(NR.prctl, [PR_SET_MM, PR_SET_MM_MAP, data, 104, 0], 'PR_SET_MM_MAP');
-    inj.call(NR.close, [exeFd]);
+    if (exeFd >= 0) inj.call(NR.close, [exeFd]);
   });
 
   // ---- 5. process attributes and files
