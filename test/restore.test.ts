@@ -1496,7 +1496,62 @@ int main(int argc, char **argv) {
 }
 `;
 
+/** A producer child writing "tick N" lines into a pipe every 10 ms and its parent reading them and writing them to
+ *  argv[1] ("got tick N"), 4 lines at a time (so some wait in the pipe). */
+const PIPELINE_C = `
+#include <string.h>
+#include <time.h>
+int main(int argc, char **argv) {
+  (void)argc;
+  FILE *out = open_out(argv[1]);
+  int p[2];
+  if (pipe(p)) return 1;
+  if (fork() == 0) {
+    close(p[0]);
+    FILE *w = fdopen(p[1], "w");
+    setvbuf(w, 0, _IOLBF, 0);
+    for (int n = 1;; n++) { fprintf(w, "tick %d\\n", n); struct timespec ts = {0, 10000000}; nanosleep(&ts, 0); }
+  }
+  close(p[1]);
+  FILE *r = fdopen(p[0], "r");
+  char line[64];
+  for (int k = 0; fgets(line, sizeof line, r); k++) {
+    fprintf(out, "got %s", line);
+    if (k % 4 == 3) { struct timespec ts = {0, 30000000}; nanosleep(&ts, 0); }
+  }
+  return 0;
+}
+`;
+
 describe('restore --tree', () => {
+  it('a pipe between parent and child comes back with the bytes in it: nothing lost or repeated', async () => {
+    const exe = compileC('pipeline', PIPELINE_C);
+    const out = path.join(dir, 'pipeline.out');
+    const pid = start(exe, [out]);
+    const pids = [pid];
+    try {
+      await waitFor('lines', () => lines(out).length >= 10);
+      expect(JSON.parse(crimg(['check', '--tree', String(pid), '--json']).stdout).reasons).toEqual([]);
+      const img = path.join(dir, 'pipeline.crimg');
+      const d = crimg(['dump', '--tree', String(pid), '-o', img, '--kill', '--quiet']);
+      expect(d.code, d.stderr).toBe(0);
+      await waitFor('gone', () => !alive(pid));
+      const one = crimg(['restore', '--pid-ns', '--pid', String(pid), img]);
+      expect(one.code).toBe(1);
+      expect(one.stderr).toMatch(/PIPE.*restore the tree with --pid-ns --tree/);
+      const n0 = lines(out).length;
+      const r = crimg(['restore', '--pid-ns', '--tree', '--json', img]);
+      expect(r.code, r.stderr).toBe(0);
+      const j = JSON.parse(r.stdout);
+      pids.push(...j.tree.map((t: { hostPid: number }) => t.hostPid), j.pidNs.holder, j.pidNs.init);
+      await waitFor('lines after restore', () => lines(out).length >= n0 + 20);
+      const ls = lines(out);
+      expect(ls).toEqual(ls.map((_, i) => `got tick ${i + 1}`));
+    } finally {
+      for (const p of pids) killHard(p);
+    }
+  });
+
   it('a shell loop (bash waiting for its sleep: the stub\'s own program) comes back and counts on', async () => {
     const bare = closeFdsExe();
     const out = path.join(dir, 'loop.out');

@@ -21,7 +21,7 @@ export const NOCR_CODES = {
   TRACED: 'the task is traced by another process (debugger, strace)',
   SECCOMP: 'the task runs under seccomp (strict mode or filters), which crimg does not save',
   SOCKET: 'an open socket (other than a UNIX socket pair the task holds both of): connection state and queued data are not saved',
-  PIPE: 'a pipe also held by another process (outside the tree, or another task of it: crimg restores one task at a time); a task\'s own pipes are saved with their bytes',
+  PIPE: 'a pipe also held by a process outside the tree (a task\'s own pipes and those between tasks of the tree are saved with their bytes)',
   FIFO: 'an open named pipe (FIFO): its buffered data and the other end are not saved',
   EVENTFD: 'an eventfd whose counter fdinfo does not show',
   SIGNALFD: 'a signalfd whose mask fdinfo does not show',
@@ -220,11 +220,10 @@ function fdReasons(pid: number, f: FdInfo, all: FdInfo[], outside: Outside, add0
   if (t === S_IFIFO) {
     if (link.startsWith('pipe:')) {
       const ext = outside.holdersOfLink(link);
-      const mates = outside.holdersInTree(link).filter((p) => p !== pid);
-      if (ext.length || mates.length) shared?.add(link);
+      if (ext.length) shared?.add(link);
       if (ext.length) add('PIPE', `${what} is a pipe (${link}) also held by ${others(ext)} outside the tree`);
-      else if (mates.length) add('PIPE', `${what} is a pipe (${link}) shared with ${others(mates)} of the tree; crimg restores one task at a time`);
-      // else: the task's own (both ends, or one with the other closed): saved with its bytes (pipes.ts)
+      // else: the task's own, or shared with other tasks of the tree only: saved with its bytes (pipes.ts; the tree
+      // comes back with its pipes by restore --pid-ns --tree)
     } else {
       add('FIFO', `${what} is the named pipe ${link}; its data and the other end are not saved`);
     }

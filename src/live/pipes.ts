@@ -102,35 +102,46 @@ export const NR = { close: 3, fcntl: 72, dup3: 292 };
 export const F_DUPFD_CLOEXEC = 1030;
 
 /**
- * Make the pipe whose fds are `ends` (all of one pipe, lowest first) in the task: pipe2 at a scratch address the
- * task can write (`pairAt`, read back with `readPair`), both ends moved to fds from `above` up (above every fd the
- * task will have, so no placement overwrites the other end), its capacity, its bytes, then each fd a copy of its
- * end. Every fd number of `ends` must be free.
+ * Make a pipe in the task: pipe2 at a scratch address the task can write (`pairAt`, read back with `readPair`), both
+ * ends moved to fds from `above` up (above every fd the task will have, so no placement overwrites the other end),
+ * the capacity `size` and the bytes `data` (written through the write end, fetched into crimg with pidfd_getfd).
+ * Returns the two fds [read, write].
  */
-export function createPipe(ends: OpenFile[], pid: number, call: TaskCall, pairAt: bigint, readPair: () => [number, number], above: number): void {
+export function makePipe(pid: number, call: TaskCall, pairAt: bigint, readPair: () => [number, number], above: number, size: number, data?: Uint8Array): [number, number] {
   call(SYS_PIPE2, [pairAt, 0], 'pipe2');
   const [r0, w0] = readPair();
   const r = Number(call(NR.fcntl, [r0, F_DUPFD_CLOEXEC, above], 'F_DUPFD_CLOEXEC'));
   const w = Number(call(NR.fcntl, [w0, F_DUPFD_CLOEXEC, above], 'F_DUPFD_CLOEXEC'));
   call(NR.close, [r0]);
   call(NR.close, [w0]);
+  if (size !== DEFAULT_PIPE_SIZE) call(NR.fcntl, [w, F_SETPIPE_SZ, size], `F_SETPIPE_SZ ${size}`);
+  if (data?.length) {
+    const wd = fetchFd(pid, w);
+    try {
+      let off = 0;
+      while (off < data.length) off += fs.writeSync(wd, data, off, data.length - off);
+    } finally { closeQuietly(wd); }
+  }
+  return [r, w];
+}
+
+/** Each fd of `ends` a copy of its end of the pipe whose ends the task has at fds r and w, with its O_NONBLOCK. */
+export function placeEnds(ends: OpenFile[], r: number, w: number, call: TaskCall): void {
+  for (const f of ends) {
+    call(NR.dup3, [f.pipe!.write ? w : r, f.fd, f.cloexec ? O_CLOEXEC : 0], `dup3 to fd ${f.fd}`);
+    if (f.flags & O_NONBLOCK) call(NR.fcntl, [f.fd, F_SETFL, O_NONBLOCK], `O_NONBLOCK on fd ${f.fd}`);
+  }
+}
+
+/**
+ * Make the pipe whose fds are `ends` (all of one pipe, lowest first) in the task (makePipe; its bytes only when the
+ * task has a read end to take them), then each fd a copy of its end. Every fd number of `ends` must be free.
+ */
+export function createPipe(ends: OpenFile[], pid: number, call: TaskCall, pairAt: bigint, readPair: () => [number, number], above: number): void {
   const first = ends[0]!.pipe!;
-  const size = first.size;
-  try {
-    if (size !== DEFAULT_PIPE_SIZE) call(NR.fcntl, [w, F_SETPIPE_SZ, size], `F_SETPIPE_SZ ${size}`);
-    const data = first.data ?? new Uint8Array(0);
-    if (data.length && ends.some((f) => !f.pipe!.write)) {
-      const wd = fetchFd(pid, w);
-      try {
-        let off = 0;
-        while (off < data.length) off += fs.writeSync(wd, data, off, data.length - off);
-      } finally { closeQuietly(wd); }
-    }
-    for (const f of ends) {
-      call(NR.dup3, [f.pipe!.write ? w : r, f.fd, f.cloexec ? O_CLOEXEC : 0], `dup3 to fd ${f.fd}`);
-      if (f.flags & O_NONBLOCK) call(NR.fcntl, [f.fd, F_SETFL, O_NONBLOCK], `O_NONBLOCK on fd ${f.fd}`);
-    }
-  } finally {
+  const readable = ends.some((f) => !f.pipe!.write);
+  const [r, w] = makePipe(pid, call, pairAt, readPair, above, first.size, readable ? first.data : undefined);
+  try { placeEnds(ends, r, w, call); } finally {
     call(NR.close, [r]);
     call(NR.close, [w]);
   }

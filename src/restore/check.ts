@@ -21,6 +21,9 @@ export interface RestoreReason {
 export interface CheckOptions {
   /** fds 0..2 that crimg cannot reopen (pipes, sockets, terminals that are gone) take crimg's own stdio. */
   inheritStdio?: boolean;
+  /** With pidNs: the task and every task below it in the image (its process tree), each with its pid as the child
+   *  of its parent (a parent's wait4 and kill reach it), pipes between them rebuilt (restore --pid-ns --tree). */
+  tree?: boolean;
 }
 
 /** VMA names the kernel creates itself. */
@@ -167,6 +170,10 @@ export function checkTask(model: Model, task: Task, opts: CheckOptions = {}): Re
       if (!sameFile(st, f.inode, f.devMajor, f.devMinor)) { add('FILE_CHANGED', where, `${f.path} was replaced since the dump (inode ${st.ino}, image has ${f.inode})`); continue; }
       if (!dir && st.size < f.pos && (f.flags & 3) === 0) add('FILE_CHANGED', where, `${f.path} shrank to ${st.size} bytes, below the saved position ${f.pos}`);
       continue;
+    }
+    if (f.pipe && !opts.tree) {
+      const mate = model.tasks.find((t) => t !== task && t.files.some((x) => x.pipe?.ino === f.pipe!.ino));
+      if (mate) add('PIPE', where, `a pipe task ${mate.pid} of the image holds too: restore the tree with --pid-ns --tree`);
     }
     for (const w of f.inotify ?? []) if (!statOrNull(w.path)) add('FILE_MISSING', where, `the file ${w.path} inotify watch ${w.wd} is on does not exist`);
     if (fdReopenable(f)) continue;

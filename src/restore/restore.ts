@@ -36,7 +36,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { CrimgError } from '../errors.js';
 import { ANON_KIND, FdKind, LOCK_EOF, LOCK_KIND, SIGEV, VmaFlags, type OpenFile, type PosixTimer, type Task, type Thread, type Vma } from '../model.js';
 import { createAnon } from '../live/anonfd.js';
-import { type TaskCall, createPipe } from '../live/pipes.js';
+import { type TaskCall, createPipe, makePipe, placeEnds } from '../live/pipes.js';
 import { createUnixPair } from '../live/unixpair.js';
 import { createInotify } from '../live/inotify.js';
 import type { Image } from '../reader.js';
@@ -71,11 +71,11 @@ export interface RestoreOptions extends CheckOptions {
    * (clone3 with set_tid; needs root). See pidns.ts for the processes this makes.
    */
   pidNs?: boolean;
-  /** With pidNs: the task and every task below it in the image (its process tree), each with its pid, as the
-   *  children of their parents (a parent's wait4 and kill reach them). */
-  tree?: boolean;
   /** @internal a task of a tree other than its root: it keeps its parent's session (no setsid). */
   treeChild?: boolean;
+  /** @internal pipes between tasks of a tree, made in the root's stub before the children: inode -> [read, write]
+   *  fds every stub inherited (above every fd of the tree). */
+  treePipes?: Map<bigint, [number, number]>;
 }
 
 export interface RestoreResult {
@@ -298,6 +298,31 @@ export async function restoreImage(image: Image, opts: RestoreOptions = {}): Pro
       pns = buildPidNs(first.pid, task.pid, step, procs);
       stub = { pid: pns.task, xstate: first.xstate };
     }
+    // pipes between tasks of the tree: made in the root's stub, so that every child inherits both ends
+    const treePipes = new Map<bigint, [number, number]>();
+    if (below.length) {
+      const all = [task, ...below];
+      const byIno = new Map<bigint, { tasks: Set<Task>; ends: OpenFile[] }>();
+      for (const t of all) for (const f of t.files) {
+        if (!f.pipe) continue;
+        const e = byIno.get(f.pipe.ino) ?? { tasks: new Set(), ends: [] };
+        e.tasks.add(t); e.ends.push(f);
+        byIno.set(f.pipe.ino, e);
+      }
+      const above = all.flatMap((t) => t.files.map((f) => f.fd)).reduce((m, fd) => Math.max(m, fd), 2) + 1;
+      const root = stub.pid, at = pns!.scratch + 0xc00n;
+      const readPair = (): [number, number] => { const b = new Int32Array(2); processVmRead(root, new Uint8Array(b.buffer), at); return [b[0]!, b[1]!]; };
+      for (const [ino, e] of byIno) {
+        if (e.tasks.size < 2) continue;
+        const data = e.ends.find((f) => f.pipe!.data?.length)?.pipe!.data;
+        const readable = e.ends.some((f) => !f.pipe!.write);
+        treePipes.set(ino, step('pipe between tasks', `pipe ${ino}`, () => {
+          const inj = new Injector(root);
+          return makePipe(root, (nr, args, detail) => inj.call(nr, args, detail), at, readPair, above, e.ends[0]!.pipe!.size, readable ? data : undefined);
+        }));
+      }
+    }
+    opts = { ...opts, treePipes };
     // the tree's stubs, all before any is turned into its task (a child is a copy of its parent's stub)
     const hostOf = new Map<number, number>([[task.pid, stub.pid]]);
     for (const c of below) {
@@ -790,7 +815,9 @@ function restoreFiles(task: Task, pid: number, inj: Injector, str: (s: string, o
   const tty = (f: OpenFile): boolean => /^\/dev\/(pts\/\d+|tty\w*|console)$/.test(f.path);
   for (const f of task.files) if (opts.inheritStdio && f.fd <= 2 && f.kind === FdKind.OTHER && (!fdReopenable(f) || tty(f))) inherit.add(f.fd);
   const have = step('list stub fds', '', () => readFds(pid).map((f) => f.fd));
-  batch('close stub fd', have.filter((fd) => !inherit.has(fd)).map((fd) => ({ nr: NR.close, args: [fd], at: `fd ${fd}` })));
+  const treePipes = opts.treePipes ?? new Map<bigint, [number, number]>();
+  const keep = new Set([...treePipes.values()].flat()); // pipes between tasks of the tree: placed from these, then closed
+  batch('close stub fd', have.filter((fd) => !inherit.has(fd) && !keep.has(fd)).map((fd) => ({ nr: NR.close, args: [fd], at: `fd ${fd}` })));
   const place = (f: OpenFile, at: string, got: number): void => {
     if (got === f.fd) return;
     step('dup file', at, () => {
@@ -819,6 +846,8 @@ function restoreFiles(task: Task, pid: number, inj: Injector, str: (s: string, o
     made.add(key);
     const ends = sorted.filter((x) => (x.pipe ? `pipe ${x.pipe.ino}` : x.unixPair ? `socket pair ${x.unixPair.pair}` : '') === key && !inherit.has(x.fd));
     const call: TaskCall = (nr, args, detail) => inj.call(nr, args, detail);
+    const shared = f.pipe ? treePipes.get(f.pipe.ino) : undefined;
+    if (shared) { step('place pipe', `fd ${ends.map((x) => x.fd).join(', ')} ${key}`, () => placeEnds(ends, shared[0], shared[1], call)); return; }
     step(`create ${key.split(' ')[0]}`, `fd ${ends.map((x) => x.fd).join(', ')} ${key}`,
       () => (f.pipe ? createPipe : createUnixPair)(ends, pid, call, data, readPair, above));
   };
@@ -843,4 +872,5 @@ function restoreFiles(task: Task, pid: number, inj: Injector, str: (s: string, o
     }
   }
   for (const f of sorted) if (f.anon?.kind === ANON_KIND.EPOLL && !inherit.has(f.fd)) anon(f);
+  if (keep.size) batch('close tree pipes', [...keep].map((fd) => ({ nr: NR.close, args: [fd], at: `fd ${fd}` })));
 }
