@@ -147,6 +147,7 @@ export function showText(model: Model, img: Image | null): string {
       out.push(`${ind}  fd ${String(f.fd).padStart(3)} ${(FD_KIND_NAMES[f.kind] ?? 'other').padEnd(9)} pos ${f.pos} flags ${h(f.flags)} ${f.path}`);
       if (f.pipe) out.push(`${ind}         pipe ${f.pipe.ino} ${f.pipe.write ? 'write' : 'read'} end, capacity ${f.pipe.size}${f.pipe.data ? `, ${f.pipe.data.length} bytes buffered` : ''}`);
       if (f.unixPair) out.push(`${ind}         socket pair ${f.unixPair.pair} (${f.unixPair.second ? 'second' : 'first'}), type ${f.unixPair.type}${f.unixPair.data ? `, ${f.unixPair.data.length} bytes queued` : ''}`);
+      if (f.tcpListen) out.push(`${ind}         listening on ${f.tcpListen.family === 2 ? [...f.tcpListen.addr].join('.') : `[${[...f.tcpListen.addr].map((x) => x.toString(16).padStart(2, '0')).join('')}]`}:${f.tcpListen.port} backlog ${f.tcpListen.backlog}`);
       for (const w of f.inotify ?? []) out.push(`${ind}         inotify wd ${w.wd} mask ${h(BigInt(w.mask))} ${w.path}`);
       if (f.anon) out.push(`${ind}         ${['', 'eventfd', 'timerfd', 'signalfd', 'epoll'][f.anon.kind] ?? 'anon'} ${f.anon.values.map((v) => v.toString()).join(' ')}`);
       for (const l of f.locks ?? []) {

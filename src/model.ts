@@ -202,7 +202,13 @@ export interface OpenFile {
   unixPair?: UnixPairEnd;
   /** An inotify instance (kind OTHER): its watches by ascending wd. */
   inotify?: InotifyWatch[];
+  /** A listening TCP socket with no connection waiting (kind OTHER). */
+  tcpListen?: TcpListen;
 }
+
+/** A listening TCP socket: family (AF_INET 2, AF_INET6 10), address (4 or 16 bytes), port, backlog, and options
+ *  (bit 0 SO_REUSEADDR, bit 1 SO_REUSEPORT, bit 2 IPV6_V6ONLY). */
+export interface TcpListen { family: number; addr: Uint8Array; port: number; backlog: number; opts: number }
 
 /** A watch of an inotify instance: its wd, the mask it was added with, and the watched file's path. */
 export interface InotifyWatch { wd: number; mask: number; path: string }

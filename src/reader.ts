@@ -13,7 +13,7 @@ import type { Kernels } from './kernels/api.js';
 import { claimRegion, claimSlot, releaseRegion, releaseSlot } from './kernels/arena.js';
 import {
   ARCH_X86_64, type Credentials, type Mm, type Model, type Namespace, type NamespaceIds, NS_KINDS,
-  type Itimer, type PosixTimer, SIGEV, POSIX_TIMER_CLOCKS, type FileLock, FdKind, LOCK_EOF, LOCK_KIND, type AnonFd, ANON_KIND, type PipeEnd, type UnixPairEnd, type InotifyWatch, type NocrReason, type OpenFile, type SigAction, type PageSource, type Task, type Thread, type Vma, MM_FIELD_NAMES,
+  type Itimer, type PosixTimer, SIGEV, POSIX_TIMER_CLOCKS, type FileLock, FdKind, LOCK_EOF, LOCK_KIND, type AnonFd, ANON_KIND, type PipeEnd, type UnixPairEnd, type InotifyWatch, type TcpListen, type NocrReason, type OpenFile, type SigAction, type PageSource, type Task, type Thread, type Vma, MM_FIELD_NAMES,
 } from './model.js';
 import {
   CHECKSUM_XXH3_64, FORMAT_MAJOR, FORMAT_MINOR, INDEX_ENTRY_BYTES, K, MAGIC, MAX_INDEX_RECORD, MAX_META_RECORD,
@@ -711,6 +711,16 @@ function pipeOf(r: Rec, f: Fields, file: OpenFile, bad: (r: Rec, why: string) =>
   return pe;
 }
 
+/** A TCP_LISTEN record -> TcpListen, checked: a file of kind other, AF_INET with 4 address bytes or AF_INET6 with 16,
+ *  a port, known option bits. */
+function tcpListenOf(r: Rec, f: Fields, file: OpenFile, bad: (r: Rec, why: string) => never): TcpListen {
+  const family = f.family as number, addr = f.addr as Uint8Array, port = f.port as number, opts = f.opts as number;
+  if (file.kind !== FdKind.OTHER) bad(r, `fd ${file.fd} is a regular file or directory`);
+  if (!((family === 2 && addr.length === 4) || (family === 10 && addr.length === 16))) bad(r, `fd ${file.fd}: family ${family} with a ${addr.length}-byte address`);
+  if (port < 1 || port > 65535 || opts > 7) bad(r, `fd ${file.fd}: port ${port}, options ${opts}`);
+  return { family, addr, port, backlog: f.backlog as number, opts };
+}
+
 /** An INOTIFY record -> InotifyWatch[], checked: a file of kind other, one path per (wd, mask), wds ascending. */
 function inotifyOf(r: Rec, f: Fields, file: OpenFile, bad: (r: Rec, why: string) => never): InotifyWatch[] {
   const v = f.watches as bigint[], paths = f.paths as string[];
@@ -992,6 +1002,7 @@ function parse(rs: RecordStream, mode: ReadMode, setRuns: (v: Vma, r: PageRec[])
       if (opt && opt.kind === K.FLOCKS) { file.locks = locksOf(opt, fields(opt).locks as bigint[], file, bad); opt = nextKnown(); }
       if (opt && opt.kind === K.ANON_FD) { file.anon = anonOf(opt, fields(opt), file, bad); anonRecs.set(file, opt); opt = nextKnown(); }
       if (opt && opt.kind === K.PIPE) { file.pipe = pipeOf(opt, fields(opt), file, bad); pipeRecs.set(file, opt); opt = nextKnown(); }
+      if (opt && opt.kind === K.TCP_LISTEN) { file.tcpListen = tcpListenOf(opt, fields(opt), file, bad); opt = nextKnown(); }
       if (opt && opt.kind === K.INOTIFY) { file.inotify = inotifyOf(opt, fields(opt), file, bad); opt = nextKnown(); }
       if (opt && opt.kind === K.UNIX_PAIR) { file.unixPair = unixPairOf(opt, fields(opt), file, bad); pairRecs.set(file, opt); opt = nextKnown(); }
       pending = opt;

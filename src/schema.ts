@@ -85,6 +85,7 @@ export const K = {
   PIPE: 0x0404,
   UNIX_PAIR: 0x0405,
   INOTIFY: 0x0406,
+  TCP_LISTEN: 0x0407,
   INDEX: 0x7f01,
   TRAILER: 0x7fff,
 } as const;
@@ -226,6 +227,12 @@ export const RECORDS: readonly RecordDef[] = [
     kind: K.INOTIFY, name: 'INOTIFY', parent: K.FD,
     doc: 'Optional, after its FD (kind 2, other): an inotify instance, with nothing queued (absent: another kind of file).',
     fields: [['watches', 'u64[]', '(wd, mask) pairs by ascending wd'], ['paths', 'str[]', 'the watched file of each pair, in the same order']],
+  },
+  {
+    kind: K.TCP_LISTEN, name: 'TCP_LISTEN', parent: K.FD,
+    doc: 'Optional, after its FD (kind 2, other): a listening TCP socket with no connection waiting (absent: another kind of file).',
+    fields: [['family', 'u32', 'AF_INET 2, AF_INET6 10'], ['port', 'u32'], ['backlog', 'u32'],
+      ['opts', 'u32', 'bit 0 SO_REUSEADDR, bit 1 SO_REUSEPORT, bit 2 IPV6_V6ONLY'], ['addr', 'raw', 'the bound address: 4 bytes (AF_INET) or 16 (AF_INET6)']],
   },
   { kind: K.NOCR, name: 'NOCR', parent: K.TASK, doc: 'A reason the task cannot be checkpointed or restarted faithfully.', fields: [['pid', 'i32'], ['code', 'str'], ['text', 'str']] },
   {

@@ -413,6 +413,8 @@ async function writeTask(w: RecordWriter, t: Task, onProgress?: (n: number) => v
     const pe = f.pipe;
     if (pe && (p = w.record(K.PIPE, { pipeIno: pe.ino, end: pe.write ? 1 : 0, size: pe.size, data: pe.data ?? new Uint8Array(0) }))) await p;
     if (f.inotify && (p = w.record(K.INOTIFY, { watches: f.inotify.flatMap((x) => [BigInt(x.wd), BigInt(x.mask)]), paths: f.inotify.map((x) => x.path) }))) await p;
+    const tl = f.tcpListen;
+    if (tl && (p = w.record(K.TCP_LISTEN, { family: tl.family, port: tl.port, backlog: tl.backlog, opts: tl.opts, addr: tl.addr }))) await p;
     const up = f.unixPair;
     if (up && (p = w.record(K.UNIX_PAIR, { pairId: up.pair, second: up.second ? 1 : 0, sockType: up.type, data: up.data ?? new Uint8Array(0) }))) await p;
   }

@@ -197,6 +197,24 @@ describe('round trips', () => {
         expect((err as Error).message).toMatch(why);
       }
       t.files.splice(nfiles);
+      // a listening TCP socket: round trip (IPv6), then what the reader refuses
+      const lst: (typeof t.files)[number] = { fd: 31, kind: 2, path: 'socket:[77]', flags: 2, pos: 0n, mode: 0o140777, cloexec: true, devMajor: 0, devMinor: 8, inode: 77n, size: 0n,
+        tcpListen: { family: 10, addr: new Uint8Array(16).fill(0).map((_, i) => (i === 15 ? 1 : 0)), port: 8080, backlog: 128, opts: 5 } };
+      t.files.push(lst);
+      const limg2 = readImage(await toBytes(model));
+      expect(limg2.model.tasks[0]!.files.at(-1)).toEqual(lst);
+      expect(showText(limg2.model, limg2)).toContain(':8080 backlog 128');
+      limg2.close();
+      for (const [change, why] of [[{ family: 2 }, /family 2 with a 16-byte address/], [{ port: 0 }, /port 0/], [{ opts: 8 }, /options 8/]] as const) {
+        const keep = lst.tcpListen!;
+        lst.tcpListen = { ...keep, ...change };
+        let err: unknown;
+        try { readImage(await toBytes(model)); } catch (e) { err = e; }
+        lst.tcpListen = keep;
+        expect((err as { code?: string }).code, String(why)).toBe('BAD_RECORD');
+        expect((err as Error).message).toMatch(why);
+      }
+      t.files.splice(nfiles);
       // socket pairs: round trip, then what the reader refuses
       const sockFile = (fd: number, second: boolean, type: number, data?: string): (typeof t.files)[number] => ({
         fd, kind: 2, path: `socket:[${900 + fd}]`, flags: 2, pos: 0n, mode: 0o140777, cloexec: false, devMajor: 0, devMinor: 8, inode: 900n + BigInt(fd), size: 0n,

@@ -1616,6 +1616,40 @@ describe('restore --tree', () => {
   });
 });
 
+describe('a listening TCP socket', () => {
+  it('an idle Python HTTP server is dumped, killed and restored, and answers on the same port', async () => {
+    const port = 20000 + (process.pid % 20000);
+    const www = fs.mkdtempSync(path.join(dir, 'www-'));
+    fs.writeFileSync(path.join(www, 'hello.txt'), 'hello from before the checkpoint\n');
+    const c = spawn(closeFdsExe(), ['/usr/bin/python3', '-m', 'http.server', String(port), '--bind', '127.0.0.1', '--directory', www], { stdio: 'ignore', cwd: www });
+    children.push(c);
+    running.add(c.pid!);
+    const pids = [c.pid!];
+    const get = async (): Promise<string | null> => {
+      try { const r = await fetch(`http://127.0.0.1:${port}/hello.txt`); return r.ok ? await r.text() : null; } catch { return null; }
+    };
+    try {
+      let body: string | null = null;
+      for (let i = 0; i < 200 && body === null; i++) { body = await get(); if (body === null) await new Promise((r) => setTimeout(r, 25)); }
+      expect(body).toBe('hello from before the checkpoint\n');
+      expect(JSON.parse(crimg(['check', String(c.pid), '--json']).stdout).reasons).toEqual([]);
+      const img = path.join(dir, 'http.crimg');
+      await dumpKill(c.pid!, img);
+      expect(await get()).toBeNull(); // nobody listens
+      const m = readImage(img);
+      try {
+        const l = m.model.tasks[0]!.files.find((f) => f.tcpListen)!.tcpListen!;
+        expect([l.family, [...l.addr], l.port, l.opts & 1]).toEqual([2, [127, 0, 0, 1], port, 1]); // SO_REUSEADDR: Python sets it
+      } finally { m.close(); }
+      const r = restoreCli(img);
+      pids.push(r);
+      expect(await get()).toBe('hello from before the checkpoint\n');
+    } finally {
+      for (const p of pids) killHard(p);
+    }
+  });
+});
+
 /** Eight separate anonymous regions of 64 KiB, one per piece of advice (or mlock); prints their addresses to argv[1]. */
 const VMFLAGS_C = `
 #define _GNU_SOURCE

@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import { type NocrReason, POSIX_TIMER_CLOCKS, SIGEV } from '../model.js';
 import { anonState } from './anonfd.js';
 import { inotifyState, isInotify } from './inotify.js';
+import { listenState, sameNetNs, tcpListeners } from './listen.js';
 import { type UnixSock, ownPairs, pairSavable, socketIno, unixSockets } from './unixpair.js';
 import {
   type FdInfo, type MapEntry, PF_KTHREAD, S_IFBLK, S_IFCHR, S_IFIFO, S_IFSOCK, allPids, devMajor, devMinor, fileType,
@@ -87,6 +88,7 @@ class Outside {
   private shmem: Map<string, number[]> | null = null;
   private inTree: Map<string, number[]> | null = null;
   private socks: Map<bigint, UnixSock> | null = null;
+  private listeners: ReturnType<typeof tcpListeners> | null = null;
   constructor(readonly tree: Set<number>, readonly quick = false) {}
 
   holdersOfLink(link: string): number[] {
@@ -107,6 +109,14 @@ class Outside {
       }
     }
     return this.links.get(link) ?? [];
+  }
+
+  /** The listening TCP sockets inet_diag reports (empty when it cannot be asked). */
+  tcpListeners(): ReturnType<typeof tcpListeners> {
+    if (!this.listeners) {
+      try { this.listeners = tcpListeners(); } catch { this.listeners = new Map(); }
+    }
+    return this.listeners;
   }
 
   /** The UNIX sockets sock_diag reports (empty when it cannot be asked). */
@@ -208,6 +218,11 @@ function fdReasons(pid: number, f: FdInfo, all: FdInfo[], outside: Outside, add0
     const ext = outside.holdersOfLink(link);
     const mates = outside.holdersInTree(link).filter((p) => p !== pid);
     const ino = socketIno(link);
+    if (!ext.length && !mates.length && ino !== null && sameNetNs(pid)) {
+      const ls = listenState(pid, f, outside.tcpListeners());
+      if (ls && 'listen' in ls) return; // an idle listening TCP socket: saved (listen.ts)
+      if (ls) { add('SOCKET', `${what} is a listening TCP socket (${link}): ${ls.problem}`); return; }
+    }
     if (!ext.length && !mates.length && ino !== null) {
       const socks = outside.unixSockets();
       const pairs = ownPairs(all.filter((x) => !outside.holdersOfLink(x.link).length), socks);

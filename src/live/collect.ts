@@ -14,6 +14,7 @@ import { guessLayout, toIntelExt, XSAVE_MIN_BYTES } from '../elf/xsave.js';
 import { anonState } from './anonfd.js';
 import { collectPipes } from './pipes.js';
 import { inotifyState, isInotify } from './inotify.js';
+import { listenState, sameNetNs, tcpListeners } from './listen.js';
 import { collectUnixPairs } from './unixpair.js';
 import {
   NT, addressOf, isSysError, ptraceGetRegs, ptraceGetRegset, ptraceGetRseq, ptraceGetSigmask, syscall,
@@ -204,7 +205,17 @@ export function collectTask(pid: number, threads: Thread[], mem: ProcMemory, fds
     const file = files.find((x) => x.fd === f.fd);
     if (file && 'watches' in st) file.inotify = st.watches; // else check.ts reports it
   }
-  if (files.some((f) => f.path.startsWith('socket:'))) collectUnixPairs(pid, fdList, files, sharedPipes);
+  if (files.some((f) => f.path.startsWith('socket:'))) {
+    collectUnixPairs(pid, fdList, files, sharedPipes);
+    if (sameNetNs(pid)) {
+      const ls = tcpListeners();
+      for (const f of fdList) {
+        const st = sharedPipes?.has(f.link) ? null : listenState(pid, f, ls);
+        const file = files.find((x) => x.fd === f.fd);
+        if (file && st && 'listen' in st) file.tcpListen = st.listen;
+      }
+    }
+  }
   return {
     pid, tgid: pid, ppid: st.ppid, pgid: st.pgrp, sid: st.session, comm: st.comm,
     exe: stripDeleted(exe), cwd: stripDeleted(link('cwd')), root: link('root'),

@@ -39,21 +39,18 @@ export function socketIno(link: string): bigint | null {
   return m ? BigInt(m[1]!) : null;
 }
 
-/** Every UNIX socket of crimg's network namespace (sock_diag dump). */
-export function unixSockets(): Map<bigint, UnixSock> {
+/**
+ * One sock_diag dump (NETLINK_SOCK_DIAG): sends `req` (a SOCK_DIAG_BY_FAMILY request after the 16-byte netlink
+ * header, which this fills in) and calls `each` with every reply message: its bytes and the offset of its payload.
+ */
+export function sockDiag(req: Uint8Array, each: (buf: Uint8Array, at: number, end: number) => void): void {
   const nl = syscall(SYS_SOCKET, AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-  const out = new Map<bigint, UnixSock>();
   try {
-    const req = new Uint8Array(16 + 24);
-    const dv = new DataView(req.buffer);
+    const dv = new DataView(req.buffer, req.byteOffset, req.length);
     dv.setUint32(0, req.length, true);
     dv.setUint16(4, SOCK_DIAG_BY_FAMILY, true);
     dv.setUint16(6, NLM_F_REQUEST | NLM_F_DUMP, true);
     dv.setUint32(8, 1, true);
-    req[16] = AF_UNIX;
-    dv.setUint32(20, 0xffffffff, true); // every state
-    dv.setUint32(28, UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN, true);
-    dv.setUint32(32, 0xffffffff, true); dv.setUint32(36, 0xffffffff, true); // no cookie
     fs.writeSync(nl, req);
     const buf = new Uint8Array(64 * 1024);
     for (;;) {
@@ -62,24 +59,39 @@ export function unixSockets(): Map<bigint, UnixSock> {
       for (let o = 0; o + 16 <= n;) {
         const len = b.getUint32(o, true), type = b.getUint16(o + 4, true);
         if (len < 16 || o + len > n) throw new Error('sock_diag: malformed reply');
-        if (type === NLMSG_DONE) return out;
-        if (type === NLMSG_ERROR) throw new SysError('sock_diag', -b.getInt32(o + 16, true), 'unix_diag dump');
-        // unix_diag_msg: family, type, state, pad, ino, cookie[2]; then attributes
-        const m = o + 16;
-        const s: UnixSock = { ino: BigInt(b.getUint32(m + 4, true)), type: buf[m + 1]!, peer: 0n, named: false, rqueue: 0 };
-        for (let a = m + 16; a + 4 <= o + len;) {
-          const alen = b.getUint16(a, true), atype = b.getUint16(a + 2, true);
-          if (alen < 4) break;
-          if (atype === UNIX_DIAG_PEER) s.peer = BigInt(b.getUint32(a + 4, true));
-          else if (atype === UNIX_DIAG_NAME) s.named = alen > 4;
-          else if (atype === UNIX_DIAG_RQLEN) s.rqueue = b.getUint32(a + 4, true);
-          a += (alen + 3) & ~3;
-        }
-        out.set(s.ino, s);
+        if (type === NLMSG_DONE) return;
+        if (type === NLMSG_ERROR) throw new SysError('sock_diag', -b.getInt32(o + 16, true), 'dump');
+        each(buf, o + 16, o + len);
         o += (len + 3) & ~3;
       }
     }
   } finally { fs.closeSync(nl); }
+}
+
+/** Every UNIX socket of crimg's network namespace (sock_diag dump, unix_diag). */
+export function unixSockets(): Map<bigint, UnixSock> {
+  const out = new Map<bigint, UnixSock>();
+  const req = new Uint8Array(16 + 24);
+  const dv = new DataView(req.buffer);
+  req[16] = AF_UNIX;
+  dv.setUint32(20, 0xffffffff, true); // every state
+  dv.setUint32(28, UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN, true);
+  dv.setUint32(32, 0xffffffff, true); dv.setUint32(36, 0xffffffff, true); // no cookie
+  sockDiag(req, (buf, m, end) => {
+    // unix_diag_msg: family, type, state, pad, ino, cookie[2]; then attributes
+    const b = new DataView(buf.buffer);
+    const s: UnixSock = { ino: BigInt(b.getUint32(m + 4, true)), type: buf[m + 1]!, peer: 0n, named: false, rqueue: 0 };
+    for (let a = m + 16; a + 4 <= end;) {
+      const alen = b.getUint16(a, true), atype = b.getUint16(a + 2, true);
+      if (alen < 4) break;
+      if (atype === UNIX_DIAG_PEER) s.peer = BigInt(b.getUint32(a + 4, true));
+      else if (atype === UNIX_DIAG_NAME) s.named = alen > 4;
+      else if (atype === UNIX_DIAG_RQLEN) s.rqueue = b.getUint32(a + 4, true);
+      a += (alen + 3) & ~3;
+    }
+    out.set(s.ino, s);
+  });
+  return out;
 }
 
 /**

@@ -59,7 +59,7 @@ function sameFile(st: fs.BigIntStats, inode: bigint, major: number, minor: numbe
 /** True for fds crimg reopens by path (regular files, directories and character devices: /dev/null, ttys) or
  *  rebuilds (eventfd, timerfd, signalfd, epoll, the task's own pipes). */
 export function fdReopenable(f: OpenFile): boolean {
-  if (f.kind === FdKind.REGULAR || f.kind === FdKind.DIRECTORY || f.anon || f.pipe || f.unixPair || f.inotify) return true;
+  if (f.kind === FdKind.REGULAR || f.kind === FdKind.DIRECTORY || f.anon || f.pipe || f.unixPair || f.inotify || f.tcpListen) return true;
   if (!f.path.startsWith('/')) return false;
   const st = statOrNull(f.path);
   return st !== null && (st.mode & 0o170000n) === 0o020000n;

@@ -39,6 +39,7 @@ import { createAnon } from '../live/anonfd.js';
 import { type TaskCall, createPipe, makePipe, placeEnds } from '../live/pipes.js';
 import { createUnixPair } from '../live/unixpair.js';
 import { createInotify } from '../live/inotify.js';
+import { createListener } from '../live/listen.js';
 import type { Image } from '../reader.js';
 import {
   NT, PTRACE, PTRACE_O, SIG, WAIT, isSysError, kill, ptrace, ptraceDetach, ptraceGetRegset, ptraceGetRseq,
@@ -854,6 +855,11 @@ function restoreFiles(task: Task, pid: number, inj: Injector, str: (s: string, o
   for (const f of sorted) {
     if (inherit.has(f.fd)) continue;
     if (f.pipe || f.unixPair) { twoEnded(f); continue; }
+    if (f.tcpListen) {
+      const at = `fd ${f.fd} listening socket`;
+      place(f, at, step('create file', at, () => createListener(f, (nr, args, detail) => inj.call(nr, args, detail), (b) => { inj.write(data, b); return data; })));
+      continue;
+    }
     if (f.inotify) {
       const at = `fd ${f.fd} inotify`;
       place(f, at, step('create file', at, () => createInotify(f, (nr, args, detail) => inj.call(nr, args, detail), (s) => str(s))));
