@@ -3,13 +3,25 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import {
-  CrimgError, MemorySink, RecordKind as K, RecordWriter, kernels, readImage, verifyImage, verifyImageAsync, writeImage, openImage, showText,
+  type Model, CrimgError, MemorySink, RecordKind as K, RecordWriter, kernels, readImage, verifyImage, verifyImageAsync, writeImage, openImage, showText,
 } from '../src/index.js';
 import { claimRegion, releaseRegion } from '../src/kernels/arena.js';
 import { ERROR_CODES } from '../src/errors.js';
 import { verifyBulk } from '../src/reader.js';
 import type { Source } from '../src/source.js';
 import { flatten, smallModel } from './helpers/models.js';
+
+/** The error reading the image of `model` throws (undefined when it reads). */
+async function readError(model: Model): Promise<unknown> {
+  try { readImage(await toBytes(model)); } catch (e) { return e; }
+  return undefined;
+}
+
+/** A BAD_RECORD error whose text matches `why`. */
+function expectBadRecord(err: unknown, why: RegExp): void {
+  expect((err as { code?: string }).code, String(why)).toBe('BAD_RECORD');
+  expect((err as Error).message).toMatch(why);
+}
 
 async function toBytes(model = smallModel()): Promise<Uint8Array> {
   const sink = new MemorySink();
@@ -85,10 +97,8 @@ describe('round trips', () => {
         [[{ which: 0, intervalUs: 0n, valueUs: 0n }], /interval timer 0 recorded disarmed/],
       ] as const) {
         t.itimers = bad.map((x) => ({ ...x }));
-        let err: unknown;
-        try { readImage(await toBytes(model)); } catch (e) { err = e; }
-        expect((err as { code?: string }).code).toBe('BAD_RECORD');
-        expect((err as Error).message).toMatch(why);
+        const err = await readError(model);
+        expectBadRecord(err, why);
       }
       t.itimers = undefined;
       // POSIX timers: round trip (a negative clock: glibc's CLOCK_PROCESS_CPUTIME_ID), then what the reader refuses
@@ -114,10 +124,8 @@ describe('round trips', () => {
         [[{ ...good[0]!, signo: 0 }], /signal 0/],
       ] as const) {
         t.posixTimers = bad.map((x) => ({ ...x! }));
-        let err: unknown;
-        try { readImage(await toBytes(model)); } catch (e) { err = e; }
-        expect((err as { code?: string }).code, String(why)).toBe('BAD_RECORD');
-        expect((err as Error).message).toMatch(why);
+        const err = await readError(model);
+        expectBadRecord(err, why);
       }
       t.posixTimers = undefined;
       // file locks: round trip on the regular file (fd 3) and the directory (fd 4), then what the reader refuses
@@ -137,11 +145,9 @@ describe('round trips', () => {
       ] as const) {
         const keep = f.locks;
         f.locks = bad.map((x) => ({ ...x }));
-        let err: unknown;
-        try { readImage(await toBytes(model)); } catch (e) { err = e; }
+        const err = await readError(model);
         f.locks = keep;
-        expect((err as { code?: string }).code, String(why)).toBe('BAD_RECORD');
-        expect((err as Error).message).toMatch(why);
+        expectBadRecord(err, why);
       }
       data.locks = undefined;
       tmpdir.locks = undefined;
@@ -168,11 +174,9 @@ describe('round trips', () => {
         const f = t.files[nfiles + i]!;
         const keep = f.anon!.values;
         f.anon!.values = [...values];
-        let err: unknown;
-        try { readImage(await toBytes(model)); } catch (e) { err = e; }
+        const err = await readError(model);
         f.anon!.values = keep;
-        expect((err as { code?: string }).code, String(why)).toBe('BAD_RECORD');
-        expect((err as Error).message).toMatch(why);
+        expectBadRecord(err, why);
       }
       t.files[nfiles]!.anon!.kind = 9;
       await expect((async () => readImage(await toBytes(model)))()).rejects.toThrow(/kind 9 is none of/);
@@ -191,10 +195,8 @@ describe('round trips', () => {
         [[{ wd: 1, mask: 2, path: 'rel' }], /watch 1 with mask 2 on 'rel'/],
       ] as const) {
         ino.inotify = watches.map((w) => ({ ...w }));
-        let err: unknown;
-        try { readImage(await toBytes(model)); } catch (e) { err = e; }
-        expect((err as { code?: string }).code, String(why)).toBe('BAD_RECORD');
-        expect((err as Error).message).toMatch(why);
+        const err = await readError(model);
+        expectBadRecord(err, why);
       }
       t.files.splice(nfiles);
       // a listening TCP socket: round trip (IPv6), then what the reader refuses
@@ -208,11 +210,9 @@ describe('round trips', () => {
       for (const [change, why] of [[{ family: 2 }, /family 2 with a 16-byte address/], [{ port: 0 }, /port 0/], [{ opts: 8 }, /options 8/]] as const) {
         const keep = lst.tcpListen!;
         lst.tcpListen = { ...keep, ...change };
-        let err: unknown;
-        try { readImage(await toBytes(model)); } catch (e) { err = e; }
+        const err = await readError(model);
         lst.tcpListen = keep;
-        expect((err as { code?: string }).code, String(why)).toBe('BAD_RECORD');
-        expect((err as Error).message).toMatch(why);
+        expectBadRecord(err, why);
       }
       t.files.splice(nfiles);
       // socket pairs: round trip, then what the reader refuses
@@ -234,11 +234,9 @@ describe('round trips', () => {
         const f = t.files[nfiles + i]!;
         const keep = f.unixPair!;
         f.unixPair = { ...keep, ...change };
-        let err: unknown;
-        try { readImage(await toBytes(model)); } catch (e) { err = e; }
+        const err = await readError(model);
         f.unixPair = keep;
-        expect((err as { code?: string }).code, String(why)).toBe('BAD_RECORD');
-        expect((err as Error).message).toMatch(why);
+        expectBadRecord(err, why);
       }
       t.files.splice(nfiles);
       // pipes: round trip (the bytes on the first fd of a pipe), then what the reader refuses
@@ -259,11 +257,9 @@ describe('round trips', () => {
         const f = t.files[nfiles + i]!;
         const keep = f.pipe!;
         f.pipe = { ...keep, ...change };
-        let err: unknown;
-        try { readImage(await toBytes(model)); } catch (e) { err = e; }
+        const err = await readError(model);
         f.pipe = keep;
-        expect((err as { code?: string }).code, String(why)).toBe('BAD_RECORD');
-        expect((err as Error).message).toMatch(why);
+        expectBadRecord(err, why);
       }
       t.files.splice(nfiles);
       // dispositions the reader refuses: out of range, out of order, a SIG_DFL entry
@@ -273,11 +269,7 @@ describe('round trips', () => {
         [[{ sig: 15, handler: 0n, flags: 0n, restorer: 0n, mask: 0n }], /signal 15 recorded with SIG_DFL/],
       ] as const) {
         t.sigactions = bad.map((x) => ({ ...x }));
-        const b = await toBytes(model);
-        let err: unknown;
-        try { readImage(b); } catch (e) { err = e; }
-        expect((err as { code?: string }).code).toBe('BAD_RECORD');
-        expect((err as Error).message).toMatch(why);
+        expectBadRecord(await readError(model), why);
       }
     } finally { releaseRegion(k, scratch); }
   });

@@ -82,6 +82,23 @@ export interface CheckOptions {
 const SAFE_CHAR_DEVICES = new Set(['1:3', '1:5', '1:7', '1:8', '1:9']); // null zero full random urandom
 const isTtyMajor = (maj: number): boolean => maj === 4 || maj === 5 || (maj >= 136 && maj <= 143);
 
+/** The processes among `pids` holding each pipe and socket (by fd link: pipe:[N], socket:[N]). */
+function pipeAndSocketHolders(pids: number[]): Map<string, number[]> {
+  const out = new Map<string, number[]>();
+  for (const p of pids) {
+    let names: string[] = [];
+    try { names = fs.readdirSync(procPath(p, 'fd')); } catch { continue; }
+    for (const n of names) {
+      const l = tryReadlink(procPath(p, `fd/${n}`));
+      if (!l || !(l.startsWith('pipe:') || l.startsWith('socket:'))) continue;
+      const a = out.get(l) ?? [];
+      if (!a.includes(p)) a.push(p);
+      out.set(l, a);
+    }
+  }
+  return out;
+}
+
 /** Index of pipe/socket inodes and shared-anon mappings held by processes outside the tree (built on demand). */
 class Outside {
   private links: Map<string, number[]> | null = null;
@@ -91,23 +108,10 @@ class Outside {
   private listeners: ReturnType<typeof tcpListeners> | null = null;
   constructor(readonly tree: Set<number>, readonly quick = false) {}
 
+  /** Processes outside the tree that hold `link` (pipe:[N], socket:[N]). */
   holdersOfLink(link: string): number[] {
     if (this.quick) return [];
-    if (!this.links) {
-      this.links = new Map();
-      for (const p of allPids()) {
-        if (this.tree.has(p)) continue;
-        let names: string[] = [];
-        try { names = fs.readdirSync(procPath(p, 'fd')); } catch { continue; }
-        for (const n of names) {
-          const l = tryReadlink(procPath(p, `fd/${n}`));
-          if (!l || !(l.startsWith('pipe:') || l.startsWith('socket:'))) continue;
-          const a = this.links.get(l) ?? [];
-          if (!a.includes(p)) a.push(p);
-          this.links.set(l, a);
-        }
-      }
-    }
+    this.links ??= pipeAndSocketHolders(allPids().filter((p) => !this.tree.has(p)));
     return this.links.get(link) ?? [];
   }
 
@@ -129,20 +133,7 @@ class Outside {
 
   /** Processes of the tree that hold `link` (pipe:[N], socket:[N]). */
   holdersInTree(link: string): number[] {
-    if (!this.inTree) {
-      this.inTree = new Map();
-      for (const p of this.tree) {
-        let names: string[] = [];
-        try { names = fs.readdirSync(procPath(p, 'fd')); } catch { continue; }
-        for (const n of names) {
-          const l = tryReadlink(procPath(p, `fd/${n}`));
-          if (!l || !(l.startsWith('pipe:') || l.startsWith('socket:'))) continue;
-          const a = this.inTree.get(l) ?? [];
-          if (!a.includes(p)) a.push(p);
-          this.inTree.set(l, a);
-        }
-      }
-    }
+    this.inTree ??= pipeAndSocketHolders([...this.tree]);
     return this.inTree.get(link) ?? [];
   }
 
