@@ -64,6 +64,27 @@ export interface Namespace {
   domainname?: string;
 }
 
+/**
+ * The namespaces `tasks` use, one entry per distinct kind and id, in task order; a UTS namespace with the names
+ * `uts` gives for it (null: unknown).
+ */
+export function namespacesOf(tasks: Task[], uts: (t: Task, id: bigint) => { nodename: string; domainname: string } | null): Namespace[] {
+  const out: Namespace[] = [];
+  for (const t of tasks) {
+    for (const kind of NS_KINDS) {
+      const id = t.ns[kind];
+      if (!id || out.some((n) => n.kind === kind && n.id === id)) continue;
+      const ns: Namespace = { kind, id };
+      if (kind === 'uts') {
+        const u = uts(t, id);
+        if (u) { ns.nodename = u.nodename; ns.domainname = u.domainname; }
+      }
+      out.push(ns);
+    }
+  }
+  return out;
+}
+
 export interface Rseq { ptr: bigint; len: number; sig: number; flags: number }
 
 export interface XState {

@@ -17,6 +17,15 @@ async function readError(model: Model): Promise<unknown> {
   return undefined;
 }
 
+/** With obj[key] set to `value` the image of `model` is refused (BAD_RECORD matching `why`); obj[key] is put back. */
+async function refusedWith<T extends object, K extends keyof T>(model: Model, obj: T, key: K, value: T[K], why: RegExp): Promise<void> {
+  const keep = obj[key];
+  obj[key] = value;
+  const err = await readError(model);
+  obj[key] = keep;
+  expectBadRecord(err, why);
+}
+
 /** A BAD_RECORD error whose text matches `why`. */
 function expectBadRecord(err: unknown, why: RegExp): void {
   expect((err as { code?: string }).code, String(why)).toBe('BAD_RECORD');
@@ -143,11 +152,7 @@ describe('round trips', () => {
         [data, [{ kind: 1, write: true, start: 0n, end: 100n }], /a flock lock covers the whole file/],
         [devnull, [{ kind: 1, write: true, start: 0n, end: EOF }], /locks on fd 0, which is not a regular file or directory/],
       ] as const) {
-        const keep = f.locks;
-        f.locks = bad.map((x) => ({ ...x }));
-        const err = await readError(model);
-        f.locks = keep;
-        expectBadRecord(err, why);
+        await refusedWith(model, f, 'locks', bad.map((x) => ({ ...x })), why);
       }
       data.locks = undefined;
       tmpdir.locks = undefined;
@@ -172,11 +177,7 @@ describe('round trips', () => {
         [3, [13n, 1n, 0n], /watches another epoll/],
       ] as const) {
         const f = t.files[nfiles + i]!;
-        const keep = f.anon!.values;
-        f.anon!.values = [...values];
-        const err = await readError(model);
-        f.anon!.values = keep;
-        expectBadRecord(err, why);
+        await refusedWith(model, f.anon!, 'values', [...values], why);
       }
       t.files[nfiles]!.anon!.kind = 9;
       await expect((async () => readImage(await toBytes(model)))()).rejects.toThrow(/kind 9 is none of/);
@@ -208,11 +209,7 @@ describe('round trips', () => {
       expect(showText(limg2.model, limg2)).toContain(':8080 backlog 128');
       limg2.close();
       for (const [change, why] of [[{ family: 2 }, /family 2 with a 16-byte address/], [{ port: 0 }, /port 0/], [{ opts: 8 }, /options 8/]] as const) {
-        const keep = lst.tcpListen!;
-        lst.tcpListen = { ...keep, ...change };
-        const err = await readError(model);
-        lst.tcpListen = keep;
-        expectBadRecord(err, why);
+        await refusedWith(model, lst, 'tcpListen', { ...lst.tcpListen!, ...change }, why);
       }
       t.files.splice(nfiles);
       // socket pairs: round trip, then what the reader refuses
@@ -232,11 +229,7 @@ describe('round trips', () => {
         [1, { pair: 921n }, /whose other socket the task does not have/],
       ] as const) {
         const f = t.files[nfiles + i]!;
-        const keep = f.unixPair!;
-        f.unixPair = { ...keep, ...change };
-        const err = await readError(model);
-        f.unixPair = keep;
-        expectBadRecord(err, why);
+        await refusedWith(model, f, 'unixPair', { ...f.unixPair!, ...change }, why);
       }
       t.files.splice(nfiles);
       // pipes: round trip (the bytes on the first fd of a pipe), then what the reader refuses
@@ -255,11 +248,7 @@ describe('round trips', () => {
         [0, { size: 4096, data: new Uint8Array(4097) }, /4097 bytes buffered in a pipe of 4096/],
       ] as const) {
         const f = t.files[nfiles + i]!;
-        const keep = f.pipe!;
-        f.pipe = { ...keep, ...change };
-        const err = await readError(model);
-        f.pipe = keep;
-        expectBadRecord(err, why);
+        await refusedWith(model, f, 'pipe', { ...f.pipe!, ...change }, why);
       }
       t.files.splice(nfiles);
       // dispositions the reader refuses: out of range, out of order, a SIG_DFL entry

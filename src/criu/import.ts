@@ -11,8 +11,8 @@ import * as path from 'node:path';
 import { CrimgError } from '../errors.js';
 import type { Kernels } from '../kernels/api.js';
 import {
-  type Model, type Namespace, type Task, type Thread, type Vma, type PageSource, type OpenFile, type NocrReason, type SigAction, type Itimer, type PosixTimer, type Credentials,
-  type XState, FdKind, LOCK_EOF, LOCK_KIND, NS_KINDS, VmaFlags, NO_PAGES, defaultRlimits, emptyCreds, emptyNsIds, newThread, FXSAVE_BYTES,
+  type Model, type Task, type Thread, type Vma, type PageSource, type OpenFile, type NocrReason, type SigAction, type Itimer, type PosixTimer, type Credentials,
+  type XState, FdKind, LOCK_EOF, LOCK_KIND, namespacesOf, VmaFlags, NO_PAGES, defaultRlimits, emptyCreds, emptyNsIds, newThread, FXSAVE_BYTES,
 } from '../model.js';
 import { type Source, openSource } from '../source.js';
 import { intelXsaveSize } from '../elf/xsave.js';
@@ -414,19 +414,10 @@ export function fromCriuImages(dir: string, opts: CriuImportOptions = {}): CriuI
     }
 
     // the namespaces the tasks use, in the order crimg's live dump lists them; UTS names from utsns-ID.img
-    const namespaces: Namespace[] = [];
-    for (const t of tasks) {
-      for (const kind of NS_KINDS) {
-        const id = t.ns[kind];
-        if (!id || namespaces.some((n) => n.kind === kind && n.id === id)) continue;
-        const ns: Namespace = { kind, id };
-        if (kind === 'uts') {
-          const u = readOne(dir, `utsns-${id}.img`, 'UTSNS', 'utsns_entry', true);
-          if (u) { ns.nodename = u.msg.nodename as string; ns.domainname = u.msg.domainname as string; }
-        }
-        namespaces.push(ns);
-      }
-    }
+    const namespaces = namespacesOf(tasks, (_t, id) => {
+      const u = readOne(dir, `utsns-${id}.img`, 'UTSNS', 'utsns_entry', true);
+      return u ? { nodename: u.msg.nodename as string, domainname: u.msg.domainname as string } : null;
+    });
     let createdNs = opts.createdNs;
     if (createdNs === undefined) {
       createdNs = 0n;

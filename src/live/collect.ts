@@ -7,8 +7,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { CrimgError } from '../errors.js';
 import {
-  type Mm, type Namespace, type OpenFile, type Task, type Thread, type Uts, type Vma, type FileLock, FdKind, LOCK_EOF, LOCK_KIND, NO_PAGES, NS_KINDS, Prot, VMFLAG_MNEMONICS, VmaFlags,
-  newThread,
+  type Mm, type Namespace, type OpenFile, type Task, type Thread, type Uts, type Vma, type FileLock, FdKind, LOCK_EOF, LOCK_KIND, NO_PAGES, Prot, VMFLAG_MNEMONICS, VmaFlags,
+  newThread, namespacesOf as namespacesOfTasks,
 } from '../model.js';
 import { guessLayout, toIntelExt, XSAVE_MIN_BYTES } from '../elf/xsave.js';
 import { anonState } from './anonfd.js';
@@ -270,20 +270,5 @@ export function utsOf(pid: number): Uts | null {
   }
 }
 
-/** The namespaces the tasks use (one entry per distinct kind and id; UTS ones with their names). */
-export function namespacesOf(tasks: Task[]): Namespace[] {
-  const out: Namespace[] = [];
-  for (const t of tasks) {
-    for (const kind of NS_KINDS) {
-      const id = t.ns[kind];
-      if (!id || out.some((n) => n.kind === kind && n.id === id)) continue;
-      const ns: Namespace = { kind, id };
-      if (kind === 'uts') {
-        const u = utsOf(t.pid);
-        if (u) { ns.nodename = u.nodename; ns.domainname = u.domainname; }
-      }
-      out.push(ns);
-    }
-  }
-  return out;
-}
+/** The namespaces the tasks use (one entry per distinct kind and id; UTS ones with their names, read in the task). */
+export function namespacesOf(tasks: Task[]): Namespace[] { return namespacesOfTasks(tasks, (t) => utsOf(t.pid)); }
