@@ -1,7 +1,7 @@
 // Regenerates the grammar and the record tables of docs/FORMAT.md from the schema (dist/schema.js),
 // so the spec cannot drift from the code. `node scripts/gen-format.mjs --check` fails if stale.
 import { readFileSync, writeFileSync } from 'node:fs';
-import { IMAGE_GRAMMAR, RECORDS, RECORD_BY_KIND, kindName } from '../dist/schema.js';
+import { IMAGE_GRAMMAR, INDEX_ENTRY, IX, RECORDS, RECORD_BY_KIND, kindName } from '../dist/schema.js';
 
 const hex4 = (k) => `0x${k.toString(16).padStart(4, '0')}`;
 
@@ -42,6 +42,10 @@ export function recordTables() {
     }
     out.push('| field | type | notes |', '|---|---|---|');
     for (const [n, t, d, of] of r.fields) out.push(`| ${n} | ${typeText(t, of)} | ${(d ?? '').replace(/\|/g, '\\|')} |`);
+    if (r.name === 'INDEX') {
+      out.push('', 'Then `count` entries of 24 bytes:', '', '| offset | field | type | notes |', '|---|---|---|---|');
+      for (const [n, t, d] of INDEX_ENTRY) out.push(`| ${IX[n]} | ${n} | ${t} | ${d ?? ''} |`);
+    }
     if (r.children?.length) out.push('', `Followed by: ${r.children.map((c) => `${kindName(c.kind)}${countText(c).trim() ? ` (${countText(c).trim()})` : ''}`).join(', ')}.`);
   }
   return out.join('\n');

@@ -188,7 +188,7 @@ const CORE_RECORDS: readonly RecordDef[] = [
   { kind: K.NOCR, name: 'NOCR', parent: K.TASK, doc: 'A reason the task cannot be checkpointed or restarted faithfully.', fields: [['pid', 'i32'], ['code', 'str'], ['text', 'str']] },
   {
     kind: K.INDEX, name: 'INDEX', parent: 0,
-    doc: 'Index of PAGES records: count entries of {pid i32, npages u32, addr u64, offset u64 (of the record header)}, sorted by (pid order of TASK records, addr).',
+    doc: 'Index of PAGES records: count entries of INDEX_ENTRY {pid i32, npages u32, addr u64, offset u64 (of the record header)}, sorted by (pid order of TASK records, addr).',
     fields: [['count', 'u32'], ['reserved', 'u32']],
   },
   {
@@ -212,7 +212,36 @@ export const RECORDS: readonly RecordDef[] = CORE_RECORDS.flatMap((r) => {
   return o ? [r, ...KINDS_OF[o].map((k) => k.record)] : [r];
 });
 
-export const INDEX_ENTRY_BYTES = 24;
+/** Size of a fixed-size field. */
+const FIXED_SIZE: Partial<Record<FieldType, number>> = { u32: 4, i32: 4, u64: 8 };
+
+/** Byte offsets of the leading fixed-size fields of a layout, and its size (-1 when a field is not fixed-size). */
+export function fieldOffsets(fields: readonly Field[]): { at: Record<string, number>; bytes: number } {
+  const at: Record<string, number> = {};
+  let o = 0;
+  for (const [name, type] of fields) {
+    at[name] = o;
+    const n = FIXED_SIZE[type];
+    if (n === undefined) return { at, bytes: -1 };
+    o += n;
+  }
+  return { at, bytes: o };
+}
+
+/** Offset of a field in the payload of a record kind; only fixed-size fields may precede it. Code that patches or
+ *  reads a field in place (the freeze time in a written HEADER, the TRAILER) takes its offset from here. */
+export function fieldOffset(kind: number, name: string): number {
+  const def = RECORD_BY_KIND.get(kind);
+  const o = def ? fieldOffsets(def.fields).at[name] : undefined;
+  if (o === undefined) throw new CrimgError('INTERNAL', `no fixed offset for ${kindName(kind)}.${name}`);
+  return o;
+}
+
+/** The INDEX record: its two u32 fields, then `count` entries of this layout. */
+export const INDEX_ENTRY: readonly Field[] = [['pid', 'i32'], ['npages', 'u32'], ['addr', 'u64'], ['offset', 'u64', 'of the PAGES record\'s header']];
+/** Offsets of the INDEX entry's members. */
+export const IX = fieldOffsets(INDEX_ENTRY).at as Record<'pid' | 'npages' | 'addr' | 'offset', number>;
+export const INDEX_ENTRY_BYTES = fieldOffsets(INDEX_ENTRY).bytes;
 export const TRAILER_RECORD_BYTES = RECORD_HEADER_BYTES + 32;
 
 export const RECORD_BY_KIND: ReadonlyMap<number, RecordDef> = new Map(RECORDS.map((r) => [r.kind, r]));

@@ -13,7 +13,7 @@ import {
 } from './model.js';
 import {
   Builder, CHECKSUM_XXH3_64, FORMAT_MAJOR, FORMAT_MINOR, K, MAGIC, PAGE_SIZE, RECORD_BY_KIND, RUN_PAGES,
-  RECORD_HEADER_BYTES, TRAILER_MAGIC, encodeFields, pad8, type Fields, INDEX_ENTRY_BYTES, NO_ROOM,
+  RECORD_HEADER_BYTES, TRAILER_MAGIC, encodeFields, pad8, type Fields, INDEX_ENTRY_BYTES, IX, NO_ROOM,
 } from './schema.js';
 import { type Sink, type SinkOptions, type SinkTarget, openSink } from './sink.js';
 import { KINDS_OF } from './kinds/index.js';
@@ -305,10 +305,10 @@ export class RecordWriter {
     dv.setUint32(0, this.index.length, true);
     this.index.forEach((e, i) => {
       const o = 8 + i * INDEX_ENTRY_BYTES;
-      dv.setInt32(o, e.pid, true);
-      dv.setUint32(o + 4, e.npages, true);
-      dv.setBigUint64(o + 8, e.addr, true);
-      dv.setBigUint64(o + 16, BigInt(e.offset), true);
+      dv.setInt32(o + IX.pid, e.pid, true);
+      dv.setUint32(o + IX.npages, e.npages, true);
+      dv.setBigUint64(o + IX.addr, e.addr, true);
+      dv.setBigUint64(o + IX.offset, BigInt(e.offset), true);
     });
     // The index can exceed the out buffer for huge images: emit it through a dedicated path.
     await this.bigRecord(K.INDEX, ib);

@@ -12,7 +12,7 @@ import {
   type Task, type Thread, type Vma, MM_FIELD_NAMES, emptyCreds, emptyNsIds,
 } from '../model.js';
 import {
-  CHECKSUM_XXH3_64, type Child, type Count, type Fields, IMAGE_GRAMMAR, INDEX_ENTRY_BYTES, K, MAX_RUN_PAGES, PAGE_SIZE, RECORD_BY_KIND,
+  CHECKSUM_XXH3_64, type Child, type Count, type Fields, IMAGE_GRAMMAR, INDEX_ENTRY_BYTES, IX, K, MAX_RUN_PAGES, PAGE_SIZE, RECORD_BY_KIND,
   RECORD_HEADER_BYTES, RF_MUST_UNDERSTAND, TRAILER_MAGIC, decodeFields, kindName,
 } from '../schema.js';
 import { type PageRec, type Rec, type RecordStream, checkPagesPayload } from './framing.js';
@@ -346,8 +346,8 @@ class Walk {
     for (let i = 0; i < count; i++) {
       const o = 8 + i * INDEX_ENTRY_BYTES;
       const e = this.allRuns[i]!;
-      if (dv.getInt32(o, true) !== e.pid || dv.getUint32(o + 4, true) !== e.r.npages || dv.getBigUint64(o + 8, true) !== e.r.addr
-        || dv.getBigUint64(o + 16, true) !== BigInt(e.r.off)) {
+      if (dv.getInt32(o + IX.pid, true) !== e.pid || dv.getUint32(o + IX.npages, true) !== e.r.npages || dv.getBigUint64(o + IX.addr, true) !== e.r.addr
+        || dv.getBigUint64(o + IX.offset, true) !== BigInt(e.r.off)) {
         throw new CrimgError('BAD_RECORD', `INDEX entry ${i} does not match PAGES record at ${e.r.off}`, { offset: ir.off + RECORD_HEADER_BYTES + o, kind: K.INDEX });
       }
     }
