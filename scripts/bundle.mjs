@@ -92,7 +92,7 @@ async function build() {
   });
   if (r.warnings.length) throw new Error(`esbuild warnings (e.g. import.meta other than .url has no meaning in the bundle): ${r.warnings.map((w) => w.text).join('; ')}`);
   let text = r.outputFiles[0].text.replace(/^#!.*\n/, '');
-  if (/[^\x00-\x7f]/.test(text)) throw new Error('bundle is not ASCII (the loader reads it as latin1)');
+  if (/[^\p{ASCII}]/u.test(text)) throw new Error('bundle is not ASCII (the loader reads it as latin1)');
   if (/(?<![\w$.])import\s*\(/.test(text)) throw new Error('bundle has a dynamic import() left: the vm.Script it runs as cannot load it');
   const id = createHash('sha256').update(text).digest('hex').slice(0, 16);
   // the loader compiles the file as it is: one function expression around the module body

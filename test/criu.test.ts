@@ -69,7 +69,8 @@ afterAll(async () => {
 
 // ------------------------------------------------------------------ helpers
 
-type Json = any; // eslint-disable-line @typescript-eslint/no-explicit-any
+// biome-ignore lint/suspicious/noExplicitAny: crit's JSON has no types here; the tests read it field by field
+type Json = any;
 
 /** crit's JSON of one image file (--pretty: 64-bit fields as "0x" strings). */
 function crit(file: string): Json {
@@ -79,7 +80,7 @@ function crit(file: string): Json {
 }
 /** JSON with integers past 2^53 kept exact (as strings). */
 function parseBig(text: string): Json {
-  return JSON.parse(text.replace(/(?<=[\s\[:,])(\d{16,})(?=[\s,\]}])/g, '"$1"'));
+  return JSON.parse(text.replace(/(?<=[\s[:,])(\d{16,})(?=[\s,\]}])/g, '"$1"'));
 }
 /**
  * Decode many files in one Python process with pycriu, the library crit is a command line for, and encode
@@ -360,7 +361,7 @@ describe('POSIX timers', () => {
     const out = path.join(dir, 'ptimers.criu');
     await toCriuImages(model, out);
     if (HAVE_CRIT) {
-      const posix = ((crit(path.join(out, `core-${t.pid}.img`)) as any).entries[0].tc.timers.posix as any[]);
+      const posix = crit(path.join(out, `core-${t.pid}.img`)).entries[0].tc.timers.posix as Json[];
       expect(posix.map((p) => [p.it_id, p.clock_id, p.si_signo, p.it_sigev_notify, p.notify_thread_id ?? 0])).toEqual([
         [0, 1, 10, 0, 0], [1, 0xfffffffa, 0, 1, 0], [3, 7, 12, 4, worker],
       ]);
@@ -386,7 +387,7 @@ describe('file locks', () => {
     const out = path.join(dir, 'locks.criu');
     await toCriuImages(model, out);
     if (HAVE_CRIT) {
-      const es = (crit(path.join(out, 'filelocks.img')) as any).entries as any[];
+      const es = crit(path.join(out, 'filelocks.img')).entries as Json[];
       expect(es.map((e) => [e.flag, e.type, e.pid, e.fd, Number(e.start), Number(e.len)])).toEqual([
         [2, 1, t.pid, regs[0]!.fd, 0, 0], [1, 0, t.pid, regs[1]!.fd, 10, 20], [1, 1, t.pid, regs[1]!.fd, 100, 0], [4, 1, t.pid, regs[1]!.fd, 0, 4096],
       ]);

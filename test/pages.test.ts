@@ -53,7 +53,7 @@ beforeAll(async () => { hw = await createXXHash3(0, 0); });
 function refHash(b: Uint8Array): bigint {
   hw.init();
   hw.update(b);
-  return BigInt('0x' + hw.digest('hex'));
+  return BigInt(`0x${hw.digest('hex')}`);
 }
 
 const BITMAP = SCRATCH_BASE;

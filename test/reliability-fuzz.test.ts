@@ -113,6 +113,7 @@ describe('ELF core fuzzing', () => {
 
 describe('the fuzzer finds planted reader bugs', () => {
   it('a TypeError instead of a CrimgError is a crash', async () => {
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: the ${why} is text of the reader's source that the test edits
     const dir = await plant((s) => s.replace("throw new CrimgError('BAD_RECORD', `PAGES record: ${why}`", 'throw new TypeError(`PAGES record: ${why}`'));
     const { code, report } = fuzz(dir, ['--seed', '1', '--iterations', '300', '--seconds', '0', '--target', 'image', '--small']);
     expect(report.crashes).toBeGreaterThan(0);

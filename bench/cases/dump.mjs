@@ -55,7 +55,7 @@ export const dump = {
       // Freeze time with the image on tmpfs.
       const shmFreeze = [];
       const shmRss = [];
-      let shmSecs = [];
+      const shmSecs = [];
       for (let i = 0; i < reps + 1; i++) {
         rmf(shmImg);
         const r = crimgCmd(['dump', String(p.pid), '-o', shmImg, '--json']);

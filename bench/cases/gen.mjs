@@ -3,7 +3,7 @@
 // buffer, and in-process generate() + writeImage() of 64 KiB images.
 import * as fs from 'node:fs';
 import { createHash } from 'node:crypto';
-import { GiB, MiB, runAlternating, runInProcess, summarize, evaluateGoals, crimgCmd, inProcess, startupNote } from '../lib/harness.mjs';
+import { GiB, runAlternating, runInProcess, summarize, evaluateGoals, crimgCmd, inProcess, startupNote } from '../lib/harness.mjs';
 import { tmpPath, rmf, missingCommands, eachChunk } from '../lib/fixtures.mjs';
 import { Peer } from '../lib/peer.mjs';
 

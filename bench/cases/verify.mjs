@@ -3,7 +3,7 @@
 import * as fs from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { xxh3 } from '@node-rs/xxhash';
-import { MiB, runAlternating, runProcess, summarize, evaluateGoals, crimgCmd, inProcess, startupNote } from '../lib/harness.mjs';
+import { runAlternating, runProcess, summarize, evaluateGoals, crimgCmd, inProcess, startupNote } from '../lib/harness.mjs';
 import { genImage, missingCommands, rmf, warmFile, eachChunk } from '../lib/fixtures.mjs';
 
 function xxhsumPath() {

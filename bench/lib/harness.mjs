@@ -190,7 +190,7 @@ export function summarize(contenders, per, { primary, rss } = {}) {
     const row = { name: c.name, role: c.role, median: median(xs), min: min(xs), max: max(xs), reps: xs.length };
     if (c.note) row.note = c.note;
     const r = rss?.get(c.name);
-    if (r && r.length) row.peakRssMiB = +(max(r) / 1024).toFixed(1);
+    if (r?.length) row.peakRssMiB = +(max(r) / 1024).toFixed(1);
     return row;
   });
   const base = per.get(primary);

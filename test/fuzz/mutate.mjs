@@ -179,7 +179,7 @@ const RAW = {
     out.set(b); out.set(extra, b.length);
     return { bytes: out, op: `append:${what}` };
   },
-  chunk(b, recs, r) {
+  chunk(b, _recs, r) {
     const what = r.pick(['delete', 'insert', 'overwrite', 'delete8', 'insert8']);
     const at = r.int(b.length);
     const n = what.endsWith('8') ? 8 * r.range(1, 4) : r.range(1, 64);
@@ -213,7 +213,7 @@ const UNKNOWN_KINDS = [0x0000, 0x0003, 0x00ff, 0x01fe, 0x0214, 0x0304, 0x0402, 0
 
 const RECS = {
   /** Payload resized: truncated or extended (zeros, random, or the next record's bytes). */
-  resize(ctx, recs, r) {
+  resize(_ctx, recs, r) {
     const i = r.int(recs.length);
     const rec = recs[i];
     const old = rec.payload.length;
@@ -229,7 +229,7 @@ const RECS = {
     recs[i] = { ...rec, payload: p, pad: undefined };
     return `resize:${kindName(rec.kind)}:${old}->${n}`;
   },
-  kind(ctx, recs, r) {
+  kind(_ctx, recs, r) {
     const i = r.int(recs.length);
     const old = recs[i].kind;
     const how = r.pick(['known', 'unknown', 'swap']);
@@ -246,7 +246,7 @@ const RECS = {
     recs[i] = { ...recs[i], kind: k, flags: mu ? recs[i].flags | 1 : recs[i].flags };
     return `kind:${kindName(old)}->${kindName(k)}${mu ? '+MU' : ''}`;
   },
-  flags(ctx, recs, r) {
+  flags(_ctx, recs, r) {
     const i = r.int(recs.length);
     const f = r.pick([1, 2, 0x8000, 0xffff, 1 << r.int(16)]);
     if ((recs[i].flags ^ f) === recs[i].flags) return null;
@@ -255,7 +255,7 @@ const RECS = {
   },
   /** A numeric field (counts included) set to an interesting value. */
   field(ctx, recs, r) {
-    const cand = recs.map((x, i) => i).filter((i) => slots(fieldsOf(ctx, recs[i].kind), recs[i].payload).some((s) => s.role !== 'strlen'));
+    const cand = recs.map((_, i) => i).filter((i) => slots(fieldsOf(ctx, recs[i].kind), recs[i].payload).some((s) => s.role !== 'strlen'));
     if (!cand.length) return null;
     const i = r.pick(cand);
     const rec = recs[i] = { ...recs[i] };
@@ -271,7 +271,7 @@ const RECS = {
     return `field:${kindName(rec.kind)}.${s.name}=${v}`;
   },
   strlen(ctx, recs, r) {
-    const cand = recs.map((x, i) => i).filter((i) => slots(fieldsOf(ctx, recs[i].kind), recs[i].payload).some((s) => s.role === 'strlen'));
+    const cand = recs.map((_, i) => i).filter((i) => slots(fieldsOf(ctx, recs[i].kind), recs[i].payload).some((s) => s.role === 'strlen'));
     if (!cand.length) return null;
     const i = r.pick(cand);
     const rec = recs[i] = { ...recs[i] };
@@ -284,7 +284,7 @@ const RECS = {
     return `strlen:${kindName(rec.kind)}.${s.name}=${v}`;
   },
   utf8(ctx, recs, r) {
-    const cand = recs.map((x, i) => i).filter((i) => strings(fieldsOf(ctx, recs[i].kind), recs[i].payload).some((s) => s.len > 0));
+    const cand = recs.map((_, i) => i).filter((i) => strings(fieldsOf(ctx, recs[i].kind), recs[i].payload).some((s) => s.len > 0));
     if (!cand.length) return null;
     const i = r.pick(cand);
     const rec = recs[i] = { ...recs[i] };
@@ -294,8 +294,8 @@ const RECS = {
     return `utf8:${kindName(rec.kind)}.${s.name}`;
   },
   /** A payload byte changed (page data, registers, strings...). */
-  payload(ctx, recs, r) {
-    const cand = recs.map((x, i) => i).filter((i) => recs[i].payload.length > 0);
+  payload(_ctx, recs, r) {
+    const cand = recs.map((_, i) => i).filter((i) => recs[i].payload.length > 0);
     const i = r.pick(cand);
     const rec = recs[i] = { ...recs[i] };
     edit(rec);
@@ -303,8 +303,8 @@ const RECS = {
     rec.payload[at] ^= 1 + r.int(255);
     return `payload:${kindName(rec.kind)}@${at}`;
   },
-  padding(ctx, recs, r) {
-    const cand = recs.map((x, i) => i).filter((i) => pad8(recs[i].payload.length) > recs[i].payload.length);
+  padding(_ctx, recs, r) {
+    const cand = recs.map((_, i) => i).filter((i) => pad8(recs[i].payload.length) > recs[i].payload.length);
     if (!cand.length) return null;
     const i = r.pick(cand);
     const n = pad8(recs[i].payload.length) - recs[i].payload.length;
@@ -313,25 +313,25 @@ const RECS = {
     recs[i] = { ...recs[i], pad };
     return `padding:${kindName(recs[i].kind)}`;
   },
-  dup(ctx, recs, r) {
+  dup(_ctx, recs, r) {
     const i = r.int(nonTrailer(recs));
     const to = r.chance(0.5) ? i + 1 : r.int(recs.length);
     recs.splice(to, 0, { ...recs[i] });
     return `dup:${kindName(recs[to].kind)}`;
   },
-  drop(ctx, recs, r) {
+  drop(_ctx, recs, r) {
     const i = r.int(recs.length);
     const [x] = recs.splice(i, 1);
     return `drop:${kindName(x.kind)}`;
   },
-  swap(ctx, recs, r) {
+  swap(_ctx, recs, r) {
     const i = r.int(recs.length);
     const j = r.chance(0.6) ? Math.min(recs.length - 1, i + 1) : r.int(recs.length);
     if (i === j || (recs[i].kind === recs[j].kind && recs[i].payload.length === recs[j].payload.length && recs[i].csum === recs[j].csum)) return null;
     [recs[i], recs[j]] = [recs[j], recs[i]];
     return `swap:${kindName(recs[i].kind)}<->${kindName(recs[j].kind)}`;
   },
-  move(ctx, recs, r) {
+  move(_ctx, recs, r) {
     const i = r.int(recs.length);
     const [x] = recs.splice(i, 1);
     let j = r.int(recs.length + 1);
@@ -340,8 +340,8 @@ const RECS = {
     return `move:${kindName(x.kind)}`;
   },
   /** A whole subtree (task, thread, MM, VMA with its pages) dropped, duplicated or moved. */
-  subtree(ctx, recs, r) {
-    const cand = recs.map((x, i) => i).filter((i) => [K.TASK, K.THREAD, K.MM, K.VMA].includes(recs[i].kind));
+  subtree(_ctx, recs, r) {
+    const cand = recs.map((_, i) => i).filter((i) => [K.TASK, K.THREAD, K.MM, K.VMA].includes(recs[i].kind));
     if (!cand.length) return null;
     const i = r.pick(cand);
     const end = subtreeEnd(recs, i);
@@ -352,13 +352,13 @@ const RECS = {
     else if (what === 'dup') recs.splice(end, 0, ...part.map((x) => ({ ...x })));
     else {
       recs.splice(i, end - i);
-      const others = recs.map((x, j) => j).filter((j) => recs[j].kind === recs[i]?.kind || [K.TASK, K.THREAD, K.MM, K.VMA, K.INDEX, K.FD].includes(recs[j].kind));
+      const others = recs.map((_, j) => j).filter((j) => recs[j].kind === recs[i]?.kind || [K.TASK, K.THREAD, K.MM, K.VMA, K.INDEX, K.FD].includes(recs[j].kind));
       const to = others.length ? r.pick(others) : r.int(recs.length);
       recs.splice(to, 0, ...part);
     }
     return `subtree:${what}:${kind}`;
   },
-  index(ctx, recs, r) {
+  index(_ctx, recs, r) {
     const ix = recs.findIndex((x) => x.kind === K.INDEX);
     if (ix < 0) return null;
     const rec = recs[ix] = { ...recs[ix] };
@@ -382,7 +382,7 @@ const RECS = {
     else return null;
     return `index:${what}`;
   },
-  trailer(ctx, recs, r) {
+  trailer(_ctx, recs, r) {
     const t = recs.length - 1;
     if (recs[t].kind !== K.TRAILER || recs[t].payload.length !== 32) return null;
     const rec = recs[t] = { ...recs[t] };
@@ -395,7 +395,7 @@ const RECS = {
     return `trailer:${['tmagic', 'records', 'indexOffset', 'imageCsum'][f / 8]}`;
   },
   /** PAGES structure: bitmap, page count, address, flags, stored data. */
-  pages(ctx, recs, r) {
+  pages(_ctx, recs, r) {
     const cand = idxOf(recs, K.PAGES);
     if (!cand.length) return null;
     const i = r.pick(cand);
@@ -454,7 +454,7 @@ const RECS = {
     void (fixed = null);
     return `pages:${what}`;
   },
-  vma(ctx, recs, r) {
+  vma(_ctx, recs, r) {
     const cand = idxOf(recs, K.VMA);
     if (!cand.length) return null;
     const i = r.pick(cand);
@@ -474,7 +474,7 @@ const RECS = {
     }
     return `vma:${what}`;
   },
-  unknown(ctx, recs, r) {
+  unknown(_ctx, recs, r) {
     const at = 1 + r.int(recs.length - 1);
     const mu = r.chance(0.4);
     const kind = r.pick(UNKNOWN_KINDS.filter((k) => k !== 0 || mu));

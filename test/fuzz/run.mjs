@@ -446,7 +446,7 @@ async function workerMain() {
   post(true);
 }
 
-function findingOf(m, r, i, ctx, seed) {
+function findingOf(m, r, i, _ctx, seed) {
   return {
     iteration: i, seed, base: m.baseName, op: m.op, level: m.level, fixIndex: m.fixIndex, size: m.bytes.length,
     outcome: r.outcome, crash: r.crash, violations: r.violations,
@@ -461,7 +461,7 @@ function newStats() {
 }
 function resetDeltas(s) { Object.assign(s, newStats()); }
 
-function record(s, m, r, ms, mem, i, ctx, opts) {
+function record(s, m, r, ms, mem, i, _ctx, opts) {
   s.tried++;
   s.bytes += m.bytes.length;
   s.totalMs += ms;

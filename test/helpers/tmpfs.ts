@@ -15,6 +15,6 @@ export function umount(dir: string): void {
 export function umountAllUnder(root: string): void {
   for (const line of fs.readFileSync('/proc/self/mounts', 'utf8').split('\n')) {
     const m = line.split(' ')[1];
-    if (m && m.startsWith(`${root}/`)) { try { execFileSync('umount', ['-l', m]); } catch { /* not mounted */ } }
+    if (m?.startsWith(`${root}/`)) { try { execFileSync('umount', ['-l', m]); } catch { /* not mounted */ } }
   }
 }
