@@ -16,6 +16,9 @@ import { xxh3_64, xxh3InitRaw, xxh3UpdateRaw, xxh3DigestRaw } from './xxh3';
  *  the header with its checksum, feed the header to hash slot imgSlot. Uses the 8 bytes after the
  *  padded record as scratch (they belong to whatever comes next and are overwritten by it).
  *  Returns the record's size (16 + padded payload). */
+/** Record kind of PAGES (src/schema.ts K.PAGES; test/schema.test.ts checks it). */
+const KIND_PAGES: u32 = 0x0303;
+
 export function rec_seal(at: usize, kindFlags: u32, len: u32, imgSlot: u32): u32 {
   const p = at + 16;
   const padded = pad8(<usize>len);
@@ -69,5 +72,5 @@ export function pages_rec_tail(at: usize, npages: u32, stored: u32, bitmapPtr: u
   const bm = at + 32 + (<usize>stored << 12);
   memory.copy(bm, bitmapPtr, bmBytes);
   xxh3UpdateRaw(slotPtr(recSlot), bm, bmBytes);
-  return rec_seal_stream(at, 0x0303, 16 + (stored << 12) + <u32>bmBytes, recSlot, imgSlot);
+  return rec_seal_stream(at, KIND_PAGES, 16 + (stored << 12) + <u32>bmBytes, recSlot, imgSlot);
 }

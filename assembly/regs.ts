@@ -121,8 +121,8 @@ export function xsave_to_compacted(src: usize, srcLen: u32, xcompBv: u64, dst: u
 // Register sets <-> REGS + FPU records.
 //
 // Input entry: 216 bytes user_regs_struct + 512 bytes FXSAVE = 728 bytes.
-// Output: REGS record (16-byte header {0x0211, 0, 216, csum} + 216) then FPU
-// record ({0x0212, 0, 512, csum} + 512) = 760 bytes per entry.
+// Output: REGS record (16-byte header {KIND_REGS, 0, 216, csum} + 216) then FPU
+// record ({KIND_FPU, 0, 512, csum} + 512) = 760 bytes per entry.
 // csum = XXH3-64(payload || header[0..8]). To hash that contiguously without a
 // copy, the 8 header bytes are written just after the payload (where the next
 // header goes, overwritten later); only the last FPU record uses a side buffer.
@@ -131,8 +131,11 @@ const REGS_LEN: usize = 216;
 const FPU_LEN: usize = 512;
 const RAW: usize = REGS_LEN + FPU_LEN; // 728
 const REC: usize = 16 + REGS_LEN + 16 + FPU_LEN; // 760
-const HDR_REGS: u64 = 0x0211 | (<u64>REGS_LEN << 32);
-const HDR_FPU: u64 = 0x0212 | (<u64>FPU_LEN << 32);
+/** Record kinds of REGS and FPU (src/schema.ts K.REGS, K.FPU; test/schema.test.ts checks them). */
+const KIND_REGS: u64 = 0x0211;
+const KIND_FPU: u64 = 0x0212;
+const HDR_REGS: u64 = KIND_REGS | (<u64>REGS_LEN << 32);
+const HDR_FPU: u64 = KIND_FPU | (<u64>FPU_LEN << 32);
 
 /** Side buffer for the last record: 512 payload + 8 header bytes. */
 const SIDE: usize = memory.data(528, 16);

@@ -4,9 +4,9 @@
  * schema (REG_NAMES); nothing here lists them again.
  */
 import type { Image } from './reader.js';
-import {
-  type Model, type Task, type Thread, type Vma, FD_KIND_NAMES, HeaderFlags, LOCK_EOF, VmaFlags, Prot, SIGEV,
-} from './model.js';
+import { type Model, type OpenFile, type Task, type Thread, type Vma, FD_KIND_NAMES, HeaderFlags, VmaFlags, Prot } from './model.js';
+import { KINDS_OF } from './kinds/index.js';
+import { type AnyKind, type Difference, type OwnerName, type Owners, valueOf } from './kinds/kind.js';
 import { REG_NAMES, FORMAT_MAJOR, FORMAT_MINOR } from './schema.js';
 import { claimRegion, releaseRegion } from './kernels/arena.js';
 import { bytesEqual } from './platform.js';
@@ -57,8 +57,28 @@ function threadJson(th: Thread): Record<string, unknown> {
   }
   return {
     tid: th.tid, state: th.state, regs: regsJson(th), fpu: fpuJson(th.fpu), xstate,
-    sigmask: th.sigmask, sigpending: th.sigpending, rseq: th.rseq, futex: th.futex ?? null, sigaltstack: th.sigaltstack ?? null,
+    sigmask: th.sigmask, sigpending: th.sigpending, rseq: th.rseq, ...kindsJson('thread', th, true),
   };
+}
+
+/** The values of an owner's kinds of state as `show --json` gives them, under their keys; not recorded: null
+ *  (`withNull`) or left out (fds: most kinds are not for every file). */
+function kindsJson<O extends OwnerName>(owner: O, o: Owners[O], withNull: boolean): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const k of KINDS_OF[owner]) {
+    const v = valueOf(k, o);
+    if (v !== undefined) out[k.key] = k.json ? k.json(v) : v;
+    else if (withNull) out[k.key] = null;
+  }
+  return out;
+}
+
+/** The lines `show` prints for an owner's kinds of state, each with `ind` before it. */
+function kindsText<O extends OwnerName>(owner: O, o: Owners[O], ind: string, out: string[]): void {
+  for (const k of KINDS_OF[owner]) {
+    const v = valueOf(k, o);
+    if (v !== undefined) for (const line of k.text(v)) out.push(`${ind}${line}`);
+  }
 }
 
 function taskJson(t: Task, img: Image | null): Record<string, unknown> {
@@ -79,21 +99,12 @@ function taskJson(t: Task, img: Image | null): Record<string, unknown> {
     }),
     files: t.files.map((f) => ({
       fd: f.fd, kind: FD_KIND_NAMES[f.kind] ?? 'other', path: f.path, pos: f.pos, flags: f.flags, mode: f.mode, cloexec: f.cloexec,
-      dev: `${f.devMajor}:${f.devMinor}`, inode: f.inode, size: f.size,
+      dev: `${f.devMajor}:${f.devMinor}`, inode: f.inode, size: f.size, ...kindsJson('fd', f, false),
     })),
     nocr: t.nocr,
-    // null: not recorded (synthetic images, ELF cores); handler 1 = SIG_IGN
-    itimers: t.itimers ?? null,
-    posixTimers: t.posixTimers ?? null,
-    sigactions: t.sigactions ? t.sigactions.map((a) => ({ sig: a.sig, name: sigName(a.sig), handler: a.handler, flags: a.flags, restorer: a.restorer, mask: a.mask })) : null,
+    // null: not recorded (synthetic images, ELF cores)
+    ...kindsJson('task', t, true),
   };
-}
-
-const SIG_NAMES = ['HUP', 'INT', 'QUIT', 'ILL', 'TRAP', 'ABRT', 'BUS', 'FPE', 'KILL', 'USR1', 'SEGV', 'USR2', 'PIPE', 'ALRM', 'TERM', 'STKFLT',
-  'CHLD', 'CONT', 'STOP', 'TSTP', 'TTIN', 'TTOU', 'URG', 'XCPU', 'XFSZ', 'VTALRM', 'PROF', 'WINCH', 'IO', 'PWR', 'SYS'];
-/** SIGUSR1, SIGRTMIN+3 ... */
-function sigName(n: number): string {
-  return n >= 1 && n <= SIG_NAMES.length ? `SIG${SIG_NAMES[n - 1]}` : n >= 34 ? `SIGRTMIN+${n - 34}` : `signal ${n}`;
 }
 
 export function showJson(model: Model, img: Image | null): Record<string, unknown> {
@@ -137,6 +148,7 @@ export function showText(model: Model, img: Image | null): string {
       const f = fpuJson(th.fpu);
       out.push(`${ind}    fcw=${h(f.fcw as number)} mxcsr=${h(f.mxcsr as number)} xcr0=${th.xstate ? h(th.xstate.xcr0) : '-'} sigmask=${h(th.sigmask)}`);
       (f.xmm as bigint[]).forEach((x, i) => { if (x) out.push(`${ind}    xmm${i}=${x.toString(16).padStart(32, '0')}`); });
+      kindsText('thread', th, `${ind}    `, out);
     }
     const st = img?.stats.tasks.find((s) => s.pid === t.pid);
     (t.mm?.vmas ?? []).forEach((v, i) => {
@@ -145,25 +157,9 @@ export function showText(model: Model, img: Image | null): string {
     });
     for (const f of t.files) {
       out.push(`${ind}  fd ${String(f.fd).padStart(3)} ${(FD_KIND_NAMES[f.kind] ?? 'other').padEnd(9)} pos ${f.pos} flags ${h(f.flags)} ${f.path}`);
-      if (f.pipe) out.push(`${ind}         pipe ${f.pipe.ino} ${f.pipe.write ? 'write' : 'read'} end, capacity ${f.pipe.size}${f.pipe.data ? `, ${f.pipe.data.length} bytes buffered` : ''}`);
-      if (f.unixPair) out.push(`${ind}         socket pair ${f.unixPair.pair} (${f.unixPair.second ? 'second' : 'first'}), type ${f.unixPair.type}${f.unixPair.data ? `, ${f.unixPair.data.length} bytes queued` : ''}`);
-      if (f.tcpListen) out.push(`${ind}         listening on ${f.tcpListen.family === 2 ? [...f.tcpListen.addr].join('.') : `[${[...f.tcpListen.addr].map((x) => x.toString(16).padStart(2, '0')).join('')}]`}:${f.tcpListen.port} backlog ${f.tcpListen.backlog}`);
-      for (const w of f.inotify ?? []) out.push(`${ind}         inotify wd ${w.wd} mask ${h(BigInt(w.mask))} ${w.path}`);
-      if (f.anon) out.push(`${ind}         ${['', 'eventfd', 'timerfd', 'signalfd', 'epoll'][f.anon.kind] ?? 'anon'} ${f.anon.values.map((v) => v.toString()).join(' ')}`);
-      for (const l of f.locks ?? []) {
-        out.push(`${ind}         lock ${['', 'flock', 'POSIX', 'OFD'][l.kind]} ${l.write ? 'write' : 'read'} ${l.start}..${l.end === LOCK_EOF ? 'EOF' : l.end}`);
-      }
+      kindsText('fd', f, `${ind}         `, out);
     }
-    if (t.sigactions) {
-      const ign = t.sigactions.filter((a) => a.handler === 1n).map((a) => sigName(a.sig));
-      if (ign.length) out.push(`${ind}  signals ignored: ${ign.join(' ')}`);
-      for (const x of t.itimers ?? []) out.push(`${ind}  itimer ${['REAL', 'VIRTUAL', 'PROF'][x.which]} interval ${x.intervalUs} us remaining ${x.valueUs} us`);
-      for (const a of t.sigactions) if (a.handler !== 1n) out.push(`${ind}  signal ${sigName(a.sig)} handler ${h(a.handler)} flags ${h(a.flags)} restorer ${h(a.restorer)} mask ${h(a.mask)}`);
-    }
-    for (const x of t.posixTimers ?? []) {
-      const how = x.notify === SIGEV.NONE ? 'no signal' : `${sigName(x.signo)}${x.notify === SIGEV.THREAD_ID ? ` to thread ${x.notifyTid}` : ''} value ${h(x.sigevValue)}`;
-      out.push(`${ind}  timer ${x.id} clock ${x.clock} ${how} interval ${x.intervalNs} ns remaining ${x.valueNs} ns`);
-    }
+    kindsText('task', t, `${ind}  `, out);
     for (const r of t.nocr) out.push(`${ind}  nocr ${r.code} (task ${r.pid}): ${r.text}`);
   }
   return `${out.join('\n')}\n`;
@@ -171,7 +167,43 @@ export function showText(model: Model, img: Image | null): string {
 
 // ---------------------------------------------------------------- diff
 
-export interface Difference { what: string; a: unknown; b: unknown }
+export type { Difference };
+
+const KIND_KEYS: Record<OwnerName, Set<string>> = {
+  task: new Set(KINDS_OF.task.map((k) => k.key)), thread: new Set(KINDS_OF.thread.map((k) => k.key)), fd: new Set(KINDS_OF.fd.map((k) => k.key)),
+};
+
+/** The owner's fields without its kinds of state (those are compared by kindsDiff). */
+function withoutKinds(owner: OwnerName, o: object, skip: string[] = []): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(o).filter(([k]) => !KIND_KEYS[owner].has(k) && !skip.includes(k)));
+}
+
+function defaultKindDiff(k: AnyKind, a: unknown, b: unknown, what: string): Difference[] {
+  if (a === undefined && b === undefined) return [];
+  const ja = a === undefined ? null : JSON.stringify(k.json ? k.json(a) : a, big);
+  const jb = b === undefined ? null : JSON.stringify(k.json ? k.json(b) : b, big);
+  if (ja === jb && (a === undefined || !hasBytesDiff(a, b))) return [];
+  return [{ what, a: a ?? null, b: b ?? null }];
+}
+
+/** Whether two values differ in a byte array JSON does not show in full (pipe and socket data). */
+function hasBytesDiff(a: unknown, b: unknown): boolean {
+  if (a instanceof Uint8Array || b instanceof Uint8Array) return !(a instanceof Uint8Array && b instanceof Uint8Array && bytesEqual(a, b));
+  if (typeof a !== 'object' || a === null || typeof b !== 'object' || b === null) return false;
+  for (const key of new Set([...Object.keys(a), ...Object.keys(b)])) {
+    if (hasBytesDiff((a as Record<string, unknown>)[key], (b as Record<string, unknown>)[key])) return true;
+  }
+  return false;
+}
+
+/** Differences in an owner's kinds of state. */
+function kindsDiff<O extends OwnerName>(owner: O, a: Owners[O], b: Owners[O], prefix: string, out: Difference[]): void {
+  for (const k of KINDS_OF[owner]) {
+    const va = valueOf(k, a), vb = valueOf(k, b);
+    const what = `${prefix} ${k.label}`;
+    out.push(...(k.diff ? k.diff(va, vb, what) : defaultKindDiff(k, va, vb, what)));
+  }
+}
 
 function cmpObj(prefix: string, a: Record<string, unknown>, b: Record<string, unknown>, out: Difference[], skip: string[] = []): void {
   for (const key of new Set([...Object.keys(a), ...Object.keys(b)])) {
@@ -208,10 +240,7 @@ export function diffImages(A: Image, B: Image, opts: DiffOptions = {}): Differen
     if (!tb) { out.push({ what: `task ${ta!.pid}`, a: 'present', b: 'absent' }); continue; }
     if (!ta) { out.push({ what: `task ${tb.pid}`, a: 'absent', b: 'present' }); continue; }
     const p = ta.pid === tb.pid ? `task ${ta.pid}` : `task ${ta.pid}/${tb.pid}`;
-    const strip = (t: Task): Record<string, unknown> => {
-      const { threads: _t, mm: _m, files: _f, nocr: _n, sigactions: _s, itimers: _i, posixTimers: _p, ...rest } = t;
-      return rest as unknown as Record<string, unknown>;
-    };
+    const strip = (t: Task): Record<string, unknown> => withoutKinds('task', t, ['threads', 'mm', 'files', 'nocr']);
     cmpObj(p, strip(ta), strip(tb), out);
     for (const [th, o] of pairUp(ta.threads, tb.threads, (t) => t.tid)) {
       if (!o) { out.push({ what: `${p} thread ${th!.tid}`, a: 'present', b: 'absent' }); continue; }
@@ -228,8 +257,7 @@ export function diffImages(A: Image, B: Image, opts: DiffOptions = {}): Differen
       }
       for (const key of ['sigmask', 'sigpending', 'state'] as const) if (th[key] !== o[key]) out.push({ what: `${p} thread ${th.tid} ${key}`, a: th[key], b: o[key] });
       if (JSON.stringify(th.rseq, big) !== JSON.stringify(o.rseq, big)) out.push({ what: `${p} thread ${th.tid} rseq`, a: th.rseq, b: o.rseq });
-      if (JSON.stringify(th.futex, big) !== JSON.stringify(o.futex, big)) out.push({ what: `${p} thread ${th.tid} futex`, a: th.futex ?? null, b: o.futex ?? null });
-      if (JSON.stringify(th.sigaltstack, big) !== JSON.stringify(o.sigaltstack, big)) out.push({ what: `${p} thread ${th.tid} sigaltstack`, a: th.sigaltstack ?? null, b: o.sigaltstack ?? null });
+      kindsDiff('thread', th, o, `${p} thread ${th.tid}`, out);
     }
     if (ta.mm && tb.mm) {
       const { vmas: va, ...ma } = ta.mm; const { vmas: vb, ...mb } = tb.mm;
@@ -249,23 +277,14 @@ export function diffImages(A: Image, B: Image, opts: DiffOptions = {}): Differen
     for (const f of ta.files) {
       const o = fb.get(f.fd);
       if (!o) out.push({ what: `${p} fd ${f.fd}`, a: f.path, b: 'absent' });
-      else cmpObj(`${p} fd ${f.fd}`, f as unknown as Record<string, unknown>, o as unknown as Record<string, unknown>, out);
+      else {
+        cmpObj(`${p} fd ${f.fd}`, withoutKinds('fd', f), withoutKinds('fd', o), out);
+        kindsDiff('fd', f, o, `${p} fd ${f.fd}`, out);
+      }
     }
     for (const f of tb.files) if (!fb.has(f.fd) || !ta.files.some((x) => x.fd === f.fd)) if (!ta.files.some((x) => x.fd === f.fd)) out.push({ what: `${p} fd ${f.fd}`, a: 'absent', b: f.path });
     if (JSON.stringify(ta.nocr) !== JSON.stringify(tb.nocr)) out.push({ what: `${p} nocr`, a: ta.nocr, b: tb.nocr });
-    if (JSON.stringify(ta.itimers, big) !== JSON.stringify(tb.itimers, big)) out.push({ what: `${p} itimers`, a: ta.itimers ?? null, b: tb.itimers ?? null });
-    if (JSON.stringify(ta.posixTimers, big) !== JSON.stringify(tb.posixTimers, big)) out.push({ what: `${p} POSIX timers`, a: ta.posixTimers ?? null, b: tb.posixTimers ?? null });
-    if (!ta.sigactions || !tb.sigactions) {
-      if (!!ta.sigactions !== !!tb.sigactions) out.push({ what: `${p} sigactions`, a: ta.sigactions ? 'recorded' : 'not recorded', b: tb.sigactions ? 'recorded' : 'not recorded' });
-    } else {
-      const sb = new Map(tb.sigactions.map((x) => [x.sig, x]));
-      const sa = new Map(ta.sigactions.map((x) => [x.sig, x]));
-      for (const sig of [...new Set([...sa.keys(), ...sb.keys()])].sort((x, y) => x - y)) {
-        const x = sa.get(sig), y = sb.get(sig);
-        if (!x || !y) out.push({ what: `${p} sigaction ${sigName(sig)}`, a: x ? 'set' : 'SIG_DFL', b: y ? 'set' : 'SIG_DFL' });
-        else cmpObj(`${p} sigaction ${sigName(sig)}`, x as unknown as Record<string, unknown>, y as unknown as Record<string, unknown>, out);
-      }
-    }
+    kindsDiff('task', ta, tb, p, out);
   }
   return out;
 }

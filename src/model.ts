@@ -5,6 +5,23 @@
  * produces its pages on demand into kernel memory, so gigabytes never sit in JS.
  */
 import type { Kernels } from './kernels/api.js';
+import type { SigAction } from './kinds/sigacts/format.js';
+import type { Itimer } from './kinds/itimers/format.js';
+import type { PosixTimer } from './kinds/posix-timers/format.js';
+import type { ThreadFutex } from './kinds/futex/format.js';
+import type { SigAltStack } from './kinds/sigaltstack/format.js';
+import type { FileLock } from './kinds/flocks/format.js';
+import type { AnonFd } from './kinds/anon-fd/format.js';
+import type { PipeEnd } from './kinds/pipe/format.js';
+import type { InotifyWatch } from './kinds/inotify/format.js';
+import type { TcpListen } from './kinds/tcp-listen/format.js';
+import type { UnixPairEnd } from './kinds/unix-pair/format.js';
+
+// The model types of the optional kinds of state live in their modules (src/kinds/<kind>/format.ts).
+export type { SigAction, Itimer, PosixTimer, ThreadFutex, SigAltStack, FileLock, AnonFd, PipeEnd, InotifyWatch, TcpListen, UnixPairEnd };
+export { SIGEV, POSIX_TIMER_CLOCKS } from './kinds/posix-timers/format.js';
+export { LOCK_KIND, LOCK_EOF } from './kinds/flocks/format.js';
+export { ANON_KIND } from './kinds/anon-fd/format.js';
 
 export const ARCH_X86_64 = 62; // EM_X86_64
 
@@ -113,13 +130,7 @@ export interface Thread {
   sigaltstack?: SigAltStack;
 }
 
-/** stack_t of sigaltstack(2): SA_ONSTACK handlers run on [sp, sp + size). flags: SS_ONSTACK 1, SS_DISABLE 2,
- *  SS_AUTODISARM 1 << 31. */
-export interface SigAltStack { sp: bigint; size: bigint; flags: number }
 
-/** Per-thread futex state: where the kernel clears the tid and wakes a futex when the thread exits
- *  (set_tid_address, CLONE_CHILD_CLEARTID; pthread_join waits on it) and the robust futex list (set_robust_list). */
-export interface ThreadFutex { clearChildTid: bigint; robustHead: bigint; robustLen: bigint }
 
 export const Prot = { READ: 1, WRITE: 2, EXEC: 4 } as const;
 export const VmaFlags = {
@@ -227,35 +238,11 @@ export interface OpenFile {
   tcpListen?: TcpListen;
 }
 
-/** A listening TCP socket: family (AF_INET 2, AF_INET6 10), address (4 or 16 bytes), port, backlog, and options
- *  (bit 0 SO_REUSEADDR, bit 1 SO_REUSEPORT, bit 2 IPV6_V6ONLY). */
-export interface TcpListen { family: number; addr: Uint8Array; port: number; backlog: number; opts: number }
 
-/** A watch of an inotify instance: its wd, the mask it was added with, and the watched file's path. */
-export interface InotifyWatch { wd: number; mask: number; path: string }
 
-/** A socket of a socketpair: the pair's id (its lower inode at the checkpoint), which of the two, the type
- *  (SOCK_STREAM 1, SOCK_DGRAM 2, SOCK_SEQPACKET 5), and on the socket's lowest fd the bytes queued to it. */
-export interface UnixPairEnd { pair: bigint; second: boolean; type: number; data?: Uint8Array }
 
-/** An end of a pipe: the pipe's inode (the fds of one pipe share it), which end, the capacity, and on the pipe's
- *  lowest fd the bytes buffered in it. */
-export interface PipeEnd { ino: bigint; write: boolean; size: number; data?: Uint8Array }
 
-/** Anonymous-inode files crimg saves whole (see src/live/anonfd.ts). */
-export const ANON_KIND = { EVENTFD: 1, TIMERFD: 2, SIGNALFD: 3, EPOLL: 4 } as const;
 
-/** The state of an anonymous-inode file, as the ANON_FD record holds it: eventfd (count, semaphore 0/1), timerfd
- *  (clock, settime flags, interval ns, remaining ns, ticks), signalfd (mask), epoll ((fd, events, data) triples). */
-export interface AnonFd { kind: number; values: bigint[] }
-
-/** Kinds of file lock: flock(2) (per open file description), POSIX fcntl (per process), OFD fcntl (per description). */
-export const LOCK_KIND = { FLOCK: 1, POSIX: 2, OFD: 3 } as const;
-/** `end` of a lock that reaches to the end of the file, however long it grows. */
-export const LOCK_EOF = 0xffffffffffffffffn;
-
-/** A file lock: its kind (LOCK_KIND), read or write, and the bytes [start, end] it covers (flock: 0, LOCK_EOF). */
-export interface FileLock { kind: number; write: boolean; start: bigint; end: bigint }
 
 export interface NocrReason {
   /** Stable code, e.g. SOCKET_EXTERNAL, PIPE, EVENTFD, DEVICE, TRACED. */
@@ -266,38 +253,10 @@ export interface NocrReason {
   text: string;
 }
 
-/** A signal disposition other than SIG_DFL: the kernel's struct sigaction for rt_sigaction(2). */
-export interface SigAction {
-  sig: number;
-  /** Handler address, or 1 for SIG_IGN. */
-  handler: bigint;
-  /** SA_* flags (SA_RESTORER, SA_SIGINFO, SA_RESTART, SA_ONSTACK, ...). */
-  flags: bigint;
-  restorer: bigint;
-  /** Signals blocked while the handler runs (bit n-1 = signal n). */
-  mask: bigint;
-}
 
-/** An interval timer in use (setitimer): which 0 ITIMER_REAL, 1 ITIMER_VIRTUAL, 2 ITIMER_PROF; microseconds.
- *  valueUs 0 with an interval: it expired and its signal is pending (ITIMER_REAL is re-armed when that signal is
- *  taken); restore queues that signal again and starts a new interval. */
-export interface Itimer { which: number; intervalUs: bigint; valueUs: bigint }
 
-/** How a POSIX timer notifies (sigev_notify): a signal to the process, nothing, or a signal to one thread. */
-export const SIGEV = { SIGNAL: 0, NONE: 1, THREAD_ID: 4 } as const;
 
-/** Clocks a POSIX timer may have in an image: REALTIME, MONOTONIC, PROCESS_CPUTIME_ID, BOOTTIME, REALTIME_ALARM,
- *  BOOTTIME_ALARM, TAI, and -6, the process's own CPU clock as glibc asks for CLOCK_PROCESS_CPUTIME_ID
- *  (MAKE_PROCESS_CPUCLOCK(0, CPUCLOCK_SCHED)). Not a thread's CPU clock (glibc's CLOCK_THREAD_CPUTIME_ID is -2: the
- *  thread that created the timer, which the kernel does not tell) nor another process's. */
-export const POSIX_TIMER_CLOCKS: readonly number[] = [0, 1, 2, 7, 8, 9, 11, -6];
 
-/** A POSIX timer (timer_create): its id (the process's timer_t), clock, how it notifies (SIGEV; notifyTid for
- *  SIGEV_THREAD_ID), the signal and sigev_value it delivers, and its interval and remaining time as at the freeze
- *  in nanoseconds (both 0: disarmed; remaining 0 with an interval: it expired and its signal is pending). */
-export interface PosixTimer {
-  id: number; clock: number; notify: number; notifyTid: number; signo: number; sigevValue: bigint; intervalNs: bigint; valueNs: bigint;
-}
 
 export interface Task {
   pid: number; tgid: number; ppid: number; pgid: number; sid: number;

@@ -1,14 +1,21 @@
 /**
  * The single source of truth for the image format: every record kind, its
- * number, its parent, and its fields, described once. The writer, the reader,
- * `show`, `diff` and docs/FORMAT.md (scripts/gen-format-tables.mjs) follow from it.
+ * number, its parent, its fields and its children (which records follow it, in
+ * which order, how many), described once. The records of the optional kinds of
+ * state come from their modules (src/kinds/). The writer's emission order, the
+ * reader's grammar walk, `show`, `diff` and docs/FORMAT.md
+ * (scripts/gen-format.mjs) follow from it.
  *
  * Encoding of fields, in order, little-endian, no implicit alignment:
  *   u32/i32: 4 bytes; u64: 8 bytes (bigint); str: u32 byte length + UTF-8 bytes;
  *   strn: like str, length 0xffffffff meaning null; u32[]/u64[]: u32 count + items;
  *   str[]: u32 count + strings; raw: the rest of the payload (must be last).
+ * A u64[] field may name the members of the tuples it holds (`of`): its count is
+ * still the number of u64 values, a multiple of the tuple size, and it decodes
+ * to an array of objects with those members.
  */
 import { CrimgError } from './errors.js';
+import { KINDS_OF } from './kinds/index.js';
 
 export const MAGIC = 'CRMG';
 export const FORMAT_MAJOR = 1;
@@ -46,7 +53,16 @@ export type RegName = typeof REG_NAMES[number];
 export const REG_INDEX: Record<RegName, number> = Object.fromEntries(REG_NAMES.map((n, i) => [n, i])) as Record<RegName, number>;
 
 export type FieldType = 'u32' | 'i32' | 'u64' | 'str' | 'strn' | 'u32[]' | 'u64[]' | 'str[]' | 'raw';
-export type Field = readonly [name: string, type: FieldType, doc?: string];
+/** A field: name, type, documentation and, for a u64[] of tuples, the names of the tuple's members. */
+export type Field = readonly [name: string, type: FieldType, doc?: string, of?: readonly string[]];
+
+/**
+ * How many records of a kind follow at a place of the grammar: exactly one ('1'), at most one ('?'), any number
+ * ('*'), as many as a field of the parent says ({ field }), or one when a bit of a parent's field is set
+ * ({ field, bit }). For the top level, the parent is the HEADER record.
+ */
+export type Count = '1' | '?' | '*' | { readonly field: string; readonly bit?: number };
+export interface Child { readonly kind: number; readonly count: Count }
 
 export interface RecordDef {
   kind: number;
@@ -57,6 +73,8 @@ export interface RecordDef {
   /** Exact payload length for fixed-size records. */
   fixedLen?: number;
   doc: string;
+  /** The records that follow this one and belong to it, in order (none: a leaf). */
+  children?: readonly Child[];
 }
 
 export const K = {
@@ -67,25 +85,14 @@ export const K = {
   RLIMITS: 0x0103,
   NSIDS: 0x0104,
   NOCR: 0x0105,
-  SIGACTS: 0x0106,
-  ITIMERS: 0x0107,
-  POSIX_TIMERS: 0x0108,
   THREAD: 0x0201,
   REGS: 0x0211,
   FPU: 0x0212,
   XSTATE: 0x0213,
-  FUTEX: 0x0215,
-  SIGALTSTACK: 0x0216,
   MM: 0x0301,
   VMA: 0x0302,
   PAGES: 0x0303,
   FD: 0x0401,
-  FLOCKS: 0x0402,
-  ANON_FD: 0x0403,
-  PIPE: 0x0404,
-  UNIX_PAIR: 0x0405,
-  INOTIFY: 0x0406,
-  TCP_LISTEN: 0x0407,
   INDEX: 0x7f01,
   TRAILER: 0x7fff,
 } as const;
@@ -96,7 +103,11 @@ const MM_FIELDS: Field[] = [
   ['argStart', 'u64'], ['argEnd', 'u64'], ['envStart', 'u64'], ['envEnd', 'u64'],
 ];
 
-export const RECORDS: readonly RecordDef[] = [
+/** Optional kinds of an owner: at most one record each, in registry order. */
+const optional = (owner: 'task' | 'thread' | 'fd'): Child[] => KINDS_OF[owner].map((k) => ({ kind: k.record.kind, count: '?' }));
+
+/** The records of the format itself; the optional kinds' records are added from src/kinds (RECORDS). */
+const CORE_RECORDS: readonly RecordDef[] = [
   {
     kind: K.HEADER, name: 'HEADER', parent: 0, doc: 'Image header; first record after the magic.',
     fields: [
@@ -114,10 +125,15 @@ export const RECORDS: readonly RecordDef[] = [
       ['id', 'u64', 'inode number of /proc/PID/ns/KIND'], ['nodename', 'str'], ['domainname', 'str']],
   },
   {
-    kind: K.TASK, name: 'TASK', parent: 0, doc: 'A task (process); tasks come parents first. Followed by CREDS, RLIMITS, NSIDS, nthreads THREAD subtrees, MM subtree if hasMm, nfiles FD, nnocr NOCR.',
+    kind: K.TASK, name: 'TASK', parent: 0, doc: 'A task (process); tasks come parents first.',
+    children: [
+      { kind: K.CREDS, count: '1' }, { kind: K.RLIMITS, count: '1' }, { kind: K.NSIDS, count: '1' }, ...optional('task'),
+      { kind: K.THREAD, count: { field: 'nthreads' } }, { kind: K.MM, count: { field: 'hasMm', bit: 0 } },
+      { kind: K.FD, count: { field: 'nfiles' } }, { kind: K.NOCR, count: { field: 'nnocr' } },
+    ],
     fields: [
       ['pid', 'i32'], ['tgid', 'i32'], ['ppid', 'i32'], ['pgid', 'i32'], ['sid', 'i32'],
-      ['personality', 'u32'], ['exitSignal', 'u32'], ['nthreads', 'u32'], ['nfiles', 'u32'], ['nnocr', 'u32'], ['hasMm', 'u32'],
+      ['personality', 'u32'], ['exitSignal', 'u32'], ['nthreads', 'u32'], ['nfiles', 'u32'], ['nnocr', 'u32'], ['hasMm', 'u32', '0 or 1: an MM record follows'],
       ['comm', 'str'], ['exe', 'str'], ['cwd', 'str'], ['root', 'str'], ['args', 'str[]'], ['env', 'str[]'],
     ],
   },
@@ -135,25 +151,8 @@ export const RECORDS: readonly RecordDef[] = [
     fields: [['uts', 'u64'], ['ipc', 'u64'], ['mnt', 'u64'], ['pid', 'u64'], ['net', 'u64'], ['user', 'u64'], ['cgroup', 'u64'], ['time', 'u64']],
   },
   {
-    kind: K.SIGACTS, name: 'SIGACTS', parent: K.TASK,
-    doc: 'Optional, right after NSIDS: the signal dispositions other than SIG_DFL (absent: not recorded).',
-    fields: [['actions', 'u64[]', '(signal, handler, flags, restorer, mask) quintuples by ascending signal; handler 1 = SIG_IGN']],
-  },
-  {
-    kind: K.ITIMERS, name: 'ITIMERS', parent: K.TASK,
-    doc: 'Optional, after NSIDS (and SIGACTS): the armed interval timers (absent: not recorded).',
-    fields: [['timers', 'u64[]', '(which, interval us, remaining us) triples by ascending which: 0 ITIMER_REAL, 1 ITIMER_VIRTUAL, 2 ITIMER_PROF; not both 0']],
-  },
-  {
-    kind: K.POSIX_TIMERS, name: 'POSIX_TIMERS', parent: K.TASK,
-    doc: 'Optional, after NSIDS (and SIGACTS, ITIMERS): the POSIX timers of the process (absent: not recorded).',
-    fields: [['timers', 'u64[]', '(id, clock, notify, notify tid, signal, sigev_value, interval ns, remaining ns) octuples by ascending id; '
-      + 'clock (two\'s complement) 0 REALTIME, 1 MONOTONIC, 2 PROCESS_CPUTIME_ID, 7 BOOTTIME, 8 REALTIME_ALARM, 9 BOOTTIME_ALARM, 11 TAI, -6 the process\'s CPU clock (glibc\'s CLOCK_PROCESS_CPUTIME_ID); '
-      + 'notify 0 SIGEV_SIGNAL, 1 SIGEV_NONE, 4 SIGEV_THREAD_ID (notify tid: a thread of the task; 0 otherwise); '
-      + 'signal 1..64 (0 with SIGEV_NONE); interval and remaining both 0: disarmed']],
-  },
-  {
-    kind: K.THREAD, name: 'THREAD', parent: K.TASK, doc: 'A thread; followed by REGS, FPU and, if flags bit 0, XSTATE.',
+    kind: K.THREAD, name: 'THREAD', parent: K.TASK, doc: 'A thread.',
+    children: [{ kind: K.REGS, count: '1' }, { kind: K.FPU, count: '1' }, { kind: K.XSTATE, count: { field: 'thFlags', bit: 0 } }, ...optional('thread')],
     fields: [['tid', 'i32'], ['thFlags', 'u32', 'bit 0: XSTATE follows; bit 1: rseq registered'],
       ['sigmask', 'u64'], ['sigpending', 'u64'], ['rseqPtr', 'u64'], ['rseqLen', 'u32'], ['rseqSig', 'u32'], ['rseqFlags', 'u32'], ['state', 'str']],
   },
@@ -168,21 +167,11 @@ export const RECORDS: readonly RecordDef[] = [
     fields: [['xcr0', 'u64'], ['ext', 'raw']],
   },
   {
-    kind: K.FUTEX, name: 'FUTEX', parent: K.THREAD, fixedLen: 24,
-    doc: 'Optional, after the thread\'s FPU/XSTATE: clear_child_tid (set_tid_address) and the robust futex list (set_robust_list) (absent: not recorded).',
-    fields: [['clearChildTid', 'u64'], ['robustHead', 'u64'], ['robustLen', 'u64']],
-  },
-  {
-    kind: K.SIGALTSTACK, name: 'SIGALTSTACK', parent: K.THREAD, fixedLen: 24,
-    doc: 'Optional, after the thread\'s FUTEX: its alternate signal stack (sigaltstack; absent: not recorded).',
-    fields: [['sp', 'u64'], ['size', 'u64'], ['ssFlags', 'u32', 'SS_ONSTACK 1, SS_DISABLE 2, SS_AUTODISARM 1 << 31'], ['reserved', 'u32', '0']],
-  },
-  {
-    kind: K.MM, name: 'MM', parent: K.TASK, doc: 'Address space; followed by nvmas VMA subtrees.',
+    kind: K.MM, name: 'MM', parent: K.TASK, doc: 'Address space.', children: [{ kind: K.VMA, count: { field: 'nvmas' } }],
     fields: [...MM_FIELDS, ['nvmas', 'u32'], ['mmFlags', 'u32'], ['auxv', 'u64[]', '(type, value) pairs without AT_NULL']],
   },
   {
-    kind: K.VMA, name: 'VMA', parent: K.MM, doc: 'A memory area; followed by its PAGES records in ascending address order.',
+    kind: K.VMA, name: 'VMA', parent: K.MM, doc: 'A memory area; its PAGES records come in ascending address order.', children: [{ kind: K.PAGES, count: '*' }],
     fields: [['start', 'u64'], ['end', 'u64'], ['pgoff', 'u64', 'file offset in pages'], ['inode', 'u64'],
       ['prot', 'u32', '1 read, 2 write, 4 exec'], ['vmaFlags', 'u32', 'VmaFlags'], ['devMajor', 'u32'], ['devMinor', 'u32'], ['path', 'strn']],
   },
@@ -192,52 +181,14 @@ export const RECORDS: readonly RecordDef[] = [
     fields: [['addr', 'u64'], ['npages', 'u32'], ['pgFlags', 'u32', 'reserved, 0']],
   },
   {
-    kind: K.FD, name: 'FD', parent: K.TASK, doc: 'An open file descriptor.',
+    kind: K.FD, name: 'FD', parent: K.TASK, doc: 'An open file descriptor.', children: optional('fd'),
     fields: [['fd', 'i32'], ['fdKind', 'u32', '0 regular, 1 directory, 2 other'], ['flags', 'u32', 'open(2) flags'], ['mode', 'u32'],
       ['cloexec', 'u32'], ['devMajor', 'u32'], ['devMinor', 'u32'], ['pos', 'u64'], ['inode', 'u64'], ['size', 'u64'], ['path', 'str']],
-  },
-  {
-    kind: K.FLOCKS, name: 'FLOCKS', parent: K.FD,
-    doc: 'Optional, right after its FD: the file locks held through that descriptor (absent: none).',
-    fields: [['locks', 'u64[]', '(kind, type, start, end) quadruples: kind 1 flock, 2 POSIX (fcntl F_SETLK), 3 OFD (F_OFD_SETLK); '
-      + 'type 0 read (shared), 1 write (exclusive); the bytes start..end, end 2^64-1 = to the end of the file (flock: 0, 2^64-1)']],
-  },
-  {
-    kind: K.ANON_FD, name: 'ANON_FD', parent: K.FD,
-    doc: 'Optional, after its FD (kind 2, other): the state of an eventfd, timerfd, signalfd or epoll instance (absent: another kind of file).',
-    fields: [['anonKind', 'u32', '1 eventfd, 2 timerfd, 3 signalfd, 4 epoll'], ['reserved', 'u32', '0'],
-      ['values', 'u64[]', 'eventfd: count, semaphore (0/1); timerfd: clock, settime flags, interval ns, remaining ns, ticks (expirations not read); '
-        + 'signalfd: signal mask; epoll: (fd, events, data) triples, its interest list (each fd one of the task\'s, not an epoll)']],
-  },
-  {
-    kind: K.PIPE, name: 'PIPE', parent: K.FD,
-    doc: 'Optional, after its FD (kind 2, other): one end of a pipe the task holds (absent: another kind of file).',
-    fields: [['pipeIno', 'u64', 'inode of the pipe: the fds of one pipe share it'], ['end', 'u32', '0 read end, 1 write end'],
-      ['size', 'u32', 'capacity in bytes (F_GETPIPE_SZ): a power of two, at least 4096'],
-      ['data', 'raw', 'the bytes buffered in the pipe, in the record of its first fd in the image (the lowest: files are in fd order; empty in the others)']],
-  },
-  {
-    kind: K.UNIX_PAIR, name: 'UNIX_PAIR', parent: K.FD,
-    doc: 'Optional, after its FD (kind 2, other): one socket of a UNIX socket pair the task holds both of (absent: another kind of file).',
-    fields: [['pairId', 'u64', 'the pair (the lower inode of its two sockets at the checkpoint)'], ['second', 'u32', '0 the first socket, 1 the second'],
-      ['sockType', 'u32', 'SOCK_STREAM 1, SOCK_DGRAM 2, SOCK_SEQPACKET 5'],
-      ['data', 'raw', 'bytes queued to this socket (stream pairs), in the record of its first fd in the image; empty in the others']],
-  },
-  {
-    kind: K.INOTIFY, name: 'INOTIFY', parent: K.FD,
-    doc: 'Optional, after its FD (kind 2, other): an inotify instance, with nothing queued (absent: another kind of file).',
-    fields: [['watches', 'u64[]', '(wd, mask) pairs by ascending wd'], ['paths', 'str[]', 'the watched file of each pair, in the same order']],
-  },
-  {
-    kind: K.TCP_LISTEN, name: 'TCP_LISTEN', parent: K.FD,
-    doc: 'Optional, after its FD (kind 2, other): a listening TCP socket with no connection waiting (absent: another kind of file).',
-    fields: [['family', 'u32', 'AF_INET 2, AF_INET6 10'], ['port', 'u32'], ['backlog', 'u32'],
-      ['opts', 'u32', 'bit 0 SO_REUSEADDR, bit 1 SO_REUSEPORT, bit 2 IPV6_V6ONLY'], ['addr', 'raw', 'the bound address: 4 bytes (AF_INET) or 16 (AF_INET6)']],
   },
   { kind: K.NOCR, name: 'NOCR', parent: K.TASK, doc: 'A reason the task cannot be checkpointed or restarted faithfully.', fields: [['pid', 'i32'], ['code', 'str'], ['text', 'str']] },
   {
     kind: K.INDEX, name: 'INDEX', parent: 0,
-    doc: 'Index of PAGES records: count entries of {pid i32, npages u32, addr u64, offset u64 (of the record header)}, sorted by (pid order of TASK records, addr).',
+    doc: 'Index of PAGES records: count entries of INDEX_ENTRY {pid i32, npages u32, addr u64, offset u64 (of the record header)}, sorted by (pid order of TASK records, addr).',
     fields: [['count', 'u32'], ['reserved', 'u32']],
   },
   {
@@ -247,7 +198,50 @@ export const RECORDS: readonly RecordDef[] = [
   },
 ];
 
-export const INDEX_ENTRY_BYTES = 24;
+/** The top level of an image after the magic; counts are fields of the HEADER record. */
+export const IMAGE_GRAMMAR: readonly Child[] = [
+  { kind: K.HEADER, count: '1' }, { kind: K.NS, count: { field: 'nns' } }, { kind: K.TASK, count: { field: 'ntasks' } },
+  { kind: K.INDEX, count: '1' }, { kind: K.TRAILER, count: '1' },
+];
+
+/** Every record kind, for the tables of docs/FORMAT.md in this order: each owner's optional kinds after the core
+ *  record their records follow. */
+const KINDS_AFTER: Record<number, 'task' | 'thread' | 'fd'> = { [K.NSIDS]: 'task', [K.XSTATE]: 'thread', [K.FD]: 'fd' };
+export const RECORDS: readonly RecordDef[] = CORE_RECORDS.flatMap((r) => {
+  const o = KINDS_AFTER[r.kind];
+  return o ? [r, ...KINDS_OF[o].map((k) => k.record)] : [r];
+});
+
+/** Size of a fixed-size field. */
+const FIXED_SIZE: Partial<Record<FieldType, number>> = { u32: 4, i32: 4, u64: 8 };
+
+/** Byte offsets of the leading fixed-size fields of a layout, and its size (-1 when a field is not fixed-size). */
+export function fieldOffsets(fields: readonly Field[]): { at: Record<string, number>; bytes: number } {
+  const at: Record<string, number> = {};
+  let o = 0;
+  for (const [name, type] of fields) {
+    at[name] = o;
+    const n = FIXED_SIZE[type];
+    if (n === undefined) return { at, bytes: -1 };
+    o += n;
+  }
+  return { at, bytes: o };
+}
+
+/** Offset of a field in the payload of a record kind; only fixed-size fields may precede it. Code that patches or
+ *  reads a field in place (the freeze time in a written HEADER, the TRAILER) takes its offset from here. */
+export function fieldOffset(kind: number, name: string): number {
+  const def = RECORD_BY_KIND.get(kind);
+  const o = def ? fieldOffsets(def.fields).at[name] : undefined;
+  if (o === undefined) throw new CrimgError('INTERNAL', `no fixed offset for ${kindName(kind)}.${name}`);
+  return o;
+}
+
+/** The INDEX record: its two u32 fields, then `count` entries of this layout. */
+export const INDEX_ENTRY: readonly Field[] = [['pid', 'i32'], ['npages', 'u32'], ['addr', 'u64'], ['offset', 'u64', 'of the PAGES record\'s header']];
+/** Offsets of the INDEX entry's members. */
+export const IX = fieldOffsets(INDEX_ENTRY).at as Record<'pid' | 'npages' | 'addr' | 'offset', number>;
+export const INDEX_ENTRY_BYTES = fieldOffsets(INDEX_ENTRY).bytes;
 export const TRAILER_RECORD_BYTES = RECORD_HEADER_BYTES + 32;
 
 export const RECORD_BY_KIND: ReadonlyMap<number, RecordDef> = new Map(RECORDS.map((r) => [r.kind, r]));
@@ -318,26 +312,36 @@ export class Builder {
 export type Fields = Record<string, unknown>;
 
 function badField(def: RecordDef, name: string, v: unknown): never {
-  throw new CrimgError('USAGE', `model field ${def.name}.${name} = ${String(v)} does not fit its ${def.fields.find((f) => f[0] === name)![1]} record field`);
+  const type = def.fields.find((f) => f[0] === name.split('.')[0])?.[1] ?? 'u64';
+  throw new CrimgError('USAGE', `model field ${def.name}.${name} = ${String(v)} does not fit its ${type} record field`);
 }
 
-const T_U32 = 0, T_I32 = 1, T_U64 = 2, T_STR = 3, T_STRN = 4, T_U32A = 5, T_U64A = 6, T_STRA = 7, T_RAW = 8;
+const T_U32 = 0, T_I32 = 1, T_U64 = 2, T_STR = 3, T_STRN = 4, T_U32A = 5, T_U64A = 6, T_STRA = 7, T_RAW = 8, T_U64T = 9;
 const TYPE_CODE: Record<FieldType, number> = {
   u32: T_U32, i32: T_I32, u64: T_U64, str: T_STR, strn: T_STRN, 'u32[]': T_U32A, 'u64[]': T_U64A, 'str[]': T_STRA, raw: T_RAW,
 };
 /** Per record kind: field names and type codes, for the encoder's loop. */
-const PLANS = new WeakMap<RecordDef, { names: string[]; codes: number[] }>();
-function planOf(def: RecordDef): { names: string[]; codes: number[] } {
+interface Plan { names: string[]; codes: number[]; tuples: (readonly string[] | undefined)[] }
+const PLANS = new WeakMap<RecordDef, Plan>();
+function planOf(def: RecordDef): Plan {
   let p = PLANS.get(def);
-  if (!p) { p = { names: def.fields.map((f) => f[0]), codes: def.fields.map((f) => TYPE_CODE[f[1]]) }; PLANS.set(def, p); }
+  if (!p) {
+    p = { names: def.fields.map((f) => f[0]), codes: def.fields.map((f) => (f[3] ? T_U64T : TYPE_CODE[f[1]])), tuples: def.fields.map((f) => f[3]) };
+    PLANS.set(def, p);
+  }
   return p;
+}
+
+/** "pairs", "triples" ... for messages about tuple fields. */
+export function tupleWord(n: number): string {
+  return ['', 'singles', 'pairs', 'triples', 'quadruples', 'quintuples', 'sextuples', 'septuples', 'octuples'][n] ?? `${n}-tuples`;
 }
 const U64_MAX = 0xffffffffffffffffn;
 
 /** Encode a record payload from an object holding the def's fields; `extra` supplies (or overrides)
  *  fields the object lacks, so that model objects need not be copied. */
 export function encodeFields(def: RecordDef, obj: Fields, b: Builder, extra?: Fields): void {
-  const { names, codes } = planOf(def);
+  const { names, codes, tuples } = planOf(def);
   for (let i = 0; i < names.length; i++) {
     const name = names[i]!;
     const v = extra !== undefined && name in extra ? extra[name] : obj[name];
@@ -354,6 +358,18 @@ export function encodeFields(def: RecordDef, obj: Fields, b: Builder, extra?: Fi
       case T_U64A: { const a = v as bigint[]; b.u32(a.length); b.room(8 * a.length); for (const x of a) b.u64(x); break; }
       case T_STRA: { const a = v as string[]; b.u32(a.length); for (const x of a) b.str(x); break; }
       case T_RAW: b.bytes(v as Uint8Array); break;
+      case T_U64T: {
+        const a = v as Record<string, bigint>[], of = tuples[i]!;
+        b.u32(a.length * of.length); b.room(8 * a.length * of.length);
+        for (const x of a) {
+          for (const m of of) {
+            const e = x[m];
+            if (typeof e !== 'bigint' || e < 0n || e > U64_MAX) badField(def, `${name}.${m}`, e);
+            b.u64(e as bigint);
+          }
+        }
+        break;
+      }
     }
   }
 }
@@ -384,7 +400,19 @@ export function decodeFields(def: RecordDef, p: Uint8Array, baseOffset: number):
     if (n * item > p.length - o - 4) bad(`count ${n} exceeds the payload`);
     o += 4; return n;
   };
-  for (const [name, type] of def.fields) {
+  for (const [name, type, , of] of def.fields) {
+    if (of) {
+      const n = count(8);
+      if (n % of.length) bad(`${n} values are not (${of.join(', ')}) ${tupleWord(of.length)}`);
+      const a: Record<string, bigint>[] = [];
+      for (let i = 0; i < n; i += of.length) {
+        const x: Record<string, bigint> = {};
+        for (const m of of) { x[m] = dv.getBigUint64(o, true); o += 8; }
+        a.push(x);
+      }
+      out[name] = a;
+      continue;
+    }
     switch (type) {
       case 'u32': need(4); out[name] = dv.getUint32(o, true); o += 4; break;
       case 'i32': need(4); out[name] = dv.getInt32(o, true); o += 4; break;

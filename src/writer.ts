@@ -13,9 +13,11 @@ import {
 } from './model.js';
 import {
   Builder, CHECKSUM_XXH3_64, FORMAT_MAJOR, FORMAT_MINOR, K, MAGIC, PAGE_SIZE, RECORD_BY_KIND, RUN_PAGES,
-  RECORD_HEADER_BYTES, TRAILER_MAGIC, encodeFields, pad8, type Fields, INDEX_ENTRY_BYTES, NO_ROOM,
+  RECORD_HEADER_BYTES, TRAILER_MAGIC, encodeFields, pad8, type Fields, INDEX_ENTRY_BYTES, IX, NO_ROOM,
 } from './schema.js';
 import { type Sink, type SinkOptions, type SinkTarget, openSink } from './sink.js';
+import { KINDS_OF } from './kinds/index.js';
+import { type OwnerName, type Owners, valueOf } from './kinds/kind.js';
 import { ARCH_X86_64 } from './model.js';
 
 const OUT_CAP = 8 * 1024 * 1024;
@@ -303,10 +305,10 @@ export class RecordWriter {
     dv.setUint32(0, this.index.length, true);
     this.index.forEach((e, i) => {
       const o = 8 + i * INDEX_ENTRY_BYTES;
-      dv.setInt32(o, e.pid, true);
-      dv.setUint32(o + 4, e.npages, true);
-      dv.setBigUint64(o + 8, e.addr, true);
-      dv.setBigUint64(o + 16, BigInt(e.offset), true);
+      dv.setInt32(o + IX.pid, e.pid, true);
+      dv.setUint32(o + IX.npages, e.npages, true);
+      dv.setBigUint64(o + IX.addr, e.addr, true);
+      dv.setBigUint64(o + IX.offset, BigInt(e.offset), true);
     });
     // The index can exceed the out buffer for huge images: emit it through a dedicated path.
     await this.bigRecord(K.INDEX, ib);
@@ -372,6 +374,19 @@ export class RecordWriter {
   }
 }
 
+/** Emit the records of the optional kinds an owner has (from the `from`th kind on), in the schema's order
+ *  (src/kinds/index.ts). Completes synchronously unless a record waits for a flush. */
+function writeKinds<O extends OwnerName>(w: RecordWriter, owner: O, o: Owners[O], from = 0): void | Promise<void> {
+  const kinds = KINDS_OF[owner];
+  for (let i = from; i < kinds.length; i++) {
+    const kd = kinds[i]!;
+    const v = valueOf(kd, o);
+    if (v === undefined || (kd.present && !kd.present(v))) continue;
+    const p = w.record(kd.record.kind, kd.encode(v, o));
+    if (p) return p.then(() => writeKinds(w, owner, o, i + 1));
+  }
+}
+
 /** Emit the records of one task subtree (TASK ... NOCR). */
 async function writeTask(w: RecordWriter, t: Task, onProgress?: (n: number) => void): Promise<void> {
   let p: void | Promise<void>;
@@ -381,11 +396,7 @@ async function writeTask(w: RecordWriter, t: Task, onProgress?: (n: number) => v
   if ((p = w.record(K.CREDS, t.creds as unknown as Fields))) await p;
   if ((p = w.record(K.RLIMITS, { limits: t.rlimits.flatMap((r) => [r.cur, r.max]) }))) await p;
   if ((p = w.record(K.NSIDS, t.ns as unknown as Fields))) await p;
-  if (t.sigactions && (p = w.record(K.SIGACTS, { actions: t.sigactions.flatMap((a) => [BigInt(a.sig), a.handler, a.flags, a.restorer, a.mask]) }))) await p;
-  if (t.itimers && (p = w.record(K.ITIMERS, { timers: t.itimers.flatMap((x) => [BigInt(x.which), x.intervalUs, x.valueUs]) }))) await p;
-  if (t.posixTimers && (p = w.record(K.POSIX_TIMERS, {
-    timers: t.posixTimers.flatMap((x) => [BigInt(x.id), BigInt.asUintN(64, BigInt(x.clock)), BigInt(x.notify), BigInt(x.notifyTid), BigInt(x.signo), x.sigevValue, x.intervalNs, x.valueNs]),
-  }))) await p;
+  if ((p = writeKinds(w, 'task', t))) await p;
   for (const th of t.threads) {
     if ((p = w.record(K.THREAD, {
       tid: th.tid, thFlags: (th.xstate ? 1 : 0) | (th.rseq ? 2 : 0), sigmask: th.sigmask, sigpending: th.sigpending,
@@ -396,8 +407,7 @@ async function writeTask(w: RecordWriter, t: Task, onProgress?: (n: number) => v
     if (th.fpu.length !== 512) throw new CrimgError('INTERNAL', `thread ${th.tid}: FXSAVE area of ${th.fpu.length} bytes, expected 512`);
     if ((p = w.regset(th.regs, th.fpu))) await p;
     if (th.xstate && (p = w.xstate(th.xstate.xcr0, th.xstate.ext))) await p;
-    if (th.futex && (p = w.record(K.FUTEX, th.futex as unknown as Fields))) await p;
-    if (th.sigaltstack && (p = w.record(K.SIGALTSTACK, { sp: th.sigaltstack.sp, size: th.sigaltstack.size, ssFlags: th.sigaltstack.flags >>> 0, reserved: 0 }))) await p;
+    if ((p = writeKinds(w, 'thread', th))) await p;
   }
   if (t.mm) {
     if ((p = w.record(K.MM, t.mm as unknown as Fields, 0, { nvmas: t.mm.vmas.length, mmFlags: 0 }))) await p;
@@ -408,15 +418,7 @@ async function writeTask(w: RecordWriter, t: Task, onProgress?: (n: number) => v
   }
   for (const f of t.files) {
     if ((p = w.record(K.FD, f as unknown as Fields, 0, { fdKind: f.kind, cloexec: f.cloexec ? 1 : 0 }))) await p;
-    if (f.locks?.length && (p = w.record(K.FLOCKS, { locks: f.locks.flatMap((l) => [BigInt(l.kind), l.write ? 1n : 0n, l.start, l.end]) }))) await p;
-    if (f.anon && (p = w.record(K.ANON_FD, { anonKind: f.anon.kind, reserved: 0, values: f.anon.values }))) await p;
-    const pe = f.pipe;
-    if (pe && (p = w.record(K.PIPE, { pipeIno: pe.ino, end: pe.write ? 1 : 0, size: pe.size, data: pe.data ?? new Uint8Array(0) }))) await p;
-    if (f.inotify && (p = w.record(K.INOTIFY, { watches: f.inotify.flatMap((x) => [BigInt(x.wd), BigInt(x.mask)]), paths: f.inotify.map((x) => x.path) }))) await p;
-    const tl = f.tcpListen;
-    if (tl && (p = w.record(K.TCP_LISTEN, { family: tl.family, port: tl.port, backlog: tl.backlog, opts: tl.opts, addr: tl.addr }))) await p;
-    const up = f.unixPair;
-    if (up && (p = w.record(K.UNIX_PAIR, { pairId: up.pair, second: up.second ? 1 : 0, sockType: up.type, data: up.data ?? new Uint8Array(0) }))) await p;
+    if ((p = writeKinds(w, 'fd', f))) await p;
   }
   for (const r of t.nocr) if ((p = w.record(K.NOCR, r as unknown as Fields))) await p;
 }

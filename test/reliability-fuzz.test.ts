@@ -52,11 +52,11 @@ function fuzz(libDir: string, args: string[]): { code: number | null; report: Re
 let lib: { dir: string; cleanup: () => void };
 const planted: { dir: string; cleanup: () => void }[] = [];
 
-/** A transpiled copy of src/ whose reader.js is edited by `edit` (which must change it). */
-async function plant(edit: (src: string) => string): Promise<string> {
+/** A transpiled copy of src/ whose reader/`part`.js is edited by `edit` (which must change it). */
+async function plant(part: 'framing' | 'grammar', edit: (src: string) => string): Promise<string> {
   const b = await buildLib();
   planted.push(b);
-  const file = path.join(b.dir, 'src', 'reader.js');
+  const file = path.join(b.dir, 'src', 'reader', `${part}.js`);
   const before = fs.readFileSync(file, 'utf8');
   const after = edit(before);
   expect(after).not.toBe(before);
@@ -185,7 +185,7 @@ describe('ELF core fuzzing', () => {
 
 describe('the fuzzer finds planted reader bugs', () => {
   it('a TypeError instead of a CrimgError is a crash', async () => {
-    const dir = await plant((s) =>
+    const dir = await plant('framing', (s) =>
       // biome-ignore lint/suspicious/noTemplateCurlyInString: the ${why} is text of the reader's source that the test edits
       s.replace("throw new CrimgError('BAD_RECORD', `PAGES record: ${why}`", 'throw new TypeError(`PAGES record: ${why}`'),
     );
@@ -196,7 +196,7 @@ describe('the fuzzer finds planted reader bugs', () => {
   }, 300_000);
 
   it('a skipped record checksum shows as accepted stale mutants', async () => {
-    const dir = await plant((s) => s.replace('if (got !== csum) {', 'if (got !== csum && false) {'));
+    const dir = await plant('framing', (s) => s.replace('if (got !== csum) {', 'if (got !== csum && false) {'));
     const { code, report } = fuzz(dir, ['--seed', '1', '--iterations', '300', '--seconds', '0', '--target', 'image', '--small']);
     expect(report.violations).toBeGreaterThan(0);
     expect(report.findings.some((f) => f.violations?.some((v) => v.includes('stale checksum')))).toBe(true);
@@ -205,8 +205,11 @@ describe('the fuzzer finds planted reader bugs', () => {
 
   it('an endless loop is stopped by the watchdog and counted as a crash', async () => {
     // loop forever when the header announces a huge number of tasks
-    const dir = await plant((s) =>
-      s.replace('const allRuns = [];', 'const allRuns = []; if (h.ntasks > 100000) for (;;) { /* planted */ }'),
+    const dir = await plant('grammar', (s) =>
+      s.replace(
+        'this.children(IMAGE_GRAMMAR.slice(1), hf,',
+        'if (hf.ntasks > 100000) for (;;) { /* planted */ }\n        this.children(IMAGE_GRAMMAR.slice(1), hf,',
+      ),
     );
     const { code, report } = fuzz(dir, [
       '--seed',

@@ -8,6 +8,14 @@ import { CrimgError } from '../errors.js';
 import { EXIT_FAIL, EXIT_OK, EXIT_USAGE, action, hex, parseBigArg, parseIntArg, printJson, progress, reportError } from './common.js';
 
 export function registerImageCommands(program: Command): void {
+  registerShow(program);
+  registerVerify(program);
+  registerStats(program);
+  registerRead(program);
+  registerDiff(program);
+}
+
+function registerShow(program: Command): void {
   program.command('show')
     .description('print a summary of an image: header, task tree, registers, VMAs, files, namespaces, nocr reasons')
     .argument('<image>', 'image file')
@@ -21,7 +29,9 @@ export function registerImageCommands(program: Command): void {
         else process.stdout.write(showText(img.model, img));
       } finally { img.close(); }
     }));
+}
 
+function registerVerify(program: Command): void {
   program.command('verify')
     .description('check magic, version, every record, every checksum, the index and the trailer')
     .argument('<image>', 'image file')
@@ -42,7 +52,9 @@ export function registerImageCommands(program: Command): void {
         throw e;
       }
     }));
+}
 
+function registerStats(program: Command): void {
   program.command('stats')
     .description('sizes, pages stored vs elided, per-VMA breakdown, checksum algorithm, time to verify')
     .argument('<image>', 'image file')
@@ -81,7 +93,9 @@ export function registerImageCommands(program: Command): void {
         process.stdout.write(`${lines.join('\n')}\n`);
       } finally { img.close(); }
     }));
+}
 
+function registerRead(program: Command): void {
   program.command('read')
     .description("the bytes of a task's memory from the image (zero-filled for elided pages)")
     .argument('<image>', 'image file')
@@ -104,7 +118,9 @@ export function registerImageCommands(program: Command): void {
         fs.writeSync(1, bytes);
       } finally { img.close(); }
     }));
+}
 
+function registerDiff(program: Command): void {
   program.command('diff')
     .description('what differs between two images (exit 0 same, 1 different, 2 trouble, like cmp)')
     .argument('<a>', 'first image')
