@@ -9,9 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import {
-  TMP, RESULTS, machine, writeCaseResult, readAllResults, latestMarkdown, updateReadme,
-} from './lib/harness.mjs';
+import { TMP, RESULTS, machine, writeCaseResult, readAllResults, latestMarkdown, updateReadme } from './lib/harness.mjs';
 import { xxh3Whole, xxh3Pages } from './cases/xxh3.mjs';
 import { pagesPack, pagesPackZero } from './cases/pages.mjs';
 import { regsPack } from './cases/regs.mjs';
@@ -21,7 +19,21 @@ import { convert } from './cases/convert.mjs';
 import { dump, restore } from './cases/dump.mjs';
 import { rss } from './cases/rss.mjs';
 
-export const CASES = [xxh3Whole, xxh3Pages, pagesPack, pagesPackZero, regsPack, genNull, genFile, genSmall, verify, convert, dump, restore, rss];
+export const CASES = [
+  xxh3Whole,
+  xxh3Pages,
+  pagesPack,
+  pagesPackZero,
+  regsPack,
+  genNull,
+  genFile,
+  genSmall,
+  verify,
+  convert,
+  dump,
+  restore,
+  rss,
+];
 
 function parseArgs(argv) {
   const o = { pattern: null, quick: false, list: false, child: null };
@@ -51,22 +63,33 @@ async function runCase(c, o, m) {
     if (process.env.CRIMG_BENCH_DEBUG) console.error(e);
   }
   const full = {
-    case: c.name, title: c.title, unit: c.unit, goalsText: c.goalsText, date: new Date().toISOString(), machine: m,
-    seconds: +((Date.now() - t0) / 1000).toFixed(1), load: [+loadBefore.toFixed(2), +os.loadavg()[0].toFixed(2)], ...res,
+    case: c.name,
+    title: c.title,
+    unit: c.unit,
+    goalsText: c.goalsText,
+    date: new Date().toISOString(),
+    machine: m,
+    seconds: +((Date.now() - t0) / 1000).toFixed(1),
+    load: [+loadBefore.toFixed(2), +os.loadavg()[0].toFixed(2)],
+    ...res,
   };
   writeCaseResult(full);
   return full;
 }
 
 function summaryLine(full) {
-  return !full.available ? `not available (${full.reason})`
-    : full.checkFailed ? `CHECK FAILED (${full.checkFailed})`
+  return !full.available
+    ? `not available (${full.reason})`
+    : full.checkFailed
+      ? `CHECK FAILED (${full.checkFailed})`
       : (full.goals ?? []).map((g) => `${g.text}: ${g.met === true ? 'met' : g.met === false ? 'MISSED' : 'n/a'}`).join('; ');
 }
 
 function writeReports(m) {
   const order = new Map(CASES.map((c, i) => [c.name, i]));
-  const all = readAllResults().filter((r) => order.has(r.case)).sort((a, b) => order.get(a.case) - order.get(b.case));
+  const all = readAllResults()
+    .filter((r) => order.has(r.case))
+    .sort((a, b) => order.get(a.case) - order.get(b.case));
   fs.writeFileSync(path.join(RESULTS, 'latest.md'), latestMarkdown(all, m));
   updateReadme(all, m);
 }
@@ -74,10 +97,15 @@ function writeReports(m) {
 async function main() {
   const o = parseArgs(process.argv.slice(2));
   if (o.help) {
-    process.stdout.write('usage: npm run bench [-- PATTERN] [--quick] [--list] [--report]\n  PATTERN  regular expression on case names\n  --quick  fewer repetitions (smoke run)\n  --list   list the cases\n  --report rebuild results/latest.md and the README table from the result files, run nothing\n');
+    process.stdout.write(
+      'usage: npm run bench [-- PATTERN] [--quick] [--list] [--report]\n  PATTERN  regular expression on case names\n  --quick  fewer repetitions (smoke run)\n  --list   list the cases\n  --report rebuild results/latest.md and the README table from the result files, run nothing\n',
+    );
     return;
   }
-  if (o.list) { for (const c of CASES) process.stdout.write(`${c.name.padEnd(14)} ${c.title}\n`); return; }
+  if (o.list) {
+    for (const c of CASES) process.stdout.write(`${c.name.padEnd(14)} ${c.title}\n`);
+    return;
+  }
   const m = machine();
   if (o.child) {
     const c = CASES.find((x) => x.name === o.child);
@@ -85,7 +113,10 @@ async function main() {
     await runCase(c, o, m);
     process.exit(0); // do not wait for stray handles (peer pipes, timers)
   }
-  if (o.report) { writeReports(m); return; }
+  if (o.report) {
+    writeReports(m);
+    return;
+  }
   const re = o.pattern ? new RegExp(o.pattern) : null;
   const selected = CASES.filter((c) => !re || re.test(c.name));
   if (!selected.length) throw new Error(`no case matches ${o.pattern}; cases: ${CASES.map((c) => c.name).join(', ')}`);
@@ -98,18 +129,35 @@ async function main() {
     // Each case runs in a fresh node process: no memory, JIT state or page-cache
     // pressure carried over from the previous case, and a small process to fork
     // the whole-command contenders from.
-    const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--case', c.name, ...(o.quick ? ['--quick'] : [])], { stdio: ['ignore', 'inherit', 'inherit'] });
+    const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--case', c.name, ...(o.quick ? ['--quick'] : [])], {
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
     let full;
-    try { full = JSON.parse(fs.readFileSync(path.join(RESULTS, `${c.name}.json`), 'utf8')); } catch { full = null; }
+    try {
+      full = JSON.parse(fs.readFileSync(path.join(RESULTS, `${c.name}.json`), 'utf8'));
+    } catch {
+      full = null;
+    }
     if (r.status !== 0 || !full || Date.parse(full.date) < t0) {
-      full = { case: c.name, title: c.title, unit: c.unit, goalsText: c.goalsText, date: new Date().toISOString(), machine: m, available: false, reason: `error: case process exited ${r.status ?? r.signal}` };
+      full = {
+        case: c.name,
+        title: c.title,
+        unit: c.unit,
+        goalsText: c.goalsText,
+        date: new Date().toISOString(),
+        machine: m,
+        available: false,
+        reason: `error: case process exited ${r.status ?? r.signal}`,
+      };
       writeCaseResult(full);
     }
     if (full.checkFailed) failures++;
     process.stderr.write(`${full.seconds ?? '?'} s: ${summaryLine(full)}\n`);
   }
   writeReports(m);
-  process.stderr.write(`total ${((Date.now() - t0) / 1000).toFixed(0)} s; results: ${path.relative(process.cwd(), path.join(RESULTS, 'latest.md'))}\n`);
+  process.stderr.write(
+    `total ${((Date.now() - t0) / 1000).toFixed(0)} s; results: ${path.relative(process.cwd(), path.join(RESULTS, 'latest.md'))}\n`,
+  );
   if (failures) process.exitCode = 1;
 }
 

@@ -19,7 +19,11 @@ const ID_LINE = /^\/\/ crimg-bundle ([0-9a-f]+)\n/;
 /** The cached data for the bundle with build id `id`, or undefined. */
 function cachedData(id) {
   let b;
-  try { b = fs.readFileSync(CACHE); } catch { return undefined; }
+  try {
+    b = fs.readFileSync(CACHE);
+  } catch {
+    return undefined;
+  }
   const nl = b.indexOf(10);
   return nl > 0 && b.toString('latin1', 0, nl) === id ? b.subarray(nl + 1) : undefined;
 }

@@ -47,7 +47,9 @@ const lazyChildProcess = {
   setup(b) {
     b.onResolve({ filter: /^(node:)?child_process$/ }, (a) =>
       a.importer.includes(`${path.sep}node_modules${path.sep}commander${path.sep}`)
-        ? { path: 'child_process', namespace: 'crimg-lazy' } : undefined);
+        ? { path: 'child_process', namespace: 'crimg-lazy' }
+        : undefined,
+    );
     b.onLoad({ filter: /.*/, namespace: 'crimg-lazy' }, () => ({
       loader: 'js',
       contents: "let m;\nmodule.exports = new Proxy({}, { get: (_t, k) => (m ??= require('node:child_process'))[k] });\n",
@@ -90,9 +92,12 @@ async function build() {
     write: false,
     logLevel: 'warning',
   });
-  if (r.warnings.length) throw new Error(`esbuild warnings (e.g. import.meta other than .url has no meaning in the bundle): ${r.warnings.map((w) => w.text).join('; ')}`);
+  if (r.warnings.length)
+    throw new Error(
+      `esbuild warnings (e.g. import.meta other than .url has no meaning in the bundle): ${r.warnings.map((w) => w.text).join('; ')}`,
+    );
   let text = r.outputFiles[0].text.replace(/^#!.*\n/, '');
-  if (/[^\x00-\x7f]/.test(text)) throw new Error('bundle is not ASCII (the loader reads it as latin1)');
+  if (/[^\p{ASCII}]/u.test(text)) throw new Error('bundle is not ASCII (the loader reads it as latin1)');
   if (/(?<![\w$.])import\s*\(/.test(text)) throw new Error('bundle has a dynamic import() left: the vm.Script it runs as cannot load it');
   const id = createHash('sha256').update(text).digest('hex').slice(0, 16);
   // the loader compiles the file as it is: one function expression around the module body
@@ -104,14 +109,26 @@ async function build() {
   // The code cache: made in a child with plain V8 flags (the flags are part of V8's check).
   const env = { ...process.env };
   delete env.NODE_OPTIONS;
-  const t = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--train'], { env, stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
+  const t = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--train'], {
+    env,
+    stdio: ['ignore', 'ignore', 'pipe'],
+    encoding: 'utf8',
+  });
   if (t.status !== 0) throw new Error(`code cache training run failed (${t.status ?? t.signal}): ${t.stderr.trim()}`);
-  const check = spawnSync(process.execPath, ['-e', `const r = require(${JSON.stringify(BIN)}).load(); process.stdout.write(String(r.script.cachedDataRejected))`],
-    { env, encoding: 'utf8' });
+  const check = spawnSync(
+    process.execPath,
+    ['-e', `const r = require(${JSON.stringify(BIN)}).load(); process.stdout.write(String(r.script.cachedDataRejected))`],
+    { env, encoding: 'utf8' },
+  );
   const accepted = check.status === 0 && check.stdout === 'false';
-  if (!accepted) process.stderr.write(`bundle: warning: V8 did not accept the code cache (${check.stdout || check.stderr}); the bin still works, compiling from source\n`);
+  if (!accepted)
+    process.stderr.write(
+      `bundle: warning: V8 did not accept the code cache (${check.stdout || check.stderr}); the bin still works, compiling from source\n`,
+    );
   const kib = (f) => (fs.statSync(f).size / 1024).toFixed(0);
-  process.stdout.write(`bundle: ${path.relative(ROOT, BUNDLE)} ${kib(BUNDLE)} KiB, code cache ${kib(CACHE)} KiB${accepted ? '' : ' (rejected)'}\n`);
+  process.stdout.write(
+    `bundle: ${path.relative(ROOT, BUNDLE)} ${kib(BUNDLE)} KiB, code cache ${kib(CACHE)} KiB${accepted ? '' : ' (rejected)'}\n`,
+  );
 }
 
 async function train() {

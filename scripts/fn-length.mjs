@@ -33,9 +33,21 @@ export function functionLengths(path) {
   };
   const visit = (node, owner) => {
     if (ts.isFunctionLike(node) && node.body) {
-      const name = node.name?.getText(sf) ?? (ts.isVariableDeclaration(node.parent) ? node.parent.name.getText(sf) : ts.isPropertyAssignment(node.parent) ? node.parent.name.getText(sf) : '(anonymous)');
+      const name =
+        node.name?.getText(sf)
+        ?? (ts.isVariableDeclaration(node.parent)
+          ? node.parent.name.getText(sf)
+          : ts.isPropertyAssignment(node.parent)
+            ? node.parent.name.getText(sf)
+            : '(anonymous)');
       const lines = line(node.end) - line(node.getStart(sf)) + 1;
-      out.push({ file: relative(root, path), name: owner ? `${owner}.${name}` : name, line: line(node.getStart(sf)) + 1, lines, depth: depthOf(node.body) });
+      out.push({
+        file: relative(root, path),
+        name: owner ? `${owner}.${name}` : name,
+        line: line(node.getStart(sf)) + 1,
+        lines,
+        depth: depthOf(node.body),
+      });
     }
     const cls = ts.isClassDeclaration(node) && node.name ? node.name.getText(sf) : owner;
     ts.forEachChild(node, (c) => visit(c, cls));
@@ -45,7 +57,10 @@ export function functionLengths(path) {
 }
 
 export function longFunctions(limit = max) {
-  return files(join(root, 'src')).flatMap(functionLengths).filter((f) => f.lines > limit).sort((a, b) => b.lines - a.lines);
+  return files(join(root, 'src'))
+    .flatMap(functionLengths)
+    .filter((f) => f.lines > limit)
+    .sort((a, b) => b.lines - a.lines);
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

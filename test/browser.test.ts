@@ -7,7 +7,8 @@ const root = path.resolve(__dirname, '..');
 
 /** Every module reachable from dist/index.js by static import, and the bare specifiers they import. */
 function importGraph(entry: string): { files: string[]; external: string[] } {
-  const seen = new Set<string>(), external = new Set<string>();
+  const seen = new Set<string>(),
+    external = new Set<string>();
   const todo = [entry];
   while (todo.length) {
     const f = todo.pop()!;

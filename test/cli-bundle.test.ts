@@ -24,8 +24,13 @@ beforeAll(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crimg-bundle-'));
   img = path.join(dir, 'a.crimg');
   img2 = path.join(dir, 'b.crimg');
-  for (const [f, seed] of [[img, '3'], [img2, '4']] as const) {
-    const r = crimg(['gen', '-o', f, '--size', '2MiB', '--tasks', '2', '--threads', '2', '--seed', seed, '--quiet'], { cli: CLI_UNBUNDLED });
+  for (const [f, seed] of [
+    [img, '3'],
+    [img2, '4'],
+  ] as const) {
+    const r = crimg(['gen', '-o', f, '--size', '2MiB', '--tasks', '2', '--threads', '2', '--seed', seed, '--quiet'], {
+      cli: CLI_UNBUNDLED,
+    });
     expect(r.code, r.stderr).toBe(0);
   }
 });
@@ -44,7 +49,8 @@ describe('the package bin', () => {
 
   it('writes the same image bytes as the unbundled entry', () => {
     const args = (o: string) => ['gen', '-o', o, '--size', '3MiB', '--tasks', '3', '--threads', '2', '--seed', '9', '--quiet'];
-    const a = path.join(dir, 'bundle.crimg'), b = path.join(dir, 'plain.crimg');
+    const a = path.join(dir, 'bundle.crimg'),
+      b = path.join(dir, 'plain.crimg');
     expect(crimg(args(a)).code).toBe(0);
     expect(crimg(args(b), { cli: CLI_UNBUNDLED }).code).toBe(0);
     expect(fs.readFileSync(a).equals(fs.readFileSync(b))).toBe(true);
@@ -64,7 +70,8 @@ describe('the package bin', () => {
     ['unknown option', () => ['verify', '--nosuch', img]],
     ['missing file', () => ['verify', path.join(dir, 'missing.crimg')]],
   ])('%s: same exit code, stdout and stderr', (_name, argv) => {
-    const a = crimg(argv()), b = crimg(argv(), { cli: CLI_UNBUNDLED });
+    const a = crimg(argv()),
+      b = crimg(argv(), { cli: CLI_UNBUNDLED });
     expect(a.code).toBe(b.code);
     expect(a.stderr).toBe(b.stderr);
     if (a.out.equals(b.out)) return;
@@ -73,8 +80,14 @@ describe('the package bin', () => {
   });
 
   it('stats --json: same document apart from the measured verify time', () => {
-    const strip = (s: string) => { const d = JSON.parse(s); delete d.verifySeconds; delete d.verifyGBps; return d; };
-    const a = crimg(['stats', '--json', img]), b = crimg(['stats', '--json', img], { cli: CLI_UNBUNDLED });
+    const strip = (s: string) => {
+      const d = JSON.parse(s);
+      delete d.verifySeconds;
+      delete d.verifyGBps;
+      return d;
+    };
+    const a = crimg(['stats', '--json', img]),
+      b = crimg(['stats', '--json', img], { cli: CLI_UNBUNDLED });
     expect(a.code, a.stderr).toBe(0);
     expect(b.code).toBe(0);
     expect(strip(a.stdout)).toEqual(strip(b.stdout));
@@ -82,7 +95,8 @@ describe('the package bin', () => {
 
   it('on a terminal (progress bar: cli-progress loads on demand): same image, exit 0', () => {
     // script(1) gives the command a pseudo-terminal, so stderr.isTTY and the bar is drawn
-    const out = path.join(dir, 'tty.crimg'), ref = path.join(dir, 'tty-ref.crimg');
+    const out = path.join(dir, 'tty.crimg'),
+      ref = path.join(dir, 'tty-ref.crimg');
     const args = ['gen', '--size', '2MiB', '--seed', '8', '-o'];
     const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
     const r = spawnSync('script', ['-qec', [process.execPath, CLI, ...args, out].map(q).join(' '), '/dev/null'], { encoding: 'utf8' });
@@ -94,8 +108,11 @@ describe('the package bin', () => {
 
   it('a damaged image fails the same way, with the code and offset', () => {
     const bad = path.join(dir, 'bad.crimg');
-    const buf = fs.readFileSync(img); buf[300] ^= 0x10; fs.writeFileSync(bad, buf);
-    const a = crimg(['verify', bad]), b = crimg(['verify', bad], { cli: CLI_UNBUNDLED });
+    const buf = fs.readFileSync(img);
+    buf[300] ^= 0x10;
+    fs.writeFileSync(bad, buf);
+    const a = crimg(['verify', bad]),
+      b = crimg(['verify', bad], { cli: CLI_UNBUNDLED });
     expect(a.code).toBe(1);
     expect(a.stderr).toBe(b.stderr);
     expect(a.stderr).toMatch(/^crimg: [A-Z_]+: [^\n]*at offset \d+[^\n]*\n$/);
@@ -112,9 +129,12 @@ function readAddr(): string {
 function loaded(args: string[], cli = CLI): { code: number; builtins: string[]; files: string[] } {
   const out = path.join(dir, `loaded-${process.pid}-${Math.random().toString(36).slice(2)}.json`);
   const preload = path.join(dir, 'preload.cjs');
-  fs.writeFileSync(preload, `process.on('exit', () => require('fs').writeFileSync(${JSON.stringify(out)}, JSON.stringify({
+  fs.writeFileSync(
+    preload,
+    `process.on('exit', () => require('fs').writeFileSync(${JSON.stringify(out)}, JSON.stringify({
     builtins: process.moduleLoadList.filter((m) => m.startsWith('NativeModule ')).map((m) => m.slice(13)),
-    files: Object.keys(require.cache) })));\n`);
+    files: Object.keys(require.cache) })));\n`,
+  );
   const r = spawnSync(process.execPath, ['-r', preload, cli, ...args], { encoding: 'utf8' });
   const doc = JSON.parse(fs.readFileSync(out, 'utf8'));
   return { code: r.status ?? -1, ...doc };
@@ -122,10 +142,17 @@ function loaded(args: string[], cli = CLI): { code: number; builtins: string[]; 
 
 describe('what the bin loads', () => {
   it('verify and gen load neither koffi nor child_process; help (all command families) loads koffi', () => {
-    for (const args of [['verify', img], ['gen', '--size', '1MiB', '-o', os.devNull, '--quiet'], ['show', img]]) {
+    for (const args of [
+      ['verify', img],
+      ['gen', '--size', '1MiB', '-o', os.devNull, '--quiet'],
+      ['show', img],
+    ]) {
       const l = loaded(args);
       expect(l.code).toBe(0);
-      expect(l.files.some((f) => f.includes(`${path.sep}koffi${path.sep}`)), args[0]).toBe(false);
+      expect(
+        l.files.some((f) => f.includes(`${path.sep}koffi${path.sep}`)),
+        args[0],
+      ).toBe(false);
       expect(l.builtins).not.toContain('child_process');
       expect(l.files.filter((f) => f.startsWith(CLI_DIR))).toEqual([CLI]); // the bundle runs through the loader, not require()
     }
@@ -136,8 +163,12 @@ describe('what the bin loads', () => {
 });
 
 describe('the code cache', () => {
-  const accepted = (bin: string) => spawnSync(process.execPath, ['-e',
-    `const r = require(${JSON.stringify(bin)}).load(); process.stdout.write(String(r.script.cachedDataRejected))`], { encoding: 'utf8' });
+  const accepted = (bin: string) =>
+    spawnSync(
+      process.execPath,
+      ['-e', `const r = require(${JSON.stringify(bin)}).load(); process.stdout.write(String(r.script.cachedDataRejected))`],
+      { encoding: 'utf8' },
+    );
 
   it('made at build time is accepted by this node', () => {
     const r = accepted(CLI);

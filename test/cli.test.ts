@@ -35,21 +35,29 @@ describe('crimg show', () => {
         for (const x of th.fpu.xmm) expect(x).toMatch(HEX);
       }
       for (const v of t.vmas) {
-        expect(v.start).toMatch(HEX); expect(v.end).toMatch(HEX); expect(v.pgoff).toMatch(HEX);
+        expect(v.start).toMatch(HEX);
+        expect(v.end).toMatch(HEX);
+        expect(v.pgoff).toMatch(HEX);
         expect(v.prot).toMatch(/^[r-][w-][x-][ps]$/);
         expect(v.path === null || typeof v.path === 'string').toBe(true);
         expect(typeof v.pages).toBe('number');
       }
       for (const f of t.files) {
-        expect(typeof f.fd).toBe('number'); expect(['regular', 'directory', 'other']).toContain(f.kind);
-        expect(f.pos).toMatch(HEX); expect(typeof f.flags).toBe('number'); expect(typeof f.path).toBe('string');
+        expect(typeof f.fd).toBe('number');
+        expect(['regular', 'directory', 'other']).toContain(f.kind);
+        expect(f.pos).toMatch(HEX);
+        expect(typeof f.flags).toBe('number');
+        expect(typeof f.path).toBe('string');
       }
     }
     // rip in the text VMA, rsp in the stack
     const t0 = doc.tasks[0];
-    const rip = BigInt(t0.threads[0].regs.rip), rsp = BigInt(t0.threads[0].regs.rsp);
+    const rip = BigInt(t0.threads[0].regs.rip),
+      rsp = BigInt(t0.threads[0].regs.rsp);
     const inside = (a: bigint, pred: (v: { prot: string; path: string | null }) => boolean): boolean =>
-      t0.vmas.some((v: { start: string; end: string; prot: string; path: string | null }) => BigInt(v.start) <= a && a < BigInt(v.end) && pred(v));
+      t0.vmas.some(
+        (v: { start: string; end: string; prot: string; path: string | null }) => BigInt(v.start) <= a && a < BigInt(v.end) && pred(v),
+      );
     expect(inside(rip, (v) => v.prot.includes('x'))).toBe(true);
     expect(inside(rsp, (v) => v.path === '[stack]')).toBe(true);
   });
@@ -66,7 +74,9 @@ describe('crimg verify / stats / read', () => {
   it('verify exits 0 on a good image and 1 with code and offset on a bad one', () => {
     expect(crimg(['verify', img]).code).toBe(0);
     const bad = path.join(dir, 'bad.crimg');
-    const b = fs.readFileSync(img); b[200] ^= 0x40; fs.writeFileSync(bad, b);
+    const b = fs.readFileSync(img);
+    b[200] ^= 0x40;
+    fs.writeFileSync(bad, b);
     const r = crimg(['verify', bad]);
     expect(r.code).toBe(1);
     expect(r.stderr.trim()).toMatch(/^crimg: [A-Z_]+: .*at offset \d+/);
@@ -108,8 +118,29 @@ describe('crimg diff', () => {
     expect(crimg(['gen', '-o', b, '--size', '4MiB', '--tasks', '3', '--threads', '2', '--seed', '5', '--quiet']).code).toBe(0);
     expect(crimg(['diff', img, b]).code).toBe(0);
     const c = path.join(dir, 'c.crimg');
-    expect(crimg(['gen', '-o', c, '--size', '4MiB', '--tasks', '3', '--threads', '2', '--seed', '5', '--series', '2', '--out-dir', path.join(dir, 's'), '--quiet']).code).toBe(2);
-    expect(crimg(['gen', '--series', '2', '--out-dir', path.join(dir, 's'), '--size', '4MiB', '--tasks', '3', '--seed', '5', '--quiet']).code).toBe(0);
+    expect(
+      crimg([
+        'gen',
+        '-o',
+        c,
+        '--size',
+        '4MiB',
+        '--tasks',
+        '3',
+        '--threads',
+        '2',
+        '--seed',
+        '5',
+        '--series',
+        '2',
+        '--out-dir',
+        path.join(dir, 's'),
+        '--quiet',
+      ]).code,
+    ).toBe(2);
+    expect(
+      crimg(['gen', '--series', '2', '--out-dir', path.join(dir, 's'), '--size', '4MiB', '--tasks', '3', '--seed', '5', '--quiet']).code,
+    ).toBe(0);
     const r = crimg(['diff', '--json', path.join(dir, 's', '000000.crimg'), path.join(dir, 's', '000001.crimg')]);
     expect(r.code).toBe(1);
     const d = JSON.parse(r.stdout);
@@ -125,9 +156,11 @@ describe('crimg diff of a process and its restored copy (new pids)', () => {
     const src = readImage(img);
     const m = src.model;
     for (const t of m.tasks) {
-      t.pid += 5000; t.tgid += 5000;
+      t.pid += 5000;
+      t.tgid += 5000;
       if (t.ppid) t.ppid += 5000;
-      t.pgid += 5000; t.sid += 5000;
+      t.pgid += 5000;
+      t.sid += 5000;
       for (const th of t.threads) th.tid += 5000;
     }
     const moved = path.join(dir, 'moved.crimg');
@@ -145,7 +178,14 @@ describe('crimg diff of a process and its restored copy (new pids)', () => {
 
 describe('usage errors', () => {
   it('exit 2, one line, no stack trace', () => {
-    for (const args of [['gen'], ['gen', '-o', 'x', '--size', 'lots'], ['gen', '-o', 'x', '--zero-ratio', '2'], ['nosuchcommand'], ['read', img, '--pid', 'x', '--addr', '0', '--len', '1'], ['show']]) {
+    for (const args of [
+      ['gen'],
+      ['gen', '-o', 'x', '--size', 'lots'],
+      ['gen', '-o', 'x', '--zero-ratio', '2'],
+      ['nosuchcommand'],
+      ['read', img, '--pid', 'x', '--addr', '0', '--len', '1'],
+      ['show'],
+    ]) {
       const r = crimg(args);
       expect(r.code, args.join(' ')).toBe(2);
       expect(r.stderr, args.join(' ')).toMatch(/^crimg: USAGE: /);

@@ -15,11 +15,20 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { crimg } from './helpers/cli.js';
 import { flatten, rng } from './helpers/models.js';
+import { type Running, GPR_NAMES, anonBytes, compileProg, gprValue, have, patternBytes, startProg, zmmQword } from './helpers/elf-prog.js';
 import {
-  type Running, GPR_NAMES, anonBytes, compileProg, gprValue, have, patternBytes, startProg, zmmQword,
-} from './helpers/elf-prog.js';
-import {
-  type Model, type Task, type Vma, CrimgError, FdKind, NS_KINDS, VmaFlags, fromCriuImages, isCriuDir, kernels, openImage, toCriuImages,
+  type Model,
+  type Task,
+  type Vma,
+  CrimgError,
+  FdKind,
+  NS_KINDS,
+  VmaFlags,
+  fromCriuImages,
+  isCriuDir,
+  kernels,
+  openImage,
+  toCriuImages,
 } from '../src/index.js';
 import { claimRegion, releaseRegion } from '../src/kernels/arena.js';
 import { imageBytes } from '../src/criu/img.js';
@@ -63,13 +72,17 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
-  if (prog) { prog.kill(); await prog.exited; }
+  if (prog) {
+    prog.kill();
+    await prog.exited;
+  }
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
 
 // ------------------------------------------------------------------ helpers
 
-type Json = any; // eslint-disable-line @typescript-eslint/no-explicit-any
+// biome-ignore lint/suspicious/noExplicitAny: crit's JSON has no types here; the tests read it field by field
+type Json = any;
 
 /** crit's JSON of one image file (--pretty: 64-bit fields as "0x" strings). */
 function crit(file: string): Json {
@@ -79,7 +92,7 @@ function crit(file: string): Json {
 }
 /** JSON with integers past 2^53 kept exact (as strings). */
 function parseBig(text: string): Json {
-  return JSON.parse(text.replace(/(?<=[\s\[:,])(\d{16,})(?=[\s,\]}])/g, '"$1"'));
+  return JSON.parse(text.replace(/(?<=[\s[:,])(\d{16,})(?=[\s,\]}])/g, '"$1"'));
 }
 /**
  * Decode many files in one Python process with pycriu, the library crit is a command line for, and encode
@@ -116,33 +129,53 @@ const hex = (v: bigint): string => `0x${v.toString(16)}`;
 
 function withModel<T>(img: string, fn: (m: Model) => T): T {
   const i = openImage(img);
-  try { return fn(i.model); } finally { i.close(); }
+  try {
+    return fn(i.model);
+  } finally {
+    i.close();
+  }
 }
 
 function withRegion<T>(fn: (dst: number) => T): T {
   const k = kernels();
   const r = claimRegion(k, 64 << 20);
-  try { return fn(r); } finally { releaseRegion(k, r); }
+  try {
+    return fn(r);
+  } finally {
+    releaseRegion(k, r);
+  }
 }
 
 const PSEUDO: [number, string][] = [
-  [VmaFlags.VSYSCALL, '[vsyscall]'], [VmaFlags.VDSO, '[vdso]'], [VmaFlags.VVAR, '[vvar]'], [VmaFlags.STACK, '[stack]'], [VmaFlags.HEAP, '[heap]'],
+  [VmaFlags.VSYSCALL, '[vsyscall]'],
+  [VmaFlags.VDSO, '[vdso]'],
+  [VmaFlags.VVAR, '[vvar]'],
+  [VmaFlags.STACK, '[stack]'],
+  [VmaFlags.HEAP, '[heap]'],
 ];
-const isFile = (v: Vma): boolean => v.path !== null && v.path.length > 0 && !(v.flags & VmaFlags.ANON) && !(v.path.startsWith('[') && v.path.endsWith(']'));
+const isFile = (v: Vma): boolean =>
+  v.path !== null && v.path.length > 0 && !(v.flags & VmaFlags.ANON) && !(v.path.startsWith('[') && v.path.endsWith(']'));
 
 /** What a model looks like after a trip through CRIU images: the fields CRIU does not carry set as the import sets them. */
 function afterCriu(m: Model): Model {
   const pids = new Set(m.tasks.map((t) => t.pid));
   return {
     header: {
-      crid: 0n, createdNs: (m.header.createdNs / 1000n) * 1000n, flags: 0, tool: 'crimg (from CRIU images)', freezeNs: 0n,
+      crid: 0n,
+      createdNs: (m.header.createdNs / 1000n) * 1000n,
+      flags: 0,
+      tool: 'crimg (from CRIU images)',
+      freezeNs: 0n,
       uts: { sysname: 'Linux', nodename: '', release: '', version: '', machine: 'x86_64', domainname: '' },
     },
-    namespaces: m.tasks.flatMap((t) => NS_KINDS.map((kind) => ({ kind, id: t.ns[kind] })))
+    namespaces: m.tasks
+      .flatMap((t) => NS_KINDS.map((kind) => ({ kind, id: t.ns[kind] })))
       .filter((n, i, all) => n.id > 0n && all.findIndex((x) => x.kind === n.kind && x.id === n.id) === i)
       .map((n) => {
         const o = m.namespaces.find((x) => x.kind === n.kind && x.id === n.id);
-        return o?.nodename !== undefined || o?.domainname !== undefined ? { ...n, nodename: o.nodename ?? '', domainname: o.domainname ?? '' } : n;
+        return o?.nodename !== undefined || o?.domainname !== undefined
+          ? { ...n, nodename: o.nodename ?? '', domainname: o.domainname ?? '' }
+          : n;
       }),
     tasks: m.tasks.map((t): Task => {
       const main = t.threads.find((th) => th.tid === t.pid)!;
@@ -153,18 +186,31 @@ function afterCriu(m: Model): Model {
         futex: th.futex && (th.futex.clearChildTid || th.futex.robustHead || th.futex.robustLen) ? th.futex : undefined,
       }));
       const task: Task = {
-        ...t, tgid: t.pid, ppid: pids.has(t.ppid) && t.ppid !== t.pid ? t.ppid : 0, args: [], env: [], exitSignal: 17,
-        creds: { ...t.creds, capAmb: 0n, noNewPrivs: 0 }, threads, nocr: [],
-        files: t.files.filter((f) => f.kind !== FdKind.OTHER || f.path.startsWith('/')).map((f) => ({ ...f, devMajor: 0, devMinor: 0, inode: 0n })),
-        mm: t.mm ? {
-          ...t.mm,
-          vmas: t.mm.vmas.map((v) => ({
-            ...v, devMajor: 0, devMinor: 0,
-            inode: v.flags & VmaFlags.SHARED && !isFile(v) ? v.inode : 0n,
-            path: isFile(v) ? v.path : PSEUDO.find(([f]) => v.flags & f)?.[1] ?? null,
-            pages: v.flags & (VmaFlags.VSYSCALL | VmaFlags.VVAR) ? { runs: () => [], read: v.pages.read.bind(v.pages) } : v.pages,
-          })),
-        } : null,
+        ...t,
+        tgid: t.pid,
+        ppid: pids.has(t.ppid) && t.ppid !== t.pid ? t.ppid : 0,
+        args: [],
+        env: [],
+        exitSignal: 17,
+        creds: { ...t.creds, capAmb: 0n, noNewPrivs: 0 },
+        threads,
+        nocr: [],
+        files: t.files
+          .filter((f) => f.kind !== FdKind.OTHER || f.path.startsWith('/'))
+          .map((f) => ({ ...f, devMajor: 0, devMinor: 0, inode: 0n })),
+        mm: t.mm
+          ? {
+              ...t.mm,
+              vmas: t.mm.vmas.map((v) => ({
+                ...v,
+                devMajor: 0,
+                devMinor: 0,
+                inode: v.flags & VmaFlags.SHARED && !isFile(v) ? v.inode : 0n,
+                path: isFile(v) ? v.path : (PSEUDO.find(([f]) => v.flags & f)?.[1] ?? null),
+                pages: v.flags & (VmaFlags.VSYSCALL | VmaFlags.VVAR) ? { runs: () => [], read: v.pages.read.bind(v.pages) } : v.pages,
+              })),
+            }
+          : null,
       };
       if (!t.sigactions) delete task.sigactions;
       if (!t.itimers) delete task.itimers;
@@ -182,26 +228,52 @@ describe('crimg image -> CRIU images, read by crit', () => {
     expect(isCriuDir(liveImg)).toBe(false);
     const names = fs.readdirSync(liveDir).sort();
     const pid = prog!.ready.pid;
-    for (const n of ['inventory.img', 'pstree.img', `core-${pid}.img`, `mm-${pid}.img`, `pagemap-${pid}.img`, 'pages-1.img', `ids-${pid}.img`, `creds-${pid}.img`, `fs-${pid}.img`, 'fdinfo-1.img', 'files.img']) {
+    for (const n of [
+      'inventory.img',
+      'pstree.img',
+      `core-${pid}.img`,
+      `mm-${pid}.img`,
+      `pagemap-${pid}.img`,
+      'pages-1.img',
+      `ids-${pid}.img`,
+      `creds-${pid}.img`,
+      `fs-${pid}.img`,
+      'fdinfo-1.img',
+      'files.img',
+    ]) {
       expect(names).toContain(n);
     }
     for (const tid of prog!.ready.tids) expect(names).toContain(`core-${tid}.img`);
     expect(names.filter((n) => n.startsWith('.'))).toEqual([]);
   });
 
-  it.runIf(HAVE_CRIT)('CRIU\'s decoder reads every file of both directories, and its encoder writes the same bytes', () => {
-    const files = [liveDir, genDir].flatMap((d) => fs.readdirSync(d).filter((f) => !f.startsWith('pages-')).map((f) => path.join(d, f)));
+  it.runIf(HAVE_CRIT)("CRIU's decoder reads every file of both directories, and its encoder writes the same bytes", () => {
+    const files = [liveDir, genDir].flatMap((d) =>
+      fs
+        .readdirSync(d)
+        .filter((f) => !f.startsWith('pages-'))
+        .map((f) => path.join(d, f)),
+    );
     const res = critAll(files);
     expect(res.filter(([, n]) => typeof n !== 'number')).toEqual([]);
     for (const [f, n] of res) expect(n, f).toBeGreaterThan(path.basename(f).startsWith('fdinfo') ? -1 : 0);
     expect(res.length).toBeGreaterThan(30);
     // and the crit command line itself, on one file of each kind
-    for (const f of ['inventory.img', 'pstree.img', 'files.img', `core-${prog!.ready.pid}.img`, `pagemap-${prog!.ready.pid}.img`, `fs-${prog!.ready.pid}.img`, `ids-${prog!.ready.pid}.img`, `creds-${prog!.ready.pid}.img`]) {
+    for (const f of [
+      'inventory.img',
+      'pstree.img',
+      'files.img',
+      `core-${prog!.ready.pid}.img`,
+      `pagemap-${prog!.ready.pid}.img`,
+      `fs-${prog!.ready.pid}.img`,
+      `ids-${prog!.ready.pid}.img`,
+      `creds-${prog!.ready.pid}.img`,
+    ]) {
       expect(crit(path.join(liveDir, f)).entries.length, f).toBeGreaterThan(0);
     }
   });
 
-  it.runIf(HAVE_CRIT)('registers, xmm and ymm of every thread are the program\'s (crit decode core-TID.img)', () => {
+  it.runIf(HAVE_CRIT)("registers, xmm and ymm of every thread are the program's (crit decode core-TID.img)", () => {
     const r = prog!.ready;
     withModel(liveImg, (m) => {
       const task = m.tasks[0]!;
@@ -244,7 +316,7 @@ describe('crimg image -> CRIU images, read by crit', () => {
     });
   });
 
-  it.runIf(HAVE_CRIT)('VMAs, the auxiliary vector and the mm fields are the image\'s (crit decode mm-PID.img, crit x mems)', () => {
+  it.runIf(HAVE_CRIT)("VMAs, the auxiliary vector and the mm fields are the image's (crit decode mm-PID.img, crit x mems)", () => {
     withModel(liveImg, (m) => {
       const t = m.tasks[0]!;
       const j = crit(path.join(liveDir, `mm-${t.pid}.img`)).entries[0];
@@ -266,7 +338,7 @@ describe('crimg image -> CRIU images, read by crit', () => {
     });
   });
 
-  it.runIf(HAVE_CRIT)('page contents through pagemap-PID.img and pages-1.img are the program\'s memory', () => {
+  it.runIf(HAVE_CRIT)("page contents through pagemap-PID.img and pages-1.img are the program's memory", () => {
     const r = prog!.ready;
     const pm = crit(path.join(liveDir, `pagemap-${r.pid}.img`)).entries;
     expect(pm[0].pages_id).toBe(1);
@@ -279,7 +351,8 @@ describe('crimg image -> CRIU images, read by crit', () => {
         const a = big(e.vaddr);
         const n = BigInt(e.nr_pages) * 4096n;
         expect(e.flags).toBe('PE_PRESENT');
-        const lo = a > addr ? a : addr, hi = a + n < addr + BigInt(len) ? a + n : addr + BigInt(len);
+        const lo = a > addr ? a : addr,
+          hi = a + n < addr + BigInt(len) ? a + n : addr + BigInt(len);
         if (lo < hi) pages.copy(out, Number(lo - addr), off + Number(lo - a), off + Number(hi - a));
         off += Number(n);
       }
@@ -307,11 +380,15 @@ describe('CRIU images -> crimg image', () => {
     expect(JSON.parse(r.stdout)).toMatchObject({ from: 'criu', to: 'crimg', tasks: 1, threads: NTHREADS });
     expect(crimg(['verify', out]).code).toBe(0);
     const k = kernels();
-    withModel(liveImg, (orig) => withModel(out, (back) => withRegion((dst) => {
-      expect(flatten(back, k, dst)).toEqual(flatten(afterCriu(orig), k, dst));
-      // and the memory a reader sees: the program's patterns
-      expect(back.tasks[0]!.threads.length).toBe(NTHREADS);
-    })));
+    withModel(liveImg, (orig) =>
+      withModel(out, (back) =>
+        withRegion((dst) => {
+          expect(flatten(back, k, dst)).toEqual(flatten(afterCriu(orig), k, dst));
+          // and the memory a reader sees: the program's patterns
+          expect(back.tasks[0]!.threads.length).toBe(NTHREADS);
+        }),
+      ),
+    );
     const rd = crimg(['read', out, '--pid', String(prog!.ready.pid), '--addr', hex(prog!.ready.anon), '--len', String(8 * 4096)]);
     expect(rd.code, rd.stderr).toBe(0);
     expect(rd.out.equals(anonBytes())).toBe(true);
@@ -321,13 +398,17 @@ describe('CRIU images -> crimg image', () => {
     const k = kernels();
     const c = fromCriuImages(genDir);
     try {
-      withModel(genImg, (orig) => withRegion((dst) => {
-        expect(orig.tasks.length).toBe(3);
-        expect(c.model.tasks.map((t) => t.ppid)).toEqual([0, orig.tasks[1]!.ppid, orig.tasks[2]!.ppid]);
-        expect(orig.tasks[1]!.ppid).toBe(orig.tasks[0]!.pid);
-        expect(flatten(c.model, k, dst)).toEqual(flatten(afterCriu(orig), k, dst));
-      }));
-    } finally { c.close(); }
+      withModel(genImg, (orig) =>
+        withRegion((dst) => {
+          expect(orig.tasks.length).toBe(3);
+          expect(c.model.tasks.map((t) => t.ppid)).toEqual([0, orig.tasks[1]!.ppid, orig.tasks[2]!.ppid]);
+          expect(orig.tasks[1]!.ppid).toBe(orig.tasks[0]!.pid);
+          expect(flatten(c.model, k, dst)).toEqual(flatten(afterCriu(orig), k, dst));
+        }),
+      );
+    } finally {
+      c.close();
+    }
   });
 
   it('CRIU -> crimg -> CRIU gives the same files (except pages-N.img holes and times)', async () => {
@@ -335,7 +416,11 @@ describe('CRIU images -> crimg image', () => {
     expect(crimg(['convert', genDir, '-o', back]).code).toBe(0);
     const again = path.join(dir, 'gen-again.criu');
     const i = openImage(back);
-    try { await toCriuImages(i, again); } finally { i.close(); }
+    try {
+      await toCriuImages(i, again);
+    } finally {
+      i.close();
+    }
     for (const f of fs.readdirSync(genDir)) {
       expect(fs.readFileSync(path.join(again, f)).equals(fs.readFileSync(path.join(genDir, f))), f).toBe(true);
     }
@@ -360,16 +445,20 @@ describe('POSIX timers', () => {
     const out = path.join(dir, 'ptimers.criu');
     await toCriuImages(model, out);
     if (HAVE_CRIT) {
-      const posix = ((crit(path.join(out, `core-${t.pid}.img`)) as any).entries[0].tc.timers.posix as any[]);
+      const posix = crit(path.join(out, `core-${t.pid}.img`)).entries[0].tc.timers.posix as Json[];
       expect(posix.map((p) => [p.it_id, p.clock_id, p.si_signo, p.it_sigev_notify, p.notify_thread_id ?? 0])).toEqual([
-        [0, 1, 10, 0, 0], [1, 0xfffffffa, 0, 1, 0], [3, 7, 12, 4, worker],
+        [0, 1, 10, 0, 0],
+        [1, 0xfffffffa, 0, 1, 0],
+        [3, 7, 12, 4, worker],
       ]);
     }
     const back = fromCriuImages(out);
     try {
       expect(back.model.tasks[0]!.posixTimers).toEqual(t.posixTimers);
       expect(back.model.tasks[0]!.itimers).toEqual(t.itimers);
-    } finally { back.close(); }
+    } finally {
+      back.close();
+    }
   });
 });
 
@@ -382,45 +471,91 @@ describe('file locks', () => {
     expect(regs.length).toBeGreaterThanOrEqual(2);
     const EOF = 0xffffffffffffffffn;
     regs[0]!.locks = [{ kind: 1, write: true, start: 0n, end: EOF }];
-    regs[1]!.locks = [{ kind: 2, write: false, start: 10n, end: 29n }, { kind: 2, write: true, start: 100n, end: EOF }, { kind: 3, write: true, start: 0n, end: 4095n }];
+    regs[1]!.locks = [
+      { kind: 2, write: false, start: 10n, end: 29n },
+      { kind: 2, write: true, start: 100n, end: EOF },
+      { kind: 3, write: true, start: 0n, end: 4095n },
+    ];
     const out = path.join(dir, 'locks.criu');
     await toCriuImages(model, out);
     if (HAVE_CRIT) {
-      const es = (crit(path.join(out, 'filelocks.img')) as any).entries as any[];
+      const es = crit(path.join(out, 'filelocks.img')).entries as Json[];
       expect(es.map((e) => [e.flag, e.type, e.pid, e.fd, Number(e.start), Number(e.len)])).toEqual([
-        [2, 1, t.pid, regs[0]!.fd, 0, 0], [1, 0, t.pid, regs[1]!.fd, 10, 20], [1, 1, t.pid, regs[1]!.fd, 100, 0], [4, 1, t.pid, regs[1]!.fd, 0, 4096],
+        [2, 1, t.pid, regs[0]!.fd, 0, 0],
+        [1, 0, t.pid, regs[1]!.fd, 10, 20],
+        [1, 1, t.pid, regs[1]!.fd, 100, 0],
+        [4, 1, t.pid, regs[1]!.fd, 0, 4096],
       ]);
     }
     const back = fromCriuImages(out);
     try {
       expect(back.model.tasks[0]!.files.map((f) => f.locks)).toEqual(t.files.map((f) => f.locks));
       expect(back.model.tasks[0]!.nocr.filter((r) => r.code === 'FILE_LOCK')).toEqual([]);
-    } finally { back.close(); }
+    } finally {
+      back.close();
+    }
   });
 });
 
 describe('protobuf codec', () => {
   it('round-trips every field kind it writes, reads packed repeated fields and skips unknown fields', () => {
-    const vma = { start: 0x7fff00000000n, end: 0xffffffffff601000n, pgoff: 0n, shmid: 12n, prot: 5, flags: 0x22, status: 0x201, fd: -1n, fdflags: 2 };
+    const vma = {
+      start: 0x7fff00000000n,
+      end: 0xffffffffff601000n,
+      pgoff: 0n,
+      shmid: 12n,
+      prot: 5,
+      flags: 0x22,
+      status: 0x201,
+      fd: -1n,
+      fdflags: 2,
+    };
     const b = encodeMessage('vma_entry', vma);
     expect(decodeMessage('vma_entry', b, { file: 'x', base: 0 })).toEqual(vma);
     // fd -1 as zigzag sint64: tag (8<<3)|0 then 0x01
     expect(Array.from(b.subarray(b.indexOf(0x40), b.indexOf(0x40) + 2))).toEqual([0x40, 0x01]);
-    const reg = { id: 3, flags: 0o100002, pos: 0xffffffffffffffffn, fown: { uid: 1, euid: 2, signum: 0, pid_type: 0, pid: 0 }, name: '/tmp/ünï cödé', mnt_id: -1, size: 1n << 40n, ext: true, mode: 0o100644 };
+    const reg = {
+      id: 3,
+      flags: 0o100002,
+      pos: 0xffffffffffffffffn,
+      fown: { uid: 1, euid: 2, signum: 0, pid_type: 0, pid: 0 },
+      name: '/tmp/ünï cödé',
+      mnt_id: -1,
+      size: 1n << 40n,
+      ext: true,
+      mode: 0o100644,
+    };
     expect(decodeMessage('reg_file_entry', encodeMessage('reg_file_entry', reg), { file: 'x', base: 0 })).toEqual(reg);
-    const mm = encodeMessage('mm_entry', { exe_file_id: 4, dumpable: -1, mm_saved_auxv: [6n, 4096n, 0n, 0n], vmas: [vma, { ...vma, start: 0n, fd: 12345678901n }] });
+    const mm = encodeMessage('mm_entry', {
+      exe_file_id: 4,
+      dumpable: -1,
+      mm_saved_auxv: [6n, 4096n, 0n, 0n],
+      vmas: [vma, { ...vma, start: 0n, fd: 12345678901n }],
+    });
     const mmBack = decodeMessage('mm_entry', mm, { file: 'x', base: 0 });
-    expect(mmBack).toMatchObject({ mm_start_code: 0n, exe_file_id: 4, dumpable: -1, mm_saved_auxv: [6n, 4096n, 0n, 0n], vmas: [vma, { ...vma, start: 0n, fd: 12345678901n }] });
+    expect(mmBack).toMatchObject({
+      mm_start_code: 0n,
+      exe_file_id: 4,
+      dumpable: -1,
+      mm_saved_auxv: [6n, 4096n, 0n, 0n],
+      vmas: [vma, { ...vma, start: 0n, fd: 12345678901n }],
+    });
     const q = { signals: [{ siginfo: new Uint8Array([10, 0, 0, 0, 1, 2, 3]) }] };
     expect(decodeMessage('signal_queue_entry', encodeMessage('signal_queue_entry', q), { file: 'x', base: 0 })).toEqual(q);
     // pstree_entry with threads packed (field 5, wire type 2) and an unknown field 9 (varint): accepted
     const packed = new Uint8Array([0x08, 0x07, 0x10, 0x00, 0x18, 0x07, 0x20, 0x07, 0x2a, 0x02, 0x07, 0x08, 0x48, 0x05]);
     expect(decodeMessage('pstree_entry', packed, { file: 'p', base: 0 })).toEqual({ pid: 7, ppid: 0, pgid: 7, sid: 7, threads: [7, 8] });
     const err = (bytes: number[]): CrimgError => {
-      try { decodeMessage('pstree_entry', new Uint8Array(bytes), { file: 'pstree.img', base: 100 }); } catch (e) { return e as CrimgError; }
+      try {
+        decodeMessage('pstree_entry', new Uint8Array(bytes), { file: 'pstree.img', base: 100 });
+      } catch (e) {
+        return e as CrimgError;
+      }
       throw new Error('no error');
     };
-    expect(err([0x08, 0x07]).line()).toMatch(/^BAD_CRIU: pstree\.img: pstree_entry: required field ppid \(2\) is missing \(at offset 100\)$/);
+    expect(err([0x08, 0x07]).line()).toMatch(
+      /^BAD_CRIU: pstree\.img: pstree_entry: required field ppid \(2\) is missing \(at offset 100\)$/,
+    );
     expect(err([0x08, 0x87]).line()).toMatch(/^BAD_CRIU: pstree\.img: protobuf varint runs past the end .* \(at offset 102\)$/);
     expect(err([0x08, 0x07, 0x12, 0x01]).line()).toMatch(/pstree_entry\.ppid: wire type 2, expected 0/);
   });
@@ -471,28 +606,38 @@ rw('mm-%s.img' % pid, mm); rw('files.img', files); rw('fdinfo-1.img', fdinfo); r
 `;
 
 describe('images with what criu dump writes besides', () => {
-  it.runIf(HAVE_CRIT)('TLS descriptors, timers, sas, madv, a pipe fd, merged pagemap runs: imported as before, the pipe as a reason', () => {
-    const d = path.join(dir, 'criu-extras');
-    fs.cpSync(liveDir, d, { recursive: true });
-    const critBin = spawnSync('sh', ['-c', 'command -v crit'], { encoding: 'utf8' }).stdout.trim();
-    const python = /^#!\s*(\S+)/.exec(fs.readFileSync(critBin, 'utf8'))?.[1] ?? 'python3';
-    const r = spawnSync(python, ['-c', CRIU_EXTRAS, d, String(prog!.ready.pid)], { encoding: 'utf8' });
-    expect(r.status, r.stderr).toBe(0);
-    expect(Number(r.stdout.trim()), 'pagemap entries merged across VMAs').toBeGreaterThan(0);
-    expect(fs.statSync(path.join(d, `mm-${prog!.ready.pid}.img`)).size).toBeGreaterThan(fs.statSync(path.join(liveDir, `mm-${prog!.ready.pid}.img`)).size);
-    const k = kernels();
-    const a = fromCriuImages(liveDir);
-    const b = fromCriuImages(d);
-    try {
-      withRegion((dst) => {
-        const want = flatten(a.model, k, dst) as Json;
-        want.tasks[0].nocr = [{ code: 'PIPE', pid: prog!.ready.pid, text: 'fd 42 is a CRIU file of type 2, which crimg does not import' }];
-        const got = flatten(b.model, k, dst) as Json;
-        want.header.createdNs = got.header.createdNs;
-        expect(got).toEqual(want);
-      });
-    } finally { a.close(); b.close(); }
-  });
+  it.runIf(HAVE_CRIT)(
+    'TLS descriptors, timers, sas, madv, a pipe fd, merged pagemap runs: imported as before, the pipe as a reason',
+    () => {
+      const d = path.join(dir, 'criu-extras');
+      fs.cpSync(liveDir, d, { recursive: true });
+      const critBin = spawnSync('sh', ['-c', 'command -v crit'], { encoding: 'utf8' }).stdout.trim();
+      const python = /^#!\s*(\S+)/.exec(fs.readFileSync(critBin, 'utf8'))?.[1] ?? 'python3';
+      const r = spawnSync(python, ['-c', CRIU_EXTRAS, d, String(prog!.ready.pid)], { encoding: 'utf8' });
+      expect(r.status, r.stderr).toBe(0);
+      expect(Number(r.stdout.trim()), 'pagemap entries merged across VMAs').toBeGreaterThan(0);
+      expect(fs.statSync(path.join(d, `mm-${prog!.ready.pid}.img`)).size).toBeGreaterThan(
+        fs.statSync(path.join(liveDir, `mm-${prog!.ready.pid}.img`)).size,
+      );
+      const k = kernels();
+      const a = fromCriuImages(liveDir);
+      const b = fromCriuImages(d);
+      try {
+        withRegion((dst) => {
+          const want = flatten(a.model, k, dst) as Json;
+          want.tasks[0].nocr = [
+            { code: 'PIPE', pid: prog!.ready.pid, text: 'fd 42 is a CRIU file of type 2, which crimg does not import' },
+          ];
+          const got = flatten(b.model, k, dst) as Json;
+          want.header.createdNs = got.header.createdNs;
+          expect(got).toEqual(want);
+        });
+      } finally {
+        a.close();
+        b.close();
+      }
+    },
+  );
 });
 
 // ------------------------------------------------------------------ damaged directories
@@ -506,16 +651,30 @@ describe('damaged CRIU directories are refused with a code, the file and the off
     damage(d);
     const r = crimg(['convert', d, '-o', path.join(dir, `damaged-${n}.crimg`)]);
     let err: CrimgError | undefined;
-    try { fromCriuImages(d).close(); } catch (e) { err = e as CrimgError; }
+    try {
+      fromCriuImages(d).close();
+    } catch (e) {
+      err = e as CrimgError;
+    }
     if (!err) throw new Error('fromCriuImages accepted the damaged directory');
     expect(fs.existsSync(path.join(dir, `damaged-${n}.crimg`))).toBe(false);
     return { code: r.code, stderr: r.stderr, err };
   }
   const pid = (): number => prog!.ready.pid;
-  const trunc = (f: string, by: number) => (d: string): void => { const p = path.join(d, f); fs.truncateSync(p, fs.statSync(p).size - by); };
-  const poke = (f: string, at: (size: number) => number, v: number) => (d: string): void => {
-    const p = path.join(d, f); const b = fs.readFileSync(p); b[at(b.length)] = v; fs.writeFileSync(p, b);
-  };
+  const trunc =
+    (f: string, by: number) =>
+    (d: string): void => {
+      const p = path.join(d, f);
+      fs.truncateSync(p, fs.statSync(p).size - by);
+    };
+  const poke =
+    (f: string, at: (size: number) => number, v: number) =>
+    (d: string): void => {
+      const p = path.join(d, f);
+      const b = fs.readFileSync(p);
+      b[at(b.length)] = v;
+      fs.writeFileSync(p, b);
+    };
 
   it('a core file cut short: TRUNCATED, with the offset of the entry', () => {
     const { code, stderr, err } = damaged(trunc(`core-${pid()}.img`, 10));
@@ -535,20 +694,32 @@ describe('damaged CRIU directories are refused with a code, the file and the off
   it('a protobuf varint running past its entry: BAD_CRIU with the offset inside the file', () => {
     const { stderr, err } = damaged(poke(`mm-${pid()}.img`, (n) => n - 1, 0x80));
     expect(err.code).toBe('BAD_CRIU');
-    expect(stderr).toMatch(new RegExp(`^crimg: BAD_CRIU: mm-${pid()}\\.img: protobuf varint runs past the end of its entry \\(at offset \\d+\\)\\n$`));
+    expect(stderr).toMatch(
+      new RegExp(`^crimg: BAD_CRIU: mm-${pid()}\\.img: protobuf varint runs past the end of its entry \\(at offset \\d+\\)\\n$`),
+    );
     expect(err.offset).toBe(fs.statSync(path.join(liveDir, `mm-${pid()}.img`)).size);
   });
 
   it('a missing core file, pages-1.img cut short, pages outside every VMA, a 32-bit task', () => {
     const tid = prog!.ready.tids[2]!;
-    expect(damaged((d) => fs.rmSync(path.join(d, `core-${tid}.img`))).stderr).toMatch(new RegExp(`^crimg: BAD_CRIU: core-${tid}\\.img is missing from `));
+    expect(damaged((d) => fs.rmSync(path.join(d, `core-${tid}.img`))).stderr).toMatch(
+      new RegExp(`^crimg: BAD_CRIU: core-${tid}\\.img is missing from `),
+    );
     const t = damaged(trunc('pages-1.img', 4096));
     expect(t.err.code).toBe('TRUNCATED');
     expect(t.stderr).toMatch(/^crimg: TRUNCATED: pages-1\.img holds \d+ bytes, pagemap-\d+\.img needs \d+ \(at offset \d+\)\n$/);
-    const o = damaged((d) => fs.writeFileSync(path.join(d, `pagemap-${pid()}.img`), imageBytes('PAGEMAP', [
-      ['pagemap_head', { pages_id: 1 }], ['pagemap_entry', { vaddr: 0x1000n, nr_pages: 1, flags: 4 }],
-    ])));
-    expect(o.stderr).toMatch(new RegExp(`^crimg: BAD_CRIU: pagemap-${pid()}\\.img: pages at 0x1000 are outside every VMA \\(at offset 14\\)\\n$`));
+    const o = damaged((d) =>
+      fs.writeFileSync(
+        path.join(d, `pagemap-${pid()}.img`),
+        imageBytes('PAGEMAP', [
+          ['pagemap_head', { pages_id: 1 }],
+          ['pagemap_entry', { vaddr: 0x1000n, nr_pages: 1, flags: 4 }],
+        ]),
+      ),
+    );
+    expect(o.stderr).toMatch(
+      new RegExp(`^crimg: BAD_CRIU: pagemap-${pid()}\\.img: pages at 0x1000 are outside every VMA \\(at offset 14\\)\\n$`),
+    );
     const c = damaged((d) => {
       const p = path.join(d, `core-${pid()}.img`);
       const b = fs.readFileSync(p);
@@ -556,7 +727,9 @@ describe('damaged CRIU directories are refused with a code, the file and the off
       m.thread_info.gpregs.mode = 2; // COMPAT
       fs.writeFileSync(p, imageBytes('CORE', [['core_entry', m]]));
     });
-    expect(c.stderr).toMatch(/^crimg: BAD_CRIU: core-\d+\.img: registers of a 32-bit \(compat\) task: only x86_64 tasks are imported \(at offset 8\)\n$/);
+    expect(c.stderr).toMatch(
+      /^crimg: BAD_CRIU: core-\d+\.img: registers of a 32-bit \(compat\) task: only x86_64 tasks are imported \(at offset 8\)\n$/,
+    );
   });
 });
 
@@ -572,7 +745,9 @@ describe('XSAVE state CRIU has no field for', () => {
       ext[2816 - 512 + 5] = 0x77; // a byte of XTILEDATA
       th.xstate = { xcr0, ext };
       await toCriuImages(i, out);
-    } finally { i.close(); }
+    } finally {
+      i.close();
+    }
     const c = fromCriuImages(out);
     try {
       const back = c.model.tasks[0]!.threads[0]!;
@@ -580,7 +755,9 @@ describe('XSAVE state CRIU has no field for', () => {
       expect(back.xstate!.ext.length).toBe(intelXsaveSize(0x602e7n) - 512);
       expect(back.xstate!.ext[2816 - 512 + 5]).toBe(0);
       expect(new DataView(back.fpu.buffer, back.fpu.byteOffset).getBigUint64(464, true)).toBe(0n);
-    } finally { c.close(); }
+    } finally {
+      c.close();
+    }
   });
 });
 
@@ -595,12 +772,16 @@ describe('madvise and mlock state', () => {
       v.flags |= extra;
       at = v.start;
       await toCriuImages(i, out);
-    } finally { i.close(); }
+    } finally {
+      i.close();
+    }
     const c = fromCriuImages(out);
     try {
       const v = c.model.tasks[0]!.mm!.vmas.find((x) => x.start === at)!;
       expect(v.flags & extra).toBe(extra);
-    } finally { c.close(); }
+    } finally {
+      c.close();
+    }
     if (HAVE_CRIT) {
       const pid = fs.readdirSync(out).find((f) => f.startsWith('mm-'))!;
       const e = crit(path.join(out, pid)).entries[0].vmas.find((x: Json) => big(x.start) === at);
@@ -618,7 +799,12 @@ describe('export is atomic', () => {
       const m = i.model;
       const bad = m.tasks[1]!.mm!.vmas.find((v) => [...v.pages.runs(Number((v.end - v.start) / 4096n))].length > 0)!;
       const orig = bad.pages;
-      bad.pages = { runs: (n) => orig.runs(n), read: () => { throw new CrimgError('IO', 'disk on fire'); } };
+      bad.pages = {
+        runs: (n) => orig.runs(n),
+        read: () => {
+          throw new CrimgError('IO', 'disk on fire');
+        },
+      };
       await expect(toCriuImages(i, path.join(parent, 'out'))).rejects.toThrow('disk on fire');
       expect(fs.readdirSync(parent)).toEqual([]);
       // a non-empty destination is refused before anything is written
@@ -633,13 +819,18 @@ describe('export is atomic', () => {
       expect(r.tasks).toBe(3);
       expect(fs.readdirSync(parent).sort()).toEqual(['empty', 'full']);
       expect(isCriuDir(path.join(parent, 'empty'))).toBe(true);
-    } finally { i.close(); }
+    } finally {
+      i.close();
+    }
   });
 });
 
 describe('random damage', () => {
   it('any byte changed or cut anywhere gives a CrimgError or a model, never another exception', () => {
-    const files = fs.readdirSync(liveDir).filter((f) => !f.startsWith('pages-')).sort();
+    const files = fs
+      .readdirSync(liveDir)
+      .filter((f) => !f.startsWith('pages-'))
+      .sort();
     const d = path.join(dir, 'fuzz');
     fs.cpSync(liveDir, d, { recursive: true });
     const r = rng(12345);
@@ -655,7 +846,9 @@ describe('random damage', () => {
         fs.writeFileSync(path.join(d, f), b);
       }
       let code = 'ok';
-      try { fromCriuImages(d).close(); } catch (e) {
+      try {
+        fromCriuImages(d).close();
+      } catch (e) {
         if (!(e instanceof CrimgError)) throw new Error(`${f} damaged (round ${i}): ${(e as Error).stack}`);
         code = e.code;
       }

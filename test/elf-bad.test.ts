@@ -27,13 +27,19 @@ beforeAll(async () => {
   notesOff = Number(good.readBigUInt64LE(64 + 8));
   notesSize = Number(good.readBigUInt64LE(64 + 32));
 });
-afterAll(() => { fs.rmSync(dir, { recursive: true, force: true }); });
+afterAll(() => {
+  fs.rmSync(dir, { recursive: true, force: true });
+});
 
 /** The error code of importing and converting `b`, or 'OK'. Anything but a CrimgError fails the test. */
 async function outcome(b: Uint8Array): Promise<string> {
   try {
     const c = fromElfCore(b);
-    try { await writeImage(c.model, new MemorySink()); } finally { c.close(); }
+    try {
+      await writeImage(c.model, new MemorySink());
+    } finally {
+      c.close();
+    }
     return 'OK';
   } catch (e) {
     if (!(e instanceof CrimgError)) throw new Error(`not a CrimgError: ${(e as Error)?.stack ?? e}`);
@@ -41,7 +47,11 @@ async function outcome(b: Uint8Array): Promise<string> {
   }
 }
 
-function mutate(f: (b: Buffer) => void): Buffer { const b = Buffer.from(good); f(b); return b; }
+function mutate(f: (b: Buffer) => void): Buffer {
+  const b = Buffer.from(good);
+  f(b);
+  return b;
+}
 
 describe('refused cores', () => {
   it('the valid core converts', async () => {
@@ -55,46 +65,160 @@ describe('refused cores', () => {
   });
 
   it('wrong class, byte order, type or machine: BAD_CORE', async () => {
-    expect(await outcome(mutate((b) => { b[4] = 1; }))).toBe('BAD_CORE'); // ELFCLASS32
-    expect(await outcome(mutate((b) => { b[5] = 2; }))).toBe('BAD_CORE'); // big-endian
-    expect(await outcome(mutate((b) => { b.writeUInt16LE(2, 16); }))).toBe('BAD_CORE'); // ET_EXEC
-    expect(await outcome(mutate((b) => { b.writeUInt16LE(183, 18); }))).toBe('BAD_CORE'); // aarch64
-    expect(await outcome(mutate((b) => { b.writeUInt16LE(3, 18); }))).toBe('BAD_CORE'); // i386
-    expect(await outcome(mutate((b) => { b.writeUInt16LE(40, 54); }))).toBe('BAD_CORE'); // e_phentsize
+    expect(
+      await outcome(
+        mutate((b) => {
+          b[4] = 1;
+        }),
+      ),
+    ).toBe('BAD_CORE'); // ELFCLASS32
+    expect(
+      await outcome(
+        mutate((b) => {
+          b[5] = 2;
+        }),
+      ),
+    ).toBe('BAD_CORE'); // big-endian
+    expect(
+      await outcome(
+        mutate((b) => {
+          b.writeUInt16LE(2, 16);
+        }),
+      ),
+    ).toBe('BAD_CORE'); // ET_EXEC
+    expect(
+      await outcome(
+        mutate((b) => {
+          b.writeUInt16LE(183, 18);
+        }),
+      ),
+    ).toBe('BAD_CORE'); // aarch64
+    expect(
+      await outcome(
+        mutate((b) => {
+          b.writeUInt16LE(3, 18);
+        }),
+      ),
+    ).toBe('BAD_CORE'); // i386
+    expect(
+      await outcome(
+        mutate((b) => {
+          b.writeUInt16LE(40, 54);
+        }),
+      ),
+    ).toBe('BAD_CORE'); // e_phentsize
     expect(await outcome(new Uint8Array(fs.readFileSync(process.execPath).subarray(0, 1 << 20)))).toBe('BAD_CORE'); // an executable
   });
 
   it('notes with lengths past the end: BAD_CORE; segments past the end: TRUNCATED', async () => {
-    expect(await outcome(mutate((b) => { b.writeUInt32LE(0xfffffff0, notesOff + 4); }))).toBe('BAD_CORE'); // descsz
-    expect(await outcome(mutate((b) => { b.writeUInt32LE(notesSize, notesOff); }))).toBe('BAD_CORE'); // namesz
-    expect(await outcome(mutate((b) => { b.writeUInt32LE(notesSize - 20, notesOff + 4); }))).toBe('BAD_CORE');
-    expect(await outcome(mutate((b) => { b.writeBigUInt64LE(BigInt(good.length), 64 + 32); }))).toBe('TRUNCATED'); // PT_NOTE p_filesz
-    expect(await outcome(mutate((b) => { b.writeBigUInt64LE(1n << 40n, 64 + 8); }))).toBe('TRUNCATED'); // PT_NOTE p_offset
-    expect(await outcome(mutate((b) => { b.writeBigUInt64LE(1n << 62n, 64 + 8); }))).toBe('BAD_CORE'); // beyond any file
-    expect(await outcome(mutate((b) => { b.writeBigUInt64LE(BigInt(good.length), 64 + 56 + 32); b.writeBigUInt64LE(BigInt(good.length) * 2n, 64 + 56 + 40); }))).toBe('TRUNCATED');
-    expect(await outcome(mutate((b) => { b.writeUInt16LE(0xfffe, 56); }))).toBe('TRUNCATED'); // e_phnum
+    expect(
+      await outcome(
+        mutate((b) => {
+          b.writeUInt32LE(0xfffffff0, notesOff + 4);
+        }),
+      ),
+    ).toBe('BAD_CORE'); // descsz
+    expect(
+      await outcome(
+        mutate((b) => {
+          b.writeUInt32LE(notesSize, notesOff);
+        }),
+      ),
+    ).toBe('BAD_CORE'); // namesz
+    expect(
+      await outcome(
+        mutate((b) => {
+          b.writeUInt32LE(notesSize - 20, notesOff + 4);
+        }),
+      ),
+    ).toBe('BAD_CORE');
+    expect(
+      await outcome(
+        mutate((b) => {
+          b.writeBigUInt64LE(BigInt(good.length), 64 + 32);
+        }),
+      ),
+    ).toBe('TRUNCATED'); // PT_NOTE p_filesz
+    expect(
+      await outcome(
+        mutate((b) => {
+          b.writeBigUInt64LE(1n << 40n, 64 + 8);
+        }),
+      ),
+    ).toBe('TRUNCATED'); // PT_NOTE p_offset
+    expect(
+      await outcome(
+        mutate((b) => {
+          b.writeBigUInt64LE(1n << 62n, 64 + 8);
+        }),
+      ),
+    ).toBe('BAD_CORE'); // beyond any file
+    expect(
+      await outcome(
+        mutate((b) => {
+          b.writeBigUInt64LE(BigInt(good.length), 64 + 56 + 32);
+          b.writeBigUInt64LE(BigInt(good.length) * 2n, 64 + 56 + 40);
+        }),
+      ),
+    ).toBe('TRUNCATED');
+    expect(
+      await outcome(
+        mutate((b) => {
+          b.writeUInt16LE(0xfffe, 56);
+        }),
+      ),
+    ).toBe('TRUNCATED'); // e_phnum
   });
 
   it('inconsistent notes and segments: BAD_CORE', async () => {
     // NT_PRSTATUS of the wrong size: the first note after NT_PRPSINFO
     const second = notesOff + 12 + 8 + 136;
     expect(good.readUInt32LE(second + 8)).toBe(1);
-    expect(await outcome(mutate((b) => { b.writeUInt32LE(200, second + 4); }))).toBe('BAD_CORE');
+    expect(
+      await outcome(
+        mutate((b) => {
+          b.writeUInt32LE(200, second + 4);
+        }),
+      ),
+    ).toBe('BAD_CORE');
     // the first two PT_LOADs overlap
     const ph2 = 64 + 2 * 56;
-    expect(await outcome(mutate((b) => { b.writeBigUInt64LE(b.readBigUInt64LE(64 + 56 + 16) + 4096n, ph2 + 16); }))).toBe('BAD_CORE');
+    expect(
+      await outcome(
+        mutate((b) => {
+          b.writeBigUInt64LE(b.readBigUInt64LE(64 + 56 + 16) + 4096n, ph2 + 16);
+        }),
+      ),
+    ).toBe('BAD_CORE');
     // a PT_LOAD that is not page aligned
-    expect(await outcome(mutate((b) => { b.writeBigUInt64LE(b.readBigUInt64LE(ph2 + 16) + 8n, ph2 + 16); }))).toBe('BAD_CORE');
+    expect(
+      await outcome(
+        mutate((b) => {
+          b.writeBigUInt64LE(b.readBigUInt64LE(ph2 + 16) + 8n, ph2 + 16);
+        }),
+      ),
+    ).toBe('BAD_CORE');
     // p_filesz above p_memsz
-    expect(await outcome(mutate((b) => { b.writeBigUInt64LE(b.readBigUInt64LE(ph2 + 40) + 4096n, ph2 + 32); }))).toBe('BAD_CORE');
+    expect(
+      await outcome(
+        mutate((b) => {
+          b.writeBigUInt64LE(b.readBigUInt64LE(ph2 + 40) + 4096n, ph2 + 32);
+        }),
+      ),
+    ).toBe('BAD_CORE');
     // no threads: turn every NT_PRSTATUS into an unknown note type
-    expect(await outcome(mutate((b) => {
-      for (let o = notesOff; o < notesOff + notesSize;) {
-        const namesz = b.readUInt32LE(o), descsz = b.readUInt32LE(o + 4);
-        if (b.readUInt32LE(o + 8) === 1) b.writeUInt32LE(0x99, o + 8);
-        o += 12 + ((namesz + 3) & ~3) + ((descsz + 3) & ~3);
-      }
-    }))).toBe('BAD_CORE');
+    expect(
+      await outcome(
+        mutate((b) => {
+          for (let o = notesOff; o < notesOff + notesSize; ) {
+            const namesz = b.readUInt32LE(o),
+              descsz = b.readUInt32LE(o + 4);
+            if (b.readUInt32LE(o + 8) === 1) b.writeUInt32LE(0x99, o + 8);
+            o += 12 + ((namesz + 3) & ~3) + ((descsz + 3) & ~3);
+          }
+        }),
+      ),
+    ).toBe('BAD_CORE');
   });
 
   it('a seeded run of random mutations never crashes', async () => {
@@ -106,7 +230,8 @@ describe('refused cores', () => {
       for (let j = 0; j < n; j++) {
         // mostly the headers and notes, where the structure is
         const at = r() < 0.85 ? Math.floor(r() * (notesOff + notesSize)) : Math.floor(r() * b.length);
-        if (r() < 0.5) b[at] = Math.floor(r() * 256); else b[at]! ^= 1 << Math.floor(r() * 8);
+        if (r() < 0.5) b[at] = Math.floor(r() * 256);
+        else b[at]! ^= 1 << Math.floor(r() * 8);
       }
       const cut = r() < 0.15 ? Math.floor(r() * b.length) : b.length;
       const code = await outcome(b.subarray(0, cut));
@@ -122,9 +247,27 @@ describe('crimg convert refuses them', () => {
   it('one line with the code, exit 1, no output file and no temporary file left', () => {
     const cases: [string, Buffer, string][] = [
       ['trunc.core', good.subarray(0, notesOff + 10), 'TRUNCATED'],
-      ['class.core', mutate((b) => { b[4] = 1; }), 'BAD_CORE'],
-      ['machine.core', mutate((b) => { b.writeUInt16LE(40, 18); }), 'BAD_CORE'],
-      ['note.core', mutate((b) => { b.writeUInt32LE(0x7fffffff, notesOff + 4); }), 'BAD_CORE'],
+      [
+        'class.core',
+        mutate((b) => {
+          b[4] = 1;
+        }),
+        'BAD_CORE',
+      ],
+      [
+        'machine.core',
+        mutate((b) => {
+          b.writeUInt16LE(40, 18);
+        }),
+        'BAD_CORE',
+      ],
+      [
+        'note.core',
+        mutate((b) => {
+          b.writeUInt32LE(0x7fffffff, notesOff + 4);
+        }),
+        'BAD_CORE',
+      ],
       ['empty.core', Buffer.alloc(0), 'TRUNCATED'],
       ['text.core', Buffer.from('hello, this is not a core file\n'), 'BAD_MAGIC'],
     ];

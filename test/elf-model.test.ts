@@ -9,16 +9,37 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { PassThrough } from 'node:stream';
 import {
-  type Model, type Vma, MemoryPageSource, NO_PAGES, newThread, emptyCreds, emptyNsIds, defaultRlimits, HeaderFlags, Prot,
-  VmaFlags, MemorySink, CrimgError, fromElfCore, toElfCore, writeImage, readImage, kernels, REG_INDEX,
+  type Model,
+  type Vma,
+  MemoryPageSource,
+  NO_PAGES,
+  newThread,
+  emptyCreds,
+  emptyNsIds,
+  defaultRlimits,
+  HeaderFlags,
+  Prot,
+  VmaFlags,
+  MemorySink,
+  CrimgError,
+  fromElfCore,
+  toElfCore,
+  writeImage,
+  readImage,
+  kernels,
+  REG_INDEX,
 } from '../src/index.js';
 import { claimRegion, releaseRegion } from '../src/kernels/arena.js';
 import { intelXsaveSize } from '../src/elf/xsave.js';
 import { flatten, smallModel, vmaBytes } from './helpers/models.js';
 
 let dir: string;
-beforeAll(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crimg-elfm-')); });
-afterAll(() => { fs.rmSync(dir, { recursive: true, force: true }); });
+beforeAll(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crimg-elfm-'));
+});
+afterAll(() => {
+  fs.rmSync(dir, { recursive: true, force: true });
+});
 
 const P = 4096n;
 const page = (fill: (i: number) => number, n = 1): Uint8Array => Uint8Array.from({ length: n * 4096 }, (_, i) => fill(i));
@@ -30,54 +51,190 @@ function coreModel(): Model {
     const th = newThread(tid);
     for (let i = 0; i < 27; i++) th.regs[i] = BigInt(tid) * 0x10000n + BigInt(i);
     th.regs[REG_INDEX.rsp] = 0x7ffc00010f00n - BigInt(t) * 0x100n;
-    th.regs[REG_INDEX.cs] = 0x33n; th.regs[REG_INDEX.ss] = 0x2bn;
-    for (let k = 0; k < 16; k++) th.fpu.set(Uint8Array.from({ length: 16 }, (_, b) => (k * 16 + b + t) & 0xff), 160 + 16 * k);
+    th.regs[REG_INDEX.cs] = 0x33n;
+    th.regs[REG_INDEX.ss] = 0x2bn;
+    for (let k = 0; k < 16; k++)
+      th.fpu.set(
+        Uint8Array.from({ length: 16 }, (_, b) => (k * 16 + b + t) & 0xff),
+        160 + 16 * k,
+      );
     const ext = new Uint8Array(intelXsaveSize(XCR0) - 512);
     const dv = new DataView(ext.buffer);
     dv.setBigUint64(0, XCR0, true); // xstate_bv: every component in use
     for (let i = 64; i < 64 + 256; i++) ext[i] = (i * 3 + t) & 0xff; // YMM_Hi128
     for (let i = 1088 - 512; i < 2696 - 512; i++) ext[i] = (i * 7 + t) & 0xff; // opmask, ZMM_Hi256, Hi16_ZMM, PKRU
     th.xstate = { xcr0: XCR0, ext };
-    th.sigmask = 0x10000n; th.sigpending = t ? 0n : 0x4n;
+    th.sigmask = 0x10000n;
+    th.sigpending = t ? 0n : 0x4n;
     return th;
   });
   threads[0]!.state = 'S';
   const vmas: Vma[] = [
-    { start: 0x555500000000n, end: 0x555500003000n, prot: Prot.READ | Prot.EXEC, flags: 0, pgoff: 0n, devMajor: 0, devMinor: 0, inode: 0n, path: '/usr/bin/prog', pages: NO_PAGES },
-    { start: 0x555500003000n, end: 0x555500005000n, prot: Prot.READ | Prot.WRITE, flags: 0, pgoff: 3n, devMajor: 0, devMinor: 0, inode: 0n, path: '/usr/bin/prog', pages: new MemoryPageSource(page((i) => i & 0xff, 2)) },
-    { start: 0x555500005000n, end: 0x55550000d000n, prot: Prot.READ | Prot.WRITE, flags: VmaFlags.ANON, pgoff: 0n, devMajor: 0, devMinor: 0, inode: 0n, path: null,
-      pages: new MemoryPageSource(Uint8Array.from({ length: 8 * 4096 }, (_, i) => ((i >> 12) === 3 ? 0 : (i * 13) & 0xff) | 0), [[2, 3], [7, 1]]) },
-    { start: 0x7f0000000000n, end: 0x7f0000100000n, prot: Prot.READ, flags: 0, pgoff: 0x10n, devMajor: 0, devMinor: 0, inode: 0n, path: '/lib/libthing.so (deleted)', pages: NO_PAGES },
-    { start: 0x7f0000100000n, end: 0x7f0000101000n, prot: 0, flags: VmaFlags.ANON, pgoff: 0n, devMajor: 0, devMinor: 0, inode: 0n, path: null, pages: NO_PAGES },
-    { start: 0x7ffc00000000n, end: 0x7ffc00011000n, prot: Prot.READ | Prot.WRITE, flags: VmaFlags.ANON | VmaFlags.STACK | VmaFlags.GROWSDOWN, pgoff: 0n, devMajor: 0, devMinor: 0, inode: 0n, path: '[stack]',
-      pages: new MemoryPageSource(page((i) => (i * 5) & 0xff, 0x11), [[0x10, 1]]) },
-    { start: 0x7ffc00100000n, end: 0x7ffc00102000n, prot: Prot.READ | Prot.EXEC, flags: VmaFlags.VDSO, pgoff: 0n, devMajor: 0, devMinor: 0, inode: 0n, path: '[vdso]', pages: new MemoryPageSource(page((i) => (i ^ 0x5a) & 0xff, 2)) },
-    { start: 0xffffffffff600000n, end: 0xffffffffff601000n, prot: Prot.EXEC, flags: VmaFlags.VSYSCALL, pgoff: 0n, devMajor: 0, devMinor: 0, inode: 0n, path: '[vsyscall]', pages: NO_PAGES },
+    {
+      start: 0x555500000000n,
+      end: 0x555500003000n,
+      prot: Prot.READ | Prot.EXEC,
+      flags: 0,
+      pgoff: 0n,
+      devMajor: 0,
+      devMinor: 0,
+      inode: 0n,
+      path: '/usr/bin/prog',
+      pages: NO_PAGES,
+    },
+    {
+      start: 0x555500003000n,
+      end: 0x555500005000n,
+      prot: Prot.READ | Prot.WRITE,
+      flags: 0,
+      pgoff: 3n,
+      devMajor: 0,
+      devMinor: 0,
+      inode: 0n,
+      path: '/usr/bin/prog',
+      pages: new MemoryPageSource(page((i) => i & 0xff, 2)),
+    },
+    {
+      start: 0x555500005000n,
+      end: 0x55550000d000n,
+      prot: Prot.READ | Prot.WRITE,
+      flags: VmaFlags.ANON,
+      pgoff: 0n,
+      devMajor: 0,
+      devMinor: 0,
+      inode: 0n,
+      path: null,
+      pages: new MemoryPageSource(
+        Uint8Array.from({ length: 8 * 4096 }, (_, i) => (i >> 12 === 3 ? 0 : (i * 13) & 0xff) | 0),
+        [
+          [2, 3],
+          [7, 1],
+        ],
+      ),
+    },
+    {
+      start: 0x7f0000000000n,
+      end: 0x7f0000100000n,
+      prot: Prot.READ,
+      flags: 0,
+      pgoff: 0x10n,
+      devMajor: 0,
+      devMinor: 0,
+      inode: 0n,
+      path: '/lib/libthing.so (deleted)',
+      pages: NO_PAGES,
+    },
+    {
+      start: 0x7f0000100000n,
+      end: 0x7f0000101000n,
+      prot: 0,
+      flags: VmaFlags.ANON,
+      pgoff: 0n,
+      devMajor: 0,
+      devMinor: 0,
+      inode: 0n,
+      path: null,
+      pages: NO_PAGES,
+    },
+    {
+      start: 0x7ffc00000000n,
+      end: 0x7ffc00011000n,
+      prot: Prot.READ | Prot.WRITE,
+      flags: VmaFlags.ANON | VmaFlags.STACK | VmaFlags.GROWSDOWN,
+      pgoff: 0n,
+      devMajor: 0,
+      devMinor: 0,
+      inode: 0n,
+      path: '[stack]',
+      pages: new MemoryPageSource(
+        page((i) => (i * 5) & 0xff, 0x11),
+        [[0x10, 1]],
+      ),
+    },
+    {
+      start: 0x7ffc00100000n,
+      end: 0x7ffc00102000n,
+      prot: Prot.READ | Prot.EXEC,
+      flags: VmaFlags.VDSO,
+      pgoff: 0n,
+      devMajor: 0,
+      devMinor: 0,
+      inode: 0n,
+      path: '[vdso]',
+      pages: new MemoryPageSource(page((i) => (i ^ 0x5a) & 0xff, 2)),
+    },
+    {
+      start: 0xffffffffff600000n,
+      end: 0xffffffffff601000n,
+      prot: Prot.EXEC,
+      flags: VmaFlags.VSYSCALL,
+      pgoff: 0n,
+      devMajor: 0,
+      devMinor: 0,
+      inode: 0n,
+      path: '[vsyscall]',
+      pages: NO_PAGES,
+    },
   ];
   return {
     header: {
-      crid: 0n, createdNs: 1_750_000_000_123_456_000n, freezeNs: 0n, flags: HeaderFlags.CORE, tool: 'crimg (from ELF core)',
+      crid: 0n,
+      createdNs: 1_750_000_000_123_456_000n,
+      freezeNs: 0n,
+      flags: HeaderFlags.CORE,
+      tool: 'crimg (from ELF core)',
       uts: { sysname: 'Linux', nodename: '', release: '', version: '', machine: 'x86_64', domainname: '' },
     },
     namespaces: [],
-    tasks: [{
-      pid: 4242, tgid: 4242, ppid: 1, pgid: 4240, sid: 4000, comm: 'prog', exe: '/usr/bin/prog', cwd: '', root: '/',
-      args: ['/usr/bin/prog', '--flag', 'ünïcode'], env: [], personality: 0, exitSignal: 17,
-      creds: { ...emptyCreds(), uid: 1000, gid: 100, euid: 1000, egid: 100, suid: 1000, sgid: 100, fsuid: 1000, fsgid: 100 },
-      rlimits: defaultRlimits(), ns: emptyNsIds(), threads,
-      mm: {
-        startCode: 0n, endCode: 0n, startData: 0n, endData: 0n, startBrk: 0n, brk: 0n, startStack: 0n, argStart: 0n, argEnd: 0n, envStart: 0n, envEnd: 0n,
-        auxv: [6n, 4096n, 33n, 0x7ffc00100000n, 3n, 0x555500000040n, 11n, 1000n, 12n, 1000n, 13n, 100n, 14n, 100n], vmas,
+    tasks: [
+      {
+        pid: 4242,
+        tgid: 4242,
+        ppid: 1,
+        pgid: 4240,
+        sid: 4000,
+        comm: 'prog',
+        exe: '/usr/bin/prog',
+        cwd: '',
+        root: '/',
+        args: ['/usr/bin/prog', '--flag', 'ünïcode'],
+        env: [],
+        personality: 0,
+        exitSignal: 17,
+        creds: { ...emptyCreds(), uid: 1000, gid: 100, euid: 1000, egid: 100, suid: 1000, sgid: 100, fsuid: 1000, fsgid: 100 },
+        rlimits: defaultRlimits(),
+        ns: emptyNsIds(),
+        threads,
+        mm: {
+          startCode: 0n,
+          endCode: 0n,
+          startData: 0n,
+          endData: 0n,
+          startBrk: 0n,
+          brk: 0n,
+          startStack: 0n,
+          argStart: 0n,
+          argEnd: 0n,
+          envStart: 0n,
+          envEnd: 0n,
+          auxv: [6n, 4096n, 33n, 0x7ffc00100000n, 3n, 0x555500000040n, 11n, 1000n, 12n, 1000n, 13n, 100n, 14n, 100n],
+          vmas,
+        },
+        files: [],
+        nocr: [],
       },
-      files: [], nocr: [],
-    }],
+    ],
   };
 }
 
 function withRegion<T>(fn: (dst: number) => T): T {
   const k = kernels();
   const r = claimRegion(k, 1 << 20);
-  try { return fn(r); } finally { releaseRegion(k, r); }
+  try {
+    return fn(r);
+  } finally {
+    releaseRegion(k, r);
+  }
 }
 
 describe('model -> ELF core -> model', () => {
@@ -95,11 +252,14 @@ describe('model -> ELF core -> model', () => {
       const k = kernels();
       // everything the core format holds comes back as it was
       withRegion((dst) => expect(flatten(c.model, k, dst)).toEqual(flatten(expectedAfterCore(m), k, dst)));
-    } finally { c.close(); }
+    } finally {
+      c.close();
+    }
   });
 
   it('is stable: a second round gives an equal model (NT_FILE page_size 4096, holes, p_filesz < p_memsz)', async () => {
-    const a = path.join(dir, 'b1.core'), b = path.join(dir, 'b2.core');
+    const a = path.join(dir, 'b1.core'),
+      b = path.join(dir, 'b2.core');
     await toElfCore(coreModel(), a);
     const c1 = fromElfCore(a);
     try {
@@ -108,15 +268,29 @@ describe('model -> ELF core -> model', () => {
       try {
         const k = kernels();
         withRegion((dst) => expect(flatten(c2.model, k, dst)).toEqual(flatten(c1.model, k, dst)));
-      } finally { c2.close(); }
-    } finally { c1.close(); }
+      } finally {
+        c2.close();
+      }
+    } finally {
+      c1.close();
+    }
     expect(Buffer.compare(fs.readFileSync(a), fs.readFileSync(b))).toBe(0);
   });
 
   it('leaves zero and absent pages as holes in a regular file, and writes the same bytes to a sink without holes', async () => {
     const m = coreModel();
-    const big: Vma = { start: 0x600000000000n, end: 0x600000000000n + 4096n * 4096n, prot: Prot.READ | Prot.WRITE, flags: VmaFlags.ANON, pgoff: 0n, devMajor: 0, devMinor: 0, inode: 0n, path: null,
-      pages: new MemoryPageSource(page((i) => ((i >> 12) % 512 === 0 && (i & 0xfff) === 7 ? 1 : 0), 4096)) };
+    const big: Vma = {
+      start: 0x600000000000n,
+      end: 0x600000000000n + 4096n * 4096n,
+      prot: Prot.READ | Prot.WRITE,
+      flags: VmaFlags.ANON,
+      pgoff: 0n,
+      devMajor: 0,
+      devMinor: 0,
+      inode: 0n,
+      path: null,
+      pages: new MemoryPageSource(page((i) => ((i >> 12) % 512 === 0 && (i & 0xfff) === 7 ? 1 : 0), 4096)),
+    };
     m.tasks[0]!.mm!.vmas.splice(3, 0, big);
     const file = path.join(dir, 'sparse.core');
     const r = await toElfCore(m, file);
@@ -139,8 +313,18 @@ describe('model -> ELF core -> model', () => {
     // 3000 pages: data in runs of 1..5 pages at uneven spacing, zero pages (holes) between
     const isData = (p: number): boolean => p % 331 < 1 + (p % 5) || p % 1024 > 1019;
     const content = page((i) => (isData(i >> 12) ? ((i * 7 + (i >> 12)) & 0xff) | 1 : 0), 3000);
-    const big: Vma = { start: 0x610000000000n, end: 0x610000000000n + 4096n * 3000n, prot: Prot.READ | Prot.WRITE, flags: VmaFlags.ANON, pgoff: 0n, devMajor: 0, devMinor: 0, inode: 0n, path: null,
-      pages: new MemoryPageSource(content) };
+    const big: Vma = {
+      start: 0x610000000000n,
+      end: 0x610000000000n + 4096n * 3000n,
+      prot: Prot.READ | Prot.WRITE,
+      flags: VmaFlags.ANON,
+      pgoff: 0n,
+      devMajor: 0,
+      devMinor: 0,
+      inode: 0n,
+      path: null,
+      pages: new MemoryPageSource(content),
+    };
     m.tasks[0]!.mm!.vmas.splice(3, 0, big);
     const file = path.join(dir, 'sparse2.core');
     const r = await toElfCore(m, file);
@@ -152,13 +336,30 @@ describe('model -> ELF core -> model', () => {
       const k = kernels();
       const reg = claimRegion(k, 3000 * 4096);
       try {
-        for (const [first, n] of [[0, 3000], [0, 1], [1, 330], [330, 3], [500, 700], [1019, 7], [2047, 953], [2999, 1], [1, 2998]] as const) {
+        for (const [first, n] of [
+          [0, 3000],
+          [0, 1],
+          [1, 330],
+          [330, 3],
+          [500, 700],
+          [1019, 7],
+          [2047, 953],
+          [2999, 1],
+          [1, 2998],
+        ] as const) {
           k.u8().fill(0xee, reg, reg + n * 4096); // stale bytes: holes must come back as zeros
           v.pages.read(k, reg, first, n);
-          expect(Buffer.compare(k.u8().subarray(reg, reg + n * 4096), content.subarray(first * 4096, (first + n) * 4096)), `pages ${first}+${n}`).toBe(0);
+          expect(
+            Buffer.compare(k.u8().subarray(reg, reg + n * 4096), content.subarray(first * 4096, (first + n) * 4096)),
+            `pages ${first}+${n}`,
+          ).toBe(0);
         }
-      } finally { releaseRegion(k, reg); }
-    } finally { c.close(); }
+      } finally {
+        releaseRegion(k, reg);
+      }
+    } finally {
+      c.close();
+    }
   });
 
   it('writes more than 65534 segments with PN_XNUM, and reads them back', async () => {
@@ -166,7 +367,18 @@ describe('model -> ELF core -> model', () => {
     const extra: Vma[] = [];
     for (let i = 0; i < 70000; i++) {
       const s = 0x100000000000n + BigInt(i) * 2n * P;
-      extra.push({ start: s, end: s + P, prot: Prot.READ, flags: VmaFlags.ANON, pgoff: 0n, devMajor: 0, devMinor: 0, inode: 0n, path: null, pages: i % 1000 ? NO_PAGES : new MemoryPageSource(page(() => i % 251 + 1)) });
+      extra.push({
+        start: s,
+        end: s + P,
+        prot: Prot.READ,
+        flags: VmaFlags.ANON,
+        pgoff: 0n,
+        devMajor: 0,
+        devMinor: 0,
+        inode: 0n,
+        path: null,
+        pages: i % 1000 ? NO_PAGES : new MemoryPageSource(page(() => (i % 251) + 1)),
+      });
     }
     m.tasks[0]!.mm!.vmas.unshift(...extra);
     const file = path.join(dir, 'xnum.core');
@@ -179,8 +391,10 @@ describe('model -> ELF core -> model', () => {
     try {
       expect(c.model.tasks[0]!.mm!.vmas).toHaveLength(70008);
       const v = c.model.tasks[0]!.mm!.vmas.find((x) => x.start === 0x100000000000n + 2000n * 2n * P)!;
-      withRegion((dst) => expect(vmaBytes(kernels(), v, dst)[0]).toBe(2000 % 251 + 1));
-    } finally { c.close(); }
+      withRegion((dst) => expect(vmaBytes(kernels(), v, dst)[0]).toBe((2000 % 251) + 1));
+    } finally {
+      c.close();
+    }
   });
 
   it('writes the task asked for; refuses unknown pids and tasks without memory', async () => {
@@ -193,7 +407,9 @@ describe('model -> ELF core -> model', () => {
       expect(c.model.tasks[0]!.pid).toBe(200);
       expect(c.model.tasks[0]!.threads.map((t) => t.tid)).toEqual([200, 201]);
       expect(c.model.tasks[0]!.comm).toBe('t200');
-    } finally { c.close(); }
+    } finally {
+      c.close();
+    }
     await expect(toElfCore(m, new MemorySink(), { pid: 999 })).rejects.toMatchObject({ code: 'NOT_FOUND' });
     m.tasks[0]!.mm = null;
     await expect(toElfCore(m, path.join(dir, 'nomm.core'))).rejects.toMatchObject({ code: 'UNMAPPED' });
@@ -201,15 +417,25 @@ describe('model -> ELF core -> model', () => {
   });
 
   it('an image of a core exports to the same core', async () => {
-    const a = path.join(dir, 'i1.core'), img = path.join(dir, 'i.crimg'), b = path.join(dir, 'i2.core');
+    const a = path.join(dir, 'i1.core'),
+      img = path.join(dir, 'i.crimg'),
+      b = path.join(dir, 'i2.core');
     await toElfCore(coreModel(), a);
     const c = fromElfCore(a);
-    try { await writeImage(c.model, img); } finally { c.close(); }
+    try {
+      await writeImage(c.model, img);
+    } finally {
+      c.close();
+    }
     const im = readImage(img);
-    try { await toElfCore(im, b); } finally { im.close(); }
+    try {
+      await toElfCore(im, b);
+    } finally {
+      im.close();
+    }
     expect(Buffer.compare(fs.readFileSync(a), fs.readFileSync(b))).toBe(0);
     // the core's mtime carries the snapshot time
-    expect((fs.statSync(b, { bigint: true }).mtimeNs + 500n) / 1000n * 1000n).toBe(coreModel().header.createdNs);
+    expect(((fs.statSync(b, { bigint: true }).mtimeNs + 500n) / 1000n) * 1000n).toBe(coreModel().header.createdNs);
   });
 });
 
@@ -222,18 +448,26 @@ function expectedAfterCore(m: Model): Model {
     const runs = [...v.pages.runs(n)];
     const last = runs.reduce((e, [f, c]) => Math.max(e, f + c), 0);
     const src = v.pages;
-    const pages = last === 0 ? NO_PAGES : {
-      runs: () => [[0, last] as [number, number]],
-      read: (k: Parameters<typeof src.read>[0], dst: number, first: number, cnt: number) => {
-        k.u8().fill(0, dst, dst + cnt * 4096);
-        for (const [f, c] of runs) {
-          const lo = Math.max(f, first), hi = Math.min(f + c, first + cnt);
-          if (lo < hi) src.read(k, dst + (lo - first) * 4096, lo, hi - lo);
-        }
-      },
-    };
+    const pages =
+      last === 0
+        ? NO_PAGES
+        : {
+            runs: () => [[0, last] as [number, number]],
+            read: (k: Parameters<typeof src.read>[0], dst: number, first: number, cnt: number) => {
+              k.u8().fill(0, dst, dst + cnt * 4096);
+              for (const [f, c] of runs) {
+                const lo = Math.max(f, first),
+                  hi = Math.min(f + c, first + cnt);
+                if (lo < hi) src.read(k, dst + (lo - first) * 4096, lo, hi - lo);
+              }
+            },
+          };
     return {
-      ...v, devMajor: 0, devMinor: 0, inode: 0n, pages,
+      ...v,
+      devMajor: 0,
+      devMinor: 0,
+      inode: 0n,
+      pages,
       flags: file ? (v.path!.endsWith(' (deleted)') ? VmaFlags.FILE_DELETED : 0) : v.flags,
       pgoff: file ? v.pgoff : 0n,
     };
@@ -258,7 +492,11 @@ describe('refused cores', () => {
     const descStart = findNtFile(buf);
     buf.writeBigUInt64LE(0x555500001000n, descStart + 16 + 24); // entry 1 start
     expect(() => fromElfCore(new Uint8Array(buf))).toThrow(CrimgError);
-    try { fromElfCore(new Uint8Array(buf)); } catch (e) { expect((e as CrimgError).code).toBe('BAD_CORE'); }
+    try {
+      fromElfCore(new Uint8Array(buf));
+    } catch (e) {
+      expect((e as CrimgError).code).toBe('BAD_CORE');
+    }
   });
 });
 
@@ -268,7 +506,9 @@ function findNtFile(b: Buffer): number {
   const size = Number(b.readBigUInt64LE(64 + 32));
   let o = notesOff;
   while (o < notesOff + size) {
-    const namesz = b.readUInt32LE(o), descsz = b.readUInt32LE(o + 4), type = b.readUInt32LE(o + 8);
+    const namesz = b.readUInt32LE(o),
+      descsz = b.readUInt32LE(o + 4),
+      type = b.readUInt32LE(o + 8);
     const desc = o + 12 + ((namesz + 3) & ~3);
     if (type === 0x46494c45) return desc;
     o = desc + ((descsz + 3) & ~3);

@@ -26,16 +26,21 @@ describe('ELF streaming', () => {
   it('a 4 GiB address space goes to a sparse core and back to an image with peak RSS under 200 MiB', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crimg-elfbig-'));
     try {
-      const r = spawnSync(process.execPath, ['--input-type=module', '-e', script, path.join(dir, 'big.core'), path.join(dir, 'big.crimg')], {
-        cwd: path.resolve(__dirname, '..'), timeout: 300_000,
-      });
+      const r = spawnSync(
+        process.execPath,
+        ['--input-type=module', '-e', script, path.join(dir, 'big.core'), path.join(dir, 'big.crimg')],
+        {
+          cwd: path.resolve(__dirname, '..'),
+          timeout: 300_000,
+        },
+      );
       expect(r.status, r.stderr.toString()).toBe(0);
       const out = JSON.parse(r.stdout.toString());
       expect(out.coreBytes).toBeGreaterThan(4 * 1024 ** 3);
       expect(out.coreDisk).toBeLessThan(256 * 1024 ** 2); // zero pages are holes
       expect(out.written).toBeGreaterThan(1000);
       expect(out.stored).toBe(out.written); // every data page of the core, and only those, is stored
-      expect(out.stored + out.zero).toBeGreaterThanOrEqual((4 * 1024 ** 3) / 4096 * 0.99);
+      expect(out.stored + out.zero).toBeGreaterThanOrEqual(((4 * 1024 ** 3) / 4096) * 0.99);
       expect(out.maxRssKiB / 1024).toBeLessThan(200);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });

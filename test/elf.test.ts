@@ -14,7 +14,17 @@ import * as path from 'node:path';
 import { crimg } from './helpers/cli.js';
 import { flatten } from './helpers/models.js';
 import {
-  type Running, GPR_NAMES, anonBytes, compileProg, gcore, gdbBatch, gprValue, have, patternBytes, startProg, zmmQword,
+  type Running,
+  GPR_NAMES,
+  anonBytes,
+  compileProg,
+  gcore,
+  gdbBatch,
+  gprValue,
+  have,
+  patternBytes,
+  startProg,
+  zmmQword,
 } from './helpers/elf-prog.js';
 import { fromElfCore, openImage, kernels } from '../src/index.js';
 import { claimRegion, releaseRegion } from '../src/kernels/arena.js';
@@ -46,11 +56,19 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  if (prog) { prog.kill(); await prog.exited; }
+  if (prog) {
+    prog.kill();
+    await prog.exited;
+  }
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
 
-interface ShowThread { tid: number; regs: Record<string, string>; fpu: { xmm: string[] }; xstate: { xcr0: string; ymmh: string[] } | null }
+interface ShowThread {
+  tid: number;
+  regs: Record<string, string>;
+  fpu: { xmm: string[] };
+  xstate: { xcr0: string; ymmh: string[] } | null;
+}
 
 function checkThreads(threads: ShowThread[], tids: number[], avx: boolean): void {
   expect(threads.map((t) => t.tid).sort()).toEqual([...tids].sort());
@@ -76,10 +94,13 @@ function checkZmm(corePath: string, tids: number[]): void {
       const dv = new DataView(x.ext.buffer, x.ext.byteOffset, x.ext.byteLength);
       expect(dv.getBigUint64(0, true) & 0x20n, 'xstate_bv has ZMM_Hi256').toBe(0x20n);
       for (let k = 0; k < 16; k++) {
-        for (let q = 4; q < 8; q++) expect(dv.getBigUint64(1152 - 512 + 32 * k + 8 * (q - 4), true), `thread ${t} zmm${k} q${q}`).toBe(zmmQword(t, k, q));
+        for (let q = 4; q < 8; q++)
+          expect(dv.getBigUint64(1152 - 512 + 32 * k + 8 * (q - 4), true), `thread ${t} zmm${k} q${q}`).toBe(zmmQword(t, k, q));
       }
     }
-  } finally { c.close(); }
+  } finally {
+    c.close();
+  }
 }
 
 function checkMemory(image: string, pid: number, r: { data: bigint; heap: bigint; anon: bigint }): void {
@@ -117,7 +138,10 @@ describe('gcore core -> image', () => {
     checkThreads(t.threads, prog!.ready.tids, prog!.ready.avx);
     // NT_AUXV: page size and the vDSO, which names its VMA
     const aux = t.mm.auxv.map((v: string) => BigInt(v));
-    const at = (type: bigint): bigint | undefined => { for (let i = 0; i < aux.length; i += 2) if (aux[i] === type) return aux[i + 1]; return undefined; };
+    const at = (type: bigint): bigint | undefined => {
+      for (let i = 0; i < aux.length; i += 2) if (aux[i] === type) return aux[i + 1];
+      return undefined;
+    };
     expect(at(6n)).toBe(4096n);
     const vdso = t.vmas.find((v: { path: string }) => v.path === '[vdso]');
     expect(vdso && BigInt(vdso.start)).toBe(at(33n));
@@ -131,14 +155,19 @@ describe('gcore core -> image', () => {
     // gdb 13's gcore copies ptrace's XSAVE area as if it had the Intel layout: on CPUs with
     // another one (AMD Zen 4: ZMM_Hi256 at 896) its cores hold misplaced zmm upper halves,
     // which no reader can put right. The kernel-core test below checks that layout.
-    if (prog!.ready.zmmOff !== 1152) { expect([0, 896]).toContain(prog!.ready.zmmOff); return; }
+    if (prog!.ready.zmmOff !== 1152) {
+      expect([0, 896]).toContain(prog!.ready.zmmOff);
+      return;
+    }
     checkZmm(core, prog!.ready.tids);
   });
 
   it('memory patterns read back through crimg read; untouched and zeroed pages are elided', () => {
     checkMemory(img, prog!.ready.pid, prog!.ready);
     const doc = JSON.parse(crimg(['show', '--json', img]).stdout);
-    const anon = doc.tasks[0].vmas.find((v: { start: string; end: string }) => BigInt(v.start) <= prog!.ready.anon && prog!.ready.anon < BigInt(v.end));
+    const anon = doc.tasks[0].vmas.find(
+      (v: { start: string; end: string }) => BigInt(v.start) <= prog!.ready.anon && prog!.ready.anon < BigInt(v.end),
+    );
     expect(anon.zeroPages).toBeGreaterThanOrEqual(4);
   });
 
@@ -153,7 +182,9 @@ describe('gcore core -> image', () => {
       const libc = c.model.tasks[0]!.mm!.vmas.filter((x) => x.path?.includes('libc.so'));
       expect(libc.length).toBeGreaterThanOrEqual(3);
       expect(new Set(libc.map((x) => x.pgoff)).size).toBe(libc.length); // distinct file offsets
-    } finally { c.close(); }
+    } finally {
+      c.close();
+    }
   });
 });
 
@@ -187,19 +218,31 @@ describe('image -> ELF core read by gdb', () => {
       expect(note).toHaveLength(NTHREADS);
       const xcr0 = c.core.threads[0]!.xstate ? new DataView(c.core.threads[0]!.xstate.buffer).getBigUint64(464, true) : 0n;
       expect(xcr0 & 7n).toBe(prog!.ready.avx ? 7n : 3n);
-      const expectSize = (xcr0 & 0x200n) ? 2696 : (xcr0 & 0xe0n) ? 2688 : (xcr0 & 0x18n) ? 1088 : (xcr0 & 4n) ? 832 : 576;
+      const expectSize = xcr0 & 0x200n ? 2696 : xcr0 & 0xe0n ? 2688 : xcr0 & 0x18n ? 1088 : xcr0 & 4n ? 832 : 576;
       for (const n of note) expect(n.size).toBe(expectSize);
-    } finally { c.close(); }
+    } finally {
+      c.close();
+    }
   });
 
   it('gdb gives the same answers on the exported core as on the original', () => {
     const r = prog!.ready;
     const cmds = [
-      'info threads', 'thread apply all info registers', 'thread apply all p $xmm0', 'p $xmm15',
-      ...(r.avx ? ['thread apply all p $ymm1'] : []), ...(r.avx512 ? ['thread apply all p $zmm2', 'p $k1'] : []),
-      'info all-registers', 'bt', 'info sharedlibrary', 'info proc mappings',
+      'info threads',
+      'thread apply all info registers',
+      'thread apply all p $xmm0',
+      'p $xmm15',
+      ...(r.avx ? ['thread apply all p $ymm1'] : []),
+      ...(r.avx512 ? ['thread apply all p $zmm2', 'p $k1'] : []),
+      'info all-registers',
+      'bt',
+      'info sharedlibrary',
+      'info proc mappings',
       `x/4gx ${u64hex(r.file)}`, // not in gcore's core: read through NT_FILE from the file itself
-      `x/4gx ${u64hex(r.data)}`, `x/4gx ${u64hex(r.heap)}`, `x/4gx ${u64hex(r.anon)}`, `x/4gx ${u64hex(r.anon + 4n * 4096n)}`,
+      `x/4gx ${u64hex(r.data)}`,
+      `x/4gx ${u64hex(r.heap)}`,
+      `x/4gx ${u64hex(r.anon)}`,
+      `x/4gx ${u64hex(r.anon + 4n * 4096n)}`,
       `x/4gx ${u64hex(r.data + 2n * 4096n + 8n)}`,
     ];
     const a = gdbBatch(bin, core, cmds);
@@ -229,11 +272,16 @@ describe('round trips', () => {
     expect(d.stdout).toBe('');
     expect(d.code).toBe(0);
     const k = kernels();
-    const A = openImage(img), B = openImage(img2);
+    const A = openImage(img),
+      B = openImage(img2);
     const buf = claimRegion(k, 16 << 20);
     try {
       expect(flatten(B.model, k, buf)).toEqual(flatten(A.model, k, buf));
-    } finally { releaseRegion(k, buf); A.close(); B.close(); }
+    } finally {
+      releaseRegion(k, buf);
+      A.close();
+      B.close();
+    }
   });
 });
 
@@ -244,14 +292,19 @@ describe('kernel-written core', () => {
   const local = !pattern.startsWith('|') && !pattern.includes('/');
 
   it('imports NT_FILE page_size 4096, p_filesz < p_memsz segments and the kernel XSAVE layout; gdb agrees on the export', async () => {
-    if (!local) { expect(pattern).toMatch(/^\||\//); return; } // cores go to a handler or another directory
+    if (!local) {
+      expect(pattern).toMatch(/^\||\//);
+      return;
+    } // cores go to a handler or another directory
     const kdir = path.join(dir, 'kernel');
     fs.mkdirSync(kdir);
     const p = await startProg('sh', ['-c', `ulimit -c unlimited && exec "${bin}" "${dataFile}" 3`], { cwd: kdir });
     try {
       process.kill(p.ready.pid, 'SIGABRT');
       await p.exited;
-    } finally { p.kill(); }
+    } finally {
+      p.kill();
+    }
     const name = fs.readdirSync(kdir).find((f) => f.startsWith(pattern.replace(/%.*/, '')));
     expect(name, `no core in ${kdir} (pattern ${pattern})`).toBeDefined();
     const kcore = path.join(kdir, name!);
@@ -261,7 +314,9 @@ describe('kernel-written core', () => {
       expect(c.core.segments.some((s) => s.filesz > 0 && BigInt(s.filesz) < s.memsz)).toBe(true);
       const fv = c.model.tasks[0]!.mm!.vmas.find((v) => v.start === p.ready.file)!;
       expect(fv.path).toBe(dataFile);
-    } finally { c.close(); }
+    } finally {
+      c.close();
+    }
     const kimg = path.join(kdir, 'k.crimg');
     expect(crimg(['convert', kcore, '-o', kimg]).code).toBe(0);
     const doc = JSON.parse(crimg(['show', '--json', kimg]).stdout);
@@ -273,9 +328,15 @@ describe('kernel-written core', () => {
     const kout = path.join(kdir, 'k.core');
     expect(crimg(['convert', kimg, '-o', kout, '--to', 'elf']).code).toBe(0);
     const cmds: string[] = ['info threads'];
-    for (let t = 1; t <= 3; t++) cmds.push(`thread ${t}`, ...['rip', 'rsp', ...GPR_NAMES, 'fs_base'].map((r) => `p/x $${r}`), 'p/x $xmm3.uint128');
+    for (let t = 1; t <= 3; t++)
+      cmds.push(`thread ${t}`, ...['rip', 'rsp', ...GPR_NAMES, 'fs_base'].map((r) => `p/x $${r}`), 'p/x $xmm3.uint128');
     cmds.push(`x/4gx ${u64hex(p.ready.data)}`, `x/4gx ${u64hex(p.ready.heap)}`, `x/4gx ${u64hex(p.ready.anon)}`);
-    const clean = (s: string): string => s.split('\n').map((l) => l.replace(/warning: Section `[^']*' in core file too small\.\s*/, '')).filter((l) => l.trim() !== '').join('\n');
+    const clean = (s: string): string =>
+      s
+        .split('\n')
+        .map((l) => l.replace(/warning: Section `[^']*' in core file too small\.\s*/, ''))
+        .filter((l) => l.trim() !== '')
+        .join('\n');
     const a = clean(gdbBatch(bin, kcore, cmds).out);
     const b = gdbBatch(bin, kout, cmds);
     expect(clean(b.out)).toBe(a);

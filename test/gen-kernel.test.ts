@@ -5,7 +5,6 @@ import { DICT } from '../src/kernels/twin/gen.js';
 import { type GenParams, type Kernels, PAGE } from '../src/kernels/api.js';
 import { rng, twin, wasm } from './helpers/kernels.js';
 
-
 function params(over: Partial<GenParams> = {}): GenParams {
   return { seed: 42n, kind: 0, zeroQ16: 0, dupQ16: 0, dupPool: 1, epoch: 0, dirtyQ16: 0, ...over };
 }
@@ -16,9 +15,15 @@ function gen(k: Kernels, vaddr: bigint, n: number, p: GenParams): Uint8Array {
   return k.u8().slice(b, b + n * PAGE);
 }
 
-function page(buf: Uint8Array, i: number): Uint8Array { return buf.subarray(i * PAGE, (i + 1) * PAGE); }
-function isZero(b: Uint8Array): boolean { return b.every((x) => x === 0); }
-function same(a: Uint8Array, b: Uint8Array): boolean { return Buffer.from(a).equals(Buffer.from(b)); }
+function page(buf: Uint8Array, i: number): Uint8Array {
+  return buf.subarray(i * PAGE, (i + 1) * PAGE);
+}
+function isZero(b: Uint8Array): boolean {
+  return b.every((x) => x === 0);
+}
+function same(a: Uint8Array, b: Uint8Array): boolean {
+  return Buffer.from(a).equals(Buffer.from(b));
+}
 
 /** genPack into staging; returns the stored pages, the bitmap bytes and the slot digest. */
 function pack(k: Kernels, vaddr: bigint, n: number, p: GenParams, slot = 3) {
@@ -35,7 +40,7 @@ function pack(k: Kernels, vaddr: bigint, n: number, p: GenParams, slot = 3) {
 function randomParams(r: () => number): GenParams {
   const q = (): number => [0, 65536, Math.floor(r() * 65537)][Math.floor(r() * 3)]!;
   return {
-    seed: BigInt.asUintN(64, BigInt(Math.floor(r() * 2 ** 53)) * 0x9E3779B97F4A7C15n),
+    seed: BigInt.asUintN(64, BigInt(Math.floor(r() * 2 ** 53)) * 0x9e3779b97f4a7c15n),
     kind: Math.floor(r() * 3),
     zeroQ16: Math.floor(r() * 4) === 0 ? q() : Math.floor(r() * 30000),
     dupQ16: q(),
@@ -58,7 +63,8 @@ describe('synthetic content kernels', () => {
       const p = randomParams(r);
       const n = 1 + Math.floor(r() * 12);
       const vaddr = BigInt(Math.floor(r() * 2 ** 35)) << 12n;
-      const a = gen(wasm, vaddr, n, p), b = gen(twin, vaddr, n, p);
+      const a = gen(wasm, vaddr, n, p),
+        b = gen(twin, vaddr, n, p);
       expect(same(a, b), `params ${JSON.stringify({ ...p, seed: String(p.seed) })} vaddr ${vaddr}`).toBe(true);
     }
   });
@@ -111,9 +117,15 @@ describe('synthetic content kernels', () => {
     let k = 0;
     for (let i = 0; i < 128; i++) {
       const bit = (words.getBigUint64((i >> 6) * 8, true) >> BigInt(i & 63)) & 1n;
-      if (i >= n) { expect(bit).toBe(0n); continue; }
+      if (i >= n) {
+        expect(bit).toBe(0n);
+        continue;
+      }
       expect(bit === 1n).toBe(!isZero(page(full, i)));
-      if (bit) { expect(same(page(got.pages, k), page(full, i))).toBe(true); k++; }
+      if (bit) {
+        expect(same(page(got.pages, k), page(full, i))).toBe(true);
+        k++;
+      }
     }
     expect(k).toBe(got.stored);
     expect(got.stored).toBeGreaterThan(20);
@@ -139,7 +151,8 @@ describe('synthetic content kernels', () => {
       }
       // packed in chunks: concatenated stored pages equal the whole run's
       const one = pack(wasm, base, 48, p);
-      const a = pack(wasm, base, 20, p), b = pack(wasm, base + 20n * 4096n, 28, p);
+      const a = pack(wasm, base, 20, p),
+        b = pack(wasm, base + 20n * 4096n, 28, p);
       expect(a.stored + b.stored).toBe(one.stored);
       expect(same(new Uint8Array([...a.pages, ...b.pages]), one.pages)).toBe(true);
     }
@@ -182,19 +195,40 @@ describe('synthetic content kernels', () => {
   it('incremental series: about dirtyQ16 of pages change per epoch; the others stay', () => {
     const n = 2048;
     const dirty = 6554; // 10 %
-    for (const [kind, dupQ16] of [[0, 0], [2, 0], [1, 0], [0, 20000]] as const) {
-      const ep = (e: number): Uint8Array => gen(wasm, 0x5550000000n, n, params({ kind, seed: 5n, dupQ16, dupPool: 1000, zeroQ16: 6000, epoch: e, dirtyQ16: dirty }));
-      const e0 = ep(0), e1 = ep(1), e2 = ep(2), e3 = ep(3);
-      let d01 = 0, d12 = 0, d03 = 0, stable = 0, zeros = 0;
+    for (const [kind, dupQ16] of [
+      [0, 0],
+      [2, 0],
+      [1, 0],
+      [0, 20000],
+    ] as const) {
+      const ep = (e: number): Uint8Array =>
+        gen(wasm, 0x5550000000n, n, params({ kind, seed: 5n, dupQ16, dupPool: 1000, zeroQ16: 6000, epoch: e, dirtyQ16: dirty }));
+      const e0 = ep(0),
+        e1 = ep(1),
+        e2 = ep(2),
+        e3 = ep(3);
+      let d01 = 0,
+        d12 = 0,
+        d03 = 0,
+        stable = 0,
+        zeros = 0;
       for (let i = 0; i < n; i++) {
         const [a, b, c, d] = [page(e0, i), page(e1, i), page(e2, i), page(e3, i)];
-        if (isZero(a)) { zeros++; expect(isZero(d)).toBe(true); continue; }
-        const c01 = !same(a, b), c12 = !same(b, c);
+        if (isZero(a)) {
+          zeros++;
+          expect(isZero(d)).toBe(true);
+          continue;
+        }
+        const c01 = !same(a, b),
+          c12 = !same(b, c);
         if (c01) d01++;
         if (c12) d12++;
         if (!same(a, d)) d03++;
         // a rewritten page never returns to an earlier content: equal at 0 and 3 means untouched
-        if (same(a, d)) { stable++; expect(!c01 && !c12 && same(c, d)).toBe(true); }
+        if (same(a, d)) {
+          stable++;
+          expect(!c01 && !c12 && same(c, d)).toBe(true);
+        }
       }
       const nz = n - zeros;
       expect(Math.abs(d01 / nz - 0.1), `kind ${kind}`).toBeLessThan(0.03);
@@ -209,8 +243,10 @@ describe('synthetic content kernels', () => {
 
   it('dirtyQ16 = 65536 rewrites every non-zero page at every epoch; 0 never', () => {
     const p = (e: number, d: number): GenParams => params({ seed: 9n, epoch: e, dirtyQ16: d, zeroQ16: 0 });
-    const a = gen(wasm, 0n, 16, p(4, 65536)), b = gen(wasm, 0n, 16, p(5, 65536));
-    const c = gen(wasm, 0n, 16, p(0, 0)), d = gen(wasm, 0n, 16, p(9, 0));
+    const a = gen(wasm, 0n, 16, p(4, 65536)),
+      b = gen(wasm, 0n, 16, p(5, 65536));
+    const c = gen(wasm, 0n, 16, p(0, 0)),
+      d = gen(wasm, 0n, 16, p(9, 0));
     for (let i = 0; i < 16; i++) expect(same(page(a, i), page(b, i))).toBe(false);
     expect(same(c, d)).toBe(true);
   });

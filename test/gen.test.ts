@@ -15,7 +15,9 @@ async function bytesOf(spec: Parameters<typeof generate>[0]): Promise<Buffer> {
 describe('generate()', () => {
   it('is deterministic: the same spec and seed give identical bytes; other seeds differ', async () => {
     const spec = { seed: 11n, size: 2 << 20, tasks: 2, threads: 3 };
-    const a = await bytesOf(spec), b = await bytesOf(spec), c = await bytesOf({ ...spec, seed: 12n });
+    const a = await bytesOf(spec),
+      b = await bytesOf(spec),
+      c = await bytesOf({ ...spec, seed: 12n });
     expect(a.equals(b)).toBe(true);
     expect(a.equals(c)).toBe(false);
     expect(verifyImage(a).ok).toBe(true);
@@ -34,8 +36,10 @@ describe('generate()', () => {
       for (let i = 1; i < v.length; i++) expect(v[i]!.start >= v[i - 1]!.end).toBe(true);
       expect(v.at(-1)!.end <= 0x7ffffffff000n).toBe(true); // canonical user-space addresses only
       for (const th of t.threads) {
-        const rip = th.regs[REG_INDEX.rip]!, rsp = th.regs[REG_INDEX.rsp]!, fs_ = th.regs[REG_INDEX.fs_base]!;
-        expect(v.some((x) => x.start <= rip && rip < x.end && (x.prot & 4))).toBe(true);
+        const rip = th.regs[REG_INDEX.rip]!,
+          rsp = th.regs[REG_INDEX.rsp]!,
+          fs_ = th.regs[REG_INDEX.fs_base]!;
+        expect(v.some((x) => x.start <= rip && rip < x.end && x.prot & 4)).toBe(true);
         expect(v.some((x) => x.start <= rsp && rsp < x.end && (x.flags & VmaFlags.STACK || x.flags & VmaFlags.ANON))).toBe(true);
         expect(v.some((x) => x.start <= fs_ && fs_ < x.end && x.flags & VmaFlags.ANON)).toBe(true);
         const dv = new DataView(th.fpu.buffer, th.fpu.byteOffset, th.fpu.byteLength);
@@ -60,15 +64,18 @@ describe('generate()', () => {
     const a = readImage(await bytesOf({ ...spec, epoch: 3 }));
     const b = readImage(await bytesOf({ ...spec, epoch: 4 }));
     const t = a.model.tasks[0]!;
-    const heap = [...t.mm!.vmas].sort((p, q) => Number((q.end - q.start) - (p.end - p.start)))[0]!; // the largest VMA
+    const heap = [...t.mm!.vmas].sort((p, q) => Number(q.end - q.start - (p.end - p.start)))[0]!; // the largest VMA
     const n = Math.min(256, Number((heap.end - heap.start) / 4096n));
     expect(n).toBeGreaterThan(100);
-    const x = a.readMemory(t.pid, heap.start, n * 4096), y = b.readMemory(t.pid, heap.start, n * 4096);
+    const x = a.readMemory(t.pid, heap.start, n * 4096),
+      y = b.readMemory(t.pid, heap.start, n * 4096);
     let changed = 0;
-    for (let i = 0; i < n; i++) if (!Buffer.from(x.subarray(i * 4096, (i + 1) * 4096)).equals(Buffer.from(y.subarray(i * 4096, (i + 1) * 4096)))) changed++;
+    for (let i = 0; i < n; i++)
+      if (!Buffer.from(x.subarray(i * 4096, (i + 1) * 4096)).equals(Buffer.from(y.subarray(i * 4096, (i + 1) * 4096)))) changed++;
     expect(changed / n).toBeGreaterThan(0.1);
     expect(changed / n).toBeLessThan(0.3);
-    a.close(); b.close();
+    a.close();
+    b.close();
   });
 
   it('gives the same bytes as the format and generator always did (pinned XXH3-64 of whole images)', async () => {
@@ -79,7 +86,11 @@ describe('generate()', () => {
       [{ seed: 123456789n, size: 3 << 20 }, 2261120, 0xd0d29639ddadfe9dn],
       [{ seed: 3, size: 8 << 20, tasks: 5, threads: 3, fanout: 2 }, 5931848, 0xe26117bd6a15658en],
       [{ seed: 9, size: 4 << 20, content: 'text', epoch: 3, dirtyRatio: 0.2 }, 2958160, 0xbf669926e530ca8dn],
-      [{ seed: 10, size: 4 << 20, content: 'pattern', zeroRatio: 0, dupRatio: 0.5, namespaces: false, files: 7, vmas: 9 }, 4207088, 0xef4d5521a4b3e758n],
+      [
+        { seed: 10, size: 4 << 20, content: 'pattern', zeroRatio: 0, dupRatio: 0.5, namespaces: false, files: 7, vmas: 9 },
+        4207088,
+        0xef4d5521a4b3e758n,
+      ],
     ];
     for (const [spec, bytes, hash] of pinned) {
       const b = await bytesOf(spec);
@@ -91,7 +102,11 @@ describe('generate()', () => {
   it('rejects bad specs with BAD_SPEC', () => {
     for (const bad of [{ tasks: 0 }, { zeroRatio: 1.5 }, { size: -1 }, { content: 'zebra' as never }]) {
       expect(() => resolveSpec(bad)).toThrow(CrimgError);
-      try { resolveSpec(bad); } catch (e) { expect((e as CrimgError).code).toBe('BAD_SPEC'); }
+      try {
+        resolveSpec(bad);
+      } catch (e) {
+        expect((e as CrimgError).code).toBe('BAD_SPEC');
+      }
     }
   });
 });

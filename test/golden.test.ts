@@ -23,7 +23,9 @@ describe('golden images', () => {
         const out = sink.bytes();
         expect(out.length).toBe(bytes.length);
         expect(Buffer.compare(Buffer.from(out), Buffer.from(bytes))).toBe(0);
-      } finally { img.close(); }
+      } finally {
+        img.close();
+      }
     });
   }
 });

@@ -15,10 +15,13 @@ const bin = (n: string): string => path.join(dir, n);
 
 beforeAll(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crimg-check-'));
-  for (const n of ['live-fds', 'live-tree', 'live-threads']) execFileSync('gcc', ['-O1', '-pthread', '-o', bin(n), path.resolve(`test/progs/${n}.c`)]);
+  for (const n of ['live-fds', 'live-tree', 'live-threads'])
+    execFileSync('gcc', ['-O1', '-pthread', '-o', bin(n), path.resolve(`test/progs/${n}.c`)]);
   fs.writeFileSync(path.join(dir, 'data.bin'), Buffer.alloc(20000, 1));
 });
-afterAll(() => { fs.rmSync(dir, { recursive: true, force: true }); });
+afterAll(() => {
+  fs.rmSync(dir, { recursive: true, force: true });
+});
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -53,7 +56,8 @@ describe('crimg check', () => {
       const doc = JSON.parse(r.stdout);
       expect(doc.safe).toBe(false);
       const codes = new Set(doc.reasons.map((x: { code: string }) => x.code));
-      for (const c of ['SOCKET', 'PIPE', 'MEMFD', 'TIMERFD', 'POSIX_TIMER', 'EPOLL', 'INOTIFY', 'FILE_DELETED']) expect(codes, c).toContain(c);
+      for (const c of ['SOCKET', 'PIPE', 'MEMFD', 'TIMERFD', 'POSIX_TIMER', 'EPOLL', 'INOTIFY', 'FILE_DELETED'])
+        expect(codes, c).toContain(c);
       for (const c of ['EVENTFD', 'SIGNALFD']) expect(codes, c).not.toContain(c); // saved whole
       for (const x of doc.reasons) {
         expect(x.pid).toBe(t.pid);
@@ -61,7 +65,12 @@ describe('crimg check', () => {
         expect(x.text.length).toBeGreaterThan(10);
       }
       expect(doc.reasons.filter((x: { code: string }) => x.code === 'SOCKET')).toHaveLength(2); // both ends of the socketpair
-      expect(doc.reasons.filter((x: { code: string }) => x.code === 'MEMFD').map((x: { text: string }) => x.text).join(' ')).toMatch(/mapping/);
+      expect(
+        doc.reasons
+          .filter((x: { code: string }) => x.code === 'MEMFD')
+          .map((x: { text: string }) => x.text)
+          .join(' '),
+      ).toMatch(/mapping/);
       // the readable form lists the same codes
       const txt = crimg(['check', String(t.pid)]);
       expect(txt.code).toBe(3);
@@ -120,9 +129,13 @@ describe('crimg check', () => {
       expect(show.tasks[2].ppid).toBe(t.pid);
       [t.pid, ...kids].forEach((pid, rank) => {
         const page = crimg(['read', img, '--pid', String(pid), '--addr', m[3]!, '--len', '4096']).out;
-        expect(page.every((b, i) => b === ((i + 37 * rank) & 0xff)), `page of ${pid}`).toBe(true);
+        expect(
+          page.every((b, i) => b === ((i + 37 * rank) & 0xff)),
+          `page of ${pid}`,
+        ).toBe(true);
       });
-      for (const pid of [t.pid, ...kids]) expect(fs.readFileSync(`/proc/${pid}/status`, 'utf8')).toMatch(/State:\s+S[\s\S]*TracerPid:\s+0\n/);
+      for (const pid of [t.pid, ...kids])
+        expect(fs.readFileSync(`/proc/${pid}/status`, 'utf8')).toMatch(/State:\s+S[\s\S]*TracerPid:\s+0\n/);
     } finally {
       await killWait(t?.proc);
     }
@@ -181,7 +194,9 @@ describe('targets that cannot be dumped at all get one clear line', () => {
           for (const c of fs.readFileSync(`/proc/${p.pid}/task/${p.pid}/children`, 'utf8').split(/\s+/).filter(Boolean)) {
             if (/\) Z /.test(fs.readFileSync(`/proc/${c}/stat`, 'utf8'))) z = Number(c);
           }
-        } catch { /* not yet */ }
+        } catch {
+          /* not yet */
+        }
       }
       expect(z).toBeGreaterThan(0);
       const r = crimg(['dump', String(z), '-o', path.join(dir, 'z.crimg')]);

@@ -26,11 +26,19 @@ beforeAll(() => {
   dataFile = path.join(dir, 'data.bin');
   fs.writeFileSync(dataFile, Buffer.alloc(16 * 4096, 0x33));
 });
-afterAll(() => { fs.rmSync(dir, { recursive: true, force: true }); });
+afterAll(() => {
+  fs.rmSync(dir, { recursive: true, force: true });
+});
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-interface Target { proc: ChildProcess; pid: number; anon: bigint; file: bigint; shared: bigint }
+interface Target {
+  proc: ChildProcess;
+  pid: number;
+  anon: bigint;
+  file: bigint;
+  shared: bigint;
+}
 
 async function start(): Promise<Target> {
   const out = path.join(dir, `out-${Date.now()}-${Math.random().toString(36).slice(2)}.txt`);
@@ -80,16 +88,27 @@ describe('page selection', () => {
         const runsAt = (addr: bigint, n: number, policy: 'populated' | 'private-file', scan: boolean): [number, number][] => {
           const e = maps.find((m) => m.start <= addr && addr < m.end)!;
           const first = Number((addr - e.start) / 4096n);
-          return pm.runs(e.start, Number((e.end - e.start) / 4096n), policy, scan)
-            .filter(([f]) => f >= first && f < first + n).map(([f, c]) => [f - first, c]);
+          return pm
+            .runs(e.start, Number((e.end - e.start) / 4096n), policy, scan)
+            .filter(([f]) => f >= first && f < first + n)
+            .map(([f, c]) => [f - first, c]);
         };
         for (const scan of [true, false]) {
-          expect(runsAt(t.anon, 64, 'populated', scan)).toEqual([[0, 3], [5, 1], [10, 10]]);
-          expect(runsAt(t.file, 16, 'private-file', scan)).toEqual([[1, 1], [3, 1]]);
+          expect(runsAt(t.anon, 64, 'populated', scan)).toEqual([
+            [0, 3],
+            [5, 1],
+            [10, 10],
+          ]);
+          expect(runsAt(t.file, 16, 'private-file', scan)).toEqual([
+            [1, 1],
+            [3, 1],
+          ]);
           expect(runsAt(t.file, 16, 'populated', scan)).toEqual([[0, 16]]);
           expect(runsAt(t.shared, 8, 'populated', scan)).toEqual([[2, 2]]);
         }
-      } finally { pm.close(); }
+      } finally {
+        pm.close();
+      }
     } finally {
       await stop(t);
     }
@@ -105,10 +124,20 @@ describe('freeze', () => {
       const chunks: Uint8Array[] = [];
       let written = 0;
       const sink: Sink = {
-        get written() { return written; },
-        write(b: Uint8Array) { seen.push({ ...stateOf(t!.pid), bytes: b.length }); chunks.push(b.slice()); written += b.length; },
-        async close() { /* nothing */ },
-        abort() { chunks.length = 0; },
+        get written() {
+          return written;
+        },
+        write(b: Uint8Array) {
+          seen.push({ ...stateOf(t!.pid), bytes: b.length });
+          chunks.push(b.slice());
+          written += b.length;
+        },
+        async close() {
+          /* nothing */
+        },
+        abort() {
+          chunks.length = 0;
+        },
       };
       const r = await dumpProcess(t.pid, sink);
       // the image is small: one write, at the end, made with the target already running
@@ -120,15 +149,24 @@ describe('freeze', () => {
       expect(r.freezeInHeader).toBe(false);
       const all = new Uint8Array(written);
       let o = 0;
-      for (const c of chunks) { all.set(c, o); o += c.length; }
+      for (const c of chunks) {
+        all.set(c, o);
+        o += c.length;
+      }
       const img = readImage(all);
       try {
         const vma = img.model.tasks[0]!.mm!.vmas.find((v) => v.start === t!.anon)!;
         const runs = [...vma.pages.runs(64)];
-        expect(runs).toEqual([[0, 3], [5, 1], [10, 10]]);
+        expect(runs).toEqual([
+          [0, 3],
+          [5, 1],
+          [10, 10],
+        ]);
         const page = img.readMemory(t.pid, t.anon + 10n * 4096n, 4096);
         expect(page[7]).toBe(5); // written[4] = 10 holds i + 1 = 5
-      } finally { img.close(); }
+      } finally {
+        img.close();
+      }
       expect(stateOf(t.pid).tracer).toBe(0);
     } finally {
       await stop(t);

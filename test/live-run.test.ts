@@ -17,7 +17,9 @@ beforeAll(() => {
   prog = path.join(dir, 'live-count');
   execFileSync('gcc', ['-O1', '-o', prog, path.resolve('test/progs/live-count.c')]);
 });
-afterAll(() => { fs.rmSync(dir, { recursive: true, force: true }); });
+afterAll(() => {
+  fs.rmSync(dir, { recursive: true, force: true });
+});
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -35,20 +37,32 @@ describe('crimg run --on-signal', () => {
     const child = spawn(process.execPath, [CLI, 'run', '--out-dir', out, '--', prog, '100000'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
-    child.stdout!.on('data', (b) => { stdout += b; });
-    child.stderr!.on('data', (b) => { stderr += b; });
+    child.stdout!.on('data', (b) => {
+      stdout += b;
+    });
+    child.stderr!.on('data', (b) => {
+      stderr += b;
+    });
     const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
     let pid = 0;
     try {
       await until('START', () => /START pid=(\d+)/.test(stdout));
       pid = Number(/START pid=(\d+)/.exec(stdout)![1]);
       expect(fs.readFileSync(`/proc/${pid}/status`, 'utf8')).toMatch(new RegExp(`TracerPid:\\s+${child.pid}\\n`));
-      const images = (): string[] => (fs.existsSync(out) ? fs.readdirSync(out).filter((f) => f.endsWith('.crimg')).sort() : []);
+      const images = (): string[] =>
+        fs.existsSync(out)
+          ? fs
+              .readdirSync(out)
+              .filter((f) => f.endsWith('.crimg'))
+              .sort()
+          : [];
       for (let n = 1; n <= 3; n++) {
         const at = (stdout.match(/^count /gm) ?? []).length;
         await until(`count past ${at}`, () => (stdout.match(/^count /gm) ?? []).length > at + 2);
-        if (n === 2) { const sg = crimg(['signal', String(pid)]); expect(sg.code, sg.stderr).toBe(0); }
-        else process.kill(pid, 'SIGUSR2');
+        if (n === 2) {
+          const sg = crimg(['signal', String(pid)]);
+          expect(sg.code, sg.stderr).toBe(0);
+        } else process.kill(pid, 'SIGUSR2');
         await until(`image ${n}`, () => images().length === n && stderr.includes(`checkpoint ${n} `));
       }
       expect(images()).toEqual(['000001.crimg', '000002.crimg', '000003.crimg']);
@@ -59,7 +73,10 @@ describe('crimg run --on-signal', () => {
 
       // the program never saw the signal, and none of its sleeps failed
       expect(stdout).not.toMatch(/GOT SIGUSR2|EINTR/);
-      const counts = stdout.split('\n').filter((l) => l.startsWith('count ')).map((l) => Number(l.slice(6)));
+      const counts = stdout
+        .split('\n')
+        .filter((l) => l.startsWith('count '))
+        .map((l) => Number(l.slice(6)));
       expect(counts).toEqual(counts.map((_, i) => i + 1));
 
       const counters: bigint[] = [];
@@ -80,7 +97,13 @@ describe('crimg run --on-signal', () => {
       }
       expect(counters.every((x) => x > 0n)).toBe(true);
     } finally {
-      if (pid) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+      if (pid) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
       child.kill('SIGKILL');
     }
   });

@@ -24,13 +24,24 @@ beforeAll(() => {
   dataFile = path.join(dir, 'data.bin');
   fs.writeFileSync(dataFile, Buffer.alloc(50000, 0x5a));
 });
-afterAll(() => { fs.rmSync(dir, { recursive: true, force: true }); });
+afterAll(() => {
+  fs.rmSync(dir, { recursive: true, force: true });
+});
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 interface Target {
-  proc: ChildProcess; pid: number; out: string; tids: number[]; sigTid: number; fd: number;
-  data: bigint; heap: bigint; anon: bigint; vals: bigint; stride: number;
+  proc: ChildProcess;
+  pid: number;
+  out: string;
+  tids: number[];
+  sigTid: number;
+  fd: number;
+  data: bigint;
+  heap: bigint;
+  anon: bigint;
+  vals: bigint;
+  stride: number;
   exit: { code: number | null; signal: NodeJS.Signals | null } | null;
 }
 
@@ -41,14 +52,26 @@ async function start(nthreads = 4): Promise<Target> {
   const proc = spawn(prog, [dataFile, String(nthreads)], { stdio: ['ignore', fd, fd] });
   fs.closeSync(fd);
   const t = { proc, out, exit: null } as Target;
-  proc.on('exit', (code, signal) => { t.exit = { code, signal }; });
+  proc.on('exit', (code, signal) => {
+    t.exit = { code, signal };
+  });
   for (let i = 0; i < 1000; i++) {
     const text = fs.readFileSync(out, 'utf8');
-    const m = /READY pid=(\d+) tids=([\d,]+) sig=(\d+) data=(0x[0-9a-f]+) heap=(0x[0-9a-f]+) anon=(0x[0-9a-f]+) fd=(\d+) vals=(0x[0-9a-f]+) stride=(\d+)/.exec(text);
+    const m =
+      /READY pid=(\d+) tids=([\d,]+) sig=(\d+) data=(0x[0-9a-f]+) heap=(0x[0-9a-f]+) anon=(0x[0-9a-f]+) fd=(\d+) vals=(0x[0-9a-f]+) stride=(\d+)/.exec(
+        text,
+      );
     if (m) {
       Object.assign(t, {
-        pid: Number(m[1]), tids: m[2]!.split(',').map(Number), sigTid: Number(m[3]), data: BigInt(m[4]!), heap: BigInt(m[5]!),
-        anon: BigInt(m[6]!), fd: Number(m[7]), vals: BigInt(m[8]!), stride: Number(m[9]),
+        pid: Number(m[1]),
+        tids: m[2]!.split(',').map(Number),
+        sigTid: Number(m[3]),
+        data: BigInt(m[4]!),
+        heap: BigInt(m[5]!),
+        anon: BigInt(m[6]!),
+        fd: Number(m[7]),
+        vals: BigInt(m[8]!),
+        stride: Number(m[9]),
       });
       return t;
     }
@@ -60,7 +83,11 @@ async function start(nthreads = 4): Promise<Target> {
 
 async function stop(t: Target | undefined): Promise<void> {
   if (!t || t.exit) return;
-  try { process.kill(t.pid, 'SIGCONT'); } catch { /* gone */ }
+  try {
+    process.kill(t.pid, 'SIGCONT');
+  } catch {
+    /* gone */
+  }
   t.proc.kill('SIGKILL');
   for (let i = 0; i < 500 && !t.exit; i++) await sleep(10);
 }
@@ -98,9 +125,9 @@ function procState(pid: number): { states: string[]; tracers: number[] } {
 }
 
 const pattern = (r: number, i: number): number => (i * 131 + r * 17 + (i >> 12) * 7) & 0xff;
-const gpr = (t: number, j: number): bigint => 0xA5A5000000000000n | (BigInt(t) << 32n) | (BigInt(j) << 16n) | 0xBEEFn;
+const gpr = (t: number, j: number): bigint => 0xa5a5000000000000n | (BigInt(t) << 32n) | (BigInt(j) << 16n) | 0xbeefn;
 const xmm = (t: number, k: number): bigint => {
-  const lo = 0x3C00000000000000n | (BigInt(t) << 32n) | (BigInt(k) << 16n) | 0x1234n;
+  const lo = 0x3c00000000000000n | (BigInt(t) << 32n) | (BigInt(k) << 16n) | 0x1234n;
   return ((lo | (1n << 52n)) << 64n) | lo;
 };
 const hx = (v: bigint): string => `0x${v.toString(16)}`;
@@ -112,7 +139,7 @@ function readMem(img: string, pid: number, addr: bigint, len: number): Buffer {
 }
 
 describe('crimg dump of a multi-threaded process', () => {
-  it('records every thread\'s registers, memory and files, and the process goes on unaffected', async () => {
+  it("records every thread's registers, memory and files, and the process goes on unaffected", async () => {
     let t: Target | undefined;
     try {
       t = await start(4);
@@ -176,8 +203,16 @@ describe('crimg dump of a multi-threaded process', () => {
       const anon = readMem(img, t.pid, t.anon, 8 * 4096);
       for (let p = 0; p < 8; p++) {
         const pg = anon.subarray(p * 4096, (p + 1) * 4096);
-        if ([1, 2, 5, 6].includes(p)) expect(pg.every((b) => b === 0), `anon page ${p}`).toBe(true);
-        else expect(pg.every((b, i) => b === pattern(3, p * 4096 + i)), `anon page ${p}`).toBe(true);
+        if ([1, 2, 5, 6].includes(p))
+          expect(
+            pg.every((b) => b === 0),
+            `anon page ${p}`,
+          ).toBe(true);
+        else
+          expect(
+            pg.every((b, i) => b === pattern(3, p * 4096 + i)),
+            `anon page ${p}`,
+          ).toBe(true);
       }
       const av = task.vmas.find((v: { start: string }) => BigInt(v.start) === t!.anon);
       expect(av.totalPages).toBe(8);
@@ -213,12 +248,16 @@ describe('crimg dump of a multi-threaded process', () => {
       expect(b.threads.map((x: { tid: number }) => x.tid).sort()).toEqual(a.threads.map((x: { tid: number }) => x.tid).sort());
       for (const ta of a.threads) {
         const tb = b.threads.find((x: { tid: number }) => x.tid === ta.tid);
-        for (const reg of ['rbx', 'rbp', 'r12', 'r13', 'r14', 'r15', 'fs_base', 'cs', 'ss']) expect(tb.regs[reg], `${reg} of ${ta.tid}`).toBe(ta.regs[reg]);
+        for (const reg of ['rbx', 'rbp', 'r12', 'r13', 'r14', 'r15', 'fs_base', 'cs', 'ss'])
+          expect(tb.regs[reg], `${reg} of ${ta.tid}`).toBe(ta.regs[reg]);
         expect(tb.fpu.xmm).toEqual(ta.fpu.xmm);
         expect(tb.fpu.mxcsr).toBe(ta.fpu.mxcsr);
         if (ta.xstate && tb.xstate) expect(tb.xstate.ymmh).toEqual(ta.xstate.ymmh);
       }
-      for (const [addr, len] of [[t.data, 3 * 4096], [t.heap, 5 * 4096]] as [bigint, number][]) {
+      for (const [addr, len] of [
+        [t.data, 3 * 4096],
+        [t.heap, 5 * 4096],
+      ] as [bigint, number][]) {
         expect(readMem(conv, t.pid, addr, len).equals(readMem(img, t.pid, addr, len))).toBe(true);
       }
       expect(t.exit).toBe(null);
@@ -260,7 +299,10 @@ describe('crimg dump --leave-stopped / --kill', () => {
       const r = crimg(['dump', String(t.pid), '-o', img, '--leave-stopped']);
       expect(r.code, r.stderr).toBe(0);
       let ps = procState(t.pid);
-      for (let i = 0; i < 200 && !ps.states.every((s) => s === 'T'); i++) { await sleep(10); ps = procState(t.pid); }
+      for (let i = 0; i < 200 && !ps.states.every((s) => s === 'T'); i++) {
+        await sleep(10);
+        ps = procState(t.pid);
+      }
       expect(ps.states.every((s) => s === 'T')).toBe(true);
       expect(ps.tracers.every((x) => x === 0)).toBe(true);
       const doc = JSON.parse(crimg(['show', '--json', img]).stdout);
@@ -324,10 +366,13 @@ describe('dump failures leave the target running and no image behind', () => {
         t = await start(2);
         const c0 = counters(t);
         const child = spawn(process.execPath, [CLI, 'dump', String(t.pid), '-o', path.join(d, 'out.crimg')], {
-          env: { ...process.env, CRIMG_DEBUG_HOLD_FROZEN_MS: '20000' }, stdio: ['ignore', 'pipe', 'pipe'],
+          env: { ...process.env, CRIMG_DEBUG_HOLD_FROZEN_MS: '20000' },
+          stdio: ['ignore', 'pipe', 'pipe'],
         });
         let stderr = '';
-        child.stderr!.on('data', (b) => { stderr += b; });
+        child.stderr!.on('data', (b) => {
+          stderr += b;
+        });
         const done = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
         // wait until crimg holds the target frozen
         for (let i = 0; i < 1000 && !procState(t.pid).tracers.every((x) => x === child.pid); i++) await sleep(10);
@@ -350,10 +395,13 @@ describe('dump failures leave the target running and no image behind', () => {
     try {
       t = await start(2);
       const child = spawn(process.execPath, [CLI, 'dump', String(t.pid), '-o', path.join(d, 'out.crimg')], {
-        env: { ...process.env, CRIMG_DEBUG_HOLD_FROZEN_MS: '1500' }, stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, CRIMG_DEBUG_HOLD_FROZEN_MS: '1500' },
+        stdio: ['ignore', 'pipe', 'pipe'],
       });
       let stderr = '';
-      child.stderr!.on('data', (b) => { stderr += b; });
+      child.stderr!.on('data', (b) => {
+        stderr += b;
+      });
       const done = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
       for (let i = 0; i < 1000 && !procState(t.pid).tracers.every((x) => x === child.pid); i++) await sleep(10);
       process.kill(t.pid, 'SIGKILL');
@@ -375,7 +423,9 @@ describe('freezing while threads come and go', () => {
     const proc = spawn(churn, [], { stdio: ['ignore', fd, fd] });
     fs.closeSync(fd);
     let exit: number | null | undefined;
-    proc.on('exit', (code) => { exit = code; });
+    proc.on('exit', (code) => {
+      exit = code;
+    });
     const rounds = (): number => (fs.readFileSync(out, 'utf8').match(/^ROUND /gm) ?? []).length;
     try {
       for (let i = 0; i < 1000 && rounds() < 1; i++) await sleep(10);
@@ -414,7 +464,9 @@ describe('dumpProcess (library)', () => {
         expect(img.model.tasks[0]!.threads.map((x) => x.tid).sort()).toEqual([...t.tids, t.sigTid].sort());
         const th0 = img.model.tasks[0]!.threads.find((x) => x.tid === t!.tids[0])!;
         expect(th0.regs[5]).toBe(gpr(0, 0)); // rbx
-      } finally { img.close(); }
+      } finally {
+        img.close();
+      }
       await progressed(t, counters(t));
     } finally {
       await stop(t);

@@ -5,7 +5,6 @@ import { xxh3_64 as twinXxh3 } from '../src/kernels/twin/xxh3.js';
 import { PAGE, SCRATCH_BASE, type Kernels } from '../src/kernels/api.js';
 import { both, rng, twin, wasm } from './helpers/kernels.js';
 
-
 type Kind = 'zero' | 'random' | 'one-byte';
 
 /** npages pages: zero pages, random pages, and pages that are zero except for one
@@ -33,7 +32,9 @@ function makePages(npages: number, seed: number, zeroFrac: number, oneByteFrac =
 
 function expectedBitmap(kinds: Kind[]): Uint8Array {
   const b = new Uint8Array(Math.ceil(kinds.length / 64) * 8);
-  kinds.forEach((k, i) => { if (k !== 'zero') b[i >> 3]! |= 1 << (i & 7); });
+  kinds.forEach((k, i) => {
+    if (k !== 'zero') b[i >> 3]! |= 1 << (i & 7);
+  });
   return b;
 }
 
@@ -41,7 +42,7 @@ function storedPages(data: Uint8Array, kinds: Kind[]): Uint8Array {
   const out = new Uint8Array(kinds.filter((k) => k !== 'zero').length * PAGE);
   let n = 0;
   kinds.forEach((k, i) => {
-    if (k !== 'zero') out.set(data.subarray(i * PAGE, (i + 1) * PAGE), (n++) * PAGE);
+    if (k !== 'zero') out.set(data.subarray(i * PAGE, (i + 1) * PAGE), n++ * PAGE);
   });
   return out;
 }
@@ -49,18 +50,26 @@ function storedPages(data: Uint8Array, kinds: Kind[]): Uint8Array {
 const same = (a: Uint8Array, b: Uint8Array): boolean => Buffer.from(a).equals(Buffer.from(b));
 
 let hw: IHasher;
-beforeAll(async () => { hw = await createXXHash3(0, 0); });
+beforeAll(async () => {
+  hw = await createXXHash3(0, 0);
+});
 function refHash(b: Uint8Array): bigint {
   hw.init();
   hw.update(b);
-  return BigInt('0x' + hw.digest('hex'));
+  return BigInt(`0x${hw.digest('hex')}`);
 }
 
 const BITMAP = SCRATCH_BASE;
 /** Words beyond the bitmap, pre-filled with a guard pattern that must survive. */
 const GUARD = 0xa5;
 
-interface PackResult { count: number; bitmap: Uint8Array; stored: Uint8Array; digest: bigint; guard: Uint8Array }
+interface PackResult {
+  count: number;
+  bitmap: Uint8Array;
+  stored: Uint8Array;
+  digest: bigint;
+  guard: Uint8Array;
+}
 
 /**
  * Lay out `data` at staging + srcOff, pre-fill the bitmap with garbage and the
@@ -107,7 +116,13 @@ describe('zeroScan', () => {
         const count = k.zeroScan(base, npages, BITMAP);
         expect(count, `${k.name} n=${npages}`).toBe(kinds.filter((x) => x !== 'zero').length);
         expect(same(k.u8().slice(BITMAP, BITMAP + expected.length), expected), `${k.name} n=${npages} bitmap`).toBe(true);
-        expect(k.u8().slice(BITMAP + expected.length, BITMAP + expected.length + 64).every((b) => b === GUARD), `${k.name} guard`).toBe(true);
+        expect(
+          k
+            .u8()
+            .slice(BITMAP + expected.length, BITMAP + expected.length + 64)
+            .every((b) => b === GUARD),
+          `${k.name} guard`,
+        ).toBe(true);
       }
     }
   });
@@ -129,7 +144,14 @@ describe('zeroScan', () => {
 
 describe('pagesPack', () => {
   it('to a separate dst: count, bitmap, stored pages and slot digest (WASM = twin = reference)', () => {
-    for (const [npages, zf] of [[1, 0], [1, 1], [65, 0.5], [130, 0.3], [64, 0], [100, 0.97]] as const) {
+    for (const [npages, zf] of [
+      [1, 0],
+      [1, 1],
+      [65, 0.5],
+      [130, 0.3],
+      [64, 0],
+      [100, 0.97],
+    ] as const) {
       const { data, kinds } = makePages(npages, 200 + npages, zf);
       const stored = storedPages(data, kinds);
       const results = both.map((k) => runPack(k, data, npages, 0, npages * PAGE + 8192));
@@ -139,7 +161,10 @@ describe('pagesPack', () => {
         expect(same(res.bitmap, expectedBitmap(kinds)), `${tag} bitmap`).toBe(true);
         expect(same(res.stored, stored), `${tag} stored`).toBe(true);
         expect(res.digest, `${tag} digest`).toBe(refHash(stored));
-        expect(res.guard.every((b) => b === GUARD), `${tag} guard`).toBe(true);
+        expect(
+          res.guard.every((b) => b === GUARD),
+          `${tag} guard`,
+        ).toBe(true);
       }
     }
   });
@@ -211,7 +236,13 @@ describe('pagesPack', () => {
 
 describe('pagesUnpack and copyPages', () => {
   it('pack then unpack restores the original pages (WASM and twin)', () => {
-    for (const [npages, zf] of [[1, 0], [1, 1], [64, 0.5], [129, 0.6], [77, 0.02]] as const) {
+    for (const [npages, zf] of [
+      [1, 0],
+      [1, 1],
+      [64, 0.5],
+      [129, 0.6],
+      [77, 0.02],
+    ] as const) {
       const { data } = makePages(npages, 600 + npages, zf);
       for (const k of both) {
         const bytes = npages * PAGE;
@@ -235,7 +266,11 @@ describe('pagesUnpack and copyPages', () => {
     const npages = 150;
     const bitmap = new Uint8Array(Math.ceil(npages / 64) * 8);
     let set = 0;
-    for (let i = 0; i < npages; i++) if (r() < 0.5) { bitmap[i >> 3]! |= 1 << (i & 7); set++; }
+    for (let i = 0; i < npages; i++)
+      if (r() < 0.5) {
+        bitmap[i >> 3]! |= 1 << (i & 7);
+        set++;
+      }
     const { data: stored } = makePages(set, 701, 0);
     const outs = both.map((k) => {
       const base = k.staging(npages * PAGE + set * PAGE);
@@ -251,8 +286,12 @@ describe('pagesUnpack and copyPages', () => {
     let s = 0;
     for (let i = 0; i < npages; i++) {
       const page = outs[0]!.subarray(i * PAGE, (i + 1) * PAGE);
-      if ((bitmap[i >> 3]! >> (i & 7)) & 1) expect(same(page, stored.subarray(s * PAGE, (++s) * PAGE)), `page ${i}`).toBe(true);
-      else expect(page.every((b) => b === 0), `page ${i}`).toBe(true);
+      if ((bitmap[i >> 3]! >> (i & 7)) & 1) expect(same(page, stored.subarray(s * PAGE, ++s * PAGE)), `page ${i}`).toBe(true);
+      else
+        expect(
+          page.every((b) => b === 0),
+          `page ${i}`,
+        ).toBe(true);
     }
   });
 
@@ -266,8 +305,14 @@ describe('pagesUnpack and copyPages', () => {
       k.copyPages(base, base + 35 * PAGE, 33);
       const after = k.u8();
       expect(same(after.subarray(base + 35 * PAGE, base + 68 * PAGE), data), k.name).toBe(true);
-      expect(after.subarray(base + 34 * PAGE, base + 35 * PAGE).every((b) => b === 0x5a), `${k.name} before`).toBe(true);
-      expect(after.subarray(base + 68 * PAGE, base + 70 * PAGE).every((b) => b === 0x5a), `${k.name} after`).toBe(true);
+      expect(
+        after.subarray(base + 34 * PAGE, base + 35 * PAGE).every((b) => b === 0x5a),
+        `${k.name} before`,
+      ).toBe(true);
+      expect(
+        after.subarray(base + 68 * PAGE, base + 70 * PAGE).every((b) => b === 0x5a),
+        `${k.name} after`,
+      ).toBe(true);
       k.copyPages(base, base + 35 * PAGE, 0);
       expect(same(k.u8().subarray(base + 35 * PAGE, base + 68 * PAGE), data), `${k.name} npages 0`).toBe(true);
     }

@@ -16,14 +16,25 @@ import { recordWriterImage } from './fuzz/corpus.mjs';
 // @ts-expect-error plain JavaScript helper without types
 import { K as KIND, build, parse } from './fuzz/image.mjs';
 
-interface FRec { kind: number; flags: number; payload: Uint8Array; pad?: Uint8Array; off: number; csum?: bigint; stale?: boolean }
+interface FRec {
+  kind: number;
+  flags: number;
+  payload: Uint8Array;
+  pad?: Uint8Array;
+  off: number;
+  csum?: bigint;
+  stale?: boolean;
+}
 const BIG_PAGES = 1000; // the big run: 16 bitmap words, the last one partly used
 const BIG_STORED = 768; // its first 768 pages stored: a payload of 3 windows + 144 bytes, so that its end moves with its start
 const PAD_KIND = 0x0304; // unknown, skippable
 
 /** Deterministic content of page q of run ri. */
 const fillPage = (dst: Uint8Array, at: number, ri: number, q: number): void => {
-  for (let j = 0; j < 4096; j += 8) { dst[at + j] = (q * 7 + ri * 31 + (j >> 3)) & 0xff; dst[at + j + 3] = 0x5a; }
+  for (let j = 0; j < 4096; j += 8) {
+    dst[at + j] = (q * 7 + ri * 31 + (j >> 3)) & 0xff;
+    dst[at + j + 3] = 0x5a;
+  }
 };
 
 const base = await recordWriterImage(lib);
@@ -31,12 +42,17 @@ const parsed = parse(base) as { magic: Uint8Array; recs: FRec[] };
 
 /** Records of the seed with dense PAGES payloads (every page stored but the big run's last ones). */
 function denseRecs(): { recs: FRec[]; bigIndex: number; smallIndex: number } {
-  let ri = 0, bigIndex = -1, smallIndex = -1;
+  let ri = 0,
+    bigIndex = -1,
+    smallIndex = -1;
   const recs = parsed.recs.map((r, i) => {
     if (r.kind !== KIND.PAGES) return r;
     const dv0 = new DataView(r.payload.buffer, r.payload.byteOffset, 16);
     let n = dv0.getUint32(8, true);
-    if (n === 1024) { n = BIG_PAGES; bigIndex = i; }
+    if (n === 1024) {
+      n = BIG_PAGES;
+      bigIndex = i;
+    }
     if (n === 65) smallIndex = i;
     const stored: number[] = [];
     for (let q = 0; q < n; q++) if (n !== BIG_PAGES || q < BIG_STORED) stored.push(q);
@@ -54,7 +70,11 @@ function denseRecs(): { recs: FRec[]; bigIndex: number; smallIndex: number } {
 }
 
 /** The dense image with a padding record placing the big run's header at `at` (or as close as 8-byte framing allows). */
-function imageWithBigAt(at: number, edit?: (recs: FRec[], big: number, small: number) => void, fix = 'full'): { bytes: Uint8Array; offs: number[]; big: number; small: number } {
+function imageWithBigAt(
+  at: number,
+  edit?: (recs: FRec[], big: number, small: number) => void,
+  fix = 'full',
+): { bytes: Uint8Array; offs: number[]; big: number; small: number } {
   const { recs, bigIndex, smallIndex } = denseRecs();
   // offsets without padding
   const sizes = recs.map((r) => 16 + Math.ceil(r.payload.length / 8) * 8);
@@ -62,7 +82,8 @@ function imageWithBigAt(at: number, edit?: (recs: FRec[], big: number, small: nu
   const padLen = at - bigOff0 - 16;
   if (padLen < 0 || padLen % 8) throw new Error(`cannot place the big run at ${at}`);
   recs.splice(bigIndex, 0, { kind: PAD_KIND, flags: 0, payload: new Uint8Array(padLen).fill(0xa5), off: 0 });
-  const big = bigIndex + 1, small = smallIndex;
+  const big = bigIndex + 1,
+    small = smallIndex;
   edit?.(recs, big, small);
   const bytes = build(parsed.magic, recs, { fix, fixIndex: fix === 'full' }) as Uint8Array;
   const offs = (parse(bytes) as { recs: FRec[] }).recs.map((r) => r.off);
@@ -70,7 +91,9 @@ function imageWithBigAt(at: number, edit?: (recs: FRec[], big: number, small: nu
 }
 
 function errorOf(f: () => unknown): { code: string; offset: number | undefined } | null {
-  try { f(); } catch (e) {
+  try {
+    f();
+  } catch (e) {
     if (e instanceof CrimgError) return { code: e.code, offset: e.offset };
     throw e;
   }
@@ -122,16 +145,38 @@ describe('records across the read window', () => {
         img.readVmaPages(vma, reg, 0, n);
         expect(Buffer.compare(k.u8().subarray(reg, reg + n * 4096), want)).toBe(0);
         // pieces that start and end inside runs, across runs and gaps
-        for (const [first, cnt] of [[0, 1], [2, 70], [65, 64], [130, 200], [200, 1], [260, n - 260 - 5], [1000, n - 1000], [n - 1, 1]] as const) {
+        for (const [first, cnt] of [
+          [0, 1],
+          [2, 70],
+          [65, 64],
+          [130, 200],
+          [200, 1],
+          [260, n - 260 - 5],
+          [1000, n - 1000],
+          [n - 1, 1],
+        ] as const) {
           k.u8().fill(0xee, reg, reg + n * 4096);
           img.readVmaPages(vma, reg, first, cnt);
-          expect(k.u8().subarray(reg + cnt * 4096, reg + n * 4096).every((b) => b === 0xee), `pages ${first}+${cnt} wrote past the end`).toBe(true);
-          expect(Buffer.compare(k.u8().subarray(reg, reg + cnt * 4096), want.subarray(first * 4096, (first + cnt) * 4096)), `pages ${first}+${cnt}`).toBe(0);
+          expect(
+            k
+              .u8()
+              .subarray(reg + cnt * 4096, reg + n * 4096)
+              .every((b) => b === 0xee),
+            `pages ${first}+${cnt} wrote past the end`,
+          ).toBe(true);
+          expect(
+            Buffer.compare(k.u8().subarray(reg, reg + cnt * 4096), want.subarray(first * 4096, (first + cnt) * 4096)),
+            `pages ${first}+${cnt}`,
+          ).toBe(0);
         }
-      } finally { releaseRegion(k, reg); }
+      } finally {
+        releaseRegion(k, reg);
+      }
       const mem = img.readMemory(img.model.tasks[0]!.pid, vma.start + 12345n, 3 * W + 77);
       expect(Buffer.compare(mem, want.subarray(12345, 12345 + 3 * W + 77))).toBe(0);
-    } finally { img.close(); }
+    } finally {
+      img.close();
+    }
   });
 
   it.each(DELTAS)('big run header at window + %i: corruptions give the code and offset of the record', (d) => {
@@ -144,13 +189,30 @@ describe('records across the read window', () => {
       m[at]! ^= 0x04;
       const e = errorOf(() => verifyImage(m));
       expect(e, `flip at ${at - off}`).not.toBeNull();
-      if (at === off + 1) expect(e!.code).not.toBe('OK'); // the kind changed: framing error of some kind
+      if (at === off + 1)
+        expect(e!.code).not.toBe('OK'); // the kind changed: framing error of some kind
       else expect(e, `flip at ${at - off}`).toEqual({ code: 'CHECKSUM_MISMATCH', offset: off });
     }
     // with the record checksum recomputed: bad page count (fixed part), bits past the page count (bitmap)
-    const npagesZero = imageWithBigAt(W + d, (recs, b) => { const p = recs[b]!.payload.slice(); new DataView(p.buffer).setUint32(8, 0, true); recs[b] = { ...recs[b]!, payload: p }; }, 'rec');
+    const npagesZero = imageWithBigAt(
+      W + d,
+      (recs, b) => {
+        const p = recs[b]!.payload.slice();
+        new DataView(p.buffer).setUint32(8, 0, true);
+        recs[b] = { ...recs[b]!, payload: p };
+      },
+      'rec',
+    );
     expect(errorOf(() => verifyImage(npagesZero.bytes))).toEqual({ code: 'BAD_RECORD', offset: off + 16 + 8 });
-    const bitPast = imageWithBigAt(W + d, (recs, b) => { const p = recs[b]!.payload.slice(); p[p.length - 1]! |= 0x80; recs[b] = { ...recs[b]!, payload: p }; }, 'rec');
+    const bitPast = imageWithBigAt(
+      W + d,
+      (recs, b) => {
+        const p = recs[b]!.payload.slice();
+        p[p.length - 1]! |= 0x80;
+        recs[b] = { ...recs[b]!, payload: p };
+      },
+      'rec',
+    );
     const e = errorOf(() => verifyImage(bitPast.bytes));
     expect(e).toEqual({ code: 'BAD_RECORD', offset: off });
     // the lazy reader opens a stale image and refuses its pages when read
@@ -163,18 +225,26 @@ describe('records across the read window', () => {
       try {
         const first = Number((img.runsOf(vma).find((r) => r.off === off)!.addr - vma.start) / 4096n);
         expect(errorOf(() => img.readVmaPages(vma, reg, first + 500, 1))).toEqual({ code: 'CHECKSUM_MISMATCH', offset: off });
-      } finally { releaseRegion(img.k, reg); }
-    } finally { img.close(); }
+      } finally {
+        releaseRegion(img.k, reg);
+      }
+    } finally {
+      img.close();
+    }
   });
 
   it('a record whose payload has non-zero padding is rejected at the padding byte, also across the window', () => {
     for (const d of [-24, -8, 0]) {
       // the 65-page run's payload gets 4 extra bytes (length not a multiple of 8) and padding 0x01
-      const { bytes, offs, small } = imageWithBigAt(W + d, (recs, _b, s) => {
-        const p = new Uint8Array(recs[s]!.payload.length + 4);
-        p.set(recs[s]!.payload);
-        recs[s] = { ...recs[s]!, payload: p, pad: Uint8Array.of(0, 0, 0, 1) };
-      }, 'rec');
+      const { bytes, offs, small } = imageWithBigAt(
+        W + d,
+        (recs, _b, s) => {
+          const p = new Uint8Array(recs[s]!.payload.length + 4);
+          p.set(recs[s]!.payload);
+          recs[s] = { ...recs[s]!, payload: p, pad: Uint8Array.of(0, 0, 0, 1) };
+        },
+        'rec',
+      );
       const off = offs[small]!;
       const len = new DataView(bytes.buffer, bytes.byteOffset + off + 4, 4).getUint32(0, true);
       expect(errorOf(() => readImage(bytes).close())).toEqual({ code: 'BAD_RECORD', offset: off + 16 + len + 3 });

@@ -3,18 +3,26 @@ import { xxh3 as nodeXxh3 } from '@node-rs/xxhash';
 import { type Kernels, REGSET_RAW_BYTES, REGSET_RECORD_BYTES } from '../src/kernels/api.js';
 import { both, rng, twin, wasm } from './helpers/kernels.js';
 
-
 function randomBytes(r: () => number, n: number): Uint8Array {
   const b = new Uint8Array(n);
   for (let i = 0; i < n; i++) b[i] = Math.floor(r() * 256);
   return b;
 }
-function same(a: Uint8Array, b: Uint8Array): boolean { return Buffer.from(a).equals(Buffer.from(b)); }
+function same(a: Uint8Array, b: Uint8Array): boolean {
+  return Buffer.from(a).equals(Buffer.from(b));
+}
 
 /** Independent description of the layout (Intel SDM vol. 1, 13.4 and CPUID leaf 0DH). */
 const TABLE: Record<number, [offset: number, size: number, align64: boolean]> = {
-  2: [576, 256, false], 3: [960, 64, false], 4: [1024, 64, false], 5: [1088, 64, false],
-  6: [1152, 512, false], 7: [1664, 1024, false], 9: [2688, 8, false], 17: [2752, 64, true], 18: [2816, 8192, true],
+  2: [576, 256, false],
+  3: [960, 64, false],
+  4: [1024, 64, false],
+  5: [1088, 64, false],
+  6: [1152, 512, false],
+  7: [1664, 1024, false],
+  9: [2688, 8, false],
+  17: [2752, 64, true],
+  18: [2816, 8192, true],
 };
 const KNOWN_BITS = [0, 1, 2, 3, 4, 5, 6, 7, 9, 17, 18];
 
@@ -92,9 +100,21 @@ function unpack(k: Kernels, recs: Uint8Array, n: number): { ret: number; out: Ui
 describe('XSAVE layout', () => {
   it('standard sizes', () => {
     const cases: [bigint, number][] = [
-      [0x3n, 576], [0x7n, 832], [0x1fn, 1088], [0xe7n, 2688], [0x2e7n, 2696], [0x2ffn, 2696],
-      [0x602e7n, 11008], [0x20007n, 2816], [0x1n, 576], [0n, 576],
-      [0x100n, 0], [0x400n, 0], [0x80000n, 0], [1n << 63n, 0], [0x2e7n | (1n << 40n), 0],
+      [0x3n, 576],
+      [0x7n, 832],
+      [0x1fn, 1088],
+      [0xe7n, 2688],
+      [0x2e7n, 2696],
+      [0x2ffn, 2696],
+      [0x602e7n, 11008],
+      [0x20007n, 2816],
+      [0x1n, 576],
+      [0n, 576],
+      [0x100n, 0],
+      [0x400n, 0],
+      [0x80000n, 0],
+      [1n << 63n, 0],
+      [0x2e7n | (1n << 40n), 0],
     ];
     for (const k of both) for (const [x, n] of cases) expect(k.xsaveStandardSize(x), `${k.name} ${x.toString(16)}`).toBe(n);
   });
@@ -102,7 +122,9 @@ describe('XSAVE layout', () => {
   it('compacted sizes and 64-byte alignment of the AMX components', () => {
     const cases: [bigint, number][] = [
       [0xe7n, 2432], // what CPUID.(0DH,1).EBX reports for XCR0 = 0xe7
-      [0x2e7n, 2440], [0x7n, 832], [0x3n, 576],
+      [0x2e7n, 2440],
+      [0x7n, 832],
+      [0x3n, 576],
       [0x20207n, 896 + 64], // PKRU ends at 840, XTILECFG starts at 896
       [0x60207n, 960 + 8192], // XTILEDATA right after XTILECFG at 960
       [0x40003n, 576 + 8192],
@@ -124,13 +146,15 @@ describe('XSAVE layout', () => {
       let xstate = 0n;
       for (let i = 0; i < 19; i++) if ((xcomp >> BigInt(i)) & 1n && r() < 0.6) xstate |= 1n << BigInt(i);
       const { c, s } = makeCompacted(r, xcomp, xstate);
-      const w = toStandard(wasm, c), t = toStandard(twin, c);
+      const w = toStandard(wasm, c),
+        t = toStandard(twin, c);
       expect(w.n).toBe(s.length);
       expect(same(w.out, s)).toBe(true);
       expect(same(t.out, s)).toBe(true);
       expect(w.n).toBe(wasm.xsaveStandardSize(xcomp));
       // back to compacted with the same XCOMP_BV: exact for legacy, header and components in XSTATE_BV
-      const wc = toCompacted(wasm, w.out, xcomp), tc = toCompacted(twin, w.out, xcomp);
+      const wc = toCompacted(wasm, w.out, xcomp),
+        tc = toCompacted(twin, w.out, xcomp);
       expect(wc.n).toBe(c.length);
       expect(same(wc.out, tc.out)).toBe(true);
       const { offs } = compactOffsets(xcomp);
@@ -194,7 +218,8 @@ describe('register set records', () => {
     const r = rng(21);
     for (const n of [1, 2, 3, 7, 40]) {
       const raw = randomBytes(r, n * REGSET_RAW_BYTES);
-      const w = pack(wasm, raw, n), t = pack(twin, raw, n);
+      const w = pack(wasm, raw, n),
+        t = pack(twin, raw, n);
       expect(w.ret).toBe(n * 760);
       expect(t.ret).toBe(n * 760);
       expect(same(w.out, t.out)).toBe(true);

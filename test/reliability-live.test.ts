@@ -59,8 +59,21 @@ beforeAll(async () => {
   if (r.status !== 0) throw new Error(`gcc failed: ${r.stderr}`);
 });
 afterAll(() => {
-  for (const c of started) if (c.exitCode === null && c.signalCode === null) { try { c.kill('SIGKILL'); } catch { /* gone */ } }
-  for (const pid of commands) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+  for (const c of started)
+    if (c.exitCode === null && c.signalCode === null) {
+      try {
+        c.kill('SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+  for (const pid of commands) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
   lib?.cleanup();
   if (tmp) {
     umountAllUnder(tmp);
@@ -70,7 +83,12 @@ afterAll(() => {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-interface Target { pid: number; child: ChildProcess; ticks: string; kill(): Promise<void> }
+interface Target {
+  pid: number;
+  child: ChildProcess;
+  ticks: string;
+  kill(): Promise<void>;
+}
 
 /** Start the target and wait until it has filled its memory and ticks. */
 async function target(mb = 24, lifeMs = -1): Promise<Target> {
@@ -80,18 +98,27 @@ async function target(mb = 24, lifeMs = -1): Promise<Target> {
   const exited = new Promise<void>((res) => child.once('exit', () => res()));
   for (let i = 0; i < 1000 && !(fs.existsSync(ticks) && fs.readFileSync(ticks, 'utf8').includes('tick')); i++) await sleep(10);
   return {
-    pid: child.pid!, child, ticks,
-    kill: async () => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL'); await exited; },
+    pid: child.pid!,
+    child,
+    ticks,
+    kill: async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+    },
   };
 }
 
-function tickCount(t: Target): number { return (fs.readFileSync(t.ticks, 'utf8').match(/^tick /gm) ?? []).length; }
+function tickCount(t: Target): number {
+  return (fs.readFileSync(t.ticks, 'utf8').match(/^tick /gm) ?? []).length;
+}
 
 function status(pid: number): { state: string; tracer: number } | null {
   try {
     const s = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
     return { state: /^State:\s+(\S)/m.exec(s)![1]!, tracer: Number(/^TracerPid:\s+(\d+)/m.exec(s)![1]) };
-  } catch { return null; }
+  } catch {
+    return null;
+  }
 }
 
 /** The target is detached, not stopped, and keeps running (its tick count grows). */
@@ -107,7 +134,12 @@ async function expectRunningAsBefore(t: Target): Promise<void> {
   expect(st2.tracer).toBe(0);
 }
 
-interface Run { code: number | null; signal: NodeJS.Signals | null; stderr: string; stdout: string }
+interface Run {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stderr: string;
+  stdout: string;
+}
 
 function crimgSync(args: string[], opts: { uid?: number; gid?: number } = {}): Run {
   const r = spawnSync(process.execPath, [lib.cli, ...args], { encoding: 'utf8', timeout: 120_000, ...opts });
@@ -117,9 +149,14 @@ function crimgSync(args: string[], opts: { uid?: number; gid?: number } = {}): R
 function crimgSpawn(args: string[]): { child: ChildProcess; done: Promise<Run>; err: () => string } {
   const child = spawn(process.execPath, [lib.cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   started.push(child);
-  let stdout = '', stderr = '';
-  child.stdout!.on('data', (d) => { stdout += d; });
-  child.stderr!.on('data', (d) => { stderr += d; });
+  let stdout = '',
+    stderr = '';
+  child.stdout!.on('data', (d) => {
+    stdout += d;
+  });
+  child.stderr!.on('data', (d) => {
+    stderr += d;
+  });
   // 'exit', not 'close': a command left running by crimg run keeps its stdio pipes open
   const done = new Promise<Run>((res) => child.on('exit', (code, signal) => setTimeout(() => res({ code, signal, stderr, stdout }), 50)));
   return { child, done, err: () => stderr };
@@ -139,7 +176,9 @@ function absentOrComplete(dest: string): 'absent' | 'complete' {
   return 'complete';
 }
 
-function tempsOf(dir: string, base: string): string[] { return fs.readdirSync(dir).filter((f) => f.startsWith(`.${base}.tmp-`)); }
+function tempsOf(dir: string, base: string): string[] {
+  return fs.readdirSync(dir).filter((f) => f.startsWith(`.${base}.tmp-`));
+}
 
 /** Wait until the dump's temporary file shows up (the target is then frozen or being read), or crimg exits. */
 async function whileWriting(dir: string, base: string, child: ChildProcess, maxMs: number): Promise<void> {
@@ -167,7 +206,10 @@ describe('dump: crimg interrupted or killed', () => {
             // or after it removed it (done and renamed, exiting): the destination is absent or complete
             outcomes.beforeStart++;
             expect(['absent', 'complete']).toContain(absentOrComplete(dest));
-          } else if (r.code === 0) { outcomes.finished++; expect(absentOrComplete(dest)).toBe('complete'); } else {
+          } else if (r.code === 0) {
+            outcomes.finished++;
+            expect(absentOrComplete(dest)).toBe('complete');
+          } else {
             outcomes.interrupted++;
             oneErrorLine(r, /^crimg: INTERRUPTED: /);
             expect(fs.existsSync(dest)).toBe(false);
@@ -176,7 +218,9 @@ describe('dump: crimg interrupted or killed', () => {
           await expectRunningAsBefore(t);
         }
         expect(outcomes.interrupted + outcomes.finished + outcomes.beforeStart).toBe(6);
-      } finally { await t.kill(); }
+      } finally {
+        await t.kill();
+      }
     }, 180_000);
   }
 
@@ -195,7 +239,9 @@ describe('dump: crimg interrupted or killed', () => {
         absentOrComplete(dest);
         await expectRunningAsBefore(t);
       }
-    } finally { await t.kill(); }
+    } finally {
+      await t.kill();
+    }
   }, 180_000);
 });
 
@@ -252,7 +298,10 @@ describe('dump: the destination fails', () => {
         expect(fs.readdirSync(mnt)).toEqual([]);
         await expectRunningAsBefore(t);
       }
-    } finally { umount(mnt); await t.kill(); }
+    } finally {
+      umount(mnt);
+      await t.kill();
+    }
   }, 120_000);
 
   it('read-only file system and missing directory: clear error, exit 1, the target runs on untraced', async () => {
@@ -265,7 +314,10 @@ describe('dump: the destination fails', () => {
       await expectRunningAsBefore(t);
       oneErrorLine(crimgSync(['dump', String(t.pid), '-o', path.join(tmp, 'no-such-dir', 'img.crimg')]), /^crimg: IO: .*ENOENT/);
       await expectRunningAsBefore(t);
-    } finally { umount(mnt); await t.kill(); }
+    } finally {
+      umount(mnt);
+      await t.kill();
+    }
   }, 120_000);
 
   it('permission: a dump by an unprivileged user of a root process fails cleanly, the target untouched', async () => {
@@ -281,7 +333,9 @@ describe('dump: the destination fails', () => {
       oneErrorLine(r, /^crimg: (PERMISSION|PTRACE|NO_PROCESS): /);
       expect(fs.readdirSync(out)).toEqual([]);
       await expectRunningAsBefore(t);
-    } finally { await t.kill(); }
+    } finally {
+      await t.kill();
+    }
   }, 120_000);
 });
 
@@ -294,8 +348,17 @@ describe('run: crimg interrupted', () => {
     const pid = Number(/^READY (\d+)/m.exec(fs.readFileSync(ticks, 'utf8'))![1]);
     commands.push(pid);
     const t: Target = {
-      pid, child, ticks,
-      kill: async () => { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } for (let i = 0; i < 200 && status(pid) && status(pid)!.state !== 'Z'; i++) await sleep(10); },
+      pid,
+      child,
+      ticks,
+      kill: async () => {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+        for (let i = 0; i < 200 && status(pid) && status(pid)!.state !== 'Z'; i++) await sleep(10);
+      },
     };
     try {
       expect(status(pid)!.tracer).toBe(child.pid);
@@ -303,7 +366,9 @@ describe('run: crimg interrupted', () => {
       const r = await done;
       expect(r.signal).toBeNull();
       await expectRunningAsBefore(t);
-    } finally { await t.kill(); }
+    } finally {
+      await t.kill();
+    }
   }, 60_000);
 
   it('SIGINT to crimg run: the signal is forwarded, the command ends, nothing is left traced or stopped', async () => {
@@ -317,7 +382,13 @@ describe('run: crimg interrupted', () => {
       await done;
       for (let i = 0; i < 200 && status(pid) !== null; i++) await sleep(10);
       expect(status(pid)).toBeNull();
-    } finally { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+    } finally {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
   }, 60_000);
 
   it('a checkpoint on a full disk: IO error reported, no image, the command runs on and is left running untraced', async () => {
@@ -330,7 +401,18 @@ describe('run: crimg interrupted', () => {
       for (let i = 0; i < 1000 && !(fs.existsSync(ticks) && fs.readFileSync(ticks, 'utf8').includes('tick')); i++) await sleep(10);
       pid = Number(/^READY (\d+)/m.exec(fs.readFileSync(ticks, 'utf8'))![1]);
       commands.push(pid);
-      const t: Target = { pid, child, ticks, kill: async () => { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } } };
+      const t: Target = {
+        pid,
+        child,
+        ticks,
+        kill: async () => {
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {
+            /* gone */
+          }
+        },
+      };
       process.kill(pid, 'SIGUSR2');
       for (let i = 0; i < 500 && !/ENOSPC/.test(err()) && child.exitCode === null; i++) await sleep(20);
       expect(err()).toMatch(/ENOSPC/);
@@ -343,7 +425,13 @@ describe('run: crimg interrupted', () => {
       await done;
       await expectRunningAsBefore(t);
     } finally {
-      if (pid) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+      if (pid) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
       umount(mnt);
     }
   }, 120_000);
@@ -356,7 +444,15 @@ describe('restore: failures kill the stub', () => {
     for (const d of fs.readdirSync('/proc')) {
       if (!/^\d+$/.test(d)) continue;
       // the stub (comm sleep), not the holder and init of a --pid-ns restore elsewhere (their own names)
-      try { if (fs.readFileSync(`/proc/${d}/cmdline`, 'utf8') === 'sleep\u00002147483647\u0000' && fs.readFileSync(`/proc/${d}/comm`, 'utf8') === 'sleep\n') out.add(Number(d)); } catch { /* gone */ }
+      try {
+        if (
+          fs.readFileSync(`/proc/${d}/cmdline`, 'utf8') === 'sleep\u00002147483647\u0000'
+          && fs.readFileSync(`/proc/${d}/comm`, 'utf8') === 'sleep\n'
+        )
+          out.add(Number(d));
+      } catch {
+        /* gone */
+      }
     }
     return out;
   }
@@ -367,14 +463,17 @@ describe('restore: failures kill the stub', () => {
     try {
       const r = crimgSync(['dump', String(t.pid), '-o', img, '--quiet']);
       expect(r.code, r.stderr).toBe(0);
-    } finally { await t.kill(); }
+    } finally {
+      await t.kill();
+    }
     const before = stubs();
     const restored: number[] = [];
     try {
       for (const [i, sig] of (['SIGINT', 'SIGTERM', 'SIGKILL', 'SIGINT', 'SIGTERM', 'SIGKILL'] as const).entries()) {
         const { child, done } = crimgSpawn(['restore', img, '--json']);
         // signal once the stub exists (the restore is under way), after a random short delay
-        for (let k = 0; k < 2000 && child.exitCode === null && ![...stubs()].some((p) => !before.has(p) && !restored.includes(p)); k++) await sleep(2);
+        for (let k = 0; k < 2000 && child.exitCode === null && ![...stubs()].some((p) => !before.has(p) && !restored.includes(p)); k++)
+          await sleep(2);
         await sleep(Math.floor(Math.random() * (i < 3 ? 60 : 10)));
         child.kill(sig);
         const r = await done;
@@ -383,19 +482,49 @@ describe('restore: failures kill the stub', () => {
           const pid = Number(/"pid":\s*(\d+)/.exec(r.stdout)?.[1]);
           if (pid) restored.push(pid);
         }
-        for (let k = 0; k < 100; k++) { const s = [...stubs()].filter((p) => !before.has(p) && !restored.includes(p)); if (!s.length) break; await sleep(20); }
+        for (let k = 0; k < 100; k++) {
+          const s = [...stubs()].filter((p) => !before.has(p) && !restored.includes(p));
+          if (!s.length) break;
+          await sleep(20);
+        }
         const left = [...stubs()].filter((p) => !before.has(p) && !restored.includes(p));
-        for (const p of left) { try { process.kill(p, 'SIGKILL'); } catch { /* gone */ } }
+        for (const p of left) {
+          try {
+            process.kill(p, 'SIGKILL');
+          } catch {
+            /* gone */
+          }
+        }
         expect(left, `restore ${sig}: stubs left running`).toEqual([]);
-        for (const p of restored) { const st = status(p); if (st) { expect(st.tracer).toBe(0); } }
+        for (const p of restored) {
+          const st = status(p);
+          if (st) {
+            expect(st.tracer).toBe(0);
+          }
+        }
       }
     } finally {
-      for (const p of restored) { try { process.kill(p, 'SIGKILL'); } catch { /* gone */ } }
+      for (const p of restored) {
+        try {
+          process.kill(p, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
       // a restore let go just before its signal has no pid on stdout: its process is found by its command line
       for (const n of fs.readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
         let cmd = '';
-        try { cmd = fs.readFileSync(`/proc/${n}/cmdline`, 'latin1'); } catch { continue; }
-        if (cmd.includes(t.ticks)) try { process.kill(Number(n), 'SIGKILL'); } catch { /* gone */ }
+        try {
+          cmd = fs.readFileSync(`/proc/${n}/cmdline`, 'latin1');
+        } catch {
+          continue;
+        }
+        if (cmd.includes(t.ticks))
+          try {
+            process.kill(Number(n), 'SIGKILL');
+          } catch {
+            /* gone */
+          }
       }
     }
   }, 180_000);
@@ -410,7 +539,9 @@ describe('restore: failures kill the stub', () => {
     const img = path.join(tmp, 'restore-missing.crimg');
     try {
       expect(crimgSync(['dump', String(child.pid), '-o', img, '--quiet']).code).toBe(0);
-    } finally { child.kill('SIGKILL'); }
+    } finally {
+      child.kill('SIGKILL');
+    }
     fs.rmSync(copy);
     const before = stubs();
     const r = crimgSync(['restore', img]);
@@ -418,7 +549,13 @@ describe('restore: failures kill the stub', () => {
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toMatch(/^crimg: [A-Z_]+: /);
     const left = [...stubs()].filter((p) => !before.has(p));
-    for (const p of left) { try { process.kill(p, 'SIGKILL'); } catch { /* gone */ } }
+    for (const p of left) {
+      try {
+        process.kill(p, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
     expect(left).toEqual([]);
   }, 60_000);
 });

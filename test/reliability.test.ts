@@ -35,7 +35,12 @@ afterAll(() => {
   }
 });
 
-interface Run { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
+interface Run {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
 
 function crimg(args: string[]): Run {
   const r = spawnSync(process.execPath, [lib.cli, ...args], { encoding: 'utf8', timeout: 120_000 });
@@ -45,16 +50,23 @@ function crimg(args: string[]): Run {
 function crimgAsync(args: string[]): Promise<Run> {
   return new Promise((resolve, reject) => {
     const p = spawn(process.execPath, [lib.cli, ...args]);
-    let stdout = '', stderr = '';
-    p.stdout.on('data', (d) => { stdout += d; });
-    p.stderr.on('data', (d) => { stderr += d; });
+    let stdout = '',
+      stderr = '';
+    p.stdout.on('data', (d) => {
+      stdout += d;
+    });
+    p.stderr.on('data', (d) => {
+      stderr += d;
+    });
     p.on('error', reject);
     p.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
   });
 }
 
 const hashFile = (f: string): bigint => xxh3.xxh64(fs.readFileSync(f));
-const sleep = (ms: number): void => { Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms); };
+const sleep = (ms: number): void => {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+};
 
 /** Bytes of the image `crimg gen` writes for a spec, made in-process (gen is deterministic). */
 async function reference(spec: GenSpec, file: string): Promise<bigint> {
@@ -82,7 +94,10 @@ describe('kill -9 while writing', () => {
     const args = ['gen', '-o', dest, '--seed', '5', '--size', '24MiB', '--tasks', '2', '--quiet'];
     const outcomes = { absent: 0, complete: 0, tempSeen: 0 };
     let seed = 12345;
-    const rand = (): number => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed / 0x80000000; };
+    const rand = (): number => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed / 0x80000000;
+    };
     for (let i = 0; i < 16; i++) {
       for (const f of fs.readdirSync(dir)) fs.rmSync(path.join(dir, f));
       const fsync = i % 4 === 3;
@@ -95,7 +110,13 @@ describe('kill -9 while writing', () => {
         for (;;) {
           const tmpFile = fs.readdirSync(dir).find((f) => f.startsWith('.img.crimg.tmp-'));
           let size = -1;
-          if (tmpFile) { try { size = fs.statSync(path.join(dir, tmpFile)).size; } catch { /* renamed meanwhile */ } }
+          if (tmpFile) {
+            try {
+              size = fs.statSync(path.join(dir, tmpFile)).size;
+            } catch {
+              /* renamed meanwhile */
+            }
+          }
           if (size >= want || fs.existsSync(dest) || p.exitCode !== null || Date.now() - t0 > 60_000) break;
           sleep(1);
         }
@@ -138,7 +159,10 @@ describe('kill -9 while converting', () => {
     expect(crimg(['convert', core, '-o', back, '--quiet']).code).toBe(0);
     const refs = { elf: hashFile(core), crimg: hashFile(back) };
     let seed = 777;
-    const rand = (): number => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed / 0x80000000; };
+    const rand = (): number => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed / 0x80000000;
+    };
     for (let i = 0; i < 8; i++) {
       const to = i % 2 === 0 ? 'elf' : 'crimg';
       const input = to === 'elf' ? img : core;
@@ -153,7 +177,13 @@ describe('kill -9 while converting', () => {
       for (;;) {
         const tmpFile = fs.readdirSync(dir).find((f) => f.startsWith(`.${name}.tmp-`));
         let size = -1;
-        if (tmpFile) { try { size = fs.statSync(path.join(dir, tmpFile)).size; } catch { /* renamed meanwhile */ } }
+        if (tmpFile) {
+          try {
+            size = fs.statSync(path.join(dir, tmpFile)).size;
+          } catch {
+            /* renamed meanwhile */
+          }
+        }
         if (size >= want || fs.existsSync(dest) || p.exitCode !== null || Date.now() - t0 > 60_000) break;
         sleep(1);
       }
@@ -182,7 +212,22 @@ describe('disk full and unwritable destinations', () => {
       }
       // a series of small images (about 1 MB each): the first ones fit, then the disk fills up
       const out = path.join(mnt, 'series');
-      const r = crimg(['gen', '--count', '20', '--out-dir', out, '--size', '1MiB', '--threads', '1', '--vmas', '0', '--files', '0', '--quiet']);
+      const r = crimg([
+        'gen',
+        '--count',
+        '20',
+        '--out-dir',
+        out,
+        '--size',
+        '1MiB',
+        '--threads',
+        '1',
+        '--vmas',
+        '0',
+        '--files',
+        '0',
+        '--quiet',
+      ]);
       expectIoError(r, /ENOSPC/);
       const names = fs.readdirSync(out);
       expect(names.length).toBeGreaterThan(0);
@@ -196,7 +241,9 @@ describe('disk full and unwritable destinations', () => {
       const again = crimg(['gen', '-o', path.join(mnt, 'small.crimg'), '--size', '64KiB', '--quiet']);
       expect(again.code).toBe(0);
       expect(verifyImage(path.join(mnt, 'small.crimg')).ok).toBe(true);
-    } finally { umount(mnt); }
+    } finally {
+      umount(mnt);
+    }
   });
 
   it('a read-only file system: clear error, exit 1, the existing image left untouched', async () => {
@@ -213,7 +260,9 @@ describe('disk full and unwritable destinations', () => {
       expect(hashFile(dest)).toBe(before);
       expectIoError(crimg(['gen', '-o', path.join(mnt, 'new.crimg'), '--size', '64KiB', '--quiet']), /EROFS/);
       expect(fs.readdirSync(mnt)).toEqual(['old.crimg']);
-    } finally { umount(mnt); }
+    } finally {
+      umount(mnt);
+    }
   });
 
   it('missing directory, a file as directory, a directory as destination: clear error, exit 1, nothing written', () => {
@@ -233,17 +282,27 @@ describe('disk full and unwritable destinations', () => {
     const mnt = path.join(tmp, 'libfull');
     mount(mnt, 'size=512k');
     try {
-      const err = await writeImage(generate({ seed: 3, size: 2 * 1024 * 1024 }), path.join(mnt, 'x.crimg')).then(() => null, (e: unknown) => e);
+      const err = await writeImage(generate({ seed: 3, size: 2 * 1024 * 1024 }), path.join(mnt, 'x.crimg')).then(
+        () => null,
+        (e: unknown) => e,
+      );
       expect(err).toBeInstanceOf(CrimgError);
       expect((err as CrimgError).code).toBe('IO');
       expect((err as CrimgError).message).toMatch(/ENOSPC/);
       expect(fs.readdirSync(mnt)).toEqual([]);
-    } finally { umount(mnt); }
+    } finally {
+      umount(mnt);
+    }
   });
 });
 
 describe('many images at once', () => {
-  const specs: GenSpec[] = Array.from({ length: 8 }, (_, i) => ({ seed: 100 + i, size: (1 + (i % 3)) * 1024 * 1024, tasks: 1 + (i % 2), threads: 2 }));
+  const specs: GenSpec[] = Array.from({ length: 8 }, (_, i) => ({
+    seed: 100 + i,
+    size: (1 + (i % 3)) * 1024 * 1024,
+    tasks: 1 + (i % 2),
+    threads: 2,
+  }));
   let refs: bigint[];
 
   beforeAll(async () => {
@@ -266,15 +325,22 @@ describe('many images at once', () => {
       })().catch((e) => { parentPort.postMessage('error: ' + (e && e.stack || e)); });
     `;
     const nworkers = 4;
-    const runs = Array.from({ length: nworkers }, (_, w) => new Promise<string>((resolve, reject) => {
-      const jobs = specs.map((spec, i) => ({ spec, file: path.join(dir, `${i}.crimg`) })).filter((_, i) => i % nworkers === w);
-      const worker = new Worker(code, {
-        eval: true,
-        workerData: { lib: `file://${lib.lib}`, gen: `file://${path.join(lib.dir, 'src/gen/generate.js')}`, jobs },
-      });
-      worker.once('message', (m) => { resolve(String(m)); void worker.terminate(); });
-      worker.once('error', reject);
-    }));
+    const runs = Array.from(
+      { length: nworkers },
+      (_, w) =>
+        new Promise<string>((resolve, reject) => {
+          const jobs = specs.map((spec, i) => ({ spec, file: path.join(dir, `${i}.crimg`) })).filter((_, i) => i % nworkers === w);
+          const worker = new Worker(code, {
+            eval: true,
+            workerData: { lib: `file://${lib.lib}`, gen: `file://${path.join(lib.dir, 'src/gen/generate.js')}`, jobs },
+          });
+          worker.once('message', (m) => {
+            resolve(String(m));
+            void worker.terminate();
+          });
+          worker.once('error', reject);
+        }),
+    );
     expect(await Promise.all(runs)).toEqual(Array(nworkers).fill('done'));
     expect(fs.readdirSync(dir).sort()).toEqual(specs.map((_, i) => `${i}.crimg`).sort());
     specs.forEach((_, i) => {
@@ -287,13 +353,28 @@ describe('many images at once', () => {
   it('separate processes writing different files (and shards of one series) at once: all valid, none mixed', async () => {
     const dir = path.join(tmp, 'procs');
     fs.mkdirSync(dir);
-    const runs = specs.map((s, i) => crimgAsync([
-      'gen', '-o', path.join(dir, `${i}.crimg`), '--seed', String(s.seed), '--size', String(s.size), '--tasks', String(s.tasks),
-      '--threads', String(s.threads), '--quiet',
-    ]));
+    const runs = specs.map((s, i) =>
+      crimgAsync([
+        'gen',
+        '-o',
+        path.join(dir, `${i}.crimg`),
+        '--seed',
+        String(s.seed),
+        '--size',
+        String(s.size),
+        '--tasks',
+        String(s.tasks),
+        '--threads',
+        String(s.threads),
+        '--quiet',
+      ]),
+    );
     // four processes sharing one --count series by shards, into one directory
     const series = path.join(dir, 'series');
-    for (let sh = 0; sh < 4; sh++) runs.push(crimgAsync(['gen', '--count', '8', '--out-dir', series, '--shard', `${sh}/4`, '--size', '512KiB', '--seed', '9', '--quiet']));
+    for (let sh = 0; sh < 4; sh++)
+      runs.push(
+        crimgAsync(['gen', '--count', '8', '--out-dir', series, '--shard', `${sh}/4`, '--size', '512KiB', '--seed', '9', '--quiet']),
+      );
     const results = await Promise.all(runs);
     for (const r of results) expect(r, r.stderr).toMatchObject({ code: 0 });
     specs.forEach((_, i) => {
@@ -352,12 +433,23 @@ describe('asynchronous writes (the writer fills one buffer while the other is wr
     const big = vmas.reduce((a, v) => (v.end - v.start > a.end - a.start ? v : a));
     const inner = big.pages;
     let pagesRead = 0;
-    const failAt = Number((big.end - big.start) / 4096n) * 3 / 4;
-    const fail = (n: number): void => { pagesRead += n; if (pagesRead > failAt) throw new Error('source failed on purpose'); };
+    const failAt = (Number((big.end - big.start) / 4096n) * 3) / 4;
+    const fail = (n: number): void => {
+      pagesRead += n;
+      if (pagesRead > failAt) throw new Error('source failed on purpose');
+    };
     big.pages = {
       runs: (n) => inner.runs(n),
-      read: (k, dst, first, n) => { fail(n); inner.read(k, dst, first, n); },
-      pack: inner.pack ? (k, dst, first, n, bm, slot) => { fail(n); return inner.pack!(k, dst, first, n, bm, slot); } : undefined,
+      read: (k, dst, first, n) => {
+        fail(n);
+        inner.read(k, dst, first, n);
+      },
+      pack: inner.pack
+        ? (k, dst, first, n, bm, slot) => {
+            fail(n);
+            return inner.pack!(k, dst, first, n, bm, slot);
+          }
+        : undefined,
     };
     await expect(writeImage(model, path.join(dir, 'x.crimg'))).rejects.toThrow('source failed on purpose');
     expect(pagesRead).toBeGreaterThan(4096); // more than 16 MiB went through: two 8 MiB buffers were written

@@ -35,8 +35,12 @@ beforeAll(() => {
   threadsExe = path.join(dir, 'restore-threads');
   idsExe = path.join(dir, 'restore-ids');
   sigExe = path.join(dir, 'restore-signals');
-  for (const [src, out, extra] of [['restore-counter.c', counterExe, []], ['restore-threads.c', threadsExe, ['-pthread']],
-    ['restore-ids.c', idsExe, ['-pthread']], ['restore-signals.c', sigExe, ['-pthread']]] as const) {
+  for (const [src, out, extra] of [
+    ['restore-counter.c', counterExe, []],
+    ['restore-threads.c', threadsExe, ['-pthread']],
+    ['restore-ids.c', idsExe, ['-pthread']],
+    ['restore-signals.c', sigExe, ['-pthread']],
+  ] as const) {
     const r = spawnSync('gcc', ['-O1', '-o', out, ...extra, fileURLToPathSafe(`progs/${src}`)], { encoding: 'utf8' });
     expect(r.status, r.stderr).toBe(0);
   }
@@ -47,7 +51,13 @@ beforeAll(() => {
 
 afterAll(() => {
   for (const pid of running) killHard(pid);
-  for (const c of children) { try { c.kill('SIGKILL'); } catch { /* gone */ } }
+  for (const c of children) {
+    try {
+      c.kill('SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
@@ -78,7 +88,11 @@ function compileC(name: string, code: string, extra: string[] = []): string {
 /** A program that closes every fd above 2 it inherited (the test runner leaves some open) and runs argv[1..]. */
 let closeFds = '';
 function closeFdsExe(): string {
-  if (!closeFds) closeFds = compileC('closefds', 'int main(int argc, char **argv) { (void)argc; syscall(SYS_close_range, 3, ~0U, 0); execv(argv[1], argv + 1); return 127; }');
+  if (!closeFds)
+    closeFds = compileC(
+      'closefds',
+      'int main(int argc, char **argv) { (void)argc; syscall(SYS_close_range, 3, ~0U, 0); execv(argv[1], argv + 1); return 127; }',
+    );
   return closeFds;
 }
 
@@ -90,11 +104,17 @@ function alive(pid: number): boolean {
   try {
     const st = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
     return st.slice(st.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch { return false; }
+  } catch {
+    return false;
+  }
 }
 
 function killHard(pid: number): void {
-  try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    /* gone */
+  }
   running.delete(pid);
 }
 
@@ -107,7 +127,14 @@ async function waitFor(what: string, cond: () => boolean, ms = 20_000): Promise<
 }
 
 function lines(file: string): string[] {
-  try { return fs.readFileSync(file, 'latin1').split('\n').filter((l) => l.length > 0); } catch { return []; }
+  try {
+    return fs
+      .readFileSync(file, 'latin1')
+      .split('\n')
+      .filter((l) => l.length > 0);
+  } catch {
+    return [];
+  }
 }
 
 /** Start a test program as our child (its fds: /dev/null stdio, its own files). */
@@ -147,7 +174,12 @@ function checkCounter(file: string): { n: number; csum: string } {
     const pos = parseInt(m![2]!, 10);
     expect(n, `line ${i + 1}`).toBe(i + 1);
     expect(pos, `line ${i + 1}`).toBe(8 * (i + 1));
-    expect(m![3], `line ${i + 1}`).toBe(input.readBigUInt64LE(pos - 8).toString(16).padStart(16, '0'));
+    expect(m![3], `line ${i + 1}`).toBe(
+      input
+        .readBigUInt64LE(pos - 8)
+        .toString(16)
+        .padStart(16, '0'),
+    );
     if (i === 0) csum = m![4]!;
     expect(m![4], `line ${i + 1}`).toBe(csum);
   });
@@ -160,8 +192,15 @@ function stubsRunning(): number[] {
     if (!/^\d+$/.test(e)) continue;
     try {
       // the stub (comm sleep), not the holder and init of a --pid-ns restore (their own names)
-      if (fs.readFileSync(`/proc/${e}/cmdline`, 'latin1') === 'sleep\u00002147483647\u0000' && fs.readFileSync(`/proc/${e}/comm`, 'latin1') === 'sleep\n' && alive(Number(e))) out.push(Number(e));
-    } catch { /* gone */ }
+      if (
+        fs.readFileSync(`/proc/${e}/cmdline`, 'latin1') === 'sleep\u00002147483647\u0000'
+        && fs.readFileSync(`/proc/${e}/comm`, 'latin1') === 'sleep\n'
+        && alive(Number(e))
+      )
+        out.push(Number(e));
+    } catch {
+      /* gone */
+    }
   }
   return out;
 }
@@ -223,19 +262,53 @@ function coalesce(vmas: Vma[]): { start: bigint; end: bigint; key: string }[] {
   return out;
 }
 
-const plain = (x: unknown): string => JSON.stringify(x, (_k, v) => (typeof v === 'bigint' ? `0x${v.toString(16)}`
-  : v instanceof Uint8Array || v instanceof BigUint64Array ? Array.from(v as ArrayLike<number | bigint>, (e) => e.toString(16)).join(',') : v));
+const plain = (x: unknown): string =>
+  JSON.stringify(x, (_k, v) =>
+    typeof v === 'bigint'
+      ? `0x${v.toString(16)}`
+      : v instanceof Uint8Array || v instanceof BigUint64Array
+        ? Array.from(v as ArrayLike<number | bigint>, (e) => e.toString(16)).join(',')
+        : v,
+  );
 
 function compareTasks(a: Image, b: Image): string[] {
-  const ta: Task = a.model.tasks[0]!, tb: Task = b.model.tasks[0]!;
+  const ta: Task = a.model.tasks[0]!,
+    tb: Task = b.model.tasks[0]!;
   const diffs: string[] = [];
-  for (const k of ['comm', 'exe', 'cwd', 'root', 'args', 'env', 'personality', 'exitSignal', 'creds', 'rlimits', 'ns', 'sigactions'] as const) {
+  for (const k of [
+    'comm',
+    'exe',
+    'cwd',
+    'root',
+    'args',
+    'env',
+    'personality',
+    'exitSignal',
+    'creds',
+    'rlimits',
+    'ns',
+    'sigactions',
+  ] as const) {
     if (plain(ta[k]) !== plain(tb[k])) diffs.push(k);
   }
   const fileKeys = (t: Task): string => plain(t.files.map((f) => [f.fd, f.kind, f.path, f.flags, f.pos, f.cloexec, f.inode]));
   if (fileKeys(ta) !== fileKeys(tb)) diffs.push('files');
-  const ma = ta.mm!, mb = tb.mm!;
-  for (const k of ['startCode', 'endCode', 'startData', 'endData', 'startBrk', 'brk', 'startStack', 'argStart', 'argEnd', 'envStart', 'envEnd', 'auxv'] as const) {
+  const ma = ta.mm!,
+    mb = tb.mm!;
+  for (const k of [
+    'startCode',
+    'endCode',
+    'startData',
+    'endData',
+    'startBrk',
+    'brk',
+    'startStack',
+    'argStart',
+    'argEnd',
+    'envStart',
+    'envEnd',
+    'auxv',
+  ] as const) {
     if (plain(ma[k]) !== plain(mb[k])) diffs.push(`mm.${k}`);
   }
   if (ta.threads.length !== tb.threads.length) diffs.push('threads');
@@ -245,20 +318,31 @@ function compareTasks(a: Image, b: Image): string[] {
     // a sleep interrupted at the dump is restored with EINTR in rax (docs/RESTORE.md)
     const want = restartBlock(th.regs) ? resumeRegs(th.regs) : th.regs;
     if (plain(want) !== plain(u.regs)) diffs.push(`thread ${i} regs`);
-    for (const k of ['fpu', 'xstate', 'sigmask', 'rseq', 'futex', 'sigaltstack'] as const) if (plain(th[k]) !== plain(u[k])) diffs.push(`thread ${i} ${k}`);
+    for (const k of ['fpu', 'xstate', 'sigmask', 'rseq', 'futex', 'sigaltstack'] as const)
+      if (plain(th[k]) !== plain(u[k])) diffs.push(`thread ${i} ${k}`);
   });
-  const ca = coalesce(ma.vmas), cb = coalesce(mb.vmas);
+  const ca = coalesce(ma.vmas),
+    cb = coalesce(mb.vmas);
   if (plain(ca) !== plain(cb)) diffs.push('vmas');
   // memory: every byte of every readable VMA (the kernel's [vvar] pages are not saved), except the fields of each
   // thread's rseq area the kernel itself rewrites on every return to user space (cpu_id_start, cpu_id, node_id, mm_cid)
-  const kernelOwned = (t: Task): [bigint, bigint][] => t.threads.flatMap((th) => (th.rseq ? [[th.rseq.ptr, th.rseq.ptr + 8n], [th.rseq.ptr + 20n, th.rseq.ptr + 28n]] as [bigint, bigint][] : []));
+  const kernelOwned = (t: Task): [bigint, bigint][] =>
+    t.threads.flatMap((th) =>
+      th.rseq
+        ? ([
+            [th.rseq.ptr, th.rseq.ptr + 8n],
+            [th.rseq.ptr + 20n, th.rseq.ptr + 28n],
+          ] as [bigint, bigint][])
+        : [],
+    );
   const mask = (buf: Uint8Array, start: bigint, ranges: [bigint, bigint][]): void => {
     for (const [s, e] of ranges) for (let p = s; p < e; p++) if (p >= start && p < start + BigInt(buf.length)) buf[Number(p - start)] = 0;
   };
   for (const v of ma.vmas) {
     if (!(v.prot & 1) || v.path === '[vvar]' || v.path === '[vvar_vclock]' || v.path === '[vsyscall]') continue;
     const len = Number(v.end - v.start);
-    const x = a.readMemory(ta.pid, v.start, len), y = b.readMemory(tb.pid, v.start, len);
+    const x = a.readMemory(ta.pid, v.start, len),
+      y = b.readMemory(tb.pid, v.start, len);
     mask(x, v.start, kernelOwned(ta));
     mask(y, v.start, kernelOwned(tb));
     if (Buffer.compare(Buffer.from(x), Buffer.from(y)) !== 0) diffs.push(`memory ${v.start.toString(16)} ${v.path ?? ''}`);
@@ -278,8 +362,14 @@ describe('restore credentials', () => {
     const pid = c.pid!;
     running.add(pid);
     const pids = [pid];
-    const status = (p: number): Record<string, string> => Object.fromEntries(fs.readFileSync(`/proc/${p}/status`, 'latin1')
-      .split('\n').filter((l) => l.includes(':')).map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1).trim()]));
+    const status = (p: number): Record<string, string> =>
+      Object.fromEntries(
+        fs
+          .readFileSync(`/proc/${p}/status`, 'latin1')
+          .split('\n')
+          .filter((l) => l.includes(':'))
+          .map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1).trim()]),
+      );
     try {
       await waitFor('lines', () => lines(out).length >= 5);
       const orig = status(pid);
@@ -290,7 +380,8 @@ describe('restore credentials', () => {
       const r = restoreCli(img);
       pids.push(r);
       const st = status(r);
-      for (const k of ['Uid', 'Gid', 'Groups', 'CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb', 'NoNewPrivs']) expect(st[k], k).toBe(orig[k]);
+      for (const k of ['Uid', 'Gid', 'Groups', 'CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb', 'NoNewPrivs'])
+        expect(st[k], k).toBe(orig[k]);
       expect(fs.statSync(`/proc/${r}`).uid).toBe(65534); // dumpable, like the original
       await waitFor('more lines', () => lines(out).length >= before.n + 5);
       checkCounter(out);
@@ -319,10 +410,12 @@ describe('state right after restore', () => {
       const dj = crimg(['diff', '--json', img1, img2]);
       expect(dj.code, dj.stderr).toBe(1);
       const whats: string[] = JSON.parse(dj.stdout).differences.map((x: { what: string }) => x.what);
-      const a = readImage(img1), b = readImage(img2);
+      const a = readImage(img1),
+        b = readImage(img2);
       try {
         expect(b.model.tasks[0]!.pid).toBe(r);
-        for (const th of a.model.tasks[0]!.threads) { // glibc registers both for every thread
+        for (const th of a.model.tasks[0]!.threads) {
+          // glibc registers both for every thread
           expect(th.futex?.clearChildTid, `thread ${th.tid}`).toBeGreaterThan(0n);
           expect(th.futex?.robustLen, `thread ${th.tid}`).toBe(24n);
         }
@@ -344,7 +437,10 @@ describe('state right after restore', () => {
         // and the comparison does see a difference when there is one
         b.model.tasks[0]!.threads[0]!.regs[5]! ^= 1n;
         expect(compareTasks(a, b)).toEqual(['thread 0 regs']);
-      } finally { a.close(); b.close(); }
+      } finally {
+        a.close();
+        b.close();
+      }
       // it was left stopped; it runs on when continued
       const n0 = lines(path.join(tdir, 't1')).length;
       process.kill(r, 'SIGCONT');
@@ -448,10 +544,17 @@ describe('page writing', () => {
               const want = Buffer.from(a.readMemory(t.pid, v.start, len));
               const got = Buffer.alloc(len);
               expect(fs.readSync(mem, got, 0, len, v.start), `read ${v.start.toString(16)}`).toBe(len);
-              for (const th of t.threads) { // the kernel rewrites the cpu ids in each rseq area
+              for (const th of t.threads) {
+                // the kernel rewrites the cpu ids in each rseq area
                 if (!th.rseq || th.rseq.ptr < v.start || th.rseq.ptr >= v.end) continue;
                 const o = Number(th.rseq.ptr - v.start);
-                for (const [x, y] of [[0, 8], [20, 28]]) { want.fill(0, o + x!, o + y!); got.fill(0, o + x!, o + y!); }
+                for (const [x, y] of [
+                  [0, 8],
+                  [20, 28],
+                ]) {
+                  want.fill(0, o + x!, o + y!);
+                  got.fill(0, o + x!, o + y!);
+                }
               }
               // file mappings and the vdso: only the pages the image holds (the rest is the file's, the kernel's)
               const anon = v.path === null || v.path === '[heap]' || v.path === '[stack]';
@@ -462,17 +565,23 @@ describe('page writing', () => {
                 }
               }
             }
-          } finally { fs.closeSync(mem); }
+          } finally {
+            fs.closeSync(mem);
+          }
           expect(differ, `pageWriter.uffd ${uffd}`).toEqual([]);
           // and what the kernel maps there: anonymous memory as before, the read-only mapping still read-only
           const maps = fs.readFileSync(`/proc/${r.pid}/maps`, 'latin1');
           for (const v of t.mm!.vmas.filter((x) => x.path === null && x.prot === 1)) {
-            expect(maps, `read-only VMA ${v.start.toString(16)}`).toMatch(new RegExp(`^${v.start.toString(16)}-${v.end.toString(16)} r--p `, 'm'));
+            expect(maps, `read-only VMA ${v.start.toString(16)}`).toMatch(
+              new RegExp(`^${v.start.toString(16)}-${v.end.toString(16)} r--p `, 'm'),
+            );
           }
           killHard(r.pid);
           waitpid(r.pid, 0);
         }
-      } finally { a.close(); }
+      } finally {
+        a.close();
+      }
     } finally {
       for (const p of pids) killHard(p);
     }
@@ -531,7 +640,11 @@ describe('restore failures leave nothing behind', () => {
           ['unmap park', /^step unmap park at 0x[0-9a-f]+: failing on purpose \(failAt\); stub (\d+) killed$/],
         ] as const) {
           let err: unknown;
-          try { await restoreImage(img, { failAt }); } catch (e) { err = e; }
+          try {
+            await restoreImage(img, { failAt });
+          } catch (e) {
+            err = e;
+          }
           expect(err).toBeInstanceOf(CrimgError);
           expect((err as CrimgError).code).toBe('RESTORE');
           const m = re.exec((err as CrimgError).message);
@@ -543,13 +656,19 @@ describe('restore failures leave nothing behind', () => {
         const rl = img.model.tasks[0]!.rlimits;
         rl[7] = { cur: 10n, max: 5n };
         let err: unknown;
-        try { await restoreImage(img); } catch (e) { err = e; }
+        try {
+          await restoreImage(img);
+        } catch (e) {
+          err = e;
+        }
         expect((err as CrimgError).code).toBe('RESTORE');
         const m = /^step rlimit at resource 7: prlimit64: EINVAL; stub (\d+) killed$/.exec((err as CrimgError).message);
         expect(m, (err as CrimgError).message).not.toBeNull();
         expect(fs.existsSync(`/proc/${m![1]}`)).toBe(false);
         expect(stubsRunning()).toEqual([]);
-      } finally { img.close(); }
+      } finally {
+        img.close();
+      }
     } finally {
       killHard(pid);
     }
@@ -564,14 +683,17 @@ describe('restore failures leave nothing behind', () => {
       await dumpKill(pid, imgPath);
       // the last record of the biggest VMA (the heap buffer): records before it are written, then this one fails
       const img = readImage(imgPath);
-      let off = 0, vmaStart = 0n;
+      let off = 0,
+        vmaStart = 0n;
       try {
-        const big = [...img.model.tasks[0]!.mm!.vmas].sort((x, y) => Number((y.end - y.start) - (x.end - x.start)))[0]!;
+        const big = [...img.model.tasks[0]!.mm!.vmas].sort((x, y) => Number(y.end - y.start - (x.end - x.start)))[0]!;
         const recs = img.runsOf(big);
         expect(recs.length).toBeGreaterThan(1);
         off = recs[recs.length - 1]!.off + 16 + 16 + 1000; // header, fixed part, into the first stored page
         vmaStart = big.start;
-      } finally { img.close(); }
+      } finally {
+        img.close();
+      }
       const fd = fs.openSync(imgPath, 'r+');
       const b = Buffer.alloc(1);
       fs.readSync(fd, b, 0, 1, off);
@@ -582,7 +704,9 @@ describe('restore failures leave nothing behind', () => {
       const r = crimg(['restore', imgPath]);
       expect(r.code).toBe(1);
       expect(r.stdout).toBe('');
-      const m = /^crimg: RESTORE: step write pages at vma 0x([0-9a-f]+)-0x[0-9a-f]+.*CHECKSUM_MISMATCH.*; stub (\d+) killed\n$/.exec(r.stderr);
+      const m = /^crimg: RESTORE: step write pages at vma 0x([0-9a-f]+)-0x[0-9a-f]+.*CHECKSUM_MISMATCH.*; stub (\d+) killed\n$/.exec(
+        r.stderr,
+      );
       expect(m, r.stderr).not.toBeNull();
       expect(BigInt(`0x${m![1]}`)).toBe(vmaStart);
       expect(fs.existsSync(`/proc/${m![2]}`)).toBe(false);
@@ -600,21 +724,25 @@ function nsPids(pid: number, tid = pid): number[] {
 }
 
 describe('restore --pid-ns', () => {
-  it('the task and each thread get their original pid and tids back in a new PID namespace (glibc\'s cached tids work again)', async () => {
+  it("the task and each thread get their original pid and tids back in a new PID namespace (glibc's cached tids work again)", async () => {
     const tdir = fs.mkdtempSync(path.join(dir, 'ns-'));
     const n = 3;
     const files = Array.from({ length: n }, (_, i) => path.join(tdir, `ids${i}`));
     const pid = start(idsExe, [tdir, String(n)]);
     const pids = [pid];
-    const parse = (f: string): { pid: number; tid: number; kill: number }[] => lines(f).map((l) => {
-      const m = /^(\d+) (\d+) (\d+)$/.exec(l);
-      expect(m, `${f}: ${l}`).not.toBeNull();
-      return { pid: Number(m![1]), tid: Number(m![2]), kill: Number(m![3]) };
-    });
+    const parse = (f: string): { pid: number; tid: number; kill: number }[] =>
+      lines(f).map((l) => {
+        const m = /^(\d+) (\d+) (\d+)$/.exec(l);
+        expect(m, `${f}: ${l}`).not.toBeNull();
+        return { pid: Number(m![1]), tid: Number(m![2]), kill: Number(m![3]) };
+      });
     try {
       await waitFor('all threads writing', () => files.every((f) => lines(f).length >= 5));
       const orig = files.map((f) => parse(f)[0]!);
-      orig.forEach((o) => { expect(o.pid).toBe(pid); expect(o.kill).toBe(0); });
+      orig.forEach((o) => {
+        expect(o.pid).toBe(pid);
+        expect(o.kill).toBe(0);
+      });
       expect(new Set(orig.map((o) => o.tid)).size).toBe(n);
       const img = path.join(dir, 'ns.crimg');
       await dumpKill(pid, img);
@@ -651,7 +779,7 @@ describe('restore --pid-ns', () => {
     }
   });
 
-  it('without --pid-ns the pid differs and the tids glibc cached are stale; with it, the holder exits with the task\'s status', async () => {
+  it("without --pid-ns the pid differs and the tids glibc cached are stale; with it, the holder exits with the task's status", async () => {
     const tdir = fs.mkdtempSync(path.join(dir, 'nons-'));
     const files = [0, 1].map((i) => path.join(tdir, `ids${i}`));
     const pid = start(idsExe, [tdir, '2']);
@@ -684,7 +812,9 @@ describe('restore --pid-ns', () => {
         const st = waitpid(r.pidNs!.holder, 0).status;
         expect((st >> 8) & 0xff).toBe(137);
         expect(alive(r.pidNs!.init)).toBe(false);
-      } finally { img.close(); }
+      } finally {
+        img.close();
+      }
     } finally {
       for (const p of pids) killHard(p);
     }
@@ -701,14 +831,20 @@ describe('restore --pid-ns', () => {
       try {
         for (const failAt of ['pid namespace: clone3 set_tid', 'map', 'clone thread', 'registers']) {
           let err: unknown;
-          try { await restoreImage(img, { pidNs: true, failAt }); } catch (e) { err = e; }
+          try {
+            await restoreImage(img, { pidNs: true, failAt });
+          } catch (e) {
+            err = e;
+          }
           expect((err as CrimgError).code, failAt).toBe('RESTORE');
           const m = /; stubs (\d+), (\d+)(?:, (\d+))? killed$/.exec((err as CrimgError).message);
           expect(m, (err as CrimgError).message).not.toBeNull();
           for (const p of m!.slice(1).filter(Boolean)) expect(fs.existsSync(`/proc/${p}`), `${failAt}: ${p}`).toBe(false); // not even a zombie
         }
         expect(stubsRunning()).toEqual([]);
-      } finally { img.close(); }
+      } finally {
+        img.close();
+      }
     } finally {
       killHard(pid);
     }
@@ -716,23 +852,44 @@ describe('restore --pid-ns', () => {
 });
 
 describe('signal dispositions', () => {
-  const SIGUSR1 = 10, SIGUSR2 = 12, SIGPIPE = 13, SIGALRM = 14, SIGINT = 2;
-  const SA_SIGINFO = 4n, SA_RESTART = 0x10000000n, SA_RESTORER = 0x04000000n, SA_ONSTACK = 0x08000000n;
-  const status = (p: number, k: string): string => fs.readFileSync(`/proc/${p}/status`, 'latin1').split('\n').find((l) => l.startsWith(`${k}:`))!.split(/\s+/)[1]!;
-  const parse = (f: string): { n: number; usr1: number; spurious: number; term: number; alrm: number }[] => lines(f).map((l) => {
-    const m = /^(\d+) (\d+) (\d+) ([01]) (\d+)$/.exec(l);
-    expect(m, l).not.toBeNull();
-    return { n: Number(m![1]), usr1: Number(m![2]), spurious: Number(m![3]), term: Number(m![4]), alrm: Number(m![5]) };
-  });
+  const SIGUSR1 = 10,
+    SIGUSR2 = 12,
+    SIGPIPE = 13,
+    SIGALRM = 14,
+    SIGINT = 2;
+  const SA_SIGINFO = 4n,
+    SA_RESTART = 0x10000000n,
+    SA_RESTORER = 0x04000000n,
+    SA_ONSTACK = 0x08000000n;
+  const status = (p: number, k: string): string =>
+    fs
+      .readFileSync(`/proc/${p}/status`, 'latin1')
+      .split('\n')
+      .find((l) => l.startsWith(`${k}:`))!
+      .split(/\s+/)[1]!;
+  const parse = (f: string): { n: number; usr1: number; spurious: number; term: number; alrm: number }[] =>
+    lines(f).map((l) => {
+      const m = /^(\d+) (\d+) (\d+) ([01]) (\d+)$/.exec(l);
+      expect(m, l).not.toBeNull();
+      return { n: Number(m![1]), usr1: Number(m![2]), spurious: Number(m![3]), term: Number(m![4]), alrm: Number(m![5]) };
+    });
 
   it('a process stopped by SIGSTOP before the dump has its handlers read and stays stopped until SIGCONT', async () => {
     const out = path.join(dir, 'sig-stopped.out');
     const pid = start(sigExe, [out, 'futex']);
-    const state = (p: number): string => { const st = fs.readFileSync(`/proc/${p}/stat`, 'latin1'); return st.slice(st.lastIndexOf(')') + 2)[0]!; };
+    const state = (p: number): string => {
+      const st = fs.readFileSync(`/proc/${p}/stat`, 'latin1');
+      return st.slice(st.lastIndexOf(')') + 2)[0]!;
+    };
     try {
       await waitFor('lines', () => lines(out).length >= 10);
       process.kill(pid, 'SIGSTOP');
-      await waitFor('stopped', () => state(pid) === 'T' && fs.readdirSync(`/proc/${pid}/task`).every((t) => /\) T /.test(fs.readFileSync(`/proc/${pid}/task/${t}/stat`, 'latin1'))));
+      await waitFor(
+        'stopped',
+        () =>
+          state(pid) === 'T'
+          && fs.readdirSync(`/proc/${pid}/task`).every((t) => /\) T /.test(fs.readFileSync(`/proc/${pid}/task/${t}/stat`, 'latin1'))),
+      );
       const n0 = lines(out).length;
       const img = path.join(dir, 'sig-stopped.crimg');
       const d = crimg(['dump', String(pid), '-o', img, '--quiet']);
@@ -741,7 +898,9 @@ describe('signal dispositions', () => {
       try {
         expect(a.model.tasks[0]!.nocr).toEqual([]);
         expect(a.model.tasks[0]!.sigactions!.find((x) => x.sig === SIGUSR1)!.handler).toBeGreaterThan(1n);
-      } finally { a.close(); }
+      } finally {
+        a.close();
+      }
       await new Promise((res) => setTimeout(res, 100));
       expect(state(pid)).toBe('T');
       expect(lines(out).length).toBe(n0);
@@ -778,7 +937,9 @@ describe('signal dispositions', () => {
           acts = img.model.tasks[0]!.sigactions!;
           its = img.model.tasks[0]!.itimers!;
           expect(img.model.tasks[0]!.nocr).toEqual([]);
-        } finally { img.close(); }
+        } finally {
+          img.close();
+        }
         expect(acts.map((a) => a.sig).filter((s) => s < 32)).toEqual([SIGUSR1, SIGUSR2, SIGPIPE, SIGALRM]); // glibc's own handlers (SIGRTMIN-1 ...) come above
         const u1 = acts.find((a) => a.sig === SIGUSR1)!;
         expect(u1.handler).toBeGreaterThan(1n);
@@ -793,7 +954,8 @@ describe('signal dispositions', () => {
         expect(JSON.stringify(shown)).toContain('sigactions');
 
         const img1 = path.join(dir, `sig-${mode}-1.crimg`);
-        const ign = status(pid, 'SigIgn'), cgt = status(pid, 'SigCgt');
+        const ign = status(pid, 'SigIgn'),
+          cgt = status(pid, 'SigCgt');
         process.kill(pid, 'SIGTERM'); // blocked: stays pending, across the restore too
         await waitFor('SIGTERM pending', () => parse(out).at(-1)?.term === 1);
         await dumpKill(pid, img1);
@@ -804,7 +966,11 @@ describe('signal dispositions', () => {
         expect(status(r, 'SigCgt')).toBe(cgt);
         const before = lines(out).length;
         await waitFor('lines after restore', () => lines(out).length >= before + 10);
-        expect(parse(out).slice(before).every((x) => x.term === 1)).toBe(true);
+        expect(
+          parse(out)
+            .slice(before)
+            .every((x) => x.term === 1),
+        ).toBe(true);
         // the interval timer ticks on in the restored process
         const alrmAtDump = parse(out)[atDump - 1]!.alrm;
         await waitFor('SIGALRM ticks after restore', () => (parse(out).at(-1)?.alrm ?? 0) >= alrmAtDump + 10);
@@ -827,11 +993,15 @@ describe('signal dispositions', () => {
         const img2 = path.join(dir, `sig-${mode}-2.crimg`);
         const d2 = crimg(['dump', String(r), '-o', img2, '--quiet']);
         expect(d2.code, d2.stderr).toBe(0);
-        const a = readImage(img1), b = readImage(img2);
+        const a = readImage(img1),
+          b = readImage(img2);
         try {
           expect(b.model.tasks[0]!.sigactions).toEqual(a.model.tasks[0]!.sigactions);
           expect(b.model.tasks[0]!.threads.map((t) => t.sigaltstack)).toEqual(a.model.tasks[0]!.threads.map((t) => t.sigaltstack));
-        } finally { a.close(); b.close(); }
+        } finally {
+          a.close();
+          b.close();
+        }
       } finally {
         for (const p of pids) killHard(p);
       }
@@ -983,8 +1153,14 @@ describe('POSIX timers', () => {
       try {
         pts = m.model.tasks[0]!.posixTimers!;
         expect(m.model.tasks[0]!.nocr).toEqual([]);
-      } finally { m.close(); }
-      expect(pts.map((t) => [t.id, t.clock, t.notify, t.signo])).toEqual([[0, 1, 0, 10], [1, 0, 1, 0], [3, 7, 4, 12]]);
+      } finally {
+        m.close();
+      }
+      expect(pts.map((t) => [t.id, t.clock, t.notify, t.signo])).toEqual([
+        [0, 1, 0, 10],
+        [1, 0, 1, 0],
+        [3, 7, 4, 12],
+      ]);
       expect(pts[0]!.sigevValue).toBe(0x5eedn);
       expect(pts[0]!.intervalNs).toBe(10_000_000n);
       expect(pts[0]!.valueNs).toBeLessThanOrEqual(10_000_000n);
@@ -999,8 +1175,17 @@ describe('POSIX timers', () => {
       expect(now[5]).toBeLessThanOrEqual(atDump[5]!); // B's remaining time goes on from where it was
       expect(now[5]).toBeGreaterThan(atDump[5]! - 10_000);
       const got = byId(readPosixTimers(r));
-      expect(got.map((t) => [t.id, t.clock, t.notify, t.signo, t.sigevValue & 0xffffffffn])).toEqual([[0, 1, 0, 10, 0x5eedn], [1, 0, 1, 0, 0x5eedn], [3, 7, 4, 12, 77n]]);
-      expect(fs.readdirSync(`/proc/${r}/task`).map(Number).filter((t) => t !== r)).toEqual([got[2]!.notifyTid]);
+      expect(got.map((t) => [t.id, t.clock, t.notify, t.signo, t.sigevValue & 0xffffffffn])).toEqual([
+        [0, 1, 0, 10, 0x5eedn],
+        [1, 0, 1, 0, 0x5eedn],
+        [3, 7, 4, 12, 77n],
+      ]);
+      expect(
+        fs
+          .readdirSync(`/proc/${r}/task`)
+          .map(Number)
+          .filter((t) => t !== r),
+      ).toEqual([got[2]!.notifyTid]);
     } finally {
       for (const p of pids) killHard(p);
     }
@@ -1040,9 +1225,24 @@ int main(int argc, char **argv) {
 `;
 
 describe('file locks', () => {
-  const lockLines = (p: number): string[] => fs.readdirSync(`/proc/${p}/fdinfo`).map(Number).sort((x, y) => x - y).flatMap((fd) =>
-    fs.readFileSync(`/proc/${p}/fdinfo/${fd}`, 'latin1').split('\n').filter((l) => l.startsWith('lock:'))
-      .map((l) => `${fd} ${l.replace(/^lock:\s*\d+:\s*/, '').replace(/\s+-?\d+\s+[0-9a-f]+:[0-9a-f]+:\d+/, '').replace(/\s+/g, ' ')}`));
+  const lockLines = (p: number): string[] =>
+    fs
+      .readdirSync(`/proc/${p}/fdinfo`)
+      .map(Number)
+      .sort((x, y) => x - y)
+      .flatMap((fd) =>
+        fs
+          .readFileSync(`/proc/${p}/fdinfo/${fd}`, 'latin1')
+          .split('\n')
+          .filter((l) => l.startsWith('lock:'))
+          .map(
+            (l) =>
+              `${fd} ${l
+                .replace(/^lock:\s*\d+:\s*/, '')
+                .replace(/\s+-?\d+\s+[0-9a-f]+:[0-9a-f]+:\d+/, '')
+                .replace(/\s+/g, ' ')}`,
+          ),
+      );
   /** flock(1) on path: 0 when it got the lock (nobody held it), 1 when it is held. */
   const tryFlock = (path: string): number | null => spawnSync('flock', ['-n', '-x', path, 'true']).status;
 
@@ -1055,9 +1255,11 @@ describe('file locks', () => {
     try {
       await waitFor('lines', () => lines(out).length >= 5);
       const before = lockLines(pid);
-      expect(before).toEqual([ // fd 3 is the output file
+      expect(before).toEqual([
+        // fd 3 is the output file
         '4 FLOCK ADVISORY WRITE 0 EOF',
-        '5 POSIX ADVISORY READ 10 29', '5 POSIX ADVISORY WRITE 100 EOF', // shown on the descriptor they were taken through
+        '5 POSIX ADVISORY READ 10 29',
+        '5 POSIX ADVISORY WRITE 100 EOF', // shown on the descriptor they were taken through
         '7 OFDLCK ADVISORY WRITE 0 4095',
       ]);
       const chk = crimg(['check', String(pid), '--json']);
@@ -1159,14 +1361,21 @@ describe('eventfd, timerfd, signalfd, epoll', () => {
       const m = readImage(img);
       try {
         const anon = m.model.tasks[0]!.files.filter((f) => f.anon).map((f) => [f.fd, f.anon!.kind, f.anon!.values.length]);
-        expect(anon).toEqual([[4, 1, 2], [5, 2, 5], [6, 3, 1], [7, 4, 6]]);
+        expect(anon).toEqual([
+          [4, 1, 2],
+          [5, 2, 5],
+          [6, 3, 1],
+          [7, 4, 6],
+        ]);
         const byFd = new Map(m.model.tasks[0]!.files.map((f) => [f.fd, f]));
         expect(byFd.get(4)!.anon!.values).toEqual([5n, 1n]); // count 5, semaphore
         expect(byFd.get(5)!.anon!.values.slice(0, 3)).toEqual([1n, 0n, 10_000_000n]); // MONOTONIC, relative, 10 ms
         expect(byFd.get(6)!.anon!.values).toEqual([1n << 9n]); // SIGUSR1
         expect(byFd.get(7)!.anon!.values).toEqual([5n, 0x19n, 111n, 6n, 0x80000019n, 222n]); // EPOLLERR | EPOLLHUP come with every watch
         expect(byFd.get(7)!.cloexec).toBe(true);
-      } finally { m.close(); }
+      } finally {
+        m.close();
+      }
       const r = restoreCli(img);
       pids.push(r);
       await waitFor('ticks after restore', () => last()[1]! >= atDump[1]! + 20);
@@ -1240,9 +1449,22 @@ describe('pipes of the task', () => {
       await dumpKill(pid, img);
       const m = readImage(img);
       try {
-        const ps = m.model.tasks[0]!.files.filter((f) => f.pipe).map((f) => [f.fd, f.pipe!.write, f.pipe!.size, Buffer.from(f.pipe!.data ?? []).toString()]);
-        expect(ps).toEqual([[4, false, 131072, 'hello-pipe'], [5, true, 131072, ''], [7, true, 65536, ''], [8, false, 65536, 'tail-data'], [10, true, 131072, '']]);
-      } finally { m.close(); }
+        const ps = m.model.tasks[0]!.files.filter((f) => f.pipe).map((f) => [
+          f.fd,
+          f.pipe!.write,
+          f.pipe!.size,
+          Buffer.from(f.pipe!.data ?? []).toString(),
+        ]);
+        expect(ps).toEqual([
+          [4, false, 131072, 'hello-pipe'],
+          [5, true, 131072, ''],
+          [7, true, 65536, ''],
+          [8, false, 65536, 'tail-data'],
+          [10, true, 131072, ''],
+        ]);
+      } finally {
+        m.close();
+      }
       const r = restoreCli(img);
       pids.push(r);
       const n0 = lines(out).length;
@@ -1266,8 +1488,11 @@ describe('a Node.js process', () => {
     const out = path.join(dir, 'node.out');
     // started through a program that closes what the test runner left open (a pipe to it would be a reason)
     const bare = closeFdsExe();
-    const c = spawn(bare, [process.execPath, '-e', `let n = 0; setInterval(() => require('fs').appendFileSync(${JSON.stringify(out)}, (++n) + '\\n'), 20);`],
-      { stdio: 'ignore', cwd: dir });
+    const c = spawn(
+      bare,
+      [process.execPath, '-e', `let n = 0; setInterval(() => require('fs').appendFileSync(${JSON.stringify(out)}, (++n) + '\\n'), 20);`],
+      { stdio: 'ignore', cwd: dir },
+    );
     children.push(c);
     running.add(c.pid!);
     const pids = [c.pid!];
@@ -1284,7 +1509,9 @@ describe('a Node.js process', () => {
         expect(files.some((f) => f.anon?.kind === 1)).toBe(true); // eventfd
         expect(files.some((f) => f.pipe)).toBe(true);
         expect(m.model.tasks[0]!.threads.length).toBeGreaterThan(1);
-      } finally { m.close(); }
+      } finally {
+        m.close();
+      }
       const n0 = lines(out).length;
       const r = restoreCli(img);
       pids.push(r);
@@ -1341,9 +1568,21 @@ describe('UNIX socket pairs of the task', () => {
       await dumpKill(pid, img);
       const m = readImage(img);
       try {
-        const us = m.model.tasks[0]!.files.filter((f) => f.unixPair).map((f) => [f.fd, f.unixPair!.second, f.unixPair!.type, Buffer.from(f.unixPair!.data ?? []).toString()]);
-        expect(us).toEqual([[4, false, 1, 'to-a!'], [5, true, 1, 'to-b'], [6, false, 2, ''], [7, true, 2, '']]);
-      } finally { m.close(); }
+        const us = m.model.tasks[0]!.files.filter((f) => f.unixPair).map((f) => [
+          f.fd,
+          f.unixPair!.second,
+          f.unixPair!.type,
+          Buffer.from(f.unixPair!.data ?? []).toString(),
+        ]);
+        expect(us).toEqual([
+          [4, false, 1, 'to-a!'],
+          [5, true, 1, 'to-b'],
+          [6, false, 2, ''],
+          [7, true, 2, ''],
+        ]);
+      } finally {
+        m.close();
+      }
       const r = restoreCli(img);
       pids.push(r);
       const n0 = lines(out).length;
@@ -1360,7 +1599,10 @@ describe('UNIX socket pairs of the task', () => {
     const out = path.join(dir, 'aio.out');
     const script = path.join(dir, 'aio.py');
     // asyncio takes its running loop for another process's when the pid changed (its fork check): --pid-ns keeps it
-    fs.writeFileSync(script, `import asyncio, os\nos.closerange(3, 65536)\nasync def main():\n    n = 0\n    while True:\n        n += 1\n        with open(${JSON.stringify(out)}, 'a') as f: f.write(f'{n}\\n')\n        await asyncio.sleep(0.02)\nasyncio.run(main())\n`);
+    fs.writeFileSync(
+      script,
+      `import asyncio, os\nos.closerange(3, 65536)\nasync def main():\n    n = 0\n    while True:\n        n += 1\n        with open(${JSON.stringify(out)}, 'a') as f: f.write(f'{n}\\n')\n        await asyncio.sleep(0.02)\nasyncio.run(main())\n`,
+    );
     const pid = start('python3', [script]);
     const pids = [pid];
     try {
@@ -1382,10 +1624,12 @@ describe('UNIX socket pairs of the task', () => {
   });
 });
 
-describe('standard output on another process\'s pipe', () => {
-  it('is a note, not a reason: the dump goes through; restore asks for --inherit-stdio and then writes to crimg\'s own', async () => {
+describe("standard output on another process's pipe", () => {
+  it("is a note, not a reason: the dump goes through; restore asks for --inherit-stdio and then writes to crimg's own", async () => {
     // prints n on stdout every 20 ms, and to argv[1]
-    const exe = compileC('stdio', `
+    const exe = compileC(
+      'stdio',
+      `
 #include <time.h>
 int main(int argc, char **argv) {
   (void)argc;
@@ -1398,7 +1642,8 @@ int main(int argc, char **argv) {
     nanosleep(&ts, 0);
   }
 }
-`);
+`,
+    );
     const log = path.join(dir, 'stdio.log');
     const c = spawn(exe, [log], { stdio: ['ignore', 'pipe', 'ignore'], cwd: dir }); // stdout: a pipe (socket) of the test
     children.push(c);
@@ -1418,15 +1663,20 @@ int main(int argc, char **argv) {
       expect(refused.stderr).toMatch(/NOT_RESTORABLE: .*STDIO.*restore with --inherit-stdio/);
       const out = path.join(dir, 'stdio.out');
       const fd = fs.openSync(out, 'w');
-      const r = spawnSync(process.execPath, [path.resolve('dist/cli/crimg.cjs'), 'restore', '--inherit-stdio', img], { stdio: ['ignore', fd, 'pipe'], encoding: 'utf8' });
+      const r = spawnSync(process.execPath, [path.resolve('dist/cli/crimg.cjs'), 'restore', '--inherit-stdio', img], {
+        stdio: ['ignore', fd, 'pipe'],
+        encoding: 'utf8',
+      });
       fs.closeSync(fd);
       expect(r.status, r.stderr).toBe(0);
       const outLines = (): string[] => fs.readFileSync(out, 'utf8').split('\n').filter(Boolean);
       const rpid = Number(outLines().find((l) => /^\d+$/.test(l))); // crimg's line: the new pid
       pids.push(rpid);
       running.add(rpid);
-      await waitFor('lines on crimg\'s stdout', () => outLines().length >= 6);
-      const printed = outLines().filter((l) => l.startsWith('n=')).map((l) => Number(l.slice(2)));
+      await waitFor("lines on crimg's stdout", () => outLines().length >= 6);
+      const printed = outLines()
+        .filter((l) => l.startsWith('n='))
+        .map((l) => Number(l.slice(2)));
       expect(printed).toEqual(printed.map((_, i) => printed[0]! + i)); // the restored program goes on, on crimg's stdout
       expect(lines(log).map(Number)).toEqual(lines(log).map((_, i) => i + 1)); // and in its file, without a gap
     } finally {
@@ -1458,12 +1708,19 @@ describe('inotify', () => {
       await dumpKill(c.pid!, img);
       const m = readImage(img);
       let ws;
-      try { ws = m.model.tasks[0]!.files.find((f) => f.inotify)!.inotify!; } finally { m.close(); }
+      try {
+        ws = m.model.tasks[0]!.files.find((f) => f.inotify)!.inotify!;
+      } finally {
+        m.close();
+      }
       expect(ws.map((w) => w.path)).toContain(watched);
       const r = restoreCli(img);
       pids.push(r);
       const infd = fs.readdirSync(`/proc/${r}/fd`).find((n) => fs.readlinkSync(`/proc/${r}/fd/${n}`).includes('inotify'))!;
-      const lines2 = fs.readFileSync(`/proc/${r}/fdinfo/${infd}`, 'latin1').split('\n').filter((l) => l.startsWith('inotify wd:'));
+      const lines2 = fs
+        .readFileSync(`/proc/${r}/fdinfo/${infd}`, 'latin1')
+        .split('\n')
+        .filter((l) => l.startsWith('inotify wd:'));
       expect(lines2.map((l) => Number(/wd:(\d+)/.exec(l)![1])).sort()).toEqual(ws.map((w) => w.wd));
       fs.appendFileSync(watched, 'three\n');
       await waitFor('the restored tail printing the new line', () => got().length === 3);
@@ -1552,7 +1809,7 @@ describe('restore --tree', () => {
     }
   });
 
-  it('a shell loop (bash waiting for its sleep: the stub\'s own program) comes back and counts on', async () => {
+  it("a shell loop (bash waiting for its sleep: the stub's own program) comes back and counts on", async () => {
     const bare = closeFdsExe();
     const out = path.join(dir, 'loop.out');
     const pid = start(bare, ['/bin/bash', '-c', `i=0; while true; do i=$((i+1)); echo $i >> ${out}; sleep 0.05; done`]);
@@ -1584,7 +1841,11 @@ describe('restore --tree', () => {
     const pids = [pid];
     try {
       await waitFor('both writing', () => lines(out).some((l) => l.startsWith('c ')) && lines(out).some((l) => l.startsWith('p ')));
-      const kid = Number(lines(out).find((l) => l.startsWith('p '))!.split(' ')[2]);
+      const kid = Number(
+        lines(out)
+          .find((l) => l.startsWith('p '))!
+          .split(' ')[2],
+      );
       pids.push(kid);
       expect(JSON.parse(crimg(['check', '--tree', String(pid), '--json']).stdout).reasons).toEqual([]);
       const img = path.join(dir, 'tree.crimg');
@@ -1597,7 +1858,9 @@ describe('restore --tree', () => {
         const im = readImage(img);
         try {
           await expect(restoreImage(im, { pidNs: true, tree: true, failAt })).rejects.toThrow(new RegExp(`step ${failAt}`));
-        } finally { im.close(); }
+        } finally {
+          im.close();
+        }
         expect(stubsRunning()).toEqual([]);
       }
       const n0 = lines(out).length;
@@ -1606,7 +1869,16 @@ describe('restore --tree', () => {
       const j = JSON.parse(r.stdout);
       pids.push(...j.tree.map((t: { hostPid: number }) => t.hostPid), j.pidNs.holder, j.pidNs.init);
       expect(j.tree.map((t: { pid: number }) => t.pid)).toEqual([pid, kid]);
-      await waitFor('both writing again', () => lines(out).slice(n0).filter((l) => l.startsWith('c ')).length >= 3 && lines(out).slice(n0).filter((l) => l.startsWith('p ')).length >= 3);
+      await waitFor(
+        'both writing again',
+        () =>
+          lines(out)
+            .slice(n0)
+            .filter((l) => l.startsWith('c ')).length >= 3
+          && lines(out)
+            .slice(n0)
+            .filter((l) => l.startsWith('p ')).length >= 3,
+      );
       for (const l of lines(out).slice(n0)) expect(l).toMatch(new RegExp(`^(c \\d+ ${kid}|p \\d+ ${kid} 0)$`)); // the child is still its child
       process.kill(j.tree[1].hostPid, 'SIGTERM');
       await waitFor('the parent reaping its child', () => lines(out).includes(`reaped ${kid} 15`));
@@ -1621,16 +1893,27 @@ describe('a listening TCP socket', () => {
     const port = 20000 + (process.pid % 20000);
     const www = fs.mkdtempSync(path.join(dir, 'www-'));
     fs.writeFileSync(path.join(www, 'hello.txt'), 'hello from before the checkpoint\n');
-    const c = spawn(closeFdsExe(), ['/usr/bin/python3', '-m', 'http.server', String(port), '--bind', '127.0.0.1', '--directory', www], { stdio: 'ignore', cwd: www });
+    const c = spawn(closeFdsExe(), ['/usr/bin/python3', '-m', 'http.server', String(port), '--bind', '127.0.0.1', '--directory', www], {
+      stdio: 'ignore',
+      cwd: www,
+    });
     children.push(c);
     running.add(c.pid!);
     const pids = [c.pid!];
     const get = async (): Promise<string | null> => {
-      try { const r = await fetch(`http://127.0.0.1:${port}/hello.txt`); return r.ok ? await r.text() : null; } catch { return null; }
+      try {
+        const r = await fetch(`http://127.0.0.1:${port}/hello.txt`);
+        return r.ok ? await r.text() : null;
+      } catch {
+        return null;
+      }
     };
     try {
       let body: string | null = null;
-      for (let i = 0; i < 200 && body === null; i++) { body = await get(); if (body === null) await new Promise((r) => setTimeout(r, 25)); }
+      for (let i = 0; i < 200 && body === null; i++) {
+        body = await get();
+        if (body === null) await new Promise((r) => setTimeout(r, 25));
+      }
       expect(body).toBe('hello from before the checkpoint\n');
       expect(JSON.parse(crimg(['check', String(c.pid), '--json']).stdout).reasons).toEqual([]);
       const img = path.join(dir, 'http.crimg');
@@ -1640,7 +1923,9 @@ describe('a listening TCP socket', () => {
       try {
         const l = m.model.tasks[0]!.files.find((f) => f.tcpListen)!.tcpListen!;
         expect([l.family, [...l.addr], l.port, l.opts & 1]).toEqual([2, [127, 0, 0, 1], port, 1]); // SO_REUSEADDR: Python sets it
-      } finally { m.close(); }
+      } finally {
+        m.close();
+      }
       const r = restoreCli(img);
       pids.push(r);
       expect(await get()).toBe('hello from before the checkpoint\n');
@@ -1700,19 +1985,34 @@ describe('VM flags', () => {
     };
     try {
       await waitFor('the regions', () => fs.existsSync(ready));
-      const addrs = fs.readFileSync(ready, 'latin1').trim().split('\n').map((x) => BigInt(`0x${x}`));
+      const addrs = fs
+        .readFileSync(ready, 'latin1')
+        .trim()
+        .split('\n')
+        .map((x) => BigInt(`0x${x}`));
       expect(addrs).toHaveLength(8);
       addrs.forEach((a, i) => expect(vmflagsAt(pid, a), want[i]).toContain(want[i]));
       const img = path.join(dir, 'vmflags.crimg');
       await dumpKill(pid, img);
-      const bits = [VmaFlags.HUGEPAGE, VmaFlags.NOHUGEPAGE, VmaFlags.DONTDUMP, VmaFlags.DONTFORK, VmaFlags.WIPEONFORK, VmaFlags.RAND_READ, VmaFlags.SEQ_READ, VmaFlags.LOCKED];
+      const bits = [
+        VmaFlags.HUGEPAGE,
+        VmaFlags.NOHUGEPAGE,
+        VmaFlags.DONTDUMP,
+        VmaFlags.DONTFORK,
+        VmaFlags.WIPEONFORK,
+        VmaFlags.RAND_READ,
+        VmaFlags.SEQ_READ,
+        VmaFlags.LOCKED,
+      ];
       const a = readImage(img);
       try {
         addrs.forEach((x, i) => {
           const v = a.model.tasks[0]!.mm!.vmas.find((u) => u.start === x)!;
           expect(v.flags & bits[i]!, want[i]).toBe(bits[i]);
         });
-      } finally { a.close(); }
+      } finally {
+        a.close();
+      }
       const r = restoreCli(img);
       pids.push(r);
       addrs.forEach((x, i) => expect(vmflagsAt(r, x), want[i]).toContain(want[i]));
@@ -1726,7 +2026,9 @@ describe('restore pieces', () => {
   it('interrupted system calls resume as the kernel would restart them', () => {
     const regs = new BigUint64Array(27);
     const set = (rax: bigint, orig: bigint): BigUint64Array => {
-      regs[10] = BigInt.asUintN(64, rax); regs[15] = BigInt.asUintN(64, orig); regs[16] = 0x401000n;
+      regs[10] = BigInt.asUintN(64, rax);
+      regs[15] = BigInt.asUintN(64, orig);
+      regs[16] = 0x401000n;
       return resumeRegs(regs);
     };
     for (const e of [-512n, -513n, -514n]) {

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { type Model, MemorySink, diffImages, readImage, showJson, showText, writeImage } from '../src/index.js';
 import { IMAGE_GRAMMAR, K, RECORDS, RECORD_BY_KIND } from '../src/schema.js';
 import { KINDS, KINDS_OF } from '../src/kinds/index.js';
-import { valueOf } from '../src/kinds/kind.js';
+import { valueOf as kindValueOf } from '../src/kinds/kind.js';
 import { RecordStream } from '../src/reader.js';
 import { kernels } from '../src/kernels/index.js';
 import { openSource } from '../src/source.js';
@@ -29,29 +29,38 @@ function recordKinds(bytes: Uint8Array): number[] {
     const out: number[] = [];
     for (let r = rs.next(); r; r = rs.next()) out.push(r.kind);
     return out;
-  } finally { rs.release(); }
+  } finally {
+    rs.release();
+  }
 }
 
 describe('schema', () => {
-  it('record kinds are unique; each kind hangs under its owner\'s record and is a child of it, once', () => {
+  it("record kinds are unique; each kind hangs under its owner's record and is a child of it, once", () => {
     expect(new Set(RECORDS.map((r) => r.kind)).size).toBe(RECORDS.length);
     expect(new Set(RECORDS.map((r) => r.name)).size).toBe(RECORDS.length);
     const ownerKind = { task: K.TASK, thread: K.THREAD, fd: K.FD };
     for (const k of KINDS) {
       expect(k.record.parent, k.record.name).toBe(ownerKind[k.owner]);
       const kids = RECORD_BY_KIND.get(ownerKind[k.owner])!.children!;
-      expect(kids.filter((c) => c.kind === k.record.kind), k.record.name).toEqual([{ kind: k.record.kind, count: '?' }]);
+      expect(
+        kids.filter((c) => c.kind === k.record.kind),
+        k.record.name,
+      ).toEqual([{ kind: k.record.kind, count: '?' }]);
     }
     // every record but the top level's is somebody's child, under the parent it names
     const children = new Map<number, number>();
     for (const r of RECORDS) for (const c of r.children ?? []) children.set(c.kind, r.kind);
     for (const r of RECORDS) {
-      if (r.parent === 0) expect(IMAGE_GRAMMAR.map((c) => c.kind), r.name).toContain(r.kind);
+      if (r.parent === 0)
+        expect(
+          IMAGE_GRAMMAR.map((c) => c.kind),
+          r.name,
+        ).toContain(r.kind);
       else expect(children.get(r.kind), r.name).toBe(r.parent);
     }
   });
 
-  it('an fd carrying several optional records is written in the schema\'s order and read back (INOTIFY with TCP_LISTEN was refused)', async () => {
+  it("an fd carrying several optional records is written in the schema's order and read back (INOTIFY with TCP_LISTEN was refused)", async () => {
     const img0 = readImage(golden);
     const model = img0.model;
     const f = model.tasks[0]!.files.find((x) => x.inotify)!;
@@ -84,9 +93,23 @@ describe('schema', () => {
       const json = JSON.stringify(showJson(img.model, img), (_k, v) => (typeof v === 'bigint' ? v.toString() : v));
       // the core records, by the key show --json gives them
       const CORE_KEYS: Record<string, string> = {
-        HEADER: '"header"', NS: '"namespaces"', TASK: '"tasks"', CREDS: '"creds"', RLIMITS: '"rlimits"', NSIDS: '"ns"', THREAD: '"threads"',
-        REGS: '"regs"', FPU: '"fpu"', XSTATE: '"xstate"', MM: '"mm"', VMA: '"vmas"', PAGES: '"zeroPages"', FD: '"files"', NOCR: '"nocr"',
-        INDEX: '"pagesStored"', TRAILER: '"imageCsum"',
+        HEADER: '"header"',
+        NS: '"namespaces"',
+        TASK: '"tasks"',
+        CREDS: '"creds"',
+        RLIMITS: '"rlimits"',
+        NSIDS: '"ns"',
+        THREAD: '"threads"',
+        REGS: '"regs"',
+        FPU: '"fpu"',
+        XSTATE: '"xstate"',
+        MM: '"mm"',
+        VMA: '"vmas"',
+        PAGES: '"zeroPages"',
+        FD: '"files"',
+        NOCR: '"nocr"',
+        INDEX: '"pagesStored"',
+        TRAILER: '"imageCsum"',
       };
       for (const r of RECORDS) {
         const kd = KINDS.find((k) => k.record.kind === r.kind);
@@ -96,18 +119,35 @@ describe('schema', () => {
       }
       // each kind's value is shown (not null) in this image, which has them all
       const t = img.model.tasks[0]!;
-      const doc = showJson(img.model, img) as { tasks: { threads: Record<string, unknown>[]; files: Record<string, unknown>[] }[] } & Record<string, unknown>;
+      const doc = showJson(img.model, img) as {
+        tasks: { threads: Record<string, unknown>[]; files: Record<string, unknown>[] }[];
+      } & Record<string, unknown>;
       for (const k of KINDS_OF.task) expect((doc.tasks[0] as unknown as Record<string, unknown>)[k.key], k.key).not.toBeNull();
-      for (const k of KINDS_OF.thread) expect(doc.tasks[0]!.threads.some((th) => th[k.key] !== null), k.key).toBe(true);
-      for (const k of KINDS_OF.fd) expect(doc.tasks[0]!.files.some((f) => f[k.key] !== undefined), k.key).toBe(true);
+      for (const k of KINDS_OF.thread)
+        expect(
+          doc.tasks[0]!.threads.some((th) => th[k.key] !== null),
+          k.key,
+        ).toBe(true);
+      for (const k of KINDS_OF.fd)
+        expect(
+          doc.tasks[0]!.files.some((f) => f[k.key] !== undefined),
+          k.key,
+        ).toBe(true);
       // and each shows in the text view
       const text = showText(img.model, img);
       for (const k of KINDS) {
-        const owner = k.owner === 'task' ? t : k.owner === 'thread' ? t.threads.find((th) => valueOf(k, th)) : t.files.find((f) => valueOf(k, f));
-        const v = valueOf(k, owner as never);
+        const owner =
+          k.owner === 'task'
+            ? t
+            : k.owner === 'thread'
+              ? t.threads.find((th) => kindValueOf(k, th))
+              : t.files.find((f) => kindValueOf(k, f));
+        const v = kindValueOf(k, owner as never);
         for (const line of k.text(v)) expect(text, k.key).toContain(line);
       }
-    } finally { img.close(); }
+    } finally {
+      img.close();
+    }
   });
 
   it('diff reports a change of each kind of state, and its absence', async () => {
@@ -118,17 +158,23 @@ describe('schema', () => {
       try {
         const tb = B.model.tasks[0]!;
         const owners: object[] = k.owner === 'task' ? [tb] : k.owner === 'thread' ? tb.threads : tb.files;
-        const owner = owners.find((o) => valueOf(k, o as never) !== undefined)!;
+        const owner = owners.find((o) => kindValueOf(k, o as never) !== undefined)!;
         delete (owner as Record<string, unknown>)[k.key];
         const d = diffImages(A, B, { pages: false });
         expect(d.length, k.key).toBeGreaterThan(0);
-        expect(d.some((x) => x.what.includes(k.label) || x.what.includes(k.label.replace(/s$/, ''))), `${k.key}: ${JSON.stringify(d.map((x) => x.what))}`).toBe(true);
+        expect(
+          d.some((x) => x.what.includes(k.label) || x.what.includes(k.label.replace(/s$/, ''))),
+          `${k.key}: ${JSON.stringify(d.map((x) => x.what))}`,
+        ).toBe(true);
         expect(diffImages(A, A, { pages: false })).toEqual([]);
-      } finally { A.close(); B.close(); }
+      } finally {
+        A.close();
+        B.close();
+      }
     }
   });
 
-  it('the kernels\' record kinds are the schema\'s', () => {
+  it("the kernels' record kinds are the schema's", () => {
     const found = new Map<string, number>();
     for (const f of ['records.ts', 'regs.ts']) {
       const src = readFileSync(new URL(`../assembly/${f}`, import.meta.url), 'utf8');

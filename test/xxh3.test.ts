@@ -6,8 +6,10 @@ import { xxh3_64 as twinXxh3, Xxh3Stream } from '../src/kernels/twin/xxh3.js';
 import { NSLOTS, SLOT_BYTES, STATE_BASE, type Kernels } from '../src/kernels/api.js';
 import { rng, twin, wasm } from './helpers/kernels.js';
 
-
-interface Kat { short: string[]; long: Record<string, string> }
+interface Kat {
+  short: string[];
+  long: Record<string, string>;
+}
 const kat = JSON.parse(readFileSync(new URL('./fixtures/xxh3-kat.json', import.meta.url), 'utf8')) as Kat;
 
 /** The known-answer input (see the fixture's "about"): a 32-bit LCG, top byte per step. */
@@ -31,7 +33,9 @@ function randomBytes(n: number, seed: number): Uint8Array {
 const hex = (h: bigint): string => h.toString(16).padStart(16, '0');
 
 let hw: IHasher;
-beforeAll(async () => { hw = await createXXHash3(0, 0); });
+beforeAll(async () => {
+  hw = await createXXHash3(0, 0);
+});
 function refHash(b: Uint8Array): string {
   hw.init();
   hw.update(b);
@@ -328,7 +332,13 @@ describe('xxh3Pages: one XXH3-64 per 4 KiB page in one call', () => {
         expect(hex(dv.getBigUint64(i * 8, true)), `${k.name} page ${i}`).toBe(want);
         expect(hex(k.xxh3(p + i * 4096, 4096)), `${k.name} one-shot page ${i}`).toBe(want);
       }
-      expect(k.u8().subarray(out + npages * 8, out + npages * 8 + 64).every((b) => b === 0x5a), `${k.name} guard`).toBe(true);
+      expect(
+        k
+          .u8()
+          .subarray(out + npages * 8, out + npages * 8 + 64)
+          .every((b) => b === 0x5a),
+        `${k.name} guard`,
+      ).toBe(true);
       k.xxh3Pages(p, 0, out); // no pages: no output
       expect(k.u8()[out + npages * 8]).toBe(0x5a);
     }
@@ -342,7 +352,10 @@ describe('xxh3Pages: one XXH3-64 per 4 KiB page in one call', () => {
       const out = wasm.staging(4 * 4096 + 64) + 4 * 4096;
       wasm.xxh3Pages(p, 3, out);
       const dv = new DataView(wasm.u8().buffer, out, 24);
-      expect([0, 1, 2].map((i) => hex(dv.getBigUint64(i * 8, true))), `offset ${off}`).toEqual(want);
+      expect(
+        [0, 1, 2].map((i) => hex(dv.getBigUint64(i * 8, true))),
+        `offset ${off}`,
+      ).toEqual(want);
     }
   });
 

@@ -3,9 +3,7 @@
 // tmpfs; and `crimg restore` of the dumped image.
 import * as fs from 'node:fs';
 import { GiB, median, runAlternating, runProcess, summarize, evaluateGoals, crimgCmd, startupNote } from '../lib/harness.mjs';
-import {
-  missingCommands, rmf, tmpPath, startBigmem, bigmemMatches, readProcMem, killPid,
-} from '../lib/fixtures.mjs';
+import { missingCommands, rmf, tmpPath, startBigmem, bigmemMatches, readProcMem, killPid } from '../lib/fixtures.mjs';
 import { imageBytes } from './convert.mjs';
 
 const MIB = 1024;
@@ -28,10 +26,15 @@ export const dump = {
       rmf(img, core);
       const d = JSON.parse(crimgCmd(['dump', String(p.pid), '-o', img, '--json']).stdout);
       let verifyOk = true;
-      try { crimgCmd(['verify', img]); } catch { verifyOk = false; }
+      try {
+        crimgCmd(['verify', img]);
+      } catch {
+        verifyOk = false;
+      }
       const offs = [0, p.len / 2, p.len - 4096];
       const pagesOk = offs.every((o) => bigmemMatches(imageBytes(img, p.pid, p.addr + BigInt(o), 4096), o));
-      const stillRuns = bigmemMatches(readProcMem(p.pid, p.addr + BigInt(p.len / 2), 4096), p.len / 2)
+      const stillRuns =
+        bigmemMatches(readProcMem(p.pid, p.addr + BigInt(p.len / 2), 4096), p.len / 2)
         && fs.readFileSync(`/proc/${p.pid}/stat`, 'utf8').split(') ')[1][0] !== 'T';
       runProcess('gcore', ['-o', prefix, String(p.pid)]);
       const coreOk = fs.existsSync(core) && fs.statSync(core).size >= p.len;
@@ -45,17 +48,30 @@ export const dump = {
       const freezeMs = [];
       const contenders = [
         {
-          name: 'crimg dump PID -o IMAGE (whole process)', role: 'crimg', units: p.len, before: () => rmf(img),
-          run: () => { const r = crimgCmd(['dump', String(p.pid), '-o', img, '--json']); freezeMs.push(JSON.parse(r.stdout).freezeMs); return r; },
+          name: 'crimg dump PID -o IMAGE (whole process)',
+          role: 'crimg',
+          units: p.len,
+          before: () => rmf(img),
+          run: () => {
+            const r = crimgCmd(['dump', String(p.pid), '-o', img, '--json']);
+            freezeMs.push(JSON.parse(r.stdout).freezeMs);
+            return r;
+          },
         },
-        { name: 'gcore -o CORE PID', role: 'peer', units: p.len, before: () => rmf(core), run: () => runProcess('gcore', ['-o', prefix, String(p.pid)]) },
+        {
+          name: 'gcore -o CORE PID',
+          role: 'peer',
+          units: p.len,
+          before: () => rmf(core),
+          run: () => runProcess('gcore', ['-o', prefix, String(p.pid)]),
+        },
       ];
       const { per, rss } = await runAlternating(contenders, { reps, warmup: 1 });
       rmf(img, core);
       // Freeze time with the image on tmpfs.
       const shmFreeze = [];
       const shmRss = [];
-      let shmSecs = [];
+      const shmSecs = [];
       for (let i = 0; i < reps + 1; i++) {
         rmf(shmImg);
         const r = crimgCmd(['dump', String(p.pid), '-o', shmImg, '--json']);
@@ -67,13 +83,29 @@ export const dump = {
       rmf(shmImg);
       const perGiB = median(shmFreeze) / (p.len / GiB);
       const { rows, ratios } = summarize(contenders, per, { primary: contenders[0].name, rss });
-      rows.push({ name: 'crimg dump to tmpfs (info)', role: 'info', median: p.len / median(shmSecs), min: p.len / Math.max(...shmSecs), max: p.len / Math.min(...shmSecs), reps: shmSecs.length, peakRssMiB: shmRss.length ? +(Math.max(...shmRss) / 1024).toFixed(1) : undefined });
-      const goals = evaluateGoals([
-        { text: '>= 1.5x faster than gcore', kind: 'ratio', vs: [contenders[1].name], atLeast: 1.5 },
-        { text: 'frozen <= 250 ms per GiB (image on tmpfs)', kind: 'maxValue', value: perGiB, atMost: 250, unit: 'ms/GiB' },
-      ], rows, ratios);
+      rows.push({
+        name: 'crimg dump to tmpfs (info)',
+        role: 'info',
+        median: p.len / median(shmSecs),
+        min: p.len / Math.max(...shmSecs),
+        max: p.len / Math.min(...shmSecs),
+        reps: shmSecs.length,
+        peakRssMiB: shmRss.length ? +(Math.max(...shmRss) / 1024).toFixed(1) : undefined,
+      });
+      const goals = evaluateGoals(
+        [
+          { text: '>= 1.5x faster than gcore', kind: 'ratio', vs: [contenders[1].name], atLeast: 1.5 },
+          { text: 'frozen <= 250 ms per GiB (image on tmpfs)', kind: 'maxValue', value: perGiB, atMost: 250, unit: 'ms/GiB' },
+        ],
+        rows,
+        ratios,
+      );
       return {
-        available: true, checks, rows, ratios, goals,
+        available: true,
+        checks,
+        rows,
+        ratios,
+        goals,
         freezeMs: { disk: { median: median(freezeMs), all: freezeMs }, tmpfs: { median: median(shmFreeze), all: shmFreeze } },
         setup: `The target: bench/progs/bigmem with ${p.len / GiB} GiB of non-zero anonymous memory, dumped repeatedly while it runs (it is resumed after each dump). crimg dump and gcore write to the bench directory's file system, files removed before each run; both timed as whole processes. Then ${reps} crimg dumps to ${SHM} (tmpfs) for the freeze time crimg reports (target stopped to resumed).`,
         notes: [
@@ -108,28 +140,51 @@ export const restore = {
       restored.push(first.pid);
       const offs = [0, p.len / 2, p.len - 4096];
       let memOk = false;
-      try { memOk = offs.every((o) => bigmemMatches(readProcMem(first.pid, p.addr + BigInt(o), 4096), o)); } catch { /* no such process */ }
+      try {
+        memOk = offs.every((o) => bigmemMatches(readProcMem(first.pid, p.addr + BigInt(o), 4096), o));
+      } catch {
+        /* no such process */
+      }
       killPid(first.pid);
-      const checks = [{ what: `the restored process (pid ${first.pid}) holds the pattern in the first, middle and last page of its 1 GiB region`, ok: memOk }];
+      const checks = [
+        {
+          what: `the restored process (pid ${first.pid}) holds the pattern in the first, middle and last page of its 1 GiB region`,
+          ok: memOk,
+        },
+      ];
       if (!memOk) return { available: true, checks, checkFailed: 'restored memory differs' };
       const inRestore = [];
-      const contenders = [{
-        name: 'crimg restore IMAGE (whole process)', role: 'crimg', units: p.len,
-        before: () => { while (restored.length) killPid(restored.pop()); },
-        run: () => {
-          const r = crimgCmd(['restore', img, '--json']);
-          const j = JSON.parse(r.stdout);
-          restored.push(j.pid);
-          inRestore.push(j.seconds);
-          return r;
+      const contenders = [
+        {
+          name: 'crimg restore IMAGE (whole process)',
+          role: 'crimg',
+          units: p.len,
+          before: () => {
+            while (restored.length) killPid(restored.pop());
+          },
+          run: () => {
+            const r = crimgCmd(['restore', img, '--json']);
+            const j = JSON.parse(r.stdout);
+            restored.push(j.pid);
+            inRestore.push(j.seconds);
+            return r;
+          },
         },
-      }];
+      ];
       const { per, rss } = await runAlternating(contenders, { reps, warmup: 1 });
       const { rows, ratios } = summarize(contenders, per, { primary: contenders[0].name, rss });
       const secPerGiB = GiB / rows[0].median;
-      const goals = evaluateGoals([{ text: '<= 0.5 s per GiB', kind: 'maxValue', value: secPerGiB, atMost: 0.5, unit: 's/GiB' }], rows, ratios);
+      const goals = evaluateGoals(
+        [{ text: '<= 0.5 s per GiB', kind: 'maxValue', value: secPerGiB, atMost: 0.5, unit: 's/GiB' }],
+        rows,
+        ratios,
+      );
       return {
-        available: true, checks, rows, ratios, goals,
+        available: true,
+        checks,
+        rows,
+        ratios,
+        goals,
         notes: [
           ...startupNote(rows, contenders[0].name, null, p.len),
           `restoreImage() itself (the \`seconds\` crimg restore --json reports: image opened to new process let go): median ${(median(inRestore) * 1000).toFixed(0)} ms per GiB`,

@@ -20,7 +20,8 @@ function makeCase(name, zeroPct) {
     goalsText: '>= 0.9x Buffer.copy',
     async run({ rounds }) {
       const k = await crimgKernels();
-      if (!hasExports(k, 'pages_pack', 'copy_pages', 'zero_scan', 'xxh3_64')) return { available: false, reason: 'pages kernels missing from build/crimg.wasm' };
+      if (!hasExports(k, 'pages_pack', 'copy_pages', 'zero_scan', 'xxh3_64'))
+        return { available: false, reason: 'pages kernels missing from build/crimg.wasm' };
       const base = k.staging(3 * LEN + 2 * MiB);
       const src = base + MiB;
       const dstC = src + LEN; // crimg's output
@@ -35,13 +36,17 @@ function makeCase(name, zeroPct) {
       for (let i = 0; i < NPAGES; i++) {
         x = (Math.imul(x, 1103515245) + 12345) >>> 0;
         const zero = (x >>> 16) % 100 < zeroPct;
-        if (zero) u8.fill(0, src + i * PAGE, src + (i + 1) * PAGE); else nonZero[i] = 1;
+        if (zero) u8.fill(0, src + i * PAGE, src + (i + 1) * PAGE);
+        else nonZero[i] = 1;
       }
       // the peer copies maximal runs of non-zero pages, compacted, in one Buffer.copy each
       const runs = [];
       let stored = 0;
-      for (let i = 0; i < NPAGES;) {
-        if (!nonZero[i]) { i++; continue; }
+      for (let i = 0; i < NPAGES; ) {
+        if (!nonZero[i]) {
+          i++;
+          continue;
+        }
         let j = i;
         while (j < NPAGES && nonZero[j]) j++;
         runs.push([i * PAGE, stored * PAGE, (j - i) * PAGE]);
@@ -59,10 +64,26 @@ function makeCase(name, zeroPct) {
       };
       const contenders = [
         { name: 'crimg pagesPack', role: 'crimg', units: LEN, fn: crimgPack },
-        { name: 'Buffer.copy per run of non-zero pages', role: 'peer', units: LEN, fn: () => { for (const [s, d, n] of runs) srcBuf.copy(dstBuf, d, s, s + n); } },
         {
-          name: 'Buffer.copy per non-zero page', role: 'peer', units: LEN,
-          fn: () => { let d = 0; for (let i = 0; i < NPAGES; i++) if (nonZero[i]) { srcBuf.copy(dstBuf, d, i * PAGE, (i + 1) * PAGE); d += PAGE; } },
+          name: 'Buffer.copy per run of non-zero pages',
+          role: 'peer',
+          units: LEN,
+          fn: () => {
+            for (const [s, d, n] of runs) srcBuf.copy(dstBuf, d, s, s + n);
+          },
+        },
+        {
+          name: 'Buffer.copy per non-zero page',
+          role: 'peer',
+          units: LEN,
+          fn: () => {
+            let d = 0;
+            for (let i = 0; i < NPAGES; i++)
+              if (nonZero[i]) {
+                srcBuf.copy(dstBuf, d, i * PAGE, (i + 1) * PAGE);
+                d += PAGE;
+              }
+          },
         },
         { name: 'crimg copyPages (plain v128 copy, all pages)', role: 'info', units: LEN, fn: () => k.copyPages(src, dstP, NPAGES) },
         { name: 'crimg zeroScan', role: 'info', units: LEN, fn: () => k.zeroScan(src, NPAGES, bm) },
@@ -73,21 +94,35 @@ function makeCase(name, zeroPct) {
       contenders[1].fn();
       const sameBytes = Buffer.compare(Buffer.from(mem.buffer, dstC, stored * PAGE), Buffer.from(mem.buffer, dstP, stored * PAGE)) === 0;
       let bmOk = true;
-      for (let i = 0; i < NPAGES; i++) if (((u8[bm + (i >> 3)] >> (i & 7)) & 1) !== nonZero[i]) { bmOk = false; break; }
+      for (let i = 0; i < NPAGES; i++)
+        if (((u8[bm + (i >> 3)] >> (i & 7)) & 1) !== nonZero[i]) {
+          bmOk = false;
+          break;
+        }
       const want = xxh3.xxh64(Buffer.from(mem.buffer, dstP, stored * PAGE));
       const checks = [
         { what: `stored pages (${stored} of ${NPAGES}) identical to the Buffer.copy output`, ok: sameBytes },
         { what: 'bitmap marks exactly the non-zero pages', ok: bmOk },
-        { what: `checksum slot = @node-rs xxh3 of the stored pages (0x${want.toString(16)})`, ok: csum === want, detail: `got 0x${csum.toString(16)}` },
+        {
+          what: `checksum slot = @node-rs xxh3 of the stored pages (0x${want.toString(16)})`,
+          ok: csum === want,
+          detail: `got 0x${csum.toString(16)}`,
+        },
       ];
       if (checks.some((c) => !c.ok)) return { available: true, checks, checkFailed: 'pack output differs' };
       const per = await runInProcess(contenders, { rounds });
       const { rows, ratios } = summarize(contenders, per, { primary: contenders[0].name });
-      const goals = evaluateGoals([
-        { text: '>= 0.9x Buffer.copy of the same pages', kind: 'ratio', vs: [contenders[1].name, contenders[2].name], atLeast: 0.9 },
-      ], rows, ratios);
+      const goals = evaluateGoals(
+        [{ text: '>= 0.9x Buffer.copy of the same pages', kind: 'ratio', vs: [contenders[1].name, contenders[2].name], atLeast: 0.9 }],
+        rows,
+        ratios,
+      );
       return {
-        available: true, checks, rows, ratios, goals,
+        available: true,
+        checks,
+        rows,
+        ratios,
+        goals,
         setup: `64 MiB of random pages in WebAssembly memory, ${zeroPct}% of them zero (${stored} stored). crimg packs runs of ${RUN} pages into a second 64 MiB area (zero check, copy, bitmap, streaming XXH3); Buffer.copy copies the same non-zero pages into a third area, compacted, knowing in advance which pages to copy. Throughput counts input bytes.`,
       };
     },

@@ -61,7 +61,8 @@ export const regsPack = {
   goalsText: '>= 10x protobufjs; >= 25 M sets/s',
   async run({ rounds }) {
     const k = await crimgKernels();
-    if (!hasExports(k, 'regs_pack', 'regs_unpack')) return { available: false, reason: 'regs_pack/regs_unpack not in build/crimg.wasm yet' };
+    if (!hasExports(k, 'regs_pack', 'regs_unpack'))
+      return { available: false, reason: 'regs_pack/regs_unpack not in build/crimg.wasm yet' };
     const { K } = await import('../../dist/schema.js');
     const base = k.staging(N * (RAW + REC + REC + RAW) + 65536);
     const src = base; // N raw sets
@@ -74,9 +75,14 @@ export const regsPack = {
     randomFillSync(u8, src, N * RAW);
 
     // ---- plain JS: DataView framing, fields copied one by one
-    const hdr = (o, kind, len) => { dv.setUint16(o, kind, true); dv.setUint16(o + 2, 0, true); dv.setUint32(o + 4, len, true); };
+    const hdr = (o, kind, len) => {
+      dv.setUint16(o, kind, true);
+      dv.setUint16(o + 2, 0, true);
+      dv.setUint32(o + 4, len, true);
+    };
     const packFields = (i) => {
-      const s = src + i * RAW, d = dstJ + i * REC;
+      const s = src + i * RAW,
+        d = dstJ + i * REC;
       hdr(d, K.REGS, 216);
       for (let j = 0; j < 54; j++) dv.setUint32(d + 16 + 4 * j, dv.getUint32(s + 4 * j, true), true);
       hdr(d + 232, K.FPU, 512);
@@ -87,14 +93,26 @@ export const regsPack = {
       const d = dstJ + i * REC;
       return [u8.subarray(d + 16, d + 232), u8.subarray(d, d + 8), u8.subarray(d + 248, d + 760), u8.subarray(d + 232, d + 240)];
     });
-    const dataViewOnly = () => { for (let i = 0; i < N; i++) { packFields(i); dv.setBigUint64(dstJ + i * REC + 8, 0n, true); dv.setBigUint64(dstJ + i * REC + 240, 0n, true); } };
+    const dataViewOnly = () => {
+      for (let i = 0; i < N; i++) {
+        packFields(i);
+        dv.setBigUint64(dstJ + i * REC + 8, 0n, true);
+        dv.setBigUint64(dstJ + i * REC + 240, 0n, true);
+      }
+    };
     const dataViewXxh3 = () => {
       for (let i = 0; i < N; i++) {
         packFields(i);
         const [rp, rh, fp, fh] = views[i];
         const d = dstJ + i * REC;
-        h.reset(); h.update(rp); h.update(rh); dv.setBigUint64(d + 8, h.digest(), true);
-        h.reset(); h.update(fp); h.update(fh); dv.setBigUint64(d + 240, h.digest(), true);
+        h.reset();
+        h.update(rp);
+        h.update(rh);
+        dv.setBigUint64(d + 8, h.digest(), true);
+        h.reset();
+        h.update(fp);
+        h.update(fh);
+        dv.setBigUint64(d + 240, h.digest(), true);
       }
     };
 
@@ -102,7 +120,10 @@ export const regsPack = {
     const root = protobuf.parse(CRIU_CORE_X86, { keepCase: true }).root;
     const TI = root.lookupType('thread_info_x86');
     const GP = root.lookupType('user_x86_regs_entry');
-    const gpFields = GP.fieldsArray.filter((f) => f.id <= 27).sort((a, b) => a.id - b.id).map((f) => f.name);
+    const gpFields = GP.fieldsArray
+      .filter((f) => f.id <= 27)
+      .sort((a, b) => a.id - b.id)
+      .map((f) => f.name);
     if (gpFields.length !== 27) throw new Error('user_x86_regs_entry should have 27 registers');
     const Long = protobuf.util.Long;
     const u64 = (o) => Long.fromBits(dv.getUint32(o, true), dv.getUint32(o + 4, true), true);
@@ -110,26 +131,42 @@ export const regsPack = {
     const toMessage = (i) => {
       const s = src + i * RAW;
       const gpregs = {};
-      gpFields.forEach((name, j) => { gpregs[name] = u64(s + 8 * j); }); // field j+1 = user_regs_struct word j
+      gpFields.forEach((name, j) => {
+        gpregs[name] = u64(s + 8 * j);
+      }); // field j+1 = user_regs_struct word j
       const f = s + 216;
       const fpregs = {
-        cwd: dv.getUint16(f, true), swd: dv.getUint16(f + 2, true), twd: dv.getUint16(f + 4, true), fop: dv.getUint16(f + 6, true),
-        rip: u64(f + 8), rdp: u64(f + 16), mxcsr: dv.getUint32(f + 24, true), mxcsr_mask: dv.getUint32(f + 28, true),
-        st_space: u32s(f + 32, 32), xmm_space: u32s(f + 160, 64), padding: u32s(f + 416, 24),
+        cwd: dv.getUint16(f, true),
+        swd: dv.getUint16(f + 2, true),
+        twd: dv.getUint16(f + 4, true),
+        fop: dv.getUint16(f + 6, true),
+        rip: u64(f + 8),
+        rdp: u64(f + 16),
+        mxcsr: dv.getUint32(f + 24, true),
+        mxcsr_mask: dv.getUint32(f + 28, true),
+        st_space: u32s(f + 32, 32),
+        xmm_space: u32s(f + 160, 64),
+        padding: u32s(f + 416, 24),
       };
       return { clear_tid_addr: Long.UZERO, gpregs, fpregs };
     };
     const messages = Array.from({ length: N }, (_, i) => toMessage(i));
     const encoded = new Array(N);
-    const pbEncode = () => { for (let i = 0; i < N; i++) encoded[i] = TI.encode(messages[i]).finish(); };
-    const pbFromRaw = () => { for (let i = 0; i < N; i++) encoded[i] = TI.encode(toMessage(i)).finish(); };
+    const pbEncode = () => {
+      for (let i = 0; i < N; i++) encoded[i] = TI.encode(messages[i]).finish();
+    };
+    const pbFromRaw = () => {
+      for (let i = 0; i < N; i++) encoded[i] = TI.encode(toMessage(i)).finish();
+    };
 
     const crimg = () => k.regsPack(src, N, dstC);
     // what the image writer does per thread: one regsPack1 call per set (user_regs_struct and FXSAVE
     // given apart), records placed at the writer's position, both headers fed to the image checksum
     const hasOne = typeof k.regsPack1 === 'function';
     const IMG_SLOT = 15;
-    const perSet = () => { for (let i = 0; i < N; i++) k.regsPack1(src + i * RAW, src + i * RAW + 216, back + i * REC, IMG_SLOT); };
+    const perSet = () => {
+      for (let i = 0; i < N; i++) k.regsPack1(src + i * RAW, src + i * RAW + 216, back + i * REC, IMG_SLOT);
+    };
     const contenders = [
       { name: 'crimg regsPack', role: 'crimg', units: N, fn: crimg },
       { name: 'protobufjs encode (CRIU thread_info_x86, prebuilt messages)', role: 'peer', units: N, fn: pbEncode },
@@ -137,7 +174,7 @@ export const regsPack = {
       { name: 'DataView packing + @node-rs xxh3 (same bytes)', role: 'peer', units: N, fn: dataViewXxh3 },
       { name: 'DataView packing, no checksums', role: 'info', units: N, fn: dataViewOnly },
     ];
-    if (hasOne) contenders.push({ name: 'crimg regsPack1, one call per set (the writer\'s path)', role: 'info', units: N, fn: perSet });
+    if (hasOne) contenders.push({ name: "crimg regsPack1, one call per set (the writer's path)", role: 'info', units: N, fn: perSet });
 
     // same answer: crimg's records = the JS packer's byte for byte; both round-trip to the input
     const checks = [];
@@ -148,7 +185,10 @@ export const regsPack = {
     checks.push({ what: 'regsPack records identical to DataView + @node-rs xxh3 records', ok: same });
     if (hasOne) {
       perSet();
-      checks.push({ what: 'regsPack1 per set (the writer\'s path) = regsPack records', ok: Buffer.compare(Buffer.from(mem.buffer, back, N * REC), Buffer.from(mem.buffer, dstC, N * REC)) === 0 });
+      checks.push({
+        what: "regsPack1 per set (the writer's path) = regsPack records",
+        ok: Buffer.compare(Buffer.from(mem.buffer, back, N * REC), Buffer.from(mem.buffer, dstC, N * REC)) === 0,
+      });
     }
     const bad = k.regsUnpack(dstC, N, back);
     const rt = bad === -1 && Buffer.compare(Buffer.from(mem.buffer, back, N * RAW), Buffer.from(mem.buffer, src, N * RAW)) === 0;
@@ -169,12 +209,20 @@ export const regsPack = {
 
     const per = await runInProcess(contenders, { rounds });
     const { rows, ratios } = summarize(contenders, per, { primary: contenders[0].name });
-    const goals = evaluateGoals([
-      { text: '>= 10x protobufjs', kind: 'ratio', vs: [contenders[1].name], atLeast: 10 },
-      { text: '>= 25 M register sets/s', kind: 'abs', of: contenders[0].name, atLeast: 25e6 },
-    ], rows, ratios);
+    const goals = evaluateGoals(
+      [
+        { text: '>= 10x protobufjs', kind: 'ratio', vs: [contenders[1].name], atLeast: 10 },
+        { text: '>= 25 M register sets/s', kind: 'abs', of: contenders[0].name, atLeast: 25e6 },
+      ],
+      rows,
+      ratios,
+    );
     return {
-      available: true, checks, rows, ratios, goals,
+      available: true,
+      checks,
+      rows,
+      ratios,
+      goals,
       setup: `${N} random register sets (216-byte user_regs_struct + 512-byte FXSAVE) in WebAssembly memory. crimg writes ${REC}-byte REGS+FPU record pairs with XXH3 checksums; protobufjs encodes CRIU's thread_info_x86 (gpregs + fpregs, ${sizes.toFixed(0)} bytes per set on average, no checksum) from message objects built beforehand; the DataView packer writes the same bytes as crimg.`,
     };
   },

@@ -12,7 +12,8 @@ export const rss = {
   unit: 'GB/s',
   goalsText: '< 128 MiB each',
   async run() {
-    if (!fs.existsSync('/usr/bin/time')) return { available: false, reason: 'GNU time (/usr/bin/time) is not installed: apt-get install -y time' };
+    if (!fs.existsSync('/usr/bin/time'))
+      return { available: false, reason: 'GNU time (/usr/bin/time) is not installed: apt-get install -y time' };
     const have = cliCommands();
     const img = tmpPath('rss-4g.crimg');
     const core = tmpPath('rss-4g.core');
@@ -23,7 +24,15 @@ export const rss = {
     const measure = (name, args, units, cleanup = []) => {
       rmf(...cleanup);
       const r = crimgCmd(args);
-      rows.push({ name, role: 'crimg', median: units / r.seconds, min: units / r.seconds, max: units / r.seconds, reps: 1, peakRssMiB: +(r.rssKiB / 1024).toFixed(1) });
+      rows.push({
+        name,
+        role: 'crimg',
+        median: units / r.seconds,
+        min: units / r.seconds,
+        max: units / r.seconds,
+        reps: 1,
+        peakRssMiB: +(r.rssKiB / 1024).toFixed(1),
+      });
       return r;
     };
     try {
@@ -35,23 +44,44 @@ export const rss = {
           measure('crimg convert image -> ELF core', ['convert', img, '--to', 'elf', '-o', core, '--quiet'], fs.statSync(img).size, [core]);
           rmf(img);
           measure('crimg convert ELF core -> image', ['convert', core, '-o', back, '--quiet'], fs.statSync(core).size, [back]);
-        } catch (e) { notes.push(`convert: ${String(e.message).split('\n')[0]}`); }
+        } catch (e) {
+          notes.push(`convert: ${String(e.message).split('\n')[0]}`);
+        }
       } else notes.push('convert: the CLI has no `convert` command yet');
       rmf(img, core, back);
       if (have.has('dump')) {
         const p = await startBigmem(4096);
         try {
           measure('crimg dump (process with 4 GiB resident)', ['dump', String(p.pid), '-o', dumped, '--quiet'], p.len, [dumped]);
-        } catch (e) { notes.push(`dump: ${String(e.message).split('\n')[0]}`); } finally { p.kill(); rmf(dumped, p.out); }
+        } catch (e) {
+          notes.push(`dump: ${String(e.message).split('\n')[0]}`);
+        } finally {
+          p.kill();
+          rmf(dumped, p.out);
+        }
       } else notes.push('dump: the CLI has no `dump` command yet');
-    } finally { rmf(img, core, back, dumped); }
+    } finally {
+      rmf(img, core, back, dumped);
+    }
     const worst = rows.reduce((a, b) => (b.peakRssMiB > a.peakRssMiB ? b : a));
-    const goals = rows.map((r) => ({ text: `${r.name}: peak RSS < ${LIMIT_MIB} MiB`, value: r.peakRssMiB, target: LIMIT_MIB, unit: 'MiB', met: r.peakRssMiB < LIMIT_MIB }));
+    const goals = rows.map((r) => ({
+      text: `${r.name}: peak RSS < ${LIMIT_MIB} MiB`,
+      value: r.peakRssMiB,
+      target: LIMIT_MIB,
+      unit: 'MiB',
+      met: r.peakRssMiB < LIMIT_MIB,
+    }));
     for (const n of notes) goals.push({ text: n, value: null, met: null });
     return {
-      available: true, checks: [], rows, ratios: [], goals, notes,
+      available: true,
+      checks: [],
+      rows,
+      ratios: [],
+      goals,
+      notes,
       worstRssMiB: worst.peakRssMiB,
-      setup: 'Each command runs once over 4 GiB (gen: 4 GiB of populated memory; verify and convert: the generated image with no zero pages; dump: bench/progs/bigmem with 4 GiB resident). Peak RSS from GNU time (%M) of the whole node process; throughput is informational (one run).',
+      setup:
+        'Each command runs once over 4 GiB (gen: 4 GiB of populated memory; verify and convert: the generated image with no zero pages; dump: bench/progs/bigmem with 4 GiB resident). Peak RSS from GNU time (%M) of the whole node process; throughput is informational (one run).',
     };
   },
 };

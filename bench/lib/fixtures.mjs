@@ -15,7 +15,10 @@ export function cliCommands() {
     commands = new Set();
     let inCommands = false;
     for (const line of String(r.stdout).split('\n')) {
-      if (/^Commands:/.test(line)) { inCommands = true; continue; }
+      if (/^Commands:/.test(line)) {
+        inCommands = true;
+        continue;
+      }
       const m = inCommands && /^ {2}([a-z][\w-]*)/.exec(line);
       if (m) commands.add(m[1]);
     }
@@ -51,7 +54,13 @@ export function genImage(name, size, extra = []) {
 export function warmFile(file) {
   const fd = fs.openSync(file, 'r');
   const buf = Buffer.allocUnsafe(16 * MiB);
-  try { while (fs.readSync(fd, buf, 0, buf.length, null) > 0) { /* read */ } } finally { fs.closeSync(fd); }
+  try {
+    while (fs.readSync(fd, buf, 0, buf.length, null) > 0) {
+      /* read */
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 const BIGMEM_SRC = path.join(ROOT, 'bench', 'progs', 'bigmem.c');
@@ -66,11 +75,19 @@ function bigmemBinary() {
 }
 
 const live = new Set();
-process.on('exit', () => { for (const p of live) { try { process.kill(p, 'SIGKILL'); } catch { /* gone */ } } });
+process.on('exit', () => {
+  for (const p of live) {
+    try {
+      process.kill(p, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+});
 
 /** Expected content of the 8-byte word at byte offset `off` of a bigmem region. */
 export function bigmemWord(off) {
-  return (BigInt(off / 8 + 1) * 0x9E3779B97F4A7C15n) & 0xffffffffffffffffn;
+  return (BigInt(off / 8 + 1) * 0x9e3779b97f4a7c15n) & 0xffffffffffffffffn;
 }
 
 /** True when `bytes` (read from byte offset `off` of a bigmem region) hold the pattern. */
@@ -93,9 +110,16 @@ export async function startBigmem(mib) {
   fs.closeSync(fd);
   live.add(child.pid);
   let exited = null;
-  child.on('exit', (code, sig) => { exited = code ?? sig; live.delete(child.pid); });
+  child.on('exit', (code, sig) => {
+    exited = code ?? sig;
+    live.delete(child.pid);
+  });
   const kill = () => {
-    try { process.kill(child.pid, 'SIGKILL'); } catch { /* gone */ }
+    try {
+      process.kill(child.pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
     live.delete(child.pid);
   };
   const t0 = Date.now();
@@ -103,8 +127,16 @@ export async function startBigmem(mib) {
     const out = fs.readFileSync(outFile, 'utf8');
     const m = /READY pid=(\d+) addr=0x([0-9a-f]+) len=(\d+)/.exec(out);
     if (m) return { pid: Number(m[1]), addr: BigInt(`0x${m[2]}`), len: Number(m[3]), kill, child, out: outFile };
-    if (exited !== null) { kill(); rmf(outFile); throw new Error(`bigmem exited ${exited}: ${out.trim()}`); }
-    if (Date.now() - t0 > 120000) { kill(); rmf(outFile); throw new Error('bigmem did not get ready in 120 s'); }
+    if (exited !== null) {
+      kill();
+      rmf(outFile);
+      throw new Error(`bigmem exited ${exited}: ${out.trim()}`);
+    }
+    if (Date.now() - t0 > 120000) {
+      kill();
+      rmf(outFile);
+      throw new Error('bigmem did not get ready in 120 s');
+    }
     await new Promise((r) => setTimeout(r, 20));
   }
 }
@@ -116,12 +148,18 @@ export function readProcMem(pid, addr, len) {
     const b = Buffer.alloc(len);
     const n = fs.readSync(fd, b, 0, len, addr);
     return b.subarray(0, n);
-  } finally { fs.closeSync(fd); }
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 /** Kill a process by pid (restored processes), ignoring "no such process". */
 export function killPid(pid) {
-  try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    /* gone */
+  }
 }
 
 /** Feed a file to `update` in 16 MiB pieces (for checksums of the answers a case compares). */
@@ -131,5 +169,7 @@ export function eachChunk(file, update) {
   try {
     let n;
     while ((n = fs.readSync(fd, buf, 0, buf.length, null)) > 0) update(buf.subarray(0, n));
-  } finally { fs.closeSync(fd); }
+  } finally {
+    fs.closeSync(fd);
+  }
 }

@@ -25,7 +25,9 @@ export function machine() {
     const info = fs.readFileSync('/proc/cpuinfo', 'utf8');
     cpu = /^model name\s*:\s*(.*)$/m.exec(info)?.[1]?.trim() ?? cpu;
     flags = /^flags\s*:\s*(.*)$/m.exec(info)?.[1] ?? '';
-  } catch { /* not Linux */ }
+  } catch {
+    /* not Linux */
+  }
   const simd = ['sse4_2', 'avx2', 'avx512f', 'avx512bw'].filter((f) => flags.split(/\s+/).includes(f));
   return {
     cpu,
@@ -89,7 +91,11 @@ export async function runInProcess(contenders, { rounds = 5, time = 150, warmupT
 export async function runAlternating(contenders, { reps = 5, warmup = 1 } = {}) {
   const per = new Map(contenders.map((c) => [c.name, []]));
   const rss = new Map(contenders.map((c) => [c.name, []]));
-  for (let w = 0; w < warmup; w++) for (const c of contenders) { await c.before?.(); await c.run(); }
+  for (let w = 0; w < warmup; w++)
+    for (const c of contenders) {
+      await c.before?.();
+      await c.run();
+    }
   for (let r = 0; r < reps; r++) {
     for (const c of rotate(contenders, r)) {
       await c.before?.();
@@ -119,23 +125,35 @@ export function runProcess(cmd, args, { env, cwd = ROOT, input } = {}) {
   const argv = GNU_TIME ? ['-f', '%M', '-o', rssFile, cmd, ...args] : args;
   const t0 = process.hrtime.bigint();
   const r = spawnSync(GNU_TIME ?? cmd, argv, {
-    cwd, env: { ...process.env, ...env }, input, maxBuffer: 64 * MiB, stdio: ['pipe', 'pipe', 'pipe'],
+    cwd,
+    env: { ...process.env, ...env },
+    input,
+    maxBuffer: 64 * MiB,
+    stdio: ['pipe', 'pipe', 'pipe'],
   });
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   if (r.error) throw r.error;
   if (r.status !== 0) {
-    throw new Error(`${cmd} ${args.join(' ')} exited ${r.status ?? r.signal}: ${String(r.stderr).trim().split('\n').slice(-3).join(' | ')}`);
+    throw new Error(
+      `${cmd} ${args.join(' ')} exited ${r.status ?? r.signal}: ${String(r.stderr).trim().split('\n').slice(-3).join(' | ')}`,
+    );
   }
   let rssKiB;
   if (GNU_TIME) {
-    try { rssKiB = Number(fs.readFileSync(rssFile, 'utf8').trim().split('\n').pop()); } catch { /* ignore */ }
+    try {
+      rssKiB = Number(fs.readFileSync(rssFile, 'utf8').trim().split('\n').pop());
+    } catch {
+      /* ignore */
+    }
     fs.rmSync(rssFile, { force: true });
   }
   return { seconds, rssKiB, stdout: String(r.stdout), stdoutBuf: r.stdout, stderr: String(r.stderr) };
 }
 
 /** `node dist/cli/crimg.cjs ARGS...` (the bin) as a contender step. */
-export function crimgCmd(args, opts) { return runProcess(process.execPath, [CLI, ...args], opts); }
+export function crimgCmd(args, opts) {
+  return runProcess(process.execPath, [CLI, ...args], opts);
+}
 
 /**
  * A contender that runs the library in this process (no start-up), for an info row beside a whole-process crimg
@@ -143,7 +161,10 @@ export function crimgCmd(args, opts) { return runProcess(process.execPath, [CLI,
  */
 export function inProcess(name, units, fn, before) {
   return {
-    name, role: 'info', units, before,
+    name,
+    role: 'info',
+    units,
+    before,
     run: async () => {
       const t0 = process.hrtime.bigint();
       await fn();
@@ -173,8 +194,12 @@ export function startupNote(rows, crimgName, peerName, units, unitName = 'GB/s')
   const st = startupCost();
   const secs = units / c.median;
   const work = Math.max(secs - st.crimg, 1e-6);
-  const peerPart = p ? `; without it crimg would run at ${fmtThroughput(units / work, unitName)}, ${(units / work / p.median).toFixed(2)}x ${p.name}` : '';
-  return [`start-up: \`node -e 0\` ${(st.node * 1000).toFixed(0)} ms, \`crimg --version\` ${(st.crimg * 1000).toFixed(0)} ms, ${(100 * st.crimg / secs).toFixed(0)}% of crimg's median ${(secs * 1000).toFixed(0)} ms${peerPart}`];
+  const peerPart = p
+    ? `; without it crimg would run at ${fmtThroughput(units / work, unitName)}, ${(units / work / p.median).toFixed(2)}x ${p.name}`
+    : '';
+  return [
+    `start-up: \`node -e 0\` ${(st.node * 1000).toFixed(0)} ms, \`crimg --version\` ${(st.crimg * 1000).toFixed(0)} ms, ${((100 * st.crimg) / secs).toFixed(0)}% of crimg's median ${(secs * 1000).toFixed(0)} ms${peerPart}`,
+  ];
 }
 
 // ------------------------------------------------------------------ results
@@ -190,7 +215,7 @@ export function summarize(contenders, per, { primary, rss } = {}) {
     const row = { name: c.name, role: c.role, median: median(xs), min: min(xs), max: max(xs), reps: xs.length };
     if (c.note) row.note = c.note;
     const r = rss?.get(c.name);
-    if (r && r.length) row.peakRssMiB = +(max(r) / 1024).toFixed(1);
+    if (r?.length) row.peakRssMiB = +(max(r) / 1024).toFixed(1);
     return row;
   });
   const base = per.get(primary);
@@ -219,8 +244,13 @@ export function evaluateGoals(goals, rows, ratios) {
       const fastest = cands.reduce((a, b) => (b.median > a.median ? b : a));
       const ratio = ratios.find((x) => x.vs === fastest.name);
       return {
-        text: g.text, against: fastest.name, value: ratio.median, min: ratio.min, max: ratio.max,
-        target: g.atLeast, met: ratio.median >= g.atLeast,
+        text: g.text,
+        against: fastest.name,
+        value: ratio.median,
+        min: ratio.min,
+        max: ratio.max,
+        target: g.atLeast,
+        met: ratio.median >= g.atLeast,
       };
     }
     if (g.kind === 'abs') {
@@ -241,8 +271,17 @@ export function writeCaseResult(res) {
 
 export function readAllResults() {
   if (!fs.existsSync(RESULTS)) return [];
-  return fs.readdirSync(RESULTS).filter((f) => f.endsWith('.json')).sort()
-    .map((f) => { try { return JSON.parse(fs.readFileSync(path.join(RESULTS, f), 'utf8')); } catch { return null; } })
+  return fs
+    .readdirSync(RESULTS)
+    .filter((f) => f.endsWith('.json'))
+    .sort()
+    .map((f) => {
+      try {
+        return JSON.parse(fs.readFileSync(path.join(RESULTS, f), 'utf8'));
+      } catch {
+        return null;
+      }
+    })
     .filter(Boolean);
 }
 
@@ -269,7 +308,10 @@ function fmtGoalValue(g, unit) {
 }
 
 /** One table cell: no pipes or newlines, at most 200 characters. */
-const short = (t) => { const s = String(t).replace(/[|\n]/g, ' '); return s.length > 200 ? `${s.slice(0, 197)}...` : s; };
+const short = (t) => {
+  const s = String(t).replace(/[|\n]/g, ' ');
+  return s.length > 200 ? `${s.slice(0, 197)}...` : s;
+};
 
 const mark = (met) => (met === true ? 'met' : met === false ? '**missed**' : 'n/a');
 
@@ -277,8 +319,14 @@ const mark = (met) => (met === true ? 'met' : met === false ? '**missed**' : 'n/
 export function goalsTable(results) {
   const lines = ['| case | goal | measured | |', '|---|---|---|---|'];
   for (const r of results) {
-    if (!r.available) { lines.push(`| ${r.case} | ${r.goalsText ?? '-'} | ${short(r.reason)} | n/a |`); continue; }
-    if (r.checkFailed) { lines.push(`| ${r.case} | - | check failed: ${r.checkFailed} | **failed** |`); continue; }
+    if (!r.available) {
+      lines.push(`| ${r.case} | ${r.goalsText ?? '-'} | ${short(r.reason)} | n/a |`);
+      continue;
+    }
+    if (r.checkFailed) {
+      lines.push(`| ${r.case} | - | check failed: ${r.checkFailed} | **failed** |`);
+      continue;
+    }
     for (const g of r.goals ?? []) lines.push(`| ${r.case} | ${short(g.text)} | ${fmtGoalValue(g, r.unit)} | ${mark(g.met)} |`);
   }
   return lines.join('\n');
@@ -297,18 +345,29 @@ export function latestMarkdown(results, m) {
   out.push('## Goals', '', goalsTable(results), '', loadLine(results), '');
   for (const r of results) {
     out.push(`## ${r.case}: ${r.title}`, '');
-    out.push(`Run ${r.date}${r.machine && machineLine(r.machine) !== machineLine(m) ? ` on ${machineLine(r.machine)}` : ''}, ${r.seconds} s${r.load ? `; 1-minute load average ${r.load[0]} before, ${r.load[1]} after (2 cores: above 2, other work shared the CPUs)` : ''}.`, '');
-    if (!r.available) { out.push(`Not available yet: ${r.reason}`, ''); continue; }
+    out.push(
+      `Run ${r.date}${r.machine && machineLine(r.machine) !== machineLine(m) ? ` on ${machineLine(r.machine)}` : ''}, ${r.seconds} s${r.load ? `; 1-minute load average ${r.load[0]} before, ${r.load[1]} after (2 cores: above 2, other work shared the CPUs)` : ''}.`,
+      '',
+    );
+    if (!r.available) {
+      out.push(`Not available yet: ${r.reason}`, '');
+      continue;
+    }
     if (r.setup) out.push(r.setup, '');
     for (const c of r.checks ?? []) out.push(`- check: ${c.what}: ${c.ok ? 'ok' : `**FAILED** ${c.detail ?? ''}`}`);
     if (r.checks?.length) out.push('');
-    if (r.checkFailed) { out.push(`Timing skipped: check failed (${r.checkFailed}).`, ''); continue; }
+    if (r.checkFailed) {
+      out.push(`Timing skipped: check failed (${r.checkFailed}).`, '');
+      continue;
+    }
     const hasRss = r.rows.some((x) => x.peakRssMiB != null);
     out.push(`| implementation | role | median | min–max | crimg/this (min–max)${hasRss ? ' | peak RSS' : ''} |`);
     out.push(`|---|---|---|---|---|${hasRss ? '---|' : ''}`);
     for (const row of r.rows) {
       const ratio = r.ratios.find((x) => x.vs === row.name);
-      out.push(`| ${row.name}${row.note ? ` (${row.note})` : ''} | ${row.role} | ${fmtThroughput(row.median, r.unit)} | ${fmtThroughput(row.min, r.unit)}–${fmtThroughput(row.max, r.unit)} | ${ratio ? fmtRatio(ratio) : row.role === 'crimg' ? '-' : ''}${hasRss ? ` | ${row.peakRssMiB != null ? `${row.peakRssMiB} MiB` : '-'}` : ''} |`);
+      out.push(
+        `| ${row.name}${row.note ? ` (${row.note})` : ''} | ${row.role} | ${fmtThroughput(row.median, r.unit)} | ${fmtThroughput(row.min, r.unit)}–${fmtThroughput(row.max, r.unit)} | ${ratio ? fmtRatio(ratio) : row.role === 'crimg' ? '-' : ''}${hasRss ? ` | ${row.peakRssMiB != null ? `${row.peakRssMiB} MiB` : '-'}` : ''} |`,
+      );
     }
     out.push('');
     for (const n of r.notes ?? []) out.push(`- ${n}`);

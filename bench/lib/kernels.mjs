@@ -31,8 +31,28 @@ export function readPass(memory) {
   const stale = !fs.existsSync(OUT) || fs.statSync(OUT).mtimeMs < fs.statSync(SRC).mtimeMs;
   if (stale) {
     const asc = path.join(ROOT, 'node_modules', 'assemblyscript', 'bin', 'asc.js');
-    const r = spawnSync(process.execPath, [asc, SRC, '-o', OUT, '-O3', '--converge', '--noAssert', '--runtime', 'stub',
-      '--importMemory', '--initialMemory', '1', '--maximumMemory', '65536', '--enable', 'simd'], { cwd: ROOT, encoding: 'utf8' });
+    const r = spawnSync(
+      process.execPath,
+      [
+        asc,
+        SRC,
+        '-o',
+        OUT,
+        '-O3',
+        '--converge',
+        '--noAssert',
+        '--runtime',
+        'stub',
+        '--importMemory',
+        '--initialMemory',
+        '1',
+        '--maximumMemory',
+        '65536',
+        '--enable',
+        'simd',
+      ],
+      { cwd: ROOT, encoding: 'utf8' },
+    );
     if (r.status !== 0) throw new Error(`asc readpass.ts failed: ${r.stderr}`);
   }
   const inst = new WebAssembly.Instance(new WebAssembly.Module(fs.readFileSync(OUT)), { env: { memory } });

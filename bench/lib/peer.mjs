@@ -26,9 +26,12 @@ export class Peer {
     createInterface({ input: child.stdout }).on('line', (line) => {
       const w = this.waiting.shift();
       const r = JSON.parse(line);
-      if (r.error) w?.reject(new Error(`peer: ${r.error}`)); else w?.resolve(r);
+      if (r.error) w?.reject(new Error(`peer: ${r.error}`));
+      else w?.resolve(r);
     });
-    child.on('exit', (code) => { for (const w of this.waiting.splice(0)) w.reject(new Error(`peer exited ${code}`)); });
+    child.on('exit', (code) => {
+      for (const w of this.waiting.splice(0)) w.reject(new Error(`peer exited ${code}`));
+    });
   }
 
   call(req) {
@@ -38,7 +41,10 @@ export class Peer {
     });
   }
 
-  close() { this.child.stdin.end(); this.child.kill('SIGKILL'); }
+  close() {
+    this.child.stdin.end();
+    this.child.kill('SIGKILL');
+  }
 }
 
 // ------------------------------------------------------------------ child side
@@ -62,10 +68,17 @@ function serve() {
       src.copy(dst);
       return { ok: src.equals(dst) };
     },
-    copy() { return { seconds: timed(() => src.copy(dst)) }; },
-    equal() { return { ok: src.equals(dst) }; },
+    copy() {
+      return { seconds: timed(() => src.copy(dst)) };
+    },
+    equal() {
+      return { ok: src.equals(dst) };
+    },
     /** Read a file into the prepared buffer. */
-    load({ file }) { img = fs.readFileSync(file); return { bytes: img.length }; },
+    load({ file }) {
+      img = fs.readFileSync(file);
+      return { bytes: img.length };
+    },
     /** Create `file` and write the prepared buffer to it (256 MiB write() calls). */
     write({ file }) {
       return {
@@ -74,18 +87,25 @@ function serve() {
           try {
             let off = 0;
             while (off < img.length) off += fs.writeSync(fd, img, off, Math.min(img.length - off, 256 * MiB));
-          } finally { fs.closeSync(fd); }
+          } finally {
+            fs.closeSync(fd);
+          }
         }),
       };
     },
-    free() { src = dst = img = undefined; return { ok: true }; },
+    free() {
+      src = dst = img = undefined;
+      return { ok: true };
+    },
   };
   createInterface({ input: process.stdin }).on('line', (line) => {
     let reply;
     try {
       const req = JSON.parse(line);
       reply = ops[req.op](req);
-    } catch (e) { reply = { error: String(e?.message ?? e) }; }
+    } catch (e) {
+      reply = { error: String(e?.message ?? e) };
+    }
     process.stdout.write(`${JSON.stringify(reply)}\n`);
   });
 }

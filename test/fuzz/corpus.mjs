@@ -22,8 +22,24 @@ export async function buildCorpus(lib, { small = false } = {}) {
   await add('gen-min', lib.generate({ seed: 11, size: 0, tasks: 1, threads: 1, vmas: 0, files: 0, namespaces: false }));
   await add('hand-optional-records', optionalRecordsModel(lib));
   if (!small) {
-    await add('gen-tree', lib.generate({ seed: 12, size: 64 * 1024, tasks: 3, fanout: 2, threads: 2, vmas: 2, files: 2, content: 'text', zeroRatio: 0.5 }));
-    await add('gen-pattern', lib.generate({ seed: 13, size: 32 * 1024, tasks: 2, threads: 3, vmas: 1, files: 1, content: 'pattern', zeroRatio: 0.9, dupRatio: 0.5 }));
+    await add(
+      'gen-tree',
+      lib.generate({ seed: 12, size: 64 * 1024, tasks: 3, fanout: 2, threads: 2, vmas: 2, files: 2, content: 'text', zeroRatio: 0.5 }),
+    );
+    await add(
+      'gen-pattern',
+      lib.generate({
+        seed: 13,
+        size: 32 * 1024,
+        tasks: 2,
+        threads: 3,
+        vmas: 1,
+        files: 1,
+        content: 'pattern',
+        zeroRatio: 0.9,
+        dupRatio: 0.5,
+      }),
+    );
     await add('hand-two-tasks', handModel(lib, 7, { pages: 40 }));
   }
   return out;
@@ -38,15 +54,25 @@ function optionalRecordsModel(lib) {
       { sig: 10, handler: 0x401130n, flags: 0x14000004n, restorer: 0x7f1234560050n, mask: 2n },
       { sig: 33, handler: 0x7f12345a0000n, flags: 0x4000000n, restorer: 0x7f1234560050n, mask: 0n },
     ];
-    t.itimers = [{ which: 0, intervalUs: 20000n, valueUs: 0n }, { which: 1, intervalUs: 0n, valueUs: 7n }];
-    t.threads.forEach((th, i) => { th.sigaltstack = { sp: 0x7f1234700000n, size: 8192n, flags: i ? 2 : 0 }; th.futex = { clearChildTid: 0x7f12340002d0n + BigInt(i << 20), robustHead: 0x7f12340002e0n + BigInt(i << 20), robustLen: 24n }; });
+    t.itimers = [
+      { which: 0, intervalUs: 20000n, valueUs: 0n },
+      { which: 1, intervalUs: 0n, valueUs: 7n },
+    ];
+    t.threads.forEach((th, i) => {
+      th.sigaltstack = { sp: 0x7f1234700000n, size: 8192n, flags: i ? 2 : 0 };
+      th.futex = { clearChildTid: 0x7f12340002d0n + BigInt(i << 20), robustHead: 0x7f12340002e0n + BigInt(i << 20), robustLen: 24n };
+    });
   }
   return m;
 }
 
 function header(lib, tool = 'crimg fuzz') {
   return {
-    crid: 42n, createdNs: 1_767_225_600_000_000_000n, freezeNs: 5n, flags: lib.HeaderFlags.LIVE, tool,
+    crid: 42n,
+    createdNs: 1_767_225_600_000_000_000n,
+    freezeNs: 5n,
+    flags: lib.HeaderFlags.LIVE,
+    tool,
     uts: { sysname: 'Linux', nodename: 'fuzz-ħost', release: '6.1.0', version: '#1 SMP', machine: 'x86_64', domainname: '(none)' },
   };
 }
@@ -57,7 +83,14 @@ export function emptyModel(lib) {
 
 function prng(seed) {
   let s = seed >>> 0 || 1;
-  return () => { s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0; return s; };
+  return () => {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    return s;
+  };
 }
 
 function data(seed, npages, zeroEvery) {
@@ -83,27 +116,139 @@ function task(lib, pid, ppid, seed, { pages = 5, mm = true, threads = 2, files =
     ths.push(th);
   }
   const { Prot, VmaFlags, FdKind, MemoryPageSource, NO_PAGES } = lib;
-  const vmas = mm ? [
-    { start: 0x400000n, end: 0x400000n + BigInt(pages * 4096), prot: Prot.READ | Prot.EXEC, flags: 0, pgoff: 0n, devMajor: 8, devMinor: 1, inode: 1234n, path: '/usr/bin/fuzz', pages: new MemoryPageSource(data(seed, pages, 3)) },
-    { start: 0x600000n, end: 0x608000n, prot: Prot.READ | Prot.WRITE, flags: VmaFlags.ANON | VmaFlags.HEAP, pgoff: 0n, devMajor: 0, devMinor: 0, inode: 0n, path: '[heap]', pages: new MemoryPageSource(data(seed + 1, 8, 2), [[1, 2], [5, 3]]) },
-    { start: 0x7f0000000000n, end: 0x7f0000010000n, prot: Prot.READ | Prot.WRITE, flags: VmaFlags.ANON, pgoff: 0n, devMajor: 0, devMinor: 0, inode: 0n, path: null, pages: new MemoryPageSource(data(seed + 2, 16, 5), [[0, 16]]) },
-    { start: 0x7ffd00000000n, end: 0x7ffd00002000n, prot: Prot.READ, flags: VmaFlags.VVAR, pgoff: 0n, devMajor: 0, devMinor: 0, inode: 0n, path: '[vvar]', pages: NO_PAGES },
-  ] : [];
+  const vmas = mm
+    ? [
+        {
+          start: 0x400000n,
+          end: 0x400000n + BigInt(pages * 4096),
+          prot: Prot.READ | Prot.EXEC,
+          flags: 0,
+          pgoff: 0n,
+          devMajor: 8,
+          devMinor: 1,
+          inode: 1234n,
+          path: '/usr/bin/fuzz',
+          pages: new MemoryPageSource(data(seed, pages, 3)),
+        },
+        {
+          start: 0x600000n,
+          end: 0x608000n,
+          prot: Prot.READ | Prot.WRITE,
+          flags: VmaFlags.ANON | VmaFlags.HEAP,
+          pgoff: 0n,
+          devMajor: 0,
+          devMinor: 0,
+          inode: 0n,
+          path: '[heap]',
+          pages: new MemoryPageSource(data(seed + 1, 8, 2), [
+            [1, 2],
+            [5, 3],
+          ]),
+        },
+        {
+          start: 0x7f0000000000n,
+          end: 0x7f0000010000n,
+          prot: Prot.READ | Prot.WRITE,
+          flags: VmaFlags.ANON,
+          pgoff: 0n,
+          devMajor: 0,
+          devMinor: 0,
+          inode: 0n,
+          path: null,
+          pages: new MemoryPageSource(data(seed + 2, 16, 5), [[0, 16]]),
+        },
+        {
+          start: 0x7ffd00000000n,
+          end: 0x7ffd00002000n,
+          prot: Prot.READ,
+          flags: VmaFlags.VVAR,
+          pgoff: 0n,
+          devMajor: 0,
+          devMinor: 0,
+          inode: 0n,
+          path: '[vvar]',
+          pages: NO_PAGES,
+        },
+      ]
+    : [];
   return {
-    pid, tgid: pid, ppid, pgid: 100, sid: 100, comm: `f${pid}`, exe: '/usr/bin/fuzz', cwd: '/tmp/ünï', root: '/',
-    args: ['fuzz', '-x', 'ünïcode ✓', ''], env: ['A=1', 'EMOJI=🦀'], personality: 0, exitSignal: 17,
+    pid,
+    tgid: pid,
+    ppid,
+    pgid: 100,
+    sid: 100,
+    comm: `f${pid}`,
+    exe: '/usr/bin/fuzz',
+    cwd: '/tmp/ünï',
+    root: '/',
+    args: ['fuzz', '-x', 'ünïcode ✓', ''],
+    env: ['A=1', 'EMOJI=🦀'],
+    personality: 0,
+    exitSignal: 17,
     creds: { ...lib.emptyCreds(), uid: 1000, euid: 1000, groups: [1000, 27], capBnd: 0x1ffffffffffn },
-    rlimits: lib.defaultRlimits(), ns: { ...lib.emptyNsIds(), pid: 4026531836n, uts: 4026531838n },
+    rlimits: lib.defaultRlimits(),
+    ns: { ...lib.emptyNsIds(), pid: 4026531836n, uts: 4026531838n },
     threads: ths,
-    mm: mm ? {
-      startCode: 0x400000n, endCode: 0x405000n, startData: 0x600000n, endData: 0x601000n, startBrk: 0x600000n, brk: 0x608000n,
-      startStack: 0x7ffd00001000n, argStart: 1n, argEnd: 2n, envStart: 3n, envEnd: 4n, auxv: [6n, 4096n, 33n, 0x7ffd00000000n], vmas,
-    } : null,
-    files: files ? [
-      { fd: 0, kind: FdKind.OTHER, path: '/dev/null', flags: 0, pos: 0n, mode: 0o20666, cloexec: false, devMajor: 1, devMinor: 3, inode: 5n, size: 0n },
-      { fd: 3, kind: FdKind.REGULAR, path: '/tmp/dätä', flags: 2, pos: 12345n, mode: 0o100644, cloexec: true, devMajor: 8, devMinor: 1, inode: 99n, size: 65536n },
-      { fd: 4, kind: FdKind.DIRECTORY, path: '/tmp', flags: 0o200000, pos: 0n, mode: 0o40755, cloexec: false, devMajor: 8, devMinor: 1, inode: 2n, size: 4096n },
-    ] : [],
+    mm: mm
+      ? {
+          startCode: 0x400000n,
+          endCode: 0x405000n,
+          startData: 0x600000n,
+          endData: 0x601000n,
+          startBrk: 0x600000n,
+          brk: 0x608000n,
+          startStack: 0x7ffd00001000n,
+          argStart: 1n,
+          argEnd: 2n,
+          envStart: 3n,
+          envEnd: 4n,
+          auxv: [6n, 4096n, 33n, 0x7ffd00000000n],
+          vmas,
+        }
+      : null,
+    files: files
+      ? [
+          {
+            fd: 0,
+            kind: FdKind.OTHER,
+            path: '/dev/null',
+            flags: 0,
+            pos: 0n,
+            mode: 0o20666,
+            cloexec: false,
+            devMajor: 1,
+            devMinor: 3,
+            inode: 5n,
+            size: 0n,
+          },
+          {
+            fd: 3,
+            kind: FdKind.REGULAR,
+            path: '/tmp/dätä',
+            flags: 2,
+            pos: 12345n,
+            mode: 0o100644,
+            cloexec: true,
+            devMajor: 8,
+            devMinor: 1,
+            inode: 99n,
+            size: 65536n,
+          },
+          {
+            fd: 4,
+            kind: FdKind.DIRECTORY,
+            path: '/tmp',
+            flags: 0o200000,
+            pos: 0n,
+            mode: 0o40755,
+            cloexec: false,
+            devMajor: 8,
+            devMinor: 1,
+            inode: 2n,
+            size: 4096n,
+          },
+        ]
+      : [],
     nocr: pid % 2 === 0 ? [{ code: 'SOCKET_EXTERNAL', pid, text: 'fd 5 is a socket ⚠' }] : [],
   };
 }
@@ -111,7 +256,10 @@ function task(lib, pid, ppid, seed, { pages = 5, mm = true, threads = 2, files =
 export function handModel(lib, seed, { pages = 5 } = {}) {
   return {
     header: header(lib),
-    namespaces: [{ kind: 'uts', id: 4026531838n, nodename: 'box', domainname: '(none)' }, { kind: 'pid', id: 4026531836n }],
+    namespaces: [
+      { kind: 'uts', id: 4026531838n, nodename: 'box', domainname: '(none)' },
+      { kind: 'pid', id: 4026531836n },
+    ],
     tasks: [task(lib, 100, 1, seed, { pages }), task(lib, 200, 100, seed + 1, { pages: 2, threads: 1 })],
   };
 }
@@ -122,16 +270,30 @@ export function oddModel(lib) {
   const t2 = task(lib, 11, 10, 4, { mm: false, threads: 0 });
   const t3 = task(lib, 12, 10, 5, { pages: 1, threads: 1 });
   t3.mm.vmas = [];
-  return { header: { ...header(lib, ''), uts: { sysname: '', nodename: '', release: '', version: '', machine: '', domainname: '' } }, namespaces: [{ kind: 'time', id: 0n }], tasks: [t1, t2, t3] };
+  return {
+    header: { ...header(lib, ''), uts: { sysname: '', nodename: '', release: '', version: '', machine: '', domainname: '' } },
+    namespaces: [{ kind: 'time', id: 0n }],
+    tasks: [t1, t2, t3],
+  };
 }
 
 /** One VMA of 300 pages, all zero but populated: PAGES records of 256 and 44 pages storing nothing. */
 export function zeroRunsModel(lib) {
   const t = task(lib, 1, 0, 9, { threads: 1, files: false });
-  t.mm.vmas = [{
-    start: 0x10000000n, end: 0x10000000n + 300n * 4096n, prot: lib.Prot.READ | lib.Prot.WRITE, flags: lib.VmaFlags.ANON, pgoff: 0n,
-    devMajor: 0, devMinor: 0, inode: 0n, path: null, pages: new lib.MemoryPageSource(new Uint8Array(0), [[0, 300]]),
-  }];
+  t.mm.vmas = [
+    {
+      start: 0x10000000n,
+      end: 0x10000000n + 300n * 4096n,
+      prot: lib.Prot.READ | lib.Prot.WRITE,
+      flags: lib.VmaFlags.ANON,
+      pgoff: 0n,
+      devMajor: 0,
+      devMinor: 0,
+      inode: 0n,
+      path: null,
+      pages: new lib.MemoryPageSource(new Uint8Array(0), [[0, 300]]),
+    },
+  ];
   return { header: header(lib), namespaces: [], tasks: [t] };
 }
 
@@ -143,7 +305,13 @@ export async function recordWriterImage(lib) {
   const K = lib.RecordKind;
   const sink = new lib.MemorySink();
   const w = new lib.RecordWriter(sink);
-  const unknown = async (kind, n) => { await w.raw(kind, Uint8Array.from({ length: n }, (_, i) => (i * 31) & 0xff), 0); };
+  const unknown = async (kind, n) => {
+    await w.raw(
+      kind,
+      Uint8Array.from({ length: n }, (_, i) => (i * 31) & 0xff),
+      0,
+    );
+  };
   await w.magic();
   const h = header(lib);
   await w.record(K.HEADER, { ...h, ...h.uts, ntasks: 1, nns: 0, checksumAlgo: 1, pageSize: 4096 });
@@ -155,7 +323,17 @@ export async function recordWriterImage(lib) {
   await w.record(K.RLIMITS, { limits: t.rlimits.flatMap((x) => [x.cur, x.max]) });
   await w.record(K.NSIDS, t.ns);
   const th = t.threads[0];
-  await w.record(K.THREAD, { tid: th.tid, thFlags: 1, sigmask: 1n, sigpending: 0n, rseqPtr: 0n, rseqLen: 0, rseqSig: 0, rseqFlags: 0, state: 'S' });
+  await w.record(K.THREAD, {
+    tid: th.tid,
+    thFlags: 1,
+    sigmask: 1n,
+    sigpending: 0n,
+    rseqPtr: 0n,
+    rseqLen: 0,
+    rseqSig: 0,
+    rseqFlags: 0,
+    state: 'S',
+  });
   await w.raw(K.REGS, new Uint8Array(th.regs.buffer, th.regs.byteOffset, 216));
   await w.raw(K.FPU, th.fpu);
   await unknown(0x0214, 16);
@@ -167,17 +345,32 @@ export async function recordWriterImage(lib) {
   const base = 0x20000000n;
   const total = runs.reduce((a, n) => a + n + 1, 0);
   await w.record(K.MM, { ...t.mm, nvmas: 1, mmFlags: 0 });
-  await w.record(K.VMA, { start: base, end: base + BigInt(total * 4096), pgoff: 0n, inode: 0n, prot: 3, vmaFlags: 2, devMajor: 0, devMinor: 0, path: null });
+  await w.record(K.VMA, {
+    start: base,
+    end: base + BigInt(total * 4096),
+    pgoff: 0n,
+    inode: 0n,
+    prot: 3,
+    vmaFlags: 2,
+    devMajor: 0,
+    devMinor: 0,
+    path: null,
+  });
   let page = 0;
   for (const [ri, n] of runs.entries()) {
     const addr = base + BigInt(page * 4096);
     const bm = new Uint8Array(Math.ceil(n / 64) * 8);
     const stored = [];
-    for (let p = 0; p < n; p++) if (p % 97 === ri || p === n - 1) { bm[p >> 3] |= 1 << (p & 7); stored.push(p); }
+    for (let p = 0; p < n; p++)
+      if (p % 97 === ri || p === n - 1) {
+        bm[p >> 3] |= 1 << (p & 7);
+        stored.push(p);
+      }
     const payload = new Uint8Array(16 + stored.length * 4096 + bm.length);
     const dv = new DataView(payload.buffer);
-    dv.setBigUint64(0, addr, true); dv.setUint32(8, n, true);
-    stored.forEach((p, i) => payload.fill((p * 13 + ri) & 0xff | 1, 16 + i * 4096, 16 + (i + 1) * 4096));
+    dv.setBigUint64(0, addr, true);
+    dv.setUint32(8, n, true);
+    stored.forEach((p, i) => payload.fill(((p * 13 + ri) & 0xff) | 1, 16 + i * 4096, 16 + (i + 1) * 4096));
     payload.set(bm, 16 + stored.length * 4096);
     w.index.push({ pid: t.pid, npages: n, addr, offset: w.offset });
     await w.raw(K.PAGES, payload);

@@ -57,5 +57,10 @@ export async function buildLib(root = ROOT) {
 
 /** The compiled package (npm run build): ROOT/dist. */
 export function distLib(root = ROOT) {
-  return { dir: path.join(root, 'dist'), lib: path.join(root, 'dist', 'index.js'), cli: path.join(root, 'dist', 'cli', 'main.js'), cleanup: () => {} };
+  return {
+    dir: path.join(root, 'dist'),
+    lib: path.join(root, 'dist', 'index.js'),
+    cli: path.join(root, 'dist', 'cli', 'main.js'),
+    cleanup: () => {},
+  };
 }

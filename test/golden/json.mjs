@@ -7,13 +7,18 @@ function vmaPages(v, img) {
   const runs = [...v.pages.runs(n)];
   const h = createHash('sha256');
   for (const [first, count] of runs) {
-    h.update(String(first)); h.update(':'); h.update(String(count)); h.update(';');
+    h.update(String(first));
+    h.update(':');
+    h.update(String(count));
+    h.update(';');
     for (let p = first; p < first + count; p++) h.update(pageAt(img, v, p));
   }
   return { runs, sha256: h.digest('hex') };
 }
 let pidOf = 0;
-function pageAt(img, v, p) { return img.readMemory(pidOf, v.start + BigInt(p) * 4096n, 4096); }
+function pageAt(img, v, p) {
+  return img.readMemory(pidOf, v.start + BigInt(p) * 4096n, 4096);
+}
 
 function canon(x, img) {
   if (typeof x === 'bigint') return `${x}n`;
@@ -24,7 +29,10 @@ function canon(x, img) {
     const out = {};
     for (const k of Object.keys(x).sort()) {
       if (x[k] === undefined) continue;
-      if (k === 'pages' && 'end' in x && 'start' in x) { out[k] = vmaPages(x, img); continue; }
+      if (k === 'pages' && 'end' in x && 'start' in x) {
+        out[k] = vmaPages(x, img);
+        continue;
+      }
       out[k] = canon(x[k], img);
     }
     return out;
@@ -33,6 +41,9 @@ function canon(x, img) {
 }
 
 export function goldenJson(model, img) {
-  const tasks = model.tasks.map((t) => { pidOf = t.pid; return canon(t, img); });
+  const tasks = model.tasks.map((t) => {
+    pidOf = t.pid;
+    return canon(t, img);
+  });
   return `${JSON.stringify({ header: canon(model.header, img), namespaces: canon(model.namespaces, img), tasks }, null, 1)}\n`;
 }

@@ -9,11 +9,22 @@ export const CLI = fileURLToPath(new URL(`../../${PKG.bin.crimg}`, import.meta.u
 /** The unbundled entry (tsc's output under dist/), which the bundle is built from. */
 export const CLI_UNBUNDLED = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 
-export interface CliResult { code: number; stdout: string; stderr: string; out: Buffer }
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  out: Buffer;
+}
 
-export function crimg(args: string[], opts: { input?: string | Buffer; env?: NodeJS.ProcessEnv; timeout?: number; cli?: string } = {}): CliResult {
+export function crimg(
+  args: string[],
+  opts: { input?: string | Buffer; env?: NodeJS.ProcessEnv; timeout?: number; cli?: string } = {},
+): CliResult {
   const r = spawnSync(process.execPath, [opts.cli ?? CLI, ...args], {
-    input: opts.input, env: { ...process.env, ...opts.env }, timeout: opts.timeout ?? 120_000, maxBuffer: 1 << 30,
+    input: opts.input,
+    env: { ...process.env, ...opts.env },
+    timeout: opts.timeout ?? 120_000,
+    maxBuffer: 1 << 30,
   });
   return { code: r.status ?? -1, stdout: r.stdout.toString('utf8'), stderr: r.stderr.toString('utf8'), out: r.stdout };
 }

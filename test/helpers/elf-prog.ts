@@ -9,8 +9,13 @@ export const PROG_SRC = fileURLToPath(new URL('../progs/regs-threads.c', import.
 export interface Ready {
   pid: number;
   tids: number[];
-  data: bigint; heap: bigint; anon: bigint; file: bigint;
-  fd: number; avx: boolean; avx512: boolean;
+  data: bigint;
+  heap: bigint;
+  anon: bigint;
+  file: bigint;
+  fd: number;
+  avx: boolean;
+  avx512: boolean;
   /** The CPU's standard-form XSAVE offset of ZMM_Hi256 (1152 Intel, 896 AMD Zen 4; 0 without AVX-512). */
   zmmOff: number;
 }
@@ -32,11 +37,11 @@ export function anonBytes(): Buffer {
 }
 /** Value of callee-saved register j (rbx, rbp, r12, r13, r14, r15) in thread t. */
 export function gprValue(t: number, j: number): bigint {
-  return 0xA5A5000000000000n | (BigInt(t) << 32n) | (BigInt(j) << 16n) | 0xBEEFn;
+  return 0xa5a5000000000000n | (BigInt(t) << 32n) | (BigInt(j) << 16n) | 0xbeefn;
 }
 /** Qword q (0..7) of zmm k in thread t. */
 export function zmmQword(t: number, k: number, q: number): bigint {
-  return 0x3C00000000000000n | (BigInt(q) << 52n) | (BigInt(t) << 32n) | (BigInt(k) << 16n) | 0x1234n;
+  return 0x3c00000000000000n | (BigInt(q) << 52n) | (BigInt(t) << 32n) | (BigInt(k) << 16n) | 0x1234n;
 }
 export const GPR_NAMES = ['rbx', 'rbp', 'r12', 'r13', 'r14', 'r15'] as const;
 
@@ -48,26 +53,58 @@ export function compileProg(dir: string): string {
 }
 
 export function parseReady(line: string): Ready {
-  const kv = Object.fromEntries(line.trim().split(/\s+/).slice(1).map((s) => s.split('=') as [string, string]));
+  const kv = Object.fromEntries(
+    line
+      .trim()
+      .split(/\s+/)
+      .slice(1)
+      .map((s) => s.split('=') as [string, string]),
+  );
   return {
-    pid: Number(kv.pid), tids: kv.tids!.split(',').map(Number),
-    data: BigInt(kv.data!), heap: BigInt(kv.heap!), anon: BigInt(kv.anon!), file: kv.file === '(nil)' ? 0n : BigInt(kv.file!),
-    fd: Number(kv.fd), avx: kv.avx === '1', avx512: kv.avx512 === '1', zmmOff: Number(kv.zmm_off ?? 0),
+    pid: Number(kv.pid),
+    tids: kv.tids!.split(',').map(Number),
+    data: BigInt(kv.data!),
+    heap: BigInt(kv.heap!),
+    anon: BigInt(kv.anon!),
+    file: kv.file === '(nil)' ? 0n : BigInt(kv.file!),
+    fd: Number(kv.fd),
+    avx: kv.avx === '1',
+    avx512: kv.avx512 === '1',
+    zmmOff: Number(kv.zmm_off ?? 0),
   };
 }
 
-export interface Running { child: ChildProcess; ready: Ready; kill(): void; exited: Promise<void> }
+export interface Running {
+  child: ChildProcess;
+  ready: Ready;
+  kill(): void;
+  exited: Promise<void>;
+}
 
 /** Start a command whose stdout ends up printing the READY line; resolves when it has. */
 export function startProg(cmd: string, args: string[], opts: { cwd?: string } = {}): Promise<Running> {
   const child = spawn(cmd, args, { cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise<void>((res) => child.once('exit', () => res()));
-  const kill = (): void => { if (child.exitCode === null && child.signalCode === null) { try { child.kill('SIGKILL'); } catch { /* gone */ } } };
+  const kill = (): void => {
+    if (child.exitCode === null && child.signalCode === null) {
+      try {
+        child.kill('SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+  };
   return new Promise((resolve, reject) => {
-    let out = '', err = '';
+    let out = '',
+      err = '';
     let seen = false;
-    const timer = setTimeout(() => { kill(); reject(new Error(`no READY line within 20 s; stdout: ${out} stderr: ${err}`)); }, 20_000);
-    child.stderr!.on('data', (d) => { err += d; });
+    const timer = setTimeout(() => {
+      kill();
+      reject(new Error(`no READY line within 20 s; stdout: ${out} stderr: ${err}`));
+    }, 20_000);
+    child.stderr!.on('data', (d) => {
+      err += d;
+    });
     child.stdout!.on('data', (d) => {
       out += d;
       const m = /^READY .*$/m.exec(out);
@@ -75,17 +112,37 @@ export function startProg(cmd: string, args: string[], opts: { cwd?: string } = 
         seen = true;
         const ready = parseReady(m[0]);
         // The main thread prints READY just before it parks: wait until every thread sits in pause().
-        waitParked(ready).then(() => { clearTimeout(timer); resolve({ child, ready, kill, exited }); }, (e) => { clearTimeout(timer); kill(); reject(e); });
+        waitParked(ready).then(
+          () => {
+            clearTimeout(timer);
+            resolve({ child, ready, kill, exited });
+          },
+          (e) => {
+            clearTimeout(timer);
+            kill();
+            reject(e);
+          },
+        );
       }
     });
-    child.once('exit', (code, sig) => { clearTimeout(timer); reject(new Error(`program exited (${code ?? sig}) before READY; stderr: ${err}`)); });
-    child.once('error', (e) => { clearTimeout(timer); reject(e); });
+    child.once('exit', (code, sig) => {
+      clearTimeout(timer);
+      reject(new Error(`program exited (${code ?? sig}) before READY; stderr: ${err}`));
+    });
+    child.once('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
   });
 }
 
 /** True when thread tid of pid is in syscall 34 (pause). */
 function inPause(pid: number, tid: number): boolean {
-  try { return fs.readFileSync(`/proc/${pid}/task/${tid}/syscall`, 'utf8').startsWith('34 '); } catch { return false; }
+  try {
+    return fs.readFileSync(`/proc/${pid}/task/${tid}/syscall`, 'utf8').startsWith('34 ');
+  } catch {
+    return false;
+  }
 }
 
 async function waitParked(r: Ready): Promise<void> {
@@ -104,7 +161,19 @@ export function gcore(pid: number, prefix: string): string {
   return core;
 }
 
-const GDB_BASE = ['-batch', '-nx', '-q', '-ex', 'set pagination off', '-ex', 'set debuginfod enabled off', '-ex', 'set width 0', '-ex', 'set confirm off'];
+const GDB_BASE = [
+  '-batch',
+  '-nx',
+  '-q',
+  '-ex',
+  'set pagination off',
+  '-ex',
+  'set debuginfod enabled off',
+  '-ex',
+  'set width 0',
+  '-ex',
+  'set confirm off',
+];
 
 /** gdb's answers to `cmds` on a core, from a marker on (the loading messages are left out). */
 export function gdbBatch(bin: string, core: string, cmds: string[]): { out: string; stderr: string } {

@@ -8,13 +8,23 @@ export function mount(dir: string, opts: string): void {
 }
 
 export function umount(dir: string): void {
-  try { execFileSync('umount', [dir]); } catch { execFileSync('umount', ['-l', dir]); }
+  try {
+    execFileSync('umount', [dir]);
+  } catch {
+    execFileSync('umount', ['-l', dir]);
+  }
 }
 
 /** Unmount whatever is still mounted below `root` (a test stopped by a timeout never reached its finally). */
 export function umountAllUnder(root: string): void {
   for (const line of fs.readFileSync('/proc/self/mounts', 'utf8').split('\n')) {
     const m = line.split(' ')[1];
-    if (m && m.startsWith(`${root}/`)) { try { execFileSync('umount', ['-l', m]); } catch { /* not mounted */ } }
+    if (m?.startsWith(`${root}/`)) {
+      try {
+        execFileSync('umount', ['-l', m]);
+      } catch {
+        /* not mounted */
+      }
+    }
   }
 }
