@@ -6,7 +6,7 @@
 import type { Image } from './reader.js';
 import { type Model, type OpenFile, type Task, type Thread, type Vma, FD_KIND_NAMES, HeaderFlags, VmaFlags, Prot } from './model.js';
 import { KINDS_OF } from './kinds/index.js';
-import { type AnyKind, type Difference, type OwnerName, type Owners, valueOf } from './kinds/kind.js';
+import { type AnyKind, type Difference, type OwnerName, type Owners, kindValue } from './kinds/kind.js';
 import { REG_NAMES, FORMAT_MAJOR, FORMAT_MINOR } from './schema.js';
 import { claimRegion, releaseRegion } from './kernels/arena.js';
 import { bytesEqual } from './platform.js';
@@ -66,7 +66,7 @@ function threadJson(th: Thread): Record<string, unknown> {
 function kindsJson<O extends OwnerName>(owner: O, o: Owners[O], withNull: boolean): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const k of KINDS_OF[owner]) {
-    const v = valueOf(k, o);
+    const v = kindValue(k, o);
     if (v !== undefined) out[k.key] = k.json ? k.json(v) : v;
     else if (withNull) out[k.key] = null;
   }
@@ -76,7 +76,7 @@ function kindsJson<O extends OwnerName>(owner: O, o: Owners[O], withNull: boolea
 /** The lines `show` prints for an owner's kinds of state, each with `ind` before it. */
 function kindsText<O extends OwnerName>(owner: O, o: Owners[O], ind: string, out: string[]): void {
   for (const k of KINDS_OF[owner]) {
-    const v = valueOf(k, o);
+    const v = kindValue(k, o);
     if (v !== undefined) for (const line of k.text(v)) out.push(`${ind}${line}`);
   }
 }
@@ -199,7 +199,7 @@ function hasBytesDiff(a: unknown, b: unknown): boolean {
 /** Differences in an owner's kinds of state. */
 function kindsDiff<O extends OwnerName>(owner: O, a: Owners[O], b: Owners[O], prefix: string, out: Difference[]): void {
   for (const k of KINDS_OF[owner]) {
-    const va = valueOf(k, a), vb = valueOf(k, b);
+    const va = kindValue(k, a), vb = kindValue(k, b);
     const what = `${prefix} ${k.label}`;
     out.push(...(k.diff ? k.diff(va, vb, what) : defaultKindDiff(k, va, vb, what)));
   }

@@ -17,7 +17,7 @@ import {
 } from './schema.js';
 import { type Sink, type SinkOptions, type SinkTarget, openSink } from './sink.js';
 import { KINDS_OF } from './kinds/index.js';
-import { type OwnerName, type Owners, valueOf } from './kinds/kind.js';
+import { type OwnerName, type Owners, kindValue } from './kinds/kind.js';
 import { ARCH_X86_64 } from './model.js';
 
 const OUT_CAP = 8 * 1024 * 1024;
@@ -380,7 +380,7 @@ function writeKinds<O extends OwnerName>(w: RecordWriter, owner: O, o: Owners[O]
   const kinds = KINDS_OF[owner];
   for (let i = from; i < kinds.length; i++) {
     const kd = kinds[i]!;
-    const v = valueOf(kd, o);
+    const v = kindValue(kd, o);
     if (v === undefined || (kd.present && !kd.present(v))) continue;
     const p = w.record(kd.record.kind, kd.encode(v, o));
     if (p) return p.then(() => writeKinds(w, owner, o, i + 1));

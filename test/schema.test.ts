@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { type Model, MemorySink, diffImages, readImage, showJson, showText, writeImage } from '../src/index.js';
 import { IMAGE_GRAMMAR, K, RECORDS, RECORD_BY_KIND } from '../src/schema.js';
 import { KINDS, KINDS_OF } from '../src/kinds/index.js';
-import { valueOf as kindValueOf } from '../src/kinds/kind.js';
+import { kindValue as kindValueOf } from '../src/kinds/kind.js';
 import { RecordStream } from '../src/reader.js';
 import { kernels } from '../src/kernels/index.js';
 import { openSource } from '../src/source.js';

@@ -52,7 +52,7 @@ export interface KindFormat<O extends OwnerName = OwnerName, V = unknown> {
 export type AnyKind = KindFormat<OwnerName, any>;
 
 /** The value of kind `k` on `owner`, or undefined. */
-export function valueOf<O extends OwnerName, V>(k: KindFormat<O, V>, owner: Owners[O]): V | undefined {
+export function kindValue<O extends OwnerName, V>(k: KindFormat<O, V>, owner: Owners[O]): V | undefined {
   return (owner as unknown as Record<string, V | undefined>)[k.key];
 }
 
