@@ -52,6 +52,7 @@ import {
   isSpecialVma, pickTask,
 } from './check.js';
 import { type BatchCall, InjectError, Injector, NR, R, SYSCALL_INT3, waitStop } from './inject.js';
+import { inTask, reason } from './reasons.js';
 import { buildXstate, imageXstateBv, xstateXcr0 } from './xsave.js';
 import { PageWriter, type PageWriterOptions } from './pages.js';
 import { CLONE_ARGS_SIZE, type PidNsProcs, buildPidNs, forkWithPid, killPidNs, releaseReapers, threadCloneArgs } from './pidns.js';
@@ -165,7 +166,7 @@ export function prepareRestore(image: Image, opts: RestoreOptions = {}): Prepare
   if (!task) return { task: null as unknown as Task, reasons };
   const ns: RestoreReason[] = [];
   if (opts.pidNs && (process.getuid?.() ?? 0) !== 0) {
-    ns.push({ code: 'PID_NS', where: 'pid namespace', text: 'restoring into a new PID namespace with the original pid needs root (CAP_SYS_ADMIN)' });
+    ns.push(reason('PID_NS', { of: 'pid-ns', task: task.pid }, 'restoring into a new PID namespace with the original pid needs root (CAP_SYS_ADMIN)'));
   }
   return { task, reasons: [...checkTask(image.model, task, opts), ...checkVdsoBytes(image, task), ...ns] };
 }
@@ -181,7 +182,7 @@ function checkVdsoBytes(image: Image, task: Task): RestoreReason[] {
   for (const [first, n] of v.pages.runs(mine.length / 4096)) {
     const a = first * 4096, b = (first + n) * 4096;
     if (Buffer.compare(Buffer.from(mine.subarray(a, b)), Buffer.from(theirs.subarray(a, b))) !== 0) {
-      return [{ code: 'VDSO_MISMATCH', where: '[vdso]', text: 'the vdso of the image differs from this kernel\'s: restore on the kernel that made the image' }];
+      return [reason('VDSO_MISMATCH', { of: 'vdso', task: task.pid, vma: v.start, end: v.end, path: '[vdso]' }, 'the vdso of the image differs from this kernel\'s: restore on the kernel that made the image')];
     }
   }
   return [];
@@ -271,7 +272,7 @@ export async function restoreImage(image: Image, opts: RestoreOptions = {}): Pro
     if (!opts.pidNs) throw new CrimgError('USAGE', 'restoring a process tree needs --pid-ns: the parents know their children by pid');
     const add = (p: Task): void => { for (const c of image.model.tasks.filter((t) => t.ppid === p.pid && t !== p)) { below.push(c); add(c); } };
     add(task);
-    const reasons = below.flatMap((t) => prepareRestore(image, { ...opts, pid: t.pid }).reasons.map((r) => ({ ...r, where: `task ${t.pid} ${r.where}` })));
+    const reasons = below.flatMap((t) => prepareRestore(image, { ...opts, pid: t.pid }).reasons.map((r) => inTask(r, t.pid)));
     if (reasons.length) throw new CrimgError('NOT_RESTORABLE', `the image cannot be restored: ${formatReasons(reasons)}`);
   }
   const first = startStub(opts.stub ?? 'sleep');
