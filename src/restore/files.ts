@@ -1,14 +1,14 @@
 /**
  * The task's open files (step 5 of restore.ts, after the task attributes): the stub's fds closed (but those
  * --inherit-stdio keeps and the tree's pipes), then in fd order each file reopened by path at its flags and position,
- * or made by its kind (FD_KINDS: pipes, socket pairs, listeners, inotify, eventfd / timerfd / signalfd; epoll last),
+ * or made by its kind (kind-steps.ts: pipes, socket pairs, listeners, inotify, eventfd / timerfd / signalfd; epoll last),
  * each moved to its fd number.
  */
 import { FdKind, type OpenFile } from '../model.js';
 import { readFds } from '../live/proc.js';
 import { O_CLOEXEC, type RestoreCtx, placeFd, str } from './ctx.js';
 import { NR } from './inject.js';
-import { FD_KINDS } from './kind-steps.js';
+import { kindSteps } from './kind-steps.js';
 
 const O_ACCMODE = 3, O_CREAT = 0o100, O_EXCL = 0o200, O_NOCTTY = 0o400, O_TRUNC = 0o1000, O_DIRECTORY = 0o200000;
 const AT_FDCWD = -100;
@@ -17,16 +17,17 @@ export function restoreFiles(ctx: RestoreCtx): void {
   const { inherit, sorted, treePipes } = ctx.fds;
   const have = ctx.step('list stub fds', '', () => readFds(ctx.pid).map((f) => f.fd));
   const keep = new Set([...treePipes.values()].flat()); // pipes between tasks of the tree: placed from these, then closed
+  const kinds = kindSteps('fd');
   ctx.batch('close stub fd', have.filter((fd) => !inherit.has(fd) && !keep.has(fd)).map((fd) => ({ nr: NR.close, args: [fd], at: `fd ${fd}` })));
   for (const f of sorted) {
     if (inherit.has(f.fd)) continue;
-    const kind = FD_KINDS.find((k) => k.has(f));
+    const kind = kinds.find((k) => k.has(f));
     if (kind) { if (!kind.late) kind.run(ctx, f); continue; }
     reopenFile(ctx, f);
   }
   for (const f of sorted) {
     if (inherit.has(f.fd)) continue;
-    const kind = FD_KINDS.find((k) => k.has(f));
+    const kind = kinds.find((k) => k.has(f));
     if (kind?.late) kind.run(ctx, f);
   }
   if (keep.size) ctx.batch('close tree pipes', [...keep].map((fd) => ({ nr: NR.close, args: [fd], at: `fd ${fd}` })));

@@ -1,15 +1,16 @@
 /**
  * The restore step of each kind of saved state, one self-contained function per kind over the restore context and
- * the task's, thread's or file's value of that kind, gathered in ordered tables the steps of restore.ts run:
+ * the task's, thread's or file's value of that kind, gathered in one ordered table (KIND_STEPS) that the steps of
+ * restore.ts run, each kind when it must:
  *
- *   TASK_KINDS    in the main thread before the threads are cloned (what they share): signal dispositions;
- *   FD_KINDS      in fd order with the reopened files (files.ts): the first kind whose value a file has makes it;
- *                 `late` ones after every other fd is in place (epoll: the fds it watches must exist);
- *   THREAD_KINDS  in each thread (the others first, the main thread last), before its FPU state and registers:
- *                 rseq, futex addresses, alternate signal stack;
- *   LAST_KINDS    in the main thread at the very end, just before the park goes: interval timers, POSIX timers and
- *                 file locks (a SIGALRM that came while crimg still ran calls in the task would be suppressed with the
- *                 injection's stray signals; a POSIX lock goes away when the process closes any fd of its file).
+ *   task    in the main thread before the threads are cloned (what they share): signal dispositions;
+ *   fd      in fd order with the reopened files (files.ts): the first kind whose value a file has makes it; `late`
+ *           ones after every other fd is in place (epoll: the fds it watches must exist);
+ *   thread  in each thread (the others first, the main thread last), before its FPU state and registers: rseq, futex
+ *           addresses, alternate signal stack;
+ *   last    in the main thread at the very end, just before the park goes: interval timers, POSIX timers and file
+ *           locks (a SIGALRM that came while crimg still ran calls in the task would be suppressed with the
+ *           injection's stray signals; a POSIX lock goes away when the process closes any fd of its file).
  *
  * A value with nothing to restore (no handlers, a disabled stack, no timers ...) makes no system call and no step.
  */
@@ -251,50 +252,49 @@ export function restoreAnonFd(ctx: RestoreCtx, f: OpenFile, _a: AnonFd): void {
   placeFd(ctx, f, at, ctx.step('create file', at, () => createAnon(f, call(ctx), (b) => scratch(ctx, b))));
 }
 
-// ---- the tables
+// ---- the table
 
-interface TaskKind { kind: string; run(ctx: RestoreCtx): void }
-interface ThreadKind { kind: string; run(ctx: RestoreCtx, th: Thread): void }
-interface FdKindStep { kind: string; late: boolean; has(f: OpenFile): boolean; run(ctx: RestoreCtx, f: OpenFile): void }
+/** The restore step of one kind, by when it runs (see the header comment). */
+export type KindStep =
+  | { kind: string; when: 'task' | 'last'; run(ctx: RestoreCtx): void }
+  | { kind: string; when: 'thread'; run(ctx: RestoreCtx, th: Thread): void }
+  | { kind: string; when: 'fd'; late: boolean; has(f: OpenFile): boolean; run(ctx: RestoreCtx, f: OpenFile): void };
 
-function ofTask<V>(kind: string, value: (t: Task) => V | undefined, restore: (ctx: RestoreCtx, v: V) => void): TaskKind {
-  return { kind, run: (ctx) => { const v = value(ctx.task); if (v !== undefined) restore(ctx, v); } };
+function ofTask<V>(kind: string, when: 'task' | 'last', value: (t: Task) => V | undefined, restore: (ctx: RestoreCtx, v: V) => void): KindStep {
+  return { kind, when, run: (ctx) => { const v = value(ctx.task); if (v !== undefined) restore(ctx, v); } };
 }
 
-function ofThread<V>(kind: string, value: (th: Thread) => V | undefined, restore: (ctx: RestoreCtx, th: Thread, v: V) => void): ThreadKind {
-  return { kind, run: (ctx, th) => { const v = value(th); if (v !== undefined) restore(ctx, th, v); } };
+/** A kind of every file of the task that has it, all at once (file locks). */
+function ofFiles<V>(kind: string, when: 'task' | 'last', value: (f: OpenFile) => V | undefined, restore: (ctx: RestoreCtx, f: OpenFile, v: V) => void): KindStep {
+  return { kind, when, run: (ctx) => { for (const f of ctx.task.files) { const v = value(f); if (v !== undefined) restore(ctx, f, v); } } };
 }
 
-/** A kind of every file of the task that has it (file locks). */
-function ofFiles<V>(kind: string, value: (f: OpenFile) => V | undefined, restore: (ctx: RestoreCtx, f: OpenFile, v: V) => void): TaskKind {
-  return { kind, run: (ctx) => { for (const f of ctx.task.files) { const v = value(f); if (v !== undefined) restore(ctx, f, v); } } };
+function ofThread<V>(kind: string, value: (th: Thread) => V | undefined, restore: (ctx: RestoreCtx, th: Thread, v: V) => void): KindStep {
+  return { kind, when: 'thread', run: (ctx, th) => { const v = value(th); if (v !== undefined) restore(ctx, th, v); } };
 }
 
-function ofFd<V>(kind: string, value: (f: OpenFile) => V | undefined, restore: (ctx: RestoreCtx, f: OpenFile, v: V) => void, late = false): FdKindStep {
-  return { kind, late, has: (f) => value(f) !== undefined, run: (ctx, f) => restore(ctx, f, value(f)!) };
+function ofFd<V>(kind: string, value: (f: OpenFile) => V | undefined, restore: (ctx: RestoreCtx, f: OpenFile, v: V) => void, late = false): KindStep {
+  return { kind, when: 'fd', late, has: (f) => value(f) !== undefined, run: (ctx, f) => restore(ctx, f, value(f)!) };
 }
 
-export const TASK_KINDS: readonly TaskKind[] = [
-  ofTask('sigacts', (t) => t.sigactions, restoreSigactions),
-];
-
-export const FD_KINDS: readonly FdKindStep[] = [
+/** Every kind's restore step; in each `when`, in the order they run. */
+export const KIND_STEPS: readonly KindStep[] = [
+  ofTask('sigacts', 'task', (t) => t.sigactions, restoreSigactions),
   ofFd('pipe', (f) => f.pipe, restorePipe),
   ofFd('unix-pair', (f) => f.unixPair, restoreUnixPair),
   ofFd('tcp-listen', (f) => f.tcpListen, restoreListener),
   ofFd('inotify', (f) => f.inotify, restoreInotify),
   ofFd('anon-fd', (f) => (f.anon && f.anon.kind !== ANON_KIND.EPOLL ? f.anon : undefined), restoreAnonFd),
   ofFd('anon-fd', (f) => (f.anon?.kind === ANON_KIND.EPOLL ? f.anon : undefined), restoreAnonFd, true),
-];
-
-export const THREAD_KINDS: readonly ThreadKind[] = [
   ofThread('rseq', (th) => th.rseq ?? undefined, restoreRseq),
   ofThread('futex', (th) => th.futex, restoreFutex),
   ofThread('sigaltstack', (th) => th.sigaltstack, restoreSigaltstack),
+  ofTask('itimers', 'last', (t) => t.itimers, restoreItimers),
+  ofTask('posix-timers', 'last', (t) => t.posixTimers, restorePosixTimers),
+  ofFiles('flocks', 'last', (f) => f.locks, restoreFlocks),
 ];
 
-export const LAST_KINDS: readonly TaskKind[] = [
-  ofTask('itimers', (t) => t.itimers, restoreItimers),
-  ofTask('posix-timers', (t) => t.posixTimers, restorePosixTimers),
-  ofFiles('flocks', (f) => f.locks, restoreFlocks),
-];
+/** The steps of the kinds that run at `when`, in order. */
+export function kindSteps<W extends KindStep['when']>(when: W): (KindStep & { when: W })[] {
+  return KIND_STEPS.filter((k): k is KindStep & { when: W } => k.when === when);
+}

@@ -1,7 +1,7 @@
 /**
  * The task around its memory and files (steps 5-8 of restore.ts): its attributes (name, personality, rlimits, the
- * TASK_KINDS, working directory), its threads, credentials in every thread, each thread's own state (the main
- * thread last, which removes the park), the pending signals, and the detach that lets it go.
+ * kinds of state its threads share, working directory), its threads, credentials in every thread, each thread's own
+ * state (the main thread last, which removes the park), the pending signals, and the detach that lets it go.
  */
 import { readFileSync } from 'node:fs';
 import type { Thread } from '../model.js';
@@ -10,7 +10,7 @@ import { restartedRegs } from '../live/incall.js';
 import { ownCaps } from './check.js';
 import { type BatchFn, PARK_CODE, PARK_DATA, type RestoreCtx, batchFor, hex, str, threadAt } from './ctx.js';
 import { type BatchCall, Injector, NR, R, waitStop } from './inject.js';
-import { LAST_KINDS, TASK_KINDS, THREAD_KINDS, queueTimerSignal, timerSending } from './kind-steps.js';
+import { kindSteps, queueTimerSignal, timerSending } from './kind-steps.js';
 import { CLONE_ARGS_SIZE, threadCloneArgs } from './pidns.js';
 import { buildXstate, imageXstateBv } from './xsave.js';
 
@@ -26,7 +26,8 @@ export function restartBlock(regs: BigUint64Array): boolean {
 /** Registers as the task must resume: an interrupted system call is set up the way the kernel restarts it. */
 export function resumeRegs(regs: BigUint64Array): BigUint64Array { return restartedRegs(regs, false); }
 
-/** Step 5a: name, personality, rlimits, the kinds of state the threads will share (TASK_KINDS), working directory. */
+/** Step 5a: name, personality, rlimits, the kinds of state the threads will share (kind steps at 'task'), working
+ *  directory. */
 export function restoreAttributes(ctx: RestoreCtx): void {
   const { task, inj } = ctx;
   ctx.step('comm', task.comm, () => inj.call(NR.prctl, [PR_SET_NAME, str(ctx, task.comm.slice(0, 15)), 0, 0, 0]));
@@ -41,7 +42,7 @@ export function restoreAttributes(ctx: RestoreCtx): void {
     ctx.step('rlimit', '', () => inj.write(ctx.data, b));
     ctx.batch('rlimit', task.rlimits.map((_, i) => ({ nr: NR.prlimit64, args: [0, i, ctx.data + BigInt(16 * i), 0], at: `resource ${i}` })));
   }
-  for (const k of TASK_KINDS) k.run(ctx);
+  for (const k of kindSteps('task')) k.run(ctx);
   if (task.cwd) ctx.step('cwd', task.cwd, () => inj.call(NR.chdir, [str(ctx, task.cwd)], task.cwd));
 }
 
@@ -112,22 +113,23 @@ export function restoreThreads(ctx: RestoreCtx): void {
 }
 
 /**
- * One thread: AMX permission, THREAD_KINDS, FPU / XSAVE state, signal mask; in the main thread then LAST_KINDS and the
- * park's removal (its last system call, stopped at its exit); registers (interrupted system calls set up to restart).
+ * One thread: AMX permission, its kind steps ('thread'), FPU / XSAVE state, signal mask; in the main thread then the
+ * kind steps at 'last' and the park's removal (its last system call, stopped at its exit); registers (interrupted
+ * system calls set up to restart).
  */
 function restoreThread(ctx: RestoreCtx, th: Thread): void {
   const ti = ctx.injs.get(th)!;
   const tid = ti.tid;
   const at = threadAt(ctx, th);
   if (imageXstateBv(th) & (1n << 18n)) ctx.step('AMX permission', at, () => ti.call(NR.arch_prctl, [ARCH_REQ_XCOMP_PERM, 18]));
-  for (const k of THREAD_KINDS) k.run(ctx, th);
+  for (const k of kindSteps('thread')) k.run(ctx, th);
   ctx.step('fpu', at, () => {
     if (ctx.stub.xstate) ptraceSetRegset(tid, NT.X86_XSTATE, buildXstate(ctx.stub.xstate, th));
     else ptraceSetRegset(tid, NT.PRFPREG, th.fpu.subarray(0, 512));
   });
   ctx.step('sigmask', at, () => ptraceSetSigmask(tid, th.sigmask));
   if (th === ctx.leader) {
-    for (const k of LAST_KINDS) k.run(ctx);
+    for (const k of kindSteps('last')) k.run(ctx);
     ctx.step('unmap park', hex(ctx.park), () => ti.callAtExit(NR.munmap, [ctx.park, PARK_CODE + PARK_DATA]));
   }
   // Left stopped, the task passes through the signal code on SIGCONT, which restarts an interrupted system
