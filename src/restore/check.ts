@@ -124,9 +124,10 @@ function deviceMemoryIsVvar(task: Task): boolean {
 }
 
 /** A VMA restore would rebuild by mapping a file that can hold device memory: a device file (under /dev but for
- *  /dev/shm, or anywhere else), or a file of sysfs or procfs (PCI resources). */
+ *  /dev/shm, or anywhere else; not /dev/zero, whose mappings are memory), or a file of sysfs or procfs (PCI
+ *  resources). */
 function mapsDevice(v: Vma): boolean {
-  if (!isFileVma(v)) return false;
+  if (!isFileVma(v) || v.path === '/dev/zero') return false;
   const p = v.path!;
   if ((p.startsWith('/dev/') && !p.startsWith('/dev/shm/')) || p.startsWith('/sys/') || p.startsWith('/proc/')) return true;
   const st = statOrNull(p);
