@@ -8,15 +8,9 @@
 import * as fs from 'node:fs';
 import { FdKind, HeaderFlags, VmaFlags, type Model, type OpenFile, type Task, type Vma } from '../model.js';
 import { devMajor, devMinor, readMaps, type MapEntry } from '../live/proc.js';
+import { type RestoreAt, type RestoreCode, type RestoreReason, formatReasons, reason } from './reasons.js';
 
-export interface RestoreReason {
-  /** Stable code: SYNTHETIC, TASKS, NO_MM, EXE_MISSING, EXE_CHANGED, FILE_MISSING, FILE_CHANGED, VMA_UNSUPPORTED,
-   *  VDSO_MISMATCH, FD_UNSUPPORTED, NOCR, REGS, XSAVE_FEATURES, ROOT, CWD_MISSING, CREDS. */
-  code: string;
-  /** What it applies to: "exe", "vma 0x...", "fd N", "thread T", "cwd". */
-  where: string;
-  text: string;
-}
+export { type RestoreAt, type RestoreCode, type RestoreReason, formatReasons };
 
 export interface CheckOptions {
   /** fds 0..2 that crimg cannot reopen (pipes, sockets, terminals that are gone) take crimg's own stdio. */
@@ -39,7 +33,7 @@ export function isFileVma(v: Vma): boolean {
   return !(v.flags & VmaFlags.ANON) && v.path !== null && v.path.startsWith('/') && !isSpecialVma(v);
 }
 
-const hex = (v: bigint): string => `0x${v.toString(16)}`;
+const S_IFMT = 0o170000n, S_IFDIR = 0o040000n, S_IFREG = 0o100000n, S_IFCHR = 0o020000n, S_IFBLK = 0o060000n;
 
 function statOrNull(p: string): fs.BigIntStats | null {
   try { return fs.statSync(p, { bigint: true }); } catch { return null; }
@@ -62,124 +56,181 @@ export function fdReopenable(f: OpenFile): boolean {
   if (f.kind === FdKind.REGULAR || f.kind === FdKind.DIRECTORY || f.anon || f.pipe || f.unixPair || f.inotify || f.tcpListen) return true;
   if (!f.path.startsWith('/')) return false;
   const st = statOrNull(f.path);
-  return st !== null && (st.mode & 0o170000n) === 0o020000n;
+  return st !== null && (st.mode & S_IFMT) === S_IFCHR;
 }
 
 /** Picks the task to restore: the one with `pid`, else the only one. */
 export function pickTask(model: Model, pid?: number): { task: Task | null; reasons: RestoreReason[] } {
   if (pid !== undefined) {
     const t = model.tasks.find((x) => x.pid === pid);
-    return t ? { task: t, reasons: [] } : { task: null, reasons: [{ code: 'TASKS', where: `pid ${pid}`, text: `the image has no task with pid ${pid}` }] };
+    return t ? { task: t, reasons: [] } : { task: null, reasons: [reason('TASKS', { of: 'pid', task: pid }, `the image has no task with pid ${pid}`)] };
   }
   if (model.tasks.length === 1) return { task: model.tasks[0]!, reasons: [] };
   return {
     task: null,
-    reasons: [{ code: 'TASKS', where: 'image', text: model.tasks.length === 0 ? 'the image holds no task' : `the image holds ${model.tasks.length} tasks; restoring process trees is not supported (pick one with --pid)` }],
+    reasons: [reason('TASKS', { of: 'image', task: 0 }, model.tasks.length === 0 ? 'the image holds no task' : `the image holds ${model.tasks.length} tasks; restoring process trees is not supported (pick one with --pid)`)],
   };
 }
 
 /** All reasons the task cannot be restored here (empty: restorable as far as can be seen without a stub). */
 export function checkTask(model: Model, task: Task, opts: CheckOptions = {}): RestoreReason[] {
   const out: RestoreReason[] = [];
-  const add = (code: string, where: string, text: string): void => { out.push({ code, where, text }); };
-  if (model.header.flags & HeaderFlags.SYNTHETIC) add('SYNTHETIC', 'image', 'the image was made by `crimg gen`: it describes no real process');
-  for (const r of task.nocr) {
-    // restore rebuilds the kernel's own vdso data mappings itself: a "device memory" reason about them does not apply
-    if (r.code === 'DEVICE_MEMORY' && /\((\[vvar\]|\[vvar_vclock\])\)/.test(r.text)) continue;
-    // stdin/stdout/stderr on another process's pipe, socket or terminal: crimg's own with --inherit-stdio
-    if (r.code === 'STDIO') {
-      if (!opts.inheritStdio) add('STDIO', `task ${r.pid}`, `${r.text.replace(/; `crimg restore --inherit-stdio`.*$/, '')}: restore with --inherit-stdio to give the task crimg's own`);
-      continue;
-    }
-    add('NOCR', `task ${r.pid}`, `recorded at dump time: ${r.code}: ${r.text}`);
-  }
-  if (task.threads.length === 0) add('REGS', 'task', 'the task has no threads');
-  for (const th of task.threads) {
-    if (th.regs[17] !== 0x33n || th.regs[20] !== 0x2bn) add('REGS', `thread ${th.tid}`, `cs 0x${th.regs[17]!.toString(16)} / ss 0x${th.regs[20]!.toString(16)} are not 64-bit user segments (32-bit tasks are not supported)`);
-  }
-  for (const r of checkCreds(task)) out.push(r);
-  if (task.root !== '' && task.root !== '/') add('ROOT', 'root', `the task ran chrooted in ${task.root}; restoring a root directory is not supported`);
-
-  // executable
-  const exeVma = task.mm?.vmas.find((v) => isFileVma(v) && v.path === task.exe);
-  const exe = task.exe ? statOrNull(task.exe) : null;
-  if (!task.exe) add('EXE_MISSING', 'exe', 'the image does not name the executable');
-  else if (!exe) add('EXE_MISSING', 'exe', `the executable ${task.exe} does not exist`);
-  else if ((exe.mode & 0o170000n) !== 0o100000n) add('EXE_MISSING', 'exe', `the executable ${task.exe} is not a regular file`);
-  else if (exeVma && !sameFile(exe, exeVma.inode, exeVma.devMajor, exeVma.devMinor)) add('EXE_CHANGED', 'exe', `the executable ${task.exe} was replaced since the dump (inode ${exe.ino}, image has ${exeVma.inode})`);
-
-  // cwd
+  if (model.header.flags & HeaderFlags.SYNTHETIC) out.push(reason('SYNTHETIC', { of: 'image', task: 0 }, 'the image was made by `crimg gen`: it describes no real process'));
+  out.push(...checkNocr(task, opts), ...checkThreads(task), ...checkCreds(task));
+  if (task.root !== '' && task.root !== '/') out.push(reason('ROOT', { of: 'root', task: task.pid, path: task.root }, `the task ran chrooted in ${task.root}; restoring a root directory is not supported`));
+  out.push(...checkExe(task));
   if (task.cwd) {
     const st = statOrNull(task.cwd);
-    if (!st || (st.mode & 0o170000n) !== 0o040000n) add('CWD_MISSING', 'cwd', `the working directory ${task.cwd} does not exist`);
+    if (!st || (st.mode & S_IFMT) !== S_IFDIR) out.push(reason('CWD_MISSING', { of: 'cwd', task: task.pid, path: task.cwd }, `the working directory ${task.cwd} does not exist`));
   }
+  if (!task.mm) out.push(reason('NO_MM', { of: 'task', task: task.pid }, 'the task has no address space (kernel thread or zombie)'));
+  else out.push(...checkVmas(task), ...checkVdsoLayout(task));
+  for (const f of task.files) out.push(...checkFile(model, task, f, opts));
+  return out;
+}
 
-  // memory
-  if (!task.mm) add('NO_MM', 'task', 'the task has no address space (kernel thread or zombie)');
-  else {
-    const seen = new Map<string, boolean>();
-    for (const v of task.mm.vmas) {
-      const where = `vma ${hex(v.start)}-${hex(v.end)}${v.path ? ` ${v.path}` : ''}`;
-      if (v.flags & VmaFlags.HUGETLB) { add('VMA_UNSUPPORTED', where, 'hugetlb mappings are not supported'); continue; }
-      if (v.flags & VmaFlags.FILE_DELETED) { add('VMA_UNSUPPORTED', where, 'the mapped file was deleted (or is memfd / SysV shared memory)'); continue; }
-      if (v.start >= v.end || (v.start & 0xfffn) || (v.end & 0xfffn)) { add('VMA_UNSUPPORTED', where, 'the bounds are not page-aligned'); continue; }
-      if (isSpecialVma(v)) continue;
-      if (v.flags & VmaFlags.ANON) continue;
-      if (v.path === null || !v.path.startsWith('/')) {
-        if (v.path !== null && v.path.startsWith('[')) continue; // [heap], [stack], [anon:name]: anonymous memory
-        add('VMA_UNSUPPORTED', where, 'the mapping has no file path crimg could reopen');
-        continue;
-      }
-      const key = `${v.path}\0${v.inode}`;
-      if (seen.has(key)) { if (!seen.get(key)) continue; } // one reason per file
-      const st = statOrNull(v.path);
-      let ok = true;
-      if (!st) { add('FILE_MISSING', where, `the mapped file ${v.path} does not exist`); ok = false; }
-      else if (!sameFile(st, v.inode, v.devMajor, v.devMinor)) { add('FILE_CHANGED', where, `the mapped file ${v.path} was replaced since the dump (inode ${st.ino}, image has ${v.inode})`); ok = false; }
-      seen.set(key, ok);
-    }
-    // the kernel's vdso layout must be the one of the image
-    const host = hostSpecials();
-    const img = task.mm.vmas.filter((v) => v.path === '[vvar]' || v.path === '[vvar_vclock]' || v.path === '[vdso]');
-    const hostVdso = host.find((m) => m.path === '[vdso]');
-    const imgVdso = img.find((v) => v.path === '[vdso]');
-    if (imgVdso && !hostVdso) add('VDSO_MISMATCH', 'vdso', 'the image has a vdso but this kernel maps none');
-    if (imgVdso && hostVdso) {
-      for (const v of img) {
-        const h = host.find((m) => m.path === v.path);
-        const relImg = v.start - imgVdso.start;
-        if (!h) { add('VDSO_MISMATCH', v.path!, `this kernel has no ${v.path} mapping`); continue; }
-        if (h.end - h.start !== v.end - v.start || h.start - hostVdso.start !== relImg) {
-          add('VDSO_MISMATCH', v.path!, `${v.path} of the image (${v.end - v.start} bytes at vdso${relImg >= 0n ? '+' : ''}${relImg}) differs from this kernel's (${h.end - h.start} bytes at vdso${h.start - hostVdso.start >= 0n ? '+' : ''}${h.start - hostVdso.start}): restore on the kernel that made the image`);
-        }
-      }
-      for (const h of host) {
-        if (!img.some((v) => v.path === h.path)) add('VDSO_MISMATCH', h.path, `the image lacks this kernel's ${h.path} mapping: restore on the kernel that made the image`);
-      }
-    }
-  }
+/** Text of the hint crimg dump appends to a STDIO note (it does not apply to restore, which names its option). */
+export const STDIO_DUMP_HINT = '; `crimg restore --inherit-stdio` gives the restored task crimg\'s own';
 
-  // files
-  for (const f of task.files) {
-    const where = `fd ${f.fd}`;
-    if (f.kind === FdKind.REGULAR || f.kind === FdKind.DIRECTORY) {
-      const st = statOrNull(f.path);
-      const dir = f.kind === FdKind.DIRECTORY;
-      if (!st) { add('FILE_MISSING', where, `${dir ? 'directory' : 'file'} ${f.path} does not exist`); continue; }
-      if ((st.mode & 0o170000n) !== (dir ? 0o040000n : 0o100000n)) { add('FILE_CHANGED', where, `${f.path} is no longer a ${dir ? 'directory' : 'regular file'}`); continue; }
-      if (!sameFile(st, f.inode, f.devMajor, f.devMinor)) { add('FILE_CHANGED', where, `${f.path} was replaced since the dump (inode ${st.ino}, image has ${f.inode})`); continue; }
-      if (!dir && st.size < f.pos && (f.flags & 3) === 0) add('FILE_CHANGED', where, `${f.path} shrank to ${st.size} bytes, below the saved position ${f.pos}`);
+/** The reasons recorded at dump time (NOCR records), those that hold for restore. */
+function checkNocr(task: Task, opts: CheckOptions): RestoreReason[] {
+  const out: RestoreReason[] = [];
+  const vvarOnly = deviceMemoryIsVvar(task);
+  for (const r of task.nocr) {
+    const at: RestoreAt = { of: 'dump', task: task.pid, ...(r.pid !== task.pid ? { thread: r.pid } : {}) };
+    // restore rebuilds the kernel's own vdso data mappings itself: a "device memory" reason about them does not apply
+    if (r.code === 'DEVICE_MEMORY' && vvarOnly) continue;
+    // stdin/stdout/stderr on another process's pipe, socket or terminal: crimg's own with --inherit-stdio
+    if (r.code === 'STDIO') {
+      const text = r.text.endsWith(STDIO_DUMP_HINT) ? r.text.slice(0, -STDIO_DUMP_HINT.length) : r.text;
+      if (!opts.inheritStdio) out.push(reason('STDIO', at, `${text}: restore with --inherit-stdio to give the task crimg's own`));
       continue;
     }
-    if (f.pipe && !opts.tree) {
-      const mate = model.tasks.find((t) => t !== task && t.files.some((x) => x.pipe?.ino === f.pipe!.ino));
-      if (mate) add('PIPE', where, `a pipe task ${mate.pid} of the image holds too: restore the tree with --pid-ns --tree`);
-    }
-    for (const w of f.inotify ?? []) if (!statOrNull(w.path)) add('FILE_MISSING', where, `the file ${w.path} inotify watch ${w.wd} is on does not exist`);
-    if (fdReopenable(f)) continue;
-    if (opts.inheritStdio && f.fd <= 2) continue;
-    add('FD_UNSUPPORTED', where, `${f.path} cannot be reopened (only regular files, directories and device files can${f.fd <= 2 ? '; --inherit-stdio gives it crimg\'s own' : ''})`);
+    out.push(reason('NOCR', at, `recorded at dump time: ${r.code}: ${r.text}`));
   }
+  return out;
+}
+
+/**
+ * Whether the DEVICE_MEMORY reasons recorded for the task can only be about the kernel's [vvar] and [vvar_vclock]
+ * (VM_IO / VM_PFNMAP mappings restore rebuilds itself): a dump records one per mapping, so there are no more of them
+ * than the task has vvar mappings, and the task maps no other file that can hold device memory.
+ */
+function deviceMemoryIsVvar(task: Task): boolean {
+  const n = task.nocr.filter((r) => r.code === 'DEVICE_MEMORY').length;
+  if (!n || !task.mm) return false;
+  const vvars = task.mm.vmas.filter((v) => (v.flags & VmaFlags.VVAR) || v.path === '[vvar]' || v.path === '[vvar_vclock]');
+  return n <= vvars.length && !task.mm.vmas.some(mapsDevice);
+}
+
+/** A VMA restore would rebuild by mapping a file that can hold device memory: a device file (under /dev but for
+ *  /dev/shm, or anywhere else; not /dev/zero, whose mappings are memory), or a file of sysfs or procfs (PCI
+ *  resources). */
+function mapsDevice(v: Vma): boolean {
+  if (!isFileVma(v) || v.path === '/dev/zero') return false;
+  const p = v.path!;
+  if ((p.startsWith('/dev/') && !p.startsWith('/dev/shm/')) || p.startsWith('/sys/') || p.startsWith('/proc/')) return true;
+  const st = statOrNull(p);
+  return st !== null && ((st.mode & S_IFMT) === S_IFCHR || (st.mode & S_IFMT) === S_IFBLK);
+}
+
+function checkThreads(task: Task): RestoreReason[] {
+  const out: RestoreReason[] = [];
+  if (task.threads.length === 0) out.push(reason('REGS', { of: 'task', task: task.pid }, 'the task has no threads'));
+  for (const th of task.threads) {
+    if (th.regs[17] !== 0x33n || th.regs[20] !== 0x2bn) {
+      out.push(reason('REGS', { of: 'thread', task: task.pid, thread: th.tid }, `cs 0x${th.regs[17]!.toString(16)} / ss 0x${th.regs[20]!.toString(16)} are not 64-bit user segments (32-bit tasks are not supported)`));
+    }
+  }
+  return out;
+}
+
+function checkExe(task: Task): RestoreReason[] {
+  const at: RestoreAt = { of: 'exe', task: task.pid, ...(task.exe ? { path: task.exe } : {}) };
+  const exeVma = task.mm?.vmas.find((v) => isFileVma(v) && v.path === task.exe);
+  const exe = task.exe ? statOrNull(task.exe) : null;
+  if (!task.exe) return [reason('EXE_MISSING', at, 'the image does not name the executable')];
+  if (!exe) return [reason('EXE_MISSING', at, `the executable ${task.exe} does not exist`)];
+  if ((exe.mode & S_IFMT) !== S_IFREG) return [reason('EXE_MISSING', at, `the executable ${task.exe} is not a regular file`)];
+  if (exeVma && !sameFile(exe, exeVma.inode, exeVma.devMajor, exeVma.devMinor)) {
+    return [reason('EXE_CHANGED', at, `the executable ${task.exe} was replaced since the dump (inode ${exe.ino}, image has ${exeVma.inode})`)];
+  }
+  return [];
+}
+
+/** The VMAs: kinds crimg cannot rebuild, mapped files gone or replaced (one reason per file). */
+function checkVmas(task: Task): RestoreReason[] {
+  const out: RestoreReason[] = [];
+  const seen = new Map<string, boolean>();
+  for (const v of task.mm!.vmas) {
+    const at: RestoreAt = { of: 'vma', task: task.pid, vma: v.start, end: v.end, ...(v.path ? { path: v.path } : {}) };
+    const add = (code: RestoreCode, text: string): void => { out.push(reason(code, at, text)); };
+    if (v.flags & VmaFlags.HUGETLB) { add('VMA_UNSUPPORTED', 'hugetlb mappings are not supported'); continue; }
+    if (v.flags & VmaFlags.FILE_DELETED) { add('VMA_UNSUPPORTED', 'the mapped file was deleted (or is memfd / SysV shared memory)'); continue; }
+    if (v.start >= v.end || (v.start & 0xfffn) || (v.end & 0xfffn)) { add('VMA_UNSUPPORTED', 'the bounds are not page-aligned'); continue; }
+    if (isSpecialVma(v)) continue;
+    if (v.flags & VmaFlags.ANON) continue;
+    if (v.path === null || !v.path.startsWith('/')) {
+      if (v.path !== null && v.path.startsWith('[')) continue; // [heap], [stack], [anon:name]: anonymous memory
+      add('VMA_UNSUPPORTED', 'the mapping has no file path crimg could reopen');
+      continue;
+    }
+    const key = `${v.path}\0${v.inode}`;
+    if (seen.has(key)) { if (!seen.get(key)) continue; } // one reason per file
+    const st = statOrNull(v.path);
+    let ok = true;
+    if (!st) { add('FILE_MISSING', `the mapped file ${v.path} does not exist`); ok = false; }
+    else if (!sameFile(st, v.inode, v.devMajor, v.devMinor)) { add('FILE_CHANGED', `the mapped file ${v.path} was replaced since the dump (inode ${st.ino}, image has ${v.inode})`); ok = false; }
+    seen.set(key, ok);
+  }
+  return out;
+}
+
+/** The kernel's vdso layout must be the one of the image. */
+function checkVdsoLayout(task: Task): RestoreReason[] {
+  const out: RestoreReason[] = [];
+  const host = hostSpecials();
+  const img = task.mm!.vmas.filter((v) => v.path === '[vvar]' || v.path === '[vvar_vclock]' || v.path === '[vdso]');
+  const hostVdso = host.find((m) => m.path === '[vdso]');
+  const imgVdso = img.find((v) => v.path === '[vdso]');
+  if (imgVdso && !hostVdso) out.push(reason('VDSO_MISMATCH', { of: 'vdso', task: task.pid }, 'the image has a vdso but this kernel maps none'));
+  if (!imgVdso || !hostVdso) return out;
+  const rel = (d: bigint): string => `vdso${d >= 0n ? '+' : ''}${d}`;
+  for (const v of img) {
+    const at: RestoreAt = { of: 'vdso', task: task.pid, vma: v.start, end: v.end, path: v.path! };
+    const h = host.find((m) => m.path === v.path);
+    const relImg = v.start - imgVdso.start;
+    if (!h) { out.push(reason('VDSO_MISMATCH', at, `this kernel has no ${v.path} mapping`)); continue; }
+    if (h.end - h.start !== v.end - v.start || h.start - hostVdso.start !== relImg) {
+      out.push(reason('VDSO_MISMATCH', at, `${v.path} of the image (${v.end - v.start} bytes at ${rel(relImg)}) differs from this kernel's (${h.end - h.start} bytes at ${rel(h.start - hostVdso.start)}): restore on the kernel that made the image`));
+    }
+  }
+  for (const h of host) {
+    if (!img.some((v) => v.path === h.path)) out.push(reason('VDSO_MISMATCH', { of: 'vdso', task: task.pid, path: h.path }, `the image lacks this kernel's ${h.path} mapping: restore on the kernel that made the image`));
+  }
+  return out;
+}
+
+/** One open file: reopenable (present, same inode, not shrunk) or rebuildable. */
+function checkFile(model: Model, task: Task, f: OpenFile, opts: CheckOptions): RestoreReason[] {
+  const at: RestoreAt = { of: 'fd', task: task.pid, fd: f.fd, ...(f.path ? { path: f.path } : {}) };
+  if (f.kind === FdKind.REGULAR || f.kind === FdKind.DIRECTORY) {
+    const st = statOrNull(f.path);
+    const dir = f.kind === FdKind.DIRECTORY;
+    if (!st) return [reason('FILE_MISSING', at, `${dir ? 'directory' : 'file'} ${f.path} does not exist`)];
+    if ((st.mode & S_IFMT) !== (dir ? S_IFDIR : S_IFREG)) return [reason('FILE_CHANGED', at, `${f.path} is no longer a ${dir ? 'directory' : 'regular file'}`)];
+    if (!sameFile(st, f.inode, f.devMajor, f.devMinor)) return [reason('FILE_CHANGED', at, `${f.path} was replaced since the dump (inode ${st.ino}, image has ${f.inode})`)];
+    if (!dir && st.size < f.pos && (f.flags & 3) === 0) return [reason('FILE_CHANGED', at, `${f.path} shrank to ${st.size} bytes, below the saved position ${f.pos}`)];
+    return [];
+  }
+  const out: RestoreReason[] = [];
+  if (f.pipe && !opts.tree) {
+    const mate = model.tasks.find((t) => t !== task && t.files.some((x) => x.pipe?.ino === f.pipe!.ino));
+    if (mate) out.push(reason('PIPE', at, `a pipe task ${mate.pid} of the image holds too: restore the tree with --pid-ns --tree`));
+  }
+  for (const w of f.inotify ?? []) if (!statOrNull(w.path)) out.push(reason('FILE_MISSING', at, `the file ${w.path} inotify watch ${w.wd} is on does not exist`));
+  if (fdReopenable(f) || (opts.inheritStdio && f.fd <= 2)) return out;
+  out.push(reason('FD_UNSUPPORTED', at, `${f.path} cannot be reopened (only regular files, directories and device files can${f.fd <= 2 ? '; --inherit-stdio gives it crimg\'s own' : ''})`));
   return out;
 }
 
@@ -195,19 +246,20 @@ export function ownCaps(): { prm: bigint; bnd: bigint } {
 export function checkCreds(task: Task): RestoreReason[] {
   const c = task.creds;
   const out: RestoreReason[] = [];
+  const add = (text: string): void => { out.push(reason('CREDS', { of: 'creds', task: task.pid }, text)); };
   const uids = [c.uid, c.euid, c.suid, c.fsuid], gids = [c.gid, c.egid, c.sgid, c.fsgid];
   const me = process.getuid?.() ?? 0, myGid = process.getgid?.() ?? 0;
   if (me !== 0 && (uids.some((u) => u !== me) || gids.some((g) => g !== myGid))) {
-    out.push({ code: 'CREDS', where: 'creds', text: `the task ran as uid ${c.uid} gid ${c.gid}; only root can restore it as another user than ${me}/${myGid}` });
+    add(`the task ran as uid ${c.uid} gid ${c.gid}; only root can restore it as another user than ${me}/${myGid}`);
     return out;
   }
   const own = ownCaps();
   if (c.euid === 0) {
-    if (c.capPrm !== own.prm || c.capEff !== own.prm) out.push({ code: 'CREDS', where: 'creds', text: `the root task had capabilities 0x${c.capEff.toString(16)} (permitted 0x${c.capPrm.toString(16)}), crimg has 0x${own.prm.toString(16)}: restoring other capability sets is not supported` });
+    if (c.capPrm !== own.prm || c.capEff !== own.prm) add(`the root task had capabilities 0x${c.capEff.toString(16)} (permitted 0x${c.capPrm.toString(16)}), crimg has 0x${own.prm.toString(16)}: restoring other capability sets is not supported`);
   } else if (c.capPrm || c.capEff || c.capAmb) {
-    out.push({ code: 'CREDS', where: 'creds', text: `the task of uid ${c.euid} had capabilities (effective 0x${c.capEff.toString(16)}, ambient 0x${c.capAmb.toString(16)}): restoring them is not supported` });
+    add(`the task of uid ${c.euid} had capabilities (effective 0x${c.capEff.toString(16)}, ambient 0x${c.capAmb.toString(16)}): restoring them is not supported`);
   }
-  if (c.capBnd & ~own.bnd) out.push({ code: 'CREDS', where: 'creds', text: `the task's capability bounding set 0x${c.capBnd.toString(16)} is larger than crimg's 0x${own.bnd.toString(16)}` });
+  if (c.capBnd & ~own.bnd) add(`the task's capability bounding set 0x${c.capBnd.toString(16)} is larger than crimg's 0x${own.bnd.toString(16)}`);
   return out;
 }
 
@@ -219,14 +271,9 @@ export function checkXsave(task: Task, hostXcr0: bigint | null): RestoreReason[]
     const bv = new DataView(th.xstate.ext.buffer, th.xstate.ext.byteOffset, 8).getBigUint64(0, true);
     const missing = hostXcr0 === null ? bv & ~3n : bv & ~hostXcr0;
     if (missing) {
-      out.push({ code: 'XSAVE_FEATURES', where: `thread ${th.tid}`, text: `the thread uses XSAVE components 0x${missing.toString(16)} that this CPU (XCR0 0x${(hostXcr0 ?? 3n).toString(16)}) lacks` });
+      const at: RestoreAt = { of: 'thread', task: task.pid, thread: th.tid };
+      out.push(reason('XSAVE_FEATURES', at, `the thread uses XSAVE components 0x${missing.toString(16)} that this CPU (XCR0 0x${(hostXcr0 ?? 3n).toString(16)}) lacks`));
     }
   }
   return out;
-}
-
-/** The reasons as one line: the first three, then how many more (all of them: `crimg restore --check`). */
-export function formatReasons(r: RestoreReason[]): string {
-  const shown = r.slice(0, 3).map((x) => `${x.code} (${x.where}): ${x.text}`).join('; ');
-  return r.length > 3 ? `${shown}; and ${r.length - 3} more (see crimg restore --check)` : shown;
 }
