@@ -4,7 +4,8 @@
  * mm-PID.img the address space, pagemap-PID.img + pages-N.img the page contents
  * (read from pages-N.img into the kernels' memory when the writer asks for them),
  * ids/creds/fs/fdinfo/files the rest. Fields crimg has no place for are skipped;
- * what the model needs but CRIU does not keep is left neutral (see docs/CRIU.md).
+ * what the model needs but CRIU does not keep is left neutral (see docs/CRIU.md). Each kind of
+ * optional state is read back by its src/kinds/<dir>/criu.ts, through the one table in ./kind-map.ts.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
