@@ -17,7 +17,7 @@ import { kernels } from '../kernels/index.js';
 import type { Kernels } from '../kernels/api.js';
 import { claimRegion, releaseRegion } from '../kernels/arena.js';
 import {
-  type Model, type Task, type Thread, type Vma, type PageSource, type XState, HeaderFlags, Prot, VmaFlags, NO_PAGES,
+  type Model, type Task, type Thread, type Vma, type PageSource, type XState, type Credentials, HeaderFlags, Prot, VmaFlags, NO_PAGES,
   defaultRlimits, emptyCreds, emptyNsIds, freshFxsave, newThread,
 } from '../model.js';
 import { REG_INDEX } from '../schema.js';
@@ -211,18 +211,8 @@ function fileVma(start: bigint, end: bigint, prot: number, f: CoreFileEntry, pag
   };
 }
 
-/** Build the model of a parsed core whose segments are read from src. */
-export function coreToModel(core: ParsedCore, src: Source, opts: ElfImportOptions = {}): Model {
-  const k = opts.kernels ?? kernels();
-  const ps = core.psinfo;
-  const pid = ps && ps.pid > 0 && core.threads.some((t) => t.tid === ps.pid) ? ps.pid : core.threads[0]!.tid;
-  const main = core.threads.find((t) => t.tid === pid)!;
-  const threads = core.threads.map((t) => importThread(t, core, k));
-  if (ps?.sname) threads[core.threads.indexOf(main)]!.state = ps.sname;
-
-  const vdso = auxGet(core.auxv, AT_SYSINFO_EHDR);
-  const rsp = main.regs[REG_INDEX.rsp]!;
-  const files = sortedFiles(core);
+/** One VMA per PT_LOAD, its pages read from the core; named by NT_FILE, else by what auxv and rsp tell. */
+function segmentVmas(core: ParsedCore, src: Source, files: CoreFileEntry[], vdso: bigint | undefined, rsp: bigint): Vma[] {
   const fd = (src as { fd?: unknown }).fd;
   const ext = typeof fd === 'number' ? new Extents(fd) : null;
   const vmas: Vma[] = [];
@@ -239,9 +229,15 @@ export function coreToModel(core: ParsedCore, src: Source, opts: ElfImportOption
       vmas.push({ start, end, prot: protOf(seg.flags), flags: p.flags, pgoff: 0n, devMajor: 0, devMinor: 0, inode: 0n, path: p.path, pages });
     }
   }
-  // File mappings that have no PT_LOAD (gcore leaves out unmodified file mappings): VMAs without pages.
-  // Files and segments are both sorted and disjoint: one merge-like pass.
-  const segs = core.segments;
+  return vmas;
+}
+
+/**
+ * File mappings that have no PT_LOAD (gcore leaves out unmodified file mappings): VMAs without pages.
+ * Files and segments are both sorted and disjoint: one merge-like pass.
+ */
+function fileOnlyVmas(files: CoreFileEntry[], segs: CoreSegment[]): Vma[] {
+  const vmas: Vma[] = [];
   let si = 0;
   for (const f of files) {
     let at = f.start & ~(PAGE - 1n);
@@ -255,10 +251,12 @@ export function coreToModel(core: ParsedCore, src: Source, opts: ElfImportOption
     }
     if (at < fend) vmas.push(fileVma(at, fend, Prot.READ, f, NO_PAGES));
   }
-  vmas.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+  return vmas;
+}
 
-  const exeAt = auxGet(core.auxv, AT_PHDR) ?? auxGet(core.auxv, AT_ENTRY);
-  const exe = exeAt !== undefined ? fileAt(files, exeAt)?.path ?? '' : '';
+/** Credentials: uid and gid from NT_PRPSINFO, else AT_UID/AT_GID; the effective ones from AT_EUID/AT_EGID. */
+function credsOf(core: ParsedCore): Credentials {
+  const ps = core.psinfo;
   const creds = emptyCreds();
   // ids from the auxiliary vector are u32 in the kernel: anything larger means a damaged NT_AUXV
   const auxId = (type: number, name: string, fallback: number): number => {
@@ -272,13 +270,20 @@ export function coreToModel(core: ParsedCore, src: Source, opts: ElfImportOption
   const euid = auxId(AT_EUID, 'AT_EUID', uid);
   const egid = auxId(AT_EGID, 'AT_EGID', gid);
   Object.assign(creds, { uid, gid, euid, egid, suid: euid, sgid: egid, fsuid: euid, fsgid: egid });
+  return creds;
+}
 
-  const task: Task = {
+/** The task of a core: ids from NT_PRPSINFO (else the main thread's NT_PRSTATUS); what a core does not hold is neutral. */
+function taskOf(core: ParsedCore, pid: number, main: CoreThread, threads: Thread[], files: CoreFileEntry[], vmas: Vma[]): Task {
+  const ps = core.psinfo;
+  const exeAt = auxGet(core.auxv, AT_PHDR) ?? auxGet(core.auxv, AT_ENTRY);
+  const exe = exeAt !== undefined ? fileAt(files, exeAt)?.path ?? '' : '';
+  return {
     pid, tgid: pid,
     ppid: ps?.ppid ?? main.ppid, pgid: ps?.pgrp ?? main.pgrp, sid: ps?.sid ?? main.sid,
     comm: ps?.fname ?? '', exe, cwd: '', root: '/',
     args: ps?.psargs ? ps.psargs.split(' ').filter((s) => s.length > 0) : [],
-    env: [], personality: 0, exitSignal: 17, creds, rlimits: defaultRlimits(), ns: emptyNsIds(),
+    env: [], personality: 0, exitSignal: 17, creds: credsOf(core), rlimits: defaultRlimits(), ns: emptyNsIds(),
     threads,
     mm: {
       startCode: 0n, endCode: 0n, startData: 0n, endData: 0n, startBrk: 0n, brk: 0n, startStack: 0n,
@@ -286,6 +291,19 @@ export function coreToModel(core: ParsedCore, src: Source, opts: ElfImportOption
     },
     files: [], nocr: [],
   };
+}
+
+/** Build the model of a parsed core whose segments are read from src. */
+export function coreToModel(core: ParsedCore, src: Source, opts: ElfImportOptions = {}): Model {
+  const k = opts.kernels ?? kernels();
+  const ps = core.psinfo;
+  const pid = ps && ps.pid > 0 && core.threads.some((t) => t.tid === ps.pid) ? ps.pid : core.threads[0]!.tid;
+  const main = core.threads.find((t) => t.tid === pid)!;
+  const threads = core.threads.map((t) => importThread(t, core, k));
+  if (ps?.sname) threads[core.threads.indexOf(main)]!.state = ps.sname;
+  const files = sortedFiles(core);
+  const vmas = segmentVmas(core, src, files, auxGet(core.auxv, AT_SYSINFO_EHDR), main.regs[REG_INDEX.rsp]!).concat(fileOnlyVmas(files, core.segments));
+  vmas.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
   return {
     header: {
       crid: opts.crid ?? 0n, createdNs: opts.createdNs ?? 0n, flags: HeaderFlags.CORE, tool: 'crimg (from ELF core)',
@@ -293,7 +311,7 @@ export function coreToModel(core: ParsedCore, src: Source, opts: ElfImportOption
       freezeNs: 0n,
     },
     namespaces: [],
-    tasks: [task],
+    tasks: [taskOf(core, pid, main, threads, files, vmas)],
   };
 }
 
