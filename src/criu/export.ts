@@ -252,7 +252,9 @@ function vmaOf(v: Vma, files: FileTable): Msg {
   }
   if (v.flags & VmaFlags.STACK) status |= VMA.AREA_STACK;
   if (v.flags & VmaFlags.HEAP) status |= VMA.AREA_HEAP;
-  const e: Msg = { start: v.start, end: v.end, pgoff: v.pgoff * BigInt(PAGE), shmid, prot: v.prot & 7, flags: mapFlags(v), status, fd: -1n };
+  const e: Msg = {
+    start: v.start, end: v.end, pgoff: v.pgoff * BigInt(PAGE), shmid, prot: v.prot & 7, flags: mapFlags(v), status, fd: -1n,
+  };
   if (fdflags !== undefined) e.fdflags = fdflags;
   let madv = 0n;
   for (const [flag, advice] of MADV_BITS) if (v.flags & flag) madv |= 1n << BigInt(advice);
@@ -279,7 +281,8 @@ function writePages(task: Task, k: Kernels, region: number, out: RawOut, c: Coun
         entries.push({ vaddr: v.start + BigInt(s) * BigInt(PAGE), nr_pages: Math.min(0x7fff0000, first + count - s), flags: PE_PRESENT });
       }
       for (const s of pageSpans(k, v, first, count, region, CHUNK_PAGES)) {
-        if (!s.zero) { out.write(k.u8().subarray(s.at, s.at + s.pages * PAGE)); c.pagesWritten += s.pages; } else { out.hole(s.pages * PAGE); c.pagesHole += s.pages; }
+        if (!s.zero) { out.write(k.u8().subarray(s.at, s.at + s.pages * PAGE)); c.pagesWritten += s.pages; }
+        else { out.hole(s.pages * PAGE); c.pagesHole += s.pages; }
         if (s.chunkEnd) onProgress?.(c.bytes + out.pos);
       }
     }
@@ -393,7 +396,8 @@ function writeMm(t: Task, n: number, sh: Shared, out: DirOut): void {
     mm_saved_auxv: [...mm.auxv, 0n, 0n], vmas,
   }]]);
   const entries = out.raw(`pages-${n}.img`, (raw) => writePages(t, sh.k, sh.region, raw, out.c, sh.opts.onProgress));
-  out.put(`pagemap-${t.pid}.img`, 'PAGEMAP', [['pagemap_head', { pages_id: n }], ...entries.map((e): [MessageName, Msg] => ['pagemap_entry', e])]);
+  const pagemap = entries.map((e): [MessageName, Msg] => ['pagemap_entry', e]);
+  out.put(`pagemap-${t.pid}.img`, 'PAGEMAP', [['pagemap_head', { pages_id: n }], ...pagemap]);
 }
 
 /** The images of the n-th task (from 1): its threads' cores, ids, creds, fs, fdinfo and address space. */
@@ -436,7 +440,9 @@ function checkTasks(model: Model): void {
   if (model.tasks.length === 0) throw new CrimgError('NOT_FOUND', 'the image has no tasks');
   for (const t of model.tasks) {
     if (t.threads.length === 0) throw new CrimgError('NOT_FOUND', `task ${t.pid} has no threads`);
-    if (!t.threads.some((th) => th.tid === t.pid)) throw new CrimgError('NOT_FOUND', `task ${t.pid} has no thread ${t.pid}: CRIU keeps the task's state in core-${t.pid}.img`);
+    if (!t.threads.some((th) => th.tid === t.pid)) {
+      throw new CrimgError('NOT_FOUND', `task ${t.pid} has no thread ${t.pid}: CRIU keeps the task's state in core-${t.pid}.img`);
+    }
   }
 }
 

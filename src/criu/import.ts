@@ -19,7 +19,9 @@ import { type Source, openSource } from '../source.js';
 import { intelXsaveSize } from '../elf/xsave.js';
 import type { Msg } from './pb.js';
 import { readImage, readOne, readMagic, type ImageEntry } from './img.js';
-import { MAGIC, CORE_MARCH_X86_64, X86_REGS_NATIVE, FD_TYPE_REG, MAP, PE_PARENT, PE_PRESENT, TASK_STOPPED, TASK_ZOMBIE, VMA } from './proto.js';
+import {
+  MAGIC, CORE_MARCH_X86_64, X86_REGS_NATIVE, FD_TYPE_REG, MAP, PE_PARENT, PE_PRESENT, TASK_STOPPED, TASK_ZOMBIE, VMA,
+} from './proto.js';
 import { GPREG_FIELDS, XSAVE_PARTS, O_DIRECTORY, FD_CLOEXEC, S_IFMT, S_IFDIR, S_IFREG, MADV_BITS, MAP_LOCKED } from './layout.js';
 import { arr, num, u64 } from './fields.js';
 import { type CriuDumpIn, criuDumpImages, criuKindsOf } from './kind-map.js';
@@ -74,7 +76,9 @@ class CriuVmaPages implements PageSource {
       const pos = s.fileOff + (a - s.first) * PAGE;
       const m = k.u8();
       const got = this.src.pread(m.subarray(dst + (a - first) * PAGE, dst + (a - first) * PAGE + len), pos);
-      if (got < len) throw new CrimgError('TRUNCATED', `${this.file} ends inside page data (file shrank while converting)`, { offset: pos + got });
+      if (got < len) {
+        throw new CrimgError('TRUNCATED', `${this.file} ends inside page data (file shrank while converting)`, { offset: pos + got });
+      }
     }
   }
 }
@@ -87,11 +91,15 @@ function fail(file: string, msg: string, offset?: number): never {
 
 function thread(tid: number, core: ImageEntry, file: string): Thread {
   const m = core.msg;
-  if (num(m.mtype) !== CORE_MARCH_X86_64) throw new CrimgError('WRONG_ARCH', `${file}: core_entry.mtype ${num(m.mtype)} is not X86_64 (1)`, { offset: core.offset });
+  if (num(m.mtype) !== CORE_MARCH_X86_64) {
+    throw new CrimgError('WRONG_ARCH', `${file}: core_entry.mtype ${num(m.mtype)} is not X86_64 (1)`, { offset: core.offset });
+  }
   const ti = m.thread_info as Msg | undefined;
   if (!ti) fail(file, 'no thread_info (x86 registers)', core.offset);
   const gp = ti.gpregs as Msg;
-  if (gp.mode !== undefined && num(gp.mode) !== X86_REGS_NATIVE) fail(file, `registers of a 32-bit (compat) task: only x86_64 tasks are imported`, core.offset);
+  if (gp.mode !== undefined && num(gp.mode) !== X86_REGS_NATIVE) {
+    fail(file, 'registers of a 32-bit (compat) task: only x86_64 tasks are imported', core.offset);
+  }
   const th = newThread(tid);
   GPREG_FIELDS.forEach((f, i) => { th.regs[i] = u64(gp[f]); });
   const fp = ti.fpregs as Msg;
@@ -108,7 +116,9 @@ function thread(tid: number, core: ImageEntry, file: string): Thread {
     if (tcore.blk_sigset !== undefined) th.sigmask = u64(tcore.blk_sigset);
     th.sigpending = pendingSet(tcore.signals_p as Msg | undefined);
     const rs = tcore.rseq_entry as Msg | undefined;
-    if (rs && u64(rs.rseq_abi_pointer) !== 0n) th.rseq = { ptr: u64(rs.rseq_abi_pointer), len: num(rs.rseq_abi_size), sig: num(rs.signature), flags: 0 };
+    if (rs && u64(rs.rseq_abi_pointer) !== 0n) {
+      th.rseq = { ptr: u64(rs.rseq_abi_pointer), len: num(rs.rseq_abi_size), sig: num(rs.signature), flags: 0 };
+    }
   }
   for (const k of criuKindsOf('thread')) {
     const v = k.fromCriu({ tid, info: ti, core: tcore });
@@ -121,7 +131,8 @@ function thread(tid: number, core: ImageEntry, file: string): Thread {
 function fxsave(fp: Msg, file: string, at: number): Uint8Array {
   const st = arr<number>(fp.st_space), xmm = arr<number>(fp.xmm_space), pad = arr<number>(fp.padding);
   if (st.length !== 32 || xmm.length !== 64 || pad.length > 24) {
-    fail(file, `fpregs has ${st.length} st_space, ${xmm.length} xmm_space and ${pad.length} padding words (expected 32, 64, at most 24)`, at);
+    const has = `${st.length} st_space, ${xmm.length} xmm_space and ${pad.length} padding words`;
+    fail(file, `fpregs has ${has} (expected 32, 64, at most 24)`, at);
   }
   const f = new Uint8Array(FXSAVE_BYTES);
   const dv = new DataView(f.buffer);
@@ -181,7 +192,8 @@ function threadsOf(tids: number[], cores: Map<number, ImageEntry>, pid: number, 
   const main = threads[tids.indexOf(pid)]!;
   const state = num(tc.task_state);
   main.state = state === TASK_STOPPED ? 'T' : state === TASK_ZOMBIE ? 'Z' : '';
-  if (tc.blk_sigset !== undefined && (cores.get(pid)!.msg.thread_core as Msg | undefined)?.blk_sigset === undefined) main.sigmask = u64(tc.blk_sigset);
+  const leaderCore = cores.get(pid)!.msg.thread_core as Msg | undefined;
+  if (tc.blk_sigset !== undefined && leaderCore?.blk_sigset === undefined) main.sigmask = u64(tc.blk_sigset);
   return threads;
 }
 
@@ -203,7 +215,8 @@ function creds(c: Msg | undefined, seccomp: number): Credentials {
 /** Credentials from the leader's thread_core, else creds-PID.img; seccomp mode from thread_core, else tc. */
 function taskCreds(dir: string, pid: number, lead: ImageEntry, tc: Msg): Credentials {
   const ltc = lead.msg.thread_core as Msg | undefined;
-  const seccomp = ltc?.seccomp_mode !== undefined ? num(ltc.seccomp_mode) : tc.old_seccomp_mode !== undefined ? num(tc.old_seccomp_mode) : 0;
+  const seccomp = ltc?.seccomp_mode !== undefined ? num(ltc.seccomp_mode)
+    : tc.old_seccomp_mode !== undefined ? num(tc.old_seccomp_mode) : 0;
   const credMsg = (ltc?.creds as Msg | undefined) ?? readOne(dir, `creds-${pid}.img`, 'CREDS', 'creds_entry', true)?.msg;
   return creds(credMsg as Msg | undefined, seccomp);
 }
@@ -212,7 +225,10 @@ function nsIds(ids: Msg | undefined): NamespaceIds {
   const ns = emptyNsIds();
   if (ids) {
     const nsv = (k: string): bigint => (ids[k] !== undefined ? BigInt(num(ids[k])) : 0n);
-    Object.assign(ns, { pid: nsv('pid_ns_id'), net: nsv('net_ns_id'), ipc: nsv('ipc_ns_id'), uts: nsv('uts_ns_id'), mnt: nsv('mnt_ns_id'), user: nsv('user_ns_id'), cgroup: nsv('cgroup_ns_id'), time: nsv('time_ns_id') });
+    Object.assign(ns, {
+      pid: nsv('pid_ns_id'), net: nsv('net_ns_id'), ipc: nsv('ipc_ns_id'), uts: nsv('uts_ns_id'), mnt: nsv('mnt_ns_id'),
+      user: nsv('user_ns_id'), cgroup: nsv('cgroup_ns_id'), time: nsv('time_ns_id'),
+    });
   }
   return ns;
 }
@@ -253,7 +269,11 @@ function pseudoName(st: number): string | null {
   return null;
 }
 
-const FD_NOCR: Record<number, string> = { 2: 'PIPE', 3: 'FIFO', 4: 'SOCKET', 5: 'SOCKET', 6: 'EVENTFD', 7: 'EPOLL', 8: 'INOTIFY', 9: 'SIGNALFD', 10: 'SOCKET', 11: 'TTY', 12: 'FANOTIFY', 13: 'SOCKET', 17: 'TIMERFD', 18: 'MEMFD', 19: 'BPF' };
+/** The reason code of an fd of each CRIU file type crimg does not import (fdinfo_entry.type; others: ANON_INODE). */
+const FD_NOCR: Record<number, string> = {
+  2: 'PIPE', 3: 'FIFO', 4: 'SOCKET', 5: 'SOCKET', 6: 'EVENTFD', 7: 'EPOLL', 8: 'INOTIFY', 9: 'SIGNALFD', 10: 'SOCKET', 11: 'TTY',
+  12: 'FANOTIFY', 13: 'SOCKET', 17: 'TIMERFD', 18: 'MEMFD', 19: 'BPF',
+};
 
 function fileKind(mode: number, flags: number): number {
   const t = mode & S_IFMT;
@@ -270,7 +290,8 @@ function readRegFiles(dir: string): Map<number, Msg> {
     if (num(e.msg.type) === FD_TYPE_REG && e.msg.reg) regs.set(num(e.msg.id), e.msg.reg as Msg);
   }
   if (regs.size === 0) {
-    for (const e of readImage(dir, 'reg-files.img', 'REG_FILES', 'reg_file_entry', 'reg_file_entry', true) ?? []) regs.set(num(e.msg.id), e.msg);
+    const old = readImage(dir, 'reg-files.img', 'REG_FILES', 'reg_file_entry', 'reg_file_entry', true) ?? [];
+    for (const e of old) regs.set(num(e.msg.id), e.msg);
   }
   return regs;
 }
@@ -297,7 +318,8 @@ function filesOf(d: CriuDir, pid: number, ids: Msg | undefined): { files: OpenFi
   for (const e of readImage(d.dir, fdName, 'FDINFO', 'fdinfo_entry', 'fdinfo_entry', true) ?? []) {
     const fdn = num(e.msg.fd), type = num(e.msg.type), id = num(e.msg.id);
     if (type !== FD_TYPE_REG) {
-      nocr.push({ code: FD_NOCR[type] ?? 'ANON_INODE', pid, text: `fd ${fdn} is a CRIU file of type ${type}, which crimg does not import` });
+      const text = `fd ${fdn} is a CRIU file of type ${type}, which crimg does not import`;
+      nocr.push({ code: FD_NOCR[type] ?? 'ANON_INODE', pid, text });
       continue;
     }
     const r = d.regs.get(id);
@@ -319,7 +341,9 @@ function vmasOf(d: CriuDir, m: Msg, file: string, at: number): Vma[] {
   let prevEnd = 0n;
   for (const v of arr<Msg>(m.vmas)) {
     const start = u64(v.start), end = u64(v.end);
-    if (start % PAGE_N || end % PAGE_N || end <= start) fail(file, `VMA 0x${start.toString(16)}-0x${end.toString(16)} is not a page-aligned, non-empty range`, at);
+    if (start % PAGE_N || end % PAGE_N || end <= start) {
+      fail(file, `VMA 0x${start.toString(16)}-0x${end.toString(16)} is not a page-aligned, non-empty range`, at);
+    }
     if (start < prevEnd) fail(file, `VMA 0x${start.toString(16)} overlaps the one before or is out of order`, at);
     prevEnd = end;
     const st = num(v.status);
@@ -492,7 +516,9 @@ function pagesInto(dir: string, pid: number, vmas: Vma[], sources: Source[]): vo
     const vaddr = u64(e.vaddr);
     const count = num(e.nr_pages);
     const flags = e.flags !== undefined ? num(e.flags) : e.in_parent ? PE_PARENT : PE_PRESENT;
-    if (flags & PE_PARENT) fail(pf, `pages at 0x${vaddr.toString(16)} are in the parent images (an incremental dump): not supported`, offset);
+    if (flags & PE_PARENT) {
+      fail(pf, `pages at 0x${vaddr.toString(16)} are in the parent images (an incremental dump): not supported`, offset);
+    }
     if (!(flags & PE_PRESENT)) continue; // lazy pages: not in this directory
     if (vaddr % PAGE_N) fail(pf, `pagemap entry at 0x${vaddr.toString(16)} is not page aligned`, offset);
     if (vaddr < prevEnd) fail(pf, `pagemap entry at 0x${vaddr.toString(16)} is out of order`, offset);
@@ -514,6 +540,8 @@ function pagesInto(dir: string, pid: number, vmas: Vma[], sources: Source[]): vo
   if (fileOff === 0) return;
   const src = openSource(path.join(dir, pagesName));
   sources.push(src);
-  if (src.size < fileOff) throw new CrimgError('TRUNCATED', `${pagesName} holds ${src.size} bytes, ${pf} needs ${fileOff}`, { offset: src.size });
+  if (src.size < fileOff) {
+    throw new CrimgError('TRUNCATED', `${pagesName} holds ${src.size} bytes, ${pf} needs ${fileOff}`, { offset: src.size });
+  }
   vmas.forEach((v, i) => { if (segs[i]!.length) v.pages = new CriuVmaPages(src, segs[i]!, pagesName); });
 }

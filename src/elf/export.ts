@@ -202,7 +202,9 @@ class Out {
     if (n <= 0) return;
     if (this.sink.skip) { this.sink.skip(n); return; }
     this.zeros ??= new Uint8Array(1 << 20);
-    for (let left = n; left > 0; left -= this.zeros.length) await this.write(left >= this.zeros.length ? this.zeros : this.zeros.subarray(0, left));
+    for (let left = n; left > 0; left -= this.zeros.length) {
+      await this.write(left >= this.zeros.length ? this.zeros : this.zeros.subarray(0, left));
+    }
   }
 }
 
@@ -271,7 +273,9 @@ function headersOf(l: CoreLayout): Uint8Array {
 interface PageCounts { pagesWritten: number; pagesHole: number }
 
 /** Stream the pages of one VMA up to `limit` (its p_filesz in pages): recorded non-zero pages as data, the rest holes. */
-async function writeVmaPages(out: Out, v: Vma, limit: number, k: Kernels, region: number, c: PageCounts, opts: ElfExportOptions): Promise<void> {
+async function writeVmaPages(
+  out: Out, v: Vma, limit: number, k: Kernels, region: number, c: PageCounts, opts: ElfExportOptions,
+): Promise<void> {
   let at = 0; // next page of the VMA to emit
   const npages = Number((v.end - v.start) / BigInt(CORE_PAGE));
   for (const [first, count] of v.pages.runs(npages)) {

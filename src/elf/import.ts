@@ -23,7 +23,10 @@ import {
 import { REG_INDEX } from '../schema.js';
 import { type Source, type SourceTarget, openSource } from '../source.js';
 import { ERRNO, isSysError, syscall } from '../live/libc.js';
-import { CORE_PAGE, NT_FILE, PF_R, PF_W, PF_X, AT_SYSINFO_EHDR, AT_PHDR, AT_ENTRY, AT_UID, AT_EUID, AT_GID, AT_EGID, VSYSCALL_ADDR, XSTATE_XCR0_OFFSET } from './consts.js';
+import {
+  CORE_PAGE, NT_FILE, PF_R, PF_W, PF_X, AT_SYSINFO_EHDR, AT_PHDR, AT_ENTRY, AT_UID, AT_EUID, AT_GID, AT_EGID, VSYSCALL_ADDR,
+  XSTATE_XCR0_OFFSET,
+} from './consts.js';
 import { type ParsedCore, type CoreSegment, type CoreThread, type CoreFileEntry, parseCore } from './parse.js';
 import { guessLayout, isCompacted, toIntelExt, XSAVE_LEGACY_BYTES, type XsaveComponent } from './xsave.js';
 
@@ -118,7 +121,8 @@ class CoreSegmentPages implements PageSource {
       // Straight into the kernels' memory: no intermediate buffer.
       const got = this.src.pread(m.subarray(dst + (d[0] - base), dst + (d[1] - base)), d[0]);
       if (got < d[1] - d[0]) {
-        throw new CrimgError('TRUNCATED', `core ends inside PT_LOAD ${this.seg.index} (file shrank while converting)`, { offset: d[0] + got });
+        const msg = `core ends inside PT_LOAD ${this.seg.index} (file shrank while converting)`;
+        throw new CrimgError('TRUNCATED', msg, { offset: d[0] + got });
       }
       pos = d[1];
     }
@@ -175,9 +179,13 @@ function sortedFiles(core: ParsedCore): CoreFileEntry[] {
   const at = core.notes.find((n) => n.type === NT_FILE)?.offset ?? 0;
   for (let i = 0; i < files.length; i++) {
     const f = files[i]!;
-    if (pageUp(f.end) > LAST_PAGE_END) throw new CrimgError('BAD_CORE', `NT_FILE entry for ${f.path} ends at 0x${f.end.toString(16)}, past the address space`, { offset: at });
+    if (pageUp(f.end) > LAST_PAGE_END) {
+      const msg = `NT_FILE entry for ${f.path} ends at 0x${f.end.toString(16)}, past the address space`;
+      throw new CrimgError('BAD_CORE', msg, { offset: at });
+    }
     if (i > 0 && f.start < pageUp(files[i - 1]!.end)) {
-      throw new CrimgError('BAD_CORE', `NT_FILE entries for ${files[i - 1]!.path} and ${f.path} overlap at 0x${f.start.toString(16)}`, { offset: at });
+      const msg = `NT_FILE entries for ${files[i - 1]!.path} and ${f.path} overlap at 0x${f.start.toString(16)}`;
+      throw new CrimgError('BAD_CORE', msg, { offset: at });
     }
   }
   return files;
@@ -219,14 +227,19 @@ function segmentVmas(core: ParsedCore, src: Source, files: CoreFileEntry[], vdso
   for (const seg of core.segments) {
     const start = seg.vaddr;
     const end = pageUp(seg.vaddr + seg.memsz);
-    if (end > LAST_PAGE_END) throw new CrimgError('BAD_CORE', `PT_LOAD ${seg.index} at 0x${start.toString(16)} reaches the end of the address space`, { offset: seg.phOff + 40 });
+    if (end > LAST_PAGE_END) {
+      const msg = `PT_LOAD ${seg.index} at 0x${start.toString(16)} reaches the end of the address space`;
+      throw new CrimgError('BAD_CORE', msg, { offset: seg.phOff + 40 });
+    }
     const npages = Number((end - start) / PAGE);
     const pages = new CoreSegmentPages(src, seg, npages, ext);
     const f = fileAt(files, start);
     if (f) vmas.push(fileVma(start, end, protOf(seg.flags), f, pages));
     else {
       const p = pseudo(start, end, vdso, rsp);
-      vmas.push({ start, end, prot: protOf(seg.flags), flags: p.flags, pgoff: 0n, devMajor: 0, devMinor: 0, inode: 0n, path: p.path, pages });
+      vmas.push({
+        start, end, prot: protOf(seg.flags), flags: p.flags, pgoff: 0n, devMajor: 0, devMinor: 0, inode: 0n, path: p.path, pages,
+      });
     }
   }
   return vmas;
@@ -302,7 +315,8 @@ export function coreToModel(core: ParsedCore, src: Source, opts: ElfImportOption
   const threads = core.threads.map((t) => importThread(t, core, k));
   if (ps?.sname) threads[core.threads.indexOf(main)]!.state = ps.sname;
   const files = sortedFiles(core);
-  const vmas = segmentVmas(core, src, files, auxGet(core.auxv, AT_SYSINFO_EHDR), main.regs[REG_INDEX.rsp]!).concat(fileOnlyVmas(files, core.segments));
+  const vmas = segmentVmas(core, src, files, auxGet(core.auxv, AT_SYSINFO_EHDR), main.regs[REG_INDEX.rsp]!)
+    .concat(fileOnlyVmas(files, core.segments));
   vmas.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
   return {
     header: {

@@ -97,7 +97,8 @@ function bad(msg: string, offset: number): never {
 
 function readAt(src: Source, pos: number, len: number, what: string): Uint8Array {
   if (pos + len > src.size) {
-    throw new CrimgError('TRUNCATED', `${what} (${len} bytes at ${pos}) runs past the end of the core (${src.size} bytes)`, { offset: Math.min(pos, src.size) });
+    const msg = `${what} (${len} bytes at ${pos}) runs past the end of the core (${src.size} bytes)`;
+    throw new CrimgError('TRUNCATED', msg, { offset: Math.min(pos, src.size) });
   }
   const b = new Uint8Array(len);
   const got = src.pread(b, pos);
@@ -151,7 +152,8 @@ function readElfHeader(src: Source): PhTable {
   if (phnum > MAX_PHNUM) bad(`${phnum} program headers exceed the limit ${MAX_PHNUM}`, 56);
   if (phoff < EHDR_BYTES && phoff + phnum * PHDR_BYTES > 0) bad(`program headers at ${phoff} overlap the ELF header`, 32);
   if (phoff + phnum * PHDR_BYTES > size) {
-    throw new CrimgError('TRUNCATED', `${phnum} program headers at ${phoff} run past the end of the core (${size} bytes)`, { offset: Math.min(phoff, size) });
+    const msg = `${phnum} program headers at ${phoff} run past the end of the core (${size} bytes)`;
+    throw new CrimgError('TRUNCATED', msg, { offset: Math.min(phoff, size) });
   }
   return { phoff, phnum };
 }
@@ -189,7 +191,8 @@ function readProgramHeaders(src: Source, { phoff, phnum }: PhTable): { segments:
     const filesz = num(pdv.getBigUint64(o + 32, true), 'p_filesz', at + 32);
     const memsz = pdv.getBigUint64(o + 40, true);
     if (offset + filesz > src.size) {
-      throw new CrimgError('TRUNCATED', `segment ${i} (${filesz} bytes at ${offset}) runs past the end of the core (${src.size} bytes)`, { offset: at + 8 });
+      const msg = `segment ${i} (${filesz} bytes at ${offset}) runs past the end of the core (${src.size} bytes)`;
+      throw new CrimgError('TRUNCATED', msg, { offset: at + 8 });
     }
     if (ptype === PT_NOTE) {
       notesTotal += filesz;
@@ -214,7 +217,8 @@ function sortSegments(segments: CoreSegment[]): void {
   for (let i = 1; i < segments.length; i++) {
     const p = segments[i - 1]!, s = segments[i]!;
     if (s.vaddr < p.vaddr + p.memsz) {
-      bad(`PT_LOAD ${s.index} at 0x${s.vaddr.toString(16)} overlaps PT_LOAD ${p.index} (0x${p.vaddr.toString(16)}-0x${(p.vaddr + p.memsz).toString(16)})`, s.phOff + 16);
+      const prev = `PT_LOAD ${p.index} (0x${p.vaddr.toString(16)}-0x${(p.vaddr + p.memsz).toString(16)})`;
+      bad(`PT_LOAD ${s.index} at 0x${s.vaddr.toString(16)} overlaps ${prev}`, s.phOff + 16);
     }
   }
 }
@@ -248,7 +252,9 @@ function parseNoteSegment(buf: Uint8Array, base: number, st: NoteState): void {
     const nameAt = o + NOTE_HDR_BYTES;
     if (namesz > buf.length - nameAt) bad(`note name of ${namesz} bytes runs past the end of its segment`, at);
     const descAt = nameAt + align4(namesz);
-    if (descAt > buf.length || descsz > buf.length - descAt) bad(`note descriptor of ${descsz} bytes runs past the end of its segment`, at + 4);
+    if (descAt > buf.length || descsz > buf.length - descAt) {
+      bad(`note descriptor of ${descsz} bytes runs past the end of its segment`, at + 4);
+    }
     const name = cstr(buf.subarray(nameAt, nameAt + namesz));
     st.out.notes.push({ name, type: ntype, offset: at, size: descsz });
     o = Math.min(buf.length, descAt + align4(descsz));
@@ -294,7 +300,9 @@ function linuxNote(n: Note, st: NoteState): void {
   if (n.type === NT_X86_XSTATE) {
     const t = threadOf(st, 'NT_X86_XSTATE', n.at);
     const size = n.desc.length;
-    if (size < XSAVE_MIN_BYTES || size > MAX_XSTATE_BYTES) bad(`NT_X86_XSTATE of ${size} bytes is outside ${XSAVE_MIN_BYTES}..${MAX_XSTATE_BYTES}`, n.at + 4);
+    if (size < XSAVE_MIN_BYTES || size > MAX_XSTATE_BYTES) {
+      bad(`NT_X86_XSTATE of ${size} bytes is outside ${XSAVE_MIN_BYTES}..${MAX_XSTATE_BYTES}`, n.at + 4);
+    }
     if (t.xstate) bad(`second NT_X86_XSTATE for thread ${t.tid}`, n.at);
     t.xstate = n.desc.slice();
     t.xstateOffset = n.descAt;
@@ -379,7 +387,9 @@ function parseFileNote(desc: Uint8Array, at: number): { files: CoreFileEntry[]; 
   const pageSize = d.getBigUint64(8, true);
   if (count > BigInt(Math.floor((desc.length - 16) / 24))) bad(`NT_FILE count ${count} does not fit its ${desc.length} bytes`, at);
   if (count > BigInt(MAX_FILE_ENTRIES)) bad(`NT_FILE count ${count} exceeds the limit ${MAX_FILE_ENTRIES}`, at);
-  if (pageSize === 0n || pageSize > 1n << 30n || (pageSize & (pageSize - 1n)) !== 0n) bad(`NT_FILE page size ${pageSize} is not a power of two`, at + 8);
+  if (pageSize === 0n || pageSize > 1n << 30n || (pageSize & (pageSize - 1n)) !== 0n) {
+    bad(`NT_FILE page size ${pageSize} is not a power of two`, at + 8);
+  }
   const n = Number(count);
   const files: CoreFileEntry[] = [];
   let s = 16 + n * 24;
@@ -391,7 +401,9 @@ function parseFileNote(desc: Uint8Array, at: number): { files: CoreFileEntry[]; 
     if (end < start) bad(`NT_FILE entry ${i}: end 0x${end.toString(16)} below start 0x${start.toString(16)}`, at + e);
     const z = desc.indexOf(0, s);
     if (z < 0) bad(`NT_FILE: name ${i} of ${n} is missing or not terminated`, at + s);
-    if (ofs * pageSize >= 1n << 64n) bad(`NT_FILE entry ${i}: file offset 0x${ofs.toString(16)} x ${pageSize} is out of range`, at + e + 16);
+    if (ofs * pageSize >= 1n << 64n) {
+      bad(`NT_FILE entry ${i}: file offset 0x${ofs.toString(16)} x ${pageSize} is out of range`, at + e + 16);
+    }
     files.push({ start, end, fileOfs: ofs * pageSize, path: td.decode(desc.subarray(s, z)) });
     s = z + 1;
   }

@@ -10,8 +10,11 @@ import { num } from '../../criu/fields.js';
 import { type FileLock, type OpenFile, LOCK_EOF, LOCK_KIND } from '../../model.js';
 
 const FILELOCKS: CriuDumpImage = { file: 'filelocks.img', magic: 'FILE_LOCKS', entry: 'file_lock_entry' };
-const FLAG_OF: Record<number, number> = { [LOCK_KIND.FLOCK]: CRIU_FL.FLOCK, [LOCK_KIND.POSIX]: CRIU_FL.POSIX, [LOCK_KIND.OFD]: CRIU_FL.OFD };
-const KIND_OF: Record<number, number> = { [CRIU_FL.FLOCK]: LOCK_KIND.FLOCK, [CRIU_FL.POSIX]: LOCK_KIND.POSIX, [CRIU_FL.OFD]: LOCK_KIND.OFD };
+/** file_lock_entry.flag of each LOCK_KIND, and back. */
+const FLAG_OF: Record<number, number> = {
+  [LOCK_KIND.FLOCK]: CRIU_FL.FLOCK, [LOCK_KIND.POSIX]: CRIU_FL.POSIX, [LOCK_KIND.OFD]: CRIU_FL.OFD,
+};
+const KIND_OF: Record<number, number> = Object.fromEntries(Object.entries(FLAG_OF).map(([kind, flag]) => [flag, Number(kind)]));
 
 export const criuMap: CriuKindMap<FileLock[], 'fd'> = {
   record: 'FLOCKS',
@@ -35,7 +38,8 @@ export const criuMap: CriuKindMap<FileLock[], 'fd'> = {
       const f = files.find((x) => x.fd === fdn);
       const start = BigInt(e.start as bigint), len = BigInt(e.len as bigint);
       if (!kind || !f || start < 0n || len < 0n) {
-        nocr.push({ code: 'FILE_LOCK', pid, text: `filelocks.img: a lock (flag ${flag}) on fd ${fdn}${f ? '' : ', which crimg does not import'} is not imported` });
+        const text = `filelocks.img: a lock (flag ${flag}) on fd ${fdn}${f ? '' : ', which crimg does not import'} is not imported`;
+        nocr.push({ code: 'FILE_LOCK', pid, text });
         continue;
       }
       const locks = out.get(f) ?? [];

@@ -18,7 +18,8 @@ export const criuMap: CriuKindMap<ThreadFutex, 'thread'> = {
     core.futex_rla_len = Number(fx.robustLen);
   },
   fromCriu({ info, core }) {
-    const clearChildTid = u64(info.clear_tid_addr), robustHead = core ? u64(core.futex_rla) : 0n, robustLen = core ? BigInt(num(core.futex_rla_len)) : 0n;
+    const clearChildTid = u64(info.clear_tid_addr);
+    const robustHead = core ? u64(core.futex_rla) : 0n, robustLen = core ? BigInt(num(core.futex_rla_len)) : 0n;
     return clearChildTid || robustHead || robustLen ? { clearChildTid, robustHead, robustLen } : undefined;
   },
 };
