@@ -349,7 +349,7 @@ class DumpImages implements CriuDumpOut {
   }
 }
 
-/** What the images of all tasks share: the regular files (files.img) and the dump-wide images of the kinds. */
+/** What the images of all tasks share: the regular files (files.img), the kinds' dump-wide images, the kernels' region pages go through. */
 interface Shared { files: FileTable; dump: DumpImages; k: Kernels; region: number; opts: CriuExportOptions }
 
 /** task_kobj_ids_entry of the n-th task (from 1): its own vm/files/fs/sighand ids, the namespace ids that fit a u32. */
