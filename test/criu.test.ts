@@ -34,6 +34,8 @@ import { claimRegion, releaseRegion } from '../src/kernels/arena.js';
 import { imageBytes } from '../src/criu/img.js';
 import { decodeMessage, encodeMessage } from '../src/criu/pb.js';
 import { intelXsaveSize } from '../src/elf/xsave.js';
+import { CRIU_KINDS, CRIU_UNMAPPED } from '../src/criu/kind-map.js';
+import { K, RECORDS } from '../src/schema.js';
 
 const NTHREADS = 4;
 let dir: string;
@@ -494,6 +496,106 @@ describe('file locks', () => {
     } finally {
       back.close();
     }
+  });
+});
+
+describe('the kinds of optional state and their CRIU mapping', () => {
+  const src = new URL('../src/', import.meta.url).pathname;
+
+  it('every optional record is mapped by one module of the table or listed as unmapped, and docs/CRIU.md names each', () => {
+    const mapped = CRIU_KINDS.map((m) => m.record);
+    const optional = RECORDS.filter((r) => /^Optional\b/.test(r.doc)).map((r) => r.name);
+    expect(optional.length, 'records whose doc starts with "Optional" (the kinds of optional state)').toBeGreaterThanOrEqual(11);
+    expect(new Set(mapped).size).toBe(mapped.length);
+    expect(mapped.filter((r) => CRIU_UNMAPPED.includes(r))).toEqual([]);
+    expect([...mapped, ...CRIU_UNMAPPED].filter((r) => !(r in K))).toEqual([]);
+    const known = new Set<string>([...mapped, ...CRIU_UNMAPPED]);
+    expect(optional.filter((r) => !known.has(r)), 'map each new kind or list it in CRIU_UNMAPPED').toEqual([]);
+    const doc = fs.readFileSync(new URL('../docs/CRIU.md', import.meta.url), 'utf8');
+    expect(doc).toContain('## Kinds of optional state');
+    const table = doc.slice(doc.indexOf('## Kinds of optional state'));
+    for (const r of [...mapped, ...CRIU_UNMAPPED]) expect(table, r).toMatch(new RegExp(`\\b${r}\\b`));
+  });
+
+  it('each mapping is a src/kinds/<dir>/criu.ts importing only src/criu, model, schema, errors; src/criu: no live, no restore', () => {
+    const dirs = fs.readdirSync(path.join(src, 'kinds')).filter((d) => fs.existsSync(path.join(src, 'kinds', d, 'criu.ts')));
+    expect(dirs.length).toBe(CRIU_KINDS.length);
+    const importsOf = (f: string): string[] => [...fs.readFileSync(f, 'utf8').matchAll(/^import\s(?:[^;]*? from )?'([^']+)';/gm)]
+      .map((m) => m[1]!);
+    for (const d of dirs) {
+      const allowed = /^\.\.\/\.\.\/(criu\/[\w-]+|model|schema|errors)\.js$/;
+      const bad = importsOf(path.join(src, 'kinds', d, 'criu.ts')).filter((i) => !allowed.test(i));
+      expect(bad, `src/kinds/${d}/criu.ts`).toEqual([]);
+    }
+    for (const f of fs.readdirSync(path.join(src, 'criu'))) {
+      expect(importsOf(path.join(src, 'criu', f)).filter((i) => /\/(live|restore)\//.test(i)), `src/criu/${f}`).toEqual([]);
+    }
+  });
+
+  it('each mapped kind on every owner goes out and comes back (all-zero futex state and no POSIX timer: not recorded)', async () => {
+    const { generate } = await import('../src/gen/generate.js');
+    const model = generate({ seed: 8, size: 256 * 1024, tasks: 2, threads: 3, files: 3 });
+    const [a, b] = model.tasks as [Task, Task];
+    a.sigactions = [
+      { sig: 2, handler: 0x401000n, flags: 0x4000000n, restorer: 0x402000n, mask: 5n },
+      { sig: 13, handler: 1n, flags: 0n, restorer: 0n, mask: 0n },
+      { sig: 64, handler: 0x401100n, flags: 4n, restorer: 0x402000n, mask: 1n << 63n },
+    ];
+    a.itimers = [{ which: 1, intervalUs: 1_500_000n, valueUs: 999_999n }];
+    b.sigactions = [];
+    b.itimers = [];
+    b.posixTimers = [];
+    a.threads[0]!.futex = { clearChildTid: 0x7f0000001000n, robustHead: 0x7f0000002000n, robustLen: 24n };
+    a.threads[1]!.futex = { clearChildTid: 0n, robustHead: 0x7f0000003000n, robustLen: 0n };
+    a.threads[2]!.futex = { clearChildTid: 0n, robustHead: 0n, robustLen: 0n };
+    a.threads[0]!.sigaltstack = { sp: 0x7f0000010000n, size: 0x4000n, flags: 0x80000000 };
+    a.threads[1]!.sigaltstack = { sp: 0n, size: 0n, flags: 2 };
+    const reg = b.files.find((f) => f.kind === FdKind.REGULAR)!;
+    reg.locks = [{ kind: 3, write: false, start: 7n, end: 7n }];
+    const out = path.join(dir, 'kinds.criu');
+    await toCriuImages(model, out);
+    const back = fromCriuImages(out);
+    try {
+      const [a2, b2] = back.model.tasks as [Task, Task];
+      expect(a2.sigactions).toEqual(a.sigactions);
+      expect(a2.itimers).toEqual(a.itimers);
+      expect(a2.posixTimers, 'timers are there (itimers), with no POSIX timer').toEqual([]);
+      expect(b2.sigactions).toEqual([]);
+      expect(b2.itimers).toEqual([]);
+      expect(b2.posixTimers).toEqual([]);
+      expect(a2.threads.map((t) => t.futex)).toEqual([a.threads[0]!.futex, a.threads[1]!.futex, undefined]);
+      expect(a2.threads.map((t) => t.sigaltstack)).toEqual([a.threads[0]!.sigaltstack, a.threads[1]!.sigaltstack, undefined]);
+      expect(b2.files.find((f) => f.fd === reg.fd)!.locks).toEqual(reg.locks);
+      expect([...a2.files, ...b2.files].filter((f) => f.locks).length).toBe(1);
+    } finally { back.close(); }
+  });
+
+  it('filelocks.img entries import cannot take become FILE_LOCK reasons, in file order; the others go on their fds', async () => {
+    const { generate } = await import('../src/gen/generate.js');
+    const model = generate({ seed: 6, size: 128 * 1024, tasks: 1, files: 3 });
+    const t = model.tasks[0]!;
+    const [f1, f2] = t.files.filter((f) => f.kind === FdKind.REGULAR) as [typeof t.files[0], typeof t.files[0]];
+    const out = path.join(dir, 'locks-bad.criu');
+    await toCriuImages(model, out);
+    const e = (flag: number, fd: number, start: bigint, len: bigint, type = 1): ['file_lock_entry', Json] => (
+      ['file_lock_entry', { flag, type, pid: t.pid, fd, start, len }]);
+    fs.writeFileSync(path.join(out, 'filelocks.img'), imageBytes('FILE_LOCKS', [
+      e(1, f2.fd, 10n, 5n), e(8, f1.fd, 0n, 0n), e(2, 77, 0n, 0n), e(1, f1.fd, -1n, 0n), e(4, f2.fd, 0n, 0n, 0),
+      ['file_lock_entry', { flag: 1, type: 1, pid: t.pid + 1000, fd: f1.fd, start: 0n, len: 0n }],
+    ]));
+    const back = fromCriuImages(out);
+    try {
+      const b = back.model.tasks[0]!;
+      expect(b.nocr).toEqual([
+        { code: 'FILE_LOCK', pid: t.pid, text: `filelocks.img: a lock (flag 8) on fd ${f1.fd} is not imported` },
+        { code: 'FILE_LOCK', pid: t.pid, text: 'filelocks.img: a lock (flag 2) on fd 77, which crimg does not import is not imported' },
+        { code: 'FILE_LOCK', pid: t.pid, text: `filelocks.img: a lock (flag 1) on fd ${f1.fd} is not imported` },
+      ]);
+      expect(b.files.find((f) => f.fd === f1.fd)!.locks).toBeUndefined();
+      expect(b.files.find((f) => f.fd === f2.fd)!.locks).toEqual([
+        { kind: 2, write: true, start: 10n, end: 14n }, { kind: 3, write: false, start: 0n, end: 0xffffffffffffffffn },
+      ]);
+    } finally { back.close(); }
   });
 });
 

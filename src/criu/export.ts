@@ -12,7 +12,10 @@
  *   pages-N.img            the page data in pagemap order; zero pages are holes of the (sparse) file
  *   creds-PID.img, fs-PID.img, fdinfo-N.img, files.img (regular files: mapped, exe, cwd, root, open fds)
  *   utsns-ID.img           host and domain name of each UTS namespace the tasks use
+ *   filelocks.img, ...     dump-wide images of the kinds of optional state (only when they have entries)
  *
+ * Each kind of optional state crimg records (signal dispositions, timers, futex state, file locks, ...) is put
+ * into these messages by its src/kinds/<dir>/criu.ts, through the one table in ./kind-map.ts.
  * Everything is written into a temporary directory next to the destination, which is
  * renamed into place when complete: a failure leaves nothing behind.
  */
@@ -22,16 +25,17 @@ import { CrimgError, ioError } from '../errors.js';
 import { kernels } from '../kernels/index.js';
 import type { Kernels } from '../kernels/api.js';
 import { claimRegion, releaseRegion } from '../kernels/arena.js';
-import { type Model, type Task, type Thread, type Vma, FdKind, LOCK_EOF, LOCK_KIND, SIGEV, VmaFlags, FXSAVE_BYTES, NREGS } from '../model.js';
+import { type Model, type Task, type Thread, type Vma, FdKind, VmaFlags, FXSAVE_BYTES, NREGS } from '../model.js';
 import { Image } from '../reader.js';
 import { isFileVma } from '../elf/export.js';
 import type { Msg } from './pb.js';
 import { imageBytes, type MagicName } from './img.js';
 import {
   CORE_MARCH_X86_64, CRTOOLS_IMAGES_V1_1, FD_TYPE_REG, MAP, PE_PRESENT, TASK_ALIVE, TASK_STOPPED, TASK_ZOMBIE, VMA,
-  X86_REGS_NATIVE, CRIU_FL, type MessageName,
+  X86_REGS_NATIVE, type MessageName,
 } from './proto.js';
-import { GPREG_FIELDS, XSAVE_PARTS, SIG_SLOTS, O_DIRECTORY, FD_CLOEXEC, MADV_BITS, MAP_LOCKED } from './layout.js';
+import { GPREG_FIELDS, XSAVE_PARTS, O_DIRECTORY, FD_CLOEXEC, MADV_BITS, MAP_LOCKED } from './layout.js';
+import { type CriuDumpImage, type CriuDumpOut, criuKindsOf } from './kind-map.js';
 import { pageSpans } from '../pagespans.js';
 
 export interface CriuExportOptions {
@@ -177,56 +181,44 @@ function taskState(th: Thread): number {
   return TASK_ALIVE;
 }
 
+/** The thread's thread_core_entry (futex_rla and futex_rla_len are required: the FUTEX kind sets them when recorded). */
+function threadCoreOf(task: Task, th: Thread): Msg {
+  const core: Msg = { futex_rla: 0n, futex_rla_len: 0, blk_sigset: th.sigmask, creds: credsOf(task), comm: task.comm };
+  const pend = pendingOf(th.sigpending);
+  if (pend) core.signals_p = pend;
+  if (task.creds.seccompMode) core.seccomp_mode = task.creds.seccompMode;
+  if (th.rseq) core.rseq_entry = { rseq_abi_pointer: th.rseq.ptr, rseq_abi_size: th.rseq.len, signature: th.rseq.sig };
+  return core;
+}
+
+/** The leader's task_core_entry. */
+function taskCoreOf(task: Task, leader: Thread): Msg {
+  const tc: Msg = {
+    task_state: taskState(leader), exit_code: 0, personality: task.personality >>> 0, flags: 0, blk_sigset: leader.sigmask, comm: task.comm,
+    rlimits: { rlimits: task.rlimits.map((r) => ({ cur: r.cur, max: r.max })) },
+  };
+  if (task.creds.seccompMode) tc.old_seccomp_mode = task.creds.seccompMode;
+  for (const k of criuKindsOf('task')) {
+    const v = k.get(task);
+    if (v !== undefined) k.toCriu(v, { task, tc });
+  }
+  return tc;
+}
+
 function coreOf(task: Task, th: Thread, leader: boolean): Msg {
   if (th.regs.length !== NREGS) throw new CrimgError('INTERNAL', `thread ${th.tid}: ${th.regs.length} registers, expected ${NREGS}`);
   const gpregs: Msg = { mode: X86_REGS_NATIVE };
   GPREG_FIELDS.forEach((f, i) => { gpregs[f] = th.regs[i]!; });
-  const fx = th.futex;
-  const tcore: Msg = {
-    futex_rla: fx?.robustHead ?? 0n, futex_rla_len: Number(fx?.robustLen ?? 0n), blk_sigset: th.sigmask, creds: credsOf(task), comm: task.comm,
-  };
-  const pend = pendingOf(th.sigpending);
-  if (pend) tcore.signals_p = pend;
-  if (task.creds.seccompMode) tcore.seccomp_mode = task.creds.seccompMode;
-  if (th.sigaltstack) tcore.sas = { ss_sp: th.sigaltstack.sp, ss_size: th.sigaltstack.size, ss_flags: th.sigaltstack.flags >>> 0 };
-  if (th.rseq) tcore.rseq_entry = { rseq_abi_pointer: th.rseq.ptr, rseq_abi_size: th.rseq.len, signature: th.rseq.sig };
-  const core: Msg = {
-    mtype: CORE_MARCH_X86_64,
-    thread_info: { clear_tid_addr: fx?.clearChildTid ?? 0n, gpregs, fpregs: fpregsOf(th) },
-    thread_core: tcore,
-  };
-  if (leader) {
-    const tc: Msg = {
-      task_state: taskState(th), exit_code: 0, personality: task.personality >>> 0, flags: 0, blk_sigset: th.sigmask, comm: task.comm,
-      rlimits: { rlimits: task.rlimits.map((r) => ({ cur: r.cur, max: r.max })) },
-    };
-    if (task.creds.seccompMode) tc.old_seccomp_mode = task.creds.seccompMode;
-    if (task.itimers || task.posixTimers?.length) {
-      const it = (which: number): Msg => {
-        const x = task.itimers?.find((t) => t.which === which);
-        const i = x?.intervalUs ?? 0n, v = x?.valueUs ?? 0n;
-        return { isec: i / 1_000_000n, iusec: i % 1_000_000n, vsec: v / 1_000_000n, vusec: v % 1_000_000n };
-      };
-      const ns = 1_000_000_000n;
-      tc.timers = {
-        real: it(0), virt: it(1), prof: it(2),
-        posix: (task.posixTimers ?? []).map((p) => ({
-          it_id: p.id, clock_id: p.clock >>> 0, si_signo: p.signo, it_sigev_notify: p.notify, sival_ptr: p.sigevValue, overrun: 0,
-          isec: p.intervalNs / ns, insec: p.intervalNs % ns, vsec: p.valueNs / ns, vnsec: p.valueNs % ns,
-          ...(p.notify === SIGEV.THREAD_ID ? { notify_thread_id: p.notifyTid } : {}),
-        })),
-      };
-    }
-    if (task.sigactions) {
-      const by = new Map(task.sigactions.map((a) => [a.sig, a]));
-      tc.sigactions = SIG_SLOTS.map((sig) => {
-        const a = by.get(sig);
-        return a ? { sigaction: a.handler, flags: a.flags, restorer: a.restorer, mask: a.mask } : { sigaction: 0n, flags: 0n, restorer: 0n, mask: 0n };
-      });
-    }
-    core.tc = tc;
+  // clear_tid_addr is required: the FUTEX kind sets it when recorded
+  const info: Msg = { clear_tid_addr: 0n, gpregs, fpregs: fpregsOf(th) };
+  const core = threadCoreOf(task, th);
+  for (const k of criuKindsOf('thread')) {
+    const v = k.get(th);
+    if (v !== undefined) k.toCriu(v, { thread: th, info, core });
   }
-  return core;
+  const m: Msg = { mtype: CORE_MARCH_X86_64, thread_info: info, thread_core: core };
+  if (leader) m.tc = taskCoreOf(task, th);
+  return m;
 }
 
 function mapFlags(v: Vma): number {
@@ -260,7 +252,9 @@ function vmaOf(v: Vma, files: FileTable): Msg {
   }
   if (v.flags & VmaFlags.STACK) status |= VMA.AREA_STACK;
   if (v.flags & VmaFlags.HEAP) status |= VMA.AREA_HEAP;
-  const e: Msg = { start: v.start, end: v.end, pgoff: v.pgoff * BigInt(PAGE), shmid, prot: v.prot & 7, flags: mapFlags(v), status, fd: -1n };
+  const e: Msg = {
+    start: v.start, end: v.end, pgoff: v.pgoff * BigInt(PAGE), shmid, prot: v.prot & 7, flags: mapFlags(v), status, fd: -1n,
+  };
   if (fdflags !== undefined) e.fdflags = fdflags;
   let madv = 0n;
   for (const [flag, advice] of MADV_BITS) if (v.flags & flag) madv |= 1n << BigInt(advice);
@@ -287,7 +281,8 @@ function writePages(task: Task, k: Kernels, region: number, out: RawOut, c: Coun
         entries.push({ vaddr: v.start + BigInt(s) * BigInt(PAGE), nr_pages: Math.min(0x7fff0000, first + count - s), flags: PE_PRESENT });
       }
       for (const s of pageSpans(k, v, first, count, region, CHUNK_PAGES)) {
-        if (!s.zero) { out.write(k.u8().subarray(s.at, s.at + s.pages * PAGE)); c.pagesWritten += s.pages; } else { out.hole(s.pages * PAGE); c.pagesHole += s.pages; }
+        if (!s.zero) { out.write(k.u8().subarray(s.at, s.at + s.pages * PAGE)); c.pagesWritten += s.pages; }
+        else { out.hole(s.pages * PAGE); c.pagesHole += s.pages; }
         if (s.chunkEnd) onProgress?.(c.bytes + out.pos);
       }
     }
@@ -300,19 +295,159 @@ function regularFd(kind: number, p: string): boolean {
   return kind === FdKind.REGULAR || kind === FdKind.DIRECTORY || p.startsWith('/');
 }
 
-/**
- * Write the tasks of a model (or of an opened image) as a CRIU image directory at `dir`
- * (which must not exist, or be an empty directory).
- */
-export async function toCriuImages(src: Model | Image, dir: string, opts: CriuExportOptions = {}): Promise<CriuExportResult> {
-  const model = src instanceof Image ? src.model : src;
-  const k = opts.kernels ?? (src instanceof Image ? src.k : kernels());
-  if (model.tasks.length === 0) throw new CrimgError('NOT_FOUND', 'the image has no tasks');
+/** The temporary directory the images are written to, renamed to the destination when complete; with counts. */
+class DirOut {
+  files = 0;
+  fdsSkipped = 0;
+  readonly c: Counts = { pagesWritten: 0, pagesHole: 0, pagesDropped: 0, bytes: 0 };
+  constructor(readonly tmp: string, readonly opts: CriuExportOptions) {}
+
+  /** Write an image file of protobuf entries. */
+  put(name: string, magic: MagicName, entries: [MessageName, Msg][]): void {
+    const b = imageBytes(magic, entries);
+    const file = path.join(this.tmp, name);
+    let fd: number;
+    try { fd = fs.openSync(file, 'wx', 0o644); } catch (e) { throw ioError(`cannot create ${file}`, e); }
+    try {
+      let off = 0;
+      while (off < b.length) off += fs.writeSync(fd, b, off, b.length - off);
+      if (this.opts.fsync) fs.fsyncSync(fd);
+    } catch (e) { throw ioError(`writing ${file}`, e); } finally { fs.closeSync(fd); }
+    this.c.bytes += b.length;
+    this.files++;
+  }
+
+  /** Write a raw file (pages-N.img) through `write`; returns what it returns. */
+  raw<T>(name: string, write: (out: RawOut) => T): T {
+    let fd: number;
+    try { fd = fs.openSync(path.join(this.tmp, name), 'wx', 0o644); } catch (e) { throw ioError(`cannot create ${name}`, e); }
+    const out = new RawOut(fd, name);
+    let r: T;
+    try {
+      r = write(out);
+      out.finish(!!this.opts.fsync);
+    } finally { fs.closeSync(fd); }
+    this.c.bytes += out.pos;
+    this.files++;
+    return r;
+  }
+}
+
+/** The entries of the kinds' dump-wide images (filelocks.img, ...), collected over all tasks. */
+class DumpImages implements CriuDumpOut {
+  private readonly byFile = new Map<string, { image: CriuDumpImage; entries: Msg[] }>();
+  add(image: CriuDumpImage, entry: Msg): void {
+    const have = this.byFile.get(image.file) ?? { image, entries: [] };
+    have.entries.push(entry);
+    this.byFile.set(image.file, have);
+  }
+  /** Write each image that has entries. */
+  write(out: DirOut): void {
+    for (const { image, entries } of this.byFile.values()) {
+      if (entries.length) out.put(image.file, image.magic, entries.map((e): [MessageName, Msg] => [image.entry, e]));
+    }
+  }
+}
+
+/** What the images of all tasks share: the regular files (files.img), the kinds' dump-wide images, the kernels' region pages go through. */
+interface Shared { files: FileTable; dump: DumpImages; k: Kernels; region: number; opts: CriuExportOptions }
+
+/** task_kobj_ids_entry of the n-th task (from 1): its own vm/files/fs/sighand ids, the namespace ids that fit a u32. */
+function idsOf(t: Task, n: number): Msg {
+  const m: Msg = { vm_id: n, files_id: n, fs_id: n, sighand_id: n };
+  const ns = (v: bigint): number | undefined => (v > 0n && v <= 0xffffffffn ? Number(v) : undefined);
+  m.pid_ns_id = ns(t.ns.pid); m.net_ns_id = ns(t.ns.net); m.ipc_ns_id = ns(t.ns.ipc); m.uts_ns_id = ns(t.ns.uts);
+  m.mnt_ns_id = ns(t.ns.mnt); m.user_ns_id = ns(t.ns.user); m.cgroup_ns_id = ns(t.ns.cgroup); m.time_ns_id = ns(t.ns.time);
+  return m;
+}
+
+function pstreeOf(model: Model): [MessageName, Msg][] {
   const pids = new Set(model.tasks.map((t) => t.pid));
+  return model.tasks.map((t) => ['pstree_entry', {
+    pid: t.pid, ppid: pids.has(t.ppid) && t.ppid !== t.pid ? t.ppid : 0, pgid: t.pgid, sid: t.sid,
+    threads: [t.pid, ...t.threads.filter((th) => th.tid !== t.pid).map((th) => th.tid)],
+  }]);
+}
+
+/** fdinfo entries of the fds CRIU keeps as regular files (the others are counted as skipped), with their kinds. */
+function fdinfoOf(t: Task, sh: Shared, out: DirOut): [MessageName, Msg][] {
+  const fdinfo: [MessageName, Msg][] = [];
+  for (const f of t.files) {
+    if (!regularFd(f.kind, f.path)) { out.fdsSkipped++; continue; }
+    const id = sh.files.add(f.path, f.flags >>> 0, { pos: f.pos, size: f.size, mode: f.mode });
+    fdinfo.push(['fdinfo_entry', { id, flags: f.cloexec ? FD_CLOEXEC : 0, type: FD_TYPE_REG, fd: f.fd }]);
+    for (const k of criuKindsOf('fd')) {
+      const v = k.get(f);
+      if (v !== undefined) k.toCriu(v, { pid: t.pid, file: f, dump: sh.dump });
+    }
+  }
+  return fdinfo;
+}
+
+/** mm-PID.img, pages-N.img and pagemap-PID.img of a task with an address space. */
+function writeMm(t: Task, n: number, sh: Shared, out: DirOut): void {
+  const mm = t.mm!;
+  const vmas = mm.vmas.map((v) => vmaOf(v, sh.files));
+  const exeId = t.exe ? sh.files.add(t.exe, 0, { key: `map:0:${t.exe}` }) : 0;
+  out.put(`mm-${t.pid}.img`, 'MM', [['mm_entry', {
+    mm_start_code: mm.startCode, mm_end_code: mm.endCode, mm_start_data: mm.startData, mm_end_data: mm.endData,
+    mm_start_stack: mm.startStack, mm_start_brk: mm.startBrk, mm_brk: mm.brk, mm_arg_start: mm.argStart,
+    mm_arg_end: mm.argEnd, mm_env_start: mm.envStart, mm_env_end: mm.envEnd, exe_file_id: exeId,
+    mm_saved_auxv: [...mm.auxv, 0n, 0n], vmas,
+  }]]);
+  const entries = out.raw(`pages-${n}.img`, (raw) => writePages(t, sh.k, sh.region, raw, out.c, sh.opts.onProgress));
+  const pagemap = entries.map((e): [MessageName, Msg] => ['pagemap_entry', e]);
+  out.put(`pagemap-${t.pid}.img`, 'PAGEMAP', [['pagemap_head', { pages_id: n }], ...pagemap]);
+}
+
+/** The images of the n-th task (from 1): its threads' cores, ids, creds, fs, fdinfo and address space. */
+function writeTask(t: Task, n: number, ids: Msg, sh: Shared, out: DirOut): void {
+  for (const th of t.threads) out.put(`core-${th.tid}.img`, 'CORE', [['core_entry', coreOf(t, th, th.tid === t.pid)]]);
+  out.put(`ids-${t.pid}.img`, 'IDS', [['task_kobj_ids_entry', ids]]);
+  out.put(`creds-${t.pid}.img`, 'CREDS', [['creds_entry', credsOf(t)]]);
+  out.put(`fs-${t.pid}.img`, 'FS', [['fs_entry', {
+    cwd_id: sh.files.add(t.cwd, O_DIRECTORY, { key: `dir:${t.cwd}` }),
+    root_id: sh.files.add(t.root, O_DIRECTORY, { key: `dir:${t.root}` }),
+  }]]);
+  out.put(`fdinfo-${n}.img`, 'FDINFO', fdinfoOf(t, sh, out));
+  if (t.mm) writeMm(t, n, sh, out);
+}
+
+/** utsns-ID.img: the host and domain names of the UTS namespaces the tasks use. */
+function writeUtsns(model: Model, out: DirOut): void {
+  for (const ns of model.namespaces) {
+    if (ns.kind !== 'uts' || (ns.nodename === undefined && ns.domainname === undefined) || ns.id <= 0n || ns.id > 0xffffffffn) continue;
+    if (!model.tasks.some((t) => t.ns.uts === ns.id)) continue;
+    out.put(`utsns-${ns.id}.img`, 'UTSNS', [['utsns_entry', { nodename: ns.nodename ?? '', domainname: ns.domainname ?? '' }]]);
+  }
+}
+
+/** Every image file of the model, into out's temporary directory. */
+function writeImages(model: Model, sh: Shared, out: DirOut): void {
+  const ids = model.tasks.map((t, i) => idsOf(t, i + 1));
+  out.put('inventory.img', 'INVENTORY', [['inventory_entry', {
+    img_version: CRTOOLS_IMAGES_V1_1, fdinfo_per_id: true, root_ids: ids[0], ns_per_id: true, lsmtype: 0,
+  }]]);
+  out.put('pstree.img', 'PSTREE', pstreeOf(model));
+  model.tasks.forEach((t, i) => writeTask(t, i + 1, ids[i]!, sh, out));
+  out.put('files.img', 'FILES', sh.files.entries.map((e) => ['file_entry', e]));
+  sh.dump.write(out);
+  writeUtsns(model, out);
+}
+
+/** The tasks CRIU needs: threads, the leader among them (its core file holds the task's state). */
+function checkTasks(model: Model): void {
+  if (model.tasks.length === 0) throw new CrimgError('NOT_FOUND', 'the image has no tasks');
   for (const t of model.tasks) {
     if (t.threads.length === 0) throw new CrimgError('NOT_FOUND', `task ${t.pid} has no threads`);
-    if (!t.threads.some((th) => th.tid === t.pid)) throw new CrimgError('NOT_FOUND', `task ${t.pid} has no thread ${t.pid}: CRIU keeps the task's state in core-${t.pid}.img`);
+    if (!t.threads.some((th) => th.tid === t.pid)) {
+      throw new CrimgError('NOT_FOUND', `task ${t.pid} has no thread ${t.pid}: CRIU keeps the task's state in core-${t.pid}.img`);
+    }
   }
+}
+
+/** A temporary directory next to `dir`, which must not exist or be empty. */
+function makeTemp(dir: string): string {
   try {
     const st = fs.statSync(dir);
     if (!st.isDirectory()) throw new CrimgError('IO', `${dir} exists and is not a directory`);
@@ -323,117 +458,51 @@ export async function toCriuImages(src: Model | Image, dir: string, opts: CriuEx
   const parent = path.dirname(path.resolve(dir));
   const tmp = path.join(parent, `.${path.basename(dir)}.tmp-${process.pid}-${Math.random().toString(36).slice(2, 10)}`);
   try { fs.mkdirSync(tmp, { mode: 0o755 }); } catch (e) { throw ioError(`cannot create ${tmp}`, e); }
+  return tmp;
+}
 
-  const c: Counts = { pagesWritten: 0, pagesHole: 0, pagesDropped: 0, bytes: 0 };
-  let nfiles = 0, fdsSkipped = 0;
-  const put = (name: string, magic: MagicName, entries: [MessageName, Msg][]): void => {
-    const b = imageBytes(magic, entries);
-    const file = path.join(tmp, name);
-    let fd: number;
-    try { fd = fs.openSync(file, 'wx', 0o644); } catch (e) { throw ioError(`cannot create ${file}`, e); }
-    try {
-      let off = 0;
-      while (off < b.length) off += fs.writeSync(fd, b, off, b.length - off);
-      if (opts.fsync) fs.fsyncSync(fd);
-    } catch (e) { throw ioError(`writing ${file}`, e); } finally { fs.closeSync(fd); }
-    c.bytes += b.length;
-    nfiles++;
-  };
+/** Sync (with fsync), date inventory.img, and rename the temporary directory into place. */
+function finish(model: Model, tmp: string, dir: string, fsync: boolean): void {
+  if (fsync) {
+    const dfd = fs.openSync(tmp, 'r');
+    try { fs.fsyncSync(dfd); } finally { fs.closeSync(dfd); }
+  }
+  // inventory.img's mtime is when the snapshot was taken (fromCriuImages reads it back as header.createdNs)
+  if (model.header.createdNs > 0n) {
+    const t = Number(model.header.createdNs / 1000n) / 1e6 + 5e-7;
+    try { fs.utimesSync(path.join(tmp, 'inventory.img'), new Date(), t); } catch { /* a courtesy */ }
+  }
+  try { fs.renameSync(tmp, dir); } catch (e) { throw ioError(`renaming ${tmp} to ${dir}`, e); }
+  if (fsync) {
+    const parent = path.dirname(path.resolve(dir));
+    try { const pfd = fs.openSync(parent, 'r'); try { fs.fsyncSync(pfd); } finally { fs.closeSync(pfd); } } catch { /* best effort */ }
+  }
+}
 
+/**
+ * Write the tasks of a model (or of an opened image) as a CRIU image directory at `dir`
+ * (which must not exist, or be an empty directory).
+ */
+export async function toCriuImages(src: Model | Image, dir: string, opts: CriuExportOptions = {}): Promise<CriuExportResult> {
+  const model = src instanceof Image ? src.model : src;
+  const k = opts.kernels ?? (src instanceof Image ? src.k : kernels());
+  checkTasks(model);
+  const tmp = makeTemp(dir);
+  const out = new DirOut(tmp, opts);
   const region = claimRegion(k, CHUNK_PAGES * PAGE + CHUNK_PAGES / 8);
   try {
-    const files = new FileTable();
-    const ids = model.tasks.map((t, i): Msg => {
-      const n = i + 1;
-      const m: Msg = { vm_id: n, files_id: n, fs_id: n, sighand_id: n };
-      const ns = (v: bigint): number | undefined => (v > 0n && v <= 0xffffffffn ? Number(v) : undefined);
-      m.pid_ns_id = ns(t.ns.pid); m.net_ns_id = ns(t.ns.net); m.ipc_ns_id = ns(t.ns.ipc); m.uts_ns_id = ns(t.ns.uts);
-      m.mnt_ns_id = ns(t.ns.mnt); m.user_ns_id = ns(t.ns.user); m.cgroup_ns_id = ns(t.ns.cgroup); m.time_ns_id = ns(t.ns.time);
-      return m;
-    });
-    put('inventory.img', 'INVENTORY', [['inventory_entry', {
-      img_version: CRTOOLS_IMAGES_V1_1, fdinfo_per_id: true, root_ids: ids[0], ns_per_id: true, lsmtype: 0,
-    }]]);
-    put('pstree.img', 'PSTREE', model.tasks.map((t) => ['pstree_entry', {
-      pid: t.pid, ppid: pids.has(t.ppid) && t.ppid !== t.pid ? t.ppid : 0, pgid: t.pgid, sid: t.sid,
-      threads: [t.pid, ...t.threads.filter((th) => th.tid !== t.pid).map((th) => th.tid)],
-    }]));
-    for (const [i, t] of model.tasks.entries()) {
-      const n = i + 1;
-      for (const th of t.threads) put(`core-${th.tid}.img`, 'CORE', [['core_entry', coreOf(t, th, th.tid === t.pid)]]);
-      put(`ids-${t.pid}.img`, 'IDS', [['task_kobj_ids_entry', ids[i]!]]);
-      put(`creds-${t.pid}.img`, 'CREDS', [['creds_entry', credsOf(t)]]);
-      put(`fs-${t.pid}.img`, 'FS', [['fs_entry', {
-        cwd_id: files.add(t.cwd, O_DIRECTORY, { key: `dir:${t.cwd}` }),
-        root_id: files.add(t.root, O_DIRECTORY, { key: `dir:${t.root}` }),
-      }]]);
-      const fdinfo: [MessageName, Msg][] = [];
-      for (const f of t.files) {
-        if (!regularFd(f.kind, f.path)) { fdsSkipped++; continue; }
-        const id = files.add(f.path, f.flags >>> 0, { pos: f.pos, size: f.size, mode: f.mode });
-        fdinfo.push(['fdinfo_entry', { id, flags: f.cloexec ? FD_CLOEXEC : 0, type: FD_TYPE_REG, fd: f.fd }]);
-      }
-      put(`fdinfo-${n}.img`, 'FDINFO', fdinfo);
-      if (t.mm) {
-        const mm = t.mm;
-        const vmas = mm.vmas.map((v) => vmaOf(v, files));
-        const exeId = t.exe ? files.add(t.exe, 0, { key: `map:0:${t.exe}` }) : 0;
-        put(`mm-${t.pid}.img`, 'MM', [['mm_entry', {
-          mm_start_code: mm.startCode, mm_end_code: mm.endCode, mm_start_data: mm.startData, mm_end_data: mm.endData,
-          mm_start_stack: mm.startStack, mm_start_brk: mm.startBrk, mm_brk: mm.brk, mm_arg_start: mm.argStart,
-          mm_arg_end: mm.argEnd, mm_env_start: mm.envStart, mm_env_end: mm.envEnd, exe_file_id: exeId,
-          mm_saved_auxv: [...mm.auxv, 0n, 0n], vmas,
-        }]]);
-        const pagesName = `pages-${n}.img`;
-        let fd: number;
-        try { fd = fs.openSync(path.join(tmp, pagesName), 'wx', 0o644); } catch (e) { throw ioError(`cannot create ${pagesName}`, e); }
-        const out = new RawOut(fd, pagesName);
-        let entries: Msg[];
-        try {
-          entries = writePages(t, k, region, out, c, opts.onProgress);
-          out.finish(!!opts.fsync);
-        } finally { fs.closeSync(fd); }
-        c.bytes += out.pos;
-        nfiles++;
-        put(`pagemap-${t.pid}.img`, 'PAGEMAP', [['pagemap_head', { pages_id: n }], ...entries.map((e): [MessageName, Msg] => ['pagemap_entry', e])]);
-      }
-    }
-    put('files.img', 'FILES', files.entries.map((e) => ['file_entry', e]));
-    // file locks: one filelocks.img for the dump (CRIU restores each entry in the task of its pid, on its fd)
-    const flag = { [LOCK_KIND.FLOCK]: CRIU_FL.FLOCK, [LOCK_KIND.POSIX]: CRIU_FL.POSIX, [LOCK_KIND.OFD]: CRIU_FL.OFD } as Record<number, number>;
-    const locks: [MessageName, Msg][] = model.tasks.flatMap((t) => t.files.filter((f) => regularFd(f.kind, f.path)).flatMap((f) => (f.locks ?? []).map((l): [MessageName, Msg] => ['file_lock_entry', {
-      flag: flag[l.kind]!, type: l.write ? 1 : 0, pid: t.pid, fd: f.fd,
-      start: l.kind === LOCK_KIND.FLOCK ? 0n : l.start, len: l.kind === LOCK_KIND.FLOCK || l.end === LOCK_EOF ? 0n : l.end - l.start + 1n,
-    }])));
-    if (locks.length) put('filelocks.img', 'FILE_LOCKS', locks);
-    // the host and domain names of the UTS namespaces the tasks use
-    for (const ns of model.namespaces) {
-      if (ns.kind !== 'uts' || (ns.nodename === undefined && ns.domainname === undefined) || ns.id <= 0n || ns.id > 0xffffffffn) continue;
-      if (!model.tasks.some((t) => t.ns.uts === ns.id)) continue;
-      put(`utsns-${ns.id}.img`, 'UTSNS', [['utsns_entry', { nodename: ns.nodename ?? '', domainname: ns.domainname ?? '' }]]);
-    }
-    if (opts.fsync) {
-      const dfd = fs.openSync(tmp, 'r');
-      try { fs.fsyncSync(dfd); } finally { fs.closeSync(dfd); }
-    }
-    // inventory.img's mtime is when the snapshot was taken (fromCriuImages reads it back as header.createdNs)
-    if (model.header.createdNs > 0n) {
-      const t = Number(model.header.createdNs / 1000n) / 1e6 + 5e-7;
-      try { fs.utimesSync(path.join(tmp, 'inventory.img'), new Date(), t); } catch { /* a courtesy */ }
-    }
-    try { fs.renameSync(tmp, dir); } catch (e) { throw ioError(`renaming ${tmp} to ${dir}`, e); }
-    if (opts.fsync) {
-      try { const pfd = fs.openSync(parent, 'r'); try { fs.fsyncSync(pfd); } finally { fs.closeSync(pfd); } } catch { /* best effort */ }
-    }
+    writeImages(model, { files: new FileTable(), dump: new DumpImages(), k, region, opts }, out);
+    finish(model, tmp, dir, !!opts.fsync);
   } catch (e) {
     fs.rmSync(tmp, { recursive: true, force: true });
     throw e;
   } finally {
     releaseRegion(k, region);
   }
+  const c = out.c;
   return {
-    dir, files: nfiles, tasks: model.tasks.length, threads: model.tasks.reduce((s, t) => s + t.threads.length, 0),
+    dir, files: out.files, tasks: model.tasks.length, threads: model.tasks.reduce((s, t) => s + t.threads.length, 0),
     vmas: model.tasks.reduce((s, t) => s + (t.mm?.vmas.length ?? 0), 0),
-    pagesWritten: c.pagesWritten, pagesHole: c.pagesHole, pagesDropped: c.pagesDropped, fdsSkipped, bytes: c.bytes,
+    pagesWritten: c.pagesWritten, pagesHole: c.pagesHole, pagesDropped: c.pagesDropped, fdsSkipped: out.fdsSkipped, bytes: c.bytes,
   };
 }

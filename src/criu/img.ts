@@ -61,7 +61,9 @@ export function readImage(dir: string, name: string, magic: MagicName, first: Me
   try {
     const st = fs.statSync(file);
     if (!st.isFile()) throw new CrimgError('BAD_CRIU', `${name} is not a regular file`);
-    if (st.size > MAX_IMAGE_FILE) throw new CrimgError('LIMIT_EXCEEDED', `${name} is ${st.size} bytes: more than the ${MAX_IMAGE_FILE} crimg reads for an image file`);
+    if (st.size > MAX_IMAGE_FILE) {
+      throw new CrimgError('LIMIT_EXCEEDED', `${name} is ${st.size} bytes: more than the ${MAX_IMAGE_FILE} crimg reads for an image file`);
+    }
     b = new Uint8Array(fs.readFileSync(file));
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
@@ -80,14 +82,18 @@ export function readImage(dir: string, name: string, magic: MagicName, first: Me
     o = 8;
   } else o = 4;
   if (m !== MAGIC[magic]) {
-    throw new CrimgError('BAD_CRIU', `${name} has magic 0x${m.toString(16)}, expected 0x${MAGIC[magic].toString(16)} (${magic})`, { offset: o - 4 });
+    const want = `0x${MAGIC[magic].toString(16)} (${magic})`;
+    throw new CrimgError('BAD_CRIU', `${name} has magic 0x${m.toString(16)}, expected ${want}`, { offset: o - 4 });
   }
   const out: ImageEntry[] = [];
   while (o < b.length) {
     if (b.length - o < 4) throw new CrimgError('TRUNCATED', `${name} ends inside the size of entry ${out.length}`, { offset: o });
     const size = dv.getInt32(o, true);
     if (size < 0) throw new CrimgError('BAD_CRIU', `${name}: entry ${out.length} has a negative size ${size}`, { offset: o });
-    if (size > b.length - o - 4) throw new CrimgError('TRUNCATED', `${name} ends inside entry ${out.length} (${size} bytes announced, ${b.length - o - 4} left)`, { offset: o });
+    if (size > b.length - o - 4) {
+      const msg = `${name} ends inside entry ${out.length} (${size} bytes announced, ${b.length - o - 4} left)`;
+      throw new CrimgError('TRUNCATED', msg, { offset: o });
+    }
     const msg = decodeMessage(out.length === 0 ? first : rest, b, { file: name, base: 0 }, o + 4, o + 4 + size);
     out.push({ msg, offset: o });
     o += 4 + size;
@@ -99,6 +105,9 @@ export function readImage(dir: string, name: string, magic: MagicName, first: Me
 export function readOne(dir: string, name: string, magic: MagicName, msg: MessageName, optional = false): ImageEntry | null {
   const e = readImage(dir, name, magic, msg, msg, optional);
   if (e === null) return null;
-  if (e.length !== 1) throw new CrimgError('BAD_CRIU', `${name} holds ${e.length} entries, expected 1`, { offset: e[1]?.offset ?? (magic === 'INVENTORY' ? 4 : 8) });
+  if (e.length !== 1) {
+    const offset = e[1]?.offset ?? (magic === 'INVENTORY' ? 4 : 8);
+    throw new CrimgError('BAD_CRIU', `${name} holds ${e.length} entries, expected 1`, { offset });
+  }
   return e[0]!;
 }

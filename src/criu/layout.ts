@@ -1,6 +1,7 @@
 /** How crimg's model fields sit in CRIU's x86 messages (shared by export and import). */
 import { REG_NAMES } from '../schema.js';
 import { VmaFlags } from '../model.js';
+import type { Msg } from './pb.js';
 
 /** user_x86_regs_entry fields 1..27 are user_regs_struct in kernel order, as the model's registers. */
 export const GPREG_FIELDS = [
@@ -46,3 +47,19 @@ export const MADV_BITS: readonly [flag: number, advice: number][] = [
 ];
 /** mlock'ed VMAs: MAP_LOCKED in vma_entry.flags (CRIU's "lo"). */
 export const MAP_LOCKED = 0x2000;
+
+const US = 1_000_000n;
+
+/** An itimer_entry: interval and value in seconds and microseconds. */
+export function itimerEntry(intervalUs: bigint, valueUs: bigint): Msg {
+  return { isec: intervalUs / US, iusec: intervalUs % US, vsec: valueUs / US, vusec: valueUs % US };
+}
+
+/**
+ * task_core_entry.timers, made when missing: the interval timers (ITIMERS) and the POSIX timers (POSIX_TIMERS)
+ * share it; the first of the two kinds to export makes it with the interval timers disarmed and no POSIX timer.
+ */
+export function taskTimers(tc: Msg): Msg {
+  tc.timers ??= { real: itimerEntry(0n, 0n), virt: itimerEntry(0n, 0n), prof: itimerEntry(0n, 0n), posix: [] };
+  return tc.timers as Msg;
+}

@@ -192,7 +192,12 @@ function readScalar(r: Reader, f: FieldDef, start: number): unknown {
     case 'uint64': return r.varint64();
     case 'int64': return BigInt.asIntN(64, r.varint64());
     case 'sint64': { const v = r.varint64(); return (v >> 1n) ^ -(v & 1n); }
-    case 'fixed64': { r.need(8); const v = new DataView(r.b.buffer, r.b.byteOffset + r.pos, 8).getBigUint64(0, true); r.pos += 8; return v; }
+    case 'fixed64': {
+      r.need(8);
+      const v = new DataView(r.b.buffer, r.b.byteOffset + r.pos, 8).getBigUint64(0, true);
+      r.pos += 8;
+      return v;
+    }
     default: fail(r.at, start, `field ${f.name} is not a scalar`);
   }
 }

@@ -300,7 +300,9 @@ const TABLE = {
 export type MessageName = keyof typeof TABLE;
 
 export const MESSAGES = Object.fromEntries(
-  Object.entries(TABLE).map(([name, rows]) => [name, (rows as Row[]).map(([num, label, type, fname, msg]) => ({ num, label, type, name: fname, msg: msg as MessageName | undefined }))]),
+  Object.entries(TABLE).map(([name, rows]) => [
+    name, (rows as Row[]).map(([num, label, type, fname, msg]) => ({ num, label, type, name: fname, msg: msg as MessageName | undefined })),
+  ]),
 ) as Record<MessageName, FieldDef[]>;
 
 // ------------------------------------------------------------------ magics and constants

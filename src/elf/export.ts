@@ -202,8 +202,126 @@ class Out {
     if (n <= 0) return;
     if (this.sink.skip) { this.sink.skip(n); return; }
     this.zeros ??= new Uint8Array(1 << 20);
-    for (let left = n; left > 0; left -= this.zeros.length) await this.write(left >= this.zeros.length ? this.zeros : this.zeros.subarray(0, left));
+    for (let left = n; left > 0; left -= this.zeros.length) {
+      await this.write(left >= this.zeros.length ? this.zeros : this.zeros.subarray(0, left));
+    }
   }
+}
+
+/** Where everything goes in the core: notes after the program headers, then each VMA's pages, page aligned. */
+interface CoreLayout {
+  vmas: Vma[];
+  notes: Uint8Array;
+  /** Program headers: the PT_NOTE and one PT_LOAD per VMA; xnum: too many for e_phnum (PN_XNUM). */
+  nseg: number;
+  xnum: boolean;
+  notesOff: number;
+  /** Pages of each VMA in the file (p_filesz / page), and the file offset of each. */
+  filePages: number[];
+  offsets: number[];
+  /** End of the last PT_LOAD's bytes: section header 0 goes here with PN_XNUM. */
+  dataEnd: number;
+}
+
+function layoutOf(task: Task): CoreLayout {
+  const vmas = task.mm!.vmas;
+  const notes = buildNotes(task);
+  const nseg = 1 + vmas.length;
+  const notesOff = EHDR_BYTES + nseg * PHDR_BYTES;
+  let off = Math.ceil((notesOff + notes.length) / CORE_PAGE) * CORE_PAGE;
+  const filePages = vmas.map(filePagesOf);
+  const offsets = filePages.map((n) => { const o = off; off += n * CORE_PAGE; return o; });
+  return { vmas, notes, nseg, xnum: nseg >= PN_XNUM, notesOff, filePages, offsets, dataEnd: off };
+}
+
+/** The ELF header and the program headers (PT_NOTE, then a PT_LOAD per VMA). */
+function headersOf(l: CoreLayout): Uint8Array {
+  const head = new Uint8Array(l.notesOff);
+  const dv = new DataView(head.buffer);
+  head.set([0x7f, 0x45, 0x4c, 0x46, ELFCLASS64, ELFDATA2LSB, EV_CURRENT], 0);
+  dv.setUint16(16, ET_CORE, true);
+  dv.setUint16(18, EM_X86_64, true);
+  dv.setUint32(20, EV_CURRENT, true);
+  dv.setBigUint64(32, BigInt(EHDR_BYTES), true); // e_phoff
+  dv.setBigUint64(40, BigInt(l.xnum ? l.dataEnd : 0), true); // e_shoff
+  dv.setUint16(52, EHDR_BYTES, true);
+  dv.setUint16(54, PHDR_BYTES, true);
+  dv.setUint16(56, l.xnum ? PN_XNUM : l.nseg, true);
+  dv.setUint16(58, l.xnum ? SHDR_BYTES : 0, true);
+  dv.setUint16(60, l.xnum ? 1 : 0, true);
+  // PT_NOTE
+  let p = EHDR_BYTES;
+  dv.setUint32(p, PT_NOTE, true);
+  dv.setUint32(p + 4, PF_R, true);
+  dv.setBigUint64(p + 8, BigInt(l.notesOff), true);
+  dv.setBigUint64(p + 32, BigInt(l.notes.length), true);
+  dv.setBigUint64(p + 48, 4n, true);
+  l.vmas.forEach((v, i) => {
+    p = EHDR_BYTES + (i + 1) * PHDR_BYTES;
+    dv.setUint32(p, PT_LOAD, true);
+    dv.setUint32(p + 4, pflags(v.prot), true);
+    dv.setBigUint64(p + 8, BigInt(l.offsets[i]!), true);
+    dv.setBigUint64(p + 16, v.start, true);
+    dv.setBigUint64(p + 32, BigInt(l.filePages[i]! * CORE_PAGE), true);
+    dv.setBigUint64(p + 40, v.end - v.start, true);
+    dv.setBigUint64(p + 48, BigInt(CORE_PAGE), true);
+  });
+  return head;
+}
+
+/** Pages written with data and left as holes. */
+interface PageCounts { pagesWritten: number; pagesHole: number }
+
+/** Stream the pages of one VMA up to `limit` (its p_filesz in pages): recorded non-zero pages as data, the rest holes. */
+async function writeVmaPages(
+  out: Out, v: Vma, limit: number, k: Kernels, region: number, c: PageCounts, opts: ElfExportOptions,
+): Promise<void> {
+  let at = 0; // next page of the VMA to emit
+  const npages = Number((v.end - v.start) / BigInt(CORE_PAGE));
+  for (const [first, count] of v.pages.runs(npages)) {
+    if (first < at) throw new CrimgError('INTERNAL', `page source of VMA 0x${v.start.toString(16)} gave runs out of order`);
+    await out.hole((first - at) * CORE_PAGE);
+    c.pagesHole += first - at;
+    for (const s of pageSpans(k, v, first, count, region, CHUNK_PAGES)) {
+      if (!s.zero) { await out.write(k.u8().subarray(s.at, s.at + s.pages * CORE_PAGE)); c.pagesWritten += s.pages; }
+      else { await out.hole(s.pages * CORE_PAGE); c.pagesHole += s.pages; }
+      if (s.chunkEnd) opts.onProgress?.(out.at);
+    }
+    at = first + count;
+  }
+  await out.hole((limit - at) * CORE_PAGE);
+  c.pagesHole += Math.max(0, limit - at);
+}
+
+/** The whole core: headers, notes, the PT_LOADs' bytes, and section header 0 with PN_XNUM. */
+async function writeCore(out: Out, l: CoreLayout, k: Kernels, region: number, opts: ElfExportOptions): Promise<PageCounts> {
+  const c: PageCounts = { pagesWritten: 0, pagesHole: 0 };
+  await out.write(headersOf(l));
+  await out.write(l.notes);
+  await out.hole(CORE_PAGE - ((l.notesOff + l.notes.length) % CORE_PAGE || CORE_PAGE));
+  for (let i = 0; i < l.vmas.length; i++) {
+    if (out.at !== l.offsets[i]) throw new CrimgError('INTERNAL', `PT_LOAD ${i + 1} at ${out.at}, expected ${l.offsets[i]}`);
+    await writeVmaPages(out, l.vmas[i]!, l.filePages[i]!, k, region, c, opts);
+  }
+  if (out.at !== l.dataEnd) throw new CrimgError('INTERNAL', `core data ends at ${out.at}, expected ${l.dataEnd}`);
+  if (l.xnum) {
+    // Section header 0 carries the real segment count (sh_info); e_shnum 1, sh_size 1 as the kernel writes.
+    const sh = new Uint8Array(SHDR_BYTES);
+    const sdv = new DataView(sh.buffer);
+    sdv.setBigUint64(32, 1n, true); // sh_size = e_shnum
+    sdv.setUint32(44, l.nseg, true); // sh_info
+    await out.write(sh);
+  }
+  return c;
+}
+
+/** The task to write: the one asked for (default the first), with an address space and threads. */
+function taskToWrite(model: Model, pid: number | undefined): Task {
+  const task = pid !== undefined ? model.tasks.find((t) => t.pid === pid) : model.tasks[0];
+  if (!task) throw new CrimgError('NOT_FOUND', pid !== undefined ? `no task with pid ${pid} in the image` : 'the image has no tasks');
+  if (!task.mm) throw new CrimgError('UNMAPPED', `task ${task.pid} has no address space: it cannot be written as a core`);
+  if (task.threads.length === 0) throw new CrimgError('NOT_FOUND', `task ${task.pid} has no threads`);
+  return task;
 }
 
 /**
@@ -214,91 +332,13 @@ class Out {
 export async function toElfCore(src: Model | Image, target: SinkTarget, opts: ElfExportOptions = {}): Promise<ElfExportResult> {
   const model = src instanceof Image ? src.model : src;
   const k = opts.kernels ?? (src instanceof Image ? src.k : kernels());
-  const task = opts.pid !== undefined ? model.tasks.find((t) => t.pid === opts.pid) : model.tasks[0];
-  if (!task) throw new CrimgError('NOT_FOUND', opts.pid !== undefined ? `no task with pid ${opts.pid} in the image` : 'the image has no tasks');
-  if (!task.mm) throw new CrimgError('UNMAPPED', `task ${task.pid} has no address space: it cannot be written as a core`);
-  if (task.threads.length === 0) throw new CrimgError('NOT_FOUND', `task ${task.pid} has no threads`);
-  const vmas = task.mm.vmas;
-
-  const notes = buildNotes(task);
-  const nseg = 1 + vmas.length;
-  const xnum = nseg >= PN_XNUM;
-  const notesOff = EHDR_BYTES + nseg * PHDR_BYTES;
-  let off = Math.ceil((notesOff + notes.length) / CORE_PAGE) * CORE_PAGE;
-  const filePages = vmas.map(filePagesOf);
-  const offsets = filePages.map((n) => { const o = off; off += n * CORE_PAGE; return o; });
-  const dataEnd = off;
-  const shoff = xnum ? dataEnd : 0;
-
-  // ELF header
-  const head = new Uint8Array(notesOff);
-  const dv = new DataView(head.buffer);
-  head.set([0x7f, 0x45, 0x4c, 0x46, ELFCLASS64, ELFDATA2LSB, EV_CURRENT], 0);
-  dv.setUint16(16, ET_CORE, true);
-  dv.setUint16(18, EM_X86_64, true);
-  dv.setUint32(20, EV_CURRENT, true);
-  dv.setBigUint64(32, BigInt(EHDR_BYTES), true); // e_phoff
-  dv.setBigUint64(40, BigInt(shoff), true);
-  dv.setUint16(52, EHDR_BYTES, true);
-  dv.setUint16(54, PHDR_BYTES, true);
-  dv.setUint16(56, xnum ? PN_XNUM : nseg, true);
-  dv.setUint16(58, xnum ? SHDR_BYTES : 0, true);
-  dv.setUint16(60, xnum ? 1 : 0, true);
-  // PT_NOTE
-  let p = EHDR_BYTES;
-  dv.setUint32(p, PT_NOTE, true);
-  dv.setUint32(p + 4, PF_R, true);
-  dv.setBigUint64(p + 8, BigInt(notesOff), true);
-  dv.setBigUint64(p + 32, BigInt(notes.length), true);
-  dv.setBigUint64(p + 48, 4n, true);
-  vmas.forEach((v, i) => {
-    p = EHDR_BYTES + (i + 1) * PHDR_BYTES;
-    dv.setUint32(p, PT_LOAD, true);
-    dv.setUint32(p + 4, pflags(v.prot), true);
-    dv.setBigUint64(p + 8, BigInt(offsets[i]!), true);
-    dv.setBigUint64(p + 16, v.start, true);
-    dv.setBigUint64(p + 32, BigInt(filePages[i]! * CORE_PAGE), true);
-    dv.setBigUint64(p + 40, v.end - v.start, true);
-    dv.setBigUint64(p + 48, BigInt(CORE_PAGE), true);
-  });
-
+  const task = taskToWrite(model, opts.pid);
+  const l = layoutOf(task);
   const sink = openSink(target, opts);
   const out = new Out(sink);
   const region = claimRegion(k, CHUNK_PAGES * CORE_PAGE + CHUNK_PAGES / 8);
-  let pagesWritten = 0, pagesHole = 0;
   try {
-    await out.write(head);
-    await out.write(notes);
-    await out.hole(CORE_PAGE - ((notesOff + notes.length) % CORE_PAGE || CORE_PAGE));
-    for (let i = 0; i < vmas.length; i++) {
-      const v = vmas[i]!;
-      const limit = filePages[i]!;
-      if (out.at !== offsets[i]) throw new CrimgError('INTERNAL', `PT_LOAD ${i + 1} at ${out.at}, expected ${offsets[i]}`);
-      let at = 0; // next page of the VMA to emit
-      const npages = Number((v.end - v.start) / BigInt(CORE_PAGE));
-      for (const [first, count] of v.pages.runs(npages)) {
-        if (first < at) throw new CrimgError('INTERNAL', `page source of VMA 0x${v.start.toString(16)} gave runs out of order`);
-        await out.hole((first - at) * CORE_PAGE);
-        pagesHole += first - at;
-        for (const s of pageSpans(k, v, first, count, region, CHUNK_PAGES)) {
-          if (!s.zero) { await out.write(k.u8().subarray(s.at, s.at + s.pages * CORE_PAGE)); pagesWritten += s.pages; }
-          else { await out.hole(s.pages * CORE_PAGE); pagesHole += s.pages; }
-          if (s.chunkEnd) opts.onProgress?.(out.at);
-        }
-        at = first + count;
-      }
-      await out.hole((limit - at) * CORE_PAGE);
-      pagesHole += Math.max(0, limit - at);
-    }
-    if (out.at !== dataEnd) throw new CrimgError('INTERNAL', `core data ends at ${out.at}, expected ${dataEnd}`);
-    if (xnum) {
-      // Section header 0 carries the real segment count (sh_info); e_shnum 1, sh_size 1 as the kernel writes.
-      const sh = new Uint8Array(SHDR_BYTES);
-      const sdv = new DataView(sh.buffer);
-      sdv.setBigUint64(32, 1n, true); // sh_size = e_shnum
-      sdv.setUint32(44, nseg, true); // sh_info
-      await out.write(sh);
-    }
+    const c = await writeCore(out, l, k, region, opts);
     const bytes = out.at;
     await sink.close();
     // A core file's mtime is when its snapshot was taken (fromElfCore reads it back as header.createdNs).
@@ -308,9 +348,7 @@ export async function toElfCore(src: Model | Image, target: SinkTarget, opts: El
         if (fs.statSync(target).isFile()) fs.utimesSync(target, new Date(), Number(model.header.createdNs / 1000n) / 1e6 + 5e-7);
       } catch { /* times are a courtesy; the core is complete */ }
     }
-    return {
-      pid: task.pid, bytes, threads: task.threads.length, segments: vmas.length, notesBytes: notes.length, pagesWritten, pagesHole,
-    };
+    return { pid: task.pid, bytes, threads: task.threads.length, segments: l.vmas.length, notesBytes: l.notes.length, ...c };
   } catch (e) {
     sink.abort();
     throw e;

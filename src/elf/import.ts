@@ -17,13 +17,16 @@ import { kernels } from '../kernels/index.js';
 import type { Kernels } from '../kernels/api.js';
 import { claimRegion, releaseRegion } from '../kernels/arena.js';
 import {
-  type Model, type Task, type Thread, type Vma, type PageSource, type XState, HeaderFlags, Prot, VmaFlags, NO_PAGES,
+  type Model, type Task, type Thread, type Vma, type PageSource, type XState, type Credentials, HeaderFlags, Prot, VmaFlags, NO_PAGES,
   defaultRlimits, emptyCreds, emptyNsIds, freshFxsave, newThread,
 } from '../model.js';
 import { REG_INDEX } from '../schema.js';
 import { type Source, type SourceTarget, openSource } from '../source.js';
 import { ERRNO, isSysError, syscall } from '../live/libc.js';
-import { CORE_PAGE, NT_FILE, PF_R, PF_W, PF_X, AT_SYSINFO_EHDR, AT_PHDR, AT_ENTRY, AT_UID, AT_EUID, AT_GID, AT_EGID, VSYSCALL_ADDR, XSTATE_XCR0_OFFSET } from './consts.js';
+import {
+  CORE_PAGE, NT_FILE, PF_R, PF_W, PF_X, AT_SYSINFO_EHDR, AT_PHDR, AT_ENTRY, AT_UID, AT_EUID, AT_GID, AT_EGID, VSYSCALL_ADDR,
+  XSTATE_XCR0_OFFSET,
+} from './consts.js';
 import { type ParsedCore, type CoreSegment, type CoreThread, type CoreFileEntry, parseCore } from './parse.js';
 import { guessLayout, isCompacted, toIntelExt, XSAVE_LEGACY_BYTES, type XsaveComponent } from './xsave.js';
 
@@ -118,7 +121,8 @@ class CoreSegmentPages implements PageSource {
       // Straight into the kernels' memory: no intermediate buffer.
       const got = this.src.pread(m.subarray(dst + (d[0] - base), dst + (d[1] - base)), d[0]);
       if (got < d[1] - d[0]) {
-        throw new CrimgError('TRUNCATED', `core ends inside PT_LOAD ${this.seg.index} (file shrank while converting)`, { offset: d[0] + got });
+        const msg = `core ends inside PT_LOAD ${this.seg.index} (file shrank while converting)`;
+        throw new CrimgError('TRUNCATED', msg, { offset: d[0] + got });
       }
       pos = d[1];
     }
@@ -175,9 +179,13 @@ function sortedFiles(core: ParsedCore): CoreFileEntry[] {
   const at = core.notes.find((n) => n.type === NT_FILE)?.offset ?? 0;
   for (let i = 0; i < files.length; i++) {
     const f = files[i]!;
-    if (pageUp(f.end) > LAST_PAGE_END) throw new CrimgError('BAD_CORE', `NT_FILE entry for ${f.path} ends at 0x${f.end.toString(16)}, past the address space`, { offset: at });
+    if (pageUp(f.end) > LAST_PAGE_END) {
+      const msg = `NT_FILE entry for ${f.path} ends at 0x${f.end.toString(16)}, past the address space`;
+      throw new CrimgError('BAD_CORE', msg, { offset: at });
+    }
     if (i > 0 && f.start < pageUp(files[i - 1]!.end)) {
-      throw new CrimgError('BAD_CORE', `NT_FILE entries for ${files[i - 1]!.path} and ${f.path} overlap at 0x${f.start.toString(16)}`, { offset: at });
+      const msg = `NT_FILE entries for ${files[i - 1]!.path} and ${f.path} overlap at 0x${f.start.toString(16)}`;
+      throw new CrimgError('BAD_CORE', msg, { offset: at });
     }
   }
   return files;
@@ -211,37 +219,38 @@ function fileVma(start: bigint, end: bigint, prot: number, f: CoreFileEntry, pag
   };
 }
 
-/** Build the model of a parsed core whose segments are read from src. */
-export function coreToModel(core: ParsedCore, src: Source, opts: ElfImportOptions = {}): Model {
-  const k = opts.kernels ?? kernels();
-  const ps = core.psinfo;
-  const pid = ps && ps.pid > 0 && core.threads.some((t) => t.tid === ps.pid) ? ps.pid : core.threads[0]!.tid;
-  const main = core.threads.find((t) => t.tid === pid)!;
-  const threads = core.threads.map((t) => importThread(t, core, k));
-  if (ps?.sname) threads[core.threads.indexOf(main)]!.state = ps.sname;
-
-  const vdso = auxGet(core.auxv, AT_SYSINFO_EHDR);
-  const rsp = main.regs[REG_INDEX.rsp]!;
-  const files = sortedFiles(core);
+/** One VMA per PT_LOAD, its pages read from the core; named by NT_FILE, else by what auxv and rsp tell. */
+function segmentVmas(core: ParsedCore, src: Source, files: CoreFileEntry[], vdso: bigint | undefined, rsp: bigint): Vma[] {
   const fd = (src as { fd?: unknown }).fd;
   const ext = typeof fd === 'number' ? new Extents(fd) : null;
   const vmas: Vma[] = [];
   for (const seg of core.segments) {
     const start = seg.vaddr;
     const end = pageUp(seg.vaddr + seg.memsz);
-    if (end > LAST_PAGE_END) throw new CrimgError('BAD_CORE', `PT_LOAD ${seg.index} at 0x${start.toString(16)} reaches the end of the address space`, { offset: seg.phOff + 40 });
+    if (end > LAST_PAGE_END) {
+      const msg = `PT_LOAD ${seg.index} at 0x${start.toString(16)} reaches the end of the address space`;
+      throw new CrimgError('BAD_CORE', msg, { offset: seg.phOff + 40 });
+    }
     const npages = Number((end - start) / PAGE);
     const pages = new CoreSegmentPages(src, seg, npages, ext);
     const f = fileAt(files, start);
     if (f) vmas.push(fileVma(start, end, protOf(seg.flags), f, pages));
     else {
       const p = pseudo(start, end, vdso, rsp);
-      vmas.push({ start, end, prot: protOf(seg.flags), flags: p.flags, pgoff: 0n, devMajor: 0, devMinor: 0, inode: 0n, path: p.path, pages });
+      vmas.push({
+        start, end, prot: protOf(seg.flags), flags: p.flags, pgoff: 0n, devMajor: 0, devMinor: 0, inode: 0n, path: p.path, pages,
+      });
     }
   }
-  // File mappings that have no PT_LOAD (gcore leaves out unmodified file mappings): VMAs without pages.
-  // Files and segments are both sorted and disjoint: one merge-like pass.
-  const segs = core.segments;
+  return vmas;
+}
+
+/**
+ * File mappings that have no PT_LOAD (gcore leaves out unmodified file mappings): VMAs without pages.
+ * Files and segments are both sorted and disjoint: one merge-like pass.
+ */
+function fileOnlyVmas(files: CoreFileEntry[], segs: CoreSegment[]): Vma[] {
+  const vmas: Vma[] = [];
   let si = 0;
   for (const f of files) {
     let at = f.start & ~(PAGE - 1n);
@@ -255,10 +264,12 @@ export function coreToModel(core: ParsedCore, src: Source, opts: ElfImportOption
     }
     if (at < fend) vmas.push(fileVma(at, fend, Prot.READ, f, NO_PAGES));
   }
-  vmas.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+  return vmas;
+}
 
-  const exeAt = auxGet(core.auxv, AT_PHDR) ?? auxGet(core.auxv, AT_ENTRY);
-  const exe = exeAt !== undefined ? fileAt(files, exeAt)?.path ?? '' : '';
+/** Credentials: uid and gid from NT_PRPSINFO, else AT_UID/AT_GID; the effective ones from AT_EUID/AT_EGID. */
+function credsOf(core: ParsedCore): Credentials {
+  const ps = core.psinfo;
   const creds = emptyCreds();
   // ids from the auxiliary vector are u32 in the kernel: anything larger means a damaged NT_AUXV
   const auxId = (type: number, name: string, fallback: number): number => {
@@ -272,13 +283,20 @@ export function coreToModel(core: ParsedCore, src: Source, opts: ElfImportOption
   const euid = auxId(AT_EUID, 'AT_EUID', uid);
   const egid = auxId(AT_EGID, 'AT_EGID', gid);
   Object.assign(creds, { uid, gid, euid, egid, suid: euid, sgid: egid, fsuid: euid, fsgid: egid });
+  return creds;
+}
 
-  const task: Task = {
+/** The task of a core: ids from NT_PRPSINFO (else the main thread's NT_PRSTATUS); what a core does not hold is neutral. */
+function taskOf(core: ParsedCore, pid: number, main: CoreThread, threads: Thread[], files: CoreFileEntry[], vmas: Vma[]): Task {
+  const ps = core.psinfo;
+  const exeAt = auxGet(core.auxv, AT_PHDR) ?? auxGet(core.auxv, AT_ENTRY);
+  const exe = exeAt !== undefined ? fileAt(files, exeAt)?.path ?? '' : '';
+  return {
     pid, tgid: pid,
     ppid: ps?.ppid ?? main.ppid, pgid: ps?.pgrp ?? main.pgrp, sid: ps?.sid ?? main.sid,
     comm: ps?.fname ?? '', exe, cwd: '', root: '/',
     args: ps?.psargs ? ps.psargs.split(' ').filter((s) => s.length > 0) : [],
-    env: [], personality: 0, exitSignal: 17, creds, rlimits: defaultRlimits(), ns: emptyNsIds(),
+    env: [], personality: 0, exitSignal: 17, creds: credsOf(core), rlimits: defaultRlimits(), ns: emptyNsIds(),
     threads,
     mm: {
       startCode: 0n, endCode: 0n, startData: 0n, endData: 0n, startBrk: 0n, brk: 0n, startStack: 0n,
@@ -286,6 +304,20 @@ export function coreToModel(core: ParsedCore, src: Source, opts: ElfImportOption
     },
     files: [], nocr: [],
   };
+}
+
+/** Build the model of a parsed core whose segments are read from src. */
+export function coreToModel(core: ParsedCore, src: Source, opts: ElfImportOptions = {}): Model {
+  const k = opts.kernels ?? kernels();
+  const ps = core.psinfo;
+  const pid = ps && ps.pid > 0 && core.threads.some((t) => t.tid === ps.pid) ? ps.pid : core.threads[0]!.tid;
+  const main = core.threads.find((t) => t.tid === pid)!;
+  const threads = core.threads.map((t) => importThread(t, core, k));
+  if (ps?.sname) threads[core.threads.indexOf(main)]!.state = ps.sname;
+  const files = sortedFiles(core);
+  const vmas = segmentVmas(core, src, files, auxGet(core.auxv, AT_SYSINFO_EHDR), main.regs[REG_INDEX.rsp]!)
+    .concat(fileOnlyVmas(files, core.segments));
+  vmas.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
   return {
     header: {
       crid: opts.crid ?? 0n, createdNs: opts.createdNs ?? 0n, flags: HeaderFlags.CORE, tool: 'crimg (from ELF core)',
@@ -293,7 +325,7 @@ export function coreToModel(core: ParsedCore, src: Source, opts: ElfImportOption
       freezeNs: 0n,
     },
     namespaces: [],
-    tasks: [task],
+    tasks: [taskOf(core, pid, main, threads, files, vmas)],
   };
 }
 

@@ -97,7 +97,8 @@ function bad(msg: string, offset: number): never {
 
 function readAt(src: Source, pos: number, len: number, what: string): Uint8Array {
   if (pos + len > src.size) {
-    throw new CrimgError('TRUNCATED', `${what} (${len} bytes at ${pos}) runs past the end of the core (${src.size} bytes)`, { offset: Math.min(pos, src.size) });
+    const msg = `${what} (${len} bytes at ${pos}) runs past the end of the core (${src.size} bytes)`;
+    throw new CrimgError('TRUNCATED', msg, { offset: Math.min(pos, src.size) });
   }
   const b = new Uint8Array(len);
   const got = src.pread(b, pos);
@@ -122,8 +123,11 @@ export function isElf(head: Uint8Array): boolean {
   return head.length >= 4 && ELF_MAGIC.every((b, i) => head[i] === b);
 }
 
-/** Parse and check the ELF header, program headers and notes of a core. */
-export function parseCore(src: Source): ParsedCore {
+/** Where the program headers are and how many there are (e_phnum, or sh_info of section header 0 with PN_XNUM). */
+interface PhTable { phoff: number; phnum: number }
+
+/** Check the ELF header: a little-endian x86_64 ET_CORE of version 1; the program header table it names. */
+function readElfHeader(src: Source): PhTable {
   const size = src.size;
   const head = readAt(src, 0, Math.min(EHDR_BYTES, size), 'ELF header');
   for (let i = 0; i < Math.min(4, size); i++) if (head[i] !== ELF_MAGIC[i]) bad('not an ELF file (magic \\x7fELF expected)', i);
@@ -143,27 +147,39 @@ export function parseCore(src: Source): ParsedCore {
   let phnum = eh.getUint16(56, true);
   const shentsize = eh.getUint16(58, true);
   if (phentsize !== PHDR_BYTES) bad(`e_phentsize ${phentsize} is not ${PHDR_BYTES}`, 54);
-  if (phnum === PN_XNUM) {
-    // Extended numbering: the real count is in sh_info of section header 0.
-    if (shoff === 0) bad('e_phnum is PN_XNUM but there is no section header 0', 40);
-    if (shentsize !== SHDR_BYTES) bad(`e_shentsize ${shentsize} is not ${SHDR_BYTES}`, 58);
-    const sh = readAt(src, shoff, SHDR_BYTES, 'section header 0');
-    phnum = new DataView(sh.buffer).getUint32(44, true);
-    if (phnum < PN_XNUM) bad(`sh_info ${phnum} of section header 0 is below PN_XNUM`, shoff + 44);
-  }
+  if (phnum === PN_XNUM) phnum = extendedPhnum(src, shoff, shentsize);
   if (phnum === 0) bad('the core has no program headers', 56);
   if (phnum > MAX_PHNUM) bad(`${phnum} program headers exceed the limit ${MAX_PHNUM}`, 56);
   if (phoff < EHDR_BYTES && phoff + phnum * PHDR_BYTES > 0) bad(`program headers at ${phoff} overlap the ELF header`, 32);
   if (phoff + phnum * PHDR_BYTES > size) {
-    throw new CrimgError('TRUNCATED', `${phnum} program headers at ${phoff} run past the end of the core (${size} bytes)`, { offset: Math.min(phoff, size) });
+    const msg = `${phnum} program headers at ${phoff} run past the end of the core (${size} bytes)`;
+    throw new CrimgError('TRUNCATED', msg, { offset: Math.min(phoff, size) });
   }
+  return { phoff, phnum };
+}
+
+/** Extended numbering (e_phnum PN_XNUM): the real count is in sh_info of section header 0. */
+function extendedPhnum(src: Source, shoff: number, shentsize: number): number {
+  if (shoff === 0) bad('e_phnum is PN_XNUM but there is no section header 0', 40);
+  if (shentsize !== SHDR_BYTES) bad(`e_shentsize ${shentsize} is not ${SHDR_BYTES}`, 58);
+  const sh = readAt(src, shoff, SHDR_BYTES, 'section header 0');
+  const phnum = new DataView(sh.buffer).getUint32(44, true);
+  if (phnum < PN_XNUM) bad(`sh_info ${phnum} of section header 0 is below PN_XNUM`, shoff + 44);
+  return phnum;
+}
+
+/** A PT_NOTE segment: where its bytes are, and its program header (for error reports). */
+interface NoteSegment { offset: number; filesz: number; phOff: number }
+
+const MAX_ADDR = 1n << 64n;
+
+/** The PT_LOAD segments (sorted by address, checked not to overlap) and the PT_NOTE segments of a core. */
+function readProgramHeaders(src: Source, { phoff, phnum }: PhTable): { segments: CoreSegment[]; noteSegs: NoteSegment[] } {
   const ph = readAt(src, phoff, phnum * PHDR_BYTES, 'program headers');
   const pdv = new DataView(ph.buffer);
-
   const segments: CoreSegment[] = [];
-  const noteSegs: { offset: number; filesz: number; phOff: number }[] = [];
+  const noteSegs: NoteSegment[] = [];
   let notesTotal = 0;
-  const MAX_ADDR = 1n << 64n;
   for (let i = 0; i < phnum; i++) {
     const o = i * PHDR_BYTES;
     const at = phoff + o;
@@ -174,8 +190,9 @@ export function parseCore(src: Source): ParsedCore {
     const vaddr = pdv.getBigUint64(o + 16, true);
     const filesz = num(pdv.getBigUint64(o + 32, true), 'p_filesz', at + 32);
     const memsz = pdv.getBigUint64(o + 40, true);
-    if (offset + filesz > size) {
-      throw new CrimgError('TRUNCATED', `segment ${i} (${filesz} bytes at ${offset}) runs past the end of the core (${size} bytes)`, { offset: at + 8 });
+    if (offset + filesz > src.size) {
+      const msg = `segment ${i} (${filesz} bytes at ${offset}) runs past the end of the core (${src.size} bytes)`;
+      throw new CrimgError('TRUNCATED', msg, { offset: at + 8 });
     }
     if (ptype === PT_NOTE) {
       notesTotal += filesz;
@@ -189,136 +206,175 @@ export function parseCore(src: Source): ParsedCore {
     if (vaddr + memsz > MAX_ADDR) bad(`PT_LOAD ${i} at 0x${vaddr.toString(16)} of ${memsz} bytes wraps around the address space`, at + 40);
     segments.push({ index: i, phOff: at, vaddr, memsz, offset, filesz, flags });
   }
+  sortSegments(segments);
+  if (noteSegs.length === 0) bad('the core has no PT_NOTE segment', phoff);
+  return { segments, noteSegs };
+}
+
+/** Sort PT_LOADs by address; overlapping ones are BAD_CORE. */
+function sortSegments(segments: CoreSegment[]): void {
   segments.sort((a, b) => (a.vaddr < b.vaddr ? -1 : a.vaddr > b.vaddr ? 1 : a.index - b.index));
   for (let i = 1; i < segments.length; i++) {
     const p = segments[i - 1]!, s = segments[i]!;
     if (s.vaddr < p.vaddr + p.memsz) {
-      bad(`PT_LOAD ${s.index} at 0x${s.vaddr.toString(16)} overlaps PT_LOAD ${p.index} (0x${p.vaddr.toString(16)}-0x${(p.vaddr + p.memsz).toString(16)})`, s.phOff + 16);
+      const prev = `PT_LOAD ${p.index} (0x${p.vaddr.toString(16)}-0x${(p.vaddr + p.memsz).toString(16)})`;
+      bad(`PT_LOAD ${s.index} at 0x${s.vaddr.toString(16)} overlaps ${prev}`, s.phOff + 16);
     }
   }
-  if (noteSegs.length === 0) bad('the core has no PT_NOTE segment', phoff);
+}
 
-  const out: ParsedCore = {
-    size, segments, threads: [], psinfo: null, auxv: null, files: null, filePageSize: 0, xsaveLayout: null, notes: [],
+/** One note: its name, type and descriptor, the file offsets of its header and descriptor. */
+interface Note { name: string; type: number; desc: Uint8Array; at: number; descAt: number }
+
+/** The notes read so far: the parse result, the thread ids seen, and the thread later per-thread notes belong to. */
+interface NoteState { out: ParsedCore; tids: Set<number>; cur: CoreThread | null }
+
+/** The thread of a per-thread note: the last NT_PRSTATUS before it. */
+function threadOf(st: NoteState, what: string, at: number): CoreThread {
+  if (!st.cur) bad(`${what} before any NT_PRSTATUS`, at);
+  return st.cur;
+}
+
+/** Walk the notes of one PT_NOTE segment (its bytes `buf`, at file offset `base`). */
+function parseNoteSegment(buf: Uint8Array, base: number, st: NoteState): void {
+  const dv = new DataView(buf.buffer);
+  let o = 0;
+  while (o < buf.length) {
+    const at = base + o;
+    if (buf.length - o < NOTE_HDR_BYTES) {
+      // Trailing padding (zeros) is tolerated; anything else is a cut note header.
+      if (buf.subarray(o).every((b) => b === 0)) break;
+      bad(`note header at ${at} runs past the end of its segment`, at);
+    }
+    const namesz = dv.getUint32(o, true);
+    const descsz = dv.getUint32(o + 4, true);
+    const ntype = dv.getUint32(o + 8, true);
+    const nameAt = o + NOTE_HDR_BYTES;
+    if (namesz > buf.length - nameAt) bad(`note name of ${namesz} bytes runs past the end of its segment`, at);
+    const descAt = nameAt + align4(namesz);
+    if (descAt > buf.length || descsz > buf.length - descAt) {
+      bad(`note descriptor of ${descsz} bytes runs past the end of its segment`, at + 4);
+    }
+    const name = cstr(buf.subarray(nameAt, nameAt + namesz));
+    st.out.notes.push({ name, type: ntype, offset: at, size: descsz });
+    o = Math.min(buf.length, descAt + align4(descsz));
+    const note: Note = { name, type: ntype, desc: buf.subarray(descAt, descAt + descsz), at, descAt: base + descAt };
+    if (name === NAME_CORE) coreNote(note, st);
+    else if (name === NAME_LINUX) linuxNote(note, st);
+  }
+}
+
+/** A "CORE" note: process status and registers, FPU, siginfo, process info, auxv, mapped files. */
+function coreNote(n: Note, st: NoteState): void {
+  switch (n.type) {
+    case NT_PRSTATUS: prstatusNote(n, st); break;
+    case NT_FPREGSET: {
+      const t = threadOf(st, 'NT_FPREGSET', n.at);
+      if (n.desc.length !== FPREGSET_BYTES) bad(`NT_FPREGSET of ${n.desc.length} bytes; expected ${FPREGSET_BYTES}`, n.at + 4);
+      if (t.fpregs) bad(`second NT_FPREGSET for thread ${t.tid}`, n.at);
+      t.fpregs = n.desc.slice();
+      break;
+    }
+    case NT_SIGINFO: {
+      const t = threadOf(st, 'NT_SIGINFO', n.at);
+      if (n.desc.length > MAX_SIGINFO_BYTES) bad(`NT_SIGINFO of ${n.desc.length} bytes`, n.at + 4);
+      if (t.siginfo) bad(`second NT_SIGINFO for thread ${t.tid}`, n.at);
+      t.siginfo = n.desc.slice();
+      break;
+    }
+    case NT_PRPSINFO: prpsinfoNote(n, st.out); break;
+    case NT_AUXV: auxvNote(n, st.out); break;
+    case NT_FILE: {
+      if (st.out.files) bad('second NT_FILE', n.at);
+      const r = parseFileNote(n.desc, n.descAt);
+      st.out.files = r.files;
+      st.out.filePageSize = r.pageSize;
+      break;
+    }
+    default: break;
+  }
+}
+
+/** A "LINUX" note: a thread's XSAVE area, the XSAVE layout. */
+function linuxNote(n: Note, st: NoteState): void {
+  if (n.type === NT_X86_XSTATE) {
+    const t = threadOf(st, 'NT_X86_XSTATE', n.at);
+    const size = n.desc.length;
+    if (size < XSAVE_MIN_BYTES || size > MAX_XSTATE_BYTES) {
+      bad(`NT_X86_XSTATE of ${size} bytes is outside ${XSAVE_MIN_BYTES}..${MAX_XSTATE_BYTES}`, n.at + 4);
+    }
+    if (t.xstate) bad(`second NT_X86_XSTATE for thread ${t.tid}`, n.at);
+    t.xstate = n.desc.slice();
+    t.xstateOffset = n.descAt;
+  } else if (n.type === NT_X86_XSAVE_LAYOUT) {
+    if (st.out.xsaveLayout) bad('second NT_X86_XSAVE_LAYOUT', n.at);
+    st.out.xsaveLayout = parseLayoutNote(n.desc, n.descAt);
+  }
+}
+
+/** NT_PRSTATUS: a new thread (the per-thread notes after it are its own). */
+function prstatusNote(n: Note, st: NoteState): void {
+  const { desc, at, descAt } = n;
+  if (desc.length !== PRSTATUS_BYTES) bad(`NT_PRSTATUS of ${desc.length} bytes; an x86_64 core has ${PRSTATUS_BYTES}`, at + 4);
+  const d = new DataView(desc.buffer, desc.byteOffset, desc.length);
+  const tid = d.getInt32(PRS_PID, true);
+  if (tid <= 0) bad(`NT_PRSTATUS with thread id ${tid}`, descAt + PRS_PID);
+  if (st.tids.has(tid)) bad(`second NT_PRSTATUS for thread ${tid}`, at);
+  st.tids.add(tid);
+  const regs = new BigUint64Array(NREGS);
+  for (let r = 0; r < NREGS; r++) regs[r] = d.getBigUint64(PRS_REG + r * 8, true);
+  st.cur = {
+    tid, noteOffset: descAt,
+    signo: d.getInt32(PRS_SIGNO, true), code: d.getInt32(PRS_CODE, true), errno: d.getInt32(PRS_ERRNO, true),
+    cursig: d.getInt16(PRS_CURSIG, true),
+    sigpend: d.getBigUint64(PRS_SIGPEND, true), sighold: d.getBigUint64(PRS_SIGHOLD, true),
+    ppid: d.getInt32(PRS_PPID, true), pgrp: d.getInt32(PRS_PGRP, true), sid: d.getInt32(PRS_SID, true),
+    regs, fpvalid: d.getInt32(PRS_FPVALID, true), fpregs: null, xstate: null, xstateOffset: 0, siginfo: null,
   };
-  const tids = new Set<number>();
-  let cur: CoreThread | null = null;
-  for (const ns of noteSegs) {
-    const buf = readAt(src, ns.offset, ns.filesz, 'note segment');
-    const dv = new DataView(buf.buffer);
-    let o = 0;
-    while (o < buf.length) {
-      const at = ns.offset + o;
-      if (buf.length - o < NOTE_HDR_BYTES) {
-        // Trailing padding (zeros) is tolerated; anything else is a cut note header.
-        if (buf.subarray(o).every((b) => b === 0)) break;
-        bad(`note header at ${at} runs past the end of its segment`, at);
-      }
-      const namesz = dv.getUint32(o, true);
-      const descsz = dv.getUint32(o + 4, true);
-      const ntype = dv.getUint32(o + 8, true);
-      const nameAt = o + NOTE_HDR_BYTES;
-      if (namesz > buf.length - nameAt) bad(`note name of ${namesz} bytes runs past the end of its segment`, at);
-      const descAt = nameAt + align4(namesz);
-      if (descAt > buf.length || descsz > buf.length - descAt) bad(`note descriptor of ${descsz} bytes runs past the end of its segment`, at + 4);
-      const name = cstr(buf.subarray(nameAt, nameAt + namesz));
-      const desc = buf.subarray(descAt, descAt + descsz);
-      const dAt = ns.offset + descAt;
-      out.notes.push({ name, type: ntype, offset: at, size: descsz });
-      o = Math.min(buf.length, descAt + align4(descsz));
+  st.out.threads.push(st.cur);
+}
 
-      const perThread = (what: string): CoreThread => {
-        if (!cur) bad(`${what} before any NT_PRSTATUS`, at);
-        return cur;
-      };
-      if (name === NAME_CORE) {
-        switch (ntype) {
-          case NT_PRSTATUS: {
-            if (descsz !== PRSTATUS_BYTES) bad(`NT_PRSTATUS of ${descsz} bytes; an x86_64 core has ${PRSTATUS_BYTES}`, at + 4);
-            const d = new DataView(desc.buffer, desc.byteOffset, descsz);
-            const tid = d.getInt32(PRS_PID, true);
-            if (tid <= 0) bad(`NT_PRSTATUS with thread id ${tid}`, dAt + PRS_PID);
-            if (tids.has(tid)) bad(`second NT_PRSTATUS for thread ${tid}`, at);
-            tids.add(tid);
-            const regs = new BigUint64Array(NREGS);
-            for (let r = 0; r < NREGS; r++) regs[r] = d.getBigUint64(PRS_REG + r * 8, true);
-            cur = {
-              tid, noteOffset: dAt,
-              signo: d.getInt32(PRS_SIGNO, true), code: d.getInt32(PRS_CODE, true), errno: d.getInt32(PRS_ERRNO, true),
-              cursig: d.getInt16(PRS_CURSIG, true),
-              sigpend: d.getBigUint64(PRS_SIGPEND, true), sighold: d.getBigUint64(PRS_SIGHOLD, true),
-              ppid: d.getInt32(PRS_PPID, true), pgrp: d.getInt32(PRS_PGRP, true), sid: d.getInt32(PRS_SID, true),
-              regs, fpvalid: d.getInt32(PRS_FPVALID, true), fpregs: null, xstate: null, xstateOffset: 0, siginfo: null,
-            };
-            out.threads.push(cur);
-            break;
-          }
-          case NT_FPREGSET: {
-            const t = perThread('NT_FPREGSET');
-            if (descsz !== FPREGSET_BYTES) bad(`NT_FPREGSET of ${descsz} bytes; expected ${FPREGSET_BYTES}`, at + 4);
-            if (t.fpregs) bad(`second NT_FPREGSET for thread ${t.tid}`, at);
-            t.fpregs = desc.slice();
-            break;
-          }
-          case NT_SIGINFO: {
-            const t = perThread('NT_SIGINFO');
-            if (descsz > MAX_SIGINFO_BYTES) bad(`NT_SIGINFO of ${descsz} bytes`, at + 4);
-            if (t.siginfo) bad(`second NT_SIGINFO for thread ${t.tid}`, at);
-            t.siginfo = desc.slice();
-            break;
-          }
-          case NT_PRPSINFO: {
-            if (descsz !== PRPSINFO_BYTES) bad(`NT_PRPSINFO of ${descsz} bytes; an x86_64 core has ${PRPSINFO_BYTES}`, at + 4);
-            if (out.psinfo) bad('second NT_PRPSINFO', at);
-            const d = new DataView(desc.buffer, desc.byteOffset, descsz);
-            const sname = desc[PSI_SNAME]!;
-            out.psinfo = {
-              state: desc[PSI_STATE]!, sname: sname >= 0x21 && sname < 0x7f ? String.fromCharCode(sname) : '',
-              zomb: desc[PSI_ZOMB]!, nice: d.getInt8(PSI_NICE), flag: d.getBigUint64(PSI_FLAG, true),
-              uid: d.getUint32(PSI_UID, true), gid: d.getUint32(PSI_GID, true), pid: d.getInt32(PSI_PID, true),
-              ppid: d.getInt32(PSI_PPID, true), pgrp: d.getInt32(PSI_PGRP, true), sid: d.getInt32(PSI_SID, true),
-              fname: cstr(desc.subarray(PSI_FNAME, PSI_FNAME + PSI_FNAME_BYTES)),
-              psargs: cstr(desc.subarray(PSI_PSARGS, PSI_PSARGS + PSI_PSARGS_BYTES)),
-            };
-            break;
-          }
-          case NT_AUXV: {
-            if (descsz % 16) bad(`NT_AUXV of ${descsz} bytes is not a whole number of entries`, at + 4);
-            if (descsz > MAX_AUXV_BYTES) bad(`NT_AUXV of ${descsz} bytes exceeds ${MAX_AUXV_BYTES}`, at + 4);
-            if (out.auxv) bad('second NT_AUXV', at);
-            const d = new DataView(desc.buffer, desc.byteOffset, descsz);
-            const auxv: bigint[] = [];
-            for (let p = 0; p < descsz; p += 16) {
-              const t = d.getBigUint64(p, true);
-              if (t === 0n) break;
-              auxv.push(t, d.getBigUint64(p + 8, true));
-            }
-            out.auxv = auxv;
-            break;
-          }
-          case NT_FILE: {
-            if (out.files) bad('second NT_FILE', at);
-            const r = parseFileNote(desc, dAt);
-            out.files = r.files;
-            out.filePageSize = r.pageSize;
-            break;
-          }
-          default: break;
-        }
-      } else if (name === NAME_LINUX) {
-        if (ntype === NT_X86_XSTATE) {
-          const t = perThread('NT_X86_XSTATE');
-          if (descsz < XSAVE_MIN_BYTES || descsz > MAX_XSTATE_BYTES) bad(`NT_X86_XSTATE of ${descsz} bytes is outside ${XSAVE_MIN_BYTES}..${MAX_XSTATE_BYTES}`, at + 4);
-          if (t.xstate) bad(`second NT_X86_XSTATE for thread ${t.tid}`, at);
-          t.xstate = desc.slice();
-          t.xstateOffset = dAt;
-        } else if (ntype === NT_X86_XSAVE_LAYOUT) {
-          if (out.xsaveLayout) bad('second NT_X86_XSAVE_LAYOUT', at);
-          out.xsaveLayout = parseLayoutNote(desc, dAt);
-        }
-      }
-    }
+/** NT_PRPSINFO: the process's state letter, ids, command name and arguments. */
+function prpsinfoNote({ desc, at }: Note, out: ParsedCore): void {
+  if (desc.length !== PRPSINFO_BYTES) bad(`NT_PRPSINFO of ${desc.length} bytes; an x86_64 core has ${PRPSINFO_BYTES}`, at + 4);
+  if (out.psinfo) bad('second NT_PRPSINFO', at);
+  const d = new DataView(desc.buffer, desc.byteOffset, desc.length);
+  const sname = desc[PSI_SNAME]!;
+  out.psinfo = {
+    state: desc[PSI_STATE]!, sname: sname >= 0x21 && sname < 0x7f ? String.fromCharCode(sname) : '',
+    zomb: desc[PSI_ZOMB]!, nice: d.getInt8(PSI_NICE), flag: d.getBigUint64(PSI_FLAG, true),
+    uid: d.getUint32(PSI_UID, true), gid: d.getUint32(PSI_GID, true), pid: d.getInt32(PSI_PID, true),
+    ppid: d.getInt32(PSI_PPID, true), pgrp: d.getInt32(PSI_PGRP, true), sid: d.getInt32(PSI_SID, true),
+    fname: cstr(desc.subarray(PSI_FNAME, PSI_FNAME + PSI_FNAME_BYTES)),
+    psargs: cstr(desc.subarray(PSI_PSARGS, PSI_PSARGS + PSI_PSARGS_BYTES)),
+  };
+}
+
+/** NT_AUXV: (type, value) pairs up to AT_NULL. */
+function auxvNote({ desc, at }: Note, out: ParsedCore): void {
+  const descsz = desc.length;
+  if (descsz % 16) bad(`NT_AUXV of ${descsz} bytes is not a whole number of entries`, at + 4);
+  if (descsz > MAX_AUXV_BYTES) bad(`NT_AUXV of ${descsz} bytes exceeds ${MAX_AUXV_BYTES}`, at + 4);
+  if (out.auxv) bad('second NT_AUXV', at);
+  const d = new DataView(desc.buffer, desc.byteOffset, descsz);
+  const auxv: bigint[] = [];
+  for (let p = 0; p < descsz; p += 16) {
+    const t = d.getBigUint64(p, true);
+    if (t === 0n) break;
+    auxv.push(t, d.getBigUint64(p + 8, true));
   }
+  out.auxv = auxv;
+}
+
+/** Parse and check the ELF header, program headers and notes of a core. */
+export function parseCore(src: Source): ParsedCore {
+  const ph = readElfHeader(src);
+  const { segments, noteSegs } = readProgramHeaders(src, ph);
+  const out: ParsedCore = {
+    size: src.size, segments, threads: [], psinfo: null, auxv: null, files: null, filePageSize: 0, xsaveLayout: null, notes: [],
+  };
+  const st: NoteState = { out, tids: new Set(), cur: null };
+  for (const ns of noteSegs) parseNoteSegment(readAt(src, ns.offset, ns.filesz, 'note segment'), ns.offset, st);
   if (out.threads.length === 0) bad('the core has no NT_PRSTATUS note (no threads)', noteSegs[0]!.offset);
   return out;
 }
@@ -331,7 +387,9 @@ function parseFileNote(desc: Uint8Array, at: number): { files: CoreFileEntry[]; 
   const pageSize = d.getBigUint64(8, true);
   if (count > BigInt(Math.floor((desc.length - 16) / 24))) bad(`NT_FILE count ${count} does not fit its ${desc.length} bytes`, at);
   if (count > BigInt(MAX_FILE_ENTRIES)) bad(`NT_FILE count ${count} exceeds the limit ${MAX_FILE_ENTRIES}`, at);
-  if (pageSize === 0n || pageSize > 1n << 30n || (pageSize & (pageSize - 1n)) !== 0n) bad(`NT_FILE page size ${pageSize} is not a power of two`, at + 8);
+  if (pageSize === 0n || pageSize > 1n << 30n || (pageSize & (pageSize - 1n)) !== 0n) {
+    bad(`NT_FILE page size ${pageSize} is not a power of two`, at + 8);
+  }
   const n = Number(count);
   const files: CoreFileEntry[] = [];
   let s = 16 + n * 24;
@@ -343,7 +401,9 @@ function parseFileNote(desc: Uint8Array, at: number): { files: CoreFileEntry[]; 
     if (end < start) bad(`NT_FILE entry ${i}: end 0x${end.toString(16)} below start 0x${start.toString(16)}`, at + e);
     const z = desc.indexOf(0, s);
     if (z < 0) bad(`NT_FILE: name ${i} of ${n} is missing or not terminated`, at + s);
-    if (ofs * pageSize >= 1n << 64n) bad(`NT_FILE entry ${i}: file offset 0x${ofs.toString(16)} x ${pageSize} is out of range`, at + e + 16);
+    if (ofs * pageSize >= 1n << 64n) {
+      bad(`NT_FILE entry ${i}: file offset 0x${ofs.toString(16)} x ${pageSize} is out of range`, at + e + 16);
+    }
     files.push({ start, end, fileOfs: ofs * pageSize, path: td.decode(desc.subarray(s, z)) });
     s = z + 1;
   }
