@@ -38,11 +38,11 @@ function fuzz(libDir: string, args: string[]): { code: number | null; report: Re
 let lib: { dir: string; cleanup: () => void };
 const planted: { dir: string; cleanup: () => void }[] = [];
 
-/** A transpiled copy of src/ whose reader.js is edited by `edit` (which must change it). */
-async function plant(edit: (src: string) => string): Promise<string> {
+/** A transpiled copy of src/ whose reader/<file> is edited by `edit` (which must change it). */
+async function plant(name: 'framing.js' | 'grammar.js', edit: (src: string) => string): Promise<string> {
   const b = await buildLib();
   planted.push(b);
-  const file = path.join(b.dir, 'src', 'reader.js');
+  const file = path.join(b.dir, 'src', 'reader', name);
   const before = fs.readFileSync(file, 'utf8');
   const after = edit(before);
   expect(after).not.toBe(before);
@@ -113,7 +113,7 @@ describe('ELF core fuzzing', () => {
 
 describe('the fuzzer finds planted reader bugs', () => {
   it('a TypeError instead of a CrimgError is a crash', async () => {
-    const dir = await plant((s) => s.replace("throw new CrimgError('BAD_RECORD', `PAGES record: ${why}`", 'throw new TypeError(`PAGES record: ${why}`'));
+    const dir = await plant('framing.js', (s) => s.replace("throw new CrimgError('BAD_RECORD', `PAGES record: ${why}`", 'throw new TypeError(`PAGES record: ${why}`'));
     const { code, report } = fuzz(dir, ['--seed', '1', '--iterations', '300', '--seconds', '0', '--target', 'image', '--small']);
     expect(report.crashes).toBeGreaterThan(0);
     expect(report.findings.some((f) => f.crash?.error.startsWith('TypeError: PAGES record'))).toBe(true);
@@ -121,7 +121,7 @@ describe('the fuzzer finds planted reader bugs', () => {
   }, 300_000);
 
   it('a skipped record checksum shows as accepted stale mutants', async () => {
-    const dir = await plant((s) => s.replace('if (got !== csum) {', 'if (got !== csum && false) {'));
+    const dir = await plant('framing.js', (s) => s.replace('if (got !== csum) {', 'if (got !== csum && false) {'));
     const { code, report } = fuzz(dir, ['--seed', '1', '--iterations', '300', '--seconds', '0', '--target', 'image', '--small']);
     expect(report.violations).toBeGreaterThan(0);
     expect(report.findings.some((f) => f.violations?.some((v) => v.includes('stale checksum')))).toBe(true);
@@ -130,7 +130,7 @@ describe('the fuzzer finds planted reader bugs', () => {
 
   it('an endless loop is stopped by the watchdog and counted as a crash', async () => {
     // loop forever when the header announces a huge number of tasks
-    const dir = await plant((s) => s.replace('const allRuns = [];', 'const allRuns = []; if (h.ntasks > 100000) for (;;) { /* planted */ }'));
+    const dir = await plant('grammar.js', (s) => s.replace('model.header = this.header(r, hf);', 'model.header = this.header(r, hf); if (hf.ntasks > 100000) for (;;) { /* planted */ }'));
     const { code, report } = fuzz(dir, ['--seed', '1', '--iterations', '300', '--seconds', '0', '--timeout-ms', '3000', '--target', 'image', '--small']);
     expect(report.hangs).toBeGreaterThan(0);
     expect(report.crashes).toBeGreaterThanOrEqual(report.hangs);
