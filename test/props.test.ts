@@ -3,7 +3,9 @@
  * identity (pages included), image -> model -> image is byte-identical, writing is
  * deterministic, the lazy reader agrees with the full reader and serves the exact
  * bytes of every page, and any single changed or missing byte of an image is
- * rejected with a crimg error code.
+ * rejected with a crimg error code. The generated tasks carry every optional kind of
+ * state of the registry (src/kinds/index.ts), from the arbitraries of
+ * test/helpers/kinds-arb.ts: a kind without one fails here.
  */
 import { describe, expect } from 'vitest';
 import { fc, test } from '@fast-check/vitest';
@@ -12,7 +14,10 @@ import {
   type Model, type Namespace, type OpenFile, type Task, type Thread, type Vma,
 } from '../src/index.js';
 import { claimRegion, releaseRegion } from '../src/kernels/arena.js';
+import { KINDS } from '../src/kinds/index.js';
+import { valueOf } from '../src/kinds/kind.js';
 import { flatten } from './helpers/models.js';
+import { KIND_ARBS, KIND_FD_BASE, KIND_FD_END, withKinds } from './helpers/kinds-arb.js';
 
 const MAX_VMA_PAGES = 300;
 const u64 = fc.bigInt({ min: 0n, max: (1n << 64n) - 1n });
@@ -111,9 +116,10 @@ const task = (pid: number): fc.Arbitrary<Task> => fc.record({
     auxv: fc.array(fc.tuple(u64, u64), { maxLength: 4 }).map((a) => a.flat()),
     vmas: fc.array(vmaSpec, { maxLength: 4 }).map(buildVmas),
   }), { nil: null }),
-  files: fc.uniqueArray(i32, { maxLength: 4 }).chain((fds) => fc.tuple(...fds.map(file))),
+  // fds of their own: the files of the kinds of state come from [KIND_FD_BASE, KIND_FD_END)
+  files: fc.uniqueArray(i32.filter((fd) => fd < KIND_FD_BASE || fd >= KIND_FD_END), { maxLength: 4 }).chain((fds) => fc.tuple(...fds.map(file))),
   nocr: fc.array(fc.record({ code: str(16), pid: i32, text: str(30) }), { maxLength: 2 }),
-}).map((t) => ({ ...t, pid }));
+}).chain((t) => withKinds({ ...t, pid }));
 
 const model: fc.Arbitrary<Model> = fc.record({
   header,
@@ -162,6 +168,24 @@ describe('properties of model -> image -> model', () => {
       }
     }
     for (const [what, n] of Object.entries(seen)) expect(n, what).toBeGreaterThan(3);
+  });
+
+  test('every kind of the registry has an arbitrary, and the model generator gives each kind values', () => {
+    for (const k of KINDS) expect(KIND_ARBS[k.key], `${k.record.name} (${k.key}) has no arbitrary in test/helpers/kinds-arb.ts`).toBeDefined();
+    // values of each kind, on as many owners: tasks, threads, files; and fds carrying several kinds at once
+    const seen = new Map(KINDS.map((k) => [k.key, 0]));
+    let stacked = 0;
+    for (const m of fc.sample(model, { numRuns: 150, seed: 9 })) {
+      for (const t of m.tasks) {
+        for (const k of KINDS) {
+          const owners: object[] = k.owner === 'task' ? [t] : k.owner === 'thread' ? t.threads : t.files;
+          seen.set(k.key, seen.get(k.key)! + owners.filter((o) => valueOf(k, o as never) !== undefined).length);
+        }
+        stacked += t.files.filter((f) => KINDS.filter((k) => k.owner === 'fd' && valueOf(k, f) !== undefined).length > 1).length;
+      }
+    }
+    for (const [key, n] of seen) expect(n, key).toBeGreaterThan(20);
+    expect(stacked).toBeGreaterThan(10);
   });
 
   test.prop([model], { numRuns: 60 })('model -> image -> model is the identity, pages included', async (m) => {
