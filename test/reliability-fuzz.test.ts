@@ -1,7 +1,9 @@
 /**
  * The mutation fuzzer (test/fuzz/run.mjs) run briefly with a fixed seed: every
  * mutant rejected with a crimg error code or accepted identically, no crash, no
- * hang, bounded memory, every mutation family exercised. Then the fuzzer itself is
+ * hang, bounded memory, every mutation family exercised, every record kind of the
+ * schema in the seed corpus, and the fields of every optional kind of state
+ * mutated by name until its checks refuse them. Then the fuzzer itself is
  * checked: against copies of the reader with a planted crash, a planted checksum
  * bypass and a planted endless loop it must report them and exit 1.
  */
@@ -12,6 +14,8 @@ import * as path from 'node:path';
 import * as os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { compileProg, gcore, startProg } from './helpers/elf-prog.js';
+import { KINDS } from '../src/kinds/index.js';
+import { RECORDS } from '../src/schema.js';
 // @ts-expect-error plain JavaScript helper without types
 import { buildLib } from './fuzz/lib-build.mjs';
 
@@ -19,7 +23,8 @@ const RUN = fileURLToPath(new URL('./fuzz/run.mjs', import.meta.url));
 
 interface Report {
   targets: Record<string, { tried: number; rejected: number; accepted: number; crashes: number; warnings?: number }>;
-  corpus: { name: string; bytes: number }[];
+  corpus: { name: string; bytes: number; kinds?: string[] }[];
+  rejectedByRecord: Record<string, number>;
   warnings: number;
   tried: number; rejectedByCode: number; accepted: number; crashes: number; violations: number; hangs: number;
   codes: Record<string, number>; ops: Record<string, { tried: number; rejected: number; accepted: number; crashes: number }>;
@@ -75,6 +80,16 @@ describe('image fuzzing', () => {
     ];
     for (const f of families) expect(report.ops[f]?.tried ?? 0, f).toBeGreaterThan(0);
     expect(report.readViaFile).toBeGreaterThan(0);
+    // the seeds hold every record kind of the schema
+    const seeded = new Set(report.corpus.flatMap((b) => b.kinds ?? []));
+    for (const r of RECORDS) expect(seeded.has(r.name), `${r.name} in the corpus (test/fuzz/corpus.mjs)`).toBe(true);
+    // the fields of each optional kind are mutated by name, and a kind that can refuse a record (its decode takes
+    // `bad`, or it checks across the task) refuses some of them
+    for (const k of KINDS) {
+      const name = k.record.name;
+      expect(report.ops[`optional:${name}`]?.tried ?? 0, `optional:${name}`).toBeGreaterThan(5);
+      if (k.decode.length >= 3 || k.checkTask) expect(report.rejectedByRecord[name] ?? 0, `BAD_RECORD from ${name}`).toBeGreaterThan(0);
+    }
     // bounded memory: the reader's WASM memory never grows past its fixed windows
     expect(report.memory.peakWasmMiB).toBeGreaterThan(0);
     expect(report.memory.peakWasmMiB).toBeLessThan(128);
@@ -129,8 +144,8 @@ describe('the fuzzer finds planted reader bugs', () => {
   }, 300_000);
 
   it('an endless loop is stopped by the watchdog and counted as a crash', async () => {
-    // loop forever when the header announces a huge number of tasks
-    const dir = await plant('grammar.js', (s) => s.replace('model.header = this.header(r, hf);', 'model.header = this.header(r, hf); if (hf.ntasks > 100000) for (;;) { /* planted */ }'));
+    // loop forever when the header announces a huge number of tasks or namespaces
+    const dir = await plant('grammar.js', (s) => s.replace('model.header = this.header(r, hf);', 'model.header = this.header(r, hf); if (hf.ntasks > 1000 || hf.nns > 1000) for (;;) { /* planted */ }'));
     const { code, report } = fuzz(dir, ['--seed', '1', '--iterations', '300', '--seconds', '0', '--timeout-ms', '3000', '--target', 'image', '--small']);
     expect(report.hangs).toBeGreaterThan(0);
     expect(report.crashes).toBeGreaterThanOrEqual(report.hangs);

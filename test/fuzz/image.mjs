@@ -158,16 +158,18 @@ export function build(magic, recs, { fix = 'rec', fixIndex = false } = {}) {
 
 /**
  * Numeric slots of a payload, following the schema: every fixed field, string
- * length prefix and array count, with its byte offset and size. Stops quietly
- * where the payload is too short (mutants are allowed to be malformed).
- * @param {readonly any[]} fields schema fields [name, type]
+ * length prefix and array count, with its byte offset and size; the items of a
+ * u64[] of tuples are named by tuple and member (`timers[1].clock`), and a raw
+ * field is one slot (role 'raw') to the end of the payload. Stops quietly where
+ * the payload is too short (mutants are allowed to be malformed).
+ * @param {readonly any[]} fields schema fields [name, type, doc, of]
  */
 export function slots(fields, p) {
   const dv = new DataView(p.buffer, p.byteOffset, p.byteLength);
   const out = [];
   let o = 0;
   const fits = (n) => o + n <= p.length;
-  for (const [name, type] of fields) {
+  for (const [name, type, , of] of fields) {
     if (type === 'u32' || type === 'i32') { if (!fits(4)) break; out.push({ name, off: o, size: 4, role: 'field' }); o += 4; }
     else if (type === 'u64') { if (!fits(8)) break; out.push({ name, off: o, size: 8, role: 'field' }); o += 8; }
     else if (type === 'str' || type === 'strn') {
@@ -188,10 +190,14 @@ export function slots(fields, p) {
         }
       } else {
         const item = type === 'u32[]' ? 4 : 8;
-        for (let i = 0; i < n && fits(item); i++) { out.push({ name: `${name}[${i}]`, off: o, size: item, role: 'item' }); o += item; }
+        for (let i = 0; i < n && fits(item); i++) {
+          const itemName = of ? `${name}[${Math.floor(i / of.length)}].${of[i % of.length]}` : `${name}[${i}]`;
+          out.push({ name: itemName, off: o, size: item, role: 'item' });
+          o += item;
+        }
       }
       if (o > p.length) break;
-    } else if (type === 'raw') break;
+    } else if (type === 'raw') { out.push({ name, off: o, size: p.length - o, role: 'raw' }); break; }
   }
   return out;
 }

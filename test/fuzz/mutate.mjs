@@ -9,6 +9,11 @@
  *         structural checks stand between the mutant and acceptance.
  * raw and rec mutants change checksummed bytes, so a reader must reject them;
  * full mutants may be valid images of another model.
+ *
+ * The record kinds, their fields (by name, tuple members included) and their
+ * children come from the schema of the crimg under test (ctx.defs: its RECORDS):
+ * the 'optional' operation targets the fields of the optional kinds of state by
+ * name, so that each kind's decode checks are reached with its checksums right.
  */
 import { HDR, K, KNOWN_KINDS, TRAILER_MAGIC, build, pad8, parse, slots, strings, INDEX_ENTRY } from './image.mjs';
 
@@ -83,17 +88,42 @@ const edit = (rec) => { rec.payload = rec.payload.slice(); return new DataView(r
 const idxOf = (recs, kind) => recs.map((x, i) => (x.kind === kind ? i : -1)).filter((i) => i >= 0);
 const nonTrailer = (recs) => recs.length - 1;
 
-/** End (exclusive) of the subtree that starts at record i. */
-function subtreeEnd(recs, i) {
-  const k = recs[i].kind;
-  const stop = {
-    [K.TASK]: (x) => x === K.TASK || x === K.INDEX,
-    [K.THREAD]: (x) => ![K.REGS, K.FPU, K.XSTATE].includes(x),
-    [K.VMA]: (x) => x !== K.PAGES,
-    [K.MM]: (x) => ![K.VMA, K.PAGES].includes(x),
-  }[k];
+/** Names of the record kinds: image.mjs's core kinds, then the schema's (learnt by schemaOf). */
+const NAMES = new Map(Object.entries(K).map(([n, v]) => [v, n]));
+
+/**
+ * What the mutations need of the schema (ctx.defs), computed once per context: every record kind below each kind
+ * (its children's closure), the optional kinds (a child of some record with count '?'), and the bases that hold
+ * records of each.
+ */
+function schemaOf(ctx) {
+  if (ctx.schema) return ctx.schema;
+  for (const [k, d] of ctx.defs) NAMES.set(k, d.name);
+  const below = new Map();
+  const closure = (k) => {
+    if (below.has(k)) return below.get(k);
+    const set = new Set();
+    below.set(k, set);
+    for (const c of ctx.defs.get(k)?.children ?? []) { set.add(c.kind); for (const x of closure(c.kind)) set.add(x); }
+    return set;
+  };
+  for (const k of ctx.defs.keys()) closure(k);
+  const optional = new Set([...ctx.defs.values()].flatMap((d) => (d.children ?? []).filter((c) => c.count === '?').map((c) => c.kind)));
+  // each optional kind in the corpus, with the bases that hold it
+  const optionalIn = new Map();
+  ctx.bases.forEach((b, i) => {
+    for (const k of new Set(b.parsed.recs.map((x) => x.kind).filter((k) => optional.has(k)))) optionalIn.set(k, [...(optionalIn.get(k) ?? []), i]);
+  });
+  ctx.schema = { below, optional, optionalIn };
+  return ctx.schema;
+}
+
+/** End (exclusive) of the subtree that starts at record i: the records below its kind in the schema (and unknown
+ *  kinds among them). */
+function subtreeEnd(ctx, recs, i) {
+  const below = schemaOf(ctx).below.get(recs[i].kind);
   let j = i + 1;
-  if (stop) while (j < recs.length && !stop(recs[j].kind)) j++;
+  if (below) while (j < recs.length && (below.has(recs[j].kind) || !ctx.defs.has(recs[j].kind))) j++;
   return j;
 }
 
@@ -203,8 +233,87 @@ const RAW = {
 };
 
 export function kindName(k) {
-  for (const [n, v] of Object.entries(K)) if (v === k) return n;
-  return `0x${k.toString(16).padStart(4, '0')}`;
+  return NAMES.get(k) ?? `0x${k.toString(16).padStart(4, '0')}`;
+}
+
+// ------------------------------------------------------------------ fields of the optional kinds
+
+/** Values at the edges of the kinds' checks: small enums, signal and clock numbers, page and pipe sizes, the i32,
+ *  u32, i64 and u64 limits, -6 and -2 as 64-bit values (clocks). */
+const KIND_VALUES = [
+  0n, 1n, 2n, 3n, 4n, 5n, 6n, 7n, 8n, 9n, 10n, 11n, 12n, 13n, 33n, 63n, 64n, 65n, 4095n, 4096n, 4097n, 65535n, 65536n,
+  0x7fffffffn, 0x80000000n, 0xffffffffn, 0x100000000n, 0x7fffffffffffffffn, 0x8000000000000000n, 0xfffffffffffffffan, 0xfffffffffffffffen,
+  0xffffffffffffffffn,
+];
+/** A tuple member's name without its tuple index: timers[1].clock -> timers.clock. */
+const memberOf = (name) => name.replace(/\[\d+\]/, '');
+
+/** Bytes [at, at + n) of a record's payload replaced by `insert`. */
+function splicePayload(rec, at, n, insert = new Uint8Array(0)) {
+  const p = new Uint8Array(rec.payload.length - n + insert.length);
+  p.set(rec.payload.subarray(0, at)); p.set(insert, at); p.set(rec.payload.subarray(at + n), at + insert.length);
+  rec.payload = p;
+}
+
+/** A number (fixed field or array item) set to an edge value, a neighbour, or the same member of another tuple. */
+function numberEdit(rec, s, ss, r) {
+  const dv = edit(rec);
+  const old = getSlot(dv, s);
+  const peers = s.role === 'item' ? ss.filter((x) => x !== s && x.role === 'item' && memberOf(x.name) === memberOf(s.name)) : [];
+  const small = s.size === 4;
+  let v = r.weighted([
+    [5, () => { const x = r.pick(small ? KIND_VALUES.filter((y) => y <= 0xffffffffn) : KIND_VALUES); return small ? Number(x) : x; }],
+    [2, () => (small ? (old + r.pick([1, -1])) >>> 0 : BigInt.asUintN(64, old + r.pick([1n, -1n])))],
+    [peers.length ? 3 : 0, () => getSlot(dv, r.pick(peers))],
+    [1, () => (small ? u32Value(r, old) : u64Value(r, old))],
+  ])();
+  if (v === old) v = small ? (old + 1) >>> 0 : BigInt.asUintN(64, old + 1n);
+  setSlot(dv, s, v);
+  return `${s.name}=${v}`;
+}
+
+/** An array made shorter or longer by whole elements (a tuple dropped or repeated, the last string dropped), or its
+ *  count alone changed. */
+function arrayEdit(def, rec, s, ss, r) {
+  const [, type, , of] = def.fields.find((f) => f[0] === s.name);
+  const dv = edit(rec);
+  const n = dv.getUint32(s.off, true);
+  if (type === 'str[]') {
+    const last = ss.find((x) => x.name === `${s.name}[${n - 1}]`);
+    if (!last || r.chance(0.3)) { dv.setUint32(s.off, n + r.pick([1, -1]) >>> 0, true); return `${s.name}:count`; }
+    splicePayload(rec, last.off, 4 + dv.getUint32(last.off, true));
+    new DataView(rec.payload.buffer).setUint32(s.off, n - 1, true);
+    return `${s.name}:drop`;
+  }
+  const item = type === 'u32[]' ? 4 : 8, t = of?.length ?? 1;
+  const what = n >= t && n % t === 0 ? r.pick(['drop', 'dup', 'dup', 'count']) : 'count';
+  if (what === 'count') { dv.setUint32(s.off, (n + r.pick([1, -1, t, -t])) >>> 0, true); return `${s.name}:count`; }
+  const j = r.int(n / t), at = s.off + 4 + j * t * item, bytes = t * item;
+  if (what === 'drop') splicePayload(rec, at, bytes);
+  else splicePayload(rec, r.chance(0.5) ? at + bytes : s.off + 4, 0, rec.payload.slice(at, at + bytes));
+  new DataView(rec.payload.buffer).setUint32(s.off, what === 'drop' ? n - t : n + t, true);
+  return `${s.name}:${what}`;
+}
+
+/** A string made relative (its first byte) or empty. */
+function stringEdit(rec, s, r) {
+  const dv = edit(rec);
+  const n = dv.getUint32(s.off, true);
+  if (n === 0 || n === 0xffffffff || s.off + 4 + n > rec.payload.length) return null;
+  if (r.chance(0.6)) { rec.payload[s.off + 4] = 0x61; return `${s.name}:relative`; }
+  splicePayload(rec, s.off + 4, n);
+  new DataView(rec.payload.buffer).setUint32(s.off, 0, true);
+  return `${s.name}:empty`;
+}
+
+/** Raw bytes (an address, bytes buffered or queued) resized: emptied, to an address size or one more, one page or
+ *  one byte past it. */
+function rawEdit(rec, s, r) {
+  const len = r.pick([0, 1, 4, 5, 15, 16, 17, s.size - 1, s.size + 1, 4097].filter((x) => x >= 0 && x !== s.size));
+  const bytes = new Uint8Array(len).fill(0x41);
+  bytes.set(rec.payload.subarray(s.off, s.off + Math.min(len, s.size)));
+  splicePayload(rec, s.off, s.size, bytes);
+  return `${s.name}:${s.size}->${len}`;
 }
 
 // ------------------------------------------------------------------ record-level mutations
@@ -240,7 +349,7 @@ const RECS = {
       recs[j] = { ...recs[j], kind: old };
       return `kind:swap:${kindName(old)}<->${kindName(recs[i].kind)}`;
     }
-    let k = how === 'known' ? r.pick([...KNOWN_KINDS]) : r.pick(UNKNOWN_KINDS);
+    let k = how === 'known' ? r.pick([...KNOWN_KINDS, ...ctx.defs.keys()]) : r.pick(UNKNOWN_KINDS.filter((x) => !ctx.defs.has(x)));
     if (k === old) k = K.NOCR === old ? K.FD : K.NOCR;
     const mu = how === 'unknown' && r.chance(0.5);
     recs[i] = { ...recs[i], kind: k, flags: mu ? recs[i].flags | 1 : recs[i].flags };
@@ -255,11 +364,12 @@ const RECS = {
   },
   /** A numeric field (counts included) set to an interesting value. */
   field(ctx, recs, r) {
-    const cand = recs.map((x, i) => i).filter((i) => slots(fieldsOf(ctx, recs[i].kind), recs[i].payload).some((s) => s.role !== 'strlen'));
+    const numeric = (s) => s.role !== 'strlen' && s.role !== 'raw';
+    const cand = recs.map((x, i) => i).filter((i) => slots(fieldsOf(ctx, recs[i].kind), recs[i].payload).some(numeric));
     if (!cand.length) return null;
     const i = r.pick(cand);
     const rec = recs[i] = { ...recs[i] };
-    const ss = slots(fieldsOf(ctx, rec.kind), rec.payload).filter((s) => s.role !== 'strlen');
+    const ss = slots(fieldsOf(ctx, rec.kind), rec.payload).filter(numeric);
     // favour counts and the fields that steer the grammar
     const steering = ss.filter((s) => s.role === 'count' || /^n[a-z]|^has|Flags$|flags$|^npages$|^start$|^end$|^addr$|^pid$|^tid$|^fd$|^nsKind$|^fdKind$|^prot$|^checksumAlgo$|^pageSize$|^tmagic$|^records$|^indexOffset$|^count$|^reserved$/.test(s.name));
     const s = steering.length && r.chance(0.7) ? r.pick(steering) : r.pick(ss);
@@ -339,12 +449,12 @@ const RECS = {
     recs.splice(j, 0, x);
     return `move:${kindName(x.kind)}`;
   },
-  /** A whole subtree (task, thread, MM, VMA with its pages) dropped, duplicated or moved. */
+  /** A whole subtree (task, thread, MM, VMA with its pages, FD with its kinds of state) dropped, duplicated or moved. */
   subtree(ctx, recs, r) {
-    const cand = recs.map((x, i) => i).filter((i) => [K.TASK, K.THREAD, K.MM, K.VMA].includes(recs[i].kind));
+    const cand = recs.map((x, i) => i).filter((i) => [K.TASK, K.THREAD, K.MM, K.VMA, K.FD].includes(recs[i].kind));
     if (!cand.length) return null;
     const i = r.pick(cand);
-    const end = subtreeEnd(recs, i);
+    const end = subtreeEnd(ctx, recs, i);
     const kind = kindName(recs[i].kind);
     const what = r.pick(['drop', 'dup', 'move']);
     const part = recs.slice(i, end);
@@ -474,10 +584,29 @@ const RECS = {
     }
     return `vma:${what}`;
   },
+  /** A field of an optional kind's record, by its name in the schema (see numberEdit, arrayEdit, stringEdit,
+   *  rawEdit): one of the kinds (`only`, or any), then one of its records. */
+  optional(ctx, recs, r, only) {
+    const { optional } = schemaOf(ctx);
+    const kinds = only !== undefined ? [only] : [...new Set(recs.filter((x) => optional.has(x.kind)).map((x) => x.kind))];
+    if (!kinds.length || !recs.some((x) => x.kind === kinds[0])) return null;
+    const i = r.pick(idxOf(recs, r.pick(kinds)));
+    const rec = recs[i] = { ...recs[i], pad: undefined };
+    const def = ctx.defs.get(rec.kind);
+    const ss = slots(def.fields, rec.payload);
+    if (!ss.length) return null;
+    const s = r.pick(ss);
+    let d;
+    if (s.role === 'field' || s.role === 'item') d = numberEdit(rec, s, ss, r);
+    else if (s.role === 'count') d = arrayEdit(def, rec, s, ss, r);
+    else if (s.role === 'strlen') d = stringEdit(rec, s, r);
+    else d = rawEdit(rec, s, r);
+    return d === null ? null : `optional:${def.name}.${d}`;
+  },
   unknown(ctx, recs, r) {
     const at = 1 + r.int(recs.length - 1);
     const mu = r.chance(0.4);
-    const kind = r.pick(UNKNOWN_KINDS.filter((k) => k !== 0 || mu));
+    const kind = r.pick(UNKNOWN_KINDS.filter((k) => (k !== 0 || mu) && !ctx.defs.has(k)));
     const payload = Uint8Array.from({ length: r.pick([0, 1, 8, 13, 64, 300]) }, () => r.int(256));
     recs.splice(at, 0, { kind, flags: mu ? 1 : 0, payload, csum: undefined });
     return `unknown:${kindName(kind)}${mu ? '+MU' : ''}@${kindName(recs[at + 1]?.kind ?? 0)}`;
@@ -485,7 +614,7 @@ const RECS = {
   splice(ctx, recs, r) {
     const other = r.pick(ctx.bases).parsed.recs;
     const i = r.int(other.length);
-    const end = r.chance(0.5) ? subtreeEnd(other, i) : i + 1;
+    const end = r.chance(0.5) ? subtreeEnd(ctx, other, i) : i + 1;
     const at = 1 + r.int(recs.length - 1);
     recs.splice(at, r.chance(0.5) ? end - i : 0, ...other.slice(i, end).map((x) => ({ ...x })));
     return `splice:${kindName(other[i].kind)}x${end - i}`;
@@ -498,10 +627,12 @@ const RAW_OPS = [[10, 'flip'], [8, 'bytes'], [8, 'truncate'], [3, 'append'], [4,
 const REC_OPS = [
   [6, 'resize'], [6, 'kind'], [3, 'flags'], [16, 'field'], [5, 'strlen'], [2, 'utf8'], [4, 'payload'], [3, 'padding'],
   [3, 'dup'], [3, 'drop'], [3, 'swap'], [2, 'move'], [4, 'subtree'], [5, 'index'], [4, 'trailer'], [9, 'pages'], [5, 'vma'],
-  [4, 'unknown'], [3, 'splice'],
+  [4, 'unknown'], [3, 'splice'], [6, 'optional'],
 ];
 /** Ops whose interesting checks sit behind a consistent index: usually rebuild it. */
-const WANT_INDEX = new Set(['pages', 'vma', 'subtree', 'dup', 'drop', 'swap', 'move', 'unknown', 'splice', 'resize', 'kind']);
+const WANT_INDEX = new Set(['pages', 'vma', 'subtree', 'dup', 'drop', 'swap', 'move', 'unknown', 'splice', 'resize', 'kind', 'optional']);
+/** Share of the image mutants that edit a field of an optional kind of state in a base that has them. */
+const OPTIONAL_SHARE = 0.15;
 
 /**
  * One mutant of one base image, fully determined by (seed, iteration).
@@ -510,6 +641,13 @@ const WANT_INDEX = new Set(['pages', 'vma', 'subtree', 'dup', 'drop', 'swap', 'm
  */
 export function mutate(ctx, seed, iteration) {
   const r = rng32(seed, iteration);
+  const { optionalIn } = schemaOf(ctx);
+  if (optionalIn.size && r.chance(OPTIONAL_SHARE)) {
+    // each optional kind as often as the others, in a base that holds it
+    const kind = r.pick([...optionalIn.keys()]);
+    const m = optionalMutant(ctx, r.pick(optionalIn.get(kind)), kind, r);
+    if (m) return m;
+  }
   const base = r.int(ctx.bases.length);
   const { bytes, parsed } = ctx.bases[base];
   for (let attempt = 0; attempt < 20; attempt++) {
@@ -552,6 +690,28 @@ export function mutate(ctx, seed, iteration) {
   }
   // magic edits, as a last resort and on their own schedule
   return magicMutant(ctx, base, r);
+}
+
+/** A field of an optional kind's record changed (sometimes with a second operation), its checksums, index and
+ *  trailer mostly made right: what the kind's decode and checkTask must refuse or accept identically. */
+function optionalMutant(ctx, base, kind, r) {
+  const { bytes, parsed } = ctx.bases[base];
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const recs = cloneRecs(parsed.recs);
+    const names = [RECS.optional(ctx, recs, r, kind)];
+    if (names[0] === null) continue;
+    if (r.chance(0.15)) {
+      let d = null;
+      try { d = RECS[r.pick(['optional', 'field', 'subtree', 'dup', 'drop'])](ctx, recs, r); } catch { d = null; }
+      if (d !== null) names.push(d);
+    }
+    const lv = r.chance(0.9) ? { fix: 'full', fixIndex: true } : { fix: 'rec' };
+    let out;
+    try { out = build(parsed.magic, recs, lv); } catch { continue; }
+    if (sameBytes(out, bytes)) continue;
+    return { base, bytes: out, op: names.join('+'), level: LEVEL_NAME[lv.fix], fixIndex: !!lv.fixIndex };
+  }
+  return null;
 }
 
 function magicMutant(ctx, base, r) {

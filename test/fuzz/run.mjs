@@ -34,8 +34,10 @@
  * Exit status 0 only when crashes and violations are 0. Mutant I of seed S is fully
  * determined by (S, I, --target, corpus): `--only I --seed S` replays one mutant in-process
  * and prints what happened (--dump DIR also writes its bytes). The report gives the counts
- * (tried, rejected by code, accepted, crashes), per-target and per-operation counts, the
- * slowest mutant and the peak memory measured (WASM memory, worker heap, process RSS).
+ * (tried, rejected by code, BAD_RECORD by the record kind refused, accepted, crashes),
+ * per-target and per-operation counts (the edits of an optional kind's fields counted per
+ * kind: optional:NAME), the seeds with the record kinds each holds, the slowest mutant and
+ * the peak memory measured (WASM memory, worker heap, process RSS).
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -293,6 +295,7 @@ class Checker {
       full = lib.readImage(src);
     } catch (e) {
       result.outcome = crashOf('readImage', e);
+      if (e instanceof lib.CrimgError) result.message = e.message;
     }
     if (full) {
       result.outcome = 'ACCEPTED';
@@ -390,7 +393,18 @@ function mutantOf(ctx, seed, i) {
   return { ...m, baseName: ctx.bases[m.base].name };
 }
 
-const family = (op) => (op.startsWith('elf:') ? `elf:${op.slice(4).split(/[.:]/)[0].replace(/\d+$/, '')}` : op.split('+')[0].split(/[:@=]/)[0].replace(/\d+$/, ''));
+/** The seeds: name, size and, for images, the names of the record kinds they hold. */
+function corpusOf(ctx) {
+  const names = (b) => [...new Set(b.parsed.recs.map((x) => ctx.defs.get(x.kind)?.name).filter(Boolean))];
+  return [...ctx.bases.map((b) => ({ name: b.name, bytes: b.bytes.length, kinds: names(b) })), ...(ctx.elf?.bases ?? []).map((b) => ({ name: b.name, bytes: b.bytes.length }))];
+}
+
+/** The family of an operation, for the per-operation counts (the optional kinds' fields: one family per record). */
+const family = (op) => {
+  if (op.startsWith('elf:')) return `elf:${op.slice(4).split(/[.:]/)[0].replace(/\d+$/, '')}`;
+  if (op.startsWith('optional:')) return `optional:${op.slice(9).split('.')[0]}`;
+  return op.split('+')[0].split(/[:@=]/)[0].replace(/\d+$/, '');
+};
 
 // ------------------------------------------------------------------ worker
 
@@ -403,7 +417,7 @@ async function workerMain() {
   const ck = new Checker(lib, opts);
   const stats = newStats();
   const post = (final) => { parentPort.postMessage({ type: 'stats', worker, stats, final }); resetDeltas(stats); };
-  parentPort.postMessage({ type: 'ready', worker, bases: [...ctx.bases, ...(ctx.elf?.bases ?? [])].map((b) => ({ name: b.name, bytes: b.bytes.length })) });
+  parentPort.postMessage({ type: 'ready', worker, bases: corpusOf(ctx) });
   try {
     for (let j = startJ; ; j++) {
       const i = worker + j * stride;
@@ -456,7 +470,7 @@ function findingOf(m, r, i, ctx, seed) {
 function newStats() {
   return {
     tried: 0, rejected: 0, accepted: 0, crashes: 0, violationMutants: 0, warnings: 0, codes: {}, ops: {}, levels: {},
-    acceptedByLevel: {}, targets: {}, maxMs: 0, maxMsOp: '', peakWasm: 0, peakHeap: 0, totalMs: 0, viaFile: 0, bytes: 0,
+    acceptedByLevel: {}, targets: {}, maxMs: 0, maxMsOp: '', peakWasm: 0, peakHeap: 0, totalMs: 0, viaFile: 0, bytes: 0, recordRejects: {},
   };
 }
 function resetDeltas(s) { Object.assign(s, newStats()); }
@@ -475,7 +489,12 @@ function record(s, m, r, ms, mem, i, ctx, opts) {
   if (r.crash) tg.crashes++; else if (r.outcome === 'ACCEPTED') tg.accepted++; else tg.rejected++;
   if (r.crash) { s.crashes++; op.crashes++; }
   else if (r.outcome === 'ACCEPTED') { s.accepted++; op.accepted++; s.acceptedByLevel[m.level] = (s.acceptedByLevel[m.level] ?? 0) + 1; }
-  else { s.rejected++; op.rejected++; s.codes[r.outcome] = (s.codes[r.outcome] ?? 0) + 1; }
+  else {
+    s.rejected++; op.rejected++; s.codes[r.outcome] = (s.codes[r.outcome] ?? 0) + 1;
+    // BAD_RECORD "NAME record: why": refused by the checks of that record's decoding
+    const named = r.outcome === 'BAD_RECORD' && /^([A-Z][A-Z0-9_]*) record: /.exec(r.message ?? '');
+    if (named) s.recordRejects[named[1]] = (s.recordRejects[named[1]] ?? 0) + 1;
+  }
   if (r.violations.length) s.violationMutants++;
   if (r.warnings?.length) { s.warnings++; tg.warnings = (tg.warnings ?? 0) + 1; }
   if (ms > s.maxMs) { s.maxMs = ms; s.maxMsOp = `${m.baseName}/${m.op} (#${i})`; }
@@ -497,6 +516,7 @@ function merge(into, d) {
   for (const [c, n] of Object.entries(d.codes)) into.codes[c] = (into.codes[c] ?? 0) + n;
   for (const [c, n] of Object.entries(d.levels)) into.levels[c] = (into.levels[c] ?? 0) + n;
   for (const [c, n] of Object.entries(d.acceptedByLevel)) into.acceptedByLevel[c] = (into.acceptedByLevel[c] ?? 0) + n;
+  for (const [c, n] of Object.entries(d.recordRejects)) into.recordRejects[c] = (into.recordRejects[c] ?? 0) + n;
   for (const [f, o] of Object.entries(d.targets)) {
     const t = (into.targets[f] ??= { tried: 0, rejected: 0, accepted: 0, crashes: 0 });
     for (const k of Object.keys(o)) t[k] = (t[k] ?? 0) + o[k];
@@ -648,7 +668,8 @@ function runWorkers(o, libDir) {
         seed: o.seed, workers: W, seconds: Number(seconds.toFixed(2)), lib: o.lib, target: o.target, cores: o.cores,
         tried: total.tried, rejectedByCode: total.rejected, accepted: total.accepted, crashes: total.crashes,
         violations: total.violationMutants, hangs: hangs.length, warnings: total.warnings,
-        targets: total.targets, codes: sortObj(total.codes), acceptedByLevel: total.acceptedByLevel, levels: total.levels, readViaFile: total.viaFile,
+        targets: total.targets, codes: sortObj(total.codes), rejectedByRecord: sortObj(total.recordRejects), acceptedByLevel: total.acceptedByLevel, levels: total.levels,
+        readViaFile: total.viaFile,
         ops: Object.fromEntries(Object.entries(total.ops).sort((a, b) => b[1].tried - a[1].tried)),
         corpus: bases,
         mutantsPerSecond: Number((total.tried / Math.max(seconds, 0.001)).toFixed(1)),
@@ -679,6 +700,7 @@ function printReport(r) {
   out.push(`corpus: ${(r.corpus ?? []).map((b) => `${b.name} (${b.bytes} B)`).join(', ')}`);
   out.push(`mutants tried      ${r.tried}`);
   out.push(`rejected by code   ${r.rejectedByCode}   ${Object.entries(r.codes).map(([c, n]) => `${c} ${n}`).join(', ')}`);
+  out.push(`  BAD_RECORD by the record refused: ${Object.entries(r.rejectedByRecord).map(([c, n]) => `${c} ${n}`).join(', ') || '-'}`);
   out.push(`accepted           ${r.accepted}   (by checksum level: ${Object.entries(r.acceptedByLevel).map(([c, n]) => `${c} ${n}`).join(', ') || '-'})`);
   for (const [t, c] of Object.entries(r.targets)) out.push(`  ${t.padEnd(16)} ${c.tried} tried, ${c.rejected} rejected, ${c.accepted} accepted, ${c.crashes} crashes`);
   out.push(`crashes            ${r.crashes}${r.hangs ? ` (hangs ${r.hangs})` : ''}`);
@@ -687,7 +709,7 @@ function printReport(r) {
   out.push(`slowest mutant     ${r.slowestMs} ms  ${r.slowest}  (watchdog ${r.timeoutMs} ms)`);
   out.push(`peak memory        WASM ${r.memory.peakWasmMiB} MiB, worker heap ${r.memory.peakWorkerHeapMiB} MiB, process RSS ${r.memory.peakProcessRssMiB} MiB`);
   out.push('operations (tried / rejected / accepted / crashes):');
-  for (const [f, s] of Object.entries(r.ops)) out.push(`  ${f.padEnd(10)} ${String(s.tried).padStart(7)} ${String(s.rejected).padStart(7)} ${String(s.accepted).padStart(7)} ${String(s.crashes).padStart(5)}`);
+  for (const [f, s] of Object.entries(r.ops)) out.push(`  ${f.padEnd(22)} ${String(s.tried).padStart(7)} ${String(s.rejected).padStart(7)} ${String(s.accepted).padStart(7)} ${String(s.crashes).padStart(5)}`);
   for (const f of r.findings.slice(0, 20)) {
     out.push(`FINDING #${f.iteration} ${f.base ?? ''}/${f.op ?? ''} [${f.level ?? ''}]: ${f.crash ? `${f.crash.where}: ${f.crash.error}` : f.violations.join('; ')}`);
     if (f.crash?.stack) out.push(f.crash.stack.replace(/^/gm, '    '));
