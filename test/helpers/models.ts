@@ -1,8 +1,9 @@
 /** Small hand-made models for core tests. */
 import {
   type Model, type Task, type Vma, MemoryPageSource, NO_PAGES, newThread, emptyCreds, emptyNsIds, defaultRlimits,
-  HeaderFlags, Prot, VmaFlags, FdKind, type Kernels, readImage, type Image,
+  HeaderFlags, Prot, VmaFlags, FdKind, readImage, type Image,
 } from '../../src/index.js';
+import type { Kernels } from '../../src/kernels/api.js';
 
 export function rng(seed: number): () => number {
   let s = seed >>> 0 || 1;
