@@ -61,12 +61,14 @@ describe('round trips', () => {
 
   it('writes the same bytes to a file, through a temp name, as to memory', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crimg-'));
-    const file = path.join(dir, 'a.crimg');
-    const r = await writeImage(smallModel(9), file);
-    expect(fs.readdirSync(dir)).toEqual(['a.crimg']);
-    expect(fs.statSync(file).size).toBe(r.bytes);
-    expect(Buffer.from(fs.readFileSync(file)).equals(Buffer.from(await toBytes(smallModel(9))))).toBe(true);
-    expect(verifyImage(file).stats.records).toBe(r.records);
+    try {
+      const file = path.join(dir, 'a.crimg');
+      const r = await writeImage(smallModel(9), file);
+      expect(fs.readdirSync(dir)).toEqual(['a.crimg']);
+      expect(fs.statSync(file).size).toBe(r.bytes);
+      expect(Buffer.from(fs.readFileSync(file)).equals(Buffer.from(await toBytes(smallModel(9))))).toBe(true);
+      expect(verifyImage(file).stats.records).toBe(r.records);
+    } finally { fs.rmSync(dir, { recursive: true, force: true }); }
   });
 
   it('readMemory returns stored bytes, zeros for zero and absent pages, and refuses unmapped ranges', async () => {
@@ -240,11 +242,13 @@ describe('one test per error code', () => {
 describe('sinks', () => {
   it('a failed write leaves no file at the destination and no temp file', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crimg-'));
-    const file = path.join(dir, 'x.crimg');
-    const model = smallModel();
-    model.tasks[0]!.threads[0]!.regs = new BigUint64Array(3); // invalid: writer must refuse
-    await expect(writeImage(model, file)).rejects.toThrow(/registers/);
-    expect(fs.readdirSync(dir)).toEqual([]);
+    try {
+      const file = path.join(dir, 'x.crimg');
+      const model = smallModel();
+      model.tasks[0]!.threads[0]!.regs = new BigUint64Array(3); // invalid: writer must refuse
+      await expect(writeImage(model, file)).rejects.toThrow(/registers/);
+      expect(fs.readdirSync(dir)).toEqual([]);
+    } finally { fs.rmSync(dir, { recursive: true, force: true }); }
   });
   it('an unwritable destination is an IO error', async () => {
     await expect(writeImage(smallModel(), '/nonexistent-dir/x.crimg')).rejects.toMatchObject({ code: 'IO' });

@@ -144,7 +144,8 @@ class Checker {
     // where the next region would go when nothing else is claimed: leak probe
     this.freeAt = lib.arena.claimRegion(this.k, 1);
     lib.arena.releaseRegion(this.k, this.freeAt);
-    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crimg-fuzz-'));
+    // under the run's own directory when there is one: a worker killed by the watchdog cannot remove its own
+    this.dir = fs.mkdtempSync(path.join(opts.tmpRoot ?? os.tmpdir(), 'crimg-fuzz-'));
     this.validCodes = new Set(Object.keys(lib.ERROR_CODES));
   }
 
@@ -575,7 +576,9 @@ function runWorkers(o, libDir) {
     let live = 0;
     let peakRss = process.memoryUsage().rss;
     const rssTimer = setInterval(() => { peakRss = Math.max(peakRss, process.memoryUsage().rss); }, 100);
-    const opts = { maxWasmMb: o.maxWasmMb, maxHeapMb: o.maxHeapMb };
+    // the workers' files go under one directory, removed at the end (also those of workers the watchdog killed)
+    const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'crimg-fuzzrun-'));
+    const opts = { maxWasmMb: o.maxWasmMb, maxHeapMb: o.maxHeapMb, tmpRoot };
 
     const spawn = (w) => {
       const worker = new Worker(SELF, {
@@ -662,6 +665,7 @@ function runWorkers(o, libDir) {
       finished = true;
       clearInterval(watchdog);
       clearInterval(rssTimer);
+      fs.rmSync(tmpRoot, { recursive: true, force: true });
       peakRss = Math.max(peakRss, process.memoryUsage().rss);
       const seconds = (Date.now() - t0) / 1000;
       const report = {
