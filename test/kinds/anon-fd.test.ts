@@ -41,26 +41,44 @@ describe('ANON_FD', () => {
   const refusals: [string, Refusal][] = [
     ['a reserved field not zero', { fields: (f) => { f.reserved = 7; }, why: 'ANON_FD record: reserved field not zero', nth: 2 }],
     ['the state on a regular file', { model: set(3, EVENTFD, [1n, 0n]), why: 'ANON_FD record: fd 3 is a regular file or directory' }],
-    ['an epoll list that is not triples', { model: set(13, EPOLL, [11n, 1n]), why: 'ANON_FD record: fd 13: 2 values are not (fd, events, data) triples', nth: 3 }],
+    ['an epoll list that is not triples', {
+      model: set(13, EPOLL, [11n, 1n]), why: 'ANON_FD record: fd 13: 2 values are not (fd, events, data) triples', nth: 3,
+    }],
     ['an epoll watching an fd out of range', {
       model: set(13, EPOLL, [0x80000000n, 1n, 0n]), why: 'ANON_FD record: fd 13: watch of fd 2147483648 with events 1', nth: 3,
     }],
     ['an epoll watching with events out of range', {
       model: set(13, EPOLL, [11n, 0x100000000n, 0n]), why: 'ANON_FD record: fd 13: watch of fd 11 with events 4294967296', nth: 3,
     }],
-    ['an anonymous file of kind 0', { model: set(10, 0, [1n, 0n]), why: 'ANON_FD record: fd 10: anonymous file kind 0 is none of eventfd, timerfd, signalfd, epoll' }],
-    ['an anonymous file of kind 9', { model: set(12, 9, [1n]), why: 'ANON_FD record: fd 12: anonymous file kind 9 is none of eventfd, timerfd, signalfd, epoll', nth: 2 }],
+    ['an anonymous file of kind 0', {
+      model: set(10, 0, [1n, 0n]), why: 'ANON_FD record: fd 10: anonymous file kind 0 is none of eventfd, timerfd, signalfd, epoll',
+    }],
+    ['an anonymous file of kind 9', {
+      model: set(12, 9, [1n]), why: 'ANON_FD record: fd 12: anonymous file kind 9 is none of eventfd, timerfd, signalfd, epoll', nth: 2,
+    }],
     ['an eventfd of one value', { model: set(10, EVENTFD, [5n]), why: 'ANON_FD record: fd 10: 1 values for a kind 1 file, expected 2' }],
-    ['a timerfd of four values', { model: set(11, TIMERFD, [1n, 0n, 0n, 0n]), why: 'ANON_FD record: fd 11: 4 values for a kind 2 file, expected 5', nth: 1 }],
-    ['a signalfd of two values', { model: set(12, SIGNALFD, [1n, 2n]), why: 'ANON_FD record: fd 12: 2 values for a kind 3 file, expected 1', nth: 2 }],
-    ['an eventfd count of 2^64-1', { model: set(10, EVENTFD, [0xffffffffffffffffn, 0n]), why: `ANON_FD record: fd 10: eventfd count ${0xffffffffffffffffn} / semaphore 0` }],
+    ['a timerfd of four values', {
+      model: set(11, TIMERFD, [1n, 0n, 0n, 0n]), why: 'ANON_FD record: fd 11: 4 values for a kind 2 file, expected 5', nth: 1,
+    }],
+    ['a signalfd of two values', {
+      model: set(12, SIGNALFD, [1n, 2n]), why: 'ANON_FD record: fd 12: 2 values for a kind 3 file, expected 1', nth: 2,
+    }],
+    ['an eventfd count of 2^64-1', {
+      model: set(10, EVENTFD, [0xffffffffffffffffn, 0n]), why: `ANON_FD record: fd 10: eventfd count ${0xffffffffffffffffn} / semaphore 0`,
+    }],
     ['an eventfd semaphore flag of 2', { model: set(10, EVENTFD, [5n, 2n]), why: 'ANON_FD record: fd 10: eventfd count 5 / semaphore 2' }],
-    ['a timerfd on a clock it cannot have', { model: set(11, TIMERFD, [3n, 0n, 0n, 0n, 0n]), why: 'ANON_FD record: fd 11: timerfd clock 3 / flags 0', nth: 1 }],
-    ['a timerfd with unknown settime flags', { model: set(11, TIMERFD, [0n, 4n, 0n, 0n, 0n]), why: 'ANON_FD record: fd 11: timerfd clock 0 / flags 4', nth: 1 }],
+    ['a timerfd on a clock it cannot have', {
+      model: set(11, TIMERFD, [3n, 0n, 0n, 0n, 0n]), why: 'ANON_FD record: fd 11: timerfd clock 3 / flags 0', nth: 1,
+    }],
+    ['a timerfd with unknown settime flags', {
+      model: set(11, TIMERFD, [0n, 4n, 0n, 0n, 0n]), why: 'ANON_FD record: fd 11: timerfd clock 0 / flags 4', nth: 1,
+    }],
     ['an epoll watching an fd the task does not have', {
       model: set(13, EPOLL, [11n, 1n, 0n, 99n, 1n, 0n]), why: 'ANON_FD record: epoll fd 13 watches fd 99, which the task does not have', nth: 3,
     }],
-    ['an epoll watching an epoll', { model: set(13, EPOLL, [13n, 1n, 0n]), why: 'ANON_FD record: epoll fd 13 watches another epoll (fd 13)', nth: 3 }],
+    ['an epoll watching an epoll', {
+      model: set(13, EPOLL, [13n, 1n, 0n]), why: 'ANON_FD record: epoll fd 13 watches another epoll (fd 13)', nth: 3,
+    }],
   ];
   for (const [what, r] of refusals) it(`refuses ${what}`, () => expectRefusal(model, KIND, r));
 

@@ -39,11 +39,19 @@ describe('FLOCKS', () => {
     }],
     ['a lock kind 0', { model: setLocks(3, [lock(0, true, 0n, 1n)]), why: 'FLOCKS record: fd 3: lock kind 0 is none of flock, POSIX, OFD' }],
     ['a lock kind 4', { model: setLocks(4, [lock(4, true, 0n, 1n)]), why: 'FLOCKS record: fd 4: lock kind 4 is none of flock, POSIX, OFD', nth: 1 }],
-    ['a lock type neither read nor write', { fields: (f) => { (f.locks as { type: bigint }[])[1]!.type = 2n; }, why: 'FLOCKS record: fd 3: lock type 2 is neither read nor write' }],
+    ['a lock type neither read nor write', {
+      fields: (f) => { (f.locks as { type: bigint }[])[1]!.type = 2n; }, why: 'FLOCKS record: fd 3: lock type 2 is neither read nor write',
+    }],
     ['a range ending before it starts', { model: setLocks(3, [lock(2, true, 5n, 4n)]), why: 'FLOCKS record: fd 3: lock range 5..4' }],
-    ['a start past 2^63-1', { model: setLocks(3, [lock(3, false, I64_MAX + 1n, LOCK_EOF)]), why: `FLOCKS record: fd 3: lock range ${I64_MAX + 1n}..${LOCK_EOF}` }],
-    ['an end past 2^63-1 that is not EOF', { model: setLocks(3, [lock(2, false, 0n, LOCK_EOF - 1n)]), why: `FLOCKS record: fd 3: lock range 0..${LOCK_EOF - 1n}` }],
-    ['a flock lock on part of a file', { model: setLocks(4, [lock(1, true, 0n, 100n)]), why: 'FLOCKS record: fd 4: a flock lock covers the whole file', nth: 1 }],
+    ['a start past 2^63-1', {
+      model: setLocks(3, [lock(3, false, I64_MAX + 1n, LOCK_EOF)]), why: `FLOCKS record: fd 3: lock range ${I64_MAX + 1n}..${LOCK_EOF}`,
+    }],
+    ['an end past 2^63-1 that is not EOF', {
+      model: setLocks(3, [lock(2, false, 0n, LOCK_EOF - 1n)]), why: `FLOCKS record: fd 3: lock range 0..${LOCK_EOF - 1n}`,
+    }],
+    ['a flock lock on part of a file', {
+      model: setLocks(4, [lock(1, true, 0n, 100n)]), why: 'FLOCKS record: fd 4: a flock lock covers the whole file', nth: 1,
+    }],
   ];
   for (const [what, r] of refusals) it(`refuses ${what}`, () => expectRefusal(model, KIND, r));
 

@@ -28,16 +28,24 @@ describe('INOTIFY', () => {
   });
 
   const refusals: [string, Refusal][] = [
-    ['watches on a regular file', { model: (m) => { m.tasks[0]!.files[1]!.inotify = []; }, why: 'INOTIFY record: fd 3 is a regular file or directory' }],
+    ['watches on a regular file', {
+      model: (m) => { m.tasks[0]!.files[1]!.inotify = []; }, why: 'INOTIFY record: fd 3 is a regular file or directory',
+    }],
     ['more watches than paths', {
       fields: (f) => { (f.paths as string[]).pop(); }, why: 'INOTIFY record: fd 30: 4 values and 1 paths are not (wd, mask) pairs with a path each',
     }],
     ['a wd of 0', { model: setWatches(31, [{ wd: 0, mask: 2, path: '/a' }]), why: 'INOTIFY record: fd 31: wd 0 out of order', nth: 1 }],
-    ['a wd past 2^31-1', { fields: (f) => { (f.watches as { wd: bigint }[])[1]!.wd = 0x80000000n; }, why: 'INOTIFY record: fd 30: wd 2147483648 out of order' }],
+    ['a wd past 2^31-1', {
+      fields: (f) => { (f.watches as { wd: bigint }[])[1]!.wd = 0x80000000n; }, why: 'INOTIFY record: fd 30: wd 2147483648 out of order',
+    }],
     ['wds out of order', { model: (m) => { m.tasks[0]!.files[3]!.inotify!.reverse(); }, why: 'INOTIFY record: fd 30: wd 1 out of order' }],
     ['the same wd twice', { model: (m) => { m.tasks[0]!.files[3]!.inotify![1]!.wd = 1; }, why: 'INOTIFY record: fd 30: wd 1 out of order' }],
-    ['a mask past 32 bits', { fields: (f) => { (f.watches as { mask: bigint }[])[0]!.mask = 0x100000000n; }, why: 'INOTIFY record: fd 30: watch 1 with mask 4294967296 on \'/tmp/a\'' }],
-    ['a relative path', { model: setWatches(31, [{ wd: 1, mask: 2, path: 'rel' }]), why: 'INOTIFY record: fd 31: watch 1 with mask 2 on \'rel\'', nth: 1 }],
+    ['a mask past 32 bits', {
+      fields: (f) => { (f.watches as { mask: bigint }[])[0]!.mask = 0x100000000n; }, why: 'INOTIFY record: fd 30: watch 1 with mask 4294967296 on \'/tmp/a\'',
+    }],
+    ['a relative path', {
+      model: setWatches(31, [{ wd: 1, mask: 2, path: 'rel' }]), why: 'INOTIFY record: fd 31: watch 1 with mask 2 on \'rel\'', nth: 1,
+    }],
   ];
   for (const [what, r] of refusals) it(`refuses ${what}`, () => expectRefusal(model, KIND, r));
 

@@ -36,7 +36,9 @@ describe('PIPE', () => {
   });
 
   const refusals: [string, Refusal][] = [
-    ['a pipe end on a regular file', { model: (m) => { m.tasks[0]!.files[1]!.pipe = { ino: 1n, write: false, size: 4096 }; }, why: 'PIPE record: fd 3 is a regular file or directory' }],
+    ['a pipe end on a regular file', {
+      model: (m) => { m.tasks[0]!.files[1]!.pipe = { ino: 1n, write: false, size: 4096 }; }, why: 'PIPE record: fd 3 is a regular file or directory',
+    }],
     ['an end that is neither read nor write', { fields: (f) => { f.end = 2; }, why: 'PIPE record: fd 21: pipe end 2', nth: 1 }],
     ['a capacity under a page', { model: set(23, { size: 2048 }), why: 'PIPE record: fd 23: pipe capacity 2048', nth: 3 }],
     ['a capacity that is not a power of two', { model: set(20, { size: 5000 }), why: 'PIPE record: fd 20: pipe capacity 5000' }],
@@ -46,7 +48,9 @@ describe('PIPE', () => {
     ['bytes on an fd that is not the pipe\'s lowest', {
       model: set(22, { data: new Uint8Array([1]) }), why: 'PIPE record: fd 22 carries bytes of pipe 4242, whose lowest fd is 20', nth: 2,
     }],
-    ['two capacities for one pipe', { model: set(21, { size: 65536 }), why: 'PIPE record: fd 21 gives pipe 4242 capacity 65536, fd 20 131072', nth: 1 }],
+    ['two capacities for one pipe', {
+      model: set(21, { size: 65536 }), why: 'PIPE record: fd 21 gives pipe 4242 capacity 65536, fd 20 131072', nth: 1,
+    }],
   ];
   for (const [what, r] of refusals) it(`refuses ${what}`, () => expectRefusal(model, KIND, r));
 

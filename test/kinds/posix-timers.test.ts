@@ -37,12 +37,22 @@ describe('POSIX_TIMERS', () => {
     ['an id out of range', { model: set(2, { id: 0x80000000 }), why: 'POSIX_TIMERS record: POSIX timer id 2147483648 out of range' }],
     ['ids out of order', { model: (m) => { m.tasks[0]!.posixTimers!.reverse(); }, why: 'POSIX_TIMERS record: POSIX timer 2 out of order' }],
     ['the same id twice', { model: set(1, { id: 0 }), why: 'POSIX_TIMERS record: POSIX timer 0 out of order' }],
-    ['a clock no timer is restored on', { model: set(0, { clock: 3 }), why: 'POSIX_TIMERS record: POSIX timer 0: clock 3 is not one a timer can be restored on' }],
-    ['a thread CPU clock', { model: set(0, { clock: -2 }), why: 'POSIX_TIMERS record: POSIX timer 0: clock -2 is not one a timer can be restored on' }],
-    ['an unknown way to notify', { model: set(0, { notify: 2 }), why: 'POSIX_TIMERS record: POSIX timer 0: notify 2 is none of SIGEV_SIGNAL, SIGEV_NONE, SIGEV_THREAD_ID' }],
-    ['a thread to notify without SIGEV_THREAD_ID', { model: set(0, { notifyTid: 5 }), why: 'POSIX_TIMERS record: POSIX timer 0: notify tid 5 with notify 0' }],
+    ['a clock no timer is restored on', {
+      model: set(0, { clock: 3 }), why: 'POSIX_TIMERS record: POSIX timer 0: clock 3 is not one a timer can be restored on',
+    }],
+    ['a thread CPU clock', {
+      model: set(0, { clock: -2 }), why: 'POSIX_TIMERS record: POSIX timer 0: clock -2 is not one a timer can be restored on',
+    }],
+    ['an unknown way to notify', {
+      model: set(0, { notify: 2 }), why: 'POSIX_TIMERS record: POSIX timer 0: notify 2 is none of SIGEV_SIGNAL, SIGEV_NONE, SIGEV_THREAD_ID',
+    }],
+    ['a thread to notify without SIGEV_THREAD_ID', {
+      model: set(0, { notifyTid: 5 }), why: 'POSIX_TIMERS record: POSIX timer 0: notify tid 5 with notify 0',
+    }],
     ['SIGEV_THREAD_ID without a thread', { model: set(2, { notifyTid: 0 }), why: 'POSIX_TIMERS record: POSIX timer 7: notify tid 0 with notify 4' }],
-    ['a thread id out of range', { model: set(2, { notifyTid: 0x80000000 }), why: 'POSIX_TIMERS record: POSIX timer 7: notify tid 2147483648 with notify 4' }],
+    ['a thread id out of range', {
+      model: set(2, { notifyTid: 0x80000000 }), why: 'POSIX_TIMERS record: POSIX timer 7: notify tid 2147483648 with notify 4',
+    }],
     ['a signal above 64', { model: set(0, { signo: 65 }), why: 'POSIX_TIMERS record: POSIX timer 0: signal 65' }],
     ['no signal to send', { model: set(0, { signo: 0 }), why: 'POSIX_TIMERS record: POSIX timer 0: signal 0' }],
     ['a thread to notify that is not the task\'s', {

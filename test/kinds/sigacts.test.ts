@@ -37,7 +37,9 @@ describe('SIGACTS', () => {
     ['signals out of order', { model: (m) => { m.tasks[0]!.sigactions!.reverse(); }, why: 'SIGACTS record: signal 13 out of order' }],
     ['the same signal twice', { model: (m) => { m.tasks[0]!.sigactions![1]!.sig = 10; }, why: 'SIGACTS record: signal 10 out of order' }],
     ['a SIG_DFL entry', { model: (m) => { m.tasks[0]!.sigactions![1]!.handler = 0n; }, why: 'SIGACTS record: signal 13 recorded with SIG_DFL' }],
-    ['in the second task', { model: (m) => { m.tasks[1]!.sigactions = [act(15, 0n)]; }, why: 'SIGACTS record: signal 15 recorded with SIG_DFL', nth: 1 }],
+    ['in the second task', {
+      model: (m) => { m.tasks[1]!.sigactions = [act(15, 0n)]; }, why: 'SIGACTS record: signal 15 recorded with SIG_DFL', nth: 1,
+    }],
   ];
   for (const [what, r] of refusals) it(`refuses ${what}`, () => expectRefusal(model, KIND, r));
 

@@ -34,8 +34,12 @@ describe('TCP_LISTEN', () => {
   });
 
   const refusals: [string, Refusal][] = [
-    ['a listener on a regular file', { model: (m) => { m.tasks[0]!.files[1]!.tcpListen = model().tasks[0]!.files[3]!.tcpListen; }, why: 'TCP_LISTEN record: fd 3 is a regular file or directory' }],
-    ['an AF_INET socket with an IPv6 address', { model: set(32, { family: 2 }), why: 'TCP_LISTEN record: fd 32: family 2 with a 16-byte address', nth: 1 }],
+    ['a listener on a regular file', {
+      model: (m) => { m.tasks[0]!.files[1]!.tcpListen = model().tasks[0]!.files[3]!.tcpListen; }, why: 'TCP_LISTEN record: fd 3 is a regular file or directory',
+    }],
+    ['an AF_INET socket with an IPv6 address', {
+      model: set(32, { family: 2 }), why: 'TCP_LISTEN record: fd 32: family 2 with a 16-byte address', nth: 1,
+    }],
     ['an AF_INET6 socket with an IPv4 address', { model: set(31, { family: 10 }), why: 'TCP_LISTEN record: fd 31: family 10 with a 4-byte address' }],
     ['another family', { model: set(31, { family: 1 }), why: 'TCP_LISTEN record: fd 31: family 1 with a 4-byte address' }],
     ['port 0', { model: set(31, { port: 0 }), why: 'TCP_LISTEN record: fd 31: port 0, options 1' }],

@@ -34,17 +34,27 @@ describe('UNIX_PAIR', () => {
   });
 
   const refusals: [string, Refusal][] = [
-    ['a socket on a directory', { model: (m) => { m.tasks[0]!.files[2]!.unixPair = { pair: 1n, second: false, type: 1 }; }, why: 'UNIX_PAIR record: fd 4 is a regular file or directory' }],
-    ['a socket that is neither the first nor the second', { fields: (f) => { f.second = 2; }, why: 'UNIX_PAIR record: fd 24: socket 2 of a pair', nth: 4 }],
-    ['an unknown socket type', { model: set(23, { type: 3 }), why: 'UNIX_PAIR record: fd 23: socket type 3 is none of stream, datagram, seqpacket', nth: 3 }],
-    ['bytes queued to a datagram socket', { model: set(23, { data: te.encode('d') }), why: 'UNIX_PAIR record: fd 23: bytes queued to a socket of type 2', nth: 3 }],
+    ['a socket on a directory', {
+      model: (m) => { m.tasks[0]!.files[2]!.unixPair = { pair: 1n, second: false, type: 1 }; }, why: 'UNIX_PAIR record: fd 4 is a regular file or directory',
+    }],
+    ['a socket that is neither the first nor the second', {
+      fields: (f) => { f.second = 2; }, why: 'UNIX_PAIR record: fd 24: socket 2 of a pair', nth: 4,
+    }],
+    ['an unknown socket type', {
+      model: set(23, { type: 3 }), why: 'UNIX_PAIR record: fd 23: socket type 3 is none of stream, datagram, seqpacket', nth: 3,
+    }],
+    ['bytes queued to a datagram socket', {
+      model: set(23, { data: te.encode('d') }), why: 'UNIX_PAIR record: fd 23: bytes queued to a socket of type 2', nth: 3,
+    }],
     ['bytes queued on an fd that is not the socket\'s first', {
       model: set(22, { data: te.encode('again') }), why: 'UNIX_PAIR record: fd 22 carries bytes queued to a socket whose first fd is 20', nth: 2,
     }],
     ['a socket whose other socket the task does not have', {
       model: set(24, { pair: 931n }), why: 'UNIX_PAIR record: fd 23 is a socket of pair 930, whose other socket the task does not have', nth: 3,
     }],
-    ['the sockets of a pair of two types', { model: set(24, { type: 5 }), why: 'UNIX_PAIR record: fd 23: the sockets of pair 930 differ in type', nth: 3 }],
+    ['the sockets of a pair of two types', {
+      model: set(24, { type: 5 }), why: 'UNIX_PAIR record: fd 23: the sockets of pair 930 differ in type', nth: 3,
+    }],
   ];
   for (const [what, r] of refusals) it(`refuses ${what}`, () => expectRefusal(model, KIND, r));
 
