@@ -1,9 +1,11 @@
 /**
  * The seed images the fuzzer mutates: generate() at small sizes under various
  * specs, hand-made models (zero and absent pages, tasks without memory or
- * threads, unicode strings, null paths), and images emitted record by record
- * with RecordWriter (unknown skippable records, PAGES runs of 1..1024 pages).
- * Everything is deterministic. `lib` is the crimg module (src or dist).
+ * threads, unicode strings, null paths, every optional kind of state of the
+ * format), and images emitted record by record with RecordWriter (unknown
+ * skippable records, PAGES runs of 1..1024 pages). Everything is deterministic.
+ * `lib` is the crimg module (src or dist). Every record kind of the schema is in
+ * some seed (test/reliability-fuzz.test.ts checks it against RECORDS).
  */
 
 /** @param {any} lib */
@@ -21,6 +23,7 @@ export async function buildCorpus(lib, { small = false } = {}) {
   out.push({ name: 'rw-unknown-bigruns', bytes: await recordWriterImage(lib) });
   await add('gen-min', lib.generate({ seed: 11, size: 0, tasks: 1, threads: 1, vmas: 0, files: 0, namespaces: false }));
   await add('hand-optional-records', optionalRecordsModel(lib));
+  await add('hand-all-kinds', allKindsModel(lib));
   if (!small) {
     await add(
       'gen-tree',
@@ -63,6 +66,77 @@ function optionalRecordsModel(lib) {
       th.futex = { clearChildTid: 0x7f12340002d0n + BigInt(i << 20), robustHead: 0x7f12340002e0n + BigInt(i << 20), robustLen: 24n };
     });
   }
+  return m;
+}
+
+/**
+ * Every optional kind of state of the format, in two variants (task 100 and task 200), the values at the edges of
+ * what the reader accepts; one fd of each task carries several fd kinds at once.
+ */
+function allKindsModel(lib) {
+  const m = handModel(lib, 5, { pages: 2 });
+  const [a, b] = m.tasks;
+  const EOF = 0xffffffffffffffffn;
+  const te = new TextEncoder();
+  const other = (fd, path, extra) => ({
+    fd, kind: lib.FdKind.OTHER, path, flags: 2, pos: 0n, mode: 0o600, cloexec: fd % 2 === 0, devMajor: 0, devMinor: 15, inode: BigInt(9000 + fd), size: 0n, ...extra,
+  });
+  const loop6 = Uint8Array.from({ length: 16 }, (_, i) => (i === 15 ? 1 : 0));
+  // task 100: handlers and ignored signals, two interval timers, POSIX timers of each notification, both thread kinds
+  a.sigactions = [
+    { sig: 1, handler: 1n, flags: 0n, restorer: 0n, mask: 0n },
+    { sig: 10, handler: 0x401000n, flags: 0x4000000n, restorer: 0x402000n, mask: 1n << 13n },
+    { sig: 64, handler: 0x7f0000001000n, flags: 0x14000004n, restorer: 0x402000n, mask: EOF },
+  ];
+  a.itimers = [{ which: 0, intervalUs: 50_000_000n, valueUs: 1_234_567n }, { which: 1, intervalUs: 20_000n, valueUs: 0n }, { which: 2, intervalUs: 0n, valueUs: 10n }];
+  a.posixTimers = [
+    { id: 0, clock: 1, notify: 0, notifyTid: 0, signo: 10, sigevValue: 77n, intervalNs: 30_000_000_000n, valueNs: 12_345n },
+    { id: 3, clock: -6, notify: 4, notifyTid: a.threads[1].tid, signo: 12, sigevValue: 0x7f0000001000n, intervalNs: 0n, valueNs: 5_000n },
+    { id: 0x7fffffff, clock: 11, notify: 1, notifyTid: 0, signo: 0, sigevValue: 0n, intervalNs: 0n, valueNs: 0n },
+  ];
+  a.threads[0].futex = { clearChildTid: 0x7f00000010d0n, robustHead: 0x7f00000010e0n, robustLen: 24n };
+  a.threads[0].sigaltstack = { sp: 0x7f0000100000n, size: 65536n, flags: 0x80000000 };
+  a.threads[1].futex = { clearChildTid: 0n, robustHead: 0n, robustLen: 0n };
+  a.threads[1].sigaltstack = { sp: 0n, size: 0n, flags: 2 };
+  // its fds: locks, a pipe (bytes on its lowest fd), a stream pair with bytes queued to each socket, each anonymous
+  // file with an epoll watching the others, inotify watches, listeners of both families, and one fd with four kinds
+  a.files[1].locks = [{ kind: 1, write: true, start: 0n, end: EOF }, { kind: 2, write: false, start: 10n, end: 19n }, { kind: 3, write: true, start: 0x7fffffffffffffffn, end: EOF }];
+  a.files[2].locks = [{ kind: 1, write: false, start: 0n, end: EOF }];
+  a.files.push(
+    other(5, 'pipe:[5084]', { pipe: { ino: 5084n, write: false, size: 65536, data: te.encode('fuzz pipe') } }),
+    other(6, 'pipe:[5084]', { pipe: { ino: 5084n, write: true, size: 65536 } }),
+    other(7, 'socket:[5085]', { unixPair: { pair: 5085n, second: false, type: 1, data: te.encode('to the first') } }),
+    other(8, 'socket:[5086]', { unixPair: { pair: 5085n, second: true, type: 1, data: te.encode('to the second') } }),
+    other(9, 'socket:[5085]', { unixPair: { pair: 5085n, second: false, type: 1 } }),
+    other(10, 'anon_inode:[eventfd]', { anon: { kind: 1, values: [5n, 1n] } }),
+    other(11, 'anon_inode:[timerfd]', { anon: { kind: 2, values: [1n, 0n, 100_000_000_000n, 99_000_000_000n, 3n] } }),
+    other(12, 'anon_inode:[signalfd]', { anon: { kind: 3, values: [1n << 9n] } }),
+    other(13, 'anon_inode:[eventpoll]', { anon: { kind: 4, values: [10n, 25n, 42n, 11n, 1n, EOF, 12n, 0xffffffffn, 0n] } }),
+    other(14, 'anon_inode:inotify', { inotify: [{ wd: 1, mask: 0x100, path: '/tmp/wätched' }, { wd: 3, mask: 0xfff, path: '/etc' }] }),
+    other(15, 'socket:[5087]', { tcpListen: { family: 2, addr: new Uint8Array([127, 0, 0, 1]), port: 46709, backlog: 7, opts: 1 } }),
+    other(16, 'socket:[5088]', { tcpListen: { family: 10, addr: loop6, port: 8080, backlog: 128, opts: 7 } }),
+    other(17, 'socket:[5089]', {
+      anon: { kind: 3, values: [0n] }, pipe: { ino: 5090n, write: true, size: 4096, data: new Uint8Array(4096).fill(0x5a) },
+      inotify: [{ wd: 0x7fffffff, mask: 0xffffffff, path: '/' }], tcpListen: { family: 2, addr: new Uint8Array(4), port: 65535, backlog: 0, opts: 0 },
+    }),
+  );
+  // task 200: other variants of each (empty lists, a disarmed timer, a datagram pair, an epoll watching nothing)
+  b.sigactions = [];
+  b.itimers = [];
+  b.posixTimers = [{ id: 1, clock: 0, notify: 0, notifyTid: 0, signo: 1, sigevValue: EOF, intervalNs: EOF, valueNs: EOF }];
+  b.threads[0].sigaltstack = { sp: EOF, size: EOF, flags: 1 };
+  b.files[1].locks = [{ kind: 3, write: false, start: 0n, end: 0n }];
+  b.files.push(
+    other(20, 'socket:[6000]', { unixPair: { pair: EOF, second: true, type: 2 } }),
+    other(21, 'socket:[6001]', { unixPair: { pair: EOF, second: false, type: 2 } }),
+    other(22, 'socket:[6002]', { unixPair: { pair: 0n, second: false, type: 5 } }),
+    other(23, 'socket:[6003]', { unixPair: { pair: 0n, second: true, type: 5 } }),
+    other(24, 'anon_inode:[eventpoll]', { anon: { kind: 4, values: [] } }),
+    other(25, 'anon_inode:[timerfd]', { anon: { kind: 2, values: [9n, 3n, EOF, 0n, EOF] } }),
+    other(26, 'anon_inode:inotify', { inotify: [] }),
+    other(27, 'pipe:[7000]', { pipe: { ino: 0n, write: false, size: 0x80000000 } }),
+    other(28, 'socket:[7001]', { inotify: [{ wd: 2, mask: 0, path: '/ünï' }], tcpListen: { family: 10, addr: new Uint8Array(16).fill(0xff), port: 1, backlog: 0xffffffff, opts: 4 } }),
+  );
   return m;
 }
 

@@ -10,23 +10,9 @@ import { xxh3 } from '@node-rs/xxhash';
 
 export const HDR = 16;
 export const K = {
-  HEADER: 0x0001,
-  NS: 0x0002,
-  TASK: 0x0101,
-  CREDS: 0x0102,
-  RLIMITS: 0x0103,
-  NSIDS: 0x0104,
-  NOCR: 0x0105,
-  THREAD: 0x0201,
-  REGS: 0x0211,
-  FPU: 0x0212,
-  XSTATE: 0x0213,
-  MM: 0x0301,
-  VMA: 0x0302,
-  PAGES: 0x0303,
-  FD: 0x0401,
-  INDEX: 0x7f01,
-  TRAILER: 0x7fff,
+  HEADER: 0x0001, NS: 0x0002, TASK: 0x0101, CREDS: 0x0102, RLIMITS: 0x0103, NSIDS: 0x0104, NOCR: 0x0105,
+  THREAD: 0x0201, REGS: 0x0211, FPU: 0x0212, XSTATE: 0x0213, MM: 0x0301, VMA: 0x0302, PAGES: 0x0303, FD: 0x0401,
+  INDEX: 0x7f01, TRAILER: 0x7fff,
 };
 export const KNOWN_KINDS = new Set(Object.values(K));
 export const INDEX_ENTRY = 24;
@@ -56,16 +42,11 @@ export function parse(bytes) {
   const recs = [];
   let o = 8;
   while (o + HDR <= bytes.length) {
-    const kind = dv.getUint16(o, true),
-      flags = dv.getUint16(o + 2, true),
-      len = dv.getUint32(o + 4, true);
+    const kind = dv.getUint16(o, true), flags = dv.getUint16(o + 2, true), len = dv.getUint32(o + 4, true);
     const csum = dv.getBigUint64(o + 8, true);
     if (o + HDR + pad8(len) > bytes.length) break;
     recs.push({
-      kind,
-      flags,
-      csum,
-      off: o,
+      kind, flags, csum, off: o,
       payload: bytes.slice(o + HDR, o + HDR + len),
       pad: bytes.slice(o + HDR + len, o + HDR + pad8(len)),
     });
@@ -115,12 +96,8 @@ export function build(magic, recs, { fix = 'rec', fixIndex = false } = {}) {
   const offs = [];
   let o = 8;
   const layout = () => {
-    o = 8;
-    offs.length = 0;
-    for (const r of recs) {
-      offs.push(o);
-      o += HDR + pad8(r.payload.length);
-    }
+    o = 8; offs.length = 0;
+    for (const r of recs) { offs.push(o); o += HDR + pad8(r.payload.length); }
   };
   layout();
   if (fixIndex) {
@@ -140,10 +117,8 @@ export function build(magic, recs, { fix = 'rec', fixIndex = false } = {}) {
       dv.setUint32(0, entries.length, true);
       entries.forEach((e, i) => {
         const b = 8 + i * INDEX_ENTRY;
-        dv.setInt32(b, e.pid, true);
-        dv.setUint32(b + 4, e.npages, true);
-        dv.setBigUint64(b + 8, e.addr, true);
-        dv.setBigUint64(b + 16, BigInt(e.off), true);
+        dv.setInt32(b, e.pid, true); dv.setUint32(b + 4, e.npages, true);
+        dv.setBigUint64(b + 8, e.addr, true); dv.setBigUint64(b + 16, BigInt(e.off), true);
       });
       recs[ix] = { ...recs[ix], payload: p, pad: undefined, len: undefined, csum: undefined, stale: false };
       layout();
@@ -183,25 +158,21 @@ export function build(magic, recs, { fix = 'rec', fixIndex = false } = {}) {
 
 /**
  * Numeric slots of a payload, following the schema: every fixed field, string
- * length prefix and array count, with its byte offset and size. Stops quietly
- * where the payload is too short (mutants are allowed to be malformed).
- * @param {readonly any[]} fields schema fields [name, type]
+ * length prefix and array count, with its byte offset and size; the items of a
+ * u64[] of tuples are named by tuple and member (`timers[1].clock`), and a raw
+ * field is one slot (role 'raw') to the end of the payload. Stops quietly where
+ * the payload is too short (mutants are allowed to be malformed).
+ * @param {readonly any[]} fields schema fields [name, type, doc, of]
  */
 export function slots(fields, p) {
   const dv = new DataView(p.buffer, p.byteOffset, p.byteLength);
   const out = [];
   let o = 0;
   const fits = (n) => o + n <= p.length;
-  for (const [name, type] of fields) {
-    if (type === 'u32' || type === 'i32') {
-      if (!fits(4)) break;
-      out.push({ name, off: o, size: 4, role: 'field' });
-      o += 4;
-    } else if (type === 'u64') {
-      if (!fits(8)) break;
-      out.push({ name, off: o, size: 8, role: 'field' });
-      o += 8;
-    } else if (type === 'str' || type === 'strn') {
+  for (const [name, type, , of] of fields) {
+    if (type === 'u32' || type === 'i32') { if (!fits(4)) break; out.push({ name, off: o, size: 4, role: 'field' }); o += 4; }
+    else if (type === 'u64') { if (!fits(8)) break; out.push({ name, off: o, size: 8, role: 'field' }); o += 8; }
+    else if (type === 'str' || type === 'strn') {
       if (!fits(4)) break;
       const n = dv.getUint32(o, true);
       out.push({ name, off: o, size: 4, role: 'strlen' });
@@ -220,24 +191,23 @@ export function slots(fields, p) {
       } else {
         const item = type === 'u32[]' ? 4 : 8;
         for (let i = 0; i < n && fits(item); i++) {
-          out.push({ name: `${name}[${i}]`, off: o, size: item, role: 'item' });
+          const itemName = of ? `${name}[${Math.floor(i / of.length)}].${of[i % of.length]}` : `${name}[${i}]`;
+          out.push({ name: itemName, off: o, size: item, role: 'item' });
           o += item;
         }
       }
       if (o > p.length) break;
-    } else if (type === 'raw') break;
+    } else if (type === 'raw') { out.push({ name, off: o, size: p.length - o, role: 'raw' }); break; }
   }
   return out;
 }
 
 /** The string fields of a payload: offset and length of their bytes. */
 export function strings(fields, p) {
-  return slots(fields, p)
-    .filter((s) => s.role === 'strlen')
-    .map((s) => {
-      const n = new DataView(p.buffer, p.byteOffset).getUint32(s.off, true);
-      return { name: s.name, off: s.off + 4, len: n === 0xffffffff ? 0 : Math.min(n, p.length - s.off - 4) };
-    });
+  return slots(fields, p).filter((s) => s.role === 'strlen').map((s) => {
+    const n = new DataView(p.buffer, p.byteOffset).getUint32(s.off, true);
+    return { name: s.name, off: s.off + 4, len: n === 0xffffffff ? 0 : Math.min(n, p.length - s.off - 4) };
+  });
 }
 
 /**
@@ -249,11 +219,7 @@ export function strings(fields, p) {
  */
 export function isConsistent(bytes) {
   let p;
-  try {
-    p = parse(bytes);
-  } catch {
-    return false;
-  }
+  try { p = parse(bytes); } catch { return false; }
   const { recs, magic } = p;
   if (!recs.length) return false;
   for (const r of recs) if (recordCsum(r) !== r.csum) return false;
