@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { existsSync, readdirSync } from 'node:fs';
 import { fc } from '@fast-check/vitest';
 import { KINDS } from '../../src/kinds/index.js';
-import { type AnyKind, valueOf } from '../../src/kinds/kind.js';
+import { type AnyKind, kindValue } from '../../src/kinds/kind.js';
 import { K, RECORDS, RECORD_BY_KIND, tupleWord } from '../../src/schema.js';
 import { KIND_ARBS, withKind } from '../helpers/kinds-arb.js';
 import { baseModel, bytesOf, expectBadRecord, recordsOf, roundTrip, withPayload } from '../helpers/kinds.js';
@@ -63,10 +63,10 @@ describe('the registry of kinds', () => {
       await fc.assert(fc.asyncProperty(withKind(k, task), async (t) => {
         const m = { ...base, tasks: [t, base.tasks[1]!] };
         const owners: object[] = k.owner === 'task' ? [t] : k.owner === 'thread' ? t.threads : t.files;
-        expect(owners.some((o) => valueOf(k, o as never) !== undefined)).toBe(true);
+        expect(owners.some((o) => kindValue(k, o as never) !== undefined)).toBe(true);
         const back = await roundTrip(m);
         const ownersBack: object[] = k.owner === 'task' ? [back.tasks[0]!] : k.owner === 'thread' ? back.tasks[0]!.threads : back.tasks[0]!.files;
-        expect(ownersBack.map((o) => valueOf(k, o as never))).toEqual(owners.map((o) => valueOf(k, o as never)));
+        expect(ownersBack.map((o) => kindValue(k, o as never))).toEqual(owners.map((o) => kindValue(k, o as never)));
         expect(recordsOf(await bytesOf(m)).some((r) => r.kind === k.record.kind)).toBe(true);
       }), { numRuns: 25, seed: 13 });
     });
