@@ -8,7 +8,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { crimg } from './helpers/cli.js';
-import { PTRACE, SIG, WAIT, kill, ptraceRaw, spawn as rawSpawn, waitpid } from '../src/live/libc.js';
+import { PTRACE, WAIT, kill, ptraceRaw, spawn as rawSpawn, waitpid } from '../src/os/libc.js';
+import { SIG } from '../src/os/consts.js';
 
 let dir: string;
 const bin = (n: string): string => path.join(dir, n);

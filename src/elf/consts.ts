@@ -94,7 +94,6 @@ export const AT_EXECFN = 31;
 export const AT_SYSINFO_EHDR = 33;
 
 export const VSYSCALL_ADDR = 0xffffffffff600000n;
-export const SIGCHLD = 17;
 
 /** Round up to a multiple of 4. */
 export const align4 = (n: number): number => (n + 3) & ~3;

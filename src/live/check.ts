@@ -11,10 +11,11 @@ import { inotifyState, isInotify } from './inotify.js';
 import { listenState, sameNetNs, tcpListeners } from './listen.js';
 import { type UnixSock, ownPairs, pairSavable, socketIno, unixSockets } from './unixpair.js';
 import {
-  type FdInfo, type MapEntry, PF_KTHREAD, S_IFBLK, S_IFCHR, S_IFIFO, S_IFSOCK, allPids, devMajor, devMinor, fileType,
+  type FdInfo, type MapEntry, allPids, devMajor, devMinor, fileType,
   isDeletedPath, isMemfdPath, isSharedAnonPath, isSysvShmPath, listChildren, procPath, readFds, readMaps, readStat,
   parseLockLine, readPosixTimers, readStatus, stripDeleted, tracerPid, tryReadlink, type ProcTimer,
-} from './proc.js';
+} from '../os/proc.js';
+import { PF_KTHREAD, S_IFBLK, S_IFCHR, S_IFIFO, S_IFSOCK } from '../os/consts.js';
 
 /** The reason codes `check` can report, with what they mean. */
 export const NOCR_CODES = {

@@ -18,15 +18,16 @@ import { listenState, sameNetNs, tcpListeners } from './listen.js';
 import { collectUnixPairs } from './unixpair.js';
 import {
   NT, addressOf, isSysError, ptraceGetRegs, ptraceGetRegset, ptraceGetRseq, ptraceGetSigmask, syscall,
-} from './libc.js';
+} from '../os/libc.js';
 import {
-  type FdInfo, type MapEntry, S_IFDIR, S_IFREG, devMajor, devMinor, fileType, isDeletedPath, isMemfdPath,
+  type FdInfo, type MapEntry, devMajor, devMinor, fileType, isDeletedPath, isMemfdPath,
   isPseudoPath, isSharedAnonPath, isSysvShmPath, procPath, readAuxv, readFds, readLimits, readMaps, readNsIds, readNulList,
   parseLockLine, readPersonality, readStat, readStatus, statusCreds, statusSigPending, stripDeleted, tryReadlink,
-} from './proc.js';
+} from '../os/proc.js';
+import { CLONE_NEWUTS, O_CLOEXEC, S_IFDIR, S_IFREG } from '../os/consts.js';
+import { SYS } from '../os/syscalls.js';
 import { LivePageSource, type PagePolicy, ProcMemory, PAGE } from './pages.js';
 
-const O_CLOEXEC = 0o2000000;
 const XSTATE_BUF = 64 * 1024;
 
 function ptraceFail(pid: number, tid: number, what: string, e: unknown): CrimgError {
@@ -227,13 +228,10 @@ export function collectTask(pid: number, threads: Thread[], mem: ProcMemory, fds
 
 // ------------------------------------------------------------------ uts
 
-const CLONE_NEWUTS = 0x04000000;
-const SYS_SETNS = 308;
-const SYS_UNAME = 63;
 
 function unameNow(): Uts {
   const b = new Uint8Array(6 * 65);
-  syscall(SYS_UNAME, addressOf(b));
+  syscall(SYS.uname, addressOf(b));
   const f = (i: number): string => {
     const s = b.subarray(i * 65, (i + 1) * 65);
     const z = s.indexOf(0);
@@ -260,8 +258,8 @@ export function utsOf(pid: number): Uts | null {
   try {
     back = fs.openSync('/proc/thread-self/ns/uts', 'r');
     fd = fs.openSync(procPath(pid, 'ns/uts'), 'r');
-    syscall(SYS_SETNS, fd, CLONE_NEWUTS);
-    try { return unameNow(); } finally { syscall(SYS_SETNS, back, CLONE_NEWUTS); }
+    syscall(SYS.setns, fd, CLONE_NEWUTS);
+    try { return unameNow(); } finally { syscall(SYS.setns, back, CLONE_NEWUTS); }
   } catch {
     return null;
   } finally {

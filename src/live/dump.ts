@@ -25,12 +25,13 @@ import { blocking, checkProcesses } from './check.js';
 import { collectTask, collectThread, hostUts, namespacesOf } from './collect.js';
 import { Freezer, type ReleaseMode, checkTarget, listTree } from './freeze.js';
 import {
-  MADV_HUGEPAGE, NT, PTRACE, SIG, addressOf, fallocate, isSysError, kill, loadLibc, madvise, processVmReadRaw, ptraceGetRegs, ptraceGetRegset,
+  NT, PTRACE, addressOf, fallocate, isSysError, kill, loadLibc, madvise, processVmReadRaw, ptraceGetRegs, ptraceGetRegset,
   ptraceGetRseq, ptraceGetSigmask, ptraceRaw,
-} from './libc.js';
+} from '../os/libc.js';
+import { MADV_HUGEPAGE, SIG } from '../os/consts.js';
 import { LivePageSource, ProcMemory } from './pages.js';
 import { type CallMode, collectSelfState } from './selfstate.js';
-import { type FdInfo, type MapEntry, exists, readFds, readMaps, readStat, readStatus } from './proc.js';
+import { type FdInfo, type MapEntry, exists, readFds, readMaps, readStat, readStatus } from '../os/proc.js';
 
 export const TOOL = 'crimg 0.1.0';
 

@@ -14,12 +14,13 @@
  */
 import * as fs from 'node:fs';
 import type { InotifyWatch, OpenFile } from '../model.js';
-import type { FdInfo } from './proc.js';
-import { addressOf, fionread, syscall } from './libc.js';
-import { type TaskCall, fetchFd } from './pipes.js';
+import type { FdInfo } from '../os/proc.js';
+import { addressOf, fionread, syscall } from '../os/libc.js';
+import { O_CLOEXEC, O_NONBLOCK, O_PATH } from '../os/consts.js';
+import { SYS } from '../os/syscalls.js';
+import { type TaskCall, fetchFd } from '../os/taskcall.js';
 
-const SYS_OPEN_BY_HANDLE_AT = 304, O_PATH = 0o10000000, O_CLOEXEC = 0o2000000, O_NONBLOCK = 0o4000;
-const IN_DONT_FOLLOW = 0x02000000;
+const IN_DONT_FOLLOW = 0x02000000, IN_CREATE = 0x100;
 
 /** Whether fd link is an inotify instance. */
 export function isInotify(link: string): boolean { return link === 'anon_inode:inotify' || link === 'anon_inode:[inotify]'; }
@@ -49,7 +50,7 @@ function handlePath(dev: string, type: number, handle: Uint8Array, mounts: Map<s
     dv.setUint32(0, handle.length, true);
     dv.setInt32(4, type, true);
     fh.set(handle, 8);
-    fd = syscall(SYS_OPEN_BY_HANDLE_AT, mfd, addressOf(fh), O_PATH | O_CLOEXEC);
+    fd = syscall(SYS.open_by_handle_at, mfd, addressOf(fh), O_PATH | O_CLOEXEC);
     const p = fs.readlinkSync(`/proc/self/fd/${fd}`);
     return p.startsWith('/') && !p.endsWith(' (deleted)') ? p : null;
   } catch { return null; } finally {
@@ -84,24 +85,22 @@ export function inotifyState(pid: number, f: FdInfo): { watches: InotifyWatch[] 
 
 // ------------------------------------------------------------------ restart
 
-const NR = { inotify_add_watch: 254, inotify_rm_watch: 255, inotify_init1: 294 };
-
 /**
  * Make inotify instance `f` in the task, with its watches at their wds; returns the fd the kernel gave it.
  * `str` writes a string into the task and returns its address.
  */
 export function createInotify(f: OpenFile, call: TaskCall, str: (s: string) => bigint): number {
-  const fd = Number(call(NR.inotify_init1, [(f.flags & O_NONBLOCK) | (f.cloexec ? O_CLOEXEC : 0)], 'inotify_init1'));
+  const fd = Number(call(SYS.inotify_init1, [(f.flags & O_NONBLOCK) | (f.cloexec ? O_CLOEXEC : 0)], 'inotify_init1'));
   const watched = new Set(f.inotify!.map((w) => w.path));
   const spare = ['/', '/proc', '/dev', '/sys', '/tmp'].find((p) => !watched.has(p)) ?? '/';
   let next = 1;
   for (const w of f.inotify!) {
     while (next < w.wd) { // a wd the program removed: taken and given back
-      const got = Number(call(NR.inotify_add_watch, [fd, str(spare), 0x100 /* IN_CREATE */], `inotify_add_watch ${spare}`));
-      call(NR.inotify_rm_watch, [fd, got]);
+      const got = Number(call(SYS.inotify_add_watch, [fd, str(spare), IN_CREATE], `inotify_add_watch ${spare}`));
+      call(SYS.inotify_rm_watch, [fd, got]);
       next = got + 1;
     }
-    const got = Number(call(NR.inotify_add_watch, [fd, str(w.path), w.mask | IN_DONT_FOLLOW], `inotify_add_watch ${w.path}`));
+    const got = Number(call(SYS.inotify_add_watch, [fd, str(w.path), w.mask | IN_DONT_FOLLOW], `inotify_add_watch ${w.path}`));
     if (got !== w.wd) throw new Error(`inotify watch on ${w.path} got wd ${got}, not ${w.wd}`);
     next = got + 1;
   }

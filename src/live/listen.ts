@@ -12,17 +12,19 @@
  * the same backlog.
  */
 import * as fs from 'node:fs';
-import koffi from 'koffi';
 import type { OpenFile, TcpListen } from '../model.js';
-import type { FdInfo } from './proc.js';
-import { SysError } from './libc.js';
-import { type TaskCall, fetchFd } from './pipes.js';
+import type { FdInfo } from '../os/proc.js';
+import { getsockoptInt } from '../os/libc.js';
+import {
+  AF_INET, AF_INET6, IPPROTO_IPV6, IPPROTO_TCP, IPV6_V6ONLY, O_CLOEXEC, O_NONBLOCK, SOCK_STREAM, SOL_SOCKET,
+  SO_REUSEADDR, SO_REUSEPORT,
+} from '../os/consts.js';
+import { SYS } from '../os/syscalls.js';
+import { type TaskCall, fetchFd } from '../os/taskcall.js';
 import { sockDiag, socketIno } from './unixpair.js';
 
-const SYS_SOCKET = 41, SYS_BIND = 49, SYS_LISTEN = 50, SYS_SETSOCKOPT = 54;
-const AF_INET = 2, AF_INET6 = 10, SOCK_STREAM = 1, IPPROTO_TCP = 6, TCP_LISTEN = 10;
-const SOL_SOCKET = 1, SO_REUSEADDR = 2, SO_REUSEPORT = 15, IPPROTO_IPV6 = 41, IPV6_V6ONLY = 26;
-const O_NONBLOCK = 0o4000, O_CLOEXEC = 0o2000000;
+/** The TCP state of a listening socket (inet_diag idiag_states bit). */
+const TCP_LISTEN = 10;
 /** TcpListen.opts bits */
 export const LISTEN_OPT = { REUSEADDR: 1, REUSEPORT: 2, V6ONLY: 4 } as const;
 
@@ -48,15 +50,6 @@ export function tcpListeners(): Map<bigint, Listener> {
     });
   }
   return out;
-}
-
-type GetSockOpt = (fd: number, level: number, opt: number, val: Int32Array, len: Uint32Array) => number;
-let gso: GetSockOpt | null = null;
-function getsockoptInt(fd: number, level: number, opt: number): number {
-  gso ??= koffi.load('libc.so.6').func('int getsockopt(int fd, int level, int opt, _Out_ int *val, _Inout_ unsigned int *len)') as unknown as GetSockOpt;
-  const v = new Int32Array(1), l = new Uint32Array([4]);
-  if (gso!(fd, level, opt, v, l) !== 0) throw new SysError('getsockopt', koffi.errno(), `${level}/${opt}`);
-  return v[0]!;
 }
 
 /** Whether process pid is in crimg's network namespace (sock_diag answers for that one only). */
@@ -90,18 +83,18 @@ export function listenState(pid: number, f: FdInfo, listeners: Map<bigint, Liste
  *  and returns their address. */
 export function createListener(f: OpenFile, call: TaskCall, scratch: (b: Uint8Array) => bigint): number {
   const l = f.tcpListen!;
-  const fd = Number(call(SYS_SOCKET, [l.family, SOCK_STREAM | (f.flags & O_NONBLOCK) | (f.cloexec ? O_CLOEXEC : 0), 0], 'socket'));
-  const one = (level: number, opt: number, what: string): void => { call(SYS_SETSOCKOPT, [fd, level, opt, scratch(new Uint8Array(new Int32Array([1]).buffer)), 4], what); };
+  const fd = Number(call(SYS.socket, [l.family, SOCK_STREAM | (f.flags & O_NONBLOCK) | (f.cloexec ? O_CLOEXEC : 0), 0], 'socket'));
+  const one = (level: number, opt: number, what: string): void => { call(SYS.setsockopt, [fd, level, opt, scratch(new Uint8Array(new Int32Array([1]).buffer)), 4], what); };
   if (l.opts & LISTEN_OPT.REUSEADDR) one(SOL_SOCKET, SO_REUSEADDR, 'SO_REUSEADDR');
   if (l.opts & LISTEN_OPT.REUSEPORT) one(SOL_SOCKET, SO_REUSEPORT, 'SO_REUSEPORT');
-  if (l.family === AF_INET6) call(SYS_SETSOCKOPT, [fd, IPPROTO_IPV6, IPV6_V6ONLY, scratch(new Uint8Array(new Int32Array([l.opts & LISTEN_OPT.V6ONLY ? 1 : 0]).buffer)), 4], 'IPV6_V6ONLY');
+  if (l.family === AF_INET6) call(SYS.setsockopt, [fd, IPPROTO_IPV6, IPV6_V6ONLY, scratch(new Uint8Array(new Int32Array([l.opts & LISTEN_OPT.V6ONLY ? 1 : 0]).buffer)), 4], 'IPV6_V6ONLY');
   const sa = new Uint8Array(l.family === AF_INET ? 16 : 28);
   const dv = new DataView(sa.buffer);
   dv.setUint16(0, l.family, true);
   dv.setUint16(2, l.port, false);
   sa.set(l.addr, l.family === AF_INET ? 4 : 8);
   const where = `${l.family === AF_INET ? [...l.addr].join('.') : `[${Buffer.from(l.addr).toString('hex')}]`}:${l.port}`;
-  call(SYS_BIND, [fd, scratch(sa), sa.length], `bind ${where}`);
-  call(SYS_LISTEN, [fd, l.backlog], `listen ${where}`);
+  call(SYS.bind, [fd, scratch(sa), sa.length], `bind ${where}`);
+  call(SYS.listen, [fd, l.backlog], `listen ${where}`);
   return fd;
 }

@@ -18,29 +18,21 @@
  */
 import * as fs from 'node:fs';
 import type { OpenFile, PipeEnd } from '../model.js';
-import type { FdInfo } from './proc.js';
-import { addressOf, fcntl, fionread, syscall } from './libc.js';
+import type { FdInfo } from '../os/proc.js';
+import { addressOf, fcntl, fionread, syscall } from '../os/libc.js';
+import {
+  F_DUPFD_CLOEXEC, F_GETPIPE_SZ, F_SETFL, F_SETPIPE_SZ, O_ACCMODE, O_CLOEXEC, O_NONBLOCK, O_WRONLY,
+} from '../os/consts.js';
+import { SYS } from '../os/syscalls.js';
+import { type TaskCall, closeQuietly, fetchFd } from '../os/taskcall.js';
 
-const SYS_TEE = 276, SYS_PIPE2 = 293, SYS_PIDFD_OPEN = 434, SYS_PIDFD_GETFD = 438;
-export const F_SETFL = 4;
-const F_SETPIPE_SZ = 1031, F_GETPIPE_SZ = 1032;
-const O_ACCMODE = 3, O_WRONLY = 1, O_NONBLOCK = 0o4000, O_CLOEXEC = 0o2000000, SPLICE_F_NONBLOCK = 2;
+const SPLICE_F_NONBLOCK = 2;
 const DEFAULT_PIPE_SIZE = 65536;
 
 /** The inode of a pipe link (pipe:[123]), or null. */
 export function pipeIno(link: string): bigint | null {
   const m = /^pipe:\[(\d+)\]$/.exec(link);
   return m ? BigInt(m[1]!) : null;
-}
-
-/** A descriptor of another process (pidfd_getfd); the caller closes it. */
-export function fetchFd(pid: number, fd: number): number {
-  const pidfd = syscall(SYS_PIDFD_OPEN, pid, 0);
-  try { return syscall(SYS_PIDFD_GETFD, pidfd, fd, 0); } finally { fs.closeSync(pidfd); }
-}
-
-function closeQuietly(...fds: number[]): void {
-  for (const fd of fds) if (fd >= 0) try { fs.closeSync(fd); } catch { /* ignore */ }
 }
 
 // ------------------------------------------------------------------ checkpoint
@@ -54,11 +46,11 @@ function peekPipe(pid: number, fd: number): { size: number; data: Uint8Array } {
     const n = fionread(rd);
     if (n === 0) return { size, data: new Uint8Array(0) };
     const pair = new Int32Array(2);
-    syscall(SYS_PIPE2, addressOf(pair), O_NONBLOCK | O_CLOEXEC);
+    syscall(SYS.pipe2, addressOf(pair), O_NONBLOCK | O_CLOEXEC);
     ours = [pair[0]!, pair[1]!];
     if (size > DEFAULT_PIPE_SIZE) fcntl(ours[1]!, F_SETPIPE_SZ, size);
     // tee copies from the head of the source without taking anything: one call for all of it
-    const copied = syscall(SYS_TEE, rd, ours[1]!, n, SPLICE_F_NONBLOCK);
+    const copied = syscall(SYS.tee, rd, ours[1]!, n, SPLICE_F_NONBLOCK);
     if (copied !== n) throw new Error(`pipe at fd ${fd} of ${pid}: tee copied ${copied} of its ${n} buffered bytes`);
     const data = new Uint8Array(copied);
     let off = 0;
@@ -95,12 +87,6 @@ export function collectPipes(pid: number, fds: FdInfo[], files: OpenFile[], shar
 
 // ------------------------------------------------------------------ restart
 
-/** A system call in the task (throws when it fails). */
-export type TaskCall = (nr: number, args: (number | bigint)[], detail?: string) => bigint;
-
-export const NR = { close: 3, fcntl: 72, dup3: 292 };
-export const F_DUPFD_CLOEXEC = 1030;
-
 /**
  * Make a pipe in the task: pipe2 at a scratch address the task can write (`pairAt`, read back with `readPair`), both
  * ends moved to fds from `above` up (above every fd the task will have, so no placement overwrites the other end),
@@ -108,13 +94,13 @@ export const F_DUPFD_CLOEXEC = 1030;
  * Returns the two fds [read, write].
  */
 export function makePipe(pid: number, call: TaskCall, pairAt: bigint, readPair: () => [number, number], above: number, size: number, data?: Uint8Array): [number, number] {
-  call(SYS_PIPE2, [pairAt, 0], 'pipe2');
+  call(SYS.pipe2, [pairAt, 0], 'pipe2');
   const [r0, w0] = readPair();
-  const r = Number(call(NR.fcntl, [r0, F_DUPFD_CLOEXEC, above], 'F_DUPFD_CLOEXEC'));
-  const w = Number(call(NR.fcntl, [w0, F_DUPFD_CLOEXEC, above], 'F_DUPFD_CLOEXEC'));
-  call(NR.close, [r0]);
-  call(NR.close, [w0]);
-  if (size !== DEFAULT_PIPE_SIZE) call(NR.fcntl, [w, F_SETPIPE_SZ, size], `F_SETPIPE_SZ ${size}`);
+  const r = Number(call(SYS.fcntl, [r0, F_DUPFD_CLOEXEC, above], 'F_DUPFD_CLOEXEC'));
+  const w = Number(call(SYS.fcntl, [w0, F_DUPFD_CLOEXEC, above], 'F_DUPFD_CLOEXEC'));
+  call(SYS.close, [r0]);
+  call(SYS.close, [w0]);
+  if (size !== DEFAULT_PIPE_SIZE) call(SYS.fcntl, [w, F_SETPIPE_SZ, size], `F_SETPIPE_SZ ${size}`);
   if (data?.length) {
     const wd = fetchFd(pid, w);
     try {
@@ -128,8 +114,8 @@ export function makePipe(pid: number, call: TaskCall, pairAt: bigint, readPair: 
 /** Each fd of `ends` a copy of its end of the pipe whose ends the task has at fds r and w, with its O_NONBLOCK. */
 export function placeEnds(ends: OpenFile[], r: number, w: number, call: TaskCall): void {
   for (const f of ends) {
-    call(NR.dup3, [f.pipe!.write ? w : r, f.fd, f.cloexec ? O_CLOEXEC : 0], `dup3 to fd ${f.fd}`);
-    if (f.flags & O_NONBLOCK) call(NR.fcntl, [f.fd, F_SETFL, O_NONBLOCK], `O_NONBLOCK on fd ${f.fd}`);
+    call(SYS.dup3, [f.pipe!.write ? w : r, f.fd, f.cloexec ? O_CLOEXEC : 0], `dup3 to fd ${f.fd}`);
+    if (f.flags & O_NONBLOCK) call(SYS.fcntl, [f.fd, F_SETFL, O_NONBLOCK], `O_NONBLOCK on fd ${f.fd}`);
   }
 }
 
@@ -142,7 +128,7 @@ export function createPipe(ends: OpenFile[], pid: number, call: TaskCall, pairAt
   const readable = ends.some((f) => !f.pipe!.write);
   const [r, w] = makePipe(pid, call, pairAt, readPair, above, first.size, readable ? first.data : undefined);
   try { placeEnds(ends, r, w, call); } finally {
-    call(NR.close, [r]);
-    call(NR.close, [w]);
+    call(SYS.close, [r]);
+    call(SYS.close, [w]);
   }
 }

@@ -16,10 +16,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CrimgError, ioError } from '../errors.js';
 import {
-  ERRNO, PTRACE, PTRACE_EVENT, PTRACE_O, SIG, STOP_SIGNALS, WAIT, WEXITSTATUS, WIFEXITED, WIFSIGNALED, WIFSTOPPED,
+  PTRACE, PTRACE_EVENT, PTRACE_O, WAIT, WEXITSTATUS, WIFEXITED, WIFSIGNALED, WIFSTOPPED,
   WPTRACEEVENT, WSTOPSIG, WTERMSIG, isSysError, kill, ptraceGetEventMsg, ptraceRaw, spawn, waitpid,
-} from './libc.js';
-import { listTasks, readStat } from './proc.js';
+} from '../os/libc.js';
+import { ERRNO, SIG, STOP_SIGNALS } from '../os/consts.js';
+import { listTasks, readStat } from '../os/proc.js';
 import { prepareDump, writeFrozen } from './dump.js';
 import { kernels } from '../kernels/index.js';
 

@@ -11,13 +11,11 @@
  * and mask.
  */
 import type { Itimer, PosixTimer, SigAction, SigAltStack, ThreadFutex } from '../model.js';
-import { type MapEntry, readPosixTimers, readStatus } from './proc.js';
+import { type MapEntry, readPosixTimers, readStatus } from '../os/proc.js';
 import { posixTimerSupported } from './check.js';
-import { InCall, findSyscallInsn } from './incall.js';
-
-const SYS_RT_SIGACTION = 13, SYS_GETITIMER = 36, SYS_SIGALTSTACK = 131, SYS_PRCTL = 157, SYS_TIMER_GETTIME = 224, SYS_GET_ROBUST_LIST = 274;
-const PR_GET_TID_ADDRESS = 40;
-const SIG_IGN = 1n;
+import { InCall, findSyscallInsn } from '../os/taskcall.js';
+import { PR_GET_TID_ADDRESS, SIG_IGN } from '../os/consts.js';
+import { SYS } from '../os/syscalls.js';
 
 const hexBig = (s: string | undefined): bigint => (s ? BigInt(`0x${s}`) : 0n);
 
@@ -52,7 +50,7 @@ export function collectSelfState(pid: number, threads: Map<number, CallMode>, ma
   const ignored = hexBig(st.get('SigIgn'));
   const caught = signalsIn(hexBig(st.get('SigCgt')));
   const actions = new Map<number, SigAction>();
-  for (const sig of signalsIn(ignored)) actions.set(sig, { sig, handler: SIG_IGN, flags: 0n, restorer: 0n, mask: 0n });
+  for (const sig of signalsIn(ignored)) actions.set(sig, { sig, handler: BigInt(SIG_IGN), flags: 0n, restorer: 0n, mask: 0n });
   const insn = threads.size ? findSyscallInsn(pid, maps) : null;
   if (insn === null) {
     out.reason = threads.size ? 'no syscall instruction found in an executable mapping' : 'no stopped thread to run system calls in';
@@ -67,7 +65,7 @@ export function collectSelfState(pid: number, threads: Map<number, CallMode>, ma
     try {
       if (first) {
         for (const sig of caught) {
-          const r = s.call(SYS_RT_SIGACTION, [sig, 0, s.scratch, 8]);
+          const r = s.call(SYS.rt_sigaction, [sig, 0, s.scratch, 8]);
           if (r < 0n) throw new Error(`rt_sigaction(${sig}) in thread ${tid} returned ${r}`);
           const dv = new DataView(s.read(32).buffer);
           const handler = dv.getBigUint64(0, true);
@@ -76,7 +74,7 @@ export function collectSelfState(pid: number, threads: Map<number, CallMode>, ma
         out.sigactions = [...actions.values()].sort((a, b) => a.sig - b.sig);
         const timers: Itimer[] = [];
         for (let which = 0; which <= 2; which++) {
-          const r = s.call(SYS_GETITIMER, [which, s.scratch]);
+          const r = s.call(SYS.getitimer, [which, s.scratch]);
           if (r < 0n) throw new Error(`getitimer(${which}) in thread ${tid} returned ${r}`);
           const dv = new DataView(s.read(32).buffer);
           const us = (o: number): bigint => dv.getBigUint64(o, true) * 1_000_000n + dv.getBigUint64(o + 8, true);
@@ -86,7 +84,7 @@ export function collectSelfState(pid: number, threads: Map<number, CallMode>, ma
         out.itimers = timers;
         const pts: PosixTimer[] = [];
         for (const t of readPosixTimers(pid).filter(posixTimerSupported)) {
-          const r = s.call(SYS_TIMER_GETTIME, [t.id, s.scratch]);
+          const r = s.call(SYS.timer_gettime, [t.id, s.scratch]);
           if (r < 0n) throw new Error(`timer_gettime(${t.id}) in thread ${tid} returned ${r}`);
           const dv = new DataView(s.read(32).buffer);
           const ns = (o: number): bigint => dv.getBigUint64(o, true) * 1_000_000_000n + dv.getBigUint64(o + 8, true);
@@ -95,9 +93,9 @@ export function collectSelfState(pid: number, threads: Map<number, CallMode>, ma
         out.posixTimers = pts.sort((a, b) => a.id - b.id);
         first = false;
       }
-      const a = s.call(SYS_PRCTL, [PR_GET_TID_ADDRESS, s.scratch, 0, 0, 0]);
-      const b = s.call(SYS_GET_ROBUST_LIST, [0, s.scratch + 8n, s.scratch + 16n]);
-      const c = s.call(SYS_SIGALTSTACK, [0, s.scratch + 32n]);
+      const a = s.call(SYS.prctl, [PR_GET_TID_ADDRESS, s.scratch, 0, 0, 0]);
+      const b = s.call(SYS.get_robust_list, [0, s.scratch + 8n, s.scratch + 16n]);
+      const c = s.call(SYS.sigaltstack, [0, s.scratch + 32n]);
       if (a < 0n || b < 0n || c < 0n) throw new Error(`PR_GET_TID_ADDRESS / get_robust_list / sigaltstack in thread ${tid} returned ${a} / ${b} / ${c}`);
       const dv = new DataView(s.read(56).buffer);
       out.futex.set(tid, { clearChildTid: dv.getBigUint64(0, true), robustHead: dv.getBigUint64(8, true), robustLen: dv.getBigUint64(16, true) });

@@ -18,17 +18,19 @@
  */
 import * as fs from 'node:fs';
 import type { OpenFile, UnixPairEnd } from '../model.js';
-import type { FdInfo } from './proc.js';
-import { SysError, addressOf, syscall } from './libc.js';
-import { F_DUPFD_CLOEXEC, F_SETFL, NR, type TaskCall, fetchFd } from './pipes.js';
+import type { FdInfo } from '../os/proc.js';
+import { SysError, addressOf, syscall } from '../os/libc.js';
+import {
+  AF_NETLINK, AF_UNIX, F_DUPFD_CLOEXEC, F_SETFL, MSG_DONTWAIT, MSG_PEEK, O_CLOEXEC, O_NONBLOCK, SOCK_CLOEXEC,
+  SOCK_DGRAM, SOCK_STREAM,
+} from '../os/consts.js';
+import { SYS } from '../os/syscalls.js';
+import { type TaskCall, fetchFd } from '../os/taskcall.js';
 
-const SYS_SOCKET = 41, SYS_RECVFROM = 45, SYS_SOCKETPAIR = 53;
-const AF_NETLINK = 16, AF_UNIX = 1, NETLINK_SOCK_DIAG = 4, SOCK_DGRAM = 2, SOCK_STREAM = 1, SOCK_CLOEXEC = 0o2000000;
+const NETLINK_SOCK_DIAG = 4;
 const SOCK_DIAG_BY_FAMILY = 20, NLM_F_REQUEST = 1, NLM_F_DUMP = 0x300, NLMSG_DONE = 3, NLMSG_ERROR = 2;
 const UDIAG_SHOW_NAME = 1, UDIAG_SHOW_PEER = 4, UDIAG_SHOW_RQLEN = 16;
 const UNIX_DIAG_NAME = 0, UNIX_DIAG_PEER = 2, UNIX_DIAG_RQLEN = 4;
-const MSG_PEEK = 2, MSG_DONTWAIT = 0x40;
-const O_NONBLOCK = 0o4000, O_CLOEXEC = 0o2000000;
 
 /** What sock_diag says of one UNIX socket. */
 export interface UnixSock { ino: bigint; type: number; peer: bigint; named: boolean; rqueue: number }
@@ -44,7 +46,7 @@ export function socketIno(link: string): bigint | null {
  * header, which this fills in) and calls `each` with every reply message: its bytes and the offset of its payload.
  */
 export function sockDiag(req: Uint8Array, each: (buf: Uint8Array, at: number, end: number) => void): void {
-  const nl = syscall(SYS_SOCKET, AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  const nl = syscall(SYS.socket, AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
   try {
     const dv = new DataView(req.buffer, req.byteOffset, req.length);
     dv.setUint32(0, req.length, true);
@@ -142,7 +144,7 @@ function peek(pid: number, fd: number, n: number): Uint8Array {
   const sock = fetchFd(pid, fd);
   try {
     const b = new Uint8Array(n);
-    const got = syscall(SYS_RECVFROM, sock, addressOf(b), n, MSG_PEEK | MSG_DONTWAIT, 0, 0);
+    const got = syscall(SYS.recvfrom, sock, addressOf(b), n, MSG_PEEK | MSG_DONTWAIT, 0, 0);
     return b.slice(0, got);
   } finally { fs.closeSync(sock); }
 }
@@ -163,11 +165,11 @@ export function pairSavable(ino: bigint, socks: Map<bigint, UnixSock>): boolean 
  */
 export function createUnixPair(ends: OpenFile[], pid: number, call: TaskCall, pairAt: bigint, readPair: () => [number, number], above: number): void {
   const type = ends[0]!.unixPair!.type;
-  call(SYS_SOCKETPAIR, [AF_UNIX, type, 0, pairAt], 'socketpair');
+  call(SYS.socketpair, [AF_UNIX, type, 0, pairAt], 'socketpair');
   const [a0, b0] = readPair();
-  const sv = [Number(call(NR.fcntl, [a0, F_DUPFD_CLOEXEC, above])), Number(call(NR.fcntl, [b0, F_DUPFD_CLOEXEC, above]))];
-  call(NR.close, [a0]);
-  call(NR.close, [b0]);
+  const sv = [Number(call(SYS.fcntl, [a0, F_DUPFD_CLOEXEC, above])), Number(call(SYS.fcntl, [b0, F_DUPFD_CLOEXEC, above]))];
+  call(SYS.close, [a0]);
+  call(SYS.close, [b0]);
   try {
     for (const f of ends) {
       const data = f.unixPair!.data;
@@ -179,12 +181,12 @@ export function createUnixPair(ends: OpenFile[], pid: number, call: TaskCall, pa
       } finally { fs.closeSync(from); }
     }
     for (const f of ends) {
-      call(NR.dup3, [sv[f.unixPair!.second ? 1 : 0]!, f.fd, f.cloexec ? O_CLOEXEC : 0], `dup3 to fd ${f.fd}`);
-      if (f.flags & O_NONBLOCK) call(NR.fcntl, [f.fd, F_SETFL, O_NONBLOCK], `O_NONBLOCK on fd ${f.fd}`);
+      call(SYS.dup3, [sv[f.unixPair!.second ? 1 : 0]!, f.fd, f.cloexec ? O_CLOEXEC : 0], `dup3 to fd ${f.fd}`);
+      if (f.flags & O_NONBLOCK) call(SYS.fcntl, [f.fd, F_SETFL, O_NONBLOCK], `O_NONBLOCK on fd ${f.fd}`);
     }
   } finally {
-    call(NR.close, [sv[0]!]);
-    call(NR.close, [sv[1]!]);
+    call(SYS.close, [sv[0]!]);
+    call(SYS.close, [sv[1]!]);
   }
 }
 

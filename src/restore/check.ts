@@ -7,7 +7,7 @@
  */
 import * as fs from 'node:fs';
 import { FdKind, HeaderFlags, VmaFlags, type Model, type OpenFile, type Task, type Vma } from '../model.js';
-import { devMajor, devMinor, readMaps, type MapEntry } from '../live/proc.js';
+import { devMajor, devMinor, readMaps, type MapEntry } from '../os/proc.js';
 
 export interface RestoreReason {
   /** Stable code: SYNTHETIC, TASKS, NO_MM, EXE_MISSING, EXE_CHANGED, FILE_MISSING, FILE_CHANGED, VMA_UNSUPPORTED,

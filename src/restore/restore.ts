@@ -36,17 +36,23 @@ import { readFileSync, statSync } from 'node:fs';
 import { CrimgError } from '../errors.js';
 import { ANON_KIND, FdKind, LOCK_EOF, LOCK_KIND, SIGEV, VmaFlags, type OpenFile, type PosixTimer, type Task, type Thread, type Vma } from '../model.js';
 import { createAnon } from '../live/anonfd.js';
-import { type TaskCall, createPipe, makePipe, placeEnds } from '../live/pipes.js';
+import { createPipe, makePipe, placeEnds } from '../live/pipes.js';
 import { createUnixPair } from '../live/unixpair.js';
 import { createInotify } from '../live/inotify.js';
 import { createListener } from '../live/listen.js';
 import type { Image } from '../reader.js';
 import {
-  NT, PTRACE, PTRACE_O, SIG, WAIT, isSysError, kill, ptrace, ptraceDetach, ptraceGetRegset, ptraceGetRseq,
+  NT, PTRACE, PTRACE_O, WAIT, isSysError, kill, ptrace, ptraceDetach, ptraceGetRegset, ptraceGetRseq,
   ptraceInterrupt, ptraceSetRegs, ptraceSetRegset, ptraceSetSigmask, processVmRead, spawn, tgkill, waitpid, syscall, addressOf,
-} from '../live/libc.js';
-import { readFds, readMaps, readPosixTimers } from '../live/proc.js';
-import { restartedRegs } from '../live/incall.js';
+} from '../os/libc.js';
+import {
+  AT_FDCWD, ARCH_REQ_XCOMP_PERM, MAP_ANONYMOUS, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_PRIVATE, MAP_SHARED, MREMAP_FIXED,
+  MREMAP_MAYMOVE, O_ACCMODE, O_CLOEXEC, O_CREAT, O_DIRECTORY, O_EXCL, O_NOCTTY, O_RDONLY, O_RDWR, O_TRUNC, PROT_EXEC,
+  PROT_READ, PROT_WRITE, PR_CAPBSET_DROP, PR_SET_DUMPABLE, PR_SET_MM, PR_SET_MM_MAP, PR_SET_NAME, PR_SET_NO_NEW_PRIVS,
+  RSEQ_FLAG_UNREGISTER, SIG, SS_DISABLE, SS_ONSTACK,
+} from '../os/consts.js';
+import { readFds, readMaps, readPosixTimers } from '../os/proc.js';
+import { type TaskCall, restartedRegs } from '../os/taskcall.js';
 import {
   type CheckOptions, type RestoreReason, checkTask, checkXsave, fdReopenable, formatReasons, hostSpecials, isFileVma, ownCaps,
   isSpecialVma, pickTask,
@@ -95,17 +101,6 @@ export interface RestoreResult {
 }
 
 const PAGE = 4096n;
-const PROT_READ = 1, PROT_WRITE = 2, PROT_EXEC = 4;
-const MAP_SHARED = 1, MAP_PRIVATE = 2, MAP_ANONYMOUS = 0x20, MAP_GROWSDOWN = 0x100;
-const MAP_FIXED_NOREPLACE = 0x100000;
-const SS_ONSTACK = 1, SS_DISABLE = 2;
-const MREMAP_MAYMOVE = 1, MREMAP_FIXED = 2;
-const O_RDONLY = 0, O_RDWR = 2, O_ACCMODE = 3, O_CREAT = 0o100, O_EXCL = 0o200, O_NOCTTY = 0o400, O_TRUNC = 0o1000;
-const O_DIRECTORY = 0o200000, O_CLOEXEC = 0o2000000;
-const AT_FDCWD = -100;
-const PR_SET_NAME = 15, PR_SET_MM = 35, PR_SET_MM_MAP = 14, PR_CAPBSET_DROP = 24, PR_SET_NO_NEW_PRIVS = 38, PR_SET_DUMPABLE = 4;
-const ARCH_REQ_XCOMP_PERM = 0x1023;
-const RSEQ_FLAG_UNREGISTER = 1;
 const CLONE_THREAD_FLAGS = 0x100 | 0x200 | 0x400 | 0x800 | 0x10000 | 0x40000; // VM FS FILES SIGHAND THREAD SYSVSEM
 
 /** Park layout: code page, then scratch data, then room for the stub's vdso mappings. The code page holds the

@@ -7,8 +7,7 @@ import * as fs from 'node:fs';
 import {
   type Credentials, type NamespaceIds, type Rlimit, NS_KINDS, RLIM_INFINITY, emptyNsIds,
 } from '../model.js';
-
-export const PF_KTHREAD = 0x00200000;
+import { S_IFMT } from './consts.js';
 
 export function procPath(pid: number, rest = ''): string { return `/proc/${pid}${rest ? `/${rest}` : ''}`; }
 
@@ -304,14 +303,8 @@ export function readFds(pid: number): FdInfo[] {
 export function devMajor(dev: bigint): number { return Number(((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn)); }
 export function devMinor(dev: bigint): number { return Number((dev & 0xffn) | ((dev >> 12n) & ~0xffn)); }
 
-export const S_IFMT = 0o170000n;
-export const S_IFREG = 0o100000n;
-export const S_IFDIR = 0o040000n;
-export const S_IFCHR = 0o020000n;
-export const S_IFBLK = 0o060000n;
-export const S_IFIFO = 0o010000n;
-export const S_IFSOCK = 0o140000n;
-export const fileType = (mode: bigint): bigint => mode & S_IFMT;
+/** The file type bits of a mode (S_IFREG, S_IFDIR ... of consts.ts). */
+export const fileType = (mode: bigint): number => Number(mode) & S_IFMT;
 
 // ------------------------------------------------------------------ pagemap
 
