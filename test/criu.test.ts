@@ -24,7 +24,7 @@ import {
 import { claimRegion, releaseRegion } from '../src/kernels/arena.js';
 import { imageBytes } from '../src/criu/img.js';
 import { decodeMessage, encodeMessage } from '../src/criu/pb.js';
-import { intelXsaveSize } from '../src/elf/xsave.js';
+import { intelXsaveSize } from '../src/cpu/xsave.js';
 
 const NTHREADS = 4;
 let dir: string;

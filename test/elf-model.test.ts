@@ -13,7 +13,7 @@ import {
   VmaFlags, MemorySink, CrimgError, fromElfCore, toElfCore, writeImage, readImage, kernels, REG_INDEX,
 } from '../src/index.js';
 import { claimRegion, releaseRegion } from '../src/kernels/arena.js';
-import { intelXsaveSize } from '../src/elf/xsave.js';
+import { intelXsaveSize } from '../src/cpu/xsave.js';
 import { flatten, smallModel, vmaBytes } from './helpers/models.js';
 
 let dir: string;

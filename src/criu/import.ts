@@ -15,7 +15,7 @@ import {
   type XState, FdKind, LOCK_EOF, LOCK_KIND, namespacesOf, VmaFlags, NO_PAGES, defaultRlimits, emptyCreds, emptyNsIds, newThread, FXSAVE_BYTES,
 } from '../model.js';
 import { type Source, openSource } from '../source.js';
-import { intelXsaveSize } from '../elf/xsave.js';
+import { intelXsaveSize } from '../cpu/xsave.js';
 import type { Msg } from './pb.js';
 import { readImage, readOne, readMagic, type ImageEntry } from './img.js';
 import {

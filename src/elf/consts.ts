@@ -75,8 +75,6 @@ export const PSI_PSARGS_BYTES = 80;
 
 export const FPREGSET_BYTES = 512;
 export const SIGINFO_BYTES = 128;
-/** Bytes 464..471 of an XSAVE area in a core (the FXSAVE software-reserved area): XCR0. */
-export const XSTATE_XCR0_OFFSET = 464;
 
 // ---- auxiliary vector
 export const AT_NULL = 0;

@@ -25,9 +25,9 @@ import { type Source, type SourceTarget, openSource } from '../source.js';
 import { isSysError, syscall } from '../os/libc.js';
 import { ERRNO, SEEK_DATA, SEEK_HOLE } from '../os/consts.js';
 import { SYS } from '../os/syscalls.js';
-import { CORE_PAGE, NT_FILE, PF_R, PF_W, PF_X, AT_SYSINFO_EHDR, AT_PHDR, AT_ENTRY, AT_UID, AT_EUID, AT_GID, AT_EGID, VSYSCALL_ADDR, XSTATE_XCR0_OFFSET } from './consts.js';
+import { CORE_PAGE, NT_FILE, PF_R, PF_W, PF_X, AT_SYSINFO_EHDR, AT_PHDR, AT_ENTRY, AT_UID, AT_EUID, AT_GID, AT_EGID, VSYSCALL_ADDR } from './consts.js';
 import { type ParsedCore, type CoreSegment, type CoreThread, type CoreFileEntry, parseCore } from './parse.js';
-import { guessLayout, isCompacted, toIntelExt, XSAVE_LEGACY_BYTES, type XsaveComponent } from './xsave.js';
+import { guessLayout, isCompacted, toIntelExt, XSAVE_LEGACY_BYTES, XSTATE_XCR0_OFFSET, type XsaveComponent } from '../cpu/xsave.js';
 
 export interface ElfImportOptions {
   kernels?: Kernels;

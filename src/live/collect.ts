@@ -10,7 +10,7 @@ import {
   type Mm, type Namespace, type OpenFile, type Task, type Thread, type Uts, type Vma, type FileLock, FdKind, LOCK_EOF, LOCK_KIND, NO_PAGES, Prot, VMFLAG_MNEMONICS, VmaFlags,
   newThread, namespacesOf as namespacesOfTasks,
 } from '../model.js';
-import { guessLayout, toIntelExt, XSAVE_MIN_BYTES } from '../elf/xsave.js';
+import { XSAVE_MIN_BYTES, guessLayout, toIntelExt, xstateXcr0 } from '../cpu/xsave.js';
 import { anonState } from './anonfd.js';
 import { collectPipes } from './pipes.js';
 import { inotifyState, isInotify } from './inotify.js';
@@ -52,7 +52,7 @@ export function collectThread(pid: number, tid: number, stateBefore: string): Th
     const area = new Uint8Array(XSTATE_BUF);
     const n = ptraceGetRegset(tid, NT.X86_XSTATE, area);
     if (n >= XSAVE_MIN_BYTES) {
-      const xcr0 = new DataView(area.buffer, 464, 8).getBigUint64(0, true);
+      const xcr0 = xstateXcr0(area);
       const a = area.subarray(0, n);
       th.xstate = { xcr0, ext: toIntelExt(a, xcr0, guessLayout(xcr0, n)) };
     }
