@@ -14,7 +14,7 @@ import { crimg } from './helpers/cli.js';
 import { readImage, type Image } from '../src/reader.js';
 import { CrimgError } from '../src/errors.js';
 import type { PosixTimer, Task, Vma } from '../src/model.js';
-import { readPosixTimers } from '../src/os/proc.js';
+import { readPosixTimers } from '../src/kinds/posix-timers/live.js';
 import { restartBlock, restoreImage, resumeRegs } from '../src/restore/restore.js';
 import { buildXstate } from '../src/restore/xsave.js';
 import { waitpid } from '../src/os/libc.js';

@@ -21,7 +21,8 @@ import { RECORD_HEADER_BYTES, MAGIC_BYTES, pad8, K } from '../schema.js';
 import { FileSink, MemorySink, type Sink, type SinkTarget, openSink } from '../sink.js';
 import { type WriteResult, writeImage } from '../writer.js';
 import { generate } from '../gen/generate.js';
-import { blocking, checkProcesses } from './check.js';
+import { blocking } from './check.js';
+import { inspectProcesses } from './inspect.js';
 import { collectTask, collectThread, hostUts, namespacesOf } from './collect.js';
 import { Freezer, type ReleaseMode, checkTarget, listTree } from './freeze.js';
 import {
@@ -30,7 +31,7 @@ import {
 } from '../os/libc.js';
 import { MADV_HUGEPAGE, SIG } from '../os/consts.js';
 import { LivePageSource, ProcMemory } from './pages.js';
-import { type CallMode, collectSelfState } from './selfstate.js';
+import { type CallMode, applySelfState, collectSelfState } from './selfstate.js';
 import { type FdInfo, type MapEntry, exists, readFds, readMaps, readStat, readStatus } from '../os/proc.js';
 
 export const TOOL = 'crimg 0.1.0';
@@ -202,10 +203,10 @@ async function warmUp(pid: number, k: Kernels): Promise<void> {
     } finally { releaseRegion(k, scratch); }
     const fds = readFds(pid);
     const maps = readMaps(pid, true);
-    checkProcesses([pid], { selfTraced: true, fds: new Map([[pid, fds]]), maps: new Map([[pid, maps]]), quick: true });
+    const seen = inspectProcesses([pid], { selfTraced: true, fds: new Map([[pid, fds]]), maps: new Map([[pid, maps]]), quick: true, wantState: true });
     const mem = new ProcMemory(pid);
     try {
-      const t = collectTask(pid, [], mem, fds, maps.slice(0, 16)); // the code, not all the work
+      const t = collectTask(pid, [], mem, fds, seen.fdStates.get(pid) ?? new Map(), maps.slice(0, 16)); // the code, not all the work
       namespacesOf([t]);
     } finally { mem.close(); }
   } catch { /* the freeze reports what is wrong with the target */ }
@@ -385,8 +386,8 @@ export async function writeFrozen(procs: StoppedProcess[], target: SinkTarget | 
     const fds = new Map<number, FdInfo[]>();
     const maps = new Map<number, MapEntry[]>();
     for (const p of pids) { fds.set(p, readFds(p)); maps.set(p, readMaps(p, true)); }
-    const sharedPipes = new Set<string>();
-    const nocr = checkProcesses(pids, { tree: o.tree, selfTraced: true, fds, maps, sharedPipes });
+    const seen = inspectProcesses(pids, { tree: o.tree, selfTraced: true, fds, maps, wantState: true });
+    const nocr = seen.reasons;
     const unsafe = blocking(nocr);
     if (unsafe.length && !o.force) {
       const codes = [...new Set(unsafe.map((r) => r.code))];
@@ -398,17 +399,14 @@ export async function writeFrozen(procs: StoppedProcess[], target: SinkTarget | 
       if (threads.length === 0) throw new CrimgError('NO_PROCESS', `process ${fp.pid} exited during the dump`);
       const mem = new ProcMemory(fp.pid);
       mems.push(mem);
-      const t = collectTask(fp.pid, threads, mem, fds.get(fp.pid), maps.get(fp.pid), sharedPipes);
+      const t = collectTask(fp.pid, threads, mem, fds.get(fp.pid)!, seen.fdStates.get(fp.pid) ?? new Map(), maps.get(fp.pid));
       t.nocr = nocr.filter((r) => r.pid === fp.pid);
       // threads that can run calls, those resumed normally first (the signal handlers are read in the first)
       const callable = new Map<number, CallMode>();
       for (const mode of ['run', 'restop'] as const) for (const x of fp.threads) if (x.calls === mode) callable.set(x.tid, mode);
       const ss = collectSelfState(fp.pid, callable, maps.get(fp.pid) ?? readMaps(fp.pid, false));
-      if (ss.sigactions) t.sigactions = ss.sigactions;
-      if (ss.posixTimers) t.posixTimers = ss.posixTimers;
-      if (ss.itimers) t.itimers = ss.itimers;
-      else t.nocr.push({ pid: fp.pid, code: 'SIGACTIONS', text: `the signal handlers of process ${fp.pid} could not be read: ${ss.reason}` });
-      for (const th of threads) { th.futex = ss.futex.get(th.tid); th.sigaltstack = ss.altstacks.get(th.tid); }
+      applySelfState(t, threads, ss);
+      if (!ss.complete) t.nocr.push({ pid: fp.pid, code: 'SIGACTIONS', text: `the signal handlers of process ${fp.pid} could not be read: ${ss.reason}` });
       tasks.push(t);
     }
     alive();

@@ -35,11 +35,12 @@
 import { readFileSync, statSync } from 'node:fs';
 import { CrimgError } from '../errors.js';
 import { ANON_KIND, FdKind, LOCK_EOF, LOCK_KIND, SIGEV, VmaFlags, type OpenFile, type PosixTimer, type Task, type Thread, type Vma } from '../model.js';
-import { createAnon } from '../live/anonfd.js';
-import { createPipe, makePipe, placeEnds } from '../live/pipes.js';
-import { createUnixPair } from '../live/unixpair.js';
-import { createInotify } from '../live/inotify.js';
-import { createListener } from '../live/listen.js';
+import { createAnon } from '../kinds/anon-fd/live.js';
+import { createPipe, makePipe, placeEnds } from '../kinds/pipe/live.js';
+import { createUnixPair } from '../kinds/unix-pair/live.js';
+import { createInotify } from '../kinds/inotify/live.js';
+import { createListener } from '../kinds/tcp-listen/live.js';
+import { readPosixTimers } from '../kinds/posix-timers/live.js';
 import type { Image } from '../reader.js';
 import {
   NT, PTRACE, PTRACE_O, WAIT, isSysError, kill, ptrace, ptraceDetach, ptraceGetRegset, ptraceGetRseq,
@@ -51,7 +52,7 @@ import {
   PROT_READ, PROT_WRITE, PR_CAPBSET_DROP, PR_SET_DUMPABLE, PR_SET_MM, PR_SET_MM_MAP, PR_SET_NAME, PR_SET_NO_NEW_PRIVS,
   RSEQ_FLAG_UNREGISTER, SIG, SS_DISABLE, SS_ONSTACK,
 } from '../os/consts.js';
-import { readFds, readMaps, readPosixTimers } from '../os/proc.js';
+import { readFds, readMaps } from '../os/proc.js';
 import { type TaskCall, restartedRegs } from '../os/taskcall.js';
 import {
   type CheckOptions, type RestoreReason, checkTask, checkXsave, fdReopenable, formatReasons, hostSpecials, isFileVma, ownCaps,

@@ -6,22 +6,23 @@
  * listener's address, port, backlog (idiag_wqueue) and the connections waiting
  * to be accepted (idiag_rqueue); SO_REUSEADDR, SO_REUSEPORT and IPV6_V6ONLY come
  * from getsockopt on a copy of the socket (pidfd_getfd). A listener with
- * connections waiting is a reason (check.ts): they cannot be moved.
+ * connections waiting is a reason (SOCKET): they cannot be moved.
  *
  * Restart: socket, the options, bind to the same address and port, listen with
  * the same backlog.
  */
 import * as fs from 'node:fs';
-import type { OpenFile, TcpListen } from '../model.js';
-import type { FdInfo } from '../os/proc.js';
-import { getsockoptInt } from '../os/libc.js';
+import type { OpenFile, TcpListen } from '../../model.js';
+import { type FdInfo, fileType, sameNetNs, socketIno } from '../../os/proc.js';
+import { getsockoptInt } from '../../os/libc.js';
 import {
   AF_INET, AF_INET6, IPPROTO_IPV6, IPPROTO_TCP, IPV6_V6ONLY, O_CLOEXEC, O_NONBLOCK, SOCK_STREAM, SOL_SOCKET,
-  SO_REUSEADDR, SO_REUSEPORT,
-} from '../os/consts.js';
-import { SYS } from '../os/syscalls.js';
-import { type TaskCall, fetchFd } from '../os/taskcall.js';
-import { sockDiag, socketIno } from './unixpair.js';
+  SO_REUSEADDR, SO_REUSEPORT, S_IFSOCK,
+} from '../../os/consts.js';
+import { sockDiag } from '../../os/sockdiag.js';
+import { SYS } from '../../os/syscalls.js';
+import { type TaskCall, type TaskScratch, fetchFd } from '../../os/taskcall.js';
+import type { LiveFdKind } from '../live.js';
 
 /** The TCP state of a listening socket (inet_diag idiag_states bit). */
 const TCP_LISTEN = 10;
@@ -32,7 +33,7 @@ export const LISTEN_OPT = { REUSEADDR: 1, REUSEPORT: 2, V6ONLY: 4 } as const;
 interface Listener { family: number; addr: Uint8Array; port: number; backlog: number; queued: number }
 
 /** Listening TCP sockets of crimg's network namespace, by inode (sock_diag dump, inet_diag, IPv4 and IPv6). */
-export function tcpListeners(): Map<bigint, Listener> {
+function tcpListeners(): Map<bigint, Listener> {
   const out = new Map<bigint, Listener>();
   for (const family of [AF_INET, AF_INET6]) {
     const req = new Uint8Array(16 + 56);
@@ -52,15 +53,10 @@ export function tcpListeners(): Map<bigint, Listener> {
   return out;
 }
 
-/** Whether process pid is in crimg's network namespace (sock_diag answers for that one only). */
-export function sameNetNs(pid: number): boolean {
-  try { return fs.readlinkSync(`/proc/${pid}/ns/net`) === fs.readlinkSync('/proc/self/ns/net'); } catch { return false; }
-}
-
 // ------------------------------------------------------------------ checkpoint
 
 /** The listener behind socket fd `f` of pid, why it cannot be saved, or null when it is not a listening TCP socket. */
-export function listenState(pid: number, f: FdInfo, listeners: Map<bigint, Listener>): { listen: TcpListen } | { problem: string } | null {
+function listenState(pid: number, f: FdInfo, listeners: Map<bigint, Listener>): { listen: TcpListen } | { problem: string } | null {
   const ino = socketIno(f.link);
   const l = ino === null ? undefined : listeners.get(ino);
   if (!l) return null;
@@ -77,11 +73,31 @@ export function listenState(pid: number, f: FdInfo, listeners: Map<bigint, Liste
   return { listen: { family: l.family, addr: l.addr, port: l.port, backlog: l.backlog, opts } };
 }
 
+/**
+ * A listening TCP socket of the task's own (no other process holds it), in crimg's network namespace: saved, or
+ * a SOCKET reason (connections waiting, options that cannot be read). Other sockets are not this kind's.
+ */
+export const tcpListenLive: LiveFdKind<TcpListen, boolean> = {
+  scope: 'fd',
+  name: 'tcp-listen',
+  task(ctx) { return ctx.fds.some((f) => socketIno(f.link) !== null) && sameNetNs(ctx.pid); },
+  inspect(f, ctx, sameNs) {
+    if (!sameNs || !f.stat || fileType(f.stat.mode) !== S_IFSOCK || socketIno(f.link) === null) return null;
+    if (ctx.holdersOutside(f.link).length || ctx.holdersInTree(f.link).length) return null;
+    const listeners = ctx.once('tcp listeners', () => { try { return tcpListeners(); } catch { return new Map<bigint, Listener>(); } });
+    const st = listenState(ctx.pid, f, listeners);
+    if (!st) return null;
+    if ('problem' in st) return { reason: { code: 'SOCKET', text: `fd ${f.fd} is a listening TCP socket (${f.link}): ${st.problem}` } };
+    return { state: st.listen };
+  },
+  save(file, listen) { file.tcpListen = listen; },
+};
+
 // ------------------------------------------------------------------ restart
 
 /** Make listening socket `f` in the task; returns the fd the kernel gave it. `scratch` writes bytes into the task
  *  and returns their address. */
-export function createListener(f: OpenFile, call: TaskCall, scratch: (b: Uint8Array) => bigint): number {
+export function createListener(f: OpenFile, call: TaskCall, scratch: TaskScratch): number {
   const l = f.tcpListen!;
   const fd = Number(call(SYS.socket, [l.family, SOCK_STREAM | (f.flags & O_NONBLOCK) | (f.cloexec ? O_CLOEXEC : 0), 0], 'socket'));
   const one = (level: number, opt: number, what: string): void => { call(SYS.setsockopt, [fd, level, opt, scratch(new Uint8Array(new Int32Array([1]).buffer)), 4], what); };

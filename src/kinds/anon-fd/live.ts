@@ -14,20 +14,22 @@
  * eventfd2(count, flags); timerfd_create, timerfd_settime with the remaining
  * time (relative), and TFD_IOC_SET_TICKS for expirations not read; signalfd4;
  * epoll_create1 and one EPOLL_CTL_ADD per watched fd, after every other file is
- * in place. What cannot be rebuilt faithfully is a reason (check.ts): an epoll
+ * in place. What cannot be rebuilt faithfully is a reason (EVENTFD ... EPOLL): an epoll
  * watching a file that is no longer at the fd it was added with, or another
  * epoll; a timerfd with TFD_TIMER_CANCEL_ON_SET.
  */
-import { ANON_KIND, type AnonFd, type OpenFile } from '../model.js';
-import type { FdInfo } from '../os/proc.js';
-import { O_CLOEXEC, O_NONBLOCK } from '../os/consts.js';
-import { SYS } from '../os/syscalls.js';
-import type { TaskCall, TaskScratch } from '../os/taskcall.js';
+import type { NocrCode } from '../../errors.js';
+import { ANON_KIND, type AnonFd, type OpenFile } from '../../model.js';
+import type { FdInfo } from '../../os/proc.js';
+import { O_CLOEXEC, O_NONBLOCK } from '../../os/consts.js';
+import { SYS } from '../../os/syscalls.js';
+import type { TaskCall, TaskScratch } from '../../os/taskcall.js';
+import type { LiveFdKind } from '../live.js';
 
 const TFD_TIMER_CANCEL_ON_SET = 2;
 
 /** The ANON_KIND of an fd's link (anon_inode:[eventfd] ...), or 0. */
-export function anonKindOf(link: string): number {
+function anonKindOf(link: string): number {
   if (!link.startsWith('anon_inode:')) return 0;
   if (link.includes('[eventfd]')) return ANON_KIND.EVENTFD;
   if (link.includes('[timerfd]')) return ANON_KIND.TIMERFD;
@@ -51,7 +53,7 @@ function pairNs(s: string | undefined): bigint | null {
  * faithfully; null for other files. `fds` is the task's whole fd table (an epoll's watched files must still be at
  * the fds they were added with).
  */
-export function anonState(f: FdInfo, fds: FdInfo[]): { anon: AnonFd } | { problem: string } | null {
+function anonState(f: FdInfo, fds: readonly FdInfo[]): { anon: AnonFd } | { problem: string } | null {
   const kind = anonKindOf(f.link);
   const x = f.extra;
   switch (kind) {
@@ -92,6 +94,23 @@ export function anonState(f: FdInfo, fds: FdInfo[]): { anon: AnonFd } | { proble
       return null;
   }
 }
+
+/** The reason code of each kind when it cannot be saved. */
+const CODES: Record<number, NocrCode> = {
+  [ANON_KIND.EVENTFD]: 'EVENTFD', [ANON_KIND.TIMERFD]: 'TIMERFD', [ANON_KIND.SIGNALFD]: 'SIGNALFD', [ANON_KIND.EPOLL]: 'EPOLL',
+};
+
+export const anonFdLive: LiveFdKind<AnonFd> = {
+  scope: 'fd',
+  name: 'anon-fd',
+  inspect(f, ctx) {
+    const st = anonState(f, ctx.fds);
+    if (!st) return null;
+    if ('problem' in st) return { reason: { code: CODES[anonKindOf(f.link)]!, text: `fd ${f.fd} is ${f.link}: ${st.problem}` } };
+    return { state: st.anon };
+  },
+  save(file, anon) { file.anon = anon; },
+};
 
 // ------------------------------------------------------------------ restart
 

@@ -13,27 +13,21 @@
  * pidfd_getfd), then every fd of the pipe made a copy of its end (dup3) with its
  * own O_NONBLOCK and close-on-exec; an end no fd had is closed, as it was.
  *
- * A pipe that another process also holds (outside the tree, or another task of
- * it: crimg restores one task at a time) is a reason (check.ts).
+ * A pipe that a process outside the tree also holds is a reason (PIPE).
  */
 import * as fs from 'node:fs';
-import type { OpenFile, PipeEnd } from '../model.js';
-import type { FdInfo } from '../os/proc.js';
-import { addressOf, fcntl, fionread, syscall } from '../os/libc.js';
+import type { OpenFile, PipeEnd } from '../../model.js';
+import { type FdInfo, pipeIno, processesText } from '../../os/proc.js';
+import { addressOf, fcntl, fionread, syscall } from '../../os/libc.js';
 import {
   F_DUPFD_CLOEXEC, F_GETPIPE_SZ, F_SETFL, F_SETPIPE_SZ, O_ACCMODE, O_CLOEXEC, O_NONBLOCK, O_WRONLY,
-} from '../os/consts.js';
-import { SYS } from '../os/syscalls.js';
-import { type TaskCall, closeQuietly, fetchFd } from '../os/taskcall.js';
+} from '../../os/consts.js';
+import { SYS } from '../../os/syscalls.js';
+import { type TaskCall, closeQuietly, fetchFd } from '../../os/taskcall.js';
+import type { FdInspectCtx, LiveFdKind } from '../live.js';
 
 const SPLICE_F_NONBLOCK = 2;
 const DEFAULT_PIPE_SIZE = 65536;
-
-/** The inode of a pipe link (pipe:[123]), or null. */
-export function pipeIno(link: string): bigint | null {
-  const m = /^pipe:\[(\d+)\]$/.exec(link);
-  return m ? BigInt(m[1]!) : null;
-}
 
 // ------------------------------------------------------------------ checkpoint
 
@@ -62,28 +56,47 @@ function peekPipe(pid: number, fd: number): { size: number; data: Uint8Array } {
 }
 
 /**
- * Mark the pipe ends among `files` (the task's fds, from `fds`): each gets its pipe's inode, which end it is, the
- * capacity, and the lowest fd of each pipe the bytes buffered in it (when the task has a read end to take them).
- * Pipes in `shared` (another process holds them too: check.ts made them a reason) are left as plain files.
+ * The ends of the pipes among the task's fds that no process outside the tree holds: each gets its pipe's inode,
+ * which end it is, the capacity, and the lowest fd of each pipe the bytes buffered in it (when the task has a read
+ * end to take them; only when the state is wanted, like the capacity).
  */
-export function collectPipes(pid: number, fds: FdInfo[], files: OpenFile[], shared?: Set<string>): void {
-  const byIno = new Map<bigint, OpenFile[]>();
-  for (const f of files) {
-    const ino = pipeIno(f.path);
-    if (ino === null || shared?.has(f.path) || !fds.some((x) => x.fd === f.fd)) continue;
+function pipeEnds(ctx: FdInspectCtx): Map<number, PipeEnd> {
+  const byIno = new Map<bigint, FdInfo[]>();
+  for (const f of ctx.fds) {
+    const ino = pipeIno(f.link);
+    if (ino === null || ctx.holdersOutside(f.link).length) continue;
     byIno.set(ino, [...(byIno.get(ino) ?? []), f]);
   }
+  const out = new Map<number, PipeEnd>();
   for (const [ino, ends] of byIno) {
     ends.sort((a, b) => a.fd - b.fd);
-    const reader = ends.find((f) => (f.flags & O_ACCMODE) !== O_WRONLY);
-    const { size, data } = reader ? peekPipe(pid, reader.fd) : { size: DEFAULT_PIPE_SIZE, data: new Uint8Array(0) };
+    const reader = ctx.wantState ? ends.find((f) => (f.flags & O_ACCMODE) !== O_WRONLY) : undefined;
+    const { size, data } = reader ? peekPipe(ctx.pid, reader.fd) : { size: DEFAULT_PIPE_SIZE, data: new Uint8Array(0) };
     ends.forEach((f, i) => {
       const end: PipeEnd = { ino, write: (f.flags & O_ACCMODE) === O_WRONLY, size };
       if (i === 0 && data.length) end.data = data;
-      f.pipe = end;
+      out.set(f.fd, end);
     });
   }
+  return out;
 }
+
+/**
+ * A pipe: saved with its bytes, unless a process outside the tree also holds it (a PIPE reason). Pipes between
+ * tasks of the tree are saved by each (restore --pid-ns --tree makes them once).
+ */
+export const pipeLive: LiveFdKind<PipeEnd, Map<number, PipeEnd>> = {
+  scope: 'fd',
+  name: 'pipe',
+  task: pipeEnds,
+  inspect(f, ctx, ends) {
+    if (pipeIno(f.link) === null) return null;
+    const ext = ctx.holdersOutside(f.link);
+    if (ext.length) return { reason: { code: 'PIPE', text: `fd ${f.fd} is a pipe (${f.link}) also held by ${processesText(ext)} outside the tree` } };
+    return { state: ends.get(f.fd)! };
+  },
+  save(file, end) { file.pipe = end; },
+};
 
 // ------------------------------------------------------------------ restart
 
