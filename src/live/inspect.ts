@@ -10,12 +10,11 @@
  * attribute kinds (file locks) look at it after that; then its mappings, children and namespaces.
  */
 import * as fs from 'node:fs';
-import type { NocrCode } from '../errors.js';
 import type { NocrReason, OpenFile } from '../model.js';
 import {
   type FdInfo, type MapEntry, allPids, exists, isSharedAnonPath, procPath, readFds, readMaps, tryReadlink,
 } from '../os/proc.js';
-import { type FdInspectCtx, LIVE_FD_KINDS, LIVE_TASK_KINDS, type LiveFdKind, type Reason } from '../kinds/live.js';
+import { type FdInspectCtx, LIVE_FD_KINDS, LIVE_TASK_KINDS, type LiveFdKind, type NocrCode, type Reason } from '../kinds/live.js';
 import { childReasons, fdReasons, mapReasons, nsReasons, processReasons } from './reasons.js';
 
 export interface InspectOptions {

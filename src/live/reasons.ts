@@ -5,7 +5,7 @@
  * reasons come from their live facets (src/kinds/live.ts); inspect.ts runs both.
  */
 import * as fs from 'node:fs';
-import type { NocrCode } from '../errors.js';
+import type { NocrCode } from '../kinds/live.js';
 import {
   type FdInfo, type MapEntry, allPids, devMajor, devMinor, fileType, isDeletedPath, isMemfdPath, isSharedAnonPath,
   isSysvShmPath, listChildren, procPath, processesText, readStat, readStatus, stripDeleted, tracerPid, tryReadlink,

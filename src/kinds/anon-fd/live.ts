@@ -18,7 +18,7 @@
  * watching a file that is no longer at the fd it was added with, or another
  * epoll; a timerfd with TFD_TIMER_CANCEL_ON_SET.
  */
-import type { NocrCode } from '../../errors.js';
+import type { NocrCode } from '../live.js';
 import { ANON_KIND, type AnonFd, type OpenFile } from '../../model.js';
 import type { FdInfo } from '../../os/proc.js';
 import { O_CLOEXEC, O_NONBLOCK } from '../../os/consts.js';
