@@ -33,7 +33,7 @@ import {
 import { claimRegion, releaseRegion } from '../src/kernels/arena.js';
 import { imageBytes } from '../src/criu/img.js';
 import { decodeMessage, encodeMessage } from '../src/criu/pb.js';
-import { intelXsaveSize } from '../src/elf/xsave.js';
+import { intelXsaveSize } from '../src/cpu/xsave.js';
 import { CRIU_KINDS, CRIU_UNMAPPED } from '../src/criu/kind-map.js';
 import { K, RECORDS } from '../src/schema.js';
 

@@ -30,7 +30,7 @@ import {
   REG_INDEX,
 } from '../src/index.js';
 import { claimRegion, releaseRegion } from '../src/kernels/arena.js';
-import { intelXsaveSize } from '../src/elf/xsave.js';
+import { intelXsaveSize } from '../src/cpu/xsave.js';
 import { flatten, smallModel, vmaBytes } from './helpers/models.js';
 
 let dir: string;

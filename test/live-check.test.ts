@@ -8,15 +8,19 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { crimg } from './helpers/cli.js';
-import { PTRACE, SIG, WAIT, kill, ptraceRaw, spawn as rawSpawn, waitpid } from '../src/live/libc.js';
+import { PTRACE, WAIT, kill, ptraceRaw, spawn as rawSpawn, waitpid } from '../src/os/libc.js';
+import { SIG } from '../src/os/consts.js';
+import { checkProcesses } from '../src/live/check.js';
+import { inspectProcesses } from '../src/live/inspect.js';
+import { LIVE_FD_KINDS } from '../src/kinds/live.js';
 
 let dir: string;
 const bin = (n: string): string => path.join(dir, n);
 
 beforeAll(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crimg-check-'));
-  for (const n of ['live-fds', 'live-tree', 'live-threads'])
-    execFileSync('gcc', ['-O1', '-pthread', '-o', bin(n), path.resolve(`test/progs/${n}.c`)]);
+  for (const n of ['live-fds', 'live-tree', 'live-threads']) execFileSync('gcc', ['-O1', '-pthread', '-o', bin(n), path.resolve(`test/progs/${n}.c`)]);
+  execFileSync('gcc', ['-O1', '-o', bin('golden-prog'), path.resolve('test/golden/golden-prog.c')]);
   fs.writeFileSync(path.join(dir, 'data.bin'), Buffer.alloc(20000, 1));
 });
 afterAll(() => {
@@ -212,5 +216,29 @@ describe('targets that cannot be dumped at all get one clear line', () => {
     return import('../src/live/dump.js').then(async ({ dumpProcess }) => {
       await expect(dumpProcess(process.pid, path.join(dir, 'self.crimg'))).rejects.toMatchObject({ code: 'USAGE' });
     });
+  });
+});
+
+describe('one inspection for check and dump', () => {
+  it('each fd is claimed by one kind; the reasons do not depend on whether the state is read; check leaves out the pipe bytes', async () => {
+    let t;
+    try {
+      t = await startReady([bin('golden-prog'), dir]);
+      const reasonsOnly = inspectProcesses([t.pid]);
+      const withState = inspectProcesses([t.pid], { wantState: true });
+      expect(withState.reasons).toEqual(reasonsOnly.reasons);
+      expect(checkProcesses([t.pid])).toEqual(reasonsOnly.reasons);
+      const fds = withState.fdStates.get(t.pid)!;
+      // every fd kind saves something of this program: one of each kind of fd crimg saves
+      const kinds = new Set([...fds.values()].flat().map((s) => s.kind.name));
+      expect([...kinds].sort()).toEqual(LIVE_FD_KINDS.map((k) => k.name).sort());
+      for (const [fd, states] of fds) expect(states.filter((s) => !s.kind.attribute).length, `fd ${fd}`).toBeLessThanOrEqual(1);
+      const pipeData = (i: typeof withState): string[] => [...i.fdStates.get(t!.pid)!.values()].flat()
+        .filter((s) => s.kind.name === 'pipe').map((s) => Buffer.from((s.state as { data?: Uint8Array }).data ?? []).toString());
+      expect(pipeData(withState)).toContain('golden');
+      expect(pipeData(reasonsOnly).join('')).toBe('');
+    } finally {
+      await killWait(t?.proc);
+    }
   });
 });

@@ -13,7 +13,7 @@ import { readImage, verifyImage, type Sink } from '../src/index.js';
 import { dumpProcess } from '../src/live/dump.js';
 import { ProcMemory } from '../src/live/pages.js';
 import { pagePolicy } from '../src/live/collect.js';
-import { readMaps } from '../src/live/proc.js';
+import { readMaps } from '../src/os/proc.js';
 
 let dir: string;
 let prog: string;

@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { crimg, CLI } from './helpers/cli.js';
 import { MemorySink, readImage } from '../src/index.js';
 import { dumpProcess } from '../src/live/dump.js';
-import { processVmRead } from '../src/live/libc.js';
+import { processVmRead } from '../src/os/libc.js';
 
 let dir: string;
 let prog: string;

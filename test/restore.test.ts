@@ -14,10 +14,10 @@ import { crimg } from './helpers/cli.js';
 import { readImage, type Image } from '../src/reader.js';
 import { CrimgError } from '../src/errors.js';
 import type { PosixTimer, Task, Vma } from '../src/model.js';
-import { readPosixTimers } from '../src/live/proc.js';
+import { readPosixTimers } from '../src/kinds/posix-timers/live.js';
 import { restartBlock, restoreImage, resumeRegs } from '../src/restore/restore.js';
 import { buildXstate } from '../src/restore/xsave.js';
-import { waitpid } from '../src/live/libc.js';
+import { waitpid } from '../src/os/libc.js';
 import { VmaFlags, newThread } from '../src/model.js';
 
 let dir: string;

@@ -4,8 +4,9 @@ import { dumpProcess, type DumpResult } from '../live/dump.js';
 import { blocking, checkProcesses } from '../live/check.js';
 import { checkTarget, listTree } from '../live/freeze.js';
 import { runTraced } from '../live/run.js';
-import { kill, signalName, signalNumber } from '../live/libc.js';
-import { readStat } from '../live/proc.js';
+import { kill } from '../os/libc.js';
+import { signalName, signalNumber } from '../os/consts.js';
+import { readStat } from '../os/proc.js';
 import { CrimgError } from '../errors.js';
 import { EXIT_OK, EXIT_UNSAFE, action, hex, parseIntArg, printJson, usage } from './common.js';
 

@@ -16,7 +16,7 @@ import {
   type Rlimit, type XState, FdKind, namespacesOf, VmaFlags, NO_PAGES, defaultRlimits, emptyCreds, emptyNsIds, newThread, FXSAVE_BYTES,
 } from '../model.js';
 import { type Source, openSource } from '../source.js';
-import { intelXsaveSize } from '../elf/xsave.js';
+import { intelXsaveSize } from '../cpu/xsave.js';
 import type { Msg } from './pb.js';
 import { readImage, readOne, readMagic, type ImageEntry } from './img.js';
 import {

@@ -30,11 +30,8 @@ export const XSAVE_PARTS = [
 export const SIG_SLOTS: number[] = [];
 for (let s = 1; s <= 64; s++) if (s !== 9 && s !== 19) SIG_SLOTS.push(s);
 
-export const O_DIRECTORY = 0o200000;
-export const FD_CLOEXEC = 1;
-export const S_IFMT = 0o170000;
-export const S_IFDIR = 0o040000;
-export const S_IFREG = 0o100000;
+/** Flags and modes CRIU images carry as Linux has them (MAP_LOCKED in vma_entry.flags: an mlock'ed VMA, CRIU's "lo"). */
+export { FD_CLOEXEC, MAP_LOCKED, O_DIRECTORY, S_IFDIR, S_IFMT, S_IFREG } from '../os/consts.js';
 
 /**
  * vma_entry.madv: bit n set = madvise(n) applies to the VMA (CRIU sets them from smaps VmFlags and
@@ -45,8 +42,6 @@ export const MADV_BITS: readonly [flag: number, advice: number][] = [
   [VmaFlags.RAND_READ, 1], [VmaFlags.SEQ_READ, 2], [VmaFlags.DONTFORK, 10], [VmaFlags.MERGEABLE, 12],
   [VmaFlags.HUGEPAGE, 14], [VmaFlags.NOHUGEPAGE, 15], [VmaFlags.DONTDUMP, 16], [VmaFlags.WIPEONFORK, 18],
 ];
-/** mlock'ed VMAs: MAP_LOCKED in vma_entry.flags (CRIU's "lo"). */
-export const MAP_LOCKED = 0x2000;
 
 const US = 1_000_000n;
 

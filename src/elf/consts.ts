@@ -75,8 +75,6 @@ export const PSI_PSARGS_BYTES = 80;
 
 export const FPREGSET_BYTES = 512;
 export const SIGINFO_BYTES = 128;
-/** Bytes 464..471 of an XSAVE area in a core (the FXSAVE software-reserved area): XCR0. */
-export const XSTATE_XCR0_OFFSET = 464;
 
 // ---- auxiliary vector
 export const AT_NULL = 0;
@@ -94,7 +92,6 @@ export const AT_EXECFN = 31;
 export const AT_SYSINFO_EHDR = 33;
 
 export const VSYSCALL_ADDR = 0xffffffffff600000n;
-export const SIGCHLD = 17;
 
 /** Round up to a multiple of 4. */
 export const align4 = (n: number): number => (n + 3) & ~3;

@@ -22,13 +22,12 @@ import {
 } from '../model.js';
 import { REG_INDEX } from '../schema.js';
 import { type Source, type SourceTarget, openSource } from '../source.js';
-import { ERRNO, isSysError, syscall } from '../live/libc.js';
-import {
-  CORE_PAGE, NT_FILE, PF_R, PF_W, PF_X, AT_SYSINFO_EHDR, AT_PHDR, AT_ENTRY, AT_UID, AT_EUID, AT_GID, AT_EGID, VSYSCALL_ADDR,
-  XSTATE_XCR0_OFFSET,
-} from './consts.js';
+import { isSysError, syscall } from '../os/libc.js';
+import { ERRNO, SEEK_DATA, SEEK_HOLE } from '../os/consts.js';
+import { SYS } from '../os/syscalls.js';
+import { CORE_PAGE, NT_FILE, PF_R, PF_W, PF_X, AT_SYSINFO_EHDR, AT_PHDR, AT_ENTRY, AT_UID, AT_EUID, AT_GID, AT_EGID, VSYSCALL_ADDR } from './consts.js';
 import { type ParsedCore, type CoreSegment, type CoreThread, type CoreFileEntry, parseCore } from './parse.js';
-import { guessLayout, isCompacted, toIntelExt, XSAVE_LEGACY_BYTES, type XsaveComponent } from './xsave.js';
+import { guessLayout, isCompacted, toIntelExt, XSAVE_LEGACY_BYTES, XSTATE_XCR0_OFFSET, type XsaveComponent } from '../cpu/xsave.js';
 
 export interface ElfImportOptions {
   kernels?: Kernels;
@@ -51,9 +50,7 @@ const pageUp = (v: bigint): bigint => (v + PAGE - 1n) & ~(PAGE - 1n);
 /** VMAs end at most here (the last page of the 64-bit space is never mapped; image fields are u64). */
 const LAST_PAGE_END = (1n << 64n) - PAGE;
 
-const SYS_LSEEK = 8;
-const SEEK_DATA = 3;
-const SEEK_HOLE = 4;
+const SYS_LSEEK = SYS.lseek;
 
 /**
  * Where the data of a sparse file lies (lseek SEEK_DATA/SEEK_HOLE): holes read as

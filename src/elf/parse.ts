@@ -16,7 +16,8 @@ import {
   PSI_PSARGS, PSI_PSARGS_BYTES, FPREGSET_BYTES, CORE_PAGE, align4,
 } from './consts.js';
 import { NREGS } from '../model.js';
-import { type XsaveComponent, XSAVE_MIN_BYTES, parseLayoutNote } from './xsave.js';
+import { type XsaveComponent, XSAVE_MIN_BYTES } from '../cpu/xsave.js';
+import { parseLayoutNote } from './xsave.js';
 
 /** Largest number of program headers accepted (the kernel's map count limit is 65530). */
 export const MAX_PHNUM = 1 << 21;

@@ -7,26 +7,23 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { CrimgError } from '../errors.js';
 import {
-  type Mm, type Namespace, type OpenFile, type Task, type Thread, type Uts, type Vma, type FileLock, FdKind, LOCK_EOF, LOCK_KIND, NO_PAGES, Prot, VMFLAG_MNEMONICS, VmaFlags,
+  type Mm, type Namespace, type OpenFile, type Task, type Thread, type Uts, type Vma, FdKind, NO_PAGES, Prot, VMFLAG_MNEMONICS, VmaFlags,
   newThread, namespacesOf as namespacesOfTasks,
 } from '../model.js';
-import { guessLayout, toIntelExt, XSAVE_MIN_BYTES } from '../elf/xsave.js';
-import { anonState } from './anonfd.js';
-import { collectPipes } from './pipes.js';
-import { inotifyState, isInotify } from './inotify.js';
-import { listenState, sameNetNs, tcpListeners } from './listen.js';
-import { collectUnixPairs } from './unixpair.js';
+import { XSAVE_MIN_BYTES, guessLayout, toIntelExt, xstateXcr0 } from '../cpu/xsave.js';
+import { type SavedFdState, applyFdStates } from './inspect.js';
 import {
   NT, addressOf, isSysError, ptraceGetRegs, ptraceGetRegset, ptraceGetRseq, ptraceGetSigmask, syscall,
-} from './libc.js';
+} from '../os/libc.js';
 import {
-  type FdInfo, type MapEntry, S_IFDIR, S_IFREG, devMajor, devMinor, fileType, isDeletedPath, isMemfdPath,
-  isPseudoPath, isSharedAnonPath, isSysvShmPath, procPath, readAuxv, readFds, readLimits, readMaps, readNsIds, readNulList,
-  parseLockLine, readPersonality, readStat, readStatus, statusCreds, statusSigPending, stripDeleted, tryReadlink,
-} from './proc.js';
+  type FdInfo, type MapEntry, devMajor, devMinor, fileType, isDeletedPath, isMemfdPath,
+  isPseudoPath, isSharedAnonPath, isSysvShmPath, procPath, readAuxv, readLimits, readMaps, readNsIds, readNulList,
+  readPersonality, readStat, readStatus, statusCreds, statusSigPending, stripDeleted, tryReadlink,
+} from '../os/proc.js';
+import { CLONE_NEWUTS, O_CLOEXEC, S_IFDIR, S_IFREG } from '../os/consts.js';
+import { SYS } from '../os/syscalls.js';
 import { LivePageSource, type PagePolicy, ProcMemory, PAGE } from './pages.js';
 
-const O_CLOEXEC = 0o2000000;
 const XSTATE_BUF = 64 * 1024;
 
 function ptraceFail(pid: number, tid: number, what: string, e: unknown): CrimgError {
@@ -51,7 +48,7 @@ export function collectThread(pid: number, tid: number, stateBefore: string): Th
     const area = new Uint8Array(XSTATE_BUF);
     const n = ptraceGetRegset(tid, NT.X86_XSTATE, area);
     if (n >= XSAVE_MIN_BYTES) {
-      const xcr0 = new DataView(area.buffer, 464, 8).getBigUint64(0, true);
+      const xcr0 = xstateXcr0(area);
       const a = area.subarray(0, n);
       th.xstate = { xcr0, ext: toIntelExt(a, xcr0, guessLayout(xcr0, n)) };
     }
@@ -154,40 +151,21 @@ export function openFileOf(f: FdInfo): OpenFile {
   };
 }
 
-/**
- * The open files, with the state of eventfds, timerfds, signalfds and epolls (anonfd.ts), and each lock on the
- * lowest fd that shows it: /proc shows a flock or OFD lock on every fd of its open file description, but each is
- * taken once at restore.
- */
-export function withLocks(fds: FdInfo[]): OpenFile[] {
-  const seen = new Set<string>();
-  const kinds = { FLOCK: LOCK_KIND.FLOCK, POSIX: LOCK_KIND.POSIX, OFDLCK: LOCK_KIND.OFD };
+/** The open files, in fd order, each with the state the kinds read of it (inspect.ts: eventfds ..., pipe ends,
+ *  socket pairs, inotify watches, listening sockets, file locks). */
+export function openFiles(fds: FdInfo[], states: Map<number, SavedFdState[]>): OpenFile[] {
   return [...fds].sort((a, b) => a.fd - b.fd).map((f) => {
     const file = openFileOf(f);
-    if (file.kind === FdKind.OTHER) {
-      const a = anonState(f, fds);
-      if (a && 'anon' in a) file.anon = a.anon; // else check.ts reports it
-      return file;
-    }
-    const locks: FileLock[] = [];
-    for (const line of f.locks) {
-      const l = parseLockLine(line);
-      if (!l) continue; // check.ts reports it
-      const lock = { kind: kinds[l.kind], write: l.write, start: l.start, end: l.end ?? LOCK_EOF };
-      const key = `${file.devMajor}:${file.devMinor}:${file.inode}:${lock.kind}:${lock.write}:${lock.start}:${lock.end}`;
-      if (seen.has(key)) continue;
-      seen.add(key);
-      locks.push(lock);
-    }
-    if (locks.length) file.locks = locks;
+    applyFdStates(file, states.get(f.fd));
     return file;
   });
 }
 
 // ------------------------------------------------------------------ the task
 
-/** Everything but the threads of one process (call while it is frozen). */
-export function collectTask(pid: number, threads: Thread[], mem: ProcMemory, fds?: FdInfo[], smaps?: MapEntry[], sharedPipes?: Set<string>): Task {
+/** Everything but the threads of one process (call while it is frozen): `fds` its fd table and `fdStates` what the
+ *  inspection read of each fd (inspectProcesses with wantState). */
+export function collectTask(pid: number, threads: Thread[], mem: ProcMemory, fds: FdInfo[], fdStates: Map<number, SavedFdState[]>, smaps?: MapEntry[]): Task {
   const st = readStat(pid);
   const status = readStatus(pid);
   const link = (what: string): string => tryReadlink(procPath(pid, what)) ?? '';
@@ -196,26 +174,7 @@ export function collectTask(pid: number, threads: Thread[], mem: ProcMemory, fds
   try { args = readNulList(procPath(pid, 'cmdline')); } catch { /* exiting */ }
   try { env = readNulList(procPath(pid, 'environ')); } catch { /* no permission or exiting */ }
   const exe = link('exe');
-  const fdList = fds ?? readFds(pid);
-  const files = withLocks(fdList);
-  collectPipes(pid, fdList, files, sharedPipes);
-  for (const f of fdList) {
-    if (!isInotify(f.link)) continue;
-    const st = inotifyState(pid, f);
-    const file = files.find((x) => x.fd === f.fd);
-    if (file && 'watches' in st) file.inotify = st.watches; // else check.ts reports it
-  }
-  if (files.some((f) => f.path.startsWith('socket:'))) {
-    collectUnixPairs(pid, fdList, files, sharedPipes);
-    if (sameNetNs(pid)) {
-      const ls = tcpListeners();
-      for (const f of fdList) {
-        const st = sharedPipes?.has(f.link) ? null : listenState(pid, f, ls);
-        const file = files.find((x) => x.fd === f.fd);
-        if (file && st && 'listen' in st) file.tcpListen = st.listen;
-      }
-    }
-  }
+  const files = openFiles(fds, fdStates);
   return {
     pid, tgid: pid, ppid: st.ppid, pgid: st.pgrp, sid: st.session, comm: st.comm,
     exe: stripDeleted(exe), cwd: stripDeleted(link('cwd')), root: link('root'),
@@ -227,13 +186,10 @@ export function collectTask(pid: number, threads: Thread[], mem: ProcMemory, fds
 
 // ------------------------------------------------------------------ uts
 
-const CLONE_NEWUTS = 0x04000000;
-const SYS_SETNS = 308;
-const SYS_UNAME = 63;
 
 function unameNow(): Uts {
   const b = new Uint8Array(6 * 65);
-  syscall(SYS_UNAME, addressOf(b));
+  syscall(SYS.uname, addressOf(b));
   const f = (i: number): string => {
     const s = b.subarray(i * 65, (i + 1) * 65);
     const z = s.indexOf(0);
@@ -260,8 +216,8 @@ export function utsOf(pid: number): Uts | null {
   try {
     back = fs.openSync('/proc/thread-self/ns/uts', 'r');
     fd = fs.openSync(procPath(pid, 'ns/uts'), 'r');
-    syscall(SYS_SETNS, fd, CLONE_NEWUTS);
-    try { return unameNow(); } finally { syscall(SYS_SETNS, back, CLONE_NEWUTS); }
+    syscall(SYS.setns, fd, CLONE_NEWUTS);
+    try { return unameNow(); } finally { syscall(SYS.setns, back, CLONE_NEWUTS); }
   } catch {
     return null;
   } finally {

@@ -21,16 +21,18 @@ import { RECORD_HEADER_BYTES, MAGIC_BYTES, pad8, K } from '../schema.js';
 import { FileSink, MemorySink, type Sink, type SinkTarget, openSink } from '../sink.js';
 import { type WriteResult, writeImage } from '../writer.js';
 import { generate } from '../gen/generate.js';
-import { blocking, checkProcesses } from './check.js';
+import { blocking } from './check.js';
+import { type Inspection, inspectProcesses } from './inspect.js';
 import { collectTask, collectThread, hostUts, namespacesOf } from './collect.js';
 import { Freezer, type ReleaseMode, checkTarget, listTree } from './freeze.js';
 import {
-  MADV_HUGEPAGE, NT, PTRACE, SIG, addressOf, fallocate, isSysError, kill, loadLibc, madvise, processVmReadRaw, ptraceGetRegs, ptraceGetRegset,
+  NT, PTRACE, addressOf, fallocate, isSysError, kill, loadLibc, madvise, processVmReadRaw, ptraceGetRegs, ptraceGetRegset,
   ptraceGetRseq, ptraceGetSigmask, ptraceRaw,
-} from './libc.js';
+} from '../os/libc.js';
+import { MADV_HUGEPAGE, SIG } from '../os/consts.js';
 import { LivePageSource, ProcMemory } from './pages.js';
-import { type CallMode, collectSelfState } from './selfstate.js';
-import { type FdInfo, type MapEntry, exists, readFds, readMaps, readStat, readStatus } from './proc.js';
+import { type CallMode, applySelfState, collectSelfState } from './selfstate.js';
+import { type FdInfo, type MapEntry, exists, readFds, readMaps, readStat, readStatus } from '../os/proc.js';
 
 export const TOOL = 'crimg 0.1.0';
 
@@ -201,10 +203,10 @@ async function warmUp(pid: number, k: Kernels): Promise<void> {
     } finally { releaseRegion(k, scratch); }
     const fds = readFds(pid);
     const maps = readMaps(pid, true);
-    checkProcesses([pid], { selfTraced: true, fds: new Map([[pid, fds]]), maps: new Map([[pid, maps]]), quick: true });
+    const seen = inspectProcesses([pid], { selfTraced: true, fds: new Map([[pid, fds]]), maps: new Map([[pid, maps]]), quick: true, wantState: true });
     const mem = new ProcMemory(pid);
     try {
-      const t = collectTask(pid, [], mem, fds, maps.slice(0, 16)); // the code, not all the work
+      const t = collectTask(pid, [], mem, fds, seen.fdStates.get(pid) ?? new Map(), maps.slice(0, 16)); // the code, not all the work
       namespacesOf([t]);
     } finally { mem.close(); }
   } catch { /* the freeze reports what is wrong with the target */ }
@@ -350,6 +352,49 @@ export interface FrozenWriteOptions {
   afterClose?: () => void;
 }
 
+/** The fd tables and mappings of the frozen processes and what one inspection of them found (inspect.ts);
+ *  throws UNSAFE when it found reasons and `force` is not set. */
+function inspectFrozen(pids: number[], o: FrozenWriteOptions): { fds: Map<number, FdInfo[]>; maps: Map<number, MapEntry[]>; seen: Inspection } {
+  const fds = new Map<number, FdInfo[]>();
+  const maps = new Map<number, MapEntry[]>();
+  for (const p of pids) { fds.set(p, readFds(p)); maps.set(p, readMaps(p, true)); }
+  const seen = inspectProcesses(pids, { tree: o.tree, selfTraced: true, fds, maps, wantState: true });
+  const unsafe = blocking(seen.reasons);
+  if (unsafe.length && !o.force) {
+    const codes = [...new Set(unsafe.map((r) => r.code))];
+    throw new CrimgError('UNSAFE', `process ${pids[0]} cannot be checkpointed faithfully (${codes.join(', ')}): ${unsafe[0]!.text}${unsafe.length > 1 ? ` (and ${unsafe.length - 1} more; see crimg check ${pids[0]}${o.tree ? ' --tree' : ''})` : ''}; use --force to dump anyway`);
+  }
+  return { fds, maps, seen };
+}
+
+/** The model of one frozen process: its threads, memory (read through `mem` later), files with the state the
+ *  inspection read, and the state only the task can ask for (selfstate.ts). */
+function collectProcess(fp: StoppedProcess, mem: ProcMemory, fds: FdInfo[], maps: MapEntry[], seen: Inspection): Task {
+  const threads = fp.threads.map((t) => collectThread(fp.pid, t.tid, t.stateBefore));
+  if (threads.length === 0) throw new CrimgError('NO_PROCESS', `process ${fp.pid} exited during the dump`);
+  const t = collectTask(fp.pid, threads, mem, fds, seen.fdStates.get(fp.pid) ?? new Map(), maps);
+  t.nocr = seen.reasons.filter((r) => r.pid === fp.pid);
+  // threads that can run calls, those resumed normally first (the task kinds are read in the first)
+  const callable = new Map<number, CallMode>();
+  for (const mode of ['run', 'restop'] as const) for (const x of fp.threads) if (x.calls === mode) callable.set(x.tid, mode);
+  const ss = collectSelfState(fp.pid, callable, maps);
+  applySelfState(t, threads, ss);
+  if (!ss.complete) t.nocr.push({ pid: fp.pid, code: 'SIGACTIONS', text: `the signal handlers of process ${fp.pid} could not be read: ${ss.reason}` });
+  return t;
+}
+
+/** What DumpResult says of a task. */
+function taskSummary(t: Task): DumpResult['tasks'][number] {
+  return {
+    pid: t.pid, comm: t.comm, threads: t.threads.map((x) => x.tid), vmas: t.mm?.vmas.length ?? 0,
+    pagesRead: (t.mm?.vmas ?? []).reduce((s, v) => {
+      let n = 0;
+      for (const [, c] of v.pages.runs(Number((v.end - v.start) / 4096n))) n += c;
+      return s + n;
+    }, 0),
+  };
+}
+
 /**
  * Write the image of processes whose threads are all stopped in ptrace stops.
  * Checks them first (refusing with UNSAFE unless force), then streams the model
@@ -381,34 +426,12 @@ export async function writeFrozen(procs: StoppedProcess[], target: SinkTarget | 
   try {
     alive();
     prepareDump(k, 0); // libc only: the staging memory was prepared before the freeze (dumpProcess, runTraced)
-    const fds = new Map<number, FdInfo[]>();
-    const maps = new Map<number, MapEntry[]>();
-    for (const p of pids) { fds.set(p, readFds(p)); maps.set(p, readMaps(p, true)); }
-    const sharedPipes = new Set<string>();
-    const nocr = checkProcesses(pids, { tree: o.tree, selfTraced: true, fds, maps, sharedPipes });
-    const unsafe = blocking(nocr);
-    if (unsafe.length && !o.force) {
-      const codes = [...new Set(unsafe.map((r) => r.code))];
-      throw new CrimgError('UNSAFE', `process ${pids[0]} cannot be checkpointed faithfully (${codes.join(', ')}): ${unsafe[0]!.text}${unsafe.length > 1 ? ` (and ${unsafe.length - 1} more; see crimg check ${pids[0]}${o.tree ? ' --tree' : ''})` : ''}; use --force to dump anyway`);
-    }
+    const { fds, maps, seen } = inspectFrozen(pids, o);
     const tasks: Task[] = [];
     for (const fp of procs) {
-      const threads = fp.threads.map((t) => collectThread(fp.pid, t.tid, t.stateBefore));
-      if (threads.length === 0) throw new CrimgError('NO_PROCESS', `process ${fp.pid} exited during the dump`);
       const mem = new ProcMemory(fp.pid);
       mems.push(mem);
-      const t = collectTask(fp.pid, threads, mem, fds.get(fp.pid), maps.get(fp.pid), sharedPipes);
-      t.nocr = nocr.filter((r) => r.pid === fp.pid);
-      // threads that can run calls, those resumed normally first (the signal handlers are read in the first)
-      const callable = new Map<number, CallMode>();
-      for (const mode of ['run', 'restop'] as const) for (const x of fp.threads) if (x.calls === mode) callable.set(x.tid, mode);
-      const ss = collectSelfState(fp.pid, callable, maps.get(fp.pid) ?? readMaps(fp.pid, false));
-      if (ss.sigactions) t.sigactions = ss.sigactions;
-      if (ss.posixTimers) t.posixTimers = ss.posixTimers;
-      if (ss.itimers) t.itimers = ss.itimers;
-      else t.nocr.push({ pid: fp.pid, code: 'SIGACTIONS', text: `the signal handlers of process ${fp.pid} could not be read: ${ss.reason}` });
-      for (const th of threads) { th.futex = ss.futex.get(th.tid); th.sigaltstack = ss.altstacks.get(th.tid); }
-      tasks.push(t);
+      tasks.push(collectProcess(fp, mem, fds.get(fp.pid)!, maps.get(fp.pid)!, seen));
     }
     alive();
     const model: Model = {
@@ -435,15 +458,8 @@ export async function writeFrozen(procs: StoppedProcess[], target: SinkTarget | 
     o.afterClose?.();
     return {
       ...res, imageCsum: patchedCsum ?? res.imageCsum, crid, freezeNs, freezeInHeader, after: 'resume',
-      tasks: tasks.map((t) => ({
-        pid: t.pid, comm: t.comm, threads: t.threads.map((x) => x.tid), vmas: t.mm?.vmas.length ?? 0,
-        pagesRead: (t.mm?.vmas ?? []).reduce((s, v) => {
-          let n = 0;
-          for (const [, c] of v.pages.runs(Number((v.end - v.start) / 4096n))) n += c;
-          return s + n;
-        }, 0),
-      })),
-      nocr,
+      tasks: tasks.map(taskSummary),
+      nocr: seen.reasons,
       signalsDelivered: procs.flatMap((p) => p.reinjected ?? []),
       memFallbackPages: mems.reduce((s, m) => s + m.memFallbackPages, 0),
       unreadablePages: mems.reduce((s, m) => s + m.unreadablePages, 0),

@@ -21,10 +21,11 @@
  */
 import { CrimgError } from '../errors.js';
 import {
-  ERRNO, PTRACE, PTRACE_EVENT, SIG, STOP_SIGNALS, WAIT, WIFEXITED, WIFSIGNALED, WIFSTOPPED, WPTRACEEVENT, WSTOPSIG,
-  errnoName, kill, ptraceRaw, waitpid,
-} from './libc.js';
-import { PF_KTHREAD, exists, listChildren, listTasks, readStat, readStatus, tracerPid } from './proc.js';
+  PTRACE, PTRACE_EVENT, WAIT, WIFEXITED, WIFSIGNALED, WIFSTOPPED, WPTRACEEVENT, WSTOPSIG, errnoName, kill, ptraceRaw,
+  waitpid,
+} from '../os/libc.js';
+import { ERRNO, PF_KTHREAD, SIG, STOP_SIGNALS } from '../os/consts.js';
+import { exists, listChildren, listTasks, readStat, readStatus, tracerPid } from '../os/proc.js';
 
 export interface FrozenThread {
   tid: number;

@@ -9,8 +9,9 @@ import * as fs from 'node:fs';
 import type { Kernels } from '../kernels/api.js';
 import type { PageSource } from '../model.js';
 import { CrimgError } from '../errors.js';
-import { addressOf, ioctlPtr, isSysError, processVmReadRaw } from './libc.js';
-import { PM_FILE, PM_PRESENT, PM_SWAPPED, procPath } from './proc.js';
+import { addressOf, ioctlPtr, isSysError, processVmReadRaw } from '../os/libc.js';
+import { PM_FILE, PM_PRESENT, PM_SWAPPED, procPath } from '../os/proc.js';
+import { EFAULT, EINVAL, ENOTTY, EOPNOTSUPP } from '../os/consts.js';
 
 export const PAGE = 4096;
 let pmBuf: Buffer | null = null;
@@ -100,11 +101,11 @@ export class ProcMemory {
     for (;;) {
       let n: number;
       try { n = ioctlPtr(fd, PAGEMAP_SCAN, arg); } catch (e) {
-        if (isSysError(e) && (e.errno === 25 /* ENOTTY */ || e.errno === 22 /* EINVAL */ || e.errno === 95 /* EOPNOTSUPP */) && out.length === 0) {
+        if (isSysError(e) && (e.errno === ENOTTY || e.errno === EINVAL || e.errno === EOPNOTSUPP) && out.length === 0) {
           scanSupported = false;
           return null;
         }
-        if (isSysError(e) && e.errno === 14 /* EFAULT: not a user address, e.g. [vsyscall] */ && out.length === 0) return null;
+        if (isSysError(e) && e.errno === EFAULT /* not a user address, e.g. [vsyscall] */ && out.length === 0) return null;
         throw new CrimgError('IO', `reading /proc/${this.pid}/pagemap: ${(e as Error).message}`, { cause: e });
       }
       let ok = true;

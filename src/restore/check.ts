@@ -7,7 +7,7 @@
  */
 import * as fs from 'node:fs';
 import { FdKind, HeaderFlags, VmaFlags, type Model, type OpenFile, type Task, type Vma } from '../model.js';
-import { devMajor, devMinor, readMaps, type MapEntry } from '../live/proc.js';
+import { devMajor, devMinor, readMaps, type MapEntry } from '../os/proc.js';
 import { type RestoreAt, type RestoreCode, type RestoreReason, formatReasons, reason } from './reasons.js';
 
 export { type RestoreAt, type RestoreCode, type RestoreReason, formatReasons };

@@ -6,7 +6,7 @@
 import { CrimgError } from '../errors.js';
 import { FdKind, type OpenFile, type Task, type Thread } from '../model.js';
 import type { Image } from '../reader.js';
-import { processVmRead } from '../live/libc.js';
+import { processVmRead } from '../os/libc.js';
 import { type CheckOptions, fdReopenable } from './check.js';
 import { type BatchCall, InjectError, type Injector, NR } from './inject.js';
 import type { PageWriterOptions } from './pages.js';

@@ -5,7 +5,7 @@
  * each moved to its fd number.
  */
 import { FdKind, type OpenFile } from '../model.js';
-import { readFds } from '../live/proc.js';
+import { readFds } from '../os/proc.js';
 import { O_CLOEXEC, type RestoreCtx, placeFd, str } from './ctx.js';
 import { NR } from './inject.js';
 import { kindSteps } from './kind-steps.js';

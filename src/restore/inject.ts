@@ -14,24 +14,16 @@
  * is free both in the stub and in the image.
  */
 import {
-  PTRACE, PTRACE_EVENT, SIG, WAIT, WIFEXITED, WIFSIGNALED, WIFSTOPPED, WPTRACEEVENT, WSTOPSIG, WTERMSIG,
-  errnoName, ptrace, ptraceCont, ptraceGetEventMsg, ptraceGetRegs, ptraceSetRegs, processVmRead, processVmWrite, signalName,
+  PTRACE, PTRACE_EVENT, WAIT, WIFEXITED, WIFSIGNALED, WIFSTOPPED, WPTRACEEVENT, WSTOPSIG, WTERMSIG,
+  errnoName, ptrace, ptraceCont, ptraceGetEventMsg, ptraceGetRegs, ptraceSetRegs, processVmRead, processVmWrite,
   waitpid,
-} from '../live/libc.js';
+} from '../os/libc.js';
+import { SIG, signalName } from '../os/consts.js';
+import { SYS as NR, nrName } from '../os/syscalls.js';
 import { REG_INDEX } from '../schema.js';
 
-export const NR = {
-  read: 0, write: 1, open: 2, close: 3, lseek: 8, mmap: 9, mprotect: 10, munmap: 11, brk: 12,
-  rt_sigaction: 13, rt_sigprocmask: 14, setitimer: 38, setpgid: 109, mremap: 25, madvise: 28, dup2: 33, getpid: 39, clone: 56, fork: 57, wait4: 61, fcntl: 72, chdir: 80, fchdir: 81,
-  setsid: 112, sigaltstack: 131, setgroups: 116, setresuid: 117, setresgid: 119, setfsuid: 122, setfsgid: 123, personality: 135, mlock: 149, prctl: 157, arch_prctl: 158, gettid: 186,
-  set_tid_address: 218, timer_create: 222, timer_settime: 223, timer_delete: 226, exit_group: 231, set_robust_list: 273, openat: 257, unshare: 272, dup3: 292, prlimit64: 302, rseq: 334, clone3: 435,
-  close_range: 436,
-} as const;
-
-export function nrName(nr: number): string {
-  for (const [k, v] of Object.entries(NR)) if (v === nr) return k;
-  return `syscall ${nr}`;
-}
+/** System call numbers by name (the one table, src/os/syscalls.ts). */
+export { NR, nrName };
 
 /** user_regs_struct indices (the one register list is REG_NAMES in schema.ts). */
 export const R = REG_INDEX;

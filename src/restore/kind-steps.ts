@@ -19,13 +19,13 @@ import {
   type PosixTimer, type Rseq, SIGEV, type SigAction, type SigAltStack, type Task, type TcpListen, type Thread, type ThreadFutex,
   type UnixPairEnd,
 } from '../model.js';
-import { createAnon } from '../live/anonfd.js';
-import { createPipe, placeEnds } from '../live/pipes.js';
-import { createUnixPair } from '../live/unixpair.js';
-import { createInotify } from '../live/inotify.js';
-import { createListener } from '../live/listen.js';
-import { addressOf, syscall } from '../live/libc.js';
-import { readPosixTimers } from '../live/proc.js';
+import { createAnon } from '../kinds/anon-fd/live.js';
+import { createPipe, placeEnds } from '../kinds/pipe/live.js';
+import { createUnixPair } from '../kinds/unix-pair/live.js';
+import { createInotify } from '../kinds/inotify/live.js';
+import { createListener } from '../kinds/tcp-listen/live.js';
+import { addressOf, syscall } from '../os/libc.js';
+import { readPosixTimers } from '../kinds/posix-timers/live.js';
 import { type RestoreCtx, RESULTS, Step, call, hex, placeFd, readPair, scratch, str, threadAt } from './ctx.js';
 import { NR } from './inject.js';
 

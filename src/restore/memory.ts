@@ -6,8 +6,8 @@
 import { statSync } from 'node:fs';
 import { type Task, VmaFlags, type Vma } from '../model.js';
 import type { Image } from '../reader.js';
-import { processVmRead, ptraceGetRseq } from '../live/libc.js';
-import { readMaps } from '../live/proc.js';
+import { processVmRead, ptraceGetRseq } from '../os/libc.js';
+import { readMaps } from '../os/proc.js';
 import { isFileVma, isSpecialVma } from './check.js';
 import {
   O_CLOEXEC, PAGE, PARK_CODE, PARK_DATA, type RestoreCtx, type RestoreOptions, RESULTS, BATCH_CODE, Step, type StepFn,

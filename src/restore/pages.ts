@@ -50,7 +50,9 @@ import { VmaFlags, type Vma } from '../model.js';
 import type { Kernels } from '../kernels/api.js';
 import { claimRegion, releaseRegion } from '../kernels/arena.js';
 import { nodeFs } from '../platform.js';
-import { SysError, addressOf, syscall } from '../live/libc.js';
+import { SysError, addressOf, syscall } from '../os/libc.js';
+import { EAGAIN, O_CLOEXEC, O_NONBLOCK } from '../os/consts.js';
+import { SYS } from '../os/syscalls.js';
 import { isFileVma } from './check.js';
 
 const PAGE_SIZE = 4096;
@@ -59,11 +61,10 @@ const MAX_IOV = 1024;
 /** Pages per write on the generic path. */
 const GENERIC_CHUNK_PAGES = 1024;
 
-const SYS_USERFAULTFD = 323, SYS_PIDFD_OPEN = 434, SYS_PIDFD_GETFD = 438, SYS_CLOSE = 3;
-const UFFD_USER_MODE_ONLY = 1, O_NONBLOCK = 0o4000, O_CLOEXEC = 0o2000000;
+const SYS_USERFAULTFD = SYS.userfaultfd, SYS_PIDFD_OPEN = SYS.pidfd_open, SYS_PIDFD_GETFD = SYS.pidfd_getfd, SYS_CLOSE = SYS.close;
+const UFFD_USER_MODE_ONLY = 1;
 const UFFD_API = 0xaa, UFFDIO_API = 0xc018aa3f, UFFDIO_REGISTER = 0xc020aa00, UFFDIO_COPY = 0xc028aa03;
 const UFFDIO_REGISTER_MODE_MISSING = 1, UFFDIO_COPY_MODE_DONTWAKE = 1;
-const EAGAIN = 11;
 /** uffdio_copy: dst, src, len, mode, copy (s64, written by the kernel: bytes copied or -errno). */
 const COPY_STRUCT = 40;
 

@@ -17,19 +17,17 @@
  * namespace are reaped too), the holder with the init's. So the namespace disappears with the task, and the
  * holder's exit status is the task's, as with `unshare --pid --fork`.
  */
-import { PTRACE_O, ptraceDetach, ptraceGetRegs, ptraceSetOptions, ptraceSetRegs } from '../live/libc.js';
+import { PTRACE_O, ptraceDetach, ptraceGetRegs, ptraceSetOptions, ptraceSetRegs } from '../os/libc.js';
+import { CLONE_NEWPID, MAP_ANONYMOUS, MAP_PRIVATE, PROT_EXEC, PROT_READ, PROT_WRITE, PR_SET_NAME, SIG } from '../os/consts.js';
 import { Injector, NR, R, waitStop } from './inject.js';
 
-const PROT_RWX = 7;
-const MAP_PRIVATE = 2, MAP_ANONYMOUS = 0x20;
-const CLONE_NEWPID = 0x20000000;
-const SIGCHLD = 17;
+const PROT_RWX = PROT_READ | PROT_WRITE | PROT_EXEC;
+const { SIGCHLD } = SIG;
 /** struct clone_args up to set_tid_size (CLONE_ARGS_SIZE_VER1). */
 export const CLONE_ARGS_SIZE = 80;
 
 /** Offsets in the holder's scratch page (copied into init by the fork). */
 const STATUS_AT = 0x800n, ARGS_AT = 0x100n, SET_TID_AT = 0x200n, NAME_AT = 0x400n;
-const PR_SET_NAME = 15;
 
 /** The process name (comm: what ps and top show, 15 bytes) becomes `name` instead of the stub program's; the
  *  string goes to `at` (scratch). */

@@ -39,12 +39,13 @@
  * alternate stack, timers, file locks) in kind-steps.ts, in ordered tables.
  */
 import { CrimgError } from '../errors.js';
+import { SIG } from '../os/consts.js';
 import { type OpenFile, type Task } from '../model.js';
-import { makePipe } from '../live/pipes.js';
+import { makePipe } from '../kinds/pipe/live.js';
 import type { Image } from '../reader.js';
 import {
-  NT, PTRACE, PTRACE_O, SIG, WAIT, isSysError, kill, ptrace, ptraceGetRegset, ptraceInterrupt, processVmRead, spawn, waitpid,
-} from '../live/libc.js';
+  NT, PTRACE, PTRACE_O, WAIT, isSysError, kill, ptrace, ptraceGetRegset, ptraceInterrupt, processVmRead, spawn, waitpid,
+} from '../os/libc.js';
 import { type RestoreReason, checkTask, checkXsave, formatReasons, hostSpecials, pickTask } from './check.js';
 import { type RestoreCtx, type RestoreOptions, Step, type StepFn, StepRunner, type Stub } from './ctx.js';
 import { Injector, waitStop } from './inject.js';

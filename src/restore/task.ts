@@ -5,8 +5,9 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Thread } from '../model.js';
-import { NT, SIG, kill, ptraceDetach, ptraceSetRegs, ptraceSetRegset, ptraceSetSigmask, tgkill } from '../live/libc.js';
-import { restartedRegs } from '../live/incall.js';
+import { NT, kill, ptraceDetach, ptraceSetRegs, ptraceSetRegset, ptraceSetSigmask, tgkill } from '../os/libc.js';
+import { restartedRegs } from '../os/taskcall.js';
+import { SIG } from '../os/consts.js';
 import { ownCaps } from './check.js';
 import { type BatchFn, PARK_CODE, PARK_DATA, type RestoreCtx, batchFor, hex, str, threadAt } from './ctx.js';
 import { type BatchCall, Injector, NR, R, waitStop } from './inject.js';

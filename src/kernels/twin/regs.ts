@@ -3,22 +3,9 @@
  * conversion and REGS/FPU record packing. Specification: docs/KERNELS.md ("Registers").
  */
 import { xxh3_64 } from './xxh3.js';
-
-/** XSAVE state components crimg knows, with architectural size and Intel standard-form offset. */
-export const XSAVE_COMPONENTS: ReadonlyMap<number, { offset: number; size: number; align64: boolean }> = new Map([
-  [2, { offset: 576, size: 256, align64: false }], // AVX: YMM_Hi128
-  [3, { offset: 960, size: 64, align64: false }], // MPX BNDREGS
-  [4, { offset: 1024, size: 64, align64: false }], // MPX BNDCSR
-  [5, { offset: 1088, size: 64, align64: false }], // AVX-512 opmask
-  [6, { offset: 1152, size: 512, align64: false }], // AVX-512 ZMM_Hi256
-  [7, { offset: 1664, size: 1024, align64: false }], // AVX-512 Hi16_ZMM
-  [9, { offset: 2688, size: 8, align64: false }], // PKRU
-  [17, { offset: 2752, size: 64, align64: true }], // AMX XTILECFG
-  [18, { offset: 2816, size: 8192, align64: true }], // AMX XTILEDATA
-]);
-const KNOWN = 0x602FFn;
-const BIT63 = 1n << 63n;
-const HDR_END = 576;
+import {
+  XCOMP_BV_COMPACTED as BIT63, XCR0_KNOWN as KNOWN, XSAVE_BY_BIT as XSAVE_COMPONENTS, XSAVE_MIN_BYTES as HDR_END,
+} from '../../cpu/xsave.js';
 
 /** Component numbers >= 2 present in mask, ascending. */
 function comps(mask: bigint): number[] {

@@ -1,8 +1,13 @@
 /**
- * System calls run inside a frozen thread of the target, for the state the kernel
- * only tells the task itself (signal handlers, clear_child_tid, the robust futex
- * list), without changing a byte of its code:
+ * System calls in another task, both ways crimg makes them:
  *
+ *  - `TaskCall`: the signature restore and the kinds' restart steps use to run one call in the task being
+ *    restored (src/restore/inject.ts runs it), with `TaskScratch` to put bytes into its memory; `fetchFd` takes a
+ *    copy of one of a task's descriptors into crimg (pidfd_getfd) to read or write through it.
+ *  - `InCall`: a session of calls inside a frozen thread of a checkpointed task, for the state the kernel only
+ *    tells the task itself (signal handlers, timers, clear_child_tid, the robust futex list), described next.
+ *
+ * InCall runs the calls without changing a byte of the task's code:
  *  - the `syscall` instruction used is one that is already there (the vdso has
  *    some, for its fallbacks; else any executable mapping);
  *  - results land in a scratch area 256 bytes below the thread's stack pointer
@@ -21,15 +26,16 @@
  * SIGSTOP afterwards, which puts it back into the stop as soon as crimg lets it
  * go. The image keeps the registers as they were at the freeze.
  */
+import * as fs from 'node:fs';
 import {
-  PTRACE, PTRACE_EVENT, PTRACE_O, SIG, WAIT, WIFSTOPPED, WPTRACEEVENT, WSTOPSIG, processVmRead, processVmWrite, ptrace,
-  ptraceGetRegs, ptraceGetSigmask, ptraceSetOptions, ptraceSetRegs, ptraceSetSigmask, tgkill, waitpid,
+  PTRACE, PTRACE_EVENT, PTRACE_O, WAIT, WIFSTOPPED, WPTRACEEVENT, WSTOPSIG, processVmRead, processVmWrite, ptrace,
+  ptraceGetRegs, ptraceGetSigmask, ptraceSetOptions, ptraceSetRegs, ptraceSetSigmask, syscall, tgkill, waitpid,
 } from './libc.js';
 import type { MapEntry } from './proc.js';
+import { EINTR, SIG } from './consts.js';
+import { SYS } from './syscalls.js';
 import { REG_INDEX as R } from '../schema.js';
 
-const SYS_RESTART_SYSCALL = 219;
-const EINTR = 4n;
 const ERESTARTSYS = -512n, ERESTARTNOINTR = -513n, ERESTARTNOHAND = -514n, ERESTART_RESTARTBLOCK = -516n;
 /** Every signal but SIGKILL and SIGSTOP (which cannot be blocked anyway). */
 const BLOCK_ALL = 0xfffffffffffbfeffn;
@@ -38,6 +44,27 @@ const SCRATCH_BELOW_SP = 256n;
 export const SCRATCH_BYTES = 64;
 
 const signed = (v: bigint): bigint => BigInt.asIntN(64, v);
+
+// ------------------------------------------------------------------ calls in a task being restored
+
+/** A system call in the task (throws when it fails); `detail` names what it was for in the error. */
+export type TaskCall = (nr: number, args: (number | bigint)[], detail?: string) => bigint;
+
+/** Writes bytes into the task's scratch memory and returns their address. */
+export type TaskScratch = (bytes: Uint8Array) => bigint;
+
+/** A descriptor of another process (pidfd_open, pidfd_getfd); the caller closes it. */
+export function fetchFd(pid: number, fd: number): number {
+  const pidfd = syscall(SYS.pidfd_open, pid, 0);
+  try { return syscall(SYS.pidfd_getfd, pidfd, fd, 0); } finally { fs.closeSync(pidfd); }
+}
+
+/** Closes descriptors of crimg's own (those < 0 are not open), ignoring errors. */
+export function closeQuietly(...fds: number[]): void {
+  for (const fd of fds) if (fd >= 0) try { fs.closeSync(fd); } catch { /* ignore */ }
+}
+
+// ------------------------------------------------------------------ calls in a frozen thread
 
 /** Address of a `syscall` instruction (0f 05) in an executable mapping of pid: the vdso first. */
 export function findSyscallInsn(pid: number, maps: MapEntry[]): bigint | null {
@@ -56,13 +83,6 @@ export function findSyscallInsn(pid: number, maps: MapEntry[]): bigint | null {
 }
 
 /**
- * Registers that resume an interrupted system call the way the kernel restarts it when no handler runs:
- * -ERESTARTSYS/-ERESTARTNOINTR/-ERESTARTNOHAND re-run the call; -ERESTART_RESTARTBLOCK runs restart_syscall when
- * the task's restart block is there (`sameTask`: the thread crimg ran calls in), else returns -EINTR (a restored
- * task: the restart block, e.g. a sleep's remaining time, stayed in the old kernel task). With `sameTask` orig_rax
- * becomes -1, so that the kernel does nothing more on the way out.
- */
-/**
  * In a new task (restore), the restart block of an interrupted call is gone. These calls can simply be made again:
  * poll (7; with a timeout it waits its whole timeout again: later, where EINTR would end programs such as `tail -f`)
  * and clock_nanosleep with TIMER_ABSTIME (230: the same deadline). Others (nanosleep, a relative clock_nanosleep,
@@ -70,9 +90,16 @@ export function findSyscallInsn(pid: number, maps: MapEntry[]): bigint | null {
  */
 function reissuable(r: BigUint64Array): boolean {
   const nr = r[R.orig_rax]!;
-  return nr === 7n || (nr === 230n && (r[R.rsi]! & 1n) === 1n);
+  return nr === BigInt(SYS.poll) || (nr === BigInt(SYS.clock_nanosleep) && (r[R.rsi]! & 1n) === 1n);
 }
 
+/**
+ * Registers that resume an interrupted system call the way the kernel restarts it when no handler runs:
+ * -ERESTARTSYS/-ERESTARTNOINTR/-ERESTARTNOHAND re-run the call; -ERESTART_RESTARTBLOCK runs restart_syscall when
+ * the task's restart block is there (`sameTask`: the thread crimg ran calls in), else returns -EINTR (a restored
+ * task: the restart block, e.g. a sleep's remaining time, stayed in the old kernel task). With `sameTask` orig_rax
+ * becomes -1, so that the kernel does nothing more on the way out.
+ */
 export function restartedRegs(regs: BigUint64Array, sameTask: boolean): BigUint64Array {
   const r = new BigUint64Array(regs);
   if (signed(r[R.orig_rax]!) >= 0n) {
@@ -82,12 +109,12 @@ export function restartedRegs(regs: BigUint64Array, sameTask: boolean): BigUint6
       r[R.rip] = r[R.rip]! - 2n;
     } else if (ax === ERESTART_RESTARTBLOCK) {
       if (sameTask) {
-        r[R.rax] = BigInt(SYS_RESTART_SYSCALL);
+        r[R.rax] = BigInt(SYS.restart_syscall);
         r[R.rip] = r[R.rip]! - 2n;
       } else if (reissuable(r)) {
         r[R.rax] = r[R.orig_rax]!; // the call again, with its arguments (still in their registers)
         r[R.rip] = r[R.rip]! - 2n;
-      } else r[R.rax] = BigInt.asUintN(64, -EINTR);
+      } else r[R.rax] = BigInt.asUintN(64, -BigInt(EINTR));
     }
   }
   if (sameTask) r[R.orig_rax] = 0xffffffffffffffffn;

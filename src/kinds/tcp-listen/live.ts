@@ -6,23 +6,26 @@
  * listener's address, port, backlog (idiag_wqueue) and the connections waiting
  * to be accepted (idiag_rqueue); SO_REUSEADDR, SO_REUSEPORT and IPV6_V6ONLY come
  * from getsockopt on a copy of the socket (pidfd_getfd). A listener with
- * connections waiting is a reason (check.ts): they cannot be moved.
+ * connections waiting is a reason (SOCKET): they cannot be moved.
  *
  * Restart: socket, the options, bind to the same address and port, listen with
  * the same backlog.
  */
 import * as fs from 'node:fs';
-import koffi from 'koffi';
-import type { OpenFile, TcpListen } from '../model.js';
-import type { FdInfo } from './proc.js';
-import { SysError } from './libc.js';
-import { type TaskCall, fetchFd } from './pipes.js';
-import { sockDiag, socketIno } from './unixpair.js';
+import type { OpenFile, TcpListen } from '../../model.js';
+import { type FdInfo, fileType, sameNetNs, socketIno } from '../../os/proc.js';
+import { getsockoptInt } from '../../os/libc.js';
+import {
+  AF_INET, AF_INET6, IPPROTO_IPV6, IPPROTO_TCP, IPV6_V6ONLY, O_CLOEXEC, O_NONBLOCK, SOCK_STREAM, SOL_SOCKET,
+  SO_REUSEADDR, SO_REUSEPORT, S_IFSOCK,
+} from '../../os/consts.js';
+import { sockDiag } from '../../os/sockdiag.js';
+import { SYS } from '../../os/syscalls.js';
+import { type TaskCall, type TaskScratch, fetchFd } from '../../os/taskcall.js';
+import type { LiveFdKind } from '../live.js';
 
-const SYS_SOCKET = 41, SYS_BIND = 49, SYS_LISTEN = 50, SYS_SETSOCKOPT = 54;
-const AF_INET = 2, AF_INET6 = 10, SOCK_STREAM = 1, IPPROTO_TCP = 6, TCP_LISTEN = 10;
-const SOL_SOCKET = 1, SO_REUSEADDR = 2, SO_REUSEPORT = 15, IPPROTO_IPV6 = 41, IPV6_V6ONLY = 26;
-const O_NONBLOCK = 0o4000, O_CLOEXEC = 0o2000000;
+/** The TCP state of a listening socket (inet_diag idiag_states bit). */
+const TCP_LISTEN = 10;
 /** TcpListen.opts bits */
 export const LISTEN_OPT = { REUSEADDR: 1, REUSEPORT: 2, V6ONLY: 4 } as const;
 
@@ -30,7 +33,7 @@ export const LISTEN_OPT = { REUSEADDR: 1, REUSEPORT: 2, V6ONLY: 4 } as const;
 interface Listener { family: number; addr: Uint8Array; port: number; backlog: number; queued: number }
 
 /** Listening TCP sockets of crimg's network namespace, by inode (sock_diag dump, inet_diag, IPv4 and IPv6). */
-export function tcpListeners(): Map<bigint, Listener> {
+function tcpListeners(): Map<bigint, Listener> {
   const out = new Map<bigint, Listener>();
   for (const family of [AF_INET, AF_INET6]) {
     const req = new Uint8Array(16 + 56);
@@ -50,24 +53,10 @@ export function tcpListeners(): Map<bigint, Listener> {
   return out;
 }
 
-type GetSockOpt = (fd: number, level: number, opt: number, val: Int32Array, len: Uint32Array) => number;
-let gso: GetSockOpt | null = null;
-function getsockoptInt(fd: number, level: number, opt: number): number {
-  gso ??= koffi.load('libc.so.6').func('int getsockopt(int fd, int level, int opt, _Out_ int *val, _Inout_ unsigned int *len)') as unknown as GetSockOpt;
-  const v = new Int32Array(1), l = new Uint32Array([4]);
-  if (gso!(fd, level, opt, v, l) !== 0) throw new SysError('getsockopt', koffi.errno(), `${level}/${opt}`);
-  return v[0]!;
-}
-
-/** Whether process pid is in crimg's network namespace (sock_diag answers for that one only). */
-export function sameNetNs(pid: number): boolean {
-  try { return fs.readlinkSync(`/proc/${pid}/ns/net`) === fs.readlinkSync('/proc/self/ns/net'); } catch { return false; }
-}
-
 // ------------------------------------------------------------------ checkpoint
 
 /** The listener behind socket fd `f` of pid, why it cannot be saved, or null when it is not a listening TCP socket. */
-export function listenState(pid: number, f: FdInfo, listeners: Map<bigint, Listener>): { listen: TcpListen } | { problem: string } | null {
+function listenState(pid: number, f: FdInfo, listeners: Map<bigint, Listener>): { listen: TcpListen } | { problem: string } | null {
   const ino = socketIno(f.link);
   const l = ino === null ? undefined : listeners.get(ino);
   if (!l) return null;
@@ -84,24 +73,44 @@ export function listenState(pid: number, f: FdInfo, listeners: Map<bigint, Liste
   return { listen: { family: l.family, addr: l.addr, port: l.port, backlog: l.backlog, opts } };
 }
 
+/**
+ * A listening TCP socket of the task's own (no other process holds it), in crimg's network namespace: saved, or
+ * a SOCKET reason (connections waiting, options that cannot be read). Other sockets are not this kind's.
+ */
+export const tcpListenLive: LiveFdKind<TcpListen, boolean> = {
+  scope: 'fd',
+  name: 'tcp-listen',
+  task(ctx) { return ctx.fds.some((f) => socketIno(f.link) !== null) && sameNetNs(ctx.pid); },
+  inspect(f, ctx, sameNs) {
+    if (!sameNs || !f.stat || fileType(f.stat.mode) !== S_IFSOCK || socketIno(f.link) === null) return null;
+    if (ctx.holdersOutside(f.link).length || ctx.holdersInTree(f.link).length) return null;
+    const listeners = ctx.once('tcp listeners', () => { try { return tcpListeners(); } catch { return new Map<bigint, Listener>(); } });
+    const st = listenState(ctx.pid, f, listeners);
+    if (!st) return null;
+    if ('problem' in st) return { reason: { code: 'SOCKET', text: `fd ${f.fd} is a listening TCP socket (${f.link}): ${st.problem}` } };
+    return { state: st.listen };
+  },
+  save(file, listen) { file.tcpListen = listen; },
+};
+
 // ------------------------------------------------------------------ restart
 
 /** Make listening socket `f` in the task; returns the fd the kernel gave it. `scratch` writes bytes into the task
  *  and returns their address. */
-export function createListener(f: OpenFile, call: TaskCall, scratch: (b: Uint8Array) => bigint): number {
+export function createListener(f: OpenFile, call: TaskCall, scratch: TaskScratch): number {
   const l = f.tcpListen!;
-  const fd = Number(call(SYS_SOCKET, [l.family, SOCK_STREAM | (f.flags & O_NONBLOCK) | (f.cloexec ? O_CLOEXEC : 0), 0], 'socket'));
-  const one = (level: number, opt: number, what: string): void => { call(SYS_SETSOCKOPT, [fd, level, opt, scratch(new Uint8Array(new Int32Array([1]).buffer)), 4], what); };
+  const fd = Number(call(SYS.socket, [l.family, SOCK_STREAM | (f.flags & O_NONBLOCK) | (f.cloexec ? O_CLOEXEC : 0), 0], 'socket'));
+  const one = (level: number, opt: number, what: string): void => { call(SYS.setsockopt, [fd, level, opt, scratch(new Uint8Array(new Int32Array([1]).buffer)), 4], what); };
   if (l.opts & LISTEN_OPT.REUSEADDR) one(SOL_SOCKET, SO_REUSEADDR, 'SO_REUSEADDR');
   if (l.opts & LISTEN_OPT.REUSEPORT) one(SOL_SOCKET, SO_REUSEPORT, 'SO_REUSEPORT');
-  if (l.family === AF_INET6) call(SYS_SETSOCKOPT, [fd, IPPROTO_IPV6, IPV6_V6ONLY, scratch(new Uint8Array(new Int32Array([l.opts & LISTEN_OPT.V6ONLY ? 1 : 0]).buffer)), 4], 'IPV6_V6ONLY');
+  if (l.family === AF_INET6) call(SYS.setsockopt, [fd, IPPROTO_IPV6, IPV6_V6ONLY, scratch(new Uint8Array(new Int32Array([l.opts & LISTEN_OPT.V6ONLY ? 1 : 0]).buffer)), 4], 'IPV6_V6ONLY');
   const sa = new Uint8Array(l.family === AF_INET ? 16 : 28);
   const dv = new DataView(sa.buffer);
   dv.setUint16(0, l.family, true);
   dv.setUint16(2, l.port, false);
   sa.set(l.addr, l.family === AF_INET ? 4 : 8);
   const where = `${l.family === AF_INET ? [...l.addr].join('.') : `[${Buffer.from(l.addr).toString('hex')}]`}:${l.port}`;
-  call(SYS_BIND, [fd, scratch(sa), sa.length], `bind ${where}`);
-  call(SYS_LISTEN, [fd, l.backlog], `listen ${where}`);
+  call(SYS.bind, [fd, scratch(sa), sa.length], `bind ${where}`);
+  call(SYS.listen, [fd, l.backlog], `listen ${where}`);
   return fd;
 }

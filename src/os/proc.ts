@@ -7,8 +7,7 @@ import * as fs from 'node:fs';
 import {
   type Credentials, type NamespaceIds, type Rlimit, NS_KINDS, RLIM_INFINITY, emptyNsIds,
 } from '../model.js';
-
-export const PF_KTHREAD = 0x00200000;
+import { S_IFMT } from './consts.js';
 
 export function procPath(pid: number, rest = ''): string { return `/proc/${pid}${rest ? `/${rest}` : ''}`; }
 
@@ -52,34 +51,6 @@ export function readStat(pid: number, tid?: number): ProcStat {
 }
 
 // ------------------------------------------------------------------ status
-
-/** A POSIX timer as /proc/PID/timers shows it (notify: sigev_notify, with SIGEV_THREAD_ID 4 for a thread). */
-export interface ProcTimer { id: number; signo: number; sigevValue: bigint; notify: number; notifyTid: number; clock: number }
-
-/** /proc/PID/timers: the POSIX timers of the process (empty when there are none or the file cannot be read). */
-export function readPosixTimers(pid: number): ProcTimer[] {
-  let text = '';
-  try { text = fs.readFileSync(procPath(pid, 'timers'), 'latin1'); } catch { return []; }
-  const out: ProcTimer[] = [];
-  const kinds: Record<string, number> = { signal: 0, none: 1, thread: 2 };
-  for (const m of text.matchAll(/^ID: (-?\d+)\nsignal: (\d+)\/([0-9a-fA-Fx]+)\nnotify: (\w+)\/(pid|tid)\.(\d+)\nClockID: (-?\d+)$/gm)) {
-    const tid = m[5] === 'tid';
-    out.push({
-      id: Number(m[1]), signo: Number(m[2]), sigevValue: BigInt(m[3]!.startsWith('0x') ? m[3]! : `0x${m[3]}`),
-      notify: (kinds[m[4]!] ?? -1) + (tid ? 4 : 0), notifyTid: tid ? Number(m[6]) : 0, clock: Number(m[7]),
-    });
-  }
-  return out;
-}
-
-/** A lock line of /proc/PID/fdinfo/FD ("1: POSIX  ADVISORY  WRITE 123 fe:00:456 0 EOF"), parsed; null for kinds
- *  crimg does not restore (leases, delegations) or a line it cannot read. */
-export interface ProcLock { kind: 'FLOCK' | 'POSIX' | 'OFDLCK'; write: boolean; start: bigint; end: bigint | null }
-export function parseLockLine(v: string): ProcLock | null {
-  const m = /^\d+:\s+(FLOCK|POSIX|OFDLCK)\s+ADVISORY\s+(READ|WRITE)\s+-?\d+\s+[0-9a-f]+:[0-9a-f]+:\d+\s+(\d+)\s+(EOF|\d+)$/.exec(v.trim());
-  if (!m) return null;
-  return { kind: m[1] as ProcLock['kind'], write: m[2] === 'WRITE', start: BigInt(m[3]!), end: m[4] === 'EOF' ? null : BigInt(m[4]!) };
-}
 
 export type Status = Map<string, string>;
 
@@ -300,18 +271,34 @@ export function readFds(pid: number): FdInfo[] {
   return out.sort((a, b) => a.fd - b.fd);
 }
 
+/** The inode of a pipe link (pipe:[123]), or null. */
+export function pipeIno(link: string): bigint | null {
+  const m = /^pipe:\[(\d+)\]$/.exec(link);
+  return m ? BigInt(m[1]!) : null;
+}
+
+/** The inode of a socket link (socket:[123]), or null. */
+export function socketIno(link: string): bigint | null {
+  const m = /^socket:\[(\d+)\]$/.exec(link);
+  return m ? BigInt(m[1]!) : null;
+}
+
+/** Whether process pid is in crimg's network namespace (sock_diag answers for that one only). */
+export function sameNetNs(pid: number): boolean {
+  try { return fs.readlinkSync(procPath(pid, 'ns/net')) === fs.readlinkSync('/proc/self/ns/net'); } catch { return false; }
+}
+
+/** "process 12" or "processes 12, 13, ..." (at most five listed), for reasons that name the holders of a file. */
+export function processesText(pids: number[]): string {
+  return pids.length === 1 ? `process ${pids[0]}` : `processes ${pids.slice(0, 5).join(', ')}${pids.length > 5 ? ', ...' : ''}`;
+}
+
 /** Linux dev_t split (new_decode_dev). */
 export function devMajor(dev: bigint): number { return Number(((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn)); }
 export function devMinor(dev: bigint): number { return Number((dev & 0xffn) | ((dev >> 12n) & ~0xffn)); }
 
-export const S_IFMT = 0o170000n;
-export const S_IFREG = 0o100000n;
-export const S_IFDIR = 0o040000n;
-export const S_IFCHR = 0o020000n;
-export const S_IFBLK = 0o060000n;
-export const S_IFIFO = 0o010000n;
-export const S_IFSOCK = 0o140000n;
-export const fileType = (mode: bigint): bigint => mode & S_IFMT;
+/** The file type bits of a mode (S_IFREG, S_IFDIR ... of consts.ts). */
+export const fileType = (mode: bigint): number => Number(mode) & S_IFMT;
 
 // ------------------------------------------------------------------ pagemap
 

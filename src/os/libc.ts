@@ -15,6 +15,8 @@
  */
 import koffi from 'koffi';
 import { fstatSync } from 'node:fs';
+import { ERRNO, FIONREAD, O_APPEND, O_CREAT, O_RDONLY, O_TRUNC, O_WRONLY, signalName } from './consts.js';
+import { SYS } from './syscalls.js';
 
 // ------------------------------------------------------------------ constants
 
@@ -45,36 +47,6 @@ export const WAIT = {
   __WNOTHREAD: 0x20000000, __WALL: 0x40000000, __WCLONE: 0x80000000,
 } as const;
 
-export const SIG = {
-  SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGILL: 4, SIGTRAP: 5, SIGABRT: 6, SIGBUS: 7, SIGFPE: 8, SIGKILL: 9,
-  SIGUSR1: 10, SIGSEGV: 11, SIGUSR2: 12, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15, SIGSTKFLT: 16, SIGCHLD: 17,
-  SIGCONT: 18, SIGSTOP: 19, SIGTSTP: 20, SIGTTIN: 21, SIGTTOU: 22, SIGURG: 23, SIGXCPU: 24, SIGXFSZ: 25,
-  SIGVTALRM: 26, SIGPROF: 27, SIGWINCH: 28, SIGIO: 29, SIGPWR: 30, SIGSYS: 31,
-} as const;
-export type SignalName = keyof typeof SIG;
-
-/** Signals whose default action stops the process (group-stop). */
-export const STOP_SIGNALS: ReadonlySet<number> = new Set([SIG.SIGSTOP, SIG.SIGTSTP, SIG.SIGTTIN, SIG.SIGTTOU]);
-
-/** Parse "USR2", "SIGUSR2", "12" or "RTMIN+3" into a signal number. Returns 0 when unknown. */
-export function signalNumber(s: string): number {
-  const t = s.trim().toUpperCase();
-  if (/^\d+$/.test(t)) { const n = parseInt(t, 10); return n >= 1 && n <= 64 ? n : 0; }
-  const name = t.startsWith('SIG') ? t : `SIG${t}`;
-  if (name in SIG) return SIG[name as SignalName];
-  const rt = /^SIGRTMIN(?:\+(\d+))?$/.exec(name);
-  if (rt) { const n = 34 + (rt[1] ? parseInt(rt[1], 10) : 0); return n <= 64 ? n : 0; }
-  const rtm = /^SIGRTMAX(?:-(\d+))?$/.exec(name);
-  if (rtm) { const n = 64 - (rtm[1] ? parseInt(rtm[1], 10) : 0); return n >= 34 ? n : 0; }
-  return 0;
-}
-
-export function signalName(n: number): string {
-  for (const [k, v] of Object.entries(SIG)) if (v === n) return k;
-  if (n >= 34 && n <= 64) return n === 34 ? 'SIGRTMIN' : `SIGRTMIN+${n - 34}`;
-  return `signal ${n}`;
-}
-
 // ------------------------------------------------------------------ wait status
 
 export const WIFEXITED = (s: number): boolean => (s & 0x7f) === 0;
@@ -96,11 +68,6 @@ export function errnoName(n: number): string {
   }
   return errnoNames.get(n) ?? `errno ${n}`;
 }
-
-export const ERRNO = {
-  EPERM: 1, ENOENT: 2, ESRCH: 3, EINTR: 4, EIO: 5, ENXIO: 6, E2BIG: 7, EBADF: 9, ECHILD: 10, EAGAIN: 11,
-  ENOMEM: 12, EACCES: 13, EFAULT: 14, EBUSY: 16, EEXIST: 17, EINVAL: 22, ENOSYS: 38,
-} as const;
 
 /** A failed system call. */
 export class SysError extends Error {
@@ -124,7 +91,7 @@ interface Libc {
   process_vm_readv: Fn; process_vm_writev: Fn; prctl: Fn; getpid: Fn; gettid: Fn;
   posix_spawnp: Fn; fa_init: Fn; fa_destroy: Fn; fa_addopen: Fn; fa_adddup2: Fn; fa_addchdir: Fn;
   attr_init: Fn; attr_destroy: Fn; attr_setflags: Fn; attr_setsigdefault: Fn; attr_setsigmask: Fn;
-  attr_setpgroup: Fn; sigfillset: Fn; sigemptyset: Fn; fcntl: Fn; ioctl: Fn; fallocate: Fn; madvise: Fn;
+  attr_setpgroup: Fn; sigfillset: Fn; sigemptyset: Fn; fcntl: Fn; ioctl: Fn; fallocate: Fn; madvise: Fn; getsockopt: Fn;
 }
 
 let L: Libc | undefined;
@@ -163,6 +130,7 @@ function libc(): Libc {
     ioctl: lib.func('int ioctl(int fd, unsigned long request, ...)'),
     fallocate: lib.func('int fallocate(int fd, int mode, int64_t offset, int64_t len)'),
     madvise: lib.func('int madvise(uintptr_t addr, size_t len, int advice)'),
+    getsockopt: lib.func('int getsockopt(int fd, int level, int opt, _Out_ int *val, _Inout_ unsigned int *len)'),
   };
   return L;
 }
@@ -214,7 +182,7 @@ export function ptraceName(req: number): string {
 export function ptracePeek(req: number, pid: number, addr: Word): bigint {
   const out = new BigUint64Array(1);
   koffi.errno(0);
-  const r = Number(libc().syscall(101, 'long', req, 'long', pid, 'uintptr_t', addr, 'void *', out));
+  const r = Number(libc().syscall(SYS.ptrace, 'long', req, 'long', pid, 'uintptr_t', addr, 'void *', out));
   if (r === -1) throw new SysError('ptrace', koffi.errno(), `${ptraceName(req)} ${pid} 0x${BigInt(addr).toString(16)}`);
   return out[0]!;
 }
@@ -331,9 +299,6 @@ export function tgkill(tgid: number, tid: number, sig: number): void {
 
 export function gettid(): number { return libc().gettid() as number; }
 
-export const PR_SET_CHILD_SUBREAPER = 36;
-export const PR_GET_CHILD_SUBREAPER = 37;
-
 export function prctl(option: number, a2: Word = 0, a3: Word = 0, a4: Word = 0, a5: Word = 0): number {
   koffi.errno(0);
   const r = libc().prctl(option, a2, a3, a4, a5) as number;
@@ -342,11 +307,6 @@ export function prctl(option: number, a2: Word = 0, a3: Word = 0, a4: Word = 0, 
 }
 
 // ---- file descriptors
-
-export const F_GETFL = 3;
-export const F_SETFL = 4;
-export const O_NONBLOCK = 0o4000;
-export const FIONREAD = 0x541b;
 
 export function fcntl(fd: number, cmd: number, arg = 0): number {
   koffi.errno(0);
@@ -371,13 +331,19 @@ export function fionread(fd: number): number {
   return n[0]!;
 }
 
+/** getsockopt(2) of an int option. */
+export function getsockoptInt(fd: number, level: number, opt: number): number {
+  const v = new Int32Array(1), l = new Uint32Array([4]);
+  koffi.errno(0);
+  if ((libc().getsockopt(fd, level, opt, v, l) as number) !== 0) throw new SysError('getsockopt', koffi.errno(), `${level}/${opt}`);
+  return v[0]!;
+}
+
 /** fallocate(2) of [offset, offset + len) (mode 0: allocate, extending the file size); false when it failed. */
 export function fallocate(fd: number, offset: number, len: number): boolean {
   koffi.errno(0);
   return (libc().fallocate(fd, 0, offset, len) as number) === 0;
 }
-
-export const MADV_HUGEPAGE = 14;
 
 /** madvise(2) on [addr, addr + len) (addr page aligned); false when it failed. */
 export function madvise(addr: number, len: number, advice: number): boolean {
@@ -443,7 +409,6 @@ export interface SpawnOptions {
 const POSIX_SPAWN_SETPGROUP = 0x02;
 const POSIX_SPAWN_SETSIGDEF = 0x04;
 const POSIX_SPAWN_SETSIGMASK = 0x08;
-const O_RDONLY = 0, O_WRONLY = 1, O_CREAT = 0o100, O_TRUNC = 0o1000, O_APPEND = 0o2000;
 
 /**
  * posix_spawnp(3) with every signal reset to its default action and an empty signal mask (Node ignores

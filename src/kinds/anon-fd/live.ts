@@ -14,19 +14,22 @@
  * eventfd2(count, flags); timerfd_create, timerfd_settime with the remaining
  * time (relative), and TFD_IOC_SET_TICKS for expirations not read; signalfd4;
  * epoll_create1 and one EPOLL_CTL_ADD per watched fd, after every other file is
- * in place. What cannot be rebuilt faithfully is a reason (check.ts): an epoll
+ * in place. What cannot be rebuilt faithfully is a reason (EVENTFD ... EPOLL): an epoll
  * watching a file that is no longer at the fd it was added with, or another
  * epoll; a timerfd with TFD_TIMER_CANCEL_ON_SET.
  */
-import { ANON_KIND, type AnonFd, type OpenFile } from '../model.js';
-import type { FdInfo } from './proc.js';
-import type { TaskCall } from './pipes.js';
+import type { NocrCode } from '../live.js';
+import { ANON_KIND, type AnonFd, type OpenFile } from '../../model.js';
+import type { FdInfo } from '../../os/proc.js';
+import { O_CLOEXEC, O_NONBLOCK } from '../../os/consts.js';
+import { SYS } from '../../os/syscalls.js';
+import type { TaskCall, TaskScratch } from '../../os/taskcall.js';
+import type { LiveFdKind } from '../live.js';
 
-const O_NONBLOCK = 0o4000, O_CLOEXEC = 0o2000000;
 const TFD_TIMER_CANCEL_ON_SET = 2;
 
 /** The ANON_KIND of an fd's link (anon_inode:[eventfd] ...), or 0. */
-export function anonKindOf(link: string): number {
+function anonKindOf(link: string): number {
   if (!link.startsWith('anon_inode:')) return 0;
   if (link.includes('[eventfd]')) return ANON_KIND.EVENTFD;
   if (link.includes('[timerfd]')) return ANON_KIND.TIMERFD;
@@ -50,7 +53,7 @@ function pairNs(s: string | undefined): bigint | null {
  * faithfully; null for other files. `fds` is the task's whole fd table (an epoll's watched files must still be at
  * the fds they were added with).
  */
-export function anonState(f: FdInfo, fds: FdInfo[]): { anon: AnonFd } | { problem: string } | null {
+function anonState(f: FdInfo, fds: readonly FdInfo[]): { anon: AnonFd } | { problem: string } | null {
   const kind = anonKindOf(f.link);
   const x = f.extra;
   switch (kind) {
@@ -92,12 +95,25 @@ export function anonState(f: FdInfo, fds: FdInfo[]): { anon: AnonFd } | { proble
   }
 }
 
+/** The reason code of each kind when it cannot be saved. */
+const CODES: Record<number, NocrCode> = {
+  [ANON_KIND.EVENTFD]: 'EVENTFD', [ANON_KIND.TIMERFD]: 'TIMERFD', [ANON_KIND.SIGNALFD]: 'SIGNALFD', [ANON_KIND.EPOLL]: 'EPOLL',
+};
+
+export const anonFdLive: LiveFdKind<AnonFd> = {
+  scope: 'fd',
+  name: 'anon-fd',
+  inspect(f, ctx) {
+    const st = anonState(f, ctx.fds);
+    if (!st) return null;
+    if ('problem' in st) return { reason: { code: CODES[anonKindOf(f.link)]!, text: `fd ${f.fd} is ${f.link}: ${st.problem}` } };
+    return { state: st.anon };
+  },
+  save(file, anon) { file.anon = anon; },
+};
+
 // ------------------------------------------------------------------ restart
 
-/** Writes bytes into the task's scratch memory and returns their address. */
-export type TaskScratch = (bytes: Uint8Array) => bigint;
-
-const NR = { ioctl: 16, epoll_ctl: 233, timerfd_create: 283, timerfd_settime: 286, signalfd4: 289, eventfd2: 290, epoll_create1: 291 };
 const TFD_IOC_SET_TICKS = 0x40085400, EPOLL_CTL_ADD = 1;
 
 /**
@@ -111,9 +127,9 @@ export function createAnon(f: OpenFile, call: TaskCall, scratch: TaskScratch): n
   const cloexec = f.cloexec ? O_CLOEXEC : 0;
   switch (a.kind) {
     case ANON_KIND.EVENTFD:
-      return Number(call(NR.eventfd2, [v[0]!, nonblock | cloexec | (v[1] ? 1 : 0)], 'eventfd2'));
+      return Number(call(SYS.eventfd2, [v[0]!, nonblock | cloexec | (v[1] ? 1 : 0)], 'eventfd2'));
     case ANON_KIND.TIMERFD: {
-      const fd = Number(call(NR.timerfd_create, [v[0]!, nonblock | cloexec], 'timerfd_create'));
+      const fd = Number(call(SYS.timerfd_create, [v[0]!, nonblock | cloexec], 'timerfd_create'));
       const [interval, value, ticks] = [v[2]!, v[3]!, v[4]!];
       if (value || interval) {
         const its = new Uint8Array(32);
@@ -121,21 +137,21 @@ export function createAnon(f: OpenFile, call: TaskCall, scratch: TaskScratch): n
         const ns = 1_000_000_000n, rem = value || interval; // remaining 0 with an interval: a new period
         dv.setBigUint64(0, interval / ns, true); dv.setBigUint64(8, interval % ns, true);
         dv.setBigUint64(16, rem / ns, true); dv.setBigUint64(24, rem % ns, true);
-        call(NR.timerfd_settime, [fd, 0, scratch(its), 0], 'timerfd_settime');
+        call(SYS.timerfd_settime, [fd, 0, scratch(its), 0], 'timerfd_settime');
       }
-      if (ticks) call(NR.ioctl, [fd, TFD_IOC_SET_TICKS, scratch(new Uint8Array(new BigUint64Array([ticks]).buffer))], 'TFD_IOC_SET_TICKS');
+      if (ticks) call(SYS.ioctl, [fd, TFD_IOC_SET_TICKS, scratch(new Uint8Array(new BigUint64Array([ticks]).buffer))], 'TFD_IOC_SET_TICKS');
       return fd;
     }
     case ANON_KIND.SIGNALFD:
-      return Number(call(NR.signalfd4, [-1, scratch(new Uint8Array(new BigUint64Array([v[0]!]).buffer)), 8, nonblock | cloexec], 'signalfd4'));
+      return Number(call(SYS.signalfd4, [-1, scratch(new Uint8Array(new BigUint64Array([v[0]!]).buffer)), 8, nonblock | cloexec], 'signalfd4'));
     case ANON_KIND.EPOLL: {
-      const ep = Number(call(NR.epoll_create1, [cloexec], 'epoll_create1'));
+      const ep = Number(call(SYS.epoll_create1, [cloexec], 'epoll_create1'));
       for (let i = 0; i < v.length; i += 3) {
         const ev = new Uint8Array(12); // struct epoll_event is packed on x86_64
         const dv = new DataView(ev.buffer);
         dv.setUint32(0, Number(v[i + 1]!), true);
         dv.setBigUint64(4, v[i + 2]!, true);
-        call(NR.epoll_ctl, [ep, EPOLL_CTL_ADD, v[i]!, scratch(ev)], `EPOLL_CTL_ADD fd ${v[i]}`);
+        call(SYS.epoll_ctl, [ep, EPOLL_CTL_ADD, v[i]!, scratch(ev)], `EPOLL_CTL_ADD fd ${v[i]}`);
       }
       return ep;
     }

@@ -5,7 +5,7 @@
  * file handle. crimg opens the handle (open_by_handle_at on a mount of that
  * device, O_PATH) and reads the file's path. Events already queued are in no
  * /proc file: an instance with events waiting (FIONREAD on a copy of its fd,
- * pidfd_getfd) is a reason (check.ts), as is a watch whose file has no path.
+ * pidfd_getfd) is a reason (INOTIFY), as is a watch whose file has no path.
  *
  * Restart: inotify_init1, then the watches by ascending wd (IN_DONT_FOLLOW: the
  * path is the watched inode's own). The kernel hands out wds from 1 up and never
@@ -13,16 +13,18 @@
  * spare directory removed at once. Each wd is checked.
  */
 import * as fs from 'node:fs';
-import type { InotifyWatch, OpenFile } from '../model.js';
-import type { FdInfo } from './proc.js';
-import { addressOf, fionread, syscall } from './libc.js';
-import { type TaskCall, fetchFd } from './pipes.js';
+import type { InotifyWatch, OpenFile } from '../../model.js';
+import type { FdInfo } from '../../os/proc.js';
+import { addressOf, fionread, syscall } from '../../os/libc.js';
+import { O_CLOEXEC, O_NONBLOCK, O_PATH } from '../../os/consts.js';
+import { SYS } from '../../os/syscalls.js';
+import { type TaskCall, fetchFd } from '../../os/taskcall.js';
+import type { LiveFdKind } from '../live.js';
 
-const SYS_OPEN_BY_HANDLE_AT = 304, O_PATH = 0o10000000, O_CLOEXEC = 0o2000000, O_NONBLOCK = 0o4000;
-const IN_DONT_FOLLOW = 0x02000000;
+const IN_DONT_FOLLOW = 0x02000000, IN_CREATE = 0x100;
 
 /** Whether fd link is an inotify instance. */
-export function isInotify(link: string): boolean { return link === 'anon_inode:inotify' || link === 'anon_inode:[inotify]'; }
+function isInotify(link: string): boolean { return link === 'anon_inode:inotify' || link === 'anon_inode:[inotify]'; }
 
 /** A mount point of each device (major:minor), from /proc/self/mountinfo: one of the whole file system if any. */
 function mountsByDev(): Map<string, string> {
@@ -49,7 +51,7 @@ function handlePath(dev: string, type: number, handle: Uint8Array, mounts: Map<s
     dv.setUint32(0, handle.length, true);
     dv.setInt32(4, type, true);
     fh.set(handle, 8);
-    fd = syscall(SYS_OPEN_BY_HANDLE_AT, mfd, addressOf(fh), O_PATH | O_CLOEXEC);
+    fd = syscall(SYS.open_by_handle_at, mfd, addressOf(fh), O_PATH | O_CLOEXEC);
     const p = fs.readlinkSync(`/proc/self/fd/${fd}`);
     return p.startsWith('/') && !p.endsWith(' (deleted)') ? p : null;
   } catch { return null; } finally {
@@ -59,15 +61,14 @@ function handlePath(dev: string, type: number, handle: Uint8Array, mounts: Map<s
 
 // ------------------------------------------------------------------ checkpoint
 
-/** The watches of inotify fd `f` of process pid, or why they cannot be saved. */
-export function inotifyState(pid: number, f: FdInfo): { watches: InotifyWatch[] } | { problem: string } {
+/** The watches of inotify fd `f` of process pid, or why they cannot be saved (`mounts`: mountsByDev()). */
+function inotifyState(pid: number, f: FdInfo, mounts: () => Map<string, string>): { watches: InotifyWatch[] } | { problem: string } {
   let queued = 0;
   try {
     const fd = fetchFd(pid, f.fd);
     try { queued = fionread(fd); } finally { fs.closeSync(fd); }
   } catch (e) { return { problem: `its queue cannot be looked at (${(e as Error).message})` }; }
   if (queued > 0) return { problem: `${queued} bytes of events are queued, which no /proc file shows` };
-  const mounts = mountsByDev();
   const watches: InotifyWatch[] = [];
   for (const line of f.inotify) {
     const m = /wd:(\d+) ino:[0-9a-f]+ sdev:([0-9a-f]+) mask:([0-9a-f]+) .*fhandle-bytes:([0-9a-f]+) fhandle-type:([0-9a-f]+) f_handle:([0-9a-f]+)/.exec(line);
@@ -75,33 +76,44 @@ export function inotifyState(pid: number, f: FdInfo): { watches: InotifyWatch[] 
     const sdev = parseInt(m[2]!, 16);
     const dev = `${sdev >>> 20}:${sdev & 0xfffff}`;
     const handle = Uint8Array.from(m[6]!.match(/../g)!.map((x) => parseInt(x, 16)));
-    const p = handlePath(dev, parseInt(m[5]!, 16), handle.subarray(0, parseInt(m[4]!, 16)), mounts);
+    const p = handlePath(dev, parseInt(m[5]!, 16), handle.subarray(0, parseInt(m[4]!, 16)), mounts());
     if (!p) return { problem: `watch ${m[1]} is on a file crimg cannot find a path to (device ${dev})` };
     watches.push({ wd: Number(m[1]), mask: parseInt(m[3]!, 16), path: p });
   }
   return { watches: watches.sort((a, b) => a.wd - b.wd) };
 }
 
-// ------------------------------------------------------------------ restart
+/** Saved with its watches, unless events are queued or a watched file has no path (an INOTIFY reason). */
+export const inotifyLive: LiveFdKind<InotifyWatch[]> = {
+  scope: 'fd',
+  name: 'inotify',
+  inspect(f, ctx) {
+    if (!isInotify(f.link)) return null;
+    const st = inotifyState(ctx.pid, f, () => ctx.once('mounts by device', mountsByDev));
+    if ('problem' in st) return { reason: { code: 'INOTIFY', text: `fd ${f.fd} is an inotify instance: ${st.problem}` } };
+    return { state: st.watches };
+  },
+  save(file, watches) { file.inotify = watches; },
+};
 
-const NR = { inotify_add_watch: 254, inotify_rm_watch: 255, inotify_init1: 294 };
+// ------------------------------------------------------------------ restart
 
 /**
  * Make inotify instance `f` in the task, with its watches at their wds; returns the fd the kernel gave it.
  * `str` writes a string into the task and returns its address.
  */
 export function createInotify(f: OpenFile, call: TaskCall, str: (s: string) => bigint): number {
-  const fd = Number(call(NR.inotify_init1, [(f.flags & O_NONBLOCK) | (f.cloexec ? O_CLOEXEC : 0)], 'inotify_init1'));
+  const fd = Number(call(SYS.inotify_init1, [(f.flags & O_NONBLOCK) | (f.cloexec ? O_CLOEXEC : 0)], 'inotify_init1'));
   const watched = new Set(f.inotify!.map((w) => w.path));
   const spare = ['/', '/proc', '/dev', '/sys', '/tmp'].find((p) => !watched.has(p)) ?? '/';
   let next = 1;
   for (const w of f.inotify!) {
     while (next < w.wd) { // a wd the program removed: taken and given back
-      const got = Number(call(NR.inotify_add_watch, [fd, str(spare), 0x100 /* IN_CREATE */], `inotify_add_watch ${spare}`));
-      call(NR.inotify_rm_watch, [fd, got]);
+      const got = Number(call(SYS.inotify_add_watch, [fd, str(spare), IN_CREATE], `inotify_add_watch ${spare}`));
+      call(SYS.inotify_rm_watch, [fd, got]);
       next = got + 1;
     }
-    const got = Number(call(NR.inotify_add_watch, [fd, str(w.path), w.mask | IN_DONT_FOLLOW], `inotify_add_watch ${w.path}`));
+    const got = Number(call(SYS.inotify_add_watch, [fd, str(w.path), w.mask | IN_DONT_FOLLOW], `inotify_add_watch ${w.path}`));
     if (got !== w.wd) throw new Error(`inotify watch on ${w.path} got wd ${got}, not ${w.wd}`);
     next = got + 1;
   }

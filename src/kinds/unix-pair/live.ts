@@ -17,59 +17,23 @@
  * its O_NONBLOCK and close-on-exec.
  */
 import * as fs from 'node:fs';
-import type { OpenFile, UnixPairEnd } from '../model.js';
-import type { FdInfo } from './proc.js';
-import { SysError, addressOf, syscall } from './libc.js';
-import { F_DUPFD_CLOEXEC, F_SETFL, NR, type TaskCall, fetchFd } from './pipes.js';
+import type { OpenFile, UnixPairEnd } from '../../model.js';
+import { type FdInfo, socketIno } from '../../os/proc.js';
+import { addressOf, syscall } from '../../os/libc.js';
+import { AF_UNIX, F_DUPFD_CLOEXEC, F_SETFL, MSG_DONTWAIT, MSG_PEEK, O_CLOEXEC, O_NONBLOCK, SOCK_STREAM } from '../../os/consts.js';
+import { sockDiag } from '../../os/sockdiag.js';
+import { SYS } from '../../os/syscalls.js';
+import { type TaskCall, fetchFd } from '../../os/taskcall.js';
+import type { LiveFdKind } from '../live.js';
 
-const SYS_SOCKET = 41, SYS_RECVFROM = 45, SYS_SOCKETPAIR = 53;
-const AF_NETLINK = 16, AF_UNIX = 1, NETLINK_SOCK_DIAG = 4, SOCK_DGRAM = 2, SOCK_STREAM = 1, SOCK_CLOEXEC = 0o2000000;
-const SOCK_DIAG_BY_FAMILY = 20, NLM_F_REQUEST = 1, NLM_F_DUMP = 0x300, NLMSG_DONE = 3, NLMSG_ERROR = 2;
 const UDIAG_SHOW_NAME = 1, UDIAG_SHOW_PEER = 4, UDIAG_SHOW_RQLEN = 16;
 const UNIX_DIAG_NAME = 0, UNIX_DIAG_PEER = 2, UNIX_DIAG_RQLEN = 4;
-const MSG_PEEK = 2, MSG_DONTWAIT = 0x40;
-const O_NONBLOCK = 0o4000, O_CLOEXEC = 0o2000000;
 
 /** What sock_diag says of one UNIX socket. */
-export interface UnixSock { ino: bigint; type: number; peer: bigint; named: boolean; rqueue: number }
-
-/** The inode of a socket link (socket:[123]), or null. */
-export function socketIno(link: string): bigint | null {
-  const m = /^socket:\[(\d+)\]$/.exec(link);
-  return m ? BigInt(m[1]!) : null;
-}
-
-/**
- * One sock_diag dump (NETLINK_SOCK_DIAG): sends `req` (a SOCK_DIAG_BY_FAMILY request after the 16-byte netlink
- * header, which this fills in) and calls `each` with every reply message: its bytes and the offset of its payload.
- */
-export function sockDiag(req: Uint8Array, each: (buf: Uint8Array, at: number, end: number) => void): void {
-  const nl = syscall(SYS_SOCKET, AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-  try {
-    const dv = new DataView(req.buffer, req.byteOffset, req.length);
-    dv.setUint32(0, req.length, true);
-    dv.setUint16(4, SOCK_DIAG_BY_FAMILY, true);
-    dv.setUint16(6, NLM_F_REQUEST | NLM_F_DUMP, true);
-    dv.setUint32(8, 1, true);
-    fs.writeSync(nl, req);
-    const buf = new Uint8Array(64 * 1024);
-    for (;;) {
-      const n = fs.readSync(nl, buf, 0, buf.length, null);
-      const b = new DataView(buf.buffer, 0, n);
-      for (let o = 0; o + 16 <= n;) {
-        const len = b.getUint32(o, true), type = b.getUint16(o + 4, true);
-        if (len < 16 || o + len > n) throw new Error('sock_diag: malformed reply');
-        if (type === NLMSG_DONE) return;
-        if (type === NLMSG_ERROR) throw new SysError('sock_diag', -b.getInt32(o + 16, true), 'dump');
-        each(buf, o + 16, o + len);
-        o += (len + 3) & ~3;
-      }
-    }
-  } finally { fs.closeSync(nl); }
-}
+interface UnixSock { ino: bigint; type: number; peer: bigint; named: boolean; rqueue: number }
 
 /** Every UNIX socket of crimg's network namespace (sock_diag dump, unix_diag). */
-export function unixSockets(): Map<bigint, UnixSock> {
+function unixSockets(): Map<bigint, UnixSock> {
   const out = new Map<bigint, UnixSock>();
   const req = new Uint8Array(16 + 24);
   const dv = new DataView(req.buffer);
@@ -98,7 +62,7 @@ export function unixSockets(): Map<bigint, UnixSock> {
  * The UNIX sockets of a task (fds) that are pairs it holds both of, unnamed, peers of each other: ino -> its peer.
  * `socks` from unixSockets().
  */
-export function ownPairs(fds: FdInfo[], socks: Map<bigint, UnixSock>): Map<bigint, bigint> {
+function ownPairs(fds: readonly FdInfo[], socks: Map<bigint, UnixSock>): Map<bigint, bigint> {
   const held = new Set(fds.map((f) => socketIno(f.link)).filter((x): x is bigint => x !== null));
   const out = new Map<bigint, bigint>();
   for (const ino of held) {
@@ -113,48 +77,59 @@ export function ownPairs(fds: FdInfo[], socks: Map<bigint, UnixSock>): Map<bigin
 
 // ------------------------------------------------------------------ checkpoint
 
+/** What the look at the whole fd table found: the pairs the task owns (ino -> peer), what sock_diag says of each
+ *  socket, and the sockets whose bytes were taken already (on their lowest fd). */
+interface Pairs { pairs: Map<bigint, bigint>; socks: Map<bigint, UnixSock>; seen: Set<bigint> }
+
 /**
- * Mark the sockets of the task's own pairs among `files`: each gets the pair's id (the lower inode), which socket
- * it is, the type, and (on the lowest fd of each socket) the bytes queued to it. Sockets whose link is in `shared`
- * (another process holds them too) and pairs that cannot be saved (pairSavable) are left as plain files: check.ts
- * reports them.
+ * The task's own socket pairs (ownPairs) whose sockets no other process holds and that can be saved (pairSavable):
+ * each fd of one gets the pair's id (the lower inode), which socket it is and the type, and the lowest fd of each
+ * socket the bytes queued to it. Other sockets are not this kind's: they get the generic SOCKET reason.
  */
-export function collectUnixPairs(pid: number, fds: FdInfo[], files: OpenFile[], shared?: Set<string>, socks = unixSockets()): void {
-  const pairs = ownPairs(fds.filter((f) => !shared?.has(f.link)), socks);
-  for (const ino of [...pairs.keys()]) if (!pairSavable(ino, socks) || !pairs.has(pairs.get(ino)!)) pairs.delete(ino);
-  const seen = new Set<bigint>();
-  for (const f of [...files].sort((a, b) => a.fd - b.fd)) {
-    const ino = socketIno(f.path);
-    if (ino === null || !pairs.has(ino)) continue;
-    const peer = pairs.get(ino)!;
-    const s = socks.get(ino)!;
+export const unixPairLive: LiveFdKind<UnixPairEnd, Pairs> = {
+  scope: 'fd',
+  name: 'unix-pair',
+  task(ctx) {
+    const none: Pairs = { pairs: new Map(), socks: new Map(), seen: new Set() };
+    if (!ctx.fds.some((f) => socketIno(f.link) !== null)) return none;
+    const socks = ctx.once('unix sockets', () => { try { return unixSockets(); } catch { return new Map<bigint, UnixSock>(); } });
+    const own = ctx.fds.filter((f) => socketIno(f.link) !== null && !ctx.holdersOutside(f.link).length && !ctx.holdersInTree(f.link).length);
+    const pairs = ownPairs(own, socks);
+    for (const ino of [...pairs.keys()]) if (!pairSavable(ino, socks) || !pairs.has(pairs.get(ino)!)) pairs.delete(ino);
+    return { pairs, socks, seen: new Set() };
+  },
+  inspect(f, ctx, t) {
+    const ino = socketIno(f.link);
+    if (ino === null || !t.pairs.has(ino)) return null;
+    const peer = t.pairs.get(ino)!;
+    const s = t.socks.get(ino)!;
     const end: UnixPairEnd = { pair: ino < peer ? ino : peer, second: ino > peer, type: s.type };
-    if (!seen.has(ino)) {
-      seen.add(ino);
-      if (s.rqueue > 0 && s.type === SOCK_STREAM) end.data = peek(pid, f.fd, s.rqueue);
+    if (!t.seen.has(ino)) {
+      t.seen.add(ino);
+      if (s.rqueue > 0 && s.type === SOCK_STREAM && ctx.wantState) end.data = peek(ctx.pid, f.fd, s.rqueue);
     }
-    f.unixPair = end;
-  }
-}
+    return { state: end };
+  },
+  save(file, end) { file.unixPair = end; },
+};
 
 /** Up to n bytes queued to socket fd of pid, without taking them. */
 function peek(pid: number, fd: number, n: number): Uint8Array {
   const sock = fetchFd(pid, fd);
   try {
     const b = new Uint8Array(n);
-    const got = syscall(SYS_RECVFROM, sock, addressOf(b), n, MSG_PEEK | MSG_DONTWAIT, 0, 0);
+    const got = syscall(SYS.recvfrom, sock, addressOf(b), n, MSG_PEEK | MSG_DONTWAIT, 0, 0);
     return b.slice(0, got);
   } finally { fs.closeSync(sock); }
 }
 
 /** Whether the pair of `ino` can be saved: stream pairs always, others only with nothing queued. */
-export function pairSavable(ino: bigint, socks: Map<bigint, UnixSock>): boolean {
+function pairSavable(ino: bigint, socks: Map<bigint, UnixSock>): boolean {
   const s = socks.get(ino), p = s ? socks.get(s.peer) : undefined;
   return !!s && !!p && (s.type === SOCK_STREAM || (s.rqueue === 0 && p.rqueue === 0));
 }
 
 // ------------------------------------------------------------------ restart
-
 
 /**
  * Make the pair whose fds are `ends` (all of one pair, lowest first) in the task: socketpair at a scratch address
@@ -163,11 +138,11 @@ export function pairSavable(ino: bigint, socks: Map<bigint, UnixSock>): boolean 
  */
 export function createUnixPair(ends: OpenFile[], pid: number, call: TaskCall, pairAt: bigint, readPair: () => [number, number], above: number): void {
   const type = ends[0]!.unixPair!.type;
-  call(SYS_SOCKETPAIR, [AF_UNIX, type, 0, pairAt], 'socketpair');
+  call(SYS.socketpair, [AF_UNIX, type, 0, pairAt], 'socketpair');
   const [a0, b0] = readPair();
-  const sv = [Number(call(NR.fcntl, [a0, F_DUPFD_CLOEXEC, above])), Number(call(NR.fcntl, [b0, F_DUPFD_CLOEXEC, above]))];
-  call(NR.close, [a0]);
-  call(NR.close, [b0]);
+  const sv = [Number(call(SYS.fcntl, [a0, F_DUPFD_CLOEXEC, above])), Number(call(SYS.fcntl, [b0, F_DUPFD_CLOEXEC, above]))];
+  call(SYS.close, [a0]);
+  call(SYS.close, [b0]);
   try {
     for (const f of ends) {
       const data = f.unixPair!.data;
@@ -179,12 +154,12 @@ export function createUnixPair(ends: OpenFile[], pid: number, call: TaskCall, pa
       } finally { fs.closeSync(from); }
     }
     for (const f of ends) {
-      call(NR.dup3, [sv[f.unixPair!.second ? 1 : 0]!, f.fd, f.cloexec ? O_CLOEXEC : 0], `dup3 to fd ${f.fd}`);
-      if (f.flags & O_NONBLOCK) call(NR.fcntl, [f.fd, F_SETFL, O_NONBLOCK], `O_NONBLOCK on fd ${f.fd}`);
+      call(SYS.dup3, [sv[f.unixPair!.second ? 1 : 0]!, f.fd, f.cloexec ? O_CLOEXEC : 0], `dup3 to fd ${f.fd}`);
+      if (f.flags & O_NONBLOCK) call(SYS.fcntl, [f.fd, F_SETFL, O_NONBLOCK], `O_NONBLOCK on fd ${f.fd}`);
     }
   } finally {
-    call(NR.close, [sv[0]!]);
-    call(NR.close, [sv[1]!]);
+    call(SYS.close, [sv[0]!]);
+    call(SYS.close, [sv[1]!]);
   }
 }
 

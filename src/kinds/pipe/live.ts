@@ -13,35 +13,21 @@
  * pidfd_getfd), then every fd of the pipe made a copy of its end (dup3) with its
  * own O_NONBLOCK and close-on-exec; an end no fd had is closed, as it was.
  *
- * A pipe that another process also holds (outside the tree, or another task of
- * it: crimg restores one task at a time) is a reason (check.ts).
+ * A pipe that a process outside the tree also holds is a reason (PIPE).
  */
 import * as fs from 'node:fs';
-import type { OpenFile, PipeEnd } from '../model.js';
-import type { FdInfo } from './proc.js';
-import { addressOf, fcntl, fionread, syscall } from './libc.js';
+import type { OpenFile, PipeEnd } from '../../model.js';
+import { type FdInfo, pipeIno, processesText } from '../../os/proc.js';
+import { addressOf, fcntl, fionread, syscall } from '../../os/libc.js';
+import {
+  F_DUPFD_CLOEXEC, F_GETPIPE_SZ, F_SETFL, F_SETPIPE_SZ, O_ACCMODE, O_CLOEXEC, O_NONBLOCK, O_WRONLY,
+} from '../../os/consts.js';
+import { SYS } from '../../os/syscalls.js';
+import { type TaskCall, closeQuietly, fetchFd } from '../../os/taskcall.js';
+import type { FdInspectCtx, LiveFdKind } from '../live.js';
 
-const SYS_TEE = 276, SYS_PIPE2 = 293, SYS_PIDFD_OPEN = 434, SYS_PIDFD_GETFD = 438;
-export const F_SETFL = 4;
-const F_SETPIPE_SZ = 1031, F_GETPIPE_SZ = 1032;
-const O_ACCMODE = 3, O_WRONLY = 1, O_NONBLOCK = 0o4000, O_CLOEXEC = 0o2000000, SPLICE_F_NONBLOCK = 2;
+const SPLICE_F_NONBLOCK = 2;
 const DEFAULT_PIPE_SIZE = 65536;
-
-/** The inode of a pipe link (pipe:[123]), or null. */
-export function pipeIno(link: string): bigint | null {
-  const m = /^pipe:\[(\d+)\]$/.exec(link);
-  return m ? BigInt(m[1]!) : null;
-}
-
-/** A descriptor of another process (pidfd_getfd); the caller closes it. */
-export function fetchFd(pid: number, fd: number): number {
-  const pidfd = syscall(SYS_PIDFD_OPEN, pid, 0);
-  try { return syscall(SYS_PIDFD_GETFD, pidfd, fd, 0); } finally { fs.closeSync(pidfd); }
-}
-
-function closeQuietly(...fds: number[]): void {
-  for (const fd of fds) if (fd >= 0) try { fs.closeSync(fd); } catch { /* ignore */ }
-}
 
 // ------------------------------------------------------------------ checkpoint
 
@@ -54,11 +40,11 @@ function peekPipe(pid: number, fd: number): { size: number; data: Uint8Array } {
     const n = fionread(rd);
     if (n === 0) return { size, data: new Uint8Array(0) };
     const pair = new Int32Array(2);
-    syscall(SYS_PIPE2, addressOf(pair), O_NONBLOCK | O_CLOEXEC);
+    syscall(SYS.pipe2, addressOf(pair), O_NONBLOCK | O_CLOEXEC);
     ours = [pair[0]!, pair[1]!];
     if (size > DEFAULT_PIPE_SIZE) fcntl(ours[1]!, F_SETPIPE_SZ, size);
     // tee copies from the head of the source without taking anything: one call for all of it
-    const copied = syscall(SYS_TEE, rd, ours[1]!, n, SPLICE_F_NONBLOCK);
+    const copied = syscall(SYS.tee, rd, ours[1]!, n, SPLICE_F_NONBLOCK);
     if (copied !== n) throw new Error(`pipe at fd ${fd} of ${pid}: tee copied ${copied} of its ${n} buffered bytes`);
     const data = new Uint8Array(copied);
     let off = 0;
@@ -70,36 +56,49 @@ function peekPipe(pid: number, fd: number): { size: number; data: Uint8Array } {
 }
 
 /**
- * Mark the pipe ends among `files` (the task's fds, from `fds`): each gets its pipe's inode, which end it is, the
- * capacity, and the lowest fd of each pipe the bytes buffered in it (when the task has a read end to take them).
- * Pipes in `shared` (another process holds them too: check.ts made them a reason) are left as plain files.
+ * The ends of the pipes among the task's fds that no process outside the tree holds: each gets its pipe's inode,
+ * which end it is, the capacity, and the lowest fd of each pipe the bytes buffered in it (when the task has a read
+ * end to take them; only when the state is wanted, like the capacity).
  */
-export function collectPipes(pid: number, fds: FdInfo[], files: OpenFile[], shared?: Set<string>): void {
-  const byIno = new Map<bigint, OpenFile[]>();
-  for (const f of files) {
-    const ino = pipeIno(f.path);
-    if (ino === null || shared?.has(f.path) || !fds.some((x) => x.fd === f.fd)) continue;
+function pipeEnds(ctx: FdInspectCtx): Map<number, PipeEnd> {
+  const byIno = new Map<bigint, FdInfo[]>();
+  for (const f of ctx.fds) {
+    const ino = pipeIno(f.link);
+    if (ino === null || ctx.holdersOutside(f.link).length) continue;
     byIno.set(ino, [...(byIno.get(ino) ?? []), f]);
   }
+  const out = new Map<number, PipeEnd>();
   for (const [ino, ends] of byIno) {
     ends.sort((a, b) => a.fd - b.fd);
-    const reader = ends.find((f) => (f.flags & O_ACCMODE) !== O_WRONLY);
-    const { size, data } = reader ? peekPipe(pid, reader.fd) : { size: DEFAULT_PIPE_SIZE, data: new Uint8Array(0) };
+    const reader = ctx.wantState ? ends.find((f) => (f.flags & O_ACCMODE) !== O_WRONLY) : undefined;
+    const { size, data } = reader ? peekPipe(ctx.pid, reader.fd) : { size: DEFAULT_PIPE_SIZE, data: new Uint8Array(0) };
     ends.forEach((f, i) => {
       const end: PipeEnd = { ino, write: (f.flags & O_ACCMODE) === O_WRONLY, size };
       if (i === 0 && data.length) end.data = data;
-      f.pipe = end;
+      out.set(f.fd, end);
     });
   }
+  return out;
 }
 
+/**
+ * A pipe: saved with its bytes, unless a process outside the tree also holds it (a PIPE reason). Pipes between
+ * tasks of the tree are saved by each (restore --pid-ns --tree makes them once).
+ */
+export const pipeLive: LiveFdKind<PipeEnd, Map<number, PipeEnd>> = {
+  scope: 'fd',
+  name: 'pipe',
+  task: pipeEnds,
+  inspect(f, ctx, ends) {
+    if (pipeIno(f.link) === null) return null;
+    const ext = ctx.holdersOutside(f.link);
+    if (ext.length) return { reason: { code: 'PIPE', text: `fd ${f.fd} is a pipe (${f.link}) also held by ${processesText(ext)} outside the tree` } };
+    return { state: ends.get(f.fd)! };
+  },
+  save(file, end) { file.pipe = end; },
+};
+
 // ------------------------------------------------------------------ restart
-
-/** A system call in the task (throws when it fails). */
-export type TaskCall = (nr: number, args: (number | bigint)[], detail?: string) => bigint;
-
-export const NR = { close: 3, fcntl: 72, dup3: 292 };
-export const F_DUPFD_CLOEXEC = 1030;
 
 /**
  * Make a pipe in the task: pipe2 at a scratch address the task can write (`pairAt`, read back with `readPair`), both
@@ -108,13 +107,13 @@ export const F_DUPFD_CLOEXEC = 1030;
  * Returns the two fds [read, write].
  */
 export function makePipe(pid: number, call: TaskCall, pairAt: bigint, readPair: () => [number, number], above: number, size: number, data?: Uint8Array): [number, number] {
-  call(SYS_PIPE2, [pairAt, 0], 'pipe2');
+  call(SYS.pipe2, [pairAt, 0], 'pipe2');
   const [r0, w0] = readPair();
-  const r = Number(call(NR.fcntl, [r0, F_DUPFD_CLOEXEC, above], 'F_DUPFD_CLOEXEC'));
-  const w = Number(call(NR.fcntl, [w0, F_DUPFD_CLOEXEC, above], 'F_DUPFD_CLOEXEC'));
-  call(NR.close, [r0]);
-  call(NR.close, [w0]);
-  if (size !== DEFAULT_PIPE_SIZE) call(NR.fcntl, [w, F_SETPIPE_SZ, size], `F_SETPIPE_SZ ${size}`);
+  const r = Number(call(SYS.fcntl, [r0, F_DUPFD_CLOEXEC, above], 'F_DUPFD_CLOEXEC'));
+  const w = Number(call(SYS.fcntl, [w0, F_DUPFD_CLOEXEC, above], 'F_DUPFD_CLOEXEC'));
+  call(SYS.close, [r0]);
+  call(SYS.close, [w0]);
+  if (size !== DEFAULT_PIPE_SIZE) call(SYS.fcntl, [w, F_SETPIPE_SZ, size], `F_SETPIPE_SZ ${size}`);
   if (data?.length) {
     const wd = fetchFd(pid, w);
     try {
@@ -128,8 +127,8 @@ export function makePipe(pid: number, call: TaskCall, pairAt: bigint, readPair: 
 /** Each fd of `ends` a copy of its end of the pipe whose ends the task has at fds r and w, with its O_NONBLOCK. */
 export function placeEnds(ends: OpenFile[], r: number, w: number, call: TaskCall): void {
   for (const f of ends) {
-    call(NR.dup3, [f.pipe!.write ? w : r, f.fd, f.cloexec ? O_CLOEXEC : 0], `dup3 to fd ${f.fd}`);
-    if (f.flags & O_NONBLOCK) call(NR.fcntl, [f.fd, F_SETFL, O_NONBLOCK], `O_NONBLOCK on fd ${f.fd}`);
+    call(SYS.dup3, [f.pipe!.write ? w : r, f.fd, f.cloexec ? O_CLOEXEC : 0], `dup3 to fd ${f.fd}`);
+    if (f.flags & O_NONBLOCK) call(SYS.fcntl, [f.fd, F_SETFL, O_NONBLOCK], `O_NONBLOCK on fd ${f.fd}`);
   }
 }
 
@@ -142,7 +141,7 @@ export function createPipe(ends: OpenFile[], pid: number, call: TaskCall, pairAt
   const readable = ends.some((f) => !f.pipe!.write);
   const [r, w] = makePipe(pid, call, pairAt, readPair, above, first.size, readable ? first.data : undefined);
   try { placeEnds(ends, r, w, call); } finally {
-    call(NR.close, [r]);
-    call(NR.close, [w]);
+    call(SYS.close, [r]);
+    call(SYS.close, [w]);
   }
 }

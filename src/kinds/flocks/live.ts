@@ -1,0 +1,70 @@
+/**
+ * File locks (flock, POSIX and OFD locks on regular files and directories), as the `lock:` lines of
+ * /proc/PID/fdinfo/FD show them. /proc shows a flock or OFD lock on every fd of its open file description and a
+ * POSIX lock on every fd of its file: each is saved once, on the lowest fd that shows it, and taken once at
+ * restore (src/restore/restore.ts). Leases, delegations and lines crimg cannot read are a reason (FILE_LOCK).
+ */
+import { type FileLock, LOCK_EOF, LOCK_KIND } from '../../model.js';
+import { type FdInfo, devMajor, devMinor, fileType, isMemfdPath } from '../../os/proc.js';
+import { S_IFDIR, S_IFREG } from '../../os/consts.js';
+import type { FdInspectCtx, LiveFdKind } from '../live.js';
+
+/** A lock line of /proc/PID/fdinfo/FD ("1: POSIX  ADVISORY  WRITE 123 fe:00:456 0 EOF"), parsed; null for kinds
+ *  crimg does not restore (leases, delegations) or a line it cannot read. */
+interface ProcLock { kind: 'FLOCK' | 'POSIX' | 'OFDLCK'; write: boolean; start: bigint; end: bigint | null }
+function parseLockLine(v: string): ProcLock | null {
+  const m = /^\d+:\s+(FLOCK|POSIX|OFDLCK)\s+ADVISORY\s+(READ|WRITE)\s+-?\d+\s+[0-9a-f]+:[0-9a-f]+:\d+\s+(\d+)\s+(EOF|\d+)$/.exec(v.trim());
+  if (!m) return null;
+  return { kind: m[1] as ProcLock['kind'], write: m[2] === 'WRITE', start: BigInt(m[3]!), end: m[4] === 'EOF' ? null : BigInt(m[4]!) };
+}
+
+const KINDS = { FLOCK: LOCK_KIND.FLOCK, POSIX: LOCK_KIND.POSIX, OFDLCK: LOCK_KIND.OFD };
+
+/** Whether fd `f` is a regular file or a directory (the files whose locks crimg saves). */
+function lockable(f: FdInfo): boolean {
+  const t = f.stat ? fileType(f.stat.mode) : 0;
+  return t === S_IFREG || t === S_IFDIR;
+}
+
+/** The locks each fd of the task saves: those it shows that no lower fd showed. */
+function locksByFd(ctx: FdInspectCtx): Map<number, FileLock[]> {
+  const seen = new Set<string>();
+  const out = new Map<number, FileLock[]>();
+  for (const f of [...ctx.fds].sort((a, b) => a.fd - b.fd)) {
+    if (!lockable(f)) continue;
+    const file = `${devMajor(f.stat!.dev)}:${devMinor(f.stat!.dev)}:${f.stat!.ino}`;
+    const locks: FileLock[] = [];
+    for (const line of f.locks) {
+      const l = parseLockLine(line);
+      if (!l) continue; // a reason (inspect)
+      const lock = { kind: KINDS[l.kind], write: l.write, start: l.start, end: l.end ?? LOCK_EOF };
+      const key = `${file}:${lock.kind}:${lock.write}:${lock.start}:${lock.end}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      locks.push(lock);
+    }
+    if (locks.length) out.set(f.fd, locks);
+  }
+  return out;
+}
+
+/** The locks of a regular file or directory, and a FILE_LOCK reason for those crimg cannot take again (a memfd's
+ *  are left to its own reason, MEMFD). */
+export const flocksLive: LiveFdKind<FileLock[], Map<number, FileLock[]>> = {
+  scope: 'fd',
+  name: 'flocks',
+  attribute: true,
+  task: locksByFd,
+  inspect(f, _ctx, byFd) {
+    if (!lockable(f)) return null;
+    const locks = byFd.get(f.fd);
+    const odd = isMemfdPath(f.link) ? [] : f.locks.filter((l) => !parseLockLine(l));
+    if (odd.length) {
+      const what = odd.length === 1 ? 'a lease or lock' : `${odd.length} leases or locks`;
+      const reason = { code: 'FILE_LOCK' as const, text: `fd ${f.fd} (${f.link}) holds ${what} crimg cannot restore (${odd[0]!.trim()})` };
+      return locks ? { reason, state: locks } : { reason };
+    }
+    return locks ? { state: locks } : null;
+  },
+  save(file, locks) { file.locks = locks; },
+};

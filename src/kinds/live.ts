@@ -1,0 +1,159 @@
+/**
+ * The live facet of the kinds of saved state: how a kind is read from a running (frozen) task, and what makes it
+ * impossible to save faithfully. `crimg check` and `crimg dump` go through the registry below, examining each fd
+ * of a task once (src/live/inspect.ts): the same inspection gives check its reasons and the dump its state. The
+ * restart side of each kind is in the same module (createPipe, createAnon ...), called by src/restore.
+ *
+ * Three scopes:
+ *  - fd kinds look at one open file (FdInfo: its link, stat and fdinfo lines). Object kinds say what a file is (an
+ *    inotify instance, a pipe ...): the first of them that claims an fd decides it; an fd none claims gets the
+ *    generic reasons (a device, a deleted file ...: src/live/reasons.ts). Attribute kinds (file locks) add to any
+ *    fd, after those. Kinds whose state spans fds (the two ends of a pipe, the sockets of a pair) look at the
+ *    task's whole fd table first (`task`), and each fd then gets its part.
+ *  - task kinds (signal dispositions, timers) and thread kinds (futex state, alternate signal stack) are read by
+ *    system calls run in a stopped thread of the task (src/os/taskcall.ts InCall), after the freeze; what /proc
+ *    shows of them without stopping the task is their `reasons`.
+ *
+ * Kind modules import only src/os, src/model, src/errors, src/schema and the types here (test/layers.test.ts).
+ */
+import type { OpenFile, Task, Thread } from '../model.js';
+import type { FdInfo, Status } from '../os/proc.js';
+import type { InCall } from '../os/taskcall.js';
+import { anonFdLive } from './anon-fd/live.js';
+import { flocksLive } from './flocks/live.js';
+import { futexLive } from './futex/live.js';
+import { inotifyLive } from './inotify/live.js';
+import { itimersLive } from './itimers/live.js';
+import { pipeLive } from './pipe/live.js';
+import { posixTimersLive } from './posix-timers/live.js';
+import { sigactsLive } from './sigacts/live.js';
+import { sigaltstackLive } from './sigaltstack/live.js';
+import { tcpListenLive } from './tcp-listen/live.js';
+import { unixPairLive } from './unix-pair/live.js';
+
+/**
+ * The reasons a live task cannot be checkpointed and restarted faithfully (`crimg check`, and NOCR records of a
+ * dump), each a stable code with what it means.
+ */
+export const NOCR_CODES = {
+  STDIO: 'fd 0, 1 or 2 is a terminal, or a pipe or socket another process holds (a shell, a supervisor, a log collector): no reason not to checkpoint, but `crimg restore` needs --inherit-stdio to give the task its own',
+  TRACED: 'the task is traced by another process (debugger, strace)',
+  SECCOMP: 'the task runs under seccomp (strict mode or filters), which crimg does not save',
+  SOCKET: 'an open socket (other than a UNIX socket pair the task holds both of): connection state and queued data are not saved',
+  PIPE: 'a pipe also held by a process outside the tree (a task\'s own pipes and those between tasks of the tree are saved with their bytes)',
+  FIFO: 'an open named pipe (FIFO): its buffered data and the other end are not saved',
+  EVENTFD: 'an eventfd whose counter fdinfo does not show',
+  SIGNALFD: 'a signalfd whose mask fdinfo does not show',
+  TIMERFD: 'a timerfd crimg cannot set up again (TFD_TIMER_CANCEL_ON_SET)',
+  POSIX_TIMER: 'a POSIX timer (timer_create) on a clock crimg cannot restore it on (a thread\'s CPU time, another process\'s clock), or notifying in a way it does not know',
+  INOTIFY: 'an inotify instance with events queued (no /proc file shows them), or watching a file crimg finds no path to',
+  FANOTIFY: 'a fanotify instance: its marks and queued events are not saved',
+  EPOLL: 'an epoll instance watching a file no longer at the fd it was added with, or another epoll',
+  IO_URING: 'an io_uring instance: rings and in-flight requests are not saved',
+  USERFAULTFD: 'a userfaultfd: registered ranges and pending faults are not saved',
+  PIDFD: 'a pidfd: refers to a process that will not exist after a restart',
+  PERF_EVENT: 'a perf event fd: not saved',
+  BPF: 'a BPF map or program fd: not saved',
+  ANON_INODE: 'another anonymous-inode file (kernel object without a path): not saved',
+  DEVICE: 'an open device file (other than /dev/null, /dev/zero, /dev/full, /dev/random, /dev/urandom): device state is not saved',
+  TTY: 'an open terminal: terminal state and the session\'s controlling terminal are not saved',
+  FILE_DELETED: 'an open or mapped file that was deleted: it cannot be reopened by path',
+  FILE_UNREACHABLE: 'an open file whose path no longer leads to the same file (renamed, replaced or in another mount namespace)',
+  FILE_LOCK: 'a file lease or delegation, or a lock on a file crimg does not reopen: not saved (flock, POSIX and OFD locks on regular files and directories are)',
+  MEMFD: 'a memfd (file or shared mapping): its contents are not saved',
+  SYSV_SHM: 'a System V shared memory segment: the segment is not saved',
+  POSIX_SHM: 'a POSIX shared memory object (/dev/shm) mapped shared: other users of it are not checkpointed',
+  SHARED_ANON: 'shared anonymous memory also mapped by a task outside the tree',
+  HUGETLB: 'hugetlb memory: not supported',
+  DEVICE_MEMORY: 'a mapping of device memory (VM_IO/VM_PFNMAP): not saved',
+  AIO: 'an AIO context: in-flight requests are not saved',
+  NS_SHARED: 'a namespace (of a container dump) is shared with tasks outside the tree',
+  CHILDREN: 'the process has children that are not part of the dump (use --tree)',
+  ZOMBIE: 'a task of the tree is a zombie',
+  VANISHED: 'a task of the tree exited while it was being examined',
+  SIGACTIONS: 'the signal handlers, timers and futex state of a task could not be read (no stopped thread could run the system calls that ask for them)',
+} as const;
+export type NocrCode = keyof typeof NOCR_CODES;
+
+/** Why something cannot be checkpointed and restarted faithfully: a stable code and a plain sentence. */
+export interface Reason { code: NocrCode; text: string }
+
+/**
+ * What an fd kind makes of one fd: null (not its kind), the state to save, or a reason it cannot be saved
+ * faithfully (with the part of the state that is saved all the same, if any: the locks crimg can take again of a
+ * file that also holds a lease).
+ */
+export type FdInspected<V> = null | { state: V; reason?: undefined } | { reason: Reason; state?: V };
+
+/** What an fd kind may know of the task and of the other processes while it inspects an fd. */
+export interface FdInspectCtx {
+  readonly pid: number;
+  /** The task's whole fd table, by fd. */
+  readonly fds: readonly FdInfo[];
+  /** Whether the state is wanted (a dump, the task frozen) or only the reasons (`crimg check`, on a running task):
+   *  kinds then leave out of the state what costs more than finding the reasons (the bytes buffered in a pipe). */
+  readonly wantState: boolean;
+  /** Processes outside the tree that also hold `link` (pipe:[N], socket:[N]). */
+  holdersOutside(link: string): number[];
+  /** Other tasks of the tree that also hold `link`. */
+  holdersInTree(link: string): number[];
+  /** A value made once for all the tasks inspected together (a sock_diag dump, the mount table). */
+  once<T>(key: string, make: () => T): T;
+}
+
+/** The live facet of an fd kind (state V; T: what its optional look at the whole fd table gives each fd). */
+export interface LiveFdKind<V = unknown, T = unknown> {
+  readonly scope: 'fd';
+  /** Its directory under src/kinds. */
+  readonly name: string;
+  /** State any fd may carry beside what it is (file locks): inspected on every fd, after what the fd is. */
+  readonly attribute?: boolean;
+  /** A look at the task's whole fd table before its fds, for state that spans fds. */
+  task?(ctx: FdInspectCtx): T;
+  inspect(fd: FdInfo, ctx: FdInspectCtx, task: T): FdInspected<V>;
+  /** Puts the state into the fd's entry of the model. */
+  save(file: OpenFile, state: V): void;
+}
+
+/** A session of system calls in one stopped thread of the task, and its /proc status. */
+export interface TaskCallCtx {
+  readonly pid: number;
+  readonly tid: number;
+  readonly status: Status;
+  readonly calls: InCall;
+}
+
+/** The live facet of a kind of per-process state. */
+export interface LiveTaskKind<V = unknown> {
+  readonly scope: 'task';
+  readonly name: string;
+  /** Reasons it cannot be saved that /proc shows without stopping the task (checked by `crimg check` and dump). */
+  reasons?(pid: number): Reason[];
+  /** Its state, asked of the kernel by calls in a stopped thread; throws when a call fails. */
+  inspect(ctx: TaskCallCtx): V;
+  /** Its state when no thread can run the calls, when /proc tells it all the same; else null (the default). */
+  withoutCalls?(pid: number, status: Status): V | null;
+  save(task: Task, state: V): void;
+}
+
+/** The live facet of a kind of per-thread state (read in each thread by calls in it). */
+export interface LiveThreadKind<V = unknown> {
+  readonly scope: 'thread';
+  readonly name: string;
+  /** Its state; throws when a call fails. */
+  inspect(ctx: TaskCallCtx): V;
+  save(thread: Thread, state: V): void;
+}
+
+export type LiveKind = LiveFdKind | LiveTaskKind | LiveThreadKind;
+
+/** Every kind with a live facet. Order matters for fd kinds (the first object kind that claims an fd decides it)
+ *  and sets the order of the reasons `crimg check` prints for a task. */
+export const LIVE_KINDS: readonly LiveKind[] = [
+  inotifyLive, anonFdLive, tcpListenLive, unixPairLive, pipeLive, flocksLive,
+  sigactsLive, itimersLive, posixTimersLive, futexLive, sigaltstackLive,
+];
+
+export const LIVE_FD_KINDS = LIVE_KINDS.filter((k): k is LiveFdKind => k.scope === 'fd');
+export const LIVE_TASK_KINDS = LIVE_KINDS.filter((k): k is LiveTaskKind => k.scope === 'task');
+export const LIVE_THREAD_KINDS = LIVE_KINDS.filter((k): k is LiveThreadKind => k.scope === 'thread');
