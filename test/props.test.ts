@@ -15,7 +15,7 @@ import {
 } from '../src/index.js';
 import { claimRegion, releaseRegion } from '../src/kernels/arena.js';
 import { KINDS } from '../src/kinds/index.js';
-import { valueOf } from '../src/kinds/kind.js';
+import { kindValue } from '../src/kinds/kind.js';
 import { flatten } from './helpers/models.js';
 import { KIND_ARBS, KIND_FD_BASE, KIND_FD_END, withKinds } from './helpers/kinds-arb.js';
 
@@ -179,9 +179,9 @@ describe('properties of model -> image -> model', () => {
       for (const t of m.tasks) {
         for (const k of KINDS) {
           const owners: object[] = k.owner === 'task' ? [t] : k.owner === 'thread' ? t.threads : t.files;
-          seen.set(k.key, seen.get(k.key)! + owners.filter((o) => valueOf(k, o as never) !== undefined).length);
+          seen.set(k.key, seen.get(k.key)! + owners.filter((o) => kindValue(k, o as never) !== undefined).length);
         }
-        stacked += t.files.filter((f) => KINDS.filter((k) => k.owner === 'fd' && valueOf(k, f) !== undefined).length > 1).length;
+        stacked += t.files.filter((f) => KINDS.filter((k) => k.owner === 'fd' && kindValue(k, f) !== undefined).length > 1).length;
       }
     }
     for (const [key, n] of seen) expect(n, key).toBeGreaterThan(20);

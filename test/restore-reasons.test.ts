@@ -77,8 +77,9 @@ describe('reasons recorded at dump time', () => {
     expect(codes(m, t, { inheritStdio: true })).not.toContain('STDIO');
   });
 
-  it('the hint is the one crimg check writes', () => {
-    expect(fs.readFileSync('src/live/check.ts', 'utf8')).toContain(`\${text}${STDIO_DUMP_HINT.replace(/`/g, '\\`')}`);
+  it('the hint is the one crimg check writes (one constant, used by both)', () => {
+    expect(fs.readFileSync('src/live/inspect.ts', 'utf8')).toContain('${STDIO_DUMP_HINT}');
+    expect(fs.readFileSync('src/restore/check.ts', 'utf8')).toContain("from '../kinds/live.js'");
   });
 });
 

@@ -75,6 +75,9 @@ export const NOCR_CODES = {
 } as const;
 export type NocrCode = keyof typeof NOCR_CODES;
 
+/** What a STDIO note adds to its reason: restore removes it again when the option is given (src/restore/check.ts). */
+export const STDIO_DUMP_HINT = '; `crimg restore --inherit-stdio` gives the restored task crimg\'s own';
+
 /** Why something cannot be checkpointed and restarted faithfully: a stable code and a plain sentence. */
 export interface Reason { code: NocrCode; text: string }
 

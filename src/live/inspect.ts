@@ -14,7 +14,7 @@ import type { NocrReason, OpenFile } from '../model.js';
 import {
   type FdInfo, type MapEntry, allPids, exists, isSharedAnonPath, procPath, readFds, readMaps, tryReadlink,
 } from '../os/proc.js';
-import { type FdInspectCtx, LIVE_FD_KINDS, LIVE_TASK_KINDS, type LiveFdKind, type NocrCode, type Reason } from '../kinds/live.js';
+import { type FdInspectCtx, LIVE_FD_KINDS, LIVE_TASK_KINDS, type LiveFdKind, type NocrCode, type Reason, STDIO_DUMP_HINT } from '../kinds/live.js';
 import { childReasons, fdReasons, mapReasons, nsReasons, processReasons } from './reasons.js';
 
 export interface InspectOptions {
@@ -125,7 +125,7 @@ const STDIO_CODES: ReadonlySet<NocrCode> = new Set(['PIPE', 'SOCKET', 'FIFO', 'T
  *  socket are a note (STDIO). */
 function fdAdder(fd: number, add: (code: NocrCode, text: string) => void): (r: Reason) => void {
   return (r) => {
-    if (fd <= 2 && STDIO_CODES.has(r.code)) add('STDIO', `${r.text}; \`crimg restore --inherit-stdio\` gives the restored task crimg's own`);
+    if (fd <= 2 && STDIO_CODES.has(r.code)) add('STDIO', `${r.text}${STDIO_DUMP_HINT}`);
     else add(r.code, r.text);
   };
 }

@@ -8,6 +8,8 @@
 import * as fs from 'node:fs';
 import { FdKind, HeaderFlags, VmaFlags, type Model, type OpenFile, type Task, type Vma } from '../model.js';
 import { devMajor, devMinor, readMaps, type MapEntry } from '../os/proc.js';
+import { STDIO_DUMP_HINT } from '../kinds/live.js';
+import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFMT, S_IFREG } from '../os/consts.js';
 import { type RestoreAt, type RestoreCode, type RestoreReason, formatReasons, reason } from './reasons.js';
 
 export { type RestoreAt, type RestoreCode, type RestoreReason, formatReasons };
@@ -33,7 +35,8 @@ export function isFileVma(v: Vma): boolean {
   return !(v.flags & VmaFlags.ANON) && v.path !== null && v.path.startsWith('/') && !isSpecialVma(v);
 }
 
-const S_IFMT = 0o170000n, S_IFDIR = 0o040000n, S_IFREG = 0o100000n, S_IFCHR = 0o020000n, S_IFBLK = 0o060000n;
+/** The file type bits of a stat's mode. */
+const typeOf = (st: fs.BigIntStats): number => Number(st.mode) & S_IFMT;
 
 function statOrNull(p: string): fs.BigIntStats | null {
   try { return fs.statSync(p, { bigint: true }); } catch { return null; }
@@ -56,7 +59,7 @@ export function fdReopenable(f: OpenFile): boolean {
   if (f.kind === FdKind.REGULAR || f.kind === FdKind.DIRECTORY || f.anon || f.pipe || f.unixPair || f.inotify || f.tcpListen) return true;
   if (!f.path.startsWith('/')) return false;
   const st = statOrNull(f.path);
-  return st !== null && (st.mode & S_IFMT) === S_IFCHR;
+  return st !== null && typeOf(st) === S_IFCHR;
 }
 
 /** Picks the task to restore: the one with `pid`, else the only one. */
@@ -81,7 +84,7 @@ export function checkTask(model: Model, task: Task, opts: CheckOptions = {}): Re
   out.push(...checkExe(task));
   if (task.cwd) {
     const st = statOrNull(task.cwd);
-    if (!st || (st.mode & S_IFMT) !== S_IFDIR) out.push(reason('CWD_MISSING', { of: 'cwd', task: task.pid, path: task.cwd }, `the working directory ${task.cwd} does not exist`));
+    if (!st || typeOf(st) !== S_IFDIR) out.push(reason('CWD_MISSING', { of: 'cwd', task: task.pid, path: task.cwd }, `the working directory ${task.cwd} does not exist`));
   }
   if (!task.mm) out.push(reason('NO_MM', { of: 'task', task: task.pid }, 'the task has no address space (kernel thread or zombie)'));
   else out.push(...checkVmas(task), ...checkVdsoLayout(task));
@@ -90,7 +93,7 @@ export function checkTask(model: Model, task: Task, opts: CheckOptions = {}): Re
 }
 
 /** Text of the hint crimg dump appends to a STDIO note (it does not apply to restore, which names its option). */
-export const STDIO_DUMP_HINT = '; `crimg restore --inherit-stdio` gives the restored task crimg\'s own';
+export { STDIO_DUMP_HINT };
 
 /** The reasons recorded at dump time (NOCR records), those that hold for restore. */
 function checkNocr(task: Task, opts: CheckOptions): RestoreReason[] {
@@ -131,7 +134,7 @@ function mapsDevice(v: Vma): boolean {
   const p = v.path!;
   if ((p.startsWith('/dev/') && !p.startsWith('/dev/shm/')) || p.startsWith('/sys/') || p.startsWith('/proc/')) return true;
   const st = statOrNull(p);
-  return st !== null && ((st.mode & S_IFMT) === S_IFCHR || (st.mode & S_IFMT) === S_IFBLK);
+  return st !== null && (typeOf(st) === S_IFCHR || typeOf(st) === S_IFBLK);
 }
 
 function checkThreads(task: Task): RestoreReason[] {
@@ -151,7 +154,7 @@ function checkExe(task: Task): RestoreReason[] {
   const exe = task.exe ? statOrNull(task.exe) : null;
   if (!task.exe) return [reason('EXE_MISSING', at, 'the image does not name the executable')];
   if (!exe) return [reason('EXE_MISSING', at, `the executable ${task.exe} does not exist`)];
-  if ((exe.mode & S_IFMT) !== S_IFREG) return [reason('EXE_MISSING', at, `the executable ${task.exe} is not a regular file`)];
+  if (typeOf(exe) !== S_IFREG) return [reason('EXE_MISSING', at, `the executable ${task.exe} is not a regular file`)];
   if (exeVma && !sameFile(exe, exeVma.inode, exeVma.devMajor, exeVma.devMinor)) {
     return [reason('EXE_CHANGED', at, `the executable ${task.exe} was replaced since the dump (inode ${exe.ino}, image has ${exeVma.inode})`)];
   }
@@ -218,7 +221,7 @@ function checkFile(model: Model, task: Task, f: OpenFile, opts: CheckOptions): R
     const st = statOrNull(f.path);
     const dir = f.kind === FdKind.DIRECTORY;
     if (!st) return [reason('FILE_MISSING', at, `${dir ? 'directory' : 'file'} ${f.path} does not exist`)];
-    if ((st.mode & S_IFMT) !== (dir ? S_IFDIR : S_IFREG)) return [reason('FILE_CHANGED', at, `${f.path} is no longer a ${dir ? 'directory' : 'regular file'}`)];
+    if (typeOf(st) !== (dir ? S_IFDIR : S_IFREG)) return [reason('FILE_CHANGED', at, `${f.path} is no longer a ${dir ? 'directory' : 'regular file'}`)];
     if (!sameFile(st, f.inode, f.devMajor, f.devMinor)) return [reason('FILE_CHANGED', at, `${f.path} was replaced since the dump (inode ${st.ino}, image has ${f.inode})`)];
     if (!dir && st.size < f.pos && (f.flags & 3) === 0) return [reason('FILE_CHANGED', at, `${f.path} shrank to ${st.size} bytes, below the saved position ${f.pos}`)];
     return [];

@@ -7,6 +7,7 @@ import { CrimgError } from '../errors.js';
 import { FdKind, type OpenFile, type Task, type Thread } from '../model.js';
 import type { Image } from '../reader.js';
 import { processVmRead } from '../os/libc.js';
+import { O_CLOEXEC } from '../os/consts.js';
 import { type CheckOptions, fdReopenable } from './check.js';
 import { type BatchCall, InjectError, type Injector, NR } from './inject.js';
 import type { PageWriterOptions } from './pages.js';
@@ -173,7 +174,6 @@ export function placeFd(ctx: RestoreCtx, f: OpenFile, at: string, got: number): 
   });
 }
 
-export const O_CLOEXEC = 0o2000000;
 
 /** A thread in step locations: its tid in the image and in the new process. */
 export function threadAt(ctx: RestoreCtx, th: Thread): string { return `thread ${th.tid} (now ${ctx.injs.get(th)!.tid})`; }

@@ -6,12 +6,11 @@
  */
 import { FdKind, type OpenFile } from '../model.js';
 import { readFds } from '../os/proc.js';
-import { O_CLOEXEC, type RestoreCtx, placeFd, str } from './ctx.js';
+import { type RestoreCtx, placeFd, str } from './ctx.js';
 import { NR } from './inject.js';
 import { kindSteps } from './kind-steps.js';
+import { AT_FDCWD, O_ACCMODE, O_CLOEXEC, O_CREAT, O_DIRECTORY, O_EXCL, O_NOCTTY, O_TRUNC } from '../os/consts.js';
 
-const O_ACCMODE = 3, O_CREAT = 0o100, O_EXCL = 0o200, O_NOCTTY = 0o400, O_TRUNC = 0o1000, O_DIRECTORY = 0o200000;
-const AT_FDCWD = -100;
 
 export function restoreFiles(ctx: RestoreCtx): void {
   const { inherit, sorted, treePipes } = ctx.fds;

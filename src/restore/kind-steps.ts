@@ -28,6 +28,8 @@ import { addressOf, syscall } from '../os/libc.js';
 import { readPosixTimers } from '../kinds/posix-timers/live.js';
 import { type RestoreCtx, RESULTS, Step, call, hex, placeFd, readPair, scratch, str, threadAt } from './ctx.js';
 import { NR } from './inject.js';
+import { F_OFD_SETLK, F_RDLCK, F_SETLK, F_WRLCK, LOCK_EX, LOCK_NB, LOCK_SH, PR_TIMER_CREATE_RESTORE_IDS, SI_TIMER, SS_DISABLE, SS_ONSTACK } from '../os/consts.js';
+import { SYS } from '../os/syscalls.js';
 
 // ---- signal dispositions (sigacts)
 
@@ -68,7 +70,6 @@ export function restoreFutex(ctx: RestoreCtx, th: Thread, f: ThreadFutex): void 
   if (f.robustHead) ctx.step('robust futex list', `${at} ${hex(f.robustHead)}`, () => ti.call(NR.set_robust_list, [f.robustHead, f.robustLen]));
 }
 
-const SS_ONSTACK = 1, SS_DISABLE = 2;
 
 export function restoreSigaltstack(ctx: RestoreCtx, th: Thread, alt: SigAltStack): void {
   if (alt.flags & SS_DISABLE) return;
@@ -100,7 +101,6 @@ export function restoreItimers(ctx: RestoreCtx, itimers: Itimer[]): void {
 
 // ---- POSIX timers
 
-const PR_TIMER_CREATE_RESTORE_IDS = 77;
 const SIGEVENT_BYTES = 64;
 
 /**
@@ -162,7 +162,6 @@ export function timerSending(ctx: RestoreCtx, th: Thread, sig: number): PosixTim
     .sort((a, b) => (a.valueNs < b.valueNs ? -1 : a.valueNs > b.valueNs ? 1 : a.id - b.id))[0];
 }
 
-const SYS_RT_TGSIGQUEUEINFO = 297, SI_TIMER = -2;
 
 /** Queue signal sig to thread tid of tgid as POSIX timer pt sends it: a siginfo with SI_TIMER, the timer id, no
  *  overrun and its sigev_value (the kernel lets any sender use a negative si_code other than SI_TKILL). */
@@ -173,12 +172,11 @@ export function queueTimerSignal(tgid: number, tid: number, sig: number, pt: Pos
   dv.setInt32(8, SI_TIMER, true);
   dv.setInt32(16, pt.id, true);
   dv.setBigUint64(24, pt.sigevValue, true);
-  syscall(SYS_RT_TGSIGQUEUEINFO, tgid, tid, sig, addressOf(info));
+  syscall(SYS.rt_tgsigqueueinfo, tgid, tid, sig, addressOf(info));
 }
 
 // ---- file locks (flocks)
 
-const SYS_FLOCK = 73, F_SETLK = 6, F_OFD_SETLK = 37, F_RDLCK = 0, F_WRLCK = 1, LOCK_SH = 1, LOCK_EX = 2, LOCK_NB = 4;
 
 /**
  * The locks taken through one fd, at the end: flock, or fcntl F_SETLK / F_OFD_SETLK on the bytes recorded, none of
@@ -192,7 +190,7 @@ export function restoreFlocks(ctx: RestoreCtx, f: OpenFile, locks: FileLock[]): 
   for (const l of locks) {
     const at = `fd ${f.fd} ${f.path} ${l.write ? 'write' : 'read'} lock ${l.start}..${l.end === LOCK_EOF ? 'EOF' : l.end}`;
     if (l.kind === LOCK_KIND.FLOCK) {
-      ctx.step('file lock', at, () => ti.call(SYS_FLOCK, [f.fd, (l.write ? LOCK_EX : LOCK_SH) | LOCK_NB], 'flock'));
+      ctx.step('file lock', at, () => ti.call(SYS.flock, [f.fd, (l.write ? LOCK_EX : LOCK_SH) | LOCK_NB], 'flock'));
       continue;
     }
     fl.fill(0);

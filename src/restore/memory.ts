@@ -10,21 +10,14 @@ import { processVmRead, ptraceGetRseq } from '../os/libc.js';
 import { readMaps } from '../os/proc.js';
 import { isFileVma, isSpecialVma } from './check.js';
 import {
-  O_CLOEXEC, PAGE, PARK_CODE, PARK_DATA, type RestoreCtx, type RestoreOptions, RESULTS, BATCH_CODE, Step, type StepFn,
+  PAGE, PARK_CODE, PARK_DATA, type RestoreCtx, type RestoreOptions, RESULTS, BATCH_CODE, Step, type StepFn,
   type Stub, batchFor, hex, planFds, str,
 } from './ctx.js';
 import { type BatchCall, Injector, NR, SYSCALL_INT3 } from './inject.js';
 import { PageWriter } from './pages.js';
 import { CrimgError } from '../errors.js';
+import { AT_FDCWD, O_CLOEXEC, MAP_ANONYMOUS, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_PRIVATE, MAP_SHARED, MREMAP_FIXED, MREMAP_MAYMOVE, O_RDONLY, O_RDWR, PROT_EXEC, PROT_READ, PROT_WRITE, PR_SET_MM, PR_SET_MM_MAP, RSEQ_FLAG_UNREGISTER } from '../os/consts.js';
 
-const PROT_READ = 1, PROT_WRITE = 2, PROT_EXEC = 4;
-const MAP_SHARED = 1, MAP_PRIVATE = 2, MAP_ANONYMOUS = 0x20, MAP_GROWSDOWN = 0x100;
-const MAP_FIXED_NOREPLACE = 0x100000;
-const MREMAP_MAYMOVE = 1, MREMAP_FIXED = 2;
-const O_RDONLY = 0, O_RDWR = 2;
-const AT_FDCWD = -100;
-const PR_SET_MM = 35, PR_SET_MM_MAP = 14;
-const RSEQ_FLAG_UNREGISTER = 1;
 
 /** VMA flags restored by madvise: flag, advice, whether it must succeed, name. */
 const MADVICE: readonly [number, number, boolean, string][] = [

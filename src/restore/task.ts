@@ -14,9 +14,8 @@ import { type BatchCall, Injector, NR, R, waitStop } from './inject.js';
 import { kindSteps, queueTimerSignal, timerSending } from './kind-steps.js';
 import { CLONE_ARGS_SIZE, threadCloneArgs } from './pidns.js';
 import { buildXstate, imageXstateBv } from './xsave.js';
+import { ARCH_REQ_XCOMP_PERM, PR_CAPBSET_DROP, PR_SET_DUMPABLE, PR_SET_NAME, PR_SET_NO_NEW_PRIVS } from '../os/consts.js';
 
-const PR_SET_NAME = 15, PR_CAPBSET_DROP = 24, PR_SET_NO_NEW_PRIVS = 38, PR_SET_DUMPABLE = 4;
-const ARCH_REQ_XCOMP_PERM = 0x1023;
 const CLONE_THREAD_FLAGS = 0x100 | 0x200 | 0x400 | 0x800 | 0x10000 | 0x40000; // VM FS FILES SIGHAND THREAD SYSVSEM
 
 /** True when the thread was interrupted in a system call the kernel restarts through its restart block. */
