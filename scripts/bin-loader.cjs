@@ -38,10 +38,7 @@ function cachedData(id) {
 function load({ useCache = true } = {}) {
   const source = fs.readFileSync(BUNDLE, 'latin1'); // esbuild writes ASCII only
   const id = ID_LINE.exec(source)?.[1];
-  const script = new vm.Script(source, {
-    filename: BUNDLE,
-    cachedData: useCache && id ? cachedData(id) : undefined,
-  });
+  const script = new vm.Script(source, { filename: BUNDLE, cachedData: useCache && id ? cachedData(id) : undefined });
   const module = { exports: {} };
   script.runInThisContext()(module.exports, createRequire(BUNDLE), module, BUNDLE, __dirname);
   return { exports: module.exports, script, id };

@@ -8,8 +8,17 @@
 export * from './model.js';
 export * from './errors.js';
 export {
-  REG_NAMES, REG_INDEX, type RegName, K as RecordKind, RECORDS, kindName, FORMAT_MAJOR, FORMAT_MINOR, isCompatible,
-  PAGE_SIZE, RUN_PAGES,
+  REG_NAMES,
+  REG_INDEX,
+  type RegName,
+  K as RecordKind,
+  RECORDS,
+  kindName,
+  FORMAT_MAJOR,
+  FORMAT_MINOR,
+  isCompatible,
+  PAGE_SIZE,
+  RUN_PAGES,
 } from './schema.js';
 export { writeImage, RecordWriter, type WriteOptions, type WriteResult, magicBytes } from './writer.js';
 export { readImage, openImage, verifyImage, Image, type ImageStats, type VerifyResult, type ReadOptions } from './reader.js';

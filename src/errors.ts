@@ -16,13 +16,15 @@ export const ERROR_CODES = {
   UNMAPPED: 'the requested address range is not inside a VMA of the task',
   BAD_SPEC: 'a generation spec is invalid',
   BAD_CORE: 'an ELF core file is malformed or not an x86_64 core',
-  BAD_CRIU: 'a CRIU image directory is malformed (bad magic, protobuf entry, missing file, pages outside VMAs) or holds what crimg cannot import',
+  BAD_CRIU:
+    'a CRIU image directory is malformed (bad magic, protobuf entry, missing file, pages outside VMAs) or holds what crimg cannot import',
   NO_PROCESS: 'no such process (or it exited before crimg could attach)',
   PERMISSION: 'the operation needs privileges crimg does not have',
   TRACED: 'the process is already traced by another tracer',
   UNSAFE: 'the target has state that cannot be checkpointed faithfully (see crimg check); use --force to dump anyway',
   PTRACE: 'a ptrace operation failed',
-  NOT_RESTORABLE: 'the image cannot be restored on this host (missing or changed executable or files, unsupported VMA or fd kinds, reasons recorded at dump time, another kernel vdso, CPU features); nothing was started',
+  NOT_RESTORABLE:
+    'the image cannot be restored on this host (missing or changed executable or files, unsupported VMA or fd kinds, reasons recorded at dump time, another kernel vdso, CPU features); nothing was started',
   RESTORE: 'restoring the image failed; the half-restored process was killed',
   INTERRUPTED: 'crimg was interrupted; the target was resumed and no partial output was left',
   INTERNAL: 'an internal invariant was violated (a bug in crimg)',

@@ -56,20 +56,33 @@ export interface ImageHeader {
 }
 
 export interface Credentials {
-  uid: number; gid: number; euid: number; egid: number;
-  suid: number; sgid: number; fsuid: number; fsgid: number;
+  uid: number;
+  gid: number;
+  euid: number;
+  egid: number;
+  suid: number;
+  sgid: number;
+  fsuid: number;
+  fsgid: number;
   groups: number[];
-  capInh: bigint; capPrm: bigint; capEff: bigint; capBnd: bigint; capAmb: bigint;
+  capInh: bigint;
+  capPrm: bigint;
+  capEff: bigint;
+  capBnd: bigint;
+  capAmb: bigint;
   securebits: number;
   noNewPrivs: number;
   seccompMode: number;
 }
 
-export interface Rlimit { cur: bigint; max: bigint }
+export interface Rlimit {
+  cur: bigint;
+  max: bigint;
+}
 
 /** Namespace kinds, in the order of NamespaceIds. */
 export const NS_KINDS = ['uts', 'ipc', 'mnt', 'pid', 'net', 'user', 'cgroup', 'time'] as const;
-export type NsKind = typeof NS_KINDS[number];
+export type NsKind = (typeof NS_KINDS)[number];
 /** Namespace ids (the inode numbers of /proc/PID/ns/*; 0 = unknown). */
 export type NamespaceIds = Record<NsKind, bigint>;
 
@@ -94,7 +107,10 @@ export function namespacesOf(tasks: Task[], uts: (t: Task, id: bigint) => { node
       const ns: Namespace = { kind, id };
       if (kind === 'uts') {
         const u = uts(t, id);
-        if (u) { ns.nodename = u.nodename; ns.domainname = u.domainname; }
+        if (u) {
+          ns.nodename = u.nodename;
+          ns.domainname = u.domainname;
+        }
       }
       out.push(ns);
     }
@@ -102,7 +118,12 @@ export function namespacesOf(tasks: Task[], uts: (t: Task, id: bigint) => { node
   return out;
 }
 
-export interface Rseq { ptr: bigint; len: number; sig: number; flags: number }
+export interface Rseq {
+  ptr: bigint;
+  len: number;
+  sig: number;
+  flags: number;
+}
 
 export interface XState {
   /** XCR0 of the CPU that produced the state (what ELF cores store at bytes 464..471). */
@@ -130,8 +151,6 @@ export interface Thread {
   sigaltstack?: SigAltStack;
 }
 
-
-
 export const Prot = { READ: 1, WRITE: 2, EXEC: 4 } as const;
 export const VmaFlags = {
   SHARED: 1, // MAP_SHARED (else private)
@@ -158,8 +177,15 @@ export const VmaFlags = {
 
 /** smaps VmFlags mnemonics of the VmaFlags that record madvise/mlock state. */
 export const VMFLAG_MNEMONICS: readonly [string, number][] = [
-  ['hg', VmaFlags.HUGEPAGE], ['nh', VmaFlags.NOHUGEPAGE], ['dd', VmaFlags.DONTDUMP], ['dc', VmaFlags.DONTFORK],
-  ['wf', VmaFlags.WIPEONFORK], ['mg', VmaFlags.MERGEABLE], ['lo', VmaFlags.LOCKED], ['sr', VmaFlags.SEQ_READ], ['rr', VmaFlags.RAND_READ],
+  ['hg', VmaFlags.HUGEPAGE],
+  ['nh', VmaFlags.NOHUGEPAGE],
+  ['dd', VmaFlags.DONTDUMP],
+  ['dc', VmaFlags.DONTFORK],
+  ['wf', VmaFlags.WIPEONFORK],
+  ['mg', VmaFlags.MERGEABLE],
+  ['lo', VmaFlags.LOCKED],
+  ['sr', VmaFlags.SEQ_READ],
+  ['rr', VmaFlags.RAND_READ],
 ];
 
 /** Produces the pages of one VMA into kernel memory. Page indices are relative to the VMA start. */
@@ -191,13 +217,30 @@ export interface Vma {
 }
 
 export interface MmFields {
-  startCode: bigint; endCode: bigint; startData: bigint; endData: bigint;
-  startBrk: bigint; brk: bigint; startStack: bigint;
-  argStart: bigint; argEnd: bigint; envStart: bigint; envEnd: bigint;
+  startCode: bigint;
+  endCode: bigint;
+  startData: bigint;
+  endData: bigint;
+  startBrk: bigint;
+  brk: bigint;
+  startStack: bigint;
+  argStart: bigint;
+  argEnd: bigint;
+  envStart: bigint;
+  envEnd: bigint;
 }
 export const MM_FIELD_NAMES = [
-  'startCode', 'endCode', 'startData', 'endData', 'startBrk', 'brk', 'startStack',
-  'argStart', 'argEnd', 'envStart', 'envEnd',
+  'startCode',
+  'endCode',
+  'startData',
+  'endData',
+  'startBrk',
+  'brk',
+  'startStack',
+  'argStart',
+  'argEnd',
+  'envStart',
+  'envEnd',
 ] as const;
 
 export interface Mm extends MmFields {
@@ -238,12 +281,6 @@ export interface OpenFile {
   tcpListen?: TcpListen;
 }
 
-
-
-
-
-
-
 export interface NocrReason {
   /** Stable code, e.g. SOCKET_EXTERNAL, PIPE, EVENTFD, DEVICE, TRACED. */
   code: string;
@@ -253,13 +290,12 @@ export interface NocrReason {
   text: string;
 }
 
-
-
-
-
-
 export interface Task {
-  pid: number; tgid: number; ppid: number; pgid: number; sid: number;
+  pid: number;
+  tgid: number;
+  ppid: number;
+  pgid: number;
+  sid: number;
   comm: string;
   exe: string;
   cwd: string;
@@ -300,8 +336,23 @@ export const FXSAVE_BYTES = 512;
 
 export function emptyCreds(): Credentials {
   return {
-    uid: 0, gid: 0, euid: 0, egid: 0, suid: 0, sgid: 0, fsuid: 0, fsgid: 0, groups: [],
-    capInh: 0n, capPrm: 0n, capEff: 0n, capBnd: 0n, capAmb: 0n, securebits: 0, noNewPrivs: 0, seccompMode: 0,
+    uid: 0,
+    gid: 0,
+    euid: 0,
+    egid: 0,
+    suid: 0,
+    sgid: 0,
+    fsuid: 0,
+    fsgid: 0,
+    groups: [],
+    capInh: 0n,
+    capPrm: 0n,
+    capEff: 0n,
+    capBnd: 0n,
+    capAmb: 0n,
+    securebits: 0,
+    noNewPrivs: 0,
+    seccompMode: 0,
   };
 }
 
@@ -330,10 +381,7 @@ export function freshFxsave(b = new Uint8Array(FXSAVE_BYTES)): Uint8Array {
 
 /** A thread with zero registers and a fresh FXSAVE area (optionally in caller-provided storage). */
 export function newThread(tid: number, regs = new BigUint64Array(NREGS), fpu = new Uint8Array(FXSAVE_BYTES)): Thread {
-  return {
-    tid, regs, fpu: freshFxsave(fpu), xstate: null,
-    sigmask: 0n, sigpending: 0n, rseq: null, state: '',
-  };
+  return { tid, regs, fpu: freshFxsave(fpu), xstate: null, sigmask: 0n, sigpending: 0n, rseq: null, state: '' };
 }
 
 /** Page sources held in JS memory: for tests and small models. */
@@ -359,5 +407,7 @@ export class MemoryPageSource implements PageSource {
 /** A VMA without any recorded pages. */
 export const NO_PAGES: PageSource = {
   runs: () => [],
-  read: (k, dst, _first, n) => { k.u8().fill(0, dst, dst + n * 4096); },
+  read: (k, dst, _first, n) => {
+    k.u8().fill(0, dst, dst + n * 4096);
+  },
 };

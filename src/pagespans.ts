@@ -8,7 +8,12 @@ import type { Vma } from './model.js';
 const PAGE = 4096;
 
 /** `pages` pages at `at` in kernel memory, all non-zero or all zero; `chunkEnd` on the last span of a chunk. */
-export interface PageSpan { zero: boolean; at: number; pages: number; chunkEnd: boolean }
+export interface PageSpan {
+  zero: boolean;
+  at: number;
+  pages: number;
+  chunkEnd: boolean;
+}
 
 /**
  * Pages [first, first + count) of `v`, read chunkPages at a time into `region` (room for chunkPages pages, then

@@ -20,13 +20,25 @@ function builtin<T>(id: string, what: string): T {
   return m as T;
 }
 
-export function nodeFs(): typeof FS { return builtin<typeof FS>('node:fs', 'file access'); }
-export function nodePath(): typeof PATH { return builtin<typeof PATH>('node:path', 'file paths'); }
-export function isNode(): boolean { return typeof proc()?.getBuiltinModule === 'function'; }
-export function envVar(name: string): string | undefined { return proc()?.env?.[name]; }
-export function pid(): number { return proc()?.pid ?? 0; }
+export function nodeFs(): typeof FS {
+  return builtin<typeof FS>('node:fs', 'file access');
+}
+export function nodePath(): typeof PATH {
+  return builtin<typeof PATH>('node:path', 'file paths');
+}
+export function isNode(): boolean {
+  return typeof proc()?.getBuiltinModule === 'function';
+}
+export function envVar(name: string): string | undefined {
+  return proc()?.env?.[name];
+}
+export function pid(): number {
+  return proc()?.pid ?? 0;
+}
 /** Monotonic clock in seconds. */
-export function now(): number { return performance.now() / 1000; }
+export function now(): number {
+  return performance.now() / 1000;
+}
 
 type Buf = { from(b: ArrayBufferLike, off: number, len: number): { equals(o: unknown): boolean } };
 
@@ -38,7 +50,8 @@ export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   let i = 0;
   if ((a.byteOffset & 3) === 0 && (b.byteOffset & 3) === 0) {
     const n = a.length >>> 2;
-    const x = new Int32Array(a.buffer, a.byteOffset, n), y = new Int32Array(b.buffer, b.byteOffset, n);
+    const x = new Int32Array(a.buffer, a.byteOffset, n),
+      y = new Int32Array(b.buffer, b.byteOffset, n);
     for (; i < n; i++) if (x[i] !== y[i]) return false;
     i = n << 2;
   }

@@ -9,5 +9,12 @@
 export { READ_WINDOW, type PageRec, type Rec, RecordStream } from './reader/framing.js';
 export type { ImageStats, ReadMode, TaskStats, VmaStats } from './reader/grammar.js';
 export {
-  Image, type ReadOptions, type VerifyResult, openImage, readImage, verifyBulk, verifyImage, verifyImageAsync,
+  Image,
+  type ReadOptions,
+  type VerifyResult,
+  openImage,
+  readImage,
+  verifyBulk,
+  verifyImage,
+  verifyImageAsync,
 } from './reader/image.js';

@@ -46,10 +46,35 @@ export function isCompatible(major: number, minor: number): boolean {
 
 /** The 27 registers of user_regs_struct, in kernel (ptrace, ELF prstatus) order. The only list. */
 export const REG_NAMES = [
-  'r15', 'r14', 'r13', 'r12', 'rbp', 'rbx', 'r11', 'r10', 'r9', 'r8', 'rax', 'rcx', 'rdx', 'rsi', 'rdi',
-  'orig_rax', 'rip', 'cs', 'eflags', 'rsp', 'ss', 'fs_base', 'gs_base', 'ds', 'es', 'fs', 'gs',
+  'r15',
+  'r14',
+  'r13',
+  'r12',
+  'rbp',
+  'rbx',
+  'r11',
+  'r10',
+  'r9',
+  'r8',
+  'rax',
+  'rcx',
+  'rdx',
+  'rsi',
+  'rdi',
+  'orig_rax',
+  'rip',
+  'cs',
+  'eflags',
+  'rsp',
+  'ss',
+  'fs_base',
+  'gs_base',
+  'ds',
+  'es',
+  'fs',
+  'gs',
 ] as const;
-export type RegName = typeof REG_NAMES[number];
+export type RegName = (typeof REG_NAMES)[number];
 export const REG_INDEX: Record<RegName, number> = Object.fromEntries(REG_NAMES.map((n, i) => [n, i])) as Record<RegName, number>;
 
 export type FieldType = 'u32' | 'i32' | 'u64' | 'str' | 'strn' | 'u32[]' | 'u64[]' | 'str[]' | 'raw';
@@ -62,7 +87,10 @@ export type Field = readonly [name: string, type: FieldType, doc?: string, of?: 
  * ({ field, bit }). For the top level, the parent is the HEADER record.
  */
 export type Count = '1' | '?' | '*' | { readonly field: string; readonly bit?: number };
-export interface Child { readonly kind: number; readonly count: Count }
+export interface Child {
+  readonly kind: number;
+  readonly count: Count;
+}
 
 export interface RecordDef {
   kind: number;
@@ -98,9 +126,17 @@ export const K = {
 } as const;
 
 const MM_FIELDS: Field[] = [
-  ['startCode', 'u64'], ['endCode', 'u64'], ['startData', 'u64'], ['endData', 'u64'],
-  ['startBrk', 'u64'], ['brk', 'u64'], ['startStack', 'u64'],
-  ['argStart', 'u64'], ['argEnd', 'u64'], ['envStart', 'u64'], ['envEnd', 'u64'],
+  ['startCode', 'u64'],
+  ['endCode', 'u64'],
+  ['startData', 'u64'],
+  ['endData', 'u64'],
+  ['startBrk', 'u64'],
+  ['brk', 'u64'],
+  ['startStack', 'u64'],
+  ['argStart', 'u64'],
+  ['argEnd', 'u64'],
+  ['envStart', 'u64'],
+  ['envEnd', 'u64'],
 ];
 
 /** Optional kinds of an owner: at most one record each, in registry order. */
@@ -109,99 +145,274 @@ const optional = (owner: 'task' | 'thread' | 'fd'): Child[] => KINDS_OF[owner].m
 /** The records of the format itself; the optional kinds' records are added from src/kinds (RECORDS). */
 const CORE_RECORDS: readonly RecordDef[] = [
   {
-    kind: K.HEADER, name: 'HEADER', parent: 0, doc: 'Image header; first record after the magic.',
+    kind: K.HEADER,
+    name: 'HEADER',
+    parent: 0,
+    doc: 'Image header; first record after the magic.',
     fields: [
-      ['crid', 'u64', 'checkpoint id'], ['createdNs', 'u64', 'creation time, ns since the epoch'],
-      ['freezeNs', 'u64', 'time the tasks were frozen, ns'], ['flags', 'u32', 'HeaderFlags'],
-      ['ntasks', 'u32', 'TASK records that follow'], ['nns', 'u32', 'NS records that follow'],
-      ['checksumAlgo', 'u32', '1 = XXH3-64'], ['pageSize', 'u32', '4096'],
-      ['tool', 'str'], ['sysname', 'str'], ['nodename', 'str'], ['release', 'str'],
-      ['version', 'str'], ['machine', 'str'], ['domainname', 'str'],
+      ['crid', 'u64', 'checkpoint id'],
+      ['createdNs', 'u64', 'creation time, ns since the epoch'],
+      ['freezeNs', 'u64', 'time the tasks were frozen, ns'],
+      ['flags', 'u32', 'HeaderFlags'],
+      ['ntasks', 'u32', 'TASK records that follow'],
+      ['nns', 'u32', 'NS records that follow'],
+      ['checksumAlgo', 'u32', '1 = XXH3-64'],
+      ['pageSize', 'u32', '4096'],
+      ['tool', 'str'],
+      ['sysname', 'str'],
+      ['nodename', 'str'],
+      ['release', 'str'],
+      ['version', 'str'],
+      ['machine', 'str'],
+      ['domainname', 'str'],
     ],
   },
   {
-    kind: K.NS, name: 'NS', parent: 0, doc: 'A namespace referenced by tasks (after HEADER, before the first TASK).',
-    fields: [['nsKind', 'u32', 'index in uts,ipc,mnt,pid,net,user,cgroup,time'], ['nsFlags', 'u32', 'bit 0: uts strings present'],
-      ['id', 'u64', 'inode number of /proc/PID/ns/KIND'], ['nodename', 'str'], ['domainname', 'str']],
+    kind: K.NS,
+    name: 'NS',
+    parent: 0,
+    doc: 'A namespace referenced by tasks (after HEADER, before the first TASK).',
+    fields: [
+      ['nsKind', 'u32', 'index in uts,ipc,mnt,pid,net,user,cgroup,time'],
+      ['nsFlags', 'u32', 'bit 0: uts strings present'],
+      ['id', 'u64', 'inode number of /proc/PID/ns/KIND'],
+      ['nodename', 'str'],
+      ['domainname', 'str'],
+    ],
   },
   {
-    kind: K.TASK, name: 'TASK', parent: 0, doc: 'A task (process); tasks come parents first.',
+    kind: K.TASK,
+    name: 'TASK',
+    parent: 0,
+    doc: 'A task (process); tasks come parents first.',
     children: [
-      { kind: K.CREDS, count: '1' }, { kind: K.RLIMITS, count: '1' }, { kind: K.NSIDS, count: '1' }, ...optional('task'),
-      { kind: K.THREAD, count: { field: 'nthreads' } }, { kind: K.MM, count: { field: 'hasMm', bit: 0 } },
-      { kind: K.FD, count: { field: 'nfiles' } }, { kind: K.NOCR, count: { field: 'nnocr' } },
+      { kind: K.CREDS, count: '1' },
+      { kind: K.RLIMITS, count: '1' },
+      { kind: K.NSIDS, count: '1' },
+      ...optional('task'),
+      { kind: K.THREAD, count: { field: 'nthreads' } },
+      { kind: K.MM, count: { field: 'hasMm', bit: 0 } },
+      { kind: K.FD, count: { field: 'nfiles' } },
+      { kind: K.NOCR, count: { field: 'nnocr' } },
     ],
     fields: [
-      ['pid', 'i32'], ['tgid', 'i32'], ['ppid', 'i32'], ['pgid', 'i32'], ['sid', 'i32'],
-      ['personality', 'u32'], ['exitSignal', 'u32'], ['nthreads', 'u32'], ['nfiles', 'u32'], ['nnocr', 'u32'], ['hasMm', 'u32', '0 or 1: an MM record follows'],
-      ['comm', 'str'], ['exe', 'str'], ['cwd', 'str'], ['root', 'str'], ['args', 'str[]'], ['env', 'str[]'],
+      ['pid', 'i32'],
+      ['tgid', 'i32'],
+      ['ppid', 'i32'],
+      ['pgid', 'i32'],
+      ['sid', 'i32'],
+      ['personality', 'u32'],
+      ['exitSignal', 'u32'],
+      ['nthreads', 'u32'],
+      ['nfiles', 'u32'],
+      ['nnocr', 'u32'],
+      ['hasMm', 'u32', '0 or 1: an MM record follows'],
+      ['comm', 'str'],
+      ['exe', 'str'],
+      ['cwd', 'str'],
+      ['root', 'str'],
+      ['args', 'str[]'],
+      ['env', 'str[]'],
     ],
   },
   {
-    kind: K.CREDS, name: 'CREDS', parent: K.TASK, doc: 'Credentials.',
+    kind: K.CREDS,
+    name: 'CREDS',
+    parent: K.TASK,
+    doc: 'Credentials.',
     fields: [
-      ['uid', 'u32'], ['gid', 'u32'], ['euid', 'u32'], ['egid', 'u32'], ['suid', 'u32'], ['sgid', 'u32'], ['fsuid', 'u32'], ['fsgid', 'u32'],
-      ['securebits', 'u32'], ['noNewPrivs', 'u32'], ['seccompMode', 'u32'],
-      ['capInh', 'u64'], ['capPrm', 'u64'], ['capEff', 'u64'], ['capBnd', 'u64'], ['capAmb', 'u64'], ['groups', 'u32[]'],
+      ['uid', 'u32'],
+      ['gid', 'u32'],
+      ['euid', 'u32'],
+      ['egid', 'u32'],
+      ['suid', 'u32'],
+      ['sgid', 'u32'],
+      ['fsuid', 'u32'],
+      ['fsgid', 'u32'],
+      ['securebits', 'u32'],
+      ['noNewPrivs', 'u32'],
+      ['seccompMode', 'u32'],
+      ['capInh', 'u64'],
+      ['capPrm', 'u64'],
+      ['capEff', 'u64'],
+      ['capBnd', 'u64'],
+      ['capAmb', 'u64'],
+      ['groups', 'u32[]'],
     ],
   },
-  { kind: K.RLIMITS, name: 'RLIMITS', parent: K.TASK, doc: 'Resource limits: (cur, max) pairs for RLIMIT_CPU..RLIMIT_RTTIME.', fields: [['limits', 'u64[]']] },
   {
-    kind: K.NSIDS, name: 'NSIDS', parent: K.TASK, doc: 'Namespace ids of the task (0 = unknown).', fixedLen: 64,
-    fields: [['uts', 'u64'], ['ipc', 'u64'], ['mnt', 'u64'], ['pid', 'u64'], ['net', 'u64'], ['user', 'u64'], ['cgroup', 'u64'], ['time', 'u64']],
+    kind: K.RLIMITS,
+    name: 'RLIMITS',
+    parent: K.TASK,
+    doc: 'Resource limits: (cur, max) pairs for RLIMIT_CPU..RLIMIT_RTTIME.',
+    fields: [['limits', 'u64[]']],
   },
   {
-    kind: K.THREAD, name: 'THREAD', parent: K.TASK, doc: 'A thread.',
-    children: [{ kind: K.REGS, count: '1' }, { kind: K.FPU, count: '1' }, { kind: K.XSTATE, count: { field: 'thFlags', bit: 0 } }, ...optional('thread')],
-    fields: [['tid', 'i32'], ['thFlags', 'u32', 'bit 0: XSTATE follows; bit 1: rseq registered'],
-      ['sigmask', 'u64'], ['sigpending', 'u64'], ['rseqPtr', 'u64'], ['rseqLen', 'u32'], ['rseqSig', 'u32'], ['rseqFlags', 'u32'], ['state', 'str']],
+    kind: K.NSIDS,
+    name: 'NSIDS',
+    parent: K.TASK,
+    doc: 'Namespace ids of the task (0 = unknown).',
+    fixedLen: 64,
+    fields: [
+      ['uts', 'u64'],
+      ['ipc', 'u64'],
+      ['mnt', 'u64'],
+      ['pid', 'u64'],
+      ['net', 'u64'],
+      ['user', 'u64'],
+      ['cgroup', 'u64'],
+      ['time', 'u64'],
+    ],
   },
   {
-    kind: K.REGS, name: 'REGS', parent: K.THREAD, fixedLen: 216,
+    kind: K.THREAD,
+    name: 'THREAD',
+    parent: K.TASK,
+    doc: 'A thread.',
+    children: [
+      { kind: K.REGS, count: '1' },
+      { kind: K.FPU, count: '1' },
+      { kind: K.XSTATE, count: { field: 'thFlags', bit: 0 } },
+      ...optional('thread'),
+    ],
+    fields: [
+      ['tid', 'i32'],
+      ['thFlags', 'u32', 'bit 0: XSTATE follows; bit 1: rseq registered'],
+      ['sigmask', 'u64'],
+      ['sigpending', 'u64'],
+      ['rseqPtr', 'u64'],
+      ['rseqLen', 'u32'],
+      ['rseqSig', 'u32'],
+      ['rseqFlags', 'u32'],
+      ['state', 'str'],
+    ],
+  },
+  {
+    kind: K.REGS,
+    name: 'REGS',
+    parent: K.THREAD,
+    fixedLen: 216,
     doc: 'user_regs_struct: 27 u64 in kernel order (the same bytes as PTRACE_GETREGS and ELF NT_PRSTATUS pr_reg).',
     fields: REG_NAMES.map((n) => [n, 'u64'] as Field),
   },
-  { kind: K.FPU, name: 'FPU', parent: K.THREAD, fixedLen: 512, doc: 'FXSAVE area (x87, MXCSR, XMM0-15), 512 bytes.', fields: [['fxsave', 'raw']] },
   {
-    kind: K.XSTATE, name: 'XSTATE', parent: K.THREAD, doc: 'Standard-form XSAVE area from byte 512 on (header + extended components); bytes 0..511 are the FPU record.',
-    fields: [['xcr0', 'u64'], ['ext', 'raw']],
+    kind: K.FPU,
+    name: 'FPU',
+    parent: K.THREAD,
+    fixedLen: 512,
+    doc: 'FXSAVE area (x87, MXCSR, XMM0-15), 512 bytes.',
+    fields: [['fxsave', 'raw']],
   },
   {
-    kind: K.MM, name: 'MM', parent: K.TASK, doc: 'Address space.', children: [{ kind: K.VMA, count: { field: 'nvmas' } }],
+    kind: K.XSTATE,
+    name: 'XSTATE',
+    parent: K.THREAD,
+    doc: 'Standard-form XSAVE area from byte 512 on (header + extended components); bytes 0..511 are the FPU record.',
+    fields: [
+      ['xcr0', 'u64'],
+      ['ext', 'raw'],
+    ],
+  },
+  {
+    kind: K.MM,
+    name: 'MM',
+    parent: K.TASK,
+    doc: 'Address space.',
+    children: [{ kind: K.VMA, count: { field: 'nvmas' } }],
     fields: [...MM_FIELDS, ['nvmas', 'u32'], ['mmFlags', 'u32'], ['auxv', 'u64[]', '(type, value) pairs without AT_NULL']],
   },
   {
-    kind: K.VMA, name: 'VMA', parent: K.MM, doc: 'A memory area; its PAGES records come in ascending address order.', children: [{ kind: K.PAGES, count: '*' }],
-    fields: [['start', 'u64'], ['end', 'u64'], ['pgoff', 'u64', 'file offset in pages'], ['inode', 'u64'],
-      ['prot', 'u32', '1 read, 2 write, 4 exec'], ['vmaFlags', 'u32', 'VmaFlags'], ['devMajor', 'u32'], ['devMinor', 'u32'], ['path', 'strn']],
+    kind: K.VMA,
+    name: 'VMA',
+    parent: K.MM,
+    doc: 'A memory area; its PAGES records come in ascending address order.',
+    children: [{ kind: K.PAGES, count: '*' }],
+    fields: [
+      ['start', 'u64'],
+      ['end', 'u64'],
+      ['pgoff', 'u64', 'file offset in pages'],
+      ['inode', 'u64'],
+      ['prot', 'u32', '1 read, 2 write, 4 exec'],
+      ['vmaFlags', 'u32', 'VmaFlags'],
+      ['devMajor', 'u32'],
+      ['devMinor', 'u32'],
+      ['path', 'strn'],
+    ],
   },
   {
-    kind: K.PAGES, name: 'PAGES', parent: K.VMA,
+    kind: K.PAGES,
+    name: 'PAGES',
+    parent: K.VMA,
     doc: 'A run of npages pages from addr: the non-zero pages stored in order, then a bitmap (ceil(npages/64) u64 words, bit i = page i stored; 0 = zero page, not stored).',
-    fields: [['addr', 'u64'], ['npages', 'u32'], ['pgFlags', 'u32', 'reserved, 0']],
+    fields: [
+      ['addr', 'u64'],
+      ['npages', 'u32'],
+      ['pgFlags', 'u32', 'reserved, 0'],
+    ],
   },
   {
-    kind: K.FD, name: 'FD', parent: K.TASK, doc: 'An open file descriptor.', children: optional('fd'),
-    fields: [['fd', 'i32'], ['fdKind', 'u32', '0 regular, 1 directory, 2 other'], ['flags', 'u32', 'open(2) flags'], ['mode', 'u32'],
-      ['cloexec', 'u32'], ['devMajor', 'u32'], ['devMinor', 'u32'], ['pos', 'u64'], ['inode', 'u64'], ['size', 'u64'], ['path', 'str']],
+    kind: K.FD,
+    name: 'FD',
+    parent: K.TASK,
+    doc: 'An open file descriptor.',
+    children: optional('fd'),
+    fields: [
+      ['fd', 'i32'],
+      ['fdKind', 'u32', '0 regular, 1 directory, 2 other'],
+      ['flags', 'u32', 'open(2) flags'],
+      ['mode', 'u32'],
+      ['cloexec', 'u32'],
+      ['devMajor', 'u32'],
+      ['devMinor', 'u32'],
+      ['pos', 'u64'],
+      ['inode', 'u64'],
+      ['size', 'u64'],
+      ['path', 'str'],
+    ],
   },
-  { kind: K.NOCR, name: 'NOCR', parent: K.TASK, doc: 'A reason the task cannot be checkpointed or restarted faithfully.', fields: [['pid', 'i32'], ['code', 'str'], ['text', 'str']] },
   {
-    kind: K.INDEX, name: 'INDEX', parent: 0,
+    kind: K.NOCR,
+    name: 'NOCR',
+    parent: K.TASK,
+    doc: 'A reason the task cannot be checkpointed or restarted faithfully.',
+    fields: [
+      ['pid', 'i32'],
+      ['code', 'str'],
+      ['text', 'str'],
+    ],
+  },
+  {
+    kind: K.INDEX,
+    name: 'INDEX',
+    parent: 0,
     doc: 'Index of PAGES records: count entries of INDEX_ENTRY {pid i32, npages u32, addr u64, offset u64 (of the record header)}, sorted by (pid order of TASK records, addr).',
-    fields: [['count', 'u32'], ['reserved', 'u32']],
+    fields: [
+      ['count', 'u32'],
+      ['reserved', 'u32'],
+    ],
   },
   {
-    kind: K.TRAILER, name: 'TRAILER', parent: 0, fixedLen: 32,
+    kind: K.TRAILER,
+    name: 'TRAILER',
+    parent: 0,
+    fixedLen: 32,
     doc: 'Last record: magic "CRMGEND\\0", number of records before it, offset of INDEX, XXH3-64 of the magic and every record header before the trailer.',
-    fields: [['tmagic', 'u64'], ['records', 'u64'], ['indexOffset', 'u64'], ['imageCsum', 'u64']],
+    fields: [
+      ['tmagic', 'u64'],
+      ['records', 'u64'],
+      ['indexOffset', 'u64'],
+      ['imageCsum', 'u64'],
+    ],
   },
 ];
 
 /** The top level of an image after the magic; counts are fields of the HEADER record. */
 export const IMAGE_GRAMMAR: readonly Child[] = [
-  { kind: K.HEADER, count: '1' }, { kind: K.NS, count: { field: 'nns' } }, { kind: K.TASK, count: { field: 'ntasks' } },
-  { kind: K.INDEX, count: '1' }, { kind: K.TRAILER, count: '1' },
+  { kind: K.HEADER, count: '1' },
+  { kind: K.NS, count: { field: 'nns' } },
+  { kind: K.TASK, count: { field: 'ntasks' } },
+  { kind: K.INDEX, count: '1' },
+  { kind: K.TRAILER, count: '1' },
 ];
 
 /** Every record kind, for the tables of docs/FORMAT.md in this order: each owner's optional kinds after the core
@@ -238,7 +449,12 @@ export function fieldOffset(kind: number, name: string): number {
 }
 
 /** The INDEX record: its two u32 fields, then `count` entries of this layout. */
-export const INDEX_ENTRY: readonly Field[] = [['pid', 'i32'], ['npages', 'u32'], ['addr', 'u64'], ['offset', 'u64', 'of the PAGES record\'s header']];
+export const INDEX_ENTRY: readonly Field[] = [
+  ['pid', 'i32'],
+  ['npages', 'u32'],
+  ['addr', 'u64'],
+  ['offset', 'u64', "of the PAGES record's header"],
+];
 /** Offsets of the INDEX entry's members. */
 export const IX = fieldOffsets(INDEX_ENTRY).at as Record<'pid' | 'npages' | 'addr' | 'offset', number>;
 export const INDEX_ENTRY_BYTES = fieldOffsets(INDEX_ENTRY).bytes;
@@ -264,13 +480,19 @@ export class Builder {
   buf: Uint8Array<ArrayBufferLike> = new Uint8Array(4096);
   dv: DataView<ArrayBufferLike> = new DataView(this.buf.buffer);
   len = 0;
-  reset(): this { this.len = 0; return this; }
+  reset(): this {
+    this.len = 0;
+    return this;
+  }
   /** When set, the builder writes into a foreign buffer (see attach) and cannot grow past this offset. */
   limit = -1;
   /** Write into `buf` (viewed by `dv`) from offset `at`, up to `limit`: a payload encoded in place.
    *  Running out of room throws NO_ROOM (the caller then encodes into its own builder). */
   attach(buf: Uint8Array, dv: DataView, at: number, limit: number): this {
-    this.buf = buf; this.dv = dv; this.len = at; this.limit = limit;
+    this.buf = buf;
+    this.dv = dv;
+    this.len = at;
+    this.limit = limit;
     return this;
   }
   /** Make room for n more bytes. */
@@ -281,12 +503,29 @@ export class Builder {
     while (cap < this.len + n) cap *= 2;
     const b = new Uint8Array(cap);
     b.set(this.buf.subarray(0, this.len));
-    this.buf = b; this.dv = new DataView(b.buffer);
+    this.buf = b;
+    this.dv = new DataView(b.buffer);
   }
-  u32(v: number): void { this.room(4); this.dv.setUint32(this.len, v >>> 0, true); this.len += 4; }
-  i32(v: number): void { this.room(4); this.dv.setInt32(this.len, v | 0, true); this.len += 4; }
-  u64(v: bigint): void { this.room(8); this.dv.setBigUint64(this.len, BigInt.asUintN(64, v), true); this.len += 8; }
-  bytes(b: Uint8Array): void { this.room(b.length); this.buf.set(b, this.len); this.len += b.length; }
+  u32(v: number): void {
+    this.room(4);
+    this.dv.setUint32(this.len, v >>> 0, true);
+    this.len += 4;
+  }
+  i32(v: number): void {
+    this.room(4);
+    this.dv.setInt32(this.len, v | 0, true);
+    this.len += 4;
+  }
+  u64(v: bigint): void {
+    this.room(8);
+    this.dv.setBigUint64(this.len, BigInt.asUintN(64, v), true);
+    this.len += 8;
+  }
+  bytes(b: Uint8Array): void {
+    this.room(b.length);
+    this.buf.set(b, this.len);
+    this.len += b.length;
+  }
   str(s: string): void {
     const n = s.length;
     this.room(4 + n * 3); // UTF-8: at most 3 bytes per UTF-16 unit
@@ -300,13 +539,19 @@ export class Builder {
         if (c >= 0x80) break;
         buf[o + i] = c;
       }
-      if (i === n) { this.dv.setUint32(this.len, n, true); this.len = o + n; return; }
+      if (i === n) {
+        this.dv.setUint32(this.len, n, true);
+        this.len = o + n;
+        return;
+      }
     }
     const { written } = te.encodeInto(s, this.buf.subarray(o));
     this.dv.setUint32(this.len, written, true);
     this.len = o + written;
   }
-  view(): Uint8Array { return this.buf.subarray(0, this.len); }
+  view(): Uint8Array {
+    return this.buf.subarray(0, this.len);
+  }
 }
 
 export type Fields = Record<string, unknown>;
@@ -316,17 +561,42 @@ function badField(def: RecordDef, name: string, v: unknown): never {
   throw new CrimgError('USAGE', `model field ${def.name}.${name} = ${String(v)} does not fit its ${type} record field`);
 }
 
-const T_U32 = 0, T_I32 = 1, T_U64 = 2, T_STR = 3, T_STRN = 4, T_U32A = 5, T_U64A = 6, T_STRA = 7, T_RAW = 8, T_U64T = 9;
+const T_U32 = 0,
+  T_I32 = 1,
+  T_U64 = 2,
+  T_STR = 3,
+  T_STRN = 4,
+  T_U32A = 5,
+  T_U64A = 6,
+  T_STRA = 7,
+  T_RAW = 8,
+  T_U64T = 9;
 const TYPE_CODE: Record<FieldType, number> = {
-  u32: T_U32, i32: T_I32, u64: T_U64, str: T_STR, strn: T_STRN, 'u32[]': T_U32A, 'u64[]': T_U64A, 'str[]': T_STRA, raw: T_RAW,
+  u32: T_U32,
+  i32: T_I32,
+  u64: T_U64,
+  str: T_STR,
+  strn: T_STRN,
+  'u32[]': T_U32A,
+  'u64[]': T_U64A,
+  'str[]': T_STRA,
+  raw: T_RAW,
 };
 /** Per record kind: field names and type codes, for the encoder's loop. */
-interface Plan { names: string[]; codes: number[]; tuples: (readonly string[] | undefined)[] }
+interface Plan {
+  names: string[];
+  codes: number[];
+  tuples: (readonly string[] | undefined)[];
+}
 const PLANS = new WeakMap<RecordDef, Plan>();
 function planOf(def: RecordDef): Plan {
   let p = PLANS.get(def);
   if (!p) {
-    p = { names: def.fields.map((f) => f[0]), codes: def.fields.map((f) => (f[3] ? T_U64T : TYPE_CODE[f[1]])), tuples: def.fields.map((f) => f[3]) };
+    p = {
+      names: def.fields.map((f) => f[0]),
+      codes: def.fields.map((f) => (f[3] ? T_U64T : TYPE_CODE[f[1]])),
+      tuples: def.fields.map((f) => f[3]),
+    };
     PLANS.set(def, p);
   }
   return p;
@@ -346,21 +616,54 @@ export function encodeFields(def: RecordDef, obj: Fields, b: Builder, extra?: Fi
     const name = names[i]!;
     const v = extra !== undefined && name in extra ? extra[name] : obj[name];
     switch (codes[i]) {
-      case T_U32: if (!(typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0xffffffff)) badField(def, name, v); b.u32(v as number); break;
-      case T_I32: if (!(typeof v === 'number' && Number.isInteger(v) && v >= -0x80000000 && v <= 0x7fffffff)) badField(def, name, v); b.i32(v as number); break;
+      case T_U32:
+        if (!(typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0xffffffff)) badField(def, name, v);
+        b.u32(v as number);
+        break;
+      case T_I32:
+        if (!(typeof v === 'number' && Number.isInteger(v) && v >= -0x80000000 && v <= 0x7fffffff)) badField(def, name, v);
+        b.i32(v as number);
+        break;
       case T_U64:
         if (typeof v !== 'bigint' || v < 0n || v > U64_MAX) badField(def, name, v);
-        b.room(8); b.dv.setBigUint64(b.len, v as bigint, true); b.len += 8;
+        b.room(8);
+        b.dv.setBigUint64(b.len, v as bigint, true);
+        b.len += 8;
         break;
-      case T_STR: b.str(v as string); break;
-      case T_STRN: if (v === null || v === undefined) b.u32(0xffffffff); else b.str(v as string); break;
-      case T_U32A: { const a = v as number[]; b.u32(a.length); for (const x of a) b.u32(x); break; }
-      case T_U64A: { const a = v as bigint[]; b.u32(a.length); b.room(8 * a.length); for (const x of a) b.u64(x); break; }
-      case T_STRA: { const a = v as string[]; b.u32(a.length); for (const x of a) b.str(x); break; }
-      case T_RAW: b.bytes(v as Uint8Array); break;
+      case T_STR:
+        b.str(v as string);
+        break;
+      case T_STRN:
+        if (v === null || v === undefined) b.u32(0xffffffff);
+        else b.str(v as string);
+        break;
+      case T_U32A: {
+        const a = v as number[];
+        b.u32(a.length);
+        for (const x of a) b.u32(x);
+        break;
+      }
+      case T_U64A: {
+        const a = v as bigint[];
+        b.u32(a.length);
+        b.room(8 * a.length);
+        for (const x of a) b.u64(x);
+        break;
+      }
+      case T_STRA: {
+        const a = v as string[];
+        b.u32(a.length);
+        for (const x of a) b.str(x);
+        break;
+      }
+      case T_RAW:
+        b.bytes(v as Uint8Array);
+        break;
       case T_U64T: {
-        const a = v as Record<string, bigint>[], of = tuples[i]!;
-        b.u32(a.length * of.length); b.room(8 * a.length * of.length);
+        const a = v as Record<string, bigint>[],
+          of = tuples[i]!;
+        b.u32(a.length * of.length);
+        b.room(8 * a.length * of.length);
         for (const x of a) {
           for (const m of of) {
             const e = x[m];
@@ -384,21 +687,29 @@ export function decodeFields(def: RecordDef, p: Uint8Array, baseOffset: number):
   const bad = (what: string): never => {
     throw new CrimgError('BAD_RECORD', `${def.name} record: ${what}`, { offset: baseOffset + o, kind: def.kind });
   };
-  const need = (n: number): void => { if (o + n > p.length) bad(`field runs past the payload end (${p.length} bytes)`); };
+  const need = (n: number): void => {
+    if (o + n > p.length) bad(`field runs past the payload end (${p.length} bytes)`);
+  };
   const str = (nullable: boolean): string | null => {
     need(4);
     const n = dv.getUint32(o, true);
-    if (nullable && n === 0xffffffff) { o += 4; return null; }
+    if (nullable && n === 0xffffffff) {
+      o += 4;
+      return null;
+    }
     if (n > MAX_STRING) bad(`string of ${n} bytes exceeds ${MAX_STRING}`);
-    o += 4; need(n);
-    const s = td.decode(p.subarray(o, o + n)); o += n;
+    o += 4;
+    need(n);
+    const s = td.decode(p.subarray(o, o + n));
+    o += n;
     return s;
   };
   const count = (item: number): number => {
     need(4);
     const n = dv.getUint32(o, true);
     if (n * item > p.length - o - 4) bad(`count ${n} exceeds the payload`);
-    o += 4; return n;
+    o += 4;
+    return n;
   };
   for (const [name, type, , of] of def.fields) {
     if (of) {
@@ -407,22 +718,68 @@ export function decodeFields(def: RecordDef, p: Uint8Array, baseOffset: number):
       const a: Record<string, bigint>[] = [];
       for (let i = 0; i < n; i += of.length) {
         const x: Record<string, bigint> = {};
-        for (const m of of) { x[m] = dv.getBigUint64(o, true); o += 8; }
+        for (const m of of) {
+          x[m] = dv.getBigUint64(o, true);
+          o += 8;
+        }
         a.push(x);
       }
       out[name] = a;
       continue;
     }
     switch (type) {
-      case 'u32': need(4); out[name] = dv.getUint32(o, true); o += 4; break;
-      case 'i32': need(4); out[name] = dv.getInt32(o, true); o += 4; break;
-      case 'u64': need(8); out[name] = dv.getBigUint64(o, true); o += 8; break;
-      case 'str': out[name] = str(false); break;
-      case 'strn': out[name] = str(true); break;
-      case 'u32[]': { const n = count(4); const a: number[] = []; for (let i = 0; i < n; i++) { a.push(dv.getUint32(o, true)); o += 4; } out[name] = a; break; }
-      case 'u64[]': { const n = count(8); const a: bigint[] = []; for (let i = 0; i < n; i++) { a.push(dv.getBigUint64(o, true)); o += 8; } out[name] = a; break; }
-      case 'str[]': { const n = count(4); const a: string[] = []; for (let i = 0; i < n; i++) a.push(str(false) as string); out[name] = a; break; }
-      case 'raw': out[name] = p.slice(o); o = p.length; break;
+      case 'u32':
+        need(4);
+        out[name] = dv.getUint32(o, true);
+        o += 4;
+        break;
+      case 'i32':
+        need(4);
+        out[name] = dv.getInt32(o, true);
+        o += 4;
+        break;
+      case 'u64':
+        need(8);
+        out[name] = dv.getBigUint64(o, true);
+        o += 8;
+        break;
+      case 'str':
+        out[name] = str(false);
+        break;
+      case 'strn':
+        out[name] = str(true);
+        break;
+      case 'u32[]': {
+        const n = count(4);
+        const a: number[] = [];
+        for (let i = 0; i < n; i++) {
+          a.push(dv.getUint32(o, true));
+          o += 4;
+        }
+        out[name] = a;
+        break;
+      }
+      case 'u64[]': {
+        const n = count(8);
+        const a: bigint[] = [];
+        for (let i = 0; i < n; i++) {
+          a.push(dv.getBigUint64(o, true));
+          o += 8;
+        }
+        out[name] = a;
+        break;
+      }
+      case 'str[]': {
+        const n = count(4);
+        const a: string[] = [];
+        for (let i = 0; i < n; i++) a.push(str(false) as string);
+        out[name] = a;
+        break;
+      }
+      case 'raw':
+        out[name] = p.slice(o);
+        o = p.length;
+        break;
     }
   }
   if (def.kind !== K.PAGES && def.kind !== K.INDEX && o !== p.length) bad(`${p.length - o} unexpected bytes after the last field`);

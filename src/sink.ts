@@ -22,13 +22,19 @@ export interface Sink {
 
 export type SinkTarget = string | number | Writable | MemorySink | Sink;
 
-export interface SinkOptions { fsync?: boolean }
+export interface SinkOptions {
+  fsync?: boolean;
+}
 
 class FdSink implements Sink {
   written = 0;
   /** Set by hole(): from then on writes are positioned (pwrite at `written`) and close() sets the final size. */
   private positioned = false;
-  constructor(readonly fd: number, readonly what: string, readonly fsync = false) {}
+  constructor(
+    readonly fd: number,
+    readonly what: string,
+    readonly fsync = false,
+  ) {}
   write(b: Uint8Array): void {
     let off = 0;
     try {
@@ -51,8 +57,14 @@ class FdSink implements Sink {
     return new Promise((resolve, reject) => {
       const go = (off: number): void => {
         nodeFs().write(this.fd, b, off, b.length - off, at === null ? null : at + off, (e, n) => {
-          if (e) { reject(ioError(`writing ${this.what}`, e)); return; }
-          if (off + n < b.length) { go(off + n); return; }
+          if (e) {
+            reject(ioError(`writing ${this.what}`, e));
+            return;
+          }
+          if (off + n < b.length) {
+            go(off + n);
+            return;
+          }
           this.written += b.length;
           resolve();
         });
@@ -66,10 +78,24 @@ class FdSink implements Sink {
     this.written += n;
   }
   async close(): Promise<void> {
-    if (this.positioned) { try { nodeFs().ftruncateSync(this.fd, this.written); } catch (e) { throw ioError(`sizing ${this.what}`, e); } }
-    if (this.fsync) { try { nodeFs().fsyncSync(this.fd); } catch (e) { throw ioError(`fsync ${this.what}`, e); } }
+    if (this.positioned) {
+      try {
+        nodeFs().ftruncateSync(this.fd, this.written);
+      } catch (e) {
+        throw ioError(`sizing ${this.what}`, e);
+      }
+    }
+    if (this.fsync) {
+      try {
+        nodeFs().fsyncSync(this.fd);
+      } catch (e) {
+        throw ioError(`fsync ${this.what}`, e);
+      }
+    }
   }
-  abort(): void { /* caller owns the fd */ }
+  abort(): void {
+    /* caller owns the fd */
+  }
 }
 
 /** Writes a path atomically: temp file in the same directory, then rename. Devices and FIFOs are written directly. */
@@ -82,13 +108,20 @@ export class FileSink implements Sink {
   /** abort() was called with a write in flight: it runs when that write is done. */
   private abortLater = false;
 
-  constructor(readonly dest: string, readonly opts: SinkOptions = {}) {
+  constructor(
+    readonly dest: string,
+    readonly opts: SinkOptions = {},
+  ) {
     let direct = false;
     try {
       const st = nodeFs().statSync(dest);
       direct = !st.isFile();
-    } catch { /* does not exist yet */ }
-    this.tmp = direct ? null : nodePath().join(nodePath().dirname(dest), `.${nodePath().basename(dest)}.tmp-${pid()}-${Math.random().toString(36).slice(2, 10)}`);
+    } catch {
+      /* does not exist yet */
+    }
+    this.tmp = direct
+      ? null
+      : nodePath().join(nodePath().dirname(dest), `.${nodePath().basename(dest)}.tmp-${pid()}-${Math.random().toString(36).slice(2, 10)}`);
     let fd: number;
     try {
       fd = nodeFs().openSync(this.tmp ?? dest, direct ? 'w' : 'wx+', 0o644); // readable too: live dump patches its header before close
@@ -98,10 +131,16 @@ export class FileSink implements Sink {
     this.inner = new FdSink(fd, dest, !!opts.fsync && !direct);
     if (!direct) this.writeAsync = (b) => this.writeInPool(b);
   }
-  get written(): number { return this.inner.written; }
+  get written(): number {
+    return this.inner.written;
+  }
   /** The descriptor being written (the temporary file until close); for in-place patches before close. */
-  get fd(): number { return this.inner.fd; }
-  write(b: Uint8Array): void { this.inner.write(b); }
+  get fd(): number {
+    return this.inner.fd;
+  }
+  write(b: Uint8Array): void {
+    this.inner.write(b);
+  }
   /**
    * Regular files only (absent for devices and FIFOs: writing to /dev/null is faster in place). Write b on libuv's
    * thread pool, so that the caller can prepare the next bytes meanwhile (the writer uses it with two output buffers
@@ -111,11 +150,17 @@ export class FileSink implements Sink {
   readonly writeAsync?: (b: Uint8Array) => Promise<void>;
   private writeInPool(b: Uint8Array): Promise<void> {
     const p = this.inner.writeAsync(b);
-    const settled = p.then(() => undefined, () => undefined);
+    const settled = p.then(
+      () => undefined,
+      () => undefined,
+    );
     this.inflight = settled;
     void settled.then(() => {
       if (this.inflight === settled) this.inflight = null;
-      if (this.abortLater) { this.abortLater = false; this.abort(); }
+      if (this.abortLater) {
+        this.abortLater = false;
+        this.abort();
+      }
     });
     return p;
   }
@@ -125,7 +170,10 @@ export class FileSink implements Sink {
   }
   /** A hole of n zero bytes: sparse in the temporary regular file, written as zeros on devices and FIFOs. */
   skip(n: number): void {
-    if (this.tmp) { this.inner.hole(n); return; }
+    if (this.tmp) {
+      this.inner.hole(n);
+      return;
+    }
     const z = new Uint8Array(Math.min(n, 1 << 20));
     for (let left = n; left > 0; left -= z.length) this.inner.write(left >= z.length ? z : z.subarray(0, left));
   }
@@ -140,7 +188,11 @@ export class FileSink implements Sink {
         nodeFs().renameSync(this.tmp, this.dest);
         if (this.opts.fsync) {
           const dfd = nodeFs().openSync(nodePath().dirname(this.dest), 'r');
-          try { nodeFs().fsyncSync(dfd); } finally { nodeFs().closeSync(dfd); }
+          try {
+            nodeFs().fsyncSync(dfd);
+          } finally {
+            nodeFs().closeSync(dfd);
+          }
         }
       }
     } catch (e) {
@@ -149,9 +201,25 @@ export class FileSink implements Sink {
     }
   }
   abort(): void {
-    if (this.inflight) { this.abortLater = true; return; }
-    if (!this.closed) { try { nodeFs().closeSync(this.inner.fd); } catch { /* ignore */ } this.closed = true; }
-    if (this.tmp) { try { nodeFs().unlinkSync(this.tmp); } catch { /* ignore */ } }
+    if (this.inflight) {
+      this.abortLater = true;
+      return;
+    }
+    if (!this.closed) {
+      try {
+        nodeFs().closeSync(this.inner.fd);
+      } catch {
+        /* ignore */
+      }
+      this.closed = true;
+    }
+    if (this.tmp) {
+      try {
+        nodeFs().unlinkSync(this.tmp);
+      } catch {
+        /* ignore */
+      }
+    }
   }
 }
 
@@ -159,14 +227,24 @@ export class FileSink implements Sink {
 export class MemorySink implements Sink {
   private chunks: Uint8Array[] = [];
   written = 0;
-  write(b: Uint8Array): void { this.chunks.push(b.slice()); this.written += b.length; }
-  async close(): Promise<void> { /* nothing */ }
-  abort(): void { this.chunks = []; }
+  write(b: Uint8Array): void {
+    this.chunks.push(b.slice());
+    this.written += b.length;
+  }
+  async close(): Promise<void> {
+    /* nothing */
+  }
+  abort(): void {
+    this.chunks = [];
+  }
   /** The bytes written, concatenated. */
   bytes(): Uint8Array {
     const out = new Uint8Array(this.written);
     let o = 0;
-    for (const c of this.chunks) { out.set(c, o); o += c.length; }
+    for (const c of this.chunks) {
+      out.set(c, o);
+      o += c.length;
+    }
     this.chunks = [out];
     return out;
   }
@@ -178,10 +256,21 @@ class StreamSink implements Sink {
   write(b: Uint8Array): void | Promise<void> {
     this.written += b.length;
     const ok = this.s.write(b.slice()); // copy: the caller reuses its buffer
-    if (!ok) return new Promise((res, rej) => { this.s.once('drain', res); this.s.once('error', rej); });
+    if (!ok)
+      return new Promise((res, rej) => {
+        this.s.once('drain', res);
+        this.s.once('error', rej);
+      });
   }
-  async close(): Promise<void> { await new Promise<void>((res, rej) => { this.s.end(res); this.s.once('error', rej); }); }
-  abort(): void { this.s.destroy(); }
+  async close(): Promise<void> {
+    await new Promise<void>((res, rej) => {
+      this.s.end(res);
+      this.s.once('error', rej);
+    });
+  }
+  abort(): void {
+    this.s.destroy();
+  }
 }
 
 function isSink(x: unknown): x is Sink {

@@ -21,7 +21,12 @@ export type SourceTarget = string | number | Uint8Array | Source;
 class FdSource implements Source {
   /** node:fs, looked up once rather than on every read. */
   private readonly fs = nodeFs();
-  constructor(readonly fd: number, readonly name: string, readonly size: number, private readonly owned: boolean) {}
+  constructor(
+    readonly fd: number,
+    readonly name: string,
+    readonly size: number,
+    private readonly owned: boolean,
+  ) {}
   /** Straight into dst (typically kernel memory): no intermediate buffer, one read(2) per call when possible. */
   pread(dst: Uint8Array, pos: number): number {
     let got = 0;
@@ -41,27 +46,43 @@ class FdSource implements Source {
       let got = 0;
       const step = (): void => {
         this.fs.read(this.fd, dst, got, dst.length - got, pos + got, (err, n) => {
-          if (err) { reject(ioError(`reading ${this.name}`, err)); return; }
+          if (err) {
+            reject(ioError(`reading ${this.name}`, err));
+            return;
+          }
           got += n;
-          if (n === 0 || got >= dst.length) resolve(got); else step();
+          if (n === 0 || got >= dst.length) resolve(got);
+          else step();
         });
       };
       step();
     });
   }
-  close(): void { if (this.owned) { try { this.fs.closeSync(this.fd); } catch { /* ignore */ } } }
+  close(): void {
+    if (this.owned) {
+      try {
+        this.fs.closeSync(this.fd);
+      } catch {
+        /* ignore */
+      }
+    }
+  }
 }
 
 class MemSource implements Source {
   readonly name = 'memory';
   constructor(readonly buf: Uint8Array) {}
-  get size(): number { return this.buf.length; }
+  get size(): number {
+    return this.buf.length;
+  }
   pread(dst: Uint8Array, pos: number): number {
     const n = Math.max(0, Math.min(dst.length, this.buf.length - pos));
     dst.set(this.buf.subarray(pos, pos + n));
     return n;
   }
-  close(): void { /* nothing */ }
+  close(): void {
+    /* nothing */
+  }
 }
 
 export function openSource(t: SourceTarget): Source {
@@ -72,9 +93,16 @@ export function openSource(t: SourceTarget): Source {
   }
   if (typeof t === 'string') {
     let fd: number;
-    try { fd = nodeFs().openSync(t, 'r'); } catch (e) { throw ioError(`cannot open ${t}`, e); }
+    try {
+      fd = nodeFs().openSync(t, 'r');
+    } catch (e) {
+      throw ioError(`cannot open ${t}`, e);
+    }
     const st = nodeFs().fstatSync(fd);
-    if (st.isDirectory()) { nodeFs().closeSync(fd); throw new CrimgError('IO', `${t} is a directory`); }
+    if (st.isDirectory()) {
+      nodeFs().closeSync(fd);
+      throw new CrimgError('IO', `${t} is a directory`);
+    }
     return new FdSource(fd, t, st.size, true);
   }
   return t;

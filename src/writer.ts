@@ -8,12 +8,25 @@ import { CrimgError } from './errors.js';
 import { kernels } from './kernels/index.js';
 import { type Kernels, REGSET_RECORD_BYTES } from './kernels/api.js';
 import { claimRegion, claimSlot, releaseRegion, releaseSlot } from './kernels/arena.js';
+import { type Model, type Task, type Vma, NS_KINDS } from './model.js';
 import {
-  type Model, type Task, type Vma, NS_KINDS,
-} from './model.js';
-import {
-  Builder, CHECKSUM_XXH3_64, FORMAT_MAJOR, FORMAT_MINOR, K, MAGIC, PAGE_SIZE, RECORD_BY_KIND, RUN_PAGES,
-  RECORD_HEADER_BYTES, TRAILER_MAGIC, encodeFields, pad8, type Fields, INDEX_ENTRY_BYTES, IX, NO_ROOM,
+  Builder,
+  CHECKSUM_XXH3_64,
+  FORMAT_MAJOR,
+  FORMAT_MINOR,
+  K,
+  MAGIC,
+  PAGE_SIZE,
+  RECORD_BY_KIND,
+  RUN_PAGES,
+  RECORD_HEADER_BYTES,
+  TRAILER_MAGIC,
+  encodeFields,
+  pad8,
+  type Fields,
+  INDEX_ENTRY_BYTES,
+  IX,
+  NO_ROOM,
 } from './schema.js';
 import { type Sink, type SinkOptions, type SinkTarget, openSink } from './sink.js';
 import { KINDS_OF } from './kinds/index.js';
@@ -30,7 +43,12 @@ export interface WriteOptions extends SinkOptions {
   onProgress?: (bytesWritten: number) => void;
 }
 
-export interface IndexEntry { pid: number; npages: number; addr: bigint; offset: number }
+export interface IndexEntry {
+  pid: number;
+  npages: number;
+  addr: bigint;
+  offset: number;
+}
 
 export interface WriteResult {
   bytes: number;
@@ -48,13 +66,16 @@ const MAGIC_BYTES = ((): Uint8Array => {
   const b = new Uint8Array(8);
   b.set(new TextEncoder().encode(MAGIC), 0);
   new DataView(b.buffer).setUint16(4, ARCH_X86_64, true);
-  b[6] = FORMAT_MAJOR; b[7] = FORMAT_MINOR;
+  b[6] = FORMAT_MAJOR;
+  b[7] = FORMAT_MINOR;
   return b;
 })();
 
 /** Builders are reused across writers: a fresh ArrayBuffer per image costs more than writing a small image. */
 const builders: Builder[] = [];
-function takeBuilder(): Builder { return builders.pop() ?? new Builder(); }
+function takeBuilder(): Builder {
+  return builders.pop() ?? new Builder();
+}
 const inPlace = new Builder();
 
 /**
@@ -89,7 +110,10 @@ export class RecordWriter {
   private readonly wb = inPlace;
   private closed = false;
 
-  constructor(readonly sink: Sink, k?: Kernels) {
+  constructor(
+    readonly sink: Sink,
+    k?: Kernels,
+  ) {
     this.k = k ?? kernels();
     this.out = claimRegion(this.k, OUT_CAP + MAX_PAGES_RECORD);
     this.inp = claimRegion(this.k, 4096 + Math.ceil(RUN_PAGES / 64) * 8);
@@ -108,7 +132,9 @@ export class RecordWriter {
   }
 
   /** Offset in the image of the next byte to be written. */
-  get offset(): number { return this.flushed + this.cur; }
+  get offset(): number {
+    return this.flushed + this.cur;
+  }
 
   private async room(n: number): Promise<void> {
     if (this.cur + n > OUT_CAP) await this.flush();
@@ -124,7 +150,9 @@ export class RecordWriter {
       // one write in flight at a time: wait for the other region's, then swap regions
       await this.settle();
       const p = (this.sink as OverlapSink).writeAsync(view);
-      p.catch(() => { /* awaited by settle() */ });
+      p.catch(() => {
+        /* awaited by settle() */
+      });
       this.pending = p;
       [this.out, this.alt] = [this.alt, this.out];
       return;
@@ -245,7 +273,8 @@ export class RecordWriter {
     const npagesVma = Number((vma.end - vma.start) / BigInt(PAGE_SIZE));
     const it = vma.pages.runs(npagesVma)[Symbol.iterator]();
     let last = -1;
-    let end = 0, p = 0; // the current run ends at `end`; next page p
+    let end = 0,
+      p = 0; // the current run ends at `end`; next page p
     const step = (): void | Promise<void> => {
       for (;;) {
         if (p >= end) {
@@ -255,14 +284,20 @@ export class RecordWriter {
           if (f < 0 || count <= 0 || f + count > npagesVma || f < last) {
             throw new CrimgError('INTERNAL', `page source of VMA ${vma.start.toString(16)} gave a bad run [${f}, +${count})`);
           }
-          end = f + count; p = f; last = end;
+          end = f + count;
+          p = f;
+          last = end;
           continue;
         }
         const n = Math.min(RUN_PAGES, end - p);
         const at = p;
         p += n;
         const w = this.pageRun(pid, vma, at, n);
-        if (w) return w.then(() => { onProgress?.(this.offset); return step(); });
+        if (w)
+          return w.then(() => {
+            onProgress?.(this.offset);
+            return step();
+          });
         onProgress?.(this.offset);
       }
     };
@@ -271,7 +306,8 @@ export class RecordWriter {
 
   private pageRun(pid: number, vma: Vma, first: number, n: number): void | Promise<void> {
     const bmBytes = Math.ceil(n / 64) * 8;
-    if (this.cur + RECORD_HEADER_BYTES + 16 + n * PAGE_SIZE + bmBytes > OUT_CAP) return this.flush().then(() => this.pageRunNow(pid, vma, first, n));
+    if (this.cur + RECORD_HEADER_BYTES + 16 + n * PAGE_SIZE + bmBytes > OUT_CAP)
+      return this.flush().then(() => this.pageRunNow(pid, vma, first, n));
     this.pageRunNow(pid, vma, first, n);
   }
 
@@ -322,7 +358,10 @@ export class RecordWriter {
   }
 
   private async bigRecord(kind: number, payload: Uint8Array): Promise<void> {
-    if (RECORD_HEADER_BYTES + pad8(payload.length) <= OUT_CAP) { await this.raw(kind, payload); return; }
+    if (RECORD_HEADER_BYTES + pad8(payload.length) <= OUT_CAP) {
+      await this.raw(kind, payload);
+      return;
+    }
     // Hash and write the payload in pieces through the out buffer.
     await this.flush();
     await this.settle();
@@ -334,7 +373,9 @@ export class RecordWriter {
     k.xxh3Init(this.recSlot);
     const hdr = new Uint8Array(RECORD_HEADER_BYTES);
     const hdv = new DataView(hdr.buffer);
-    hdv.setUint16(0, kind, true); hdv.setUint16(2, 0, true); hdv.setUint32(4, len, true);
+    hdv.setUint16(0, kind, true);
+    hdv.setUint16(2, 0, true);
+    hdv.setUint32(4, len, true);
     for (let o = 0; o < padded; o += OUT_CAP) {
       const piece = full.subarray(o, Math.min(padded, o + OUT_CAP));
       k.u8().set(piece, this.out);
@@ -346,8 +387,10 @@ export class RecordWriter {
     k.u8().set(hdr, this.out);
     k.xxh3Update(this.imgSlot, this.out, RECORD_HEADER_BYTES);
     this.records++;
-    const w1 = this.sink.write(hdr); if (w1) await w1;
-    const w2 = this.sink.write(full); if (w2) await w2;
+    const w1 = this.sink.write(hdr);
+    if (w1) await w1;
+    const w2 = this.sink.write(full);
+    if (w2) await w2;
     this.flushed += RECORD_HEADER_BYTES + padded;
   }
 
@@ -390,19 +433,34 @@ function writeKinds<O extends OwnerName>(w: RecordWriter, owner: O, o: Owners[O]
 /** Emit the records of one task subtree (TASK ... NOCR). */
 async function writeTask(w: RecordWriter, t: Task, onProgress?: (n: number) => void): Promise<void> {
   let p: void | Promise<void>;
-  if ((p = w.record(K.TASK, t as unknown as Fields, 0, {
-    nthreads: t.threads.length, nfiles: t.files.length, nnocr: t.nocr.length, hasMm: t.mm ? 1 : 0,
-  }))) await p;
+  if (
+    (p = w.record(K.TASK, t as unknown as Fields, 0, {
+      nthreads: t.threads.length,
+      nfiles: t.files.length,
+      nnocr: t.nocr.length,
+      hasMm: t.mm ? 1 : 0,
+    }))
+  )
+    await p;
   if ((p = w.record(K.CREDS, t.creds as unknown as Fields))) await p;
   if ((p = w.record(K.RLIMITS, { limits: t.rlimits.flatMap((r) => [r.cur, r.max]) }))) await p;
   if ((p = w.record(K.NSIDS, t.ns as unknown as Fields))) await p;
   if ((p = writeKinds(w, 'task', t))) await p;
   for (const th of t.threads) {
-    if ((p = w.record(K.THREAD, {
-      tid: th.tid, thFlags: (th.xstate ? 1 : 0) | (th.rseq ? 2 : 0), sigmask: th.sigmask, sigpending: th.sigpending,
-      rseqPtr: th.rseq?.ptr ?? 0n, rseqLen: th.rseq?.len ?? 0, rseqSig: th.rseq?.sig ?? 0, rseqFlags: th.rseq?.flags ?? 0,
-      state: th.state,
-    }))) await p;
+    if (
+      (p = w.record(K.THREAD, {
+        tid: th.tid,
+        thFlags: (th.xstate ? 1 : 0) | (th.rseq ? 2 : 0),
+        sigmask: th.sigmask,
+        sigpending: th.sigpending,
+        rseqPtr: th.rseq?.ptr ?? 0n,
+        rseqLen: th.rseq?.len ?? 0,
+        rseqSig: th.rseq?.sig ?? 0,
+        rseqFlags: th.rseq?.flags ?? 0,
+        state: th.state,
+      }))
+    )
+      await p;
     if (th.regs.length !== 27) throw new CrimgError('INTERNAL', `thread ${th.tid}: ${th.regs.length} registers, expected 27`);
     if (th.fpu.length !== 512) throw new CrimgError('INTERNAL', `thread ${th.tid}: FXSAVE area of ${th.fpu.length} bytes, expected 512`);
     if ((p = w.regset(th.regs, th.fpu))) await p;
@@ -436,21 +494,39 @@ export async function writeImage(model: Model, target: SinkTarget, opts: WriteOp
     const h = model.header;
     let p: void | Promise<void>;
     const u = h.uts;
-    if ((p = w.record(K.HEADER, h as unknown as Fields, 0, {
-      sysname: u.sysname, nodename: u.nodename, release: u.release, version: u.version, machine: u.machine, domainname: u.domainname,
-      ntasks: model.tasks.length, nns: model.namespaces.length, checksumAlgo: CHECKSUM_XXH3_64, pageSize: PAGE_SIZE,
-    }))) await p;
+    if (
+      (p = w.record(K.HEADER, h as unknown as Fields, 0, {
+        sysname: u.sysname,
+        nodename: u.nodename,
+        release: u.release,
+        version: u.version,
+        machine: u.machine,
+        domainname: u.domainname,
+        ntasks: model.tasks.length,
+        nns: model.namespaces.length,
+        checksumAlgo: CHECKSUM_XXH3_64,
+        pageSize: PAGE_SIZE,
+      }))
+    )
+      await p;
     for (const ns of model.namespaces) {
       const hasUts = ns.nodename !== undefined || ns.domainname !== undefined;
-      if ((p = w.record(K.NS, {
-        nsKind: NS_KINDS.indexOf(ns.kind), nsFlags: hasUts ? 1 : 0, id: ns.id,
-        nodename: ns.nodename ?? '', domainname: ns.domainname ?? '',
-      }))) await p;
+      if (
+        (p = w.record(K.NS, {
+          nsKind: NS_KINDS.indexOf(ns.kind),
+          nsFlags: hasUts ? 1 : 0,
+          id: ns.id,
+          nodename: ns.nodename ?? '',
+          domainname: ns.domainname ?? '',
+        }))
+      )
+        await p;
     }
     for (const t of model.tasks) await writeTask(w, t, opts.onProgress);
     return await w.finish();
   } catch (e) {
-    if (w) await w.abortWhenIdle(); else sink.abort();
+    if (w) await w.abortWhenIdle();
+    else sink.abort();
     throw e;
   }
 }

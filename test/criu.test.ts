@@ -511,7 +511,10 @@ describe('the kinds of optional state and their CRIU mapping', () => {
     expect(mapped.filter((r) => CRIU_UNMAPPED.includes(r))).toEqual([]);
     expect([...mapped, ...CRIU_UNMAPPED].filter((r) => !RECORDS.some((x) => x.name === r))).toEqual([]);
     const known = new Set<string>([...mapped, ...CRIU_UNMAPPED]);
-    expect(optional.filter((r) => !known.has(r)), 'map each new kind or list it in CRIU_UNMAPPED').toEqual([]);
+    expect(
+      optional.filter((r) => !known.has(r)),
+      'map each new kind or list it in CRIU_UNMAPPED',
+    ).toEqual([]);
     const doc = fs.readFileSync(new URL('../docs/CRIU.md', import.meta.url), 'utf8');
     expect(doc).toContain('## Kinds of optional state');
     const table = doc.slice(doc.indexOf('## Kinds of optional state'));
@@ -521,15 +524,18 @@ describe('the kinds of optional state and their CRIU mapping', () => {
   it('each mapping is a src/kinds/<dir>/criu.ts importing only src/criu, model, schema, errors; src/criu: no live, no restore', () => {
     const dirs = fs.readdirSync(path.join(src, 'kinds')).filter((d) => fs.existsSync(path.join(src, 'kinds', d, 'criu.ts')));
     expect(dirs.length).toBe(CRIU_KINDS.length);
-    const importsOf = (f: string): string[] => [...fs.readFileSync(f, 'utf8').matchAll(/^import\s(?:[^;]*? from )?'([^']+)';/gm)]
-      .map((m) => m[1]!);
+    const importsOf = (f: string): string[] =>
+      [...fs.readFileSync(f, 'utf8').matchAll(/^import\s(?:[^;]*? from )?'([^']+)';/gm)].map((m) => m[1]!);
     for (const d of dirs) {
       const allowed = /^\.\.\/\.\.\/(criu\/[\w-]+|model|schema|errors)\.js$/;
       const bad = importsOf(path.join(src, 'kinds', d, 'criu.ts')).filter((i) => !allowed.test(i));
       expect(bad, `src/kinds/${d}/criu.ts`).toEqual([]);
     }
     for (const f of fs.readdirSync(path.join(src, 'criu'))) {
-      expect(importsOf(path.join(src, 'criu', f)).filter((i) => /\/(live|restore)\//.test(i)), `src/criu/${f}`).toEqual([]);
+      expect(
+        importsOf(path.join(src, 'criu', f)).filter((i) => /\/(live|restore)\//.test(i)),
+        `src/criu/${f}`,
+      ).toEqual([]);
     }
   });
 
@@ -568,22 +574,33 @@ describe('the kinds of optional state and their CRIU mapping', () => {
       expect(a2.threads.map((t) => t.sigaltstack)).toEqual([a.threads[0]!.sigaltstack, a.threads[1]!.sigaltstack, undefined]);
       expect(b2.files.find((f) => f.fd === reg.fd)!.locks).toEqual(reg.locks);
       expect([...a2.files, ...b2.files].filter((f) => f.locks).length).toBe(1);
-    } finally { back.close(); }
+    } finally {
+      back.close();
+    }
   });
 
   it('filelocks.img entries import cannot take become FILE_LOCK reasons, in file order; the others go on their fds', async () => {
     const { generate } = await import('../src/gen/generate.js');
     const model = generate({ seed: 6, size: 128 * 1024, tasks: 1, files: 3 });
     const t = model.tasks[0]!;
-    const [f1, f2] = t.files.filter((f) => f.kind === FdKind.REGULAR) as [typeof t.files[0], typeof t.files[0]];
+    const [f1, f2] = t.files.filter((f) => f.kind === FdKind.REGULAR) as [(typeof t.files)[0], (typeof t.files)[0]];
     const out = path.join(dir, 'locks-bad.criu');
     await toCriuImages(model, out);
-    const e = (flag: number, fd: number, start: bigint, len: bigint, type = 1): ['file_lock_entry', Json] => (
-      ['file_lock_entry', { flag, type, pid: t.pid, fd, start, len }]);
-    fs.writeFileSync(path.join(out, 'filelocks.img'), imageBytes('FILE_LOCKS', [
-      e(1, f2.fd, 10n, 5n), e(8, f1.fd, 0n, 0n), e(2, 77, 0n, 0n), e(1, f1.fd, -1n, 0n), e(4, f2.fd, 0n, 0n, 0),
-      ['file_lock_entry', { flag: 1, type: 1, pid: t.pid + 1000, fd: f1.fd, start: 0n, len: 0n }],
-    ]));
+    const e = (flag: number, fd: number, start: bigint, len: bigint, type = 1): ['file_lock_entry', Json] => [
+      'file_lock_entry',
+      { flag, type, pid: t.pid, fd, start, len },
+    ];
+    fs.writeFileSync(
+      path.join(out, 'filelocks.img'),
+      imageBytes('FILE_LOCKS', [
+        e(1, f2.fd, 10n, 5n),
+        e(8, f1.fd, 0n, 0n),
+        e(2, 77, 0n, 0n),
+        e(1, f1.fd, -1n, 0n),
+        e(4, f2.fd, 0n, 0n, 0),
+        ['file_lock_entry', { flag: 1, type: 1, pid: t.pid + 1000, fd: f1.fd, start: 0n, len: 0n }],
+      ]),
+    );
     const back = fromCriuImages(out);
     try {
       const b = back.model.tasks[0]!;
@@ -594,9 +611,12 @@ describe('the kinds of optional state and their CRIU mapping', () => {
       ]);
       expect(b.files.find((f) => f.fd === f1.fd)!.locks).toBeUndefined();
       expect(b.files.find((f) => f.fd === f2.fd)!.locks).toEqual([
-        { kind: 2, write: true, start: 10n, end: 14n }, { kind: 3, write: false, start: 0n, end: 0xffffffffffffffffn },
+        { kind: 2, write: true, start: 10n, end: 14n },
+        { kind: 3, write: false, start: 0n, end: 0xffffffffffffffffn },
       ]);
-    } finally { back.close(); }
+    } finally {
+      back.close();
+    }
   });
 });
 

@@ -29,10 +29,7 @@ describe('ELF streaming', () => {
       const r = spawnSync(
         process.execPath,
         ['--input-type=module', '-e', script, path.join(dir, 'big.core'), path.join(dir, 'big.crimg')],
-        {
-          cwd: path.resolve(__dirname, '..'),
-          timeout: 300_000,
-        },
+        { cwd: path.resolve(__dirname, '..'), timeout: 300_000 },
       );
       expect(r.status, r.stderr.toString()).toBe(0);
       const out = JSON.parse(r.stdout.toString());

@@ -3,7 +3,16 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import {
-  CrimgError, MemorySink, RecordKind as K, RecordWriter, kernels, readImage, verifyImage, verifyImageAsync, writeImage, openImage,
+  CrimgError,
+  MemorySink,
+  RecordKind as K,
+  RecordWriter,
+  kernels,
+  readImage,
+  verifyImage,
+  verifyImageAsync,
+  writeImage,
+  openImage,
 } from '../src/index.js';
 import { claimRegion, releaseRegion } from '../src/kernels/arena.js';
 import { ERROR_CODES } from '../src/errors.js';
@@ -18,7 +27,9 @@ async function toBytes(model = smallModel()): Promise<Uint8Array> {
 }
 
 function codeOf(f: () => unknown): string {
-  try { f(); } catch (e) {
+  try {
+    f();
+  } catch (e) {
     if (e instanceof CrimgError) return e.code;
     throw e;
   }
@@ -31,7 +42,8 @@ function recordOffsets(b: Uint8Array): { off: number; kind: number; len: number 
   const out = [];
   let o = 8;
   while (o < b.length) {
-    const kind = dv.getUint16(o, true), len = dv.getUint32(o + 4, true);
+    const kind = dv.getUint16(o, true),
+      len = dv.getUint32(o + 4, true);
     out.push({ off: o, kind, len });
     o += 16 + ((len + 7) & ~7);
   }
@@ -48,7 +60,9 @@ describe('round trips', () => {
       const img = readImage(bytes);
       expect(flatten(img.model, k, scratch)).toEqual(flatten(model, k, scratch));
       img.close();
-    } finally { releaseRegion(k, scratch); }
+    } finally {
+      releaseRegion(k, scratch);
+    }
   });
 
   it('image -> model -> image is byte-identical', async () => {
@@ -68,7 +82,9 @@ describe('round trips', () => {
       expect(fs.statSync(file).size).toBe(r.bytes);
       expect(Buffer.from(fs.readFileSync(file)).equals(Buffer.from(await toBytes(smallModel(9))))).toBe(true);
       expect(verifyImage(file).stats.records).toBe(r.records);
-    } finally { fs.rmSync(dir, { recursive: true, force: true }); }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('readMemory returns stored bytes, zeros for zero and absent pages, and refuses unmapped ranges', async () => {
@@ -87,7 +103,10 @@ describe('round trips', () => {
       expect(codeOf(() => img.readMemory(100, 0x500000n, 16))).toBe('UNMAPPED');
       expect(codeOf(() => img.readMemory(100, 0x600000n + 8n * 4096n - 8n, 16))).toBe('UNMAPPED');
       expect(codeOf(() => img.readMemory(999, 0x600000n, 16))).toBe('NOT_FOUND');
-    } finally { releaseRegion(k, scratch); img.close(); }
+    } finally {
+      releaseRegion(k, scratch);
+      img.close();
+    }
   });
 });
 
@@ -122,10 +141,16 @@ describe('records read ahead (fetchRun, two slots)', () => {
       const r2 = img2.model.tasks.flatMap((t) => t.mm!.vmas.flatMap((v) => img2.runsOf(v))).filter((x) => x.nstored > 0)[1]!;
       await img2.fetchRun(r2, 1);
       let err: unknown;
-      try { img2.loadRun(r2, 1); } catch (e) { err = e; }
+      try {
+        img2.loadRun(r2, 1);
+      } catch (e) {
+        err = e;
+      }
       expect((err as { code?: string }).code).toBe('CHECKSUM_MISMATCH');
       img2.close();
-    } finally { fs.rmSync(dir, { recursive: true, force: true }); }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
@@ -158,7 +183,11 @@ describe('corruption', () => {
     const bytes = await toBytes();
     const recs = recordOffsets(bytes);
     expect(recs.length).toBeGreaterThan(20);
-    for (const r of recs) expect(codeOf(() => verifyImage(bytes.subarray(0, r.off))), `cut at ${r.off}`).toBe('TRUNCATED');
+    for (const r of recs)
+      expect(
+        codeOf(() => verifyImage(bytes.subarray(0, r.off))),
+        `cut at ${r.off}`,
+      ).toBe('TRUNCATED');
     for (const cut of [0, 3, 7, 8, 9, bytes.length - 1]) {
       const c = codeOf(() => verifyImage(bytes.subarray(0, cut)));
       expect(c === 'TRUNCATED' || (cut === 0 && c === 'TRUNCATED')).toBe(true);
@@ -171,7 +200,10 @@ describe('corruption', () => {
     const recs = recordOffsets(m);
     const target = recs[5]!;
     m[target.off + 20] ^= 0xff;
-    try { verifyImage(m); expect.unreachable(); } catch (e) {
+    try {
+      verifyImage(m);
+      expect.unreachable();
+    } catch (e) {
       expect((e as CrimgError).code).toBe('CHECKSUM_MISMATCH');
       expect((e as CrimgError).offset).toBe(target.off);
       expect((e as CrimgError).line()).toMatch(/^CHECKSUM_MISMATCH: .*at offset \d+/);
@@ -181,18 +213,22 @@ describe('corruption', () => {
 
 describe('one test per error code', () => {
   it('BAD_MAGIC', async () => {
-    const b = (await toBytes()).slice(); b[0] = 0x7f;
+    const b = (await toBytes()).slice();
+    b[0] = 0x7f;
     expect(codeOf(() => verifyImage(b))).toBe('BAD_MAGIC');
     expect(codeOf(() => verifyImage(new TextEncoder().encode('hello world, not an image')))).toBe('BAD_MAGIC');
   });
   it('WRONG_ARCH', async () => {
-    const b = (await toBytes()).slice(); b[4] = 183; // EM_AARCH64
+    const b = (await toBytes()).slice();
+    b[4] = 183; // EM_AARCH64
     expect(codeOf(() => verifyImage(b))).toBe('WRONG_ARCH');
   });
   it('UNSUPPORTED_VERSION: newer minor or other major', async () => {
-    const b = (await toBytes()).slice(); b[7] = 1;
+    const b = (await toBytes()).slice();
+    b[7] = 1;
     expect(codeOf(() => verifyImage(b))).toBe('UNSUPPORTED_VERSION');
-    const c = (await toBytes()).slice(); c[6] = 2;
+    const c = (await toBytes()).slice();
+    c[6] = 2;
     expect(codeOf(() => verifyImage(c))).toBe('UNSUPPORTED_VERSION');
   });
   it('TRUNCATED', async () => {
@@ -200,7 +236,8 @@ describe('one test per error code', () => {
     expect(codeOf(() => verifyImage(b.subarray(0, b.length - 8)))).toBe('TRUNCATED');
   });
   it('CHECKSUM_MISMATCH', async () => {
-    const b = (await toBytes()).slice(); b[b.length - 60] ^= 4;
+    const b = (await toBytes()).slice();
+    b[b.length - 60] ^= 4;
     expect(codeOf(() => verifyImage(b))).toBe('CHECKSUM_MISMATCH');
   });
   it('LIMIT_EXCEEDED: a length field larger than any record may be', async () => {
@@ -212,13 +249,34 @@ describe('one test per error code', () => {
     const sink = new MemorySink();
     const w = new RecordWriter(sink);
     await w.magic();
-    await w.record(K.TASK, { pid: 1, tgid: 1, ppid: 0, pgid: 1, sid: 1, personality: 0, exitSignal: 17, nthreads: 0, nfiles: 0, nnocr: 0, hasMm: 0, comm: 'x', exe: '', cwd: '', root: '', args: [], env: [] });
+    await w.record(K.TASK, {
+      pid: 1,
+      tgid: 1,
+      ppid: 0,
+      pgid: 1,
+      sid: 1,
+      personality: 0,
+      exitSignal: 17,
+      nthreads: 0,
+      nfiles: 0,
+      nnocr: 0,
+      hasMm: 0,
+      comm: 'x',
+      exe: '',
+      cwd: '',
+      root: '',
+      args: [],
+      env: [],
+    });
     await w.finish();
     expect(codeOf(() => verifyImage(sink.bytes()))).toBe('BAD_RECORD');
   });
   it('BAD_RECORD: unknown must-understand kind; unknown optional kinds are skipped', async () => {
     const model = smallModel();
-    for (const [flags, want] of [[1, 'BAD_RECORD'], [0, 'OK']] as const) {
+    for (const [flags, want] of [
+      [1, 'BAD_RECORD'],
+      [0, 'OK'],
+    ] as const) {
       const sink = new MemorySink();
       const w = new RecordWriter(sink);
       await w.magic();
@@ -248,7 +306,9 @@ describe('sinks', () => {
       model.tasks[0]!.threads[0]!.regs = new BigUint64Array(3); // invalid: writer must refuse
       await expect(writeImage(model, file)).rejects.toThrow(/registers/);
       expect(fs.readdirSync(dir)).toEqual([]);
-    } finally { fs.rmSync(dir, { recursive: true, force: true }); }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
   it('an unwritable destination is an IO error', async () => {
     await expect(writeImage(smallModel(), '/nonexistent-dir/x.crimg')).rejects.toMatchObject({ code: 'IO' });
@@ -264,18 +324,32 @@ function asyncSource(b: Uint8Array): { src: Source; count: { sync: number; async
     return n;
   };
   const src: Source = {
-    name: 'bytes', size: b.length,
-    pread(dst, pos) { const n = copy(dst, pos); count.sync += n; return n; },
+    name: 'bytes',
+    size: b.length,
+    pread(dst, pos) {
+      const n = copy(dst, pos);
+      count.sync += n;
+      return n;
+    },
     // the bytes land at once (as from a fast thread), the promise settles later
-    preadAsync(dst, pos) { const n = copy(dst, pos); count.async += n; return new Promise((res) => setImmediate(() => res(n))); },
-    close() { /* nothing */ },
+    preadAsync(dst, pos) {
+      const n = copy(dst, pos);
+      count.async += n;
+      return new Promise((res) => setImmediate(() => res(n)));
+    },
+    close() {
+      /* nothing */
+    },
   };
   return { src, count };
 }
 
 /** What a verification ends with: OK, or code, offset and message of the error. */
 async function outcome(f: () => unknown): Promise<string> {
-  try { await f(); return 'OK'; } catch (e) {
+  try {
+    await f();
+    return 'OK';
+  } catch (e) {
     if (e instanceof CrimgError) return `${e.code} @${e.offset} ${e.message}`;
     throw e;
   }
@@ -301,18 +375,24 @@ describe('verifyImageAsync: bulk pass, then the grammar walk', () => {
     const variants: [string, Uint8Array][] = [];
     for (const r of recs) {
       for (let i = r.off; i < Math.min(r.off + 32, bytes.length); i++) {
-        const m = bytes.slice(); m[i]! ^= 1 << (i % 8); variants.push([`flip ${i}`, m]);
+        const m = bytes.slice();
+        m[i]! ^= 1 << (i % 8);
+        variants.push([`flip ${i}`, m]);
       }
       if (r.kind === K.PAGES) {
         for (const at of [r.off + 40, r.off + 16 + Math.floor(r.len / 2), r.off + 16 + r.len - 3]) {
-          const m = bytes.slice(); m[at]! ^= 0x10; variants.push([`flip ${at} in PAGES`, m]);
+          const m = bytes.slice();
+          m[at]! ^= 0x10;
+          variants.push([`flip ${at} in PAGES`, m]);
         }
       }
       variants.push([`cut at ${r.off}`, bytes.subarray(0, r.off)], [`cut at ${r.off + 20}`, bytes.subarray(0, r.off + 20)]);
     }
     // a page flip followed by an earlier structural error: the earlier one wins in both readers
     const pr = recs.filter((r) => r.kind === K.PAGES);
-    const two = bytes.slice(); two[pr[pr.length - 1]!.off + 100]! ^= 1; two[recs[1]!.off + 20]! ^= 1;
+    const two = bytes.slice();
+    two[pr[pr.length - 1]!.off + 100]! ^= 1;
+    two[recs[1]!.off + 20]! ^= 1;
     variants.push(['two errors', two]);
     let failures = 0;
     for (const [vi, [what, m]] of variants.entries()) {
@@ -334,12 +414,15 @@ describe('verifyImageAsync: bulk pass, then the grammar walk', () => {
       expect((await verifyBulk(file, {}, 65536 + 8, 0)).stats).toEqual(want);
       expect((await verifyImageAsync(file)).stats).toEqual(want); // under the size threshold: one pass
       expect((await verifyImageAsync(bytes)).stats).toEqual(want); // bytes: no preadAsync
-      const bad = bytes.slice(); bad[bytes.length >> 1]! ^= 2;
+      const bad = bytes.slice();
+      bad[bytes.length >> 1]! ^= 2;
       fs.writeFileSync(file, bad);
       const w = await outcome(() => verifyImage(bad));
       expect(w).toMatch(/^CHECKSUM_MISMATCH/);
       expect(await outcome(() => verifyBulk(file, {}, 65536 + 8, 0))).toBe(w);
       expect(await outcome(() => verifyBulk(path.join(dir, 'none'), {}, 65536, 0))).toMatch(/^IO/);
-    } finally { fs.rmSync(dir, { recursive: true, force: true }); }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

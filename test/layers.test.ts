@@ -98,10 +98,19 @@ describe('layers of src/', () => {
       "export * from './f.js';",
       "import './side.js';",
       "const g = await import('../restore/restore.js');",
-      ' * import { not } from \'../live/comment.js\';',
+      " * import { not } from '../live/comment.js';",
       "export const h = 'from';",
     ].join('\n');
-    expect(importsOf(text)).toEqual(['koffi', 'node:fs', '../live/check.js', './c.js', '../os/consts.js', './f.js', './side.js', '../restore/restore.js']);
+    expect(importsOf(text)).toEqual([
+      'koffi',
+      'node:fs',
+      '../live/check.js',
+      './c.js',
+      '../os/consts.js',
+      './f.js',
+      './side.js',
+      '../restore/restore.js',
+    ]);
   });
 
   it('each rule catches an import that breaks it', () => {

@@ -19,7 +19,8 @@ const bin = (n: string): string => path.join(dir, n);
 
 beforeAll(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crimg-check-'));
-  for (const n of ['live-fds', 'live-tree', 'live-threads']) execFileSync('gcc', ['-O1', '-pthread', '-o', bin(n), path.resolve(`test/progs/${n}.c`)]);
+  for (const n of ['live-fds', 'live-tree', 'live-threads'])
+    execFileSync('gcc', ['-O1', '-pthread', '-o', bin(n), path.resolve(`test/progs/${n}.c`)]);
   execFileSync('gcc', ['-O1', '-o', bin('golden-prog'), path.resolve('test/golden/golden-prog.c')]);
   fs.writeFileSync(path.join(dir, 'data.bin'), Buffer.alloc(20000, 1));
 });
@@ -233,8 +234,11 @@ describe('one inspection for check and dump', () => {
       const kinds = new Set([...fds.values()].flat().map((s) => s.kind.name));
       expect([...kinds].sort()).toEqual(LIVE_FD_KINDS.map((k) => k.name).sort());
       for (const [fd, states] of fds) expect(states.filter((s) => !s.kind.attribute).length, `fd ${fd}`).toBeLessThanOrEqual(1);
-      const pipeData = (i: typeof withState): string[] => [...i.fdStates.get(t!.pid)!.values()].flat()
-        .filter((s) => s.kind.name === 'pipe').map((s) => Buffer.from((s.state as { data?: Uint8Array }).data ?? []).toString());
+      const pipeData = (i: typeof withState): string[] =>
+        [...i.fdStates.get(t!.pid)!.values()]
+          .flat()
+          .filter((s) => s.kind.name === 'pipe')
+          .map((s) => Buffer.from((s.state as { data?: Uint8Array }).data ?? []).toString());
       expect(pipeData(withState)).toContain('golden');
       expect(pipeData(reasonsOnly).join('')).toBe('');
     } finally {

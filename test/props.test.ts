@@ -10,8 +10,23 @@
 import { describe, expect } from 'vitest';
 import { fc, test } from '@fast-check/vitest';
 import {
-  CrimgError, ERROR_CODES, MemorySink, MemoryPageSource, NO_PAGES, NS_KINDS, kernels, openImage, readImage, verifyImage, writeImage,
-  type Model, type Namespace, type OpenFile, type Task, type Thread, type Vma,
+  CrimgError,
+  ERROR_CODES,
+  MemorySink,
+  MemoryPageSource,
+  NO_PAGES,
+  NS_KINDS,
+  kernels,
+  openImage,
+  readImage,
+  verifyImage,
+  writeImage,
+  type Model,
+  type Namespace,
+  type OpenFile,
+  type Task,
+  type Thread,
+  type Vma,
 } from '../src/index.js';
 import { claimRegion, releaseRegion } from '../src/kernels/arena.js';
 import { KINDS } from '../src/kinds/index.js';
@@ -26,38 +41,68 @@ const i32 = fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 });
 const str = (maxLength = 12): fc.Arbitrary<string> => fc.string({ unit: 'binary', maxLength });
 
 const header = fc.record({
-  crid: u64, createdNs: u64, freezeNs: u64, flags: u32, tool: str(20),
+  crid: u64,
+  createdNs: u64,
+  freezeNs: u64,
+  flags: u32,
+  tool: str(20),
   uts: fc.record({ sysname: str(), nodename: str(), release: str(), version: str(), machine: str(), domainname: str() }),
 });
 
-const namespace: fc.Arbitrary<Namespace> = fc.tuple(fc.constantFrom(...NS_KINDS), u64, fc.option(fc.tuple(str(), str()), { nil: undefined }))
+const namespace: fc.Arbitrary<Namespace> = fc
+  .tuple(fc.constantFrom(...NS_KINDS), u64, fc.option(fc.tuple(str(), str()), { nil: undefined }))
   .map(([kind, id, uts]) => (uts ? { kind, id, nodename: uts[0], domainname: uts[1] } : { kind, id }));
 
-const thread = (tid: number): fc.Arbitrary<Thread> => fc.record({
-  regs: fc.array(u64, { minLength: 27, maxLength: 27 }),
-  fpu: fc.uint8Array({ minLength: 512, maxLength: 512 }),
-  xstate: fc.option(fc.record({ xcr0: u64, ext: fc.uint8Array({ maxLength: 1200 }) }), { nil: null }),
-  sigmask: u64, sigpending: u64,
-  rseq: fc.option(fc.record({ ptr: u64, len: u32, sig: u32, flags: u32 }), { nil: null }),
-  state: str(2),
-}).map((t) => ({ ...t, tid, regs: BigUint64Array.from(t.regs) }));
+const thread = (tid: number): fc.Arbitrary<Thread> =>
+  fc
+    .record({
+      regs: fc.array(u64, { minLength: 27, maxLength: 27 }),
+      fpu: fc.uint8Array({ minLength: 512, maxLength: 512 }),
+      xstate: fc.option(fc.record({ xcr0: u64, ext: fc.uint8Array({ maxLength: 1200 }) }), { nil: null }),
+      sigmask: u64,
+      sigpending: u64,
+      rseq: fc.option(fc.record({ ptr: u64, len: u32, sig: u32, flags: u32 }), { nil: null }),
+      state: str(2),
+    })
+    .map((t) => ({ ...t, tid, regs: BigUint64Array.from(t.regs) }));
 
 /** Page contents: zero pages, sparse bytes, pages filled with one value. */
 const pageSpec = fc.oneof(
   { weight: 2, arbitrary: fc.constant(null) },
-  { weight: 3, arbitrary: fc.array(fc.tuple(fc.integer({ min: 0, max: 4095 }), fc.integer({ min: 1, max: 255 })), { minLength: 1, maxLength: 4 }) },
+  {
+    weight: 3,
+    arbitrary: fc.array(fc.tuple(fc.integer({ min: 0, max: 4095 }), fc.integer({ min: 1, max: 255 })), { minLength: 1, maxLength: 4 }),
+  },
   { weight: 1, arbitrary: fc.integer({ min: 1, max: 255 }) },
 );
 
 interface VmaSpec {
-  gap: number; npages: number; prot: number; flags: number; pgoff: bigint; devMajor: number; devMinor: number; inode: bigint;
-  path: string | null; presence: 'all' | 'none' | 'some'; present: boolean[]; pages: (null | number | [number, number][])[];
+  gap: number;
+  npages: number;
+  prot: number;
+  flags: number;
+  pgoff: bigint;
+  devMajor: number;
+  devMinor: number;
+  inode: bigint;
+  path: string | null;
+  presence: 'all' | 'none' | 'some';
+  present: boolean[];
+  pages: (null | number | [number, number][])[];
 }
 
 const vmaSpec: fc.Arbitrary<VmaSpec> = fc.record({
   gap: fc.integer({ min: 0, max: 3 }),
-  npages: fc.oneof({ weight: 6, arbitrary: fc.integer({ min: 1, max: 70 }) }, { weight: 1, arbitrary: fc.integer({ min: 250, max: MAX_VMA_PAGES }) }),
-  prot: fc.integer({ min: 0, max: 7 }), flags: u32, pgoff: u64, devMajor: u32, devMinor: u32, inode: u64,
+  npages: fc.oneof(
+    { weight: 6, arbitrary: fc.integer({ min: 1, max: 70 }) },
+    { weight: 1, arbitrary: fc.integer({ min: 250, max: MAX_VMA_PAGES }) },
+  ),
+  prot: fc.integer({ min: 0, max: 7 }),
+  flags: u32,
+  pgoff: u64,
+  devMajor: u32,
+  devMinor: u32,
+  inode: u64,
   path: fc.option(str(30), { nil: null }),
   presence: fc.constantFrom('all', 'none', 'some'),
   present: fc.array(fc.boolean(), { minLength: MAX_VMA_PAGES, maxLength: MAX_VMA_PAGES }),
@@ -85,41 +130,107 @@ function buildVmas(specs: VmaSpec[]): Vma[] {
       for (let p = 0; p < s.npages; p++) {
         if (!s.present[p]) continue;
         const last = runs[runs.length - 1];
-        if (last && last[0] + last[1] === p) last[1]++; else runs.push([p, 1]);
+        if (last && last[0] + last[1] === p) last[1]++;
+        else runs.push([p, 1]);
       }
       pages = new MemoryPageSource(data, runs);
     }
     return {
-      start, end, prot: s.prot, flags: s.flags, pgoff: s.pgoff, devMajor: s.devMajor, devMinor: s.devMinor, inode: s.inode, path: s.path, pages,
+      start,
+      end,
+      prot: s.prot,
+      flags: s.flags,
+      pgoff: s.pgoff,
+      devMajor: s.devMajor,
+      devMinor: s.devMinor,
+      inode: s.inode,
+      path: s.path,
+      pages,
     };
   });
 }
 
-const file = (fd: number): fc.Arbitrary<OpenFile> => fc.record({
-  kind: fc.integer({ min: 0, max: 2 }), path: str(30), flags: u32, pos: u64, mode: u32, cloexec: fc.boolean(),
-  devMajor: u32, devMinor: u32, inode: u64, size: u64,
-}).map((f) => ({ ...f, fd }));
+const file = (fd: number): fc.Arbitrary<OpenFile> =>
+  fc
+    .record({
+      kind: fc.integer({ min: 0, max: 2 }),
+      path: str(30),
+      flags: u32,
+      pos: u64,
+      mode: u32,
+      cloexec: fc.boolean(),
+      devMajor: u32,
+      devMinor: u32,
+      inode: u64,
+      size: u64,
+    })
+    .map((f) => ({ ...f, fd }));
 
-const task = (pid: number): fc.Arbitrary<Task> => fc.record({
-  tgid: i32, ppid: i32, pgid: i32, sid: i32, comm: str(16), exe: str(30), cwd: str(30), root: str(5),
-  args: fc.array(str(), { maxLength: 4 }), env: fc.array(str(), { maxLength: 4 }), personality: u32, exitSignal: u32,
-  creds: fc.record({
-    uid: u32, gid: u32, euid: u32, egid: u32, suid: u32, sgid: u32, fsuid: u32, fsgid: u32, groups: fc.array(u32, { maxLength: 5 }),
-    capInh: u64, capPrm: u64, capEff: u64, capBnd: u64, capAmb: u64, securebits: u32, noNewPrivs: u32, seccompMode: u32,
-  }),
-  rlimits: fc.array(fc.record({ cur: u64, max: u64 }), { maxLength: 16 }),
-  ns: fc.record({ uts: u64, ipc: u64, mnt: u64, pid: u64, net: u64, user: u64, cgroup: u64, time: u64 }),
-  threads: fc.uniqueArray(i32, { maxLength: 3 }).chain((tids) => fc.tuple(...tids.map(thread))),
-  mm: fc.option(fc.record({
-    startCode: u64, endCode: u64, startData: u64, endData: u64, startBrk: u64, brk: u64, startStack: u64,
-    argStart: u64, argEnd: u64, envStart: u64, envEnd: u64,
-    auxv: fc.array(fc.tuple(u64, u64), { maxLength: 4 }).map((a) => a.flat()),
-    vmas: fc.array(vmaSpec, { maxLength: 4 }).map(buildVmas),
-  }), { nil: null }),
-  // fds of their own: the files of the kinds of state come from [KIND_FD_BASE, KIND_FD_END)
-  files: fc.uniqueArray(i32.filter((fd) => fd < KIND_FD_BASE || fd >= KIND_FD_END), { maxLength: 4 }).chain((fds) => fc.tuple(...fds.map(file))),
-  nocr: fc.array(fc.record({ code: str(16), pid: i32, text: str(30) }), { maxLength: 2 }),
-}).chain((t) => withKinds({ ...t, pid }));
+const task = (pid: number): fc.Arbitrary<Task> =>
+  fc
+    .record({
+      tgid: i32,
+      ppid: i32,
+      pgid: i32,
+      sid: i32,
+      comm: str(16),
+      exe: str(30),
+      cwd: str(30),
+      root: str(5),
+      args: fc.array(str(), { maxLength: 4 }),
+      env: fc.array(str(), { maxLength: 4 }),
+      personality: u32,
+      exitSignal: u32,
+      creds: fc.record({
+        uid: u32,
+        gid: u32,
+        euid: u32,
+        egid: u32,
+        suid: u32,
+        sgid: u32,
+        fsuid: u32,
+        fsgid: u32,
+        groups: fc.array(u32, { maxLength: 5 }),
+        capInh: u64,
+        capPrm: u64,
+        capEff: u64,
+        capBnd: u64,
+        capAmb: u64,
+        securebits: u32,
+        noNewPrivs: u32,
+        seccompMode: u32,
+      }),
+      rlimits: fc.array(fc.record({ cur: u64, max: u64 }), { maxLength: 16 }),
+      ns: fc.record({ uts: u64, ipc: u64, mnt: u64, pid: u64, net: u64, user: u64, cgroup: u64, time: u64 }),
+      threads: fc.uniqueArray(i32, { maxLength: 3 }).chain((tids) => fc.tuple(...tids.map(thread))),
+      mm: fc.option(
+        fc.record({
+          startCode: u64,
+          endCode: u64,
+          startData: u64,
+          endData: u64,
+          startBrk: u64,
+          brk: u64,
+          startStack: u64,
+          argStart: u64,
+          argEnd: u64,
+          envStart: u64,
+          envEnd: u64,
+          auxv: fc.array(fc.tuple(u64, u64), { maxLength: 4 }).map((a) => a.flat()),
+          vmas: fc.array(vmaSpec, { maxLength: 4 }).map(buildVmas),
+        }),
+        { nil: null },
+      ),
+      // fds of their own: the files of the kinds of state come from [KIND_FD_BASE, KIND_FD_END)
+      files: fc
+        .uniqueArray(
+          i32.filter((fd) => fd < KIND_FD_BASE || fd >= KIND_FD_END),
+          { maxLength: 4 },
+        )
+        .chain((fds) => fc.tuple(...fds.map(file))),
+      nocr: fc.array(fc.record({ code: str(16), pid: i32, text: str(30) }), { maxLength: 2 }),
+    })
+    .chain((t) => withKinds({ ...t, pid }));
 
 const model: fc.Arbitrary<Model> = fc.record({
   header,
@@ -134,7 +245,9 @@ async function toBytes(m: Model): Promise<Uint8Array> {
 }
 
 function codeOf(f: () => unknown): string {
-  try { f(); } catch (e) {
+  try {
+    f();
+  } catch (e) {
     if (e instanceof CrimgError) return e.code;
     throw e;
   }
@@ -144,7 +257,11 @@ function codeOf(f: () => unknown): string {
 const k = kernels();
 const withScratch = <T>(f: (dst: number) => T): T => {
   const dst = claimRegion(k, MAX_VMA_PAGES * 4096);
-  try { return f(dst); } finally { releaseRegion(k, dst); }
+  try {
+    return f(dst);
+  } finally {
+    releaseRegion(k, dst);
+  }
 };
 
 describe('properties of model -> image -> model', () => {
@@ -171,7 +288,8 @@ describe('properties of model -> image -> model', () => {
   });
 
   test('every kind of the registry has an arbitrary, and the model generator gives each kind values', () => {
-    for (const k of KINDS) expect(KIND_ARBS[k.key], `${k.record.name} (${k.key}) has no arbitrary in test/helpers/kinds-arb.ts`).toBeDefined();
+    for (const k of KINDS)
+      expect(KIND_ARBS[k.key], `${k.record.name} (${k.key}) has no arbitrary in test/helpers/kinds-arb.ts`).toBeDefined();
     // values of each kind, on as many owners: tasks, threads, files; and fds carrying several kinds at once
     const seen = new Map(KINDS.map((k) => [k.key, 0]));
     let stacked = 0;
@@ -193,7 +311,9 @@ describe('properties of model -> image -> model', () => {
     const img = readImage(bytes);
     try {
       withScratch((dst) => expect(flatten(img.model, k, dst)).toEqual(flatten(m, k, dst)));
-    } finally { img.close(); }
+    } finally {
+      img.close();
+    }
   });
 
   test.prop([model], { numRuns: 40 })('image -> model -> image is byte-identical, and writing is deterministic', async (m) => {
@@ -202,7 +322,9 @@ describe('properties of model -> image -> model', () => {
     const img = readImage(bytes);
     try {
       expect(Buffer.from(await toBytes(img.model)).equals(Buffer.from(bytes))).toBe(true);
-    } finally { img.close(); }
+    } finally {
+      img.close();
+    }
   });
 
   test.prop([model, fc.array(fc.tuple(fc.nat(), fc.integer({ min: 1, max: 3 * 4096 })), { minLength: 1, maxLength: 6 })], { numRuns: 40 })(
@@ -212,7 +334,8 @@ describe('properties of model -> image -> model', () => {
       const img = openImage(bytes);
       try {
         const stats = verifyImage(bytes).stats;
-        let present = 0, nonZero = 0;
+        let present = 0,
+          nonZero = 0;
         for (const t of m.tasks) {
           for (const v of t.mm?.vmas ?? []) {
             const n = Number((v.end - v.start) / 4096n);
@@ -222,7 +345,14 @@ describe('properties of model -> image -> model', () => {
                 v.pages.read(k, dst, f, c);
                 out.set(k.u8().subarray(dst, dst + c * 4096), f * 4096);
                 present += c;
-                for (let p = 0; p < c; p++) if (k.u8().subarray(dst + p * 4096, dst + (p + 1) * 4096).some((b) => b !== 0)) nonZero++;
+                for (let p = 0; p < c; p++)
+                  if (
+                    k
+                      .u8()
+                      .subarray(dst + p * 4096, dst + (p + 1) * 4096)
+                      .some((b) => b !== 0)
+                  )
+                    nonZero++;
               }
               return out;
             });
@@ -230,13 +360,17 @@ describe('properties of model -> image -> model', () => {
             for (const [a, len] of probes) {
               const off = a % (n * 4096);
               const l = Math.min(len, n * 4096 - off);
-              expect(Buffer.from(img.readMemory(t.pid, v.start + BigInt(off), l)).equals(Buffer.from(want.subarray(off, off + l)))).toBe(true);
+              expect(Buffer.from(img.readMemory(t.pid, v.start + BigInt(off), l)).equals(Buffer.from(want.subarray(off, off + l)))).toBe(
+                true,
+              );
             }
           }
         }
         expect(stats.pagesStored + stats.pagesZero).toBe(present);
         expect(stats.pagesStored).toBe(nonZero);
-      } finally { img.close(); }
+      } finally {
+        img.close();
+      }
     },
   );
 

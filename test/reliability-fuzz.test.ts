@@ -26,17 +26,31 @@ interface Report {
   corpus: { name: string; bytes: number; kinds?: string[] }[];
   rejectedByRecord: Record<string, number>;
   warnings: number;
-  tried: number; rejectedByCode: number; accepted: number; crashes: number; violations: number; hangs: number;
-  codes: Record<string, number>; ops: Record<string, { tried: number; rejected: number; accepted: number; crashes: number }>;
+  tried: number;
+  rejectedByCode: number;
+  accepted: number;
+  crashes: number;
+  violations: number;
+  hangs: number;
+  codes: Record<string, number>;
+  ops: Record<string, { tried: number; rejected: number; accepted: number; crashes: number }>;
   memory: { peakWasmMiB: number; peakWorkerHeapMiB: number; peakProcessRssMiB: number };
   findings: { iteration: number; crash?: { where: string; error: string }; violations?: string[] }[];
   readViaFile: number;
 }
 
 function fuzz(libDir: string, args: string[]): { code: number | null; report: Report; stderr: string } {
-  const r = spawnSync(process.execPath, [RUN, '--lib', libDir, '--json', '--workers', '1', ...args], { encoding: 'utf8', timeout: 300_000, maxBuffer: 64 << 20 });
+  const r = spawnSync(process.execPath, [RUN, '--lib', libDir, '--json', '--workers', '1', ...args], {
+    encoding: 'utf8',
+    timeout: 300_000,
+    maxBuffer: 64 << 20,
+  });
   let report: Report;
-  try { report = JSON.parse(r.stdout) as Report; } catch { throw new Error(`fuzzer printed no report (status ${r.status}): ${r.stderr}`); }
+  try {
+    report = JSON.parse(r.stdout) as Report;
+  } catch {
+    throw new Error(`fuzzer printed no report (status ${r.status}): ${r.stderr}`);
+  }
   return { code: r.status, report, stderr: r.stderr };
 }
 
@@ -55,12 +69,28 @@ async function plant(name: 'framing.js' | 'grammar.js', edit: (src: string) => s
   return path.join(b.dir, 'src');
 }
 
-beforeAll(async () => { lib = await buildLib(); });
-afterAll(() => { lib?.cleanup(); for (const p of planted) p.cleanup(); });
+beforeAll(async () => {
+  lib = await buildLib();
+});
+afterAll(() => {
+  lib?.cleanup();
+  for (const p of planted) p.cleanup();
+});
 
 describe('image fuzzing', () => {
   it('1500 image mutants of seed 1: all rejected by code or accepted identically, no crash or hang, memory bounded', () => {
-    const { code, report, stderr } = fuzz(path.join(lib.dir, 'src'), ['--seed', '1', '--iterations', '1500', '--seconds', '0', '--timeout-ms', '30000', '--target', 'image']);
+    const { code, report, stderr } = fuzz(path.join(lib.dir, 'src'), [
+      '--seed',
+      '1',
+      '--iterations',
+      '1500',
+      '--seconds',
+      '0',
+      '--timeout-ms',
+      '30000',
+      '--target',
+      'image',
+    ]);
     expect(report.findings, stderr).toEqual([]);
     expect(report.crashes).toBe(0);
     expect(report.hangs).toBe(0);
@@ -75,8 +105,32 @@ describe('image fuzzing', () => {
     }
     expect(report.accepted).toBeGreaterThan(0);
     const families = [
-      'flip', 'bytes', 'truncate', 'append', 'chunk', 'hdrLen', 'resize', 'kind', 'flags', 'field', 'strlen', 'utf', 'payload', 'padding',
-      'dup', 'drop', 'swap', 'move', 'subtree', 'index', 'trailer', 'pages', 'vma', 'unknown', 'splice', 'magic',
+      'flip',
+      'bytes',
+      'truncate',
+      'append',
+      'chunk',
+      'hdrLen',
+      'resize',
+      'kind',
+      'flags',
+      'field',
+      'strlen',
+      'utf',
+      'payload',
+      'padding',
+      'dup',
+      'drop',
+      'swap',
+      'move',
+      'subtree',
+      'index',
+      'trailer',
+      'pages',
+      'vma',
+      'unknown',
+      'splice',
+      'magic',
     ];
     for (const f of families) expect(report.ops[f]?.tried ?? 0, f).toBeGreaterThan(0);
     expect(report.readViaFile).toBeGreaterThan(0);
@@ -104,9 +158,25 @@ describe('ELF core fuzzing', () => {
       const bin = compileProg(dir);
       const prog = await startProg(bin, []);
       let core: string;
-      try { core = gcore(prog.ready.pid, path.join(dir, 'core')); } finally { prog.kill(); await prog.exited; }
+      try {
+        core = gcore(prog.ready.pid, path.join(dir, 'core'));
+      } finally {
+        prog.kill();
+        await prog.exited;
+      }
       const { code, report, stderr } = fuzz(path.join(lib.dir, 'src'), [
-        '--seed', '2', '--iterations', '600', '--seconds', '0', '--timeout-ms', '30000', '--target', 'elf', '--core', core,
+        '--seed',
+        '2',
+        '--iterations',
+        '600',
+        '--seconds',
+        '0',
+        '--timeout-ms',
+        '30000',
+        '--target',
+        'elf',
+        '--core',
+        core,
       ]);
       expect(report.findings, stderr).toEqual([]);
       expect(report.crashes).toBe(0);
@@ -122,13 +192,16 @@ describe('ELF core fuzzing', () => {
         expect(report.ops[f]?.tried ?? 0, f).toBeGreaterThan(0);
       }
       expect(report.memory.peakWasmMiB).toBeLessThan(128);
-    } finally { fs.rmSync(dir, { recursive: true, force: true }); }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   }, 300_000);
 });
 
 describe('the fuzzer finds planted reader bugs', () => {
   it('a TypeError instead of a CrimgError is a crash', async () => {
-    const dir = await plant('framing.js', (s) => s.replace("throw new CrimgError('BAD_RECORD', `PAGES record: ${why}`", 'throw new TypeError(`PAGES record: ${why}`'));
+    const from = "throw new CrimgError('BAD_RECORD', `PAGES record: $" + '{why}`';
+    const dir = await plant('framing.js', (s) => s.replace(from, 'throw new TypeError(`PAGES record: $' + '{why}`'));
     const { code, report } = fuzz(dir, ['--seed', '1', '--iterations', '300', '--seconds', '0', '--target', 'image', '--small']);
     expect(report.crashes).toBeGreaterThan(0);
     expect(report.findings.some((f) => f.crash?.error.startsWith('TypeError: PAGES record'))).toBe(true);
@@ -145,8 +218,25 @@ describe('the fuzzer finds planted reader bugs', () => {
 
   it('an endless loop is stopped by the watchdog and counted as a crash', async () => {
     // loop forever when the header announces a huge number of tasks or namespaces
-    const dir = await plant('grammar.js', (s) => s.replace('model.header = this.header(r, hf);', 'model.header = this.header(r, hf); if (hf.ntasks > 1000 || hf.nns > 1000) for (;;) { /* planted */ }'));
-    const { code, report } = fuzz(dir, ['--seed', '1', '--iterations', '300', '--seconds', '0', '--timeout-ms', '3000', '--target', 'image', '--small']);
+    const dir = await plant('grammar.js', (s) =>
+      s.replace(
+        'model.header = this.header(r, hf);',
+        'model.header = this.header(r, hf); if (hf.ntasks > 1000 || hf.nns > 1000) for (;;) { /* planted */ }',
+      ),
+    );
+    const { code, report } = fuzz(dir, [
+      '--seed',
+      '1',
+      '--iterations',
+      '300',
+      '--seconds',
+      '0',
+      '--timeout-ms',
+      '3000',
+      '--target',
+      'image',
+      '--small',
+    ]);
     expect(report.hangs).toBeGreaterThan(0);
     expect(report.crashes).toBeGreaterThanOrEqual(report.hangs);
     expect(report.tried).toBe(300);

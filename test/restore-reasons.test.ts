@@ -11,7 +11,11 @@ import { RESTORE_CODES, formatReasons, reason, whereOf } from '../src/restore/re
 import { crimg } from './helpers/cli.js';
 
 const SRC = 'src/restore';
-const sources = (): [string, string][] => fs.readdirSync(SRC).filter((f) => f.endsWith('.ts')).map((f) => [f, fs.readFileSync(path.join(SRC, f), 'utf8')]);
+const sources = (): [string, string][] =>
+  fs
+    .readdirSync(SRC)
+    .filter((f) => f.endsWith('.ts'))
+    .map((f) => [f, fs.readFileSync(path.join(SRC, f), 'utf8')]);
 
 describe('the restore reason table', () => {
   it('docs/RESTORE-REASONS.md (and docs/ERRORS.md) are generated from it and current', () => {
@@ -56,8 +60,12 @@ describe('reasons recorded at dump time', () => {
     t.nocr = [{ code: 'DEVICE_MEMORY', pid: t.pid, text: 'mapping 0x1000-0x2000 (/dev/fb0) maps device memory' }];
     expect(codes(m, t)).not.toContain('NOCR'); // the text names a device: no matter, the task maps none
     // more of them than the task has vvar mappings: at least one is about something else
-    const vvars = t.mm!.vmas.filter((v) => (v.flags & VmaFlags.VVAR) || v.path === '[vvar]' || v.path === '[vvar_vclock]').length;
-    t.nocr = Array.from({ length: vvars + 1 }, () => ({ code: 'DEVICE_MEMORY', pid: t.pid, text: 'mapping (0x0-0x1000 ([vvar])) maps device memory' }));
+    const vvars = t.mm!.vmas.filter((v) => v.flags & VmaFlags.VVAR || v.path === '[vvar]' || v.path === '[vvar_vclock]').length;
+    t.nocr = Array.from({ length: vvars + 1 }, () => ({
+      code: 'DEVICE_MEMORY',
+      pid: t.pid,
+      text: 'mapping (0x0-0x1000 ([vvar])) maps device memory',
+    }));
     expect(codes(m, t).filter((c) => c === 'NOCR')).toHaveLength(vvars + 1);
     // the task maps a device file: the reason stands, whatever its text says
     t.nocr = [{ code: 'DEVICE_MEMORY', pid: t.pid, text: 'mapping 0x0-0x1000 ([vvar]) maps device memory' }];
@@ -65,7 +73,11 @@ describe('reasons recorded at dump time', () => {
     v.path = '/dev/null';
     const rs = checkTask(m, t).filter((r) => r.code === 'NOCR');
     expect(rs).toHaveLength(1);
-    expect(rs[0]).toMatchObject({ at: { of: 'dump', task: t.pid }, where: `task ${t.pid}`, text: 'recorded at dump time: DEVICE_MEMORY: mapping 0x0-0x1000 ([vvar]) maps device memory' });
+    expect(rs[0]).toMatchObject({
+      at: { of: 'dump', task: t.pid },
+      where: `task ${t.pid}`,
+      text: 'recorded at dump time: DEVICE_MEMORY: mapping 0x0-0x1000 ([vvar]) maps device memory',
+    });
   });
 
   it('STDIO asks for --inherit-stdio (without the hint dump gave) and goes away with it; on a thread it names the thread', () => {
@@ -73,11 +85,17 @@ describe('reasons recorded at dump time', () => {
     const tid = t.threads[1]!.tid;
     t.nocr = [{ code: 'STDIO', pid: tid, text: `fd 1 is a pipe also held by process 7${STDIO_DUMP_HINT}` }];
     const [r] = checkTask(m, t).filter((x) => x.code === 'STDIO');
-    expect(r).toEqual({ code: 'STDIO', at: { of: 'dump', task: t.pid, thread: tid }, where: `task ${tid}`, text: 'fd 1 is a pipe also held by process 7: restore with --inherit-stdio to give the task crimg\'s own' });
+    expect(r).toEqual({
+      code: 'STDIO',
+      at: { of: 'dump', task: t.pid, thread: tid },
+      where: `task ${tid}`,
+      text: "fd 1 is a pipe also held by process 7: restore with --inherit-stdio to give the task crimg's own",
+    });
     expect(codes(m, t, { inheritStdio: true })).not.toContain('STDIO');
   });
 
   it('the hint is the one crimg check writes (one constant, used by both)', () => {
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: the source text of inspect.ts
     expect(fs.readFileSync('src/live/inspect.ts', 'utf8')).toContain('${STDIO_DUMP_HINT}');
     expect(fs.readFileSync('src/restore/check.ts', 'utf8')).toContain("from '../kinds/live.js'");
   });
@@ -93,7 +111,19 @@ describe('structured locations', () => {
     th.regs[17] = 0x23n;
     const v = t.mm!.vmas.find((x) => x.flags & VmaFlags.ANON)!;
     v.flags |= VmaFlags.HUGETLB;
-    const f: OpenFile = { fd: 7, kind: FdKind.REGULAR, path: '/nonexistent/crimg-file', flags: 0, pos: 0n, mode: 0o100644, cloexec: false, devMajor: 0, devMinor: 0, inode: 1n, size: 0n };
+    const f: OpenFile = {
+      fd: 7,
+      kind: FdKind.REGULAR,
+      path: '/nonexistent/crimg-file',
+      flags: 0,
+      pos: 0n,
+      mode: 0o100644,
+      cloexec: false,
+      devMajor: 0,
+      devMinor: 0,
+      inode: 1n,
+      size: 0n,
+    };
     t.files = [f];
     const rs = checkTask(m, t);
     const by = (code: string): unknown => rs.find((r) => r.code === code);
@@ -104,7 +134,8 @@ describe('structured locations', () => {
     expect(by('REGS')).toMatchObject({ at: { of: 'thread', task: t.pid, thread: th.tid }, where: `thread ${th.tid}` });
     const hex = (x: bigint): string => `0x${x.toString(16)}`;
     expect(by('VMA_UNSUPPORTED')).toMatchObject({
-      at: { of: 'vma', task: t.pid, vma: v.start, end: v.end }, where: `vma ${hex(v.start)}-${hex(v.end)}${v.path ? ` ${v.path}` : ''}`,
+      at: { of: 'vma', task: t.pid, vma: v.start, end: v.end },
+      where: `vma ${hex(v.start)}-${hex(v.end)}${v.path ? ` ${v.path}` : ''}`,
     });
     expect(by('FILE_MISSING')).toMatchObject({ at: { of: 'fd', task: t.pid, fd: 7, path: '/nonexistent/crimg-file' }, where: 'fd 7' });
     for (const r of rs) expect(r.where, r.code).toBe(whereOf(r.at));
@@ -115,7 +146,9 @@ describe('structured locations', () => {
     expect(pickTask(m, 999999).reasons).toEqual([reason('TASKS', { of: 'pid', task: 999999 }, 'the image has no task with pid 999999')]);
     expect(pickTask(m, 999999).reasons[0]!.where).toBe('pid 999999');
     expect(pickTask(m).reasons[0]).toMatchObject({ code: 'TASKS', at: { of: 'image', task: 0 }, where: 'image' });
-    expect(formatReasons(pickTask(m).reasons)).toBe('TASKS (image): the image holds 2 tasks; restoring process trees is not supported (pick one with --pid)');
+    expect(formatReasons(pickTask(m).reasons)).toBe(
+      'TASKS (image): the image holds 2 tasks; restoring process trees is not supported (pick one with --pid)',
+    );
   });
 
   it('restore --check prints CODE, where and text; --json adds at (addresses in hex)', async () => {
@@ -128,13 +161,18 @@ describe('structured locations', () => {
       const text = crimg(['restore', '--check', img]);
       expect(text.code).toBe(1);
       const json = crimg(['restore', '--check', '--json', img]);
-      const doc = JSON.parse(json.stdout) as { restorable: boolean; reasons: { code: string; at: Record<string, unknown>; where: string; text: string }[] };
+      const doc = JSON.parse(json.stdout) as {
+        restorable: boolean;
+        reasons: { code: string; at: Record<string, unknown>; where: string; text: string }[];
+      };
       expect(doc.restorable).toBe(false);
       expect(text.stdout).toBe(doc.reasons.map((r) => `${r.code}\t${r.where}\t${r.text}\n`).join(''));
       const hugetlb = doc.reasons.find((r) => r.code === 'VMA_UNSUPPORTED' && r.text.startsWith('hugetlb'))!;
       expect(hugetlb.at).toMatchObject({ of: 'vma', task: m.tasks[0]!.pid, vma: expect.stringMatching(/^0x[0-9a-f]+$/) });
       expect(hugetlb.where.startsWith(`vma ${hugetlb.at.vma}-${hugetlb.at.end}`)).toBe(true);
       expect(doc.reasons[0]).toEqual({ code: 'SYNTHETIC', at: { of: 'image', task: 0 }, where: 'image', text: expect.any(String) });
-    } finally { fs.rmSync(dir, { recursive: true, force: true }); }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -7,12 +7,19 @@ import ts from 'typescript';
 import { ANON_KIND, type OpenFile, type Thread } from '../src/model.js';
 import type { RestoreCtx } from '../src/restore/ctx.js';
 import {
-  KIND_STEPS, kindSteps, restoreFlocks, restoreItimers, restorePosixTimers, restoreRseq, restoreSigaltstack,
+  KIND_STEPS,
+  kindSteps,
+  restoreFlocks,
+  restoreItimers,
+  restorePosixTimers,
+  restoreRseq,
+  restoreSigaltstack,
 } from '../src/restore/kind-steps.js';
 
 describe('kind steps', () => {
   it('run in this order, each kind when it must', () => {
-    const order = (when: Parameters<typeof kindSteps>[0]): string[] => kindSteps(when).map((k) => ('late' in k && k.late ? `${k.kind} (late)` : k.kind));
+    const order = (when: Parameters<typeof kindSteps>[0]): string[] =>
+      kindSteps(when).map((k) => ('late' in k && k.late ? `${k.kind} (late)` : k.kind));
     expect(order('task')).toEqual(['sigacts']);
     expect(order('fd')).toEqual(['pipe', 'unix-pair', 'tcp-listen', 'inotify', 'anon-fd', 'anon-fd (late)']);
     expect(order('thread')).toEqual(['rseq', 'futex', 'sigaltstack']);
@@ -30,8 +37,16 @@ describe('kind steps', () => {
   });
 
   it('a value with nothing to restore makes no step and no system call', () => {
-    const none = (): never => { throw new Error('no step expected'); };
-    const ctx = { step: none, batch: none, inj: { call: none, write: none }, injs: new Map(), task: { threads: [] } } as unknown as RestoreCtx;
+    const none = (): never => {
+      throw new Error('no step expected');
+    };
+    const ctx = {
+      step: none,
+      batch: none,
+      inj: { call: none, write: none },
+      injs: new Map(),
+      task: { threads: [] },
+    } as unknown as RestoreCtx;
     const th = { tid: 1 } as Thread;
     restoreRseq(ctx, th, { ptr: 0n, len: 32, sig: 0, flags: 0 });
     restoreSigaltstack(ctx, th, { sp: 0x1000n, size: 8192n, flags: 2 });
@@ -49,7 +64,8 @@ describe('short functions', () => {
       const sf = ts.createSourceFile(file, fs.readFileSync(file, 'utf8'), ts.ScriptTarget.Latest, true);
       const visit = (n: ts.Node): void => {
         if (ts.isFunctionLike(n) && 'body' in n && n.body) {
-          const a = sf.getLineAndCharacterOfPosition(n.getStart()).line, b = sf.getLineAndCharacterOfPosition(n.getEnd()).line;
+          const a = sf.getLineAndCharacterOfPosition(n.getStart()).line,
+            b = sf.getLineAndCharacterOfPosition(n.getEnd()).line;
           if (b - a + 1 > 100) long.push(`${file}:${a + 1} (${b - a + 1} lines)`);
         }
         ts.forEachChild(n, visit);

@@ -1660,11 +1660,15 @@ int main(int argc, char **argv) {
       await dumpKill(c.pid!, img); // no --force needed
       const refused = crimg(['restore', img]);
       expect(refused.code).toBe(1);
-      expect(refused.stderr).toMatch(/NOT_RESTORABLE: .*STDIO \(task \d+\): fd 1 .*: restore with --inherit-stdio to give the task crimg's own/);
+      expect(refused.stderr).toMatch(
+        /NOT_RESTORABLE: .*STDIO \(task \d+\): fd 1 .*: restore with --inherit-stdio to give the task crimg's own/,
+      );
       expect(refused.stderr).not.toContain('gives the restored task'); // dump's hint, for crimg check, is left out
       const chkRestore = JSON.parse(crimg(['restore', '--check', '--json', img]).stdout);
-      expect(chkRestore.reasons.map((r: { code: string; at: { of: string; fd?: number } }) => [r.code, r.at.of, r.at.fd]))
-        .toEqual([['STDIO', 'dump', undefined], ['FD_UNSUPPORTED', 'fd', 1]]); // the note, and fd 1 that cannot be reopened
+      expect(chkRestore.reasons.map((r: { code: string; at: { of: string; fd?: number } }) => [r.code, r.at.of, r.at.fd])).toEqual([
+        ['STDIO', 'dump', undefined],
+        ['FD_UNSUPPORTED', 'fd', 1],
+      ]); // the note, and fd 1 that cannot be reopened
       const out = path.join(dir, 'stdio.out');
       const fd = fs.openSync(out, 'w');
       const r = spawnSync(process.execPath, [path.resolve('dist/cli/crimg.cjs'), 'restore', '--inherit-stdio', img], {

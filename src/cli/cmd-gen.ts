@@ -10,9 +10,24 @@ import { ioError } from '../errors.js';
 import { action, parseIntArg, parseSize, printJson, progress, usage, hex, type GlobalOpts } from './common.js';
 
 interface GenOpts extends GlobalOpts {
-  output?: string; count?: string; outDir?: string; shard?: string; series?: string; dirtyRatio?: string;
-  seed?: string; tasks?: string; threads?: string; vmas?: string; size?: string; zeroRatio?: string; dupRatio?: string;
-  content?: string; files?: string; namespaces?: boolean; fanout?: string; fsync?: boolean;
+  output?: string;
+  count?: string;
+  outDir?: string;
+  shard?: string;
+  series?: string;
+  dirtyRatio?: string;
+  seed?: string;
+  tasks?: string;
+  threads?: string;
+  vmas?: string;
+  size?: string;
+  zeroRatio?: string;
+  dupRatio?: string;
+  content?: string;
+  files?: string;
+  namespaces?: boolean;
+  fanout?: string;
+  fsync?: boolean;
 }
 
 function ratio(name: string, s: string | undefined): number | undefined {
@@ -48,7 +63,8 @@ export function specFromOptions(o: GenOpts): GenSpec {
 }
 
 export function registerGenCommands(program: Command): void {
-  program.command('gen')
+  program
+    .command('gen')
     .description('write deterministic synthetic images (same spec and seed: same bytes on any machine and shard split)')
     .option('-o, --output <path>', 'image to write (one image)')
     .option('--count <n>', 'write N distinct images into --out-dir')
@@ -70,58 +86,80 @@ export function registerGenCommands(program: Command): void {
     .option('--fsync', 'fsync each image before renaming it into place')
     .option('--json', 'print a JSON summary on stdout')
     .option('--quiet', 'no progress bar')
-    .action(action(async (o: GenOpts) => {
-      const spec = specFromOptions(o);
-      const many = o.count !== undefined || o.series !== undefined;
-      if (many === (o.output !== undefined)) throw usage('give either -o PATH, or --count N / --series N with --out-dir DIR');
-      if (o.count !== undefined && o.series !== undefined) throw usage('--count and --series are exclusive');
-      if (many && !o.outDir) throw usage('--out-dir is required with --count/--series');
-      if (o.shard !== undefined && !many) throw usage('--shard needs --count or --series');
-      let shardI = 0, shardN = 1;
-      if (o.shard !== undefined) {
-        const m = /^(\d+)\/(\d+)$/.exec(o.shard);
-        if (!m || Number(m[2]) < 1 || Number(m[1]) >= Number(m[2])) throw usage(`--shard: '${o.shard}' is not I/N with 0 <= I < N`);
-        shardI = Number(m[1]); shardN = Number(m[2]);
-      }
-      const jobs: { file: string; spec: GenSpec }[] = [];
-      if (!many) jobs.push({ file: o.output!, spec });
-      else {
-        const n = parseIntArg(o.count !== undefined ? '--count' : '--series', (o.count ?? o.series)!, { min: 1, max: 10_000_000 });
-        try { fs.mkdirSync(o.outDir!, { recursive: true }); } catch (e) { throw ioError(`cannot create ${o.outDir}`, e); }
-        for (let i = shardI; i < n; i += shardN) {
-          const s: GenSpec = o.series !== undefined ? { ...spec, epoch: i } : { ...spec, index: i };
-          jobs.push({ file: path.join(o.outDir!, `${String(i).padStart(6, '0')}.crimg`), spec: s });
+    .action(
+      action(async (o: GenOpts) => {
+        const spec = specFromOptions(o);
+        const many = o.count !== undefined || o.series !== undefined;
+        if (many === (o.output !== undefined)) throw usage('give either -o PATH, or --count N / --series N with --out-dir DIR');
+        if (o.count !== undefined && o.series !== undefined) throw usage('--count and --series are exclusive');
+        if (many && !o.outDir) throw usage('--out-dir is required with --count/--series');
+        if (o.shard !== undefined && !many) throw usage('--shard needs --count or --series');
+        let shardI = 0,
+          shardN = 1;
+        if (o.shard !== undefined) {
+          const m = /^(\d+)\/(\d+)$/.exec(o.shard);
+          if (!m || Number(m[2]) < 1 || Number(m[1]) >= Number(m[2])) throw usage(`--shard: '${o.shard}' is not I/N with 0 <= I < N`);
+          shardI = Number(m[1]);
+          shardN = Number(m[2]);
         }
-      }
-      const totalBytes = jobs.length * resolveSpec(spec).size;
-      const bar = await progress(totalBytes, o, 'gen');
-      const results = [];
-      let done = 0;
-      const t0 = process.hrtime.bigint();
-      try {
-        for (const j of jobs) {
-          const model = generate(j.spec);
-          const r = await writeImage(model, j.file, { fsync: o.fsync, onProgress: (b) => bar.update(done + b) });
-          done += r.bytes;
-          bar.update(done);
-          results.push({ file: j.file, bytes: r.bytes, pagesStored: r.pagesStored, pagesZero: r.pagesZero, imageCsum: hex(r.imageCsum) });
+        const jobs: { file: string; spec: GenSpec }[] = [];
+        if (!many) jobs.push({ file: o.output!, spec });
+        else {
+          const n = parseIntArg(o.count !== undefined ? '--count' : '--series', (o.count ?? o.series)!, { min: 1, max: 10_000_000 });
+          try {
+            fs.mkdirSync(o.outDir!, { recursive: true });
+          } catch (e) {
+            throw ioError(`cannot create ${o.outDir}`, e);
+          }
+          for (let i = shardI; i < n; i += shardN) {
+            const s: GenSpec = o.series !== undefined ? { ...spec, epoch: i } : { ...spec, index: i };
+            jobs.push({ file: path.join(o.outDir!, `${String(i).padStart(6, '0')}.crimg`), spec: s });
+          }
         }
-      } finally { bar.stop(); }
-      const secs = Number(process.hrtime.bigint() - t0) / 1e9;
-      if (o.json) printJson({ images: results, seconds: secs });
-      else if (!o.quiet) process.stderr.write(`wrote ${results.length} image${results.length === 1 ? '' : 's'}, ${results.reduce((a, r) => a + r.bytes, 0)} bytes in ${secs.toFixed(2)} s\n`);
-    }));
+        const totalBytes = jobs.length * resolveSpec(spec).size;
+        const bar = await progress(totalBytes, o, 'gen');
+        const results = [];
+        let done = 0;
+        const t0 = process.hrtime.bigint();
+        try {
+          for (const j of jobs) {
+            const model = generate(j.spec);
+            const r = await writeImage(model, j.file, { fsync: o.fsync, onProgress: (b) => bar.update(done + b) });
+            done += r.bytes;
+            bar.update(done);
+            results.push({ file: j.file, bytes: r.bytes, pagesStored: r.pagesStored, pagesZero: r.pagesZero, imageCsum: hex(r.imageCsum) });
+          }
+        } finally {
+          bar.stop();
+        }
+        const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+        if (o.json) printJson({ images: results, seconds: secs });
+        else if (!o.quiet)
+          process.stderr.write(
+            `wrote ${results.length} image${results.length === 1 ? '' : 's'}, ${results.reduce((a, r) => a + r.bytes, 0)} bytes in ${secs.toFixed(2)} s\n`,
+          );
+      }),
+    );
 
-  program.command('demo')
+  program
+    .command('demo')
     .description('generate a small sample image in the temp directory, verify it and show it')
     .option('--keep <path>', 'write the sample here instead of a temporary file')
-    .action(action(async (o: { keep?: string }) => {
-      const file = o.keep ?? path.join(fs.mkdtempSync(path.join((process.env.TMPDIR ?? '/tmp'), 'crimg-demo-')), 'sample.crimg');
-      const model = generate({ seed: 42, size: 8 * 1024 * 1024, tasks: 2, threads: 2 });
-      const r = await writeImage(model, file);
-      process.stderr.write(`generated ${file}: ${r.bytes} bytes, ${r.pagesStored} pages stored, ${r.pagesZero} zero pages elided\n`);
-      const img = readImage(file);
-      try { process.stdout.write(showText(img.model, img)); } finally { img.close(); }
-      process.stderr.write(`\nverified OK. Try: crimg show --json ${file} | crimg stats ${file} | crimg read ${file} --pid ${model.tasks[0]!.pid} --addr 0x${model.tasks[0]!.mm!.vmas[0]!.start.toString(16)} --len 64 | xxd\n`);
-    }));
+    .action(
+      action(async (o: { keep?: string }) => {
+        const file = o.keep ?? path.join(fs.mkdtempSync(path.join(process.env.TMPDIR ?? '/tmp', 'crimg-demo-')), 'sample.crimg');
+        const model = generate({ seed: 42, size: 8 * 1024 * 1024, tasks: 2, threads: 2 });
+        const r = await writeImage(model, file);
+        process.stderr.write(`generated ${file}: ${r.bytes} bytes, ${r.pagesStored} pages stored, ${r.pagesZero} zero pages elided\n`);
+        const img = readImage(file);
+        try {
+          process.stdout.write(showText(img.model, img));
+        } finally {
+          img.close();
+        }
+        process.stderr.write(
+          `\nverified OK. Try: crimg show --json ${file} | crimg stats ${file} | crimg read ${file} --pid ${model.tasks[0]!.pid} --addr 0x${model.tasks[0]!.mm!.vmas[0]!.start.toString(16)} --len 64 | xxd\n`,
+        );
+      }),
+    );
 }

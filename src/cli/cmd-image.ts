@@ -16,112 +16,152 @@ export function registerImageCommands(program: Command): void {
 }
 
 function registerShow(program: Command): void {
-  program.command('show')
+  program
+    .command('show')
     .description('print a summary of an image: header, task tree, registers, VMAs, files, namespaces, nocr reasons')
     .argument('<image>', 'image file')
     .option('--json', 'one JSON document on stdout')
-    .action(action((path: string, o: { json?: boolean }) => {
-      // Metadata, record headers, bitmaps, index and trailer are verified; page payloads
-      // are not read (that is `crimg verify`), so a summary of a big image is quick.
-      const img = openImage(path);
-      try {
-        if (o.json) printJson(showJson(img.model, img));
-        else process.stdout.write(showText(img.model, img));
-      } finally { img.close(); }
-    }));
+    .action(
+      action((path: string, o: { json?: boolean }) => {
+        // Metadata, record headers, bitmaps, index and trailer are verified; page payloads
+        // are not read (that is `crimg verify`), so a summary of a big image is quick.
+        const img = openImage(path);
+        try {
+          if (o.json) printJson(showJson(img.model, img));
+          else process.stdout.write(showText(img.model, img));
+        } finally {
+          img.close();
+        }
+      }),
+    );
 }
 
 function registerVerify(program: Command): void {
-  program.command('verify')
+  program
+    .command('verify')
     .description('check magic, version, every record, every checksum, the index and the trailer')
     .argument('<image>', 'image file')
     .option('--json', 'one JSON document on stdout')
     .option('--quiet', 'print nothing on success')
-    .action(action(async (path: string, o: { json?: boolean; quiet?: boolean }) => {
-      try {
-        const r = await verifyWithProgress(path, o, 'verify');
-        if (o.json) printJson({ ok: true, records: r.stats.records, bytes: r.stats.fileBytes, imageCsum: r.stats.imageCsum, seconds: r.seconds });
-        else if (!o.quiet) process.stderr.write(`${path}: OK (${r.stats.records} records, ${r.stats.fileBytes} bytes, xxh3 ${hex(r.stats.imageCsum)})\n`);
-        return EXIT_OK;
-      } catch (e) {
-        if (o.json && e instanceof CrimgError) {
-          printJson({ ok: false, code: e.code, offset: e.offset ?? null, message: e.message });
-          reportError(e);
-          return EXIT_FAIL;
+    .action(
+      action(async (path: string, o: { json?: boolean; quiet?: boolean }) => {
+        try {
+          const r = await verifyWithProgress(path, o, 'verify');
+          if (o.json)
+            printJson({ ok: true, records: r.stats.records, bytes: r.stats.fileBytes, imageCsum: r.stats.imageCsum, seconds: r.seconds });
+          else if (!o.quiet)
+            process.stderr.write(`${path}: OK (${r.stats.records} records, ${r.stats.fileBytes} bytes, xxh3 ${hex(r.stats.imageCsum)})\n`);
+          return EXIT_OK;
+        } catch (e) {
+          if (o.json && e instanceof CrimgError) {
+            printJson({ ok: false, code: e.code, offset: e.offset ?? null, message: e.message });
+            reportError(e);
+            return EXIT_FAIL;
+          }
+          throw e;
         }
-        throw e;
-      }
-    }));
+      }),
+    );
 }
 
 function registerStats(program: Command): void {
-  program.command('stats')
+  program
+    .command('stats')
     .description('sizes, pages stored vs elided, per-VMA breakdown, checksum algorithm, time to verify')
     .argument('<image>', 'image file')
     .option('--json', 'one JSON document on stdout')
-    .action(action(async (path: string, o: { json?: boolean }) => {
-      const r = await verifyWithProgress(path, o, 'stats');
-      const img = openImage(path);
-      try {
-        const s = r.stats;
-        const doc = {
-          file: path, fileBytes: s.fileBytes, records: s.records, pageRecords: s.pageRecords,
-          pagesStored: s.pagesStored, pagesZero: s.pagesZero, pageBytes: s.pageBytes, metadataBytes: s.metaBytes,
-          checksum: 'xxh3-64', imageCsum: s.imageCsum, verifySeconds: r.seconds,
-          verifyGBps: r.seconds > 0 ? s.fileBytes / r.seconds / 1e9 : null,
-          freezeNs: img.model.header.freezeNs,
-          tasks: s.tasks.map((t) => ({
-            pid: t.pid,
-            vmas: t.vmas.map((v) => ({ start: v.start, end: v.end, path: v.path, pages: v.pages, stored: v.stored, zero: v.zero })),
-          })),
-        };
-        if (o.json) { printJson(doc); return; }
-        const mib = (n: number): string => `${(n / 1048576).toFixed(1)} MiB`;
-        const lines = [
-          `file           ${path}`,
-          `size           ${s.fileBytes} bytes (${mib(s.fileBytes)}): pages ${mib(s.pageBytes)}, metadata ${s.metaBytes} bytes`,
-          `records        ${s.records} (${s.pageRecords} page runs)`,
-          `pages          ${s.pagesStored} stored, ${s.pagesZero} zero elided (${s.pagesStored + s.pagesZero ? ((100 * s.pagesZero) / (s.pagesStored + s.pagesZero)).toFixed(1) : '0'}% elided)`,
-          `checksum       xxh3-64 ${hex(s.imageCsum)}`,
-          `verify         ${(r.seconds * 1000).toFixed(1)} ms${r.seconds > 0 ? ` (${(s.fileBytes / r.seconds / 1e9).toFixed(2)} GB/s)` : ''}`,
-        ];
-        if (img.model.header.freezeNs) lines.push(`frozen         ${(Number(img.model.header.freezeNs) / 1e6).toFixed(2)} ms`);
-        for (const t of s.tasks) {
-          lines.push(`task ${t.pid}`);
-          for (const v of t.vmas) lines.push(`  ${v.start.toString(16).padStart(12, '0')}-${v.end.toString(16).padStart(12, '0')} ${String(v.pages).padStart(8)} pages ${String(v.stored).padStart(8)} stored ${String(v.zero).padStart(8)} zero  ${v.path ?? ''}`);
+    .action(
+      action(async (path: string, o: { json?: boolean }) => {
+        const r = await verifyWithProgress(path, o, 'stats');
+        const img = openImage(path);
+        try {
+          const s = r.stats;
+          const doc = {
+            file: path,
+            fileBytes: s.fileBytes,
+            records: s.records,
+            pageRecords: s.pageRecords,
+            pagesStored: s.pagesStored,
+            pagesZero: s.pagesZero,
+            pageBytes: s.pageBytes,
+            metadataBytes: s.metaBytes,
+            checksum: 'xxh3-64',
+            imageCsum: s.imageCsum,
+            verifySeconds: r.seconds,
+            verifyGBps: r.seconds > 0 ? s.fileBytes / r.seconds / 1e9 : null,
+            freezeNs: img.model.header.freezeNs,
+            tasks: s.tasks.map((t) => ({
+              pid: t.pid,
+              vmas: t.vmas.map((v) => ({ start: v.start, end: v.end, path: v.path, pages: v.pages, stored: v.stored, zero: v.zero })),
+            })),
+          };
+          if (o.json) {
+            printJson(doc);
+            return;
+          }
+          const mib = (n: number): string => `${(n / 1048576).toFixed(1)} MiB`;
+          const lines = [
+            `file           ${path}`,
+            `size           ${s.fileBytes} bytes (${mib(s.fileBytes)}): pages ${mib(s.pageBytes)}, metadata ${s.metaBytes} bytes`,
+            `records        ${s.records} (${s.pageRecords} page runs)`,
+            `pages          ${s.pagesStored} stored, ${s.pagesZero} zero elided (${s.pagesStored + s.pagesZero ? ((100 * s.pagesZero) / (s.pagesStored + s.pagesZero)).toFixed(1) : '0'}% elided)`,
+            `checksum       xxh3-64 ${hex(s.imageCsum)}`,
+            `verify         ${(r.seconds * 1000).toFixed(1)} ms${r.seconds > 0 ? ` (${(s.fileBytes / r.seconds / 1e9).toFixed(2)} GB/s)` : ''}`,
+          ];
+          if (img.model.header.freezeNs) lines.push(`frozen         ${(Number(img.model.header.freezeNs) / 1e6).toFixed(2)} ms`);
+          for (const t of s.tasks) {
+            lines.push(`task ${t.pid}`);
+            for (const v of t.vmas)
+              lines.push(
+                `  ${v.start.toString(16).padStart(12, '0')}-${v.end.toString(16).padStart(12, '0')} ${String(v.pages).padStart(8)} pages ${String(v.stored).padStart(8)} stored ${String(v.zero).padStart(8)} zero  ${v.path ?? ''}`,
+              );
+          }
+          process.stdout.write(`${lines.join('\n')}\n`);
+        } finally {
+          img.close();
         }
-        process.stdout.write(`${lines.join('\n')}\n`);
-      } finally { img.close(); }
-    }));
+      }),
+    );
 }
 
 function registerRead(program: Command): void {
-  program.command('read')
+  program
+    .command('read')
     .description("the bytes of a task's memory from the image (zero-filled for elided pages)")
     .argument('<image>', 'image file')
     .requiredOption('--pid <pid>', 'task id')
     .requiredOption('--addr <addr>', 'start address (decimal or 0x hex)')
     .requiredOption('--len <len>', 'number of bytes')
     .option('-o, --output <file>', 'write to a file instead of stdout')
-    .action(action((path: string, o: { pid: string; addr: string; len: string; output?: string }) => {
-      const pid = parseIntArg('--pid', o.pid, { min: 0, max: 0x7fffffff });
-      const addr = parseBigArg('--addr', o.addr);
-      const len = parseIntArg('--len', o.len, { min: 0, max: 1 << 30 });
-      const img = openImage(path);
-      try {
-        const bytes = img.readMemory(pid, addr, len);
-        if (o.output) {
-          const s = new FileSink(o.output);
-          try { s.write(bytes); } catch (e) { s.abort(); throw e; }
-          return s.close();
+    .action(
+      action((path: string, o: { pid: string; addr: string; len: string; output?: string }) => {
+        const pid = parseIntArg('--pid', o.pid, { min: 0, max: 0x7fffffff });
+        const addr = parseBigArg('--addr', o.addr);
+        const len = parseIntArg('--len', o.len, { min: 0, max: 1 << 30 });
+        const img = openImage(path);
+        try {
+          const bytes = img.readMemory(pid, addr, len);
+          if (o.output) {
+            const s = new FileSink(o.output);
+            try {
+              s.write(bytes);
+            } catch (e) {
+              s.abort();
+              throw e;
+            }
+            return s.close();
+          }
+          fs.writeSync(1, bytes);
+        } finally {
+          img.close();
         }
-        fs.writeSync(1, bytes);
-      } finally { img.close(); }
-    }));
+      }),
+    );
 }
 
 function registerDiff(program: Command): void {
-  program.command('diff')
+  program
+    .command('diff')
     .description('what differs between two images (exit 0 same, 1 different, 2 trouble, like cmp)')
     .argument('<a>', 'first image')
     .argument('<b>', 'second image')
@@ -141,7 +181,8 @@ function registerDiff(program: Command): void {
         reportError(e);
         process.exitCode = EXIT_USAGE; // trouble
       } finally {
-        A?.close(); B?.close();
+        A?.close();
+        B?.close();
       }
     });
 }
@@ -156,7 +197,11 @@ function fmt(v: unknown): string {
 /** verifyImageAsync with a progress bar on a TTY (images of a few GiB take seconds). */
 async function verifyWithProgress(path: string, o: { json?: boolean; quiet?: boolean }, label: string): Promise<VerifyResult> {
   let size = 0;
-  try { size = fs.statSync(path).size; } catch { /* verifyImageAsync reports it */ }
+  try {
+    size = fs.statSync(path).size;
+  } catch {
+    /* verifyImageAsync reports it */
+  }
   const bar = await progress(size >= 256 << 20 ? size : 0, o, label);
   try {
     return await verifyImageAsync(path, { onProgress: (n) => bar.update(n) });

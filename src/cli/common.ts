@@ -6,11 +6,19 @@ export const EXIT_FAIL = 1;
 export const EXIT_USAGE = 2;
 export const EXIT_UNSAFE = 3;
 
-export interface GlobalOpts { debug?: boolean; quiet?: boolean; json?: boolean }
+export interface GlobalOpts {
+  debug?: boolean;
+  quiet?: boolean;
+  json?: boolean;
+}
 
 let debug = false;
-export function setDebug(on: boolean): void { debug = on; }
-export function isDebug(): boolean { return debug; }
+export function setDebug(on: boolean): void {
+  debug = on;
+}
+export function isDebug(): boolean {
+  return debug;
+}
 
 /** Print the error as one line `crimg: CODE: message` (stack only with --debug) and return the exit code. */
 export function reportError(e: unknown): number {
@@ -26,6 +34,7 @@ export function reportError(e: unknown): number {
 }
 
 /** Wrap a command action: errors become one line and an exit code. */
+// biome-ignore lint/suspicious/noConfusingVoidType: an action returns an exit code or nothing (void functions and async ones)
 export function action<A extends unknown[]>(fn: (...args: A) => Promise<number | void> | number | void) {
   return async (...args: A): Promise<void> => {
     try {
@@ -37,18 +46,28 @@ export function action<A extends unknown[]>(fn: (...args: A) => Promise<number |
   };
 }
 
-export function usage(msg: string): CrimgError { return new CrimgError('USAGE', msg); }
+export function usage(msg: string): CrimgError {
+  return new CrimgError('USAGE', msg);
+}
 
 /** 64-bit and wider values in JSON: "0x"-prefixed lowercase hex of the integer value. */
-export function hex(v: bigint | number): string { return `0x${BigInt.asUintN(128, BigInt(v)).toString(16)}`; }
+export function hex(v: bigint | number): string {
+  return `0x${BigInt.asUintN(128, BigInt(v)).toString(16)}`;
+}
 
 /** Print one JSON document on stdout (bigints as hex strings, Uint8Arrays as hex). */
 export function printJson(doc: unknown): void {
-  process.stdout.write(`${JSON.stringify(doc, (_k, v) => {
-    if (typeof v === 'bigint') return hex(v);
-    if (v instanceof Uint8Array) return Buffer.from(v).toString('hex');
-    return v;
-  }, 2)}\n`);
+  process.stdout.write(
+    `${JSON.stringify(
+      doc,
+      (_k, v) => {
+        if (typeof v === 'bigint') return hex(v);
+        if (v instanceof Uint8Array) return Buffer.from(v).toString('hex');
+        return v;
+      },
+      2,
+    )}\n`,
+  );
 }
 
 export function parseIntArg(name: string, s: string, { min = 0, max = Number.MAX_SAFE_INTEGER } = {}): number {
@@ -68,7 +87,20 @@ export function parseBigArg(name: string, s: string): bigint {
   }
 }
 
-const UNITS: Record<string, number> = { '': 1, k: 1024, kib: 1024, kb: 1000, m: 1024 ** 2, mib: 1024 ** 2, mb: 1e6, g: 1024 ** 3, gib: 1024 ** 3, gb: 1e9, t: 1024 ** 4, tib: 1024 ** 4 };
+const UNITS: Record<string, number> = {
+  '': 1,
+  k: 1024,
+  kib: 1024,
+  kb: 1000,
+  m: 1024 ** 2,
+  mib: 1024 ** 2,
+  mb: 1e6,
+  g: 1024 ** 3,
+  gib: 1024 ** 3,
+  gb: 1e9,
+  t: 1024 ** 4,
+  tib: 1024 ** 4,
+};
 /** Parse sizes such as 4096, 64KiB, 1GiB, 512M. */
 export function parseSize(name: string, s: string): number {
   const m = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(s.trim());
@@ -83,9 +115,10 @@ export function parseSize(name: string, s: string): number {
 export async function progress(total: number, opts: GlobalOpts, label: string): Promise<{ update(n: number): void; stop(): void }> {
   if (!process.stderr.isTTY || opts.json || opts.quiet || total <= 0) return { update() {}, stop() {} };
   const { default: cliProgress } = await import('cli-progress');
-  const bar = new cliProgress.SingleBar({
-    stream: process.stderr, format: `${label} [{bar}] {percentage}% {value}/{total} MiB`, hideCursor: true, clearOnComplete: true,
-  }, cliProgress.Presets.shades_classic);
+  const bar = new cliProgress.SingleBar(
+    { stream: process.stderr, format: `${label} [{bar}] {percentage}% {value}/{total} MiB`, hideCursor: true, clearOnComplete: true },
+    cliProgress.Presets.shades_classic,
+  );
   const mib = (n: number): number => Math.round(n / 1048576);
   bar.start(mib(total), 0);
   return { update: (n: number) => bar.update(Math.min(mib(n), mib(total))), stop: () => bar.stop() };

@@ -20,9 +20,17 @@ const FAMILIES: Record<string, () => Promise<Register>> = {
   convert: async () => (await import('./cmd-convert.js')).registerConvertCommands,
 };
 const FAMILY_OF: Record<string, string> = {
-  show: 'image', verify: 'image', stats: 'image', read: 'image', diff: 'image',
-  gen: 'gen', demo: 'gen',
-  dump: 'live', check: 'live', run: 'live', signal: 'live',
+  show: 'image',
+  verify: 'image',
+  stats: 'image',
+  read: 'image',
+  diff: 'image',
+  gen: 'gen',
+  demo: 'gen',
+  dump: 'live',
+  check: 'live',
+  run: 'live',
+  signal: 'live',
   restore: 'restore',
   convert: 'convert',
 };
@@ -43,11 +51,11 @@ export async function buildProgram(argv: string[] = []): Promise<Command> {
     .version(VERSION)
     .option('--debug', 'print stack traces with errors')
     .showSuggestionAfterError(true)
-    .configureOutput({
-      writeErr: (s) => process.stderr.write(s.startsWith('error:') ? `crimg: USAGE: ${s.slice(7)}` : s),
-    })
+    .configureOutput({ writeErr: (s) => process.stderr.write(s.startsWith('error:') ? `crimg: USAGE: ${s.slice(7)}` : s) })
     .exitOverride();
-  program.hook('preAction', (cmd) => { setDebug(!!cmd.optsWithGlobals().debug); });
+  program.hook('preAction', (cmd) => {
+    setDebug(!!cmd.optsWithGlobals().debug);
+  });
   const name = commandName(argv);
   const only = name !== undefined ? FAMILY_OF[name] : undefined;
   const versionOnly = name === undefined && argv.some((a) => a === '-V' || a === '--version');
@@ -65,10 +73,10 @@ export async function main(argv: string[]): Promise<void> {
   } catch (e) {
     if (e instanceof CommanderError) {
       // help and version exit 0; everything else from commander is a usage error
-      process.exitCode = e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help' ? 0 : EXIT_USAGE;
+      process.exitCode =
+        e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help' ? 0 : EXIT_USAGE;
       return;
     }
     throw e;
   }
 }
-

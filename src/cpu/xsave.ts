@@ -17,11 +17,18 @@
  * (a live dump, a core made on another CPU) and on the way out (restore onto this CPU).
  */
 
-export interface XsaveComponent { type: number; size: number; offset: number }
+export interface XsaveComponent {
+  type: number;
+  size: number;
+  offset: number;
+}
 
 /** A user-state component crimg knows: its XCR0 bit (type), architectural size, Intel standard-form offset, and
  *  whether the compacted form aligns it to 64 bytes. */
-export interface XsaveComponentInfo extends XsaveComponent { name: string; align64: boolean }
+export interface XsaveComponentInfo extends XsaveComponent {
+  name: string;
+  align64: boolean;
+}
 
 /** The user-state components of the Intel SDM layout, by XCR0 bit. */
 export const XSAVE_COMPONENTS: readonly XsaveComponentInfo[] = [
@@ -94,7 +101,7 @@ function layoutEnd(l: readonly XsaveComponent[]): number {
  * size, else Intel (components past the end read as absent).
  */
 export function guessLayout(xcr0: bigint, size: number, explicit?: readonly XsaveComponent[] | null): readonly XsaveComponent[] {
-  if (explicit && explicit.length) return explicit;
+  if (explicit?.length) return explicit;
   if (size >= intelXsaveSize(xcr0)) return intelLayout(xcr0);
   const packed = packedLayout(xcr0);
   if (size === layoutEnd(packed)) return packed;
@@ -149,7 +156,13 @@ export function toIntelExt(area: Uint8Array, xcr0: bigint, from: readonly XsaveC
  * components ext holds that `outXcr0` enables and `to` has room for, plus x87 and SSE (in the legacy region);
  * XCOMP_BV 0 (standard form); the reserved header bytes 0. Without ext (too short) only x87 and SSE are marked.
  */
-export function fromIntelExt(out: Uint8Array, to: readonly XsaveComponent[], outXcr0: bigint, ext: Uint8Array | null, extXcr0: bigint): void {
+export function fromIntelExt(
+  out: Uint8Array,
+  to: readonly XsaveComponent[],
+  outXcr0: bigint,
+  ext: Uint8Array | null,
+  extXcr0: bigint,
+): void {
   const dv = view(out);
   let bv = XCR0_X87_SSE;
   if (ext && ext.length >= XSAVE_HEADER_BYTES) {
@@ -162,7 +175,10 @@ export function fromIntelExt(out: Uint8Array, to: readonly XsaveComponent[], out
       if (!(bv & bit)) continue;
       const s = from.find((x) => x.type === c.type);
       const so = s ? s.offset - XSAVE_LEGACY_BYTES : -1;
-      if (!s || so + s.size > ext.length || c.offset + c.size > out.length) { bv &= ~bit; continue; }
+      if (!s || so + s.size > ext.length || c.offset + c.size > out.length) {
+        bv &= ~bit;
+        continue;
+      }
       out.set(ext.subarray(so, so + Math.min(s.size, c.size)), c.offset);
     }
     out.fill(0, XSAVE_LEGACY_BYTES + 16, XSAVE_MIN_BYTES); // reserved header bytes must be zero

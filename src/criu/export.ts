@@ -31,8 +31,17 @@ import { isFileVma } from '../elf/export.js';
 import type { Msg } from './pb.js';
 import { imageBytes, type MagicName } from './img.js';
 import {
-  CORE_MARCH_X86_64, CRTOOLS_IMAGES_V1_1, FD_TYPE_REG, MAP, PE_PRESENT, TASK_ALIVE, TASK_STOPPED, TASK_ZOMBIE, VMA,
-  X86_REGS_NATIVE, type MessageName,
+  CORE_MARCH_X86_64,
+  CRTOOLS_IMAGES_V1_1,
+  FD_TYPE_REG,
+  MAP,
+  PE_PRESENT,
+  TASK_ALIVE,
+  TASK_STOPPED,
+  TASK_ZOMBIE,
+  VMA,
+  X86_REGS_NATIVE,
+  type MessageName,
 } from './proto.js';
 import { GPREG_FIELDS, XSAVE_PARTS, O_DIRECTORY, FD_CLOEXEC, MADV_BITS, MAP_LOCKED } from './layout.js';
 import { type CriuDumpImage, type CriuDumpOut, criuKindsOf } from './kind-map.js';
@@ -68,20 +77,29 @@ const CHUNK_PAGES = 256;
 /** Writes a raw file with holes: positioned writes, ftruncate at the end. */
 class RawOut {
   pos = 0;
-  constructor(readonly fd: number, readonly name: string) {}
+  constructor(
+    readonly fd: number,
+    readonly name: string,
+  ) {}
   write(b: Uint8Array): void {
     let off = 0;
     try {
       while (off < b.length) off += fs.writeSync(this.fd, b, off, b.length - off, this.pos + off);
-    } catch (e) { throw ioError(`writing ${this.name}`, e); }
+    } catch (e) {
+      throw ioError(`writing ${this.name}`, e);
+    }
     this.pos += b.length;
   }
-  hole(n: number): void { this.pos += n; }
+  hole(n: number): void {
+    this.pos += n;
+  }
   finish(sync: boolean): void {
     try {
       fs.ftruncateSync(this.fd, this.pos);
       if (sync) fs.fsyncSync(this.fd);
-    } catch (e) { throw ioError(`finishing ${this.name}`, e); }
+    } catch (e) {
+      throw ioError(`finishing ${this.name}`, e);
+    }
   }
 }
 
@@ -124,9 +142,17 @@ function fpregsOf(th: Thread): Msg {
   if (f.length !== FXSAVE_BYTES) throw new CrimgError('INTERNAL', `thread ${th.tid}: FXSAVE area of ${f.length} bytes`);
   const dv = new DataView(f.buffer, f.byteOffset, f.byteLength);
   const m: Msg = {
-    cwd: dv.getUint16(0, true), swd: dv.getUint16(2, true), twd: dv.getUint16(4, true), fop: dv.getUint16(6, true),
-    rip: dv.getBigUint64(8, true), rdp: dv.getBigUint64(16, true), mxcsr: dv.getUint32(24, true), mxcsr_mask: dv.getUint32(28, true),
-    st_space: u32s(f, 32, 32), xmm_space: u32s(f, 160, 64), padding: u32s(f, 416, 24),
+    cwd: dv.getUint16(0, true),
+    swd: dv.getUint16(2, true),
+    twd: dv.getUint16(4, true),
+    fop: dv.getUint16(6, true),
+    rip: dv.getBigUint64(8, true),
+    rdp: dv.getBigUint64(16, true),
+    mxcsr: dv.getUint32(24, true),
+    mxcsr_mask: dv.getUint32(28, true),
+    st_space: u32s(f, 32, 32),
+    xmm_space: u32s(f, 160, 64),
+    padding: u32s(f, 416, 24),
   };
   // XCR0 in the sw_reserved word at 464 (as ptrace's XSAVE area and so CRIU's own dumps have it),
   // unless the FXSAVE area holds something there: import takes XCR0 from it
@@ -156,9 +182,20 @@ function credsOf(t: Task): Msg {
   const c = t.creds;
   const cap = (v: bigint): number[] => [Number(v & 0xffffffffn), Number((v >> 32n) & 0xffffffffn)];
   return {
-    uid: c.uid, gid: c.gid, euid: c.euid, egid: c.egid, suid: c.suid, sgid: c.sgid, fsuid: c.fsuid, fsgid: c.fsgid,
-    cap_inh: cap(c.capInh), cap_prm: cap(c.capPrm), cap_eff: cap(c.capEff), cap_bnd: cap(c.capBnd),
-    secbits: c.securebits, groups: [...c.groups],
+    uid: c.uid,
+    gid: c.gid,
+    euid: c.euid,
+    egid: c.egid,
+    suid: c.suid,
+    sgid: c.sgid,
+    fsuid: c.fsuid,
+    fsgid: c.fsgid,
+    cap_inh: cap(c.capInh),
+    cap_prm: cap(c.capPrm),
+    cap_eff: cap(c.capEff),
+    cap_bnd: cap(c.capBnd),
+    secbits: c.securebits,
+    groups: [...c.groups],
   };
 }
 
@@ -194,7 +231,12 @@ function threadCoreOf(task: Task, th: Thread): Msg {
 /** The leader's task_core_entry. */
 function taskCoreOf(task: Task, leader: Thread): Msg {
   const tc: Msg = {
-    task_state: taskState(leader), exit_code: 0, personality: task.personality >>> 0, flags: 0, blk_sigset: leader.sigmask, comm: task.comm,
+    task_state: taskState(leader),
+    exit_code: 0,
+    personality: task.personality >>> 0,
+    flags: 0,
+    blk_sigset: leader.sigmask,
+    comm: task.comm,
     rlimits: { rlimits: task.rlimits.map((r) => ({ cur: r.cur, max: r.max })) },
   };
   if (task.creds.seccompMode) tc.old_seccomp_mode = task.creds.seccompMode;
@@ -208,7 +250,9 @@ function taskCoreOf(task: Task, leader: Thread): Msg {
 function coreOf(task: Task, th: Thread, leader: boolean): Msg {
   if (th.regs.length !== NREGS) throw new CrimgError('INTERNAL', `thread ${th.tid}: ${th.regs.length} registers, expected ${NREGS}`);
   const gpregs: Msg = { mode: X86_REGS_NATIVE };
-  GPREG_FIELDS.forEach((f, i) => { gpregs[f] = th.regs[i]!; });
+  GPREG_FIELDS.forEach((f, i) => {
+    gpregs[f] = th.regs[i]!;
+  });
   // clear_tid_addr is required: the FUTEX kind sets it when recorded
   const info: Msg = { clear_tid_addr: 0n, gpregs, fpregs: fpregsOf(th) };
   const core = threadCoreOf(task, th);
@@ -222,9 +266,13 @@ function coreOf(task: Task, th: Thread, leader: boolean): Msg {
 }
 
 function mapFlags(v: Vma): number {
-  return (v.flags & VmaFlags.SHARED ? MAP.SHARED : MAP.PRIVATE) | (v.flags & VmaFlags.ANON ? MAP.ANONYMOUS : 0)
-    | (v.flags & VmaFlags.GROWSDOWN ? MAP.GROWSDOWN : 0) | (v.flags & VmaFlags.HUGETLB ? MAP.HUGETLB : 0)
-    | (v.flags & VmaFlags.LOCKED ? MAP_LOCKED : 0);
+  return (
+    (v.flags & VmaFlags.SHARED ? MAP.SHARED : MAP.PRIVATE)
+    | (v.flags & VmaFlags.ANON ? MAP.ANONYMOUS : 0)
+    | (v.flags & VmaFlags.GROWSDOWN ? MAP.GROWSDOWN : 0)
+    | (v.flags & VmaFlags.HUGETLB ? MAP.HUGETLB : 0)
+    | (v.flags & VmaFlags.LOCKED ? MAP_LOCKED : 0)
+  );
 }
 
 /** Kernel-provided areas CRIU never dumps pages of. */
@@ -253,7 +301,14 @@ function vmaOf(v: Vma, files: FileTable): Msg {
   if (v.flags & VmaFlags.STACK) status |= VMA.AREA_STACK;
   if (v.flags & VmaFlags.HEAP) status |= VMA.AREA_HEAP;
   const e: Msg = {
-    start: v.start, end: v.end, pgoff: v.pgoff * BigInt(PAGE), shmid, prot: v.prot & 7, flags: mapFlags(v), status, fd: -1n,
+    start: v.start,
+    end: v.end,
+    pgoff: v.pgoff * BigInt(PAGE),
+    shmid,
+    prot: v.prot & 7,
+    flags: mapFlags(v),
+    status,
+    fd: -1n,
   };
   if (fdflags !== undefined) e.fdflags = fdflags;
   let madv = 0n;
@@ -262,7 +317,12 @@ function vmaOf(v: Vma, files: FileTable): Msg {
   return e;
 }
 
-interface Counts { pagesWritten: number; pagesHole: number; pagesDropped: number; bytes: number }
+interface Counts {
+  pagesWritten: number;
+  pagesHole: number;
+  pagesDropped: number;
+  bytes: number;
+}
 
 /** Stream the recorded pages of a task: pagemap entries (returned) and pages-N.img (written through out). */
 function writePages(task: Task, k: Kernels, region: number, out: RawOut, c: Counts, onProgress?: (n: number) => void): Msg[] {
@@ -275,14 +335,22 @@ function writePages(task: Task, k: Kernels, region: number, out: RawOut, c: Coun
         throw new CrimgError('INTERNAL', `page source of VMA 0x${v.start.toString(16)} gave a bad run [${first}, +${count})`);
       }
       last = first + count;
-      if (noPages(v)) { c.pagesDropped += count; continue; }
+      if (noPages(v)) {
+        c.pagesDropped += count;
+        continue;
+      }
       // pagemap_entry.nr_pages is a u32
       for (let s = first; s < first + count; s += 0x7fff0000) {
         entries.push({ vaddr: v.start + BigInt(s) * BigInt(PAGE), nr_pages: Math.min(0x7fff0000, first + count - s), flags: PE_PRESENT });
       }
       for (const s of pageSpans(k, v, first, count, region, CHUNK_PAGES)) {
-        if (!s.zero) { out.write(k.u8().subarray(s.at, s.at + s.pages * PAGE)); c.pagesWritten += s.pages; }
-        else { out.hole(s.pages * PAGE); c.pagesHole += s.pages; }
+        if (!s.zero) {
+          out.write(k.u8().subarray(s.at, s.at + s.pages * PAGE));
+          c.pagesWritten += s.pages;
+        } else {
+          out.hole(s.pages * PAGE);
+          c.pagesHole += s.pages;
+        }
         if (s.chunkEnd) onProgress?.(c.bytes + out.pos);
       }
     }
@@ -300,19 +368,30 @@ class DirOut {
   files = 0;
   fdsSkipped = 0;
   readonly c: Counts = { pagesWritten: 0, pagesHole: 0, pagesDropped: 0, bytes: 0 };
-  constructor(readonly tmp: string, readonly opts: CriuExportOptions) {}
+  constructor(
+    readonly tmp: string,
+    readonly opts: CriuExportOptions,
+  ) {}
 
   /** Write an image file of protobuf entries. */
   put(name: string, magic: MagicName, entries: [MessageName, Msg][]): void {
     const b = imageBytes(magic, entries);
     const file = path.join(this.tmp, name);
     let fd: number;
-    try { fd = fs.openSync(file, 'wx', 0o644); } catch (e) { throw ioError(`cannot create ${file}`, e); }
+    try {
+      fd = fs.openSync(file, 'wx', 0o644);
+    } catch (e) {
+      throw ioError(`cannot create ${file}`, e);
+    }
     try {
       let off = 0;
       while (off < b.length) off += fs.writeSync(fd, b, off, b.length - off);
       if (this.opts.fsync) fs.fsyncSync(fd);
-    } catch (e) { throw ioError(`writing ${file}`, e); } finally { fs.closeSync(fd); }
+    } catch (e) {
+      throw ioError(`writing ${file}`, e);
+    } finally {
+      fs.closeSync(fd);
+    }
     this.c.bytes += b.length;
     this.files++;
   }
@@ -320,13 +399,19 @@ class DirOut {
   /** Write a raw file (pages-N.img) through `write`; returns what it returns. */
   raw<T>(name: string, write: (out: RawOut) => T): T {
     let fd: number;
-    try { fd = fs.openSync(path.join(this.tmp, name), 'wx', 0o644); } catch (e) { throw ioError(`cannot create ${name}`, e); }
+    try {
+      fd = fs.openSync(path.join(this.tmp, name), 'wx', 0o644);
+    } catch (e) {
+      throw ioError(`cannot create ${name}`, e);
+    }
     const out = new RawOut(fd, name);
     let r: T;
     try {
       r = write(out);
       out.finish(!!this.opts.fsync);
-    } finally { fs.closeSync(fd); }
+    } finally {
+      fs.closeSync(fd);
+    }
     this.c.bytes += out.pos;
     this.files++;
     return r;
@@ -344,36 +429,62 @@ class DumpImages implements CriuDumpOut {
   /** Write each image that has entries. */
   write(out: DirOut): void {
     for (const { image, entries } of this.byFile.values()) {
-      if (entries.length) out.put(image.file, image.magic, entries.map((e): [MessageName, Msg] => [image.entry, e]));
+      if (entries.length)
+        out.put(
+          image.file,
+          image.magic,
+          entries.map((e): [MessageName, Msg] => [image.entry, e]),
+        );
     }
   }
 }
 
 /** What the images of all tasks share: the regular files (files.img), the kinds' dump-wide images, the kernels' region pages go through. */
-interface Shared { files: FileTable; dump: DumpImages; k: Kernels; region: number; opts: CriuExportOptions }
+interface Shared {
+  files: FileTable;
+  dump: DumpImages;
+  k: Kernels;
+  region: number;
+  opts: CriuExportOptions;
+}
 
 /** task_kobj_ids_entry of the n-th task (from 1): its own vm/files/fs/sighand ids, the namespace ids that fit a u32. */
 function idsOf(t: Task, n: number): Msg {
   const m: Msg = { vm_id: n, files_id: n, fs_id: n, sighand_id: n };
   const ns = (v: bigint): number | undefined => (v > 0n && v <= 0xffffffffn ? Number(v) : undefined);
-  m.pid_ns_id = ns(t.ns.pid); m.net_ns_id = ns(t.ns.net); m.ipc_ns_id = ns(t.ns.ipc); m.uts_ns_id = ns(t.ns.uts);
-  m.mnt_ns_id = ns(t.ns.mnt); m.user_ns_id = ns(t.ns.user); m.cgroup_ns_id = ns(t.ns.cgroup); m.time_ns_id = ns(t.ns.time);
+  m.pid_ns_id = ns(t.ns.pid);
+  m.net_ns_id = ns(t.ns.net);
+  m.ipc_ns_id = ns(t.ns.ipc);
+  m.uts_ns_id = ns(t.ns.uts);
+  m.mnt_ns_id = ns(t.ns.mnt);
+  m.user_ns_id = ns(t.ns.user);
+  m.cgroup_ns_id = ns(t.ns.cgroup);
+  m.time_ns_id = ns(t.ns.time);
   return m;
 }
 
 function pstreeOf(model: Model): [MessageName, Msg][] {
   const pids = new Set(model.tasks.map((t) => t.pid));
-  return model.tasks.map((t) => ['pstree_entry', {
-    pid: t.pid, ppid: pids.has(t.ppid) && t.ppid !== t.pid ? t.ppid : 0, pgid: t.pgid, sid: t.sid,
-    threads: [t.pid, ...t.threads.filter((th) => th.tid !== t.pid).map((th) => th.tid)],
-  }]);
+  return model.tasks.map((t) => [
+    'pstree_entry',
+    {
+      pid: t.pid,
+      ppid: pids.has(t.ppid) && t.ppid !== t.pid ? t.ppid : 0,
+      pgid: t.pgid,
+      sid: t.sid,
+      threads: [t.pid, ...t.threads.filter((th) => th.tid !== t.pid).map((th) => th.tid)],
+    },
+  ]);
 }
 
 /** fdinfo entries of the fds CRIU keeps as regular files (the others are counted as skipped), with their kinds. */
 function fdinfoOf(t: Task, sh: Shared, out: DirOut): [MessageName, Msg][] {
   const fdinfo: [MessageName, Msg][] = [];
   for (const f of t.files) {
-    if (!regularFd(f.kind, f.path)) { out.fdsSkipped++; continue; }
+    if (!regularFd(f.kind, f.path)) {
+      out.fdsSkipped++;
+      continue;
+    }
     const id = sh.files.add(f.path, f.flags >>> 0, { pos: f.pos, size: f.size, mode: f.mode });
     fdinfo.push(['fdinfo_entry', { id, flags: f.cloexec ? FD_CLOEXEC : 0, type: FD_TYPE_REG, fd: f.fd }]);
     for (const k of criuKindsOf('fd')) {
@@ -389,12 +500,27 @@ function writeMm(t: Task, n: number, sh: Shared, out: DirOut): void {
   const mm = t.mm!;
   const vmas = mm.vmas.map((v) => vmaOf(v, sh.files));
   const exeId = t.exe ? sh.files.add(t.exe, 0, { key: `map:0:${t.exe}` }) : 0;
-  out.put(`mm-${t.pid}.img`, 'MM', [['mm_entry', {
-    mm_start_code: mm.startCode, mm_end_code: mm.endCode, mm_start_data: mm.startData, mm_end_data: mm.endData,
-    mm_start_stack: mm.startStack, mm_start_brk: mm.startBrk, mm_brk: mm.brk, mm_arg_start: mm.argStart,
-    mm_arg_end: mm.argEnd, mm_env_start: mm.envStart, mm_env_end: mm.envEnd, exe_file_id: exeId,
-    mm_saved_auxv: [...mm.auxv, 0n, 0n], vmas,
-  }]]);
+  out.put(`mm-${t.pid}.img`, 'MM', [
+    [
+      'mm_entry',
+      {
+        mm_start_code: mm.startCode,
+        mm_end_code: mm.endCode,
+        mm_start_data: mm.startData,
+        mm_end_data: mm.endData,
+        mm_start_stack: mm.startStack,
+        mm_start_brk: mm.startBrk,
+        mm_brk: mm.brk,
+        mm_arg_start: mm.argStart,
+        mm_arg_end: mm.argEnd,
+        mm_env_start: mm.envStart,
+        mm_env_end: mm.envEnd,
+        exe_file_id: exeId,
+        mm_saved_auxv: [...mm.auxv, 0n, 0n],
+        vmas,
+      },
+    ],
+  ]);
   const entries = out.raw(`pages-${n}.img`, (raw) => writePages(t, sh.k, sh.region, raw, out.c, sh.opts.onProgress));
   const pagemap = entries.map((e): [MessageName, Msg] => ['pagemap_entry', e]);
   out.put(`pagemap-${t.pid}.img`, 'PAGEMAP', [['pagemap_head', { pages_id: n }], ...pagemap]);
@@ -405,10 +531,15 @@ function writeTask(t: Task, n: number, ids: Msg, sh: Shared, out: DirOut): void 
   for (const th of t.threads) out.put(`core-${th.tid}.img`, 'CORE', [['core_entry', coreOf(t, th, th.tid === t.pid)]]);
   out.put(`ids-${t.pid}.img`, 'IDS', [['task_kobj_ids_entry', ids]]);
   out.put(`creds-${t.pid}.img`, 'CREDS', [['creds_entry', credsOf(t)]]);
-  out.put(`fs-${t.pid}.img`, 'FS', [['fs_entry', {
-    cwd_id: sh.files.add(t.cwd, O_DIRECTORY, { key: `dir:${t.cwd}` }),
-    root_id: sh.files.add(t.root, O_DIRECTORY, { key: `dir:${t.root}` }),
-  }]]);
+  out.put(`fs-${t.pid}.img`, 'FS', [
+    [
+      'fs_entry',
+      {
+        cwd_id: sh.files.add(t.cwd, O_DIRECTORY, { key: `dir:${t.cwd}` }),
+        root_id: sh.files.add(t.root, O_DIRECTORY, { key: `dir:${t.root}` }),
+      },
+    ],
+  ]);
   out.put(`fdinfo-${n}.img`, 'FDINFO', fdinfoOf(t, sh, out));
   if (t.mm) writeMm(t, n, sh, out);
 }
@@ -425,12 +556,16 @@ function writeUtsns(model: Model, out: DirOut): void {
 /** Every image file of the model, into out's temporary directory. */
 function writeImages(model: Model, sh: Shared, out: DirOut): void {
   const ids = model.tasks.map((t, i) => idsOf(t, i + 1));
-  out.put('inventory.img', 'INVENTORY', [['inventory_entry', {
-    img_version: CRTOOLS_IMAGES_V1_1, fdinfo_per_id: true, root_ids: ids[0], ns_per_id: true, lsmtype: 0,
-  }]]);
+  out.put('inventory.img', 'INVENTORY', [
+    ['inventory_entry', { img_version: CRTOOLS_IMAGES_V1_1, fdinfo_per_id: true, root_ids: ids[0], ns_per_id: true, lsmtype: 0 }],
+  ]);
   out.put('pstree.img', 'PSTREE', pstreeOf(model));
   model.tasks.forEach((t, i) => writeTask(t, i + 1, ids[i]!, sh, out));
-  out.put('files.img', 'FILES', sh.files.entries.map((e) => ['file_entry', e]));
+  out.put(
+    'files.img',
+    'FILES',
+    sh.files.entries.map((e) => ['file_entry', e]),
+  );
   sh.dump.write(out);
   writeUtsns(model, out);
 }
@@ -457,7 +592,11 @@ function makeTemp(dir: string): string {
   }
   const parent = path.dirname(path.resolve(dir));
   const tmp = path.join(parent, `.${path.basename(dir)}.tmp-${process.pid}-${Math.random().toString(36).slice(2, 10)}`);
-  try { fs.mkdirSync(tmp, { mode: 0o755 }); } catch (e) { throw ioError(`cannot create ${tmp}`, e); }
+  try {
+    fs.mkdirSync(tmp, { mode: 0o755 });
+  } catch (e) {
+    throw ioError(`cannot create ${tmp}`, e);
+  }
   return tmp;
 }
 
@@ -465,17 +604,38 @@ function makeTemp(dir: string): string {
 function finish(model: Model, tmp: string, dir: string, fsync: boolean): void {
   if (fsync) {
     const dfd = fs.openSync(tmp, 'r');
-    try { fs.fsyncSync(dfd); } finally { fs.closeSync(dfd); }
+    try {
+      fs.fsyncSync(dfd);
+    } finally {
+      fs.closeSync(dfd);
+    }
   }
   // inventory.img's mtime is when the snapshot was taken (fromCriuImages reads it back as header.createdNs)
   if (model.header.createdNs > 0n) {
     const t = Number(model.header.createdNs / 1000n) / 1e6 + 5e-7;
-    try { fs.utimesSync(path.join(tmp, 'inventory.img'), new Date(), t); } catch { /* a courtesy */ }
+    try {
+      fs.utimesSync(path.join(tmp, 'inventory.img'), new Date(), t);
+    } catch {
+      /* a courtesy */
+    }
   }
-  try { fs.renameSync(tmp, dir); } catch (e) { throw ioError(`renaming ${tmp} to ${dir}`, e); }
+  try {
+    fs.renameSync(tmp, dir);
+  } catch (e) {
+    throw ioError(`renaming ${tmp} to ${dir}`, e);
+  }
   if (fsync) {
     const parent = path.dirname(path.resolve(dir));
-    try { const pfd = fs.openSync(parent, 'r'); try { fs.fsyncSync(pfd); } finally { fs.closeSync(pfd); } } catch { /* best effort */ }
+    try {
+      const pfd = fs.openSync(parent, 'r');
+      try {
+        fs.fsyncSync(pfd);
+      } finally {
+        fs.closeSync(pfd);
+      }
+    } catch {
+      /* best effort */
+    }
   }
 }
 
@@ -501,8 +661,15 @@ export async function toCriuImages(src: Model | Image, dir: string, opts: CriuEx
   }
   const c = out.c;
   return {
-    dir, files: out.files, tasks: model.tasks.length, threads: model.tasks.reduce((s, t) => s + t.threads.length, 0),
+    dir,
+    files: out.files,
+    tasks: model.tasks.length,
+    threads: model.tasks.reduce((s, t) => s + t.threads.length, 0),
     vmas: model.tasks.reduce((s, t) => s + (t.mm?.vmas.length ?? 0), 0),
-    pagesWritten: c.pagesWritten, pagesHole: c.pagesHole, pagesDropped: c.pagesDropped, fdsSkipped: out.fdsSkipped, bytes: c.bytes,
+    pagesWritten: c.pagesWritten,
+    pagesHole: c.pagesHole,
+    pagesDropped: c.pagesDropped,
+    fdsSkipped: out.fdsSkipped,
+    bytes: c.bytes,
   };
 }

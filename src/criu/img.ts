@@ -18,7 +18,10 @@ export function imageBytes(magic: MagicName, entries: [MessageName, Msg][]): Uin
   const out = new Uint8Array(head + bodies.reduce((s, b) => s + 4 + b.length, 0));
   const dv = new DataView(out.buffer);
   let o = 0;
-  if (magic !== 'INVENTORY') { dv.setUint32(0, MAGIC.IMG_COMMON, true); o = 4; }
+  if (magic !== 'INVENTORY') {
+    dv.setUint32(0, MAGIC.IMG_COMMON, true);
+    o = 4;
+  }
   dv.setUint32(o, MAGIC[magic], true);
   o += 4;
   for (const b of bodies) {
@@ -32,12 +35,19 @@ export function imageBytes(magic: MagicName, entries: [MessageName, Msg][]): Uin
 /** Largest protobuf image file read into memory (page data is never read this way). */
 const MAX_IMAGE_FILE = 256 << 20;
 
-export interface ImageEntry { msg: Msg; offset: number }
+export interface ImageEntry {
+  msg: Msg;
+  offset: number;
+}
 
 /** The second magic word of a file, or null when it has none of CRIU's (shorter than 4 bytes: null). */
 export function readMagic(file: string): number | null {
   let fd: number;
-  try { fd = fs.openSync(file, 'r'); } catch { return null; }
+  try {
+    fd = fs.openSync(file, 'r');
+  } catch {
+    return null;
+  }
   try {
     const b = new Uint8Array(8);
     const n = fs.readSync(fd, b, 0, 8, 0);
@@ -46,7 +56,11 @@ export function readMagic(file: string): number | null {
     const m0 = dv.getUint32(0, true);
     if ((m0 === MAGIC.IMG_COMMON || m0 === MAGIC.IMG_SERVICE) && n >= 8) return dv.getUint32(4, true);
     return m0;
-  } catch { return null; } finally { fs.closeSync(fd); }
+  } catch {
+    return null;
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 /**
@@ -54,8 +68,14 @@ export function readMagic(file: string): number | null {
  * `first` (the first entry) or `rest`. Returns null when the file does not exist and
  * `optional` is set.
  */
-export function readImage(dir: string, name: string, magic: MagicName, first: MessageName, rest: MessageName = first,
-  optional = false): ImageEntry[] | null {
+export function readImage(
+  dir: string,
+  name: string,
+  magic: MagicName,
+  first: MessageName,
+  rest: MessageName = first,
+  optional = false,
+): ImageEntry[] | null {
   const file = path.join(dir, name);
   let b: Uint8Array;
   try {

@@ -12,15 +12,42 @@ import * as path from 'node:path';
 import { CrimgError } from '../errors.js';
 import type { Kernels } from '../kernels/api.js';
 import {
-  type Model, type Task, type Thread, type Vma, type PageSource, type OpenFile, type NocrReason, type Credentials, type NamespaceIds,
-  type Rlimit, type XState, FdKind, namespacesOf, VmaFlags, NO_PAGES, defaultRlimits, emptyCreds, emptyNsIds, newThread, FXSAVE_BYTES,
+  type Model,
+  type Task,
+  type Thread,
+  type Vma,
+  type PageSource,
+  type OpenFile,
+  type NocrReason,
+  type Credentials,
+  type NamespaceIds,
+  type Rlimit,
+  type XState,
+  FdKind,
+  namespacesOf,
+  VmaFlags,
+  NO_PAGES,
+  defaultRlimits,
+  emptyCreds,
+  emptyNsIds,
+  newThread,
+  FXSAVE_BYTES,
 } from '../model.js';
 import { type Source, openSource } from '../source.js';
 import { intelXsaveSize } from '../cpu/xsave.js';
 import type { Msg } from './pb.js';
 import { readImage, readOne, readMagic, type ImageEntry } from './img.js';
 import {
-  MAGIC, CORE_MARCH_X86_64, X86_REGS_NATIVE, FD_TYPE_REG, MAP, PE_PARENT, PE_PRESENT, TASK_STOPPED, TASK_ZOMBIE, VMA,
+  MAGIC,
+  CORE_MARCH_X86_64,
+  X86_REGS_NATIVE,
+  FD_TYPE_REG,
+  MAP,
+  PE_PARENT,
+  PE_PRESENT,
+  TASK_STOPPED,
+  TASK_ZOMBIE,
+  VMA,
 } from './proto.js';
 import { GPREG_FIELDS, XSAVE_PARTS, O_DIRECTORY, FD_CLOEXEC, S_IFMT, S_IFDIR, S_IFREG, MADV_BITS, MAP_LOCKED } from './layout.js';
 import { arr, num, u64 } from './fields.js';
@@ -45,28 +72,46 @@ const PAGE_N = 4096n;
 
 /** True when `p` is a directory whose inventory.img starts with CRIU's inventory magic. */
 export function isCriuDir(p: string): boolean {
-  try { if (!fs.statSync(p).isDirectory()) return false; } catch { return false; }
+  try {
+    if (!fs.statSync(p).isDirectory()) return false;
+  } catch {
+    return false;
+  }
   return readMagic(path.join(p, 'inventory.img')) === MAGIC.INVENTORY;
 }
 
 /** A run of pages of one VMA whose data sits at `fileOff` of pages-N.img. */
-interface Seg { first: number; count: number; fileOff: number }
+interface Seg {
+  first: number;
+  count: number;
+  fileOff: number;
+}
 
 class CriuVmaPages implements PageSource {
-  constructor(private readonly src: Source, private readonly segs: Seg[], private readonly file: string) {}
+  constructor(
+    private readonly src: Source,
+    private readonly segs: Seg[],
+    private readonly file: string,
+  ) {}
   runs(): Iterable<[number, number]> {
     const out: [number, number][] = [];
     for (const s of this.segs) {
       const last = out[out.length - 1];
-      if (last && last[0] + last[1] === s.first) last[1] += s.count; else out.push([s.first, s.count]);
+      if (last && last[0] + last[1] === s.first) last[1] += s.count;
+      else out.push([s.first, s.count]);
     }
     return out;
   }
   read(k: Kernels, dst: number, first: number, n: number): void {
     k.u8().fill(0, dst, dst + n * PAGE);
     // first segment that ends after `first`
-    let lo = 0, hi = this.segs.length;
-    while (lo < hi) { const mid = (lo + hi) >> 1; if (this.segs[mid]!.first + this.segs[mid]!.count <= first) lo = mid + 1; else hi = mid; }
+    let lo = 0,
+      hi = this.segs.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.segs[mid]!.first + this.segs[mid]!.count <= first) lo = mid + 1;
+      else hi = mid;
+    }
     for (let i = lo; i < this.segs.length; i++) {
       const s = this.segs[i]!;
       if (s.first >= first + n) break;
@@ -101,7 +146,9 @@ function thread(tid: number, core: ImageEntry, file: string): Thread {
     fail(file, 'registers of a 32-bit (compat) task: only x86_64 tasks are imported', core.offset);
   }
   const th = newThread(tid);
-  GPREG_FIELDS.forEach((f, i) => { th.regs[i] = u64(gp[f]); });
+  GPREG_FIELDS.forEach((f, i) => {
+    th.regs[i] = u64(gp[f]);
+  });
   const fp = ti.fpregs as Msg;
   th.fpu = fxsave(fp, file, core.offset);
   const xs = fp.xsave as Msg | undefined;
@@ -129,17 +176,23 @@ function thread(tid: number, core: ImageEntry, file: string): Thread {
 
 /** The 512-byte FXSAVE area of user_x86_fpregs_entry. */
 function fxsave(fp: Msg, file: string, at: number): Uint8Array {
-  const st = arr<number>(fp.st_space), xmm = arr<number>(fp.xmm_space), pad = arr<number>(fp.padding);
+  const st = arr<number>(fp.st_space),
+    xmm = arr<number>(fp.xmm_space),
+    pad = arr<number>(fp.padding);
   if (st.length !== 32 || xmm.length !== 64 || pad.length > 24) {
     const has = `${st.length} st_space, ${xmm.length} xmm_space and ${pad.length} padding words`;
     fail(file, `fpregs has ${has} (expected 32, 64, at most 24)`, at);
   }
   const f = new Uint8Array(FXSAVE_BYTES);
   const dv = new DataView(f.buffer);
-  dv.setUint16(0, num(fp.cwd) & 0xffff, true); dv.setUint16(2, num(fp.swd) & 0xffff, true);
-  dv.setUint16(4, num(fp.twd) & 0xffff, true); dv.setUint16(6, num(fp.fop) & 0xffff, true);
-  dv.setBigUint64(8, u64(fp.rip), true); dv.setBigUint64(16, u64(fp.rdp), true);
-  dv.setUint32(24, num(fp.mxcsr), true); dv.setUint32(28, num(fp.mxcsr_mask), true);
+  dv.setUint16(0, num(fp.cwd) & 0xffff, true);
+  dv.setUint16(2, num(fp.swd) & 0xffff, true);
+  dv.setUint16(4, num(fp.twd) & 0xffff, true);
+  dv.setUint16(6, num(fp.fop) & 0xffff, true);
+  dv.setBigUint64(8, u64(fp.rip), true);
+  dv.setBigUint64(16, u64(fp.rdp), true);
+  dv.setUint32(24, num(fp.mxcsr), true);
+  dv.setUint32(28, num(fp.mxcsr_mask), true);
   st.forEach((w, i) => dv.setUint32(32 + 4 * i, w, true));
   xmm.forEach((w, i) => dv.setUint32(160 + 4 * i, w, true));
   pad.forEach((w, i) => dv.setUint32(416 + 4 * i, w, true));
@@ -201,13 +254,30 @@ function threadsOf(tids: number[], cores: Map<number, ImageEntry>, pid: number, 
 
 function creds(c: Msg | undefined, seccomp: number): Credentials {
   const out = emptyCreds();
-  if (!c) { out.seccompMode = seccomp; return out; }
-  const cap = (v: unknown): bigint => { const a = arr<number>(v); return BigInt(a[0] ?? 0) | (BigInt(a[1] ?? 0) << 32n); };
+  if (!c) {
+    out.seccompMode = seccomp;
+    return out;
+  }
+  const cap = (v: unknown): bigint => {
+    const a = arr<number>(v);
+    return BigInt(a[0] ?? 0) | (BigInt(a[1] ?? 0) << 32n);
+  };
   Object.assign(out, {
-    uid: num(c.uid), gid: num(c.gid), euid: num(c.euid), egid: num(c.egid), suid: num(c.suid), sgid: num(c.sgid),
-    fsuid: num(c.fsuid), fsgid: num(c.fsgid), groups: arr<number>(c.groups).slice(),
-    capInh: cap(c.cap_inh), capPrm: cap(c.cap_prm), capEff: cap(c.cap_eff), capBnd: cap(c.cap_bnd),
-    securebits: num(c.secbits), seccompMode: seccomp,
+    uid: num(c.uid),
+    gid: num(c.gid),
+    euid: num(c.euid),
+    egid: num(c.egid),
+    suid: num(c.suid),
+    sgid: num(c.sgid),
+    fsuid: num(c.fsuid),
+    fsgid: num(c.fsgid),
+    groups: arr<number>(c.groups).slice(),
+    capInh: cap(c.cap_inh),
+    capPrm: cap(c.cap_prm),
+    capEff: cap(c.cap_eff),
+    capBnd: cap(c.cap_bnd),
+    securebits: num(c.secbits),
+    seccompMode: seccomp,
   });
   return out;
 }
@@ -215,8 +285,8 @@ function creds(c: Msg | undefined, seccomp: number): Credentials {
 /** Credentials from the leader's thread_core, else creds-PID.img; seccomp mode from thread_core, else tc. */
 function taskCreds(dir: string, pid: number, lead: ImageEntry, tc: Msg): Credentials {
   const ltc = lead.msg.thread_core as Msg | undefined;
-  const seccomp = ltc?.seccomp_mode !== undefined ? num(ltc.seccomp_mode)
-    : tc.old_seccomp_mode !== undefined ? num(tc.old_seccomp_mode) : 0;
+  const seccomp =
+    ltc?.seccomp_mode !== undefined ? num(ltc.seccomp_mode) : tc.old_seccomp_mode !== undefined ? num(tc.old_seccomp_mode) : 0;
   const credMsg = (ltc?.creds as Msg | undefined) ?? readOne(dir, `creds-${pid}.img`, 'CREDS', 'creds_entry', true)?.msg;
   return creds(credMsg as Msg | undefined, seccomp);
 }
@@ -226,8 +296,14 @@ function nsIds(ids: Msg | undefined): NamespaceIds {
   if (ids) {
     const nsv = (k: string): bigint => (ids[k] !== undefined ? BigInt(num(ids[k])) : 0n);
     Object.assign(ns, {
-      pid: nsv('pid_ns_id'), net: nsv('net_ns_id'), ipc: nsv('ipc_ns_id'), uts: nsv('uts_ns_id'), mnt: nsv('mnt_ns_id'),
-      user: nsv('user_ns_id'), cgroup: nsv('cgroup_ns_id'), time: nsv('time_ns_id'),
+      pid: nsv('pid_ns_id'),
+      net: nsv('net_ns_id'),
+      ipc: nsv('ipc_ns_id'),
+      uts: nsv('uts_ns_id'),
+      mnt: nsv('mnt_ns_id'),
+      user: nsv('user_ns_id'),
+      cgroup: nsv('cgroup_ns_id'),
+      time: nsv('time_ns_id'),
     });
   }
   return ns;
@@ -235,14 +311,19 @@ function nsIds(ids: Msg | undefined): NamespaceIds {
 
 function rlimitsOf(tc: Msg): Rlimit[] {
   const rlimits = defaultRlimits();
-  arr<Msg>((tc.rlimits as Msg | undefined)?.rlimits).slice(0, 16).forEach((r, j) => { rlimits[j] = { cur: u64(r.cur), max: u64(r.max) }; });
+  arr<Msg>((tc.rlimits as Msg | undefined)?.rlimits)
+    .slice(0, 16)
+    .forEach((r, j) => {
+      rlimits[j] = { cur: u64(r.cur), max: u64(r.max) };
+    });
   return rlimits;
 }
 
 // ------------------------------------------------------------------ files
 
 function vmaFlags(e: Msg, name: string | null): number {
-  const f = num(e.flags), st = num(e.status);
+  const f = num(e.flags),
+    st = num(e.status);
   let out = 0;
   if (f & MAP.SHARED) out |= VmaFlags.SHARED;
   if (f & MAP.ANONYMOUS) out |= VmaFlags.ANON;
@@ -271,8 +352,21 @@ function pseudoName(st: number): string | null {
 
 /** The reason code of an fd of each CRIU file type crimg does not import (fdinfo_entry.type; others: ANON_INODE). */
 const FD_NOCR: Record<number, string> = {
-  2: 'PIPE', 3: 'FIFO', 4: 'SOCKET', 5: 'SOCKET', 6: 'EVENTFD', 7: 'EPOLL', 8: 'INOTIFY', 9: 'SIGNALFD', 10: 'SOCKET', 11: 'TTY',
-  12: 'FANOTIFY', 13: 'SOCKET', 17: 'TIMERFD', 18: 'MEMFD', 19: 'BPF',
+  2: 'PIPE',
+  3: 'FIFO',
+  4: 'SOCKET',
+  5: 'SOCKET',
+  6: 'EVENTFD',
+  7: 'EPOLL',
+  8: 'INOTIFY',
+  9: 'SIGNALFD',
+  10: 'SOCKET',
+  11: 'TTY',
+  12: 'FANOTIFY',
+  13: 'SOCKET',
+  17: 'TIMERFD',
+  18: 'MEMFD',
+  19: 'BPF',
 };
 
 function fileKind(mode: number, flags: number): number {
@@ -316,7 +410,9 @@ function filesOf(d: CriuDir, pid: number, ids: Msg | undefined): { files: OpenFi
   const nocr: NocrReason[] = [];
   const fdName = ids && d.fdinfoPerId ? `fdinfo-${num(ids.files_id)}.img` : `fdinfo-${pid}.img`;
   for (const e of readImage(d.dir, fdName, 'FDINFO', 'fdinfo_entry', 'fdinfo_entry', true) ?? []) {
-    const fdn = num(e.msg.fd), type = num(e.msg.type), id = num(e.msg.id);
+    const fdn = num(e.msg.fd),
+      type = num(e.msg.type),
+      id = num(e.msg.id);
     if (type !== FD_TYPE_REG) {
       const text = `fd ${fdn} is a CRIU file of type ${type}, which crimg does not import`;
       nocr.push({ code: FD_NOCR[type] ?? 'ANON_INODE', pid, text });
@@ -324,10 +420,20 @@ function filesOf(d: CriuDir, pid: number, ids: Msg | undefined): { files: OpenFi
     }
     const r = d.regs.get(id);
     if (!r) fail(fdName, `fd ${fdn} refers to file id ${id}, which is not in files.img`, e.offset);
-    const flags = num(r.flags), mode = r.mode !== undefined ? num(r.mode) : 0;
+    const flags = num(r.flags),
+      mode = r.mode !== undefined ? num(r.mode) : 0;
     files.push({
-      fd: fdn, kind: fileKind(mode, flags), path: r.name as string, flags, pos: u64(r.pos), mode,
-      cloexec: (num(e.msg.flags) & FD_CLOEXEC) !== 0, devMajor: 0, devMinor: 0, inode: 0n, size: r.size !== undefined ? u64(r.size) : 0n,
+      fd: fdn,
+      kind: fileKind(mode, flags),
+      path: r.name as string,
+      flags,
+      pos: u64(r.pos),
+      mode,
+      cloexec: (num(e.msg.flags) & FD_CLOEXEC) !== 0,
+      devMajor: 0,
+      devMinor: 0,
+      inode: 0n,
+      size: r.size !== undefined ? u64(r.size) : 0n,
     });
   }
   for (const k of criuKindsOf('fd')) for (const [f, v] of k.fromCriu({ pid, files, dump: d.dump, nocr })) k.set(f, v);
@@ -340,7 +446,8 @@ function vmasOf(d: CriuDir, m: Msg, file: string, at: number): Vma[] {
   const vmas: Vma[] = [];
   let prevEnd = 0n;
   for (const v of arr<Msg>(m.vmas)) {
-    const start = u64(v.start), end = u64(v.end);
+    const start = u64(v.start),
+      end = u64(v.end);
     if (start % PAGE_N || end % PAGE_N || end <= start) {
       fail(file, `VMA 0x${start.toString(16)}-0x${end.toString(16)} is not a page-aligned, non-empty range`, at);
     }
@@ -350,8 +457,16 @@ function vmasOf(d: CriuDir, m: Msg, file: string, at: number): Vma[] {
     const isFile = (st & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) !== 0;
     const p = isFile ? regName(d, num(u64(v.shmid)), file, at) : pseudoName(st);
     vmas.push({
-      start, end, prot: num(v.prot) & 7, flags: vmaFlags(v, isFile ? p : null), pgoff: u64(v.pgoff) / PAGE_N,
-      devMajor: 0, devMinor: 0, inode: st & VMA.ANON_SHARED ? u64(v.shmid) : 0n, path: p, pages: NO_PAGES,
+      start,
+      end,
+      prot: num(v.prot) & 7,
+      flags: vmaFlags(v, isFile ? p : null),
+      pgoff: u64(v.pgoff) / PAGE_N,
+      devMajor: 0,
+      devMinor: 0,
+      inode: st & VMA.ANON_SHARED ? u64(v.shmid) : 0n,
+      path: p,
+      pages: NO_PAGES,
     });
   }
   return vmas;
@@ -364,17 +479,26 @@ function mmOf(d: CriuDir, pid: number): { mm: Task['mm']; exe: string } {
   if (!mmE) return { mm: null, exe: '' };
   const m = mmE.msg;
   const exeId = num(m.exe_file_id);
-  const exe = exeId && d.regs.has(exeId) ? d.regs.get(exeId)!.name as string : '';
+  const exe = exeId && d.regs.has(exeId) ? (d.regs.get(exeId)!.name as string) : '';
   const auxv = arr<bigint>(m.mm_saved_auxv).map(u64);
   let n = 0;
   while (n + 1 < auxv.length && auxv[n] !== 0n) n += 2; // up to AT_NULL
   const vmas = vmasOf(d, m, mf, mmE.offset);
   pagesInto(d.dir, pid, vmas, d.sources);
   const mm = {
-    startCode: u64(m.mm_start_code), endCode: u64(m.mm_end_code), startData: u64(m.mm_start_data), endData: u64(m.mm_end_data),
-    startBrk: u64(m.mm_start_brk), brk: u64(m.mm_brk), startStack: u64(m.mm_start_stack),
-    argStart: u64(m.mm_arg_start), argEnd: u64(m.mm_arg_end), envStart: u64(m.mm_env_start), envEnd: u64(m.mm_env_end),
-    auxv: auxv.slice(0, n), vmas,
+    startCode: u64(m.mm_start_code),
+    endCode: u64(m.mm_end_code),
+    startData: u64(m.mm_start_data),
+    endData: u64(m.mm_end_data),
+    startBrk: u64(m.mm_start_brk),
+    brk: u64(m.mm_brk),
+    startStack: u64(m.mm_start_stack),
+    argStart: u64(m.mm_arg_start),
+    argEnd: u64(m.mm_arg_end),
+    envStart: u64(m.mm_env_start),
+    envEnd: u64(m.mm_env_end),
+    auxv: auxv.slice(0, n),
+    vmas,
   };
   return { mm, exe };
 }
@@ -424,10 +548,17 @@ function taskOrder(tree: ImageEntry[]): number[] {
   const roots: number[] = [];
   entries.forEach((e, i) => {
     const pp = num(e.ppid);
-    if (pp !== 0 && byPid.has(pp) && pp !== num(e.pid)) { const l = kids.get(pp) ?? []; l.push(i); kids.set(pp, l); } else roots.push(i);
+    if (pp !== 0 && byPid.has(pp) && pp !== num(e.pid)) {
+      const l = kids.get(pp) ?? [];
+      l.push(i);
+      kids.set(pp, l);
+    } else roots.push(i);
   });
   const order: number[] = [];
-  const visit = (i: number): void => { order.push(i); for (const c of kids.get(num(entries[i]!.pid)) ?? []) visit(c); };
+  const visit = (i: number): void => {
+    order.push(i);
+    for (const c of kids.get(num(entries[i]!.pid)) ?? []) visit(c);
+  };
   roots.forEach(visit);
   if (order.length !== entries.length) fail('pstree.img', 'the parent links form a cycle');
   return order;
@@ -452,9 +583,26 @@ function importTask(d: CriuDir, te: ImageEntry): Task {
   const { files, nocr } = filesOf(d, pid, ids);
   const { mm, exe } = mmOf(d, pid);
   const task: Task = {
-    pid, tgid: pid, ppid: num(pe.ppid), pgid: num(pe.pgid), sid: num(pe.sid), comm: tc.comm as string, exe, cwd, root,
-    args: [], env: [], personality: num(tc.personality) | 0, exitSignal: 17, creds: taskCredentials,
-    rlimits, ns, threads, mm, files, nocr,
+    pid,
+    tgid: pid,
+    ppid: num(pe.ppid),
+    pgid: num(pe.pgid),
+    sid: num(pe.sid),
+    comm: tc.comm as string,
+    exe,
+    cwd,
+    root,
+    args: [],
+    env: [],
+    personality: num(tc.personality) | 0,
+    exitSignal: 17,
+    creds: taskCredentials,
+    rlimits,
+    ns,
+    threads,
+    mm,
+    files,
+    nocr,
   };
   for (const k of criuKindsOf('task')) {
     const v = k.fromCriu({ pid, tc });
@@ -466,7 +614,11 @@ function importTask(d: CriuDir, te: ImageEntry): Task {
 /** Creation time for the header: the option, else inventory.img's mtime to the microsecond (0 when unknown). */
 function createdNsOf(dir: string, opts: CriuImportOptions): bigint {
   if (opts.createdNs !== undefined) return opts.createdNs;
-  try { return ((fs.statSync(path.join(dir, 'inventory.img'), { bigint: true }).mtimeNs + 500n) / 1000n) * 1000n; } catch { return 0n; }
+  try {
+    return ((fs.statSync(path.join(dir, 'inventory.img'), { bigint: true }).mtimeNs + 500n) / 1000n) * 1000n;
+  } catch {
+    return 0n;
+  }
 }
 
 /**
@@ -476,7 +628,15 @@ function createdNsOf(dir: string, opts: CriuImportOptions): bigint {
  */
 export function fromCriuImages(dir: string, opts: CriuImportOptions = {}): CriuImages {
   const sources: Source[] = [];
-  const closeAll = (): void => { for (const s of sources.splice(0)) { try { s.close(); } catch { /* ignore */ } } };
+  const closeAll = (): void => {
+    for (const s of sources.splice(0)) {
+      try {
+        s.close();
+      } catch {
+        /* ignore */
+      }
+    }
+  };
   try {
     const d = readDir(dir, sources);
     const tasks = taskOrder(d.tree).map((i) => importTask(d, d.tree[i]!));
@@ -487,14 +647,25 @@ export function fromCriuImages(dir: string, opts: CriuImportOptions = {}): CriuI
     });
     const model: Model = {
       header: {
-        crid: opts.crid ?? 0n, createdNs: createdNsOf(dir, opts), flags: 0, tool: 'crimg (from CRIU images)',
-        uts: { sysname: 'Linux', nodename: '', release: '', version: '', machine: 'x86_64', domainname: '' }, freezeNs: 0n,
+        crid: opts.crid ?? 0n,
+        createdNs: createdNsOf(dir, opts),
+        flags: 0,
+        tool: 'crimg (from CRIU images)',
+        uts: { sysname: 'Linux', nodename: '', release: '', version: '', machine: 'x86_64', domainname: '' },
+        freezeNs: 0n,
       },
       namespaces,
       tasks,
     };
     let closed = false;
-    return { model, dir, close: () => { if (!closed) closeAll(); closed = true; } };
+    return {
+      model,
+      dir,
+      close: () => {
+        if (!closed) closeAll();
+        closed = true;
+      },
+    };
   } catch (e) {
     closeAll();
     throw e;
@@ -543,5 +714,7 @@ function pagesInto(dir: string, pid: number, vmas: Vma[], sources: Source[]): vo
   if (src.size < fileOff) {
     throw new CrimgError('TRUNCATED', `${pagesName} holds ${src.size} bytes, ${pf} needs ${fileOff}`, { offset: src.size });
   }
-  vmas.forEach((v, i) => { if (segs[i]!.length) v.pages = new CriuVmaPages(src, segs[i]!, pagesName); });
+  vmas.forEach((v, i) => {
+    if (segs[i]!.length) v.pages = new CriuVmaPages(src, segs[i]!, pagesName);
+  });
 }

@@ -26,27 +26,58 @@ import { criuMap as flocks } from '../kinds/flocks/criu.js';
 export type CriuOwner = 'task' | 'thread' | 'fd';
 
 /** A dump-wide image (one file for all tasks) that a kind's entries go to. */
-export interface CriuDumpImage { file: string; magic: MagicName; entry: MessageName }
+export interface CriuDumpImage {
+  file: string;
+  magic: MagicName;
+  entry: MessageName;
+}
 
 /** Export: collects the entries of the dump-wide images over all tasks; they are written after the tasks. */
-export interface CriuDumpOut { add(image: CriuDumpImage, entry: Msg): void }
+export interface CriuDumpOut {
+  add(image: CriuDumpImage, entry: Msg): void;
+}
 /** Import: the entries of the dump-wide images the kinds name, read before the tasks (no file: no entries). */
-export interface CriuDumpIn { entries(image: CriuDumpImage): readonly ImageEntry[] }
+export interface CriuDumpIn {
+  entries(image: CriuDumpImage): readonly ImageEntry[];
+}
 
 /** Export of a task kind: the task and its leader's task_core_entry being built. */
-export interface CriuTaskOut { task: Task; tc: Msg }
+export interface CriuTaskOut {
+  task: Task;
+  tc: Msg;
+}
 /** Export of a thread kind: the thread, its thread_info_x86 and thread_core_entry being built. */
-export interface CriuThreadOut { thread: Thread; info: Msg; core: Msg }
+export interface CriuThreadOut {
+  thread: Thread;
+  info: Msg;
+  core: Msg;
+}
 /** Export of an fd kind: the open file of task `pid` (one CRIU keeps as a regular file) and the dump-wide images. */
-export interface CriuFdOut { pid: number; file: OpenFile; dump: CriuDumpOut }
+export interface CriuFdOut {
+  pid: number;
+  file: OpenFile;
+  dump: CriuDumpOut;
+}
 
 /** Import of a task kind: the leader's task_core_entry. */
-export interface CriuTaskIn { pid: number; tc: Msg }
+export interface CriuTaskIn {
+  pid: number;
+  tc: Msg;
+}
 /** Import of a thread kind: its thread_info_x86 and thread_core_entry (older images may have none). */
-export interface CriuThreadIn { tid: number; info: Msg; core: Msg | undefined }
+export interface CriuThreadIn {
+  tid: number;
+  info: Msg;
+  core: Msg | undefined;
+}
 /** Import of an fd kind, once per task: its imported files, the dump-wide images, and the task's reasons (an entry
  *  crimg cannot take becomes one). */
-export interface CriuFdsIn { pid: number; files: readonly OpenFile[]; dump: CriuDumpIn; nocr: NocrReason[] }
+export interface CriuFdsIn {
+  pid: number;
+  files: readonly OpenFile[];
+  dump: CriuDumpIn;
+  nocr: NocrReason[];
+}
 
 /** Per owner: the model object the value sits on, the export and import inputs, and what import gives back. */
 export interface CriuOwners<V> {

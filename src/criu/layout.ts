@@ -5,8 +5,33 @@ import type { Msg } from './pb.js';
 
 /** user_x86_regs_entry fields 1..27 are user_regs_struct in kernel order, as the model's registers. */
 export const GPREG_FIELDS = [
-  'r15', 'r14', 'r13', 'r12', 'bp', 'bx', 'r11', 'r10', 'r9', 'r8', 'ax', 'cx', 'dx', 'si', 'di',
-  'orig_ax', 'ip', 'cs', 'flags', 'sp', 'ss', 'fs_base', 'gs_base', 'ds', 'es', 'fs', 'gs',
+  'r15',
+  'r14',
+  'r13',
+  'r12',
+  'bp',
+  'bx',
+  'r11',
+  'r10',
+  'r9',
+  'r8',
+  'ax',
+  'cx',
+  'dx',
+  'si',
+  'di',
+  'orig_ax',
+  'ip',
+  'cs',
+  'flags',
+  'sp',
+  'ss',
+  'fs_base',
+  'gs_base',
+  'ds',
+  'es',
+  'fs',
+  'gs',
 ] as const;
 if (GPREG_FIELDS.length !== REG_NAMES.length) throw new Error('GPREG_FIELDS and REG_NAMES differ in length');
 
@@ -39,8 +64,14 @@ export { FD_CLOEXEC, MAP_LOCKED, O_DIRECTORY, S_IFDIR, S_IFMT, S_IFREG } from '.
  * MADV_HUGEPAGE 14, MADV_NOHUGEPAGE 15, MADV_DONTDUMP 16, MADV_WIPEONFORK 18.
  */
 export const MADV_BITS: readonly [flag: number, advice: number][] = [
-  [VmaFlags.RAND_READ, 1], [VmaFlags.SEQ_READ, 2], [VmaFlags.DONTFORK, 10], [VmaFlags.MERGEABLE, 12],
-  [VmaFlags.HUGEPAGE, 14], [VmaFlags.NOHUGEPAGE, 15], [VmaFlags.DONTDUMP, 16], [VmaFlags.WIPEONFORK, 18],
+  [VmaFlags.RAND_READ, 1],
+  [VmaFlags.SEQ_READ, 2],
+  [VmaFlags.DONTFORK, 10],
+  [VmaFlags.MERGEABLE, 12],
+  [VmaFlags.HUGEPAGE, 14],
+  [VmaFlags.NOHUGEPAGE, 15],
+  [VmaFlags.DONTDUMP, 16],
+  [VmaFlags.WIPEONFORK, 18],
 ];
 
 const US = 1_000_000n;

@@ -22,7 +22,10 @@ const WT_LEN = 2;
 const WT_I32 = 5;
 
 /** Where a decode error is reported: the file name and the offset of the buffer in that file. */
-export interface DecodeAt { file: string; base: number }
+export interface DecodeAt {
+  file: string;
+  base: number;
+}
 
 function fail(at: DecodeAt, pos: number, msg: string): never {
   throw new CrimgError('BAD_CRIU', `${at.file}: ${msg}`, { offset: at.base + pos });
@@ -41,17 +44,26 @@ class Writer {
     b.set(this.buf.subarray(0, this.len));
     this.buf = b;
   }
-  byte(v: number): void { this.room(1); this.buf[this.len++] = v; }
+  byte(v: number): void {
+    this.room(1);
+    this.buf[this.len++] = v;
+  }
   varint(v: number): void {
     // v: a non-negative integer below 2^53
     this.room(10);
-    while (v >= 0x80) { this.buf[this.len++] = (v % 0x80) | 0x80; v = Math.floor(v / 0x80); }
+    while (v >= 0x80) {
+      this.buf[this.len++] = (v % 0x80) | 0x80;
+      v = Math.floor(v / 0x80);
+    }
     this.buf[this.len++] = v;
   }
   varint64(v: bigint): void {
     let x = BigInt.asUintN(64, v);
     this.room(10);
-    while (x >= 0x80n) { this.buf[this.len++] = Number(x & 0x7fn) | 0x80; x >>= 7n; }
+    while (x >= 0x80n) {
+      this.buf[this.len++] = Number(x & 0x7fn) | 0x80;
+      x >>= 7n;
+    }
     this.buf[this.len++] = Number(x);
   }
   fixed64(v: bigint): void {
@@ -59,9 +71,17 @@ class Writer {
     new DataView(this.buf.buffer).setBigUint64(this.len, BigInt.asUintN(64, v), true);
     this.len += 8;
   }
-  bytes(b: Uint8Array): void { this.room(b.length); this.buf.set(b, this.len); this.len += b.length; }
-  tag(num: number, wt: number): void { this.varint(num * 8 + wt); }
-  result(): Uint8Array { return this.buf.slice(0, this.len); }
+  bytes(b: Uint8Array): void {
+    this.room(b.length);
+    this.buf.set(b, this.len);
+    this.len += b.length;
+  }
+  tag(num: number, wt: number): void {
+    this.varint(num * 8 + wt);
+  }
+  result(): Uint8Array {
+    return this.buf.slice(0, this.len);
+  }
 }
 
 const te = new TextEncoder();
@@ -81,37 +101,88 @@ function toNum(v: unknown, f: FieldDef): number {
 
 function writeValue(w: Writer, f: FieldDef, v: unknown): void {
   switch (f.type) {
-    case 'uint32': case 'enum': {
+    case 'uint32':
+    case 'enum': {
       const n = toNum(v, f);
       if (n < 0 || n > 0xffffffff) throw new CrimgError('INTERNAL', `CRIU field ${f.name}: ${n} does not fit uint32`);
-      w.tag(f.num, WT_VARINT); w.varint(n); return;
+      w.tag(f.num, WT_VARINT);
+      w.varint(n);
+      return;
     }
     case 'int32': {
       const n = toNum(v, f);
       w.tag(f.num, WT_VARINT);
-      if (n >= 0) w.varint(n); else w.varint64(BigInt(n)); // negative int32: sign-extended to 64 bits
+      if (n >= 0) w.varint(n);
+      else w.varint64(BigInt(n)); // negative int32: sign-extended to 64 bits
       return;
     }
-    case 'sint32': { const n = toNum(v, f); w.tag(f.num, WT_VARINT); w.varint(n >= 0 ? n * 2 : -n * 2 - 1); return; }
-    case 'bool': w.tag(f.num, WT_VARINT); w.varint(v ? 1 : 0); return;
-    case 'uint64': case 'int64': w.tag(f.num, WT_VARINT); w.varint64(toBig(v, f)); return; // int64: two's complement
-    case 'sint64': { const n = toBig(v, f); w.tag(f.num, WT_VARINT); w.varint64(n >= 0n ? n * 2n : -n * 2n - 1n); return; }
-    case 'fixed64': w.tag(f.num, WT_I64); w.fixed64(toBig(v, f)); return;
-    case 'string': { const b = te.encode(String(v)); w.tag(f.num, WT_LEN); w.varint(b.length); w.bytes(b); return; }
-    case 'bytes': { const b = v as Uint8Array; w.tag(f.num, WT_LEN); w.varint(b.length); w.bytes(b); return; }
-    case 'message': { const b = encodeMessage(f.msg!, v as Msg); w.tag(f.num, WT_LEN); w.varint(b.length); w.bytes(b); return; }
+    case 'sint32': {
+      const n = toNum(v, f);
+      w.tag(f.num, WT_VARINT);
+      w.varint(n >= 0 ? n * 2 : -n * 2 - 1);
+      return;
+    }
+    case 'bool':
+      w.tag(f.num, WT_VARINT);
+      w.varint(v ? 1 : 0);
+      return;
+    case 'uint64':
+    case 'int64':
+      w.tag(f.num, WT_VARINT);
+      w.varint64(toBig(v, f));
+      return; // int64: two's complement
+    case 'sint64': {
+      const n = toBig(v, f);
+      w.tag(f.num, WT_VARINT);
+      w.varint64(n >= 0n ? n * 2n : -n * 2n - 1n);
+      return;
+    }
+    case 'fixed64':
+      w.tag(f.num, WT_I64);
+      w.fixed64(toBig(v, f));
+      return;
+    case 'string': {
+      const b = te.encode(String(v));
+      w.tag(f.num, WT_LEN);
+      w.varint(b.length);
+      w.bytes(b);
+      return;
+    }
+    case 'bytes': {
+      const b = v as Uint8Array;
+      w.tag(f.num, WT_LEN);
+      w.varint(b.length);
+      w.bytes(b);
+      return;
+    }
+    case 'message': {
+      const b = encodeMessage(f.msg!, v as Msg);
+      w.tag(f.num, WT_LEN);
+      w.varint(b.length);
+      w.bytes(b);
+      return;
+    }
   }
 }
 
 /** Zero value of a required scalar field that the caller left out. */
 function zeroOf(f: FieldDef): unknown {
   switch (f.type) {
-    case 'uint64': case 'int64': case 'sint64': case 'fixed64': return 0n;
-    case 'string': return '';
-    case 'bytes': return new Uint8Array(0);
-    case 'bool': return false;
-    case 'message': return {};
-    default: return 0;
+    case 'uint64':
+    case 'int64':
+    case 'sint64':
+    case 'fixed64':
+      return 0n;
+    case 'string':
+      return '';
+    case 'bytes':
+      return new Uint8Array(0);
+    case 'bool':
+      return false;
+    case 'message':
+      return {};
+    default:
+      return 0;
   }
 }
 
@@ -133,9 +204,17 @@ export function encodeMessage(name: MessageName, m: Msg): Uint8Array {
 
 class Reader {
   pos: number;
-  constructor(readonly b: Uint8Array, readonly at: DecodeAt, start: number, readonly end: number) { this.pos = start; }
+  constructor(
+    readonly b: Uint8Array,
+    readonly at: DecodeAt,
+    start: number,
+    readonly end: number,
+  ) {
+    this.pos = start;
+  }
   varint64(): bigint {
-    let r = 0n, shift = 0n;
+    let r = 0n,
+      shift = 0n;
     for (let i = 0; i < 10; i++) {
       if (this.pos >= this.end) fail(this.at, this.pos, 'protobuf varint runs past the end of its entry');
       const c = this.b[this.pos++]!;
@@ -160,11 +239,25 @@ class Reader {
   }
   skip(wt: number, start: number): void {
     switch (wt) {
-      case WT_VARINT: this.varint64(); return;
-      case WT_I64: this.need(8); this.pos += 8; return;
-      case WT_I32: this.need(4); this.pos += 4; return;
-      case WT_LEN: { const n = this.varint(); this.need(n); this.pos += n; return; }
-      default: fail(this.at, start, `protobuf wire type ${wt} is not supported`);
+      case WT_VARINT:
+        this.varint64();
+        return;
+      case WT_I64:
+        this.need(8);
+        this.pos += 8;
+        return;
+      case WT_I32:
+        this.need(4);
+        this.pos += 4;
+        return;
+      case WT_LEN: {
+        const n = this.varint();
+        this.need(n);
+        this.pos += n;
+        return;
+      }
+      default:
+        fail(this.at, start, `protobuf wire type ${wt} is not supported`);
     }
   }
   need(n: number): void {
@@ -174,31 +267,48 @@ class Reader {
 
 const wireOf = (f: FieldDef): number => {
   switch (f.type) {
-    case 'fixed64': return WT_I64;
-    case 'string': case 'bytes': case 'message': return WT_LEN;
-    default: return WT_VARINT;
+    case 'fixed64':
+      return WT_I64;
+    case 'string':
+    case 'bytes':
+    case 'message':
+      return WT_LEN;
+    default:
+      return WT_VARINT;
   }
 };
 
 function readScalar(r: Reader, f: FieldDef, start: number): unknown {
   switch (f.type) {
-    case 'uint32': case 'enum': {
+    case 'uint32':
+    case 'enum': {
       const v = r.varint64();
       return Number(BigInt.asUintN(32, v));
     }
-    case 'int32': return Number(BigInt.asIntN(32, r.varint64()));
-    case 'sint32': { const v = Number(BigInt.asUintN(32, r.varint64())); return (v >>> 1) ^ -(v & 1); }
-    case 'bool': return r.varint64() !== 0n;
-    case 'uint64': return r.varint64();
-    case 'int64': return BigInt.asIntN(64, r.varint64());
-    case 'sint64': { const v = r.varint64(); return (v >> 1n) ^ -(v & 1n); }
+    case 'int32':
+      return Number(BigInt.asIntN(32, r.varint64()));
+    case 'sint32': {
+      const v = Number(BigInt.asUintN(32, r.varint64()));
+      return (v >>> 1) ^ -(v & 1);
+    }
+    case 'bool':
+      return r.varint64() !== 0n;
+    case 'uint64':
+      return r.varint64();
+    case 'int64':
+      return BigInt.asIntN(64, r.varint64());
+    case 'sint64': {
+      const v = r.varint64();
+      return (v >> 1n) ^ -(v & 1n);
+    }
     case 'fixed64': {
       r.need(8);
       const v = new DataView(r.b.buffer, r.b.byteOffset + r.pos, 8).getBigUint64(0, true);
       r.pos += 8;
       return v;
     }
-    default: fail(r.at, start, `field ${f.name} is not a scalar`);
+    default:
+      fail(r.at, start, `field ${f.name} is not a scalar`);
   }
 }
 
@@ -216,7 +326,10 @@ function decodeRange(name: MessageName, b: Uint8Array, at: DecodeAt, start: numb
     const wt = Number(tag & 7n);
     if (num === 0) fail(at, tagAt, `${name}: protobuf field number 0`);
     const f = byNum.get(num);
-    if (!f) { r.skip(wt, tagAt); continue; } // a field this table does not know
+    if (!f) {
+      r.skip(wt, tagAt);
+      continue;
+    } // a field this table does not know
     const want = wireOf(f);
     if (f.label === 'repeated' && wt === WT_LEN && want !== WT_LEN) {
       // packed repeated scalars

@@ -8,7 +8,18 @@
  */
 
 export type FieldType =
-  | 'uint32' | 'int32' | 'sint32' | 'uint64' | 'int64' | 'sint64' | 'fixed64' | 'bool' | 'enum' | 'string' | 'bytes' | 'message';
+  | 'uint32'
+  | 'int32'
+  | 'sint32'
+  | 'uint64'
+  | 'int64'
+  | 'sint64'
+  | 'fixed64'
+  | 'bool'
+  | 'enum'
+  | 'string'
+  | 'bytes'
+  | 'message';
 export type Label = 'required' | 'optional' | 'repeated';
 
 export interface FieldDef {
@@ -22,7 +33,9 @@ export interface FieldDef {
 
 type Row = [num: number, label: Label, type: FieldType, name: string, msg?: string];
 
-const req = 'required', opt = 'optional', rep = 'repeated';
+const req = 'required',
+  opt = 'optional',
+  rep = 'repeated';
 
 const TABLE = {
   // inventory.proto
@@ -72,13 +85,33 @@ const TABLE = {
     [3, req, 'message', 'fpregs', 'user_x86_fpregs_entry'],
   ],
   user_x86_regs_entry: [
-    [1, req, 'uint64', 'r15'], [2, req, 'uint64', 'r14'], [3, req, 'uint64', 'r13'], [4, req, 'uint64', 'r12'],
-    [5, req, 'uint64', 'bp'], [6, req, 'uint64', 'bx'], [7, req, 'uint64', 'r11'], [8, req, 'uint64', 'r10'],
-    [9, req, 'uint64', 'r9'], [10, req, 'uint64', 'r8'], [11, req, 'uint64', 'ax'], [12, req, 'uint64', 'cx'],
-    [13, req, 'uint64', 'dx'], [14, req, 'uint64', 'si'], [15, req, 'uint64', 'di'], [16, req, 'uint64', 'orig_ax'],
-    [17, req, 'uint64', 'ip'], [18, req, 'uint64', 'cs'], [19, req, 'uint64', 'flags'], [20, req, 'uint64', 'sp'],
-    [21, req, 'uint64', 'ss'], [22, req, 'uint64', 'fs_base'], [23, req, 'uint64', 'gs_base'], [24, req, 'uint64', 'ds'],
-    [25, req, 'uint64', 'es'], [26, req, 'uint64', 'fs'], [27, req, 'uint64', 'gs'],
+    [1, req, 'uint64', 'r15'],
+    [2, req, 'uint64', 'r14'],
+    [3, req, 'uint64', 'r13'],
+    [4, req, 'uint64', 'r12'],
+    [5, req, 'uint64', 'bp'],
+    [6, req, 'uint64', 'bx'],
+    [7, req, 'uint64', 'r11'],
+    [8, req, 'uint64', 'r10'],
+    [9, req, 'uint64', 'r9'],
+    [10, req, 'uint64', 'r8'],
+    [11, req, 'uint64', 'ax'],
+    [12, req, 'uint64', 'cx'],
+    [13, req, 'uint64', 'dx'],
+    [14, req, 'uint64', 'si'],
+    [15, req, 'uint64', 'di'],
+    [16, req, 'uint64', 'orig_ax'],
+    [17, req, 'uint64', 'ip'],
+    [18, req, 'uint64', 'cs'],
+    [19, req, 'uint64', 'flags'],
+    [20, req, 'uint64', 'sp'],
+    [21, req, 'uint64', 'ss'],
+    [22, req, 'uint64', 'fs_base'],
+    [23, req, 'uint64', 'gs_base'],
+    [24, req, 'uint64', 'ds'],
+    [25, req, 'uint64', 'es'],
+    [26, req, 'uint64', 'fs'],
+    [27, req, 'uint64', 'gs'],
     [28, opt, 'enum', 'mode'],
   ],
   user_x86_fpregs_entry: [
@@ -153,21 +186,15 @@ const TABLE = {
     [3, req, 'uint64', 'vsec'],
     [4, req, 'uint64', 'vusec'],
   ],
-  task_rlimits_entry: [
-    [1, rep, 'message', 'rlimits', 'rlimit_entry'],
-  ],
+  task_rlimits_entry: [[1, rep, 'message', 'rlimits', 'rlimit_entry']],
   // rlimit.proto
   rlimit_entry: [
     [1, req, 'uint64', 'cur'],
     [2, req, 'uint64', 'max'],
   ],
-  signal_queue_entry: [
-    [1, rep, 'message', 'signals', 'siginfo_entry'],
-  ],
+  signal_queue_entry: [[1, rep, 'message', 'signals', 'siginfo_entry']],
   // siginfo.proto
-  siginfo_entry: [
-    [1, req, 'bytes', 'siginfo'],
-  ],
+  siginfo_entry: [[1, req, 'bytes', 'siginfo']],
   // sa.proto
   sa_entry: [
     [1, req, 'uint64', 'sigaction'],
@@ -202,8 +229,14 @@ const TABLE = {
   ],
   // creds.proto
   creds_entry: [
-    [1, req, 'uint32', 'uid'], [2, req, 'uint32', 'gid'], [3, req, 'uint32', 'euid'], [4, req, 'uint32', 'egid'],
-    [5, req, 'uint32', 'suid'], [6, req, 'uint32', 'sgid'], [7, req, 'uint32', 'fsuid'], [8, req, 'uint32', 'fsgid'],
+    [1, req, 'uint32', 'uid'],
+    [2, req, 'uint32', 'gid'],
+    [3, req, 'uint32', 'euid'],
+    [4, req, 'uint32', 'egid'],
+    [5, req, 'uint32', 'suid'],
+    [6, req, 'uint32', 'sgid'],
+    [7, req, 'uint32', 'fsuid'],
+    [8, req, 'uint32', 'fsgid'],
     [9, rep, 'uint32', 'cap_inh'],
     [10, rep, 'uint32', 'cap_prm'],
     [11, rep, 'uint32', 'cap_eff'],
@@ -243,9 +276,7 @@ const TABLE = {
     [10, opt, 'uint32', 'fdflags'],
   ],
   // pagemap.proto
-  pagemap_head: [
-    [1, req, 'uint32', 'pages_id'],
-  ],
+  pagemap_head: [[1, req, 'uint32', 'pages_id']],
   pagemap_entry: [
     [1, req, 'uint64', 'vaddr'],
     [2, req, 'uint32', 'nr_pages'],
@@ -301,7 +332,8 @@ export type MessageName = keyof typeof TABLE;
 
 export const MESSAGES = Object.fromEntries(
   Object.entries(TABLE).map(([name, rows]) => [
-    name, (rows as Row[]).map(([num, label, type, fname, msg]) => ({ num, label, type, name: fname, msg: msg as MessageName | undefined })),
+    name,
+    (rows as Row[]).map(([num, label, type, fname, msg]) => ({ num, label, type, name: fname, msg: msg as MessageName | undefined })),
   ]),
 ) as Record<MessageName, FieldDef[]>;
 

@@ -21,11 +21,55 @@ import { type Model, type Task, type Thread, type Vma, Prot, VmaFlags, FXSAVE_BY
 import { type Sink, type SinkOptions, type SinkTarget, openSink } from '../sink.js';
 import { Image } from '../reader.js';
 import {
-  EHDR_BYTES, PHDR_BYTES, SHDR_BYTES, PN_XNUM, PT_LOAD, PT_NOTE, PF_R, PF_W, PF_X, CORE_PAGE, ELFCLASS64, ELFDATA2LSB,
-  EV_CURRENT, ET_CORE, EM_X86_64, NOTE_HDR_BYTES, NAME_CORE, NAME_LINUX, NT_PRSTATUS, NT_FPREGSET, NT_PRPSINFO, NT_AUXV,
-  NT_FILE, NT_X86_XSTATE, PRSTATUS_BYTES, PRS_SIGPEND, PRS_SIGHOLD, PRS_PID, PRS_PPID, PRS_PGRP, PRS_SID, PRS_REG,
-  PRS_FPVALID, PRPSINFO_BYTES, PSI_STATE, PSI_SNAME, PSI_ZOMB, PSI_UID, PSI_GID, PSI_PID, PSI_PPID, PSI_PGRP, PSI_SID,
-  PSI_FNAME, PSI_FNAME_BYTES, PSI_PSARGS, PSI_PSARGS_BYTES, FPREGSET_BYTES, align4,
+  EHDR_BYTES,
+  PHDR_BYTES,
+  SHDR_BYTES,
+  PN_XNUM,
+  PT_LOAD,
+  PT_NOTE,
+  PF_R,
+  PF_W,
+  PF_X,
+  CORE_PAGE,
+  ELFCLASS64,
+  ELFDATA2LSB,
+  EV_CURRENT,
+  ET_CORE,
+  EM_X86_64,
+  NOTE_HDR_BYTES,
+  NAME_CORE,
+  NAME_LINUX,
+  NT_PRSTATUS,
+  NT_FPREGSET,
+  NT_PRPSINFO,
+  NT_AUXV,
+  NT_FILE,
+  NT_X86_XSTATE,
+  PRSTATUS_BYTES,
+  PRS_SIGPEND,
+  PRS_SIGHOLD,
+  PRS_PID,
+  PRS_PPID,
+  PRS_PGRP,
+  PRS_SID,
+  PRS_REG,
+  PRS_FPVALID,
+  PRPSINFO_BYTES,
+  PSI_STATE,
+  PSI_SNAME,
+  PSI_ZOMB,
+  PSI_UID,
+  PSI_GID,
+  PSI_PID,
+  PSI_PPID,
+  PSI_PGRP,
+  PSI_SID,
+  PSI_FNAME,
+  PSI_FNAME_BYTES,
+  PSI_PSARGS,
+  PSI_PSARGS_BYTES,
+  FPREGSET_BYTES,
+  align4,
 } from './consts.js';
 import { gdbXstateNote } from './xsave.js';
 import { pageSpans } from '../pagespans.js';
@@ -75,7 +119,10 @@ class NoteBuilder {
   bytes(): Uint8Array {
     const out = new Uint8Array(this.size);
     let o = 0;
-    for (const p of this.parts) { out.set(p, o); o += p.length; }
+    for (const p of this.parts) {
+      out.set(p, o);
+      o += p.length;
+    }
     return out;
   }
 }
@@ -113,7 +160,7 @@ function prpsinfo(task: Task): Uint8Array {
   const main = task.threads.find((t) => t.tid === task.pid) ?? task.threads[0];
   const sname = main?.state && main.state.length === 1 ? main.state : 'R';
   const st = STATES.indexOf(sname.toUpperCase());
-  b[PSI_STATE] = st < 0 ? 0 : st;
+  b[PSI_STATE] = Math.max(st, 0);
   b[PSI_SNAME] = sname.charCodeAt(0) & 0x7f;
   b[PSI_ZOMB] = sname === 'Z' ? 1 : 0;
   dv.setUint32(PSI_UID, task.creds.uid, true);
@@ -196,11 +243,19 @@ function pflags(prot: number): number {
 class Out {
   private zeros: Uint8Array | null = null;
   constructor(readonly sink: Sink) {}
-  get at(): number { return this.sink.written; }
-  async write(b: Uint8Array): Promise<void> { const r = this.sink.write(b); if (r) await r; }
+  get at(): number {
+    return this.sink.written;
+  }
+  async write(b: Uint8Array): Promise<void> {
+    const r = this.sink.write(b);
+    if (r) await r;
+  }
   async hole(n: number): Promise<void> {
     if (n <= 0) return;
-    if (this.sink.skip) { this.sink.skip(n); return; }
+    if (this.sink.skip) {
+      this.sink.skip(n);
+      return;
+    }
     this.zeros ??= new Uint8Array(1 << 20);
     for (let left = n; left > 0; left -= this.zeros.length) {
       await this.write(left >= this.zeros.length ? this.zeros : this.zeros.subarray(0, left));
@@ -230,7 +285,11 @@ function layoutOf(task: Task): CoreLayout {
   const notesOff = EHDR_BYTES + nseg * PHDR_BYTES;
   let off = Math.ceil((notesOff + notes.length) / CORE_PAGE) * CORE_PAGE;
   const filePages = vmas.map(filePagesOf);
-  const offsets = filePages.map((n) => { const o = off; off += n * CORE_PAGE; return o; });
+  const offsets = filePages.map((n) => {
+    const o = off;
+    off += n * CORE_PAGE;
+    return o;
+  });
   return { vmas, notes, nseg, xnum: nseg >= PN_XNUM, notesOff, filePages, offsets, dataEnd: off };
 }
 
@@ -270,11 +329,20 @@ function headersOf(l: CoreLayout): Uint8Array {
 }
 
 /** Pages written with data and left as holes. */
-interface PageCounts { pagesWritten: number; pagesHole: number }
+interface PageCounts {
+  pagesWritten: number;
+  pagesHole: number;
+}
 
 /** Stream the pages of one VMA up to `limit` (its p_filesz in pages): recorded non-zero pages as data, the rest holes. */
 async function writeVmaPages(
-  out: Out, v: Vma, limit: number, k: Kernels, region: number, c: PageCounts, opts: ElfExportOptions,
+  out: Out,
+  v: Vma,
+  limit: number,
+  k: Kernels,
+  region: number,
+  c: PageCounts,
+  opts: ElfExportOptions,
 ): Promise<void> {
   let at = 0; // next page of the VMA to emit
   const npages = Number((v.end - v.start) / BigInt(CORE_PAGE));
@@ -283,8 +351,13 @@ async function writeVmaPages(
     await out.hole((first - at) * CORE_PAGE);
     c.pagesHole += first - at;
     for (const s of pageSpans(k, v, first, count, region, CHUNK_PAGES)) {
-      if (!s.zero) { await out.write(k.u8().subarray(s.at, s.at + s.pages * CORE_PAGE)); c.pagesWritten += s.pages; }
-      else { await out.hole(s.pages * CORE_PAGE); c.pagesHole += s.pages; }
+      if (!s.zero) {
+        await out.write(k.u8().subarray(s.at, s.at + s.pages * CORE_PAGE));
+        c.pagesWritten += s.pages;
+      } else {
+        await out.hole(s.pages * CORE_PAGE);
+        c.pagesHole += s.pages;
+      }
       if (s.chunkEnd) opts.onProgress?.(out.at);
     }
     at = first + count;
@@ -346,7 +419,9 @@ export async function toElfCore(src: Model | Image, target: SinkTarget, opts: El
       try {
         // Node passes times as microseconds, truncating: aim at the middle of the microsecond.
         if (fs.statSync(target).isFile()) fs.utimesSync(target, new Date(), Number(model.header.createdNs / 1000n) / 1e6 + 5e-7);
-      } catch { /* times are a courtesy; the core is complete */ }
+      } catch {
+        /* times are a courtesy; the core is complete */
+      }
     }
     return { pid: task.pid, bytes, threads: task.threads.length, segments: l.vmas.length, notesBytes: l.notes.length, ...c };
   } catch (e) {

@@ -17,15 +17,43 @@ import { kernels } from '../kernels/index.js';
 import type { Kernels } from '../kernels/api.js';
 import { claimRegion, releaseRegion } from '../kernels/arena.js';
 import {
-  type Model, type Task, type Thread, type Vma, type PageSource, type XState, type Credentials, HeaderFlags, Prot, VmaFlags, NO_PAGES,
-  defaultRlimits, emptyCreds, emptyNsIds, freshFxsave, newThread,
+  type Model,
+  type Task,
+  type Thread,
+  type Vma,
+  type PageSource,
+  type XState,
+  type Credentials,
+  HeaderFlags,
+  Prot,
+  VmaFlags,
+  NO_PAGES,
+  defaultRlimits,
+  emptyCreds,
+  emptyNsIds,
+  freshFxsave,
+  newThread,
 } from '../model.js';
 import { REG_INDEX } from '../schema.js';
 import { type Source, type SourceTarget, openSource } from '../source.js';
 import { isSysError, syscall } from '../os/libc.js';
 import { ERRNO, SEEK_DATA, SEEK_HOLE } from '../os/consts.js';
 import { SYS } from '../os/syscalls.js';
-import { CORE_PAGE, NT_FILE, PF_R, PF_W, PF_X, AT_SYSINFO_EHDR, AT_PHDR, AT_ENTRY, AT_UID, AT_EUID, AT_GID, AT_EGID, VSYSCALL_ADDR } from './consts.js';
+import {
+  CORE_PAGE,
+  NT_FILE,
+  PF_R,
+  PF_W,
+  PF_X,
+  AT_SYSINFO_EHDR,
+  AT_PHDR,
+  AT_ENTRY,
+  AT_UID,
+  AT_EUID,
+  AT_GID,
+  AT_EGID,
+  VSYSCALL_ADDR,
+} from './consts.js';
 import { type ParsedCore, type CoreSegment, type CoreThread, type CoreFileEntry, parseCore } from './parse.js';
 import { guessLayout, isCompacted, toIntelExt, XSAVE_LEGACY_BYTES, XSTATE_XCR0_OFFSET, type XsaveComponent } from '../cpu/xsave.js';
 
@@ -72,15 +100,22 @@ class Extents {
     if (pos >= this.holeFrom && this.dataFrom === Infinity) return null;
     try {
       let d: number;
-      try { d = syscall(SYS_LSEEK, this.fd, pos, SEEK_DATA); } catch (e) {
-        if (isSysError(e, ERRNO.ENXIO)) { // only a hole up to the end of the file
-          this.holeFrom = pos; this.dataFrom = Infinity; this.dataTo = Infinity;
+      try {
+        d = syscall(SYS_LSEEK, this.fd, pos, SEEK_DATA);
+      } catch (e) {
+        if (isSysError(e, ERRNO.ENXIO)) {
+          // only a hole up to the end of the file
+          this.holeFrom = pos;
+          this.dataFrom = Infinity;
+          this.dataTo = Infinity;
           return null;
         }
         throw e;
       }
       const h = syscall(SYS_LSEEK, this.fd, d, SEEK_HOLE);
-      this.holeFrom = pos; this.dataFrom = Math.max(d, pos); this.dataTo = Math.max(h, d + 1);
+      this.holeFrom = pos;
+      this.dataFrom = Math.max(d, pos);
+      this.dataTo = Math.max(h, d + 1);
       return this.clip(pos, end);
     } catch {
       this.ok = false;
@@ -97,7 +132,12 @@ class Extents {
 /** The pages of one PT_LOAD, read from the core file on demand. Pages past p_filesz are absent. */
 class CoreSegmentPages implements PageSource {
   private readonly filePages: number;
-  constructor(private readonly src: Source, private readonly seg: CoreSegment, npages: number, private readonly ext: Extents | null) {
+  constructor(
+    private readonly src: Source,
+    private readonly seg: CoreSegment,
+    npages: number,
+    private readonly ext: Extents | null,
+  ) {
     this.filePages = Math.min(npages, Math.ceil(seg.filesz / CORE_PAGE));
   }
   runs(): Iterable<[number, number]> {
@@ -149,7 +189,9 @@ function importXstate(area: Uint8Array, layout: readonly XsaveComponent[] | null
       const n = k.xsaveToStandard(r, a.length, r + a.length, cap);
       if (n === 0) throw new CrimgError('BAD_CORE', 'NT_X86_XSTATE is a malformed compacted XSAVE area', { offset: at });
       a = k.u8().slice(r + a.length, r + a.length + n);
-    } finally { releaseRegion(k, r); }
+    } finally {
+      releaseRegion(k, r);
+    }
   }
   const dv = new DataView(a.buffer, a.byteOffset, a.byteLength);
   let xcr0 = dv.getBigUint64(XSTATE_XCR0_OFFSET, true);
@@ -162,8 +204,10 @@ function importThread(t: CoreThread, core: ParsedCore, k: Kernels): Thread {
   const th = newThread(t.tid);
   th.regs.set(t.regs);
   if (t.fpregs) th.fpu = t.fpregs.slice();
-  else if (t.xstate) { th.fpu = t.xstate.slice(0, XSAVE_LEGACY_BYTES); th.fpu.fill(0, XSTATE_XCR0_OFFSET); }
-  else th.fpu = freshFxsave();
+  else if (t.xstate) {
+    th.fpu = t.xstate.slice(0, XSAVE_LEGACY_BYTES);
+    th.fpu.fill(0, XSTATE_XCR0_OFFSET);
+  } else th.fpu = freshFxsave();
   th.xstate = t.xstate ? importXstate(t.xstate, core.xsaveLayout, k, t.xstateOffset) : null;
   th.sigmask = t.sighold;
   th.sigpending = t.sigpend;
@@ -190,10 +234,12 @@ function sortedFiles(core: ParsedCore): CoreFileEntry[] {
 
 /** The NT_FILE entry covering address a, if any (files sorted, disjoint). */
 function fileAt(files: CoreFileEntry[], a: bigint): CoreFileEntry | undefined {
-  let lo = 0, hi = files.length;
+  let lo = 0,
+    hi = files.length;
   while (lo < hi) {
     const mid = (lo + hi) >> 1;
-    if (files[mid]!.end <= a) lo = mid + 1; else hi = mid;
+    if (files[mid]!.end <= a) lo = mid + 1;
+    else hi = mid;
   }
   const f = files[lo];
   return f && f.start <= a && a < f.end ? f : undefined;
@@ -211,8 +257,16 @@ const DELETED = ' (deleted)';
 
 function fileVma(start: bigint, end: bigint, prot: number, f: CoreFileEntry, pages: PageSource): Vma {
   return {
-    start, end, prot, flags: f.path.endsWith(DELETED) ? VmaFlags.FILE_DELETED : 0,
-    pgoff: (f.fileOfs + (start - f.start)) / PAGE, devMajor: 0, devMinor: 0, inode: 0n, path: f.path, pages,
+    start,
+    end,
+    prot,
+    flags: f.path.endsWith(DELETED) ? VmaFlags.FILE_DELETED : 0,
+    pgoff: (f.fileOfs + (start - f.start)) / PAGE,
+    devMajor: 0,
+    devMinor: 0,
+    inode: 0n,
+    path: f.path,
+    pages,
   };
 }
 
@@ -235,7 +289,16 @@ function segmentVmas(core: ParsedCore, src: Source, files: CoreFileEntry[], vdso
     else {
       const p = pseudo(start, end, vdso, rsp);
       vmas.push({
-        start, end, prot: protOf(seg.flags), flags: p.flags, pgoff: 0n, devMajor: 0, devMinor: 0, inode: 0n, path: p.path, pages,
+        start,
+        end,
+        prot: protOf(seg.flags),
+        flags: p.flags,
+        pgoff: 0n,
+        devMajor: 0,
+        devMinor: 0,
+        inode: 0n,
+        path: p.path,
+        pages,
       });
     }
   }
@@ -287,19 +350,42 @@ function credsOf(core: ParsedCore): Credentials {
 function taskOf(core: ParsedCore, pid: number, main: CoreThread, threads: Thread[], files: CoreFileEntry[], vmas: Vma[]): Task {
   const ps = core.psinfo;
   const exeAt = auxGet(core.auxv, AT_PHDR) ?? auxGet(core.auxv, AT_ENTRY);
-  const exe = exeAt !== undefined ? fileAt(files, exeAt)?.path ?? '' : '';
+  const exe = exeAt !== undefined ? (fileAt(files, exeAt)?.path ?? '') : '';
   return {
-    pid, tgid: pid,
-    ppid: ps?.ppid ?? main.ppid, pgid: ps?.pgrp ?? main.pgrp, sid: ps?.sid ?? main.sid,
-    comm: ps?.fname ?? '', exe, cwd: '', root: '/',
+    pid,
+    tgid: pid,
+    ppid: ps?.ppid ?? main.ppid,
+    pgid: ps?.pgrp ?? main.pgrp,
+    sid: ps?.sid ?? main.sid,
+    comm: ps?.fname ?? '',
+    exe,
+    cwd: '',
+    root: '/',
     args: ps?.psargs ? ps.psargs.split(' ').filter((s) => s.length > 0) : [],
-    env: [], personality: 0, exitSignal: 17, creds: credsOf(core), rlimits: defaultRlimits(), ns: emptyNsIds(),
+    env: [],
+    personality: 0,
+    exitSignal: 17,
+    creds: credsOf(core),
+    rlimits: defaultRlimits(),
+    ns: emptyNsIds(),
     threads,
     mm: {
-      startCode: 0n, endCode: 0n, startData: 0n, endData: 0n, startBrk: 0n, brk: 0n, startStack: 0n,
-      argStart: 0n, argEnd: 0n, envStart: 0n, envEnd: 0n, auxv: core.auxv ?? [], vmas,
+      startCode: 0n,
+      endCode: 0n,
+      startData: 0n,
+      endData: 0n,
+      startBrk: 0n,
+      brk: 0n,
+      startStack: 0n,
+      argStart: 0n,
+      argEnd: 0n,
+      envStart: 0n,
+      envEnd: 0n,
+      auxv: core.auxv ?? [],
+      vmas,
     },
-    files: [], nocr: [],
+    files: [],
+    nocr: [],
   };
 }
 
@@ -312,12 +398,16 @@ export function coreToModel(core: ParsedCore, src: Source, opts: ElfImportOption
   const threads = core.threads.map((t) => importThread(t, core, k));
   if (ps?.sname) threads[core.threads.indexOf(main)]!.state = ps.sname;
   const files = sortedFiles(core);
-  const vmas = segmentVmas(core, src, files, auxGet(core.auxv, AT_SYSINFO_EHDR), main.regs[REG_INDEX.rsp]!)
-    .concat(fileOnlyVmas(files, core.segments));
+  const vmas = segmentVmas(core, src, files, auxGet(core.auxv, AT_SYSINFO_EHDR), main.regs[REG_INDEX.rsp]!).concat(
+    fileOnlyVmas(files, core.segments),
+  );
   vmas.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
   return {
     header: {
-      crid: opts.crid ?? 0n, createdNs: opts.createdNs ?? 0n, flags: HeaderFlags.CORE, tool: 'crimg (from ELF core)',
+      crid: opts.crid ?? 0n,
+      createdNs: opts.createdNs ?? 0n,
+      flags: HeaderFlags.CORE,
+      tool: 'crimg (from ELF core)',
       uts: { sysname: 'Linux', nodename: '', release: '', version: '', machine: 'x86_64', domainname: '' },
       freezeNs: 0n,
     },
@@ -341,12 +431,24 @@ export function fromElfCore(target: SourceTarget, opts: ElfImportOptions = {}): 
       createdNs = 0n;
       if (typeof target === 'string') {
         // The core's mtime, to the microsecond (what file times carry through utimes, see toElfCore).
-        try { createdNs = ((fs.statSync(target, { bigint: true }).mtimeNs + 500n) / 1000n) * 1000n; } catch { /* keep 0 */ }
+        try {
+          createdNs = ((fs.statSync(target, { bigint: true }).mtimeNs + 500n) / 1000n) * 1000n;
+        } catch {
+          /* keep 0 */
+        }
       }
     }
     const model = coreToModel(core, src, { ...opts, createdNs });
     let closed = false;
-    return { model, core, source: src, close: () => { if (!closed && owns) src.close(); closed = true; } };
+    return {
+      model,
+      core,
+      source: src,
+      close: () => {
+        if (!closed && owns) src.close();
+        closed = true;
+      },
+    };
   } catch (e) {
     if (owns) src.close();
     throw e;

@@ -8,12 +8,61 @@
 import { CrimgError } from '../errors.js';
 import type { Source } from '../source.js';
 import {
-  ELF_MAGIC, ELFCLASS64, ELFDATA2LSB, EV_CURRENT, ET_CORE, EM_X86_64, EHDR_BYTES, PHDR_BYTES, SHDR_BYTES, PN_XNUM,
-  PT_LOAD, PT_NOTE, NOTE_HDR_BYTES, NAME_CORE, NAME_LINUX, NT_PRSTATUS, NT_FPREGSET, NT_PRPSINFO, NT_AUXV, NT_SIGINFO,
-  NT_FILE, NT_X86_XSTATE, NT_X86_XSAVE_LAYOUT, PRSTATUS_BYTES, PRS_SIGNO, PRS_CODE, PRS_ERRNO, PRS_CURSIG, PRS_SIGPEND,
-  PRS_SIGHOLD, PRS_PID, PRS_PPID, PRS_PGRP, PRS_SID, PRS_REG, PRS_FPVALID, PRPSINFO_BYTES, PSI_STATE, PSI_SNAME,
-  PSI_ZOMB, PSI_NICE, PSI_FLAG, PSI_UID, PSI_GID, PSI_PID, PSI_PPID, PSI_PGRP, PSI_SID, PSI_FNAME, PSI_FNAME_BYTES,
-  PSI_PSARGS, PSI_PSARGS_BYTES, FPREGSET_BYTES, CORE_PAGE, align4,
+  ELF_MAGIC,
+  ELFCLASS64,
+  ELFDATA2LSB,
+  EV_CURRENT,
+  ET_CORE,
+  EM_X86_64,
+  EHDR_BYTES,
+  PHDR_BYTES,
+  SHDR_BYTES,
+  PN_XNUM,
+  PT_LOAD,
+  PT_NOTE,
+  NOTE_HDR_BYTES,
+  NAME_CORE,
+  NAME_LINUX,
+  NT_PRSTATUS,
+  NT_FPREGSET,
+  NT_PRPSINFO,
+  NT_AUXV,
+  NT_SIGINFO,
+  NT_FILE,
+  NT_X86_XSTATE,
+  NT_X86_XSAVE_LAYOUT,
+  PRSTATUS_BYTES,
+  PRS_SIGNO,
+  PRS_CODE,
+  PRS_ERRNO,
+  PRS_CURSIG,
+  PRS_SIGPEND,
+  PRS_SIGHOLD,
+  PRS_PID,
+  PRS_PPID,
+  PRS_PGRP,
+  PRS_SID,
+  PRS_REG,
+  PRS_FPVALID,
+  PRPSINFO_BYTES,
+  PSI_STATE,
+  PSI_SNAME,
+  PSI_ZOMB,
+  PSI_NICE,
+  PSI_FLAG,
+  PSI_UID,
+  PSI_GID,
+  PSI_PID,
+  PSI_PPID,
+  PSI_PGRP,
+  PSI_SID,
+  PSI_FNAME,
+  PSI_FNAME_BYTES,
+  PSI_PSARGS,
+  PSI_PSARGS_BYTES,
+  FPREGSET_BYTES,
+  CORE_PAGE,
+  align4,
 } from './consts.js';
 import { NREGS } from '../model.js';
 import { type XsaveComponent, XSAVE_MIN_BYTES } from '../cpu/xsave.js';
@@ -48,9 +97,15 @@ export interface CoreThread {
   tid: number;
   /** File offset of the NT_PRSTATUS descriptor. */
   noteOffset: number;
-  signo: number; code: number; errno: number; cursig: number;
-  sigpend: bigint; sighold: bigint;
-  ppid: number; pgrp: number; sid: number;
+  signo: number;
+  code: number;
+  errno: number;
+  cursig: number;
+  sigpend: bigint;
+  sighold: bigint;
+  ppid: number;
+  pgrp: number;
+  sid: number;
   regs: BigUint64Array;
   fpvalid: number;
   fpregs: Uint8Array | null;
@@ -61,9 +116,19 @@ export interface CoreThread {
 }
 
 export interface CorePsinfo {
-  state: number; sname: string; zomb: number; nice: number; flag: bigint;
-  uid: number; gid: number; pid: number; ppid: number; pgrp: number; sid: number;
-  fname: string; psargs: string;
+  state: number;
+  sname: string;
+  zomb: number;
+  nice: number;
+  flag: bigint;
+  uid: number;
+  gid: number;
+  pid: number;
+  ppid: number;
+  pgrp: number;
+  sid: number;
+  fname: string;
+  psargs: string;
 }
 
 export interface CoreFileEntry {
@@ -74,7 +139,12 @@ export interface CoreFileEntry {
   path: string;
 }
 
-export interface CoreNote { name: string; type: number; offset: number; size: number }
+export interface CoreNote {
+  name: string;
+  type: number;
+  offset: number;
+  size: number;
+}
 
 export interface ParsedCore {
   size: number;
@@ -125,7 +195,10 @@ export function isElf(head: Uint8Array): boolean {
 }
 
 /** Where the program headers are and how many there are (e_phnum, or sh_info of section header 0 with PN_XNUM). */
-interface PhTable { phoff: number; phnum: number }
+interface PhTable {
+  phoff: number;
+  phnum: number;
+}
 
 /** Check the ELF header: a little-endian x86_64 ET_CORE of version 1; the program header table it names. */
 function readElfHeader(src: Source): PhTable {
@@ -170,7 +243,11 @@ function extendedPhnum(src: Source, shoff: number, shentsize: number): number {
 }
 
 /** A PT_NOTE segment: where its bytes are, and its program header (for error reports). */
-interface NoteSegment { offset: number; filesz: number; phOff: number }
+interface NoteSegment {
+  offset: number;
+  filesz: number;
+  phOff: number;
+}
 
 const MAX_ADDR = 1n << 64n;
 
@@ -216,7 +293,8 @@ function readProgramHeaders(src: Source, { phoff, phnum }: PhTable): { segments:
 function sortSegments(segments: CoreSegment[]): void {
   segments.sort((a, b) => (a.vaddr < b.vaddr ? -1 : a.vaddr > b.vaddr ? 1 : a.index - b.index));
   for (let i = 1; i < segments.length; i++) {
-    const p = segments[i - 1]!, s = segments[i]!;
+    const p = segments[i - 1]!,
+      s = segments[i]!;
     if (s.vaddr < p.vaddr + p.memsz) {
       const prev = `PT_LOAD ${p.index} (0x${p.vaddr.toString(16)}-0x${(p.vaddr + p.memsz).toString(16)})`;
       bad(`PT_LOAD ${s.index} at 0x${s.vaddr.toString(16)} overlaps ${prev}`, s.phOff + 16);
@@ -225,10 +303,20 @@ function sortSegments(segments: CoreSegment[]): void {
 }
 
 /** One note: its name, type and descriptor, the file offsets of its header and descriptor. */
-interface Note { name: string; type: number; desc: Uint8Array; at: number; descAt: number }
+interface Note {
+  name: string;
+  type: number;
+  desc: Uint8Array;
+  at: number;
+  descAt: number;
+}
 
 /** The notes read so far: the parse result, the thread ids seen, and the thread later per-thread notes belong to. */
-interface NoteState { out: ParsedCore; tids: Set<number>; cur: CoreThread | null }
+interface NoteState {
+  out: ParsedCore;
+  tids: Set<number>;
+  cur: CoreThread | null;
+}
 
 /** The thread of a per-thread note: the last NT_PRSTATUS before it. */
 function threadOf(st: NoteState, what: string, at: number): CoreThread {
@@ -268,7 +356,9 @@ function parseNoteSegment(buf: Uint8Array, base: number, st: NoteState): void {
 /** A "CORE" note: process status and registers, FPU, siginfo, process info, auxv, mapped files. */
 function coreNote(n: Note, st: NoteState): void {
   switch (n.type) {
-    case NT_PRSTATUS: prstatusNote(n, st); break;
+    case NT_PRSTATUS:
+      prstatusNote(n, st);
+      break;
     case NT_FPREGSET: {
       const t = threadOf(st, 'NT_FPREGSET', n.at);
       if (n.desc.length !== FPREGSET_BYTES) bad(`NT_FPREGSET of ${n.desc.length} bytes; expected ${FPREGSET_BYTES}`, n.at + 4);
@@ -283,8 +373,12 @@ function coreNote(n: Note, st: NoteState): void {
       t.siginfo = n.desc.slice();
       break;
     }
-    case NT_PRPSINFO: prpsinfoNote(n, st.out); break;
-    case NT_AUXV: auxvNote(n, st.out); break;
+    case NT_PRPSINFO:
+      prpsinfoNote(n, st.out);
+      break;
+    case NT_AUXV:
+      auxvNote(n, st.out);
+      break;
     case NT_FILE: {
       if (st.out.files) bad('second NT_FILE', n.at);
       const r = parseFileNote(n.desc, n.descAt);
@@ -292,7 +386,8 @@ function coreNote(n: Note, st: NoteState): void {
       st.out.filePageSize = r.pageSize;
       break;
     }
-    default: break;
+    default:
+      break;
   }
 }
 
@@ -325,12 +420,23 @@ function prstatusNote(n: Note, st: NoteState): void {
   const regs = new BigUint64Array(NREGS);
   for (let r = 0; r < NREGS; r++) regs[r] = d.getBigUint64(PRS_REG + r * 8, true);
   st.cur = {
-    tid, noteOffset: descAt,
-    signo: d.getInt32(PRS_SIGNO, true), code: d.getInt32(PRS_CODE, true), errno: d.getInt32(PRS_ERRNO, true),
+    tid,
+    noteOffset: descAt,
+    signo: d.getInt32(PRS_SIGNO, true),
+    code: d.getInt32(PRS_CODE, true),
+    errno: d.getInt32(PRS_ERRNO, true),
     cursig: d.getInt16(PRS_CURSIG, true),
-    sigpend: d.getBigUint64(PRS_SIGPEND, true), sighold: d.getBigUint64(PRS_SIGHOLD, true),
-    ppid: d.getInt32(PRS_PPID, true), pgrp: d.getInt32(PRS_PGRP, true), sid: d.getInt32(PRS_SID, true),
-    regs, fpvalid: d.getInt32(PRS_FPVALID, true), fpregs: null, xstate: null, xstateOffset: 0, siginfo: null,
+    sigpend: d.getBigUint64(PRS_SIGPEND, true),
+    sighold: d.getBigUint64(PRS_SIGHOLD, true),
+    ppid: d.getInt32(PRS_PPID, true),
+    pgrp: d.getInt32(PRS_PGRP, true),
+    sid: d.getInt32(PRS_SID, true),
+    regs,
+    fpvalid: d.getInt32(PRS_FPVALID, true),
+    fpregs: null,
+    xstate: null,
+    xstateOffset: 0,
+    siginfo: null,
   };
   st.out.threads.push(st.cur);
 }
@@ -342,10 +448,17 @@ function prpsinfoNote({ desc, at }: Note, out: ParsedCore): void {
   const d = new DataView(desc.buffer, desc.byteOffset, desc.length);
   const sname = desc[PSI_SNAME]!;
   out.psinfo = {
-    state: desc[PSI_STATE]!, sname: sname >= 0x21 && sname < 0x7f ? String.fromCharCode(sname) : '',
-    zomb: desc[PSI_ZOMB]!, nice: d.getInt8(PSI_NICE), flag: d.getBigUint64(PSI_FLAG, true),
-    uid: d.getUint32(PSI_UID, true), gid: d.getUint32(PSI_GID, true), pid: d.getInt32(PSI_PID, true),
-    ppid: d.getInt32(PSI_PPID, true), pgrp: d.getInt32(PSI_PGRP, true), sid: d.getInt32(PSI_SID, true),
+    state: desc[PSI_STATE]!,
+    sname: sname >= 0x21 && sname < 0x7f ? String.fromCharCode(sname) : '',
+    zomb: desc[PSI_ZOMB]!,
+    nice: d.getInt8(PSI_NICE),
+    flag: d.getBigUint64(PSI_FLAG, true),
+    uid: d.getUint32(PSI_UID, true),
+    gid: d.getUint32(PSI_GID, true),
+    pid: d.getInt32(PSI_PID, true),
+    ppid: d.getInt32(PSI_PPID, true),
+    pgrp: d.getInt32(PSI_PGRP, true),
+    sid: d.getInt32(PSI_SID, true),
     fname: cstr(desc.subarray(PSI_FNAME, PSI_FNAME + PSI_FNAME_BYTES)),
     psargs: cstr(desc.subarray(PSI_PSARGS, PSI_PSARGS + PSI_PSARGS_BYTES)),
   };
@@ -372,7 +485,15 @@ export function parseCore(src: Source): ParsedCore {
   const ph = readElfHeader(src);
   const { segments, noteSegs } = readProgramHeaders(src, ph);
   const out: ParsedCore = {
-    size: src.size, segments, threads: [], psinfo: null, auxv: null, files: null, filePageSize: 0, xsaveLayout: null, notes: [],
+    size: src.size,
+    segments,
+    threads: [],
+    psinfo: null,
+    auxv: null,
+    files: null,
+    filePageSize: 0,
+    xsaveLayout: null,
+    notes: [],
   };
   const st: NoteState = { out, tids: new Set(), cur: null };
   for (const ns of noteSegs) parseNoteSegment(readAt(src, ns.offset, ns.filesz, 'note segment'), ns.offset, st);

@@ -5,19 +5,30 @@
  */
 import { CrimgError } from '../errors.js';
 import {
-  GDB_XCR0_MASK, XCR0_X87_SSE, XSAVE_LEGACY_BYTES, XSAVE_MIN_BYTES, XSTATE_XCR0_OFFSET, type XsaveComponent, guessLayout,
+  GDB_XCR0_MASK,
+  XCR0_X87_SSE,
+  XSAVE_LEGACY_BYTES,
+  XSAVE_MIN_BYTES,
+  XSTATE_XCR0_OFFSET,
+  type XsaveComponent,
+  guessLayout,
   toIntelExt,
 } from '../cpu/xsave.js';
 
 /** Parse an NT_X86_XSAVE_LAYOUT descriptor: entries of {u32 type, u32 size, u32 offset, u32 flags}. */
 export function parseLayoutNote(desc: Uint8Array, at: number): XsaveComponent[] {
-  if (desc.length % 16) throw new CrimgError('BAD_CORE', `NT_X86_XSAVE_LAYOUT of ${desc.length} bytes is not a multiple of 16`, { offset: at });
+  if (desc.length % 16)
+    throw new CrimgError('BAD_CORE', `NT_X86_XSAVE_LAYOUT of ${desc.length} bytes is not a multiple of 16`, { offset: at });
   const dv = new DataView(desc.buffer, desc.byteOffset, desc.byteLength);
   const out: XsaveComponent[] = [];
   for (let o = 0; o < desc.length; o += 16) {
     const c = { type: dv.getUint32(o, true), size: dv.getUint32(o + 4, true), offset: dv.getUint32(o + 8, true) };
     if (c.type > 63 || c.offset < XSAVE_MIN_BYTES || c.size === 0 || c.offset + c.size > 1 << 20) {
-      throw new CrimgError('BAD_CORE', `NT_X86_XSAVE_LAYOUT entry ${o / 16} (component ${c.type}, ${c.size} bytes at ${c.offset}) is invalid`, { offset: at + o });
+      throw new CrimgError(
+        'BAD_CORE',
+        `NT_X86_XSAVE_LAYOUT entry ${o / 16} (component ${c.type}, ${c.size} bytes at ${c.offset}) is invalid`,
+        { offset: at + o },
+      );
     }
     out.push(c);
   }

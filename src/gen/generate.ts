@@ -8,8 +8,22 @@
 import { CrimgError } from '../errors.js';
 import { FillKind, type GenParams, type Kernels } from '../kernels/api.js';
 import {
-  type Model, type Task, type Thread, type Vma, type PageSource, type OpenFile, type Namespace, HeaderFlags, Prot, VmaFlags,
-  FdKind, NS_KINDS, defaultRlimits, emptyCreds, newThread, type NamespaceIds,
+  type Model,
+  type Task,
+  type Thread,
+  type Vma,
+  type PageSource,
+  type OpenFile,
+  type Namespace,
+  HeaderFlags,
+  Prot,
+  VmaFlags,
+  FdKind,
+  NS_KINDS,
+  defaultRlimits,
+  emptyCreds,
+  newThread,
+  type NamespaceIds,
 } from '../model.js';
 import { REG_INDEX, PAGE_SIZE } from '../schema.js';
 
@@ -46,15 +60,25 @@ export interface GenSpec {
   createdNs?: bigint;
 }
 
-export interface ResolvedSpec extends Required<Omit<GenSpec, 'seed' | 'createdNs'>> { seed: bigint; createdNs: bigint }
+export interface ResolvedSpec extends Required<Omit<GenSpec, 'seed' | 'createdNs'>> {
+  seed: bigint;
+  createdNs: bigint;
+}
 
 const M64 = (1n << 64n) - 1n;
 
 /** (ah:al) * (bh:bl) mod 2^64 on 32-bit halves; result in MUL_HI/MUL_LO. */
-let MUL_HI = 0, MUL_LO = 0;
+let MUL_HI = 0,
+  MUL_LO = 0;
 function mul64(ah: number, al: number, bh: number, bl: number): void {
-  const a0 = al & 0xffff, a1 = al >>> 16, b0 = bl & 0xffff, b1 = bl >>> 16;
-  const p00 = a0 * b0, p01 = a0 * b1, p10 = a1 * b0, p11 = a1 * b1;
+  const a0 = al & 0xffff,
+    a1 = al >>> 16,
+    b0 = bl & 0xffff,
+    b1 = bl >>> 16;
+  const p00 = a0 * b0,
+    p01 = a0 * b1,
+    p10 = a1 * b0,
+    p11 = a1 * b1;
   const mid = (p00 >>> 16) + (p01 & 0xffff) + (p10 & 0xffff);
   MUL_LO = (((mid & 0xffff) << 16) | (p00 & 0xffff)) >>> 0;
   MUL_HI = (p11 + (p01 >>> 16) + (p10 >>> 16) + (mid >>> 16) + Math.imul(ah, bl) + Math.imul(al, bh)) >>> 0;
@@ -72,30 +96,47 @@ export class Rng {
   private l: number;
   private oh = 0;
   private ol = 0;
-  constructor(seed: bigint) { seed &= M64; this.h = Number(seed >> 32n); this.l = Number(seed & 0xffffffffn); }
+  constructor(seed: bigint) {
+    seed &= M64;
+    this.h = Number(seed >> 32n);
+    this.l = Number(seed & 0xffffffffn);
+  }
   private step(): void {
     // s += 0x9e3779b97f4a7c15
     const l = this.l + 0x7f4a7c15;
     this.l = l >>> 0;
     this.h = (this.h + 0x9e3779b9 + (l > 0xffffffff ? 1 : 0)) >>> 0;
-    let zh = this.h, zl = this.l;
+    let zh = this.h,
+      zl = this.l;
     // z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
-    zl = (zl ^ ((zl >>> 30) | (zh << 2))) >>> 0; zh = (zh ^ (zh >>> 30)) >>> 0;
-    mul64(zh, zl, 0xbf58476d, 0x1ce4e5b9); zh = MUL_HI; zl = MUL_LO;
+    zl = (zl ^ ((zl >>> 30) | (zh << 2))) >>> 0;
+    zh = (zh ^ (zh >>> 30)) >>> 0;
+    mul64(zh, zl, 0xbf58476d, 0x1ce4e5b9);
+    zh = MUL_HI;
+    zl = MUL_LO;
     // z = (z ^ (z >> 27)) * 0x94d049bb133111eb
-    zl = (zl ^ ((zl >>> 27) | (zh << 5))) >>> 0; zh = (zh ^ (zh >>> 27)) >>> 0;
-    mul64(zh, zl, 0x94d049bb, 0x133111eb); zh = MUL_HI; zl = MUL_LO;
+    zl = (zl ^ ((zl >>> 27) | (zh << 5))) >>> 0;
+    zh = (zh ^ (zh >>> 27)) >>> 0;
+    mul64(zh, zl, 0x94d049bb, 0x133111eb);
+    zh = MUL_HI;
+    zl = MUL_LO;
     // z ^ (z >> 31)
-    this.ol = (zl ^ ((zl >>> 31) | (zh << 1))) >>> 0; this.oh = (zh ^ (zh >>> 31)) >>> 0;
+    this.ol = (zl ^ ((zl >>> 31) | (zh << 1))) >>> 0;
+    this.oh = (zh ^ (zh >>> 31)) >>> 0;
   }
   next(): bigint {
     this.step();
     if (!LE) return (BigInt(this.oh) << 32n) | BigInt(this.ol);
-    W32[0] = this.ol; W32[1] = this.oh;
+    W32[0] = this.ol;
+    W32[1] = this.oh;
     return W64[0]!;
   }
   /** next() as two 32-bit halves written to u32[at] (low) and u32[at + 1] (high): no BigInt. */
-  nextInto(u32: Uint32Array, at: number): void { this.step(); u32[at] = this.ol; u32[at + 1] = this.oh; }
+  nextInto(u32: Uint32Array, at: number): void {
+    this.step();
+    u32[at] = this.ol;
+    u32[at + 1] = this.oh;
+  }
   /** Integer in [0, n): the 64-bit output mod n. */
   int(n: number): number {
     this.step();
@@ -104,7 +145,9 @@ export class Rng {
     x = (x * 65536 + (this.ol >>> 16)) % n;
     return (x * 65536 + (this.ol & 0xffff)) % n;
   }
-  pick<T>(a: readonly T[]): T { return a[this.int(a.length)]!; }
+  pick<T>(a: readonly T[]): T {
+    return a[this.int(a.length)]!;
+  }
 }
 
 export function mixSeed(...parts: (bigint | number)[]): bigint {
@@ -119,21 +162,41 @@ export function mixSeed(...parts: (bigint | number)[]): bigint {
 export function resolveSpec(spec: GenSpec = {}): ResolvedSpec {
   const r: ResolvedSpec = {
     seed: BigInt(spec.seed ?? 1) & M64,
-    tasks: spec.tasks ?? 1, fanout: spec.fanout ?? 3, threads: spec.threads ?? 2, vmas: spec.vmas ?? 4,
-    size: spec.size ?? 64 * 1024 * 1024, zeroRatio: spec.zeroRatio ?? 0.3, dupRatio: spec.dupRatio ?? 0.05,
-    content: spec.content ?? 'random', files: spec.files ?? 3, namespaces: spec.namespaces ?? true,
-    epoch: spec.epoch ?? 0, dirtyRatio: spec.dirtyRatio ?? 0.1, index: spec.index ?? 0,
+    tasks: spec.tasks ?? 1,
+    fanout: spec.fanout ?? 3,
+    threads: spec.threads ?? 2,
+    vmas: spec.vmas ?? 4,
+    size: spec.size ?? 64 * 1024 * 1024,
+    zeroRatio: spec.zeroRatio ?? 0.3,
+    dupRatio: spec.dupRatio ?? 0.05,
+    content: spec.content ?? 'random',
+    files: spec.files ?? 3,
+    namespaces: spec.namespaces ?? true,
+    epoch: spec.epoch ?? 0,
+    dirtyRatio: spec.dirtyRatio ?? 0.1,
+    index: spec.index ?? 0,
     createdNs: spec.createdNs ?? 1_767_225_600_000_000_000n + BigInt(spec.index ?? 0) * 1_000_000_000n,
   };
-  const bad = (m: string): never => { throw new CrimgError('BAD_SPEC', m); };
+  const bad = (m: string): never => {
+    throw new CrimgError('BAD_SPEC', m);
+  };
   const int = (n: string, v: number, lo: number, hi: number): void => {
     if (!Number.isInteger(v) || v < lo || v > hi) bad(`${n} must be an integer in ${lo}..${hi}, got ${v}`);
   };
-  const ratio = (n: string, v: number): void => { if (!(v >= 0 && v <= 1)) bad(`${n} must be in 0..1, got ${v}`); };
-  int('tasks', r.tasks, 1, 100000); int('fanout', r.fanout, 1, 1000); int('threads', r.threads, 1, 10000);
-  int('vmas', r.vmas, 0, 60000); int('files', r.files, 0, 100000); int('epoch', r.epoch, 0, 1_000_000); int('index', r.index, 0, 2 ** 40);
+  const ratio = (n: string, v: number): void => {
+    if (!(v >= 0 && v <= 1)) bad(`${n} must be in 0..1, got ${v}`);
+  };
+  int('tasks', r.tasks, 1, 100000);
+  int('fanout', r.fanout, 1, 1000);
+  int('threads', r.threads, 1, 10000);
+  int('vmas', r.vmas, 0, 60000);
+  int('files', r.files, 0, 100000);
+  int('epoch', r.epoch, 0, 1_000_000);
+  int('index', r.index, 0, 2 ** 40);
   if (!Number.isSafeInteger(r.size) || r.size < 0 || r.size > 2 ** 50) bad(`size must be 0..1 PiB, got ${r.size}`);
-  ratio('zeroRatio', r.zeroRatio); ratio('dupRatio', r.dupRatio); ratio('dirtyRatio', r.dirtyRatio);
+  ratio('zeroRatio', r.zeroRatio);
+  ratio('dupRatio', r.dupRatio);
+  ratio('dirtyRatio', r.dirtyRatio);
   if (!['random', 'text', 'pattern'].includes(r.content)) bad(`content must be random, text or pattern, got ${r.content}`);
   return r;
 }
@@ -143,7 +206,11 @@ const KIND: Record<ContentKind, FillKind> = { random: FillKind.Random, text: Fil
 
 /** Pages made by the WASM generator; every page depends only on the params and its address. */
 export class GenPageSource implements PageSource {
-  constructor(readonly vmaStart: bigint, readonly npages: number, readonly p: GenParams) {}
+  constructor(
+    readonly vmaStart: bigint,
+    readonly npages: number,
+    readonly p: GenParams,
+  ) {}
   runs(npages: number): Iterable<[number, number]> {
     const n = Math.min(npages, this.npages);
     return n > 0 ? [[0, n]] : [];
@@ -159,13 +226,32 @@ export class GenPageSource implements PageSource {
 const COMMS = ['postgres', 'nginx', 'redis-server', 'java', 'python3', 'node', 'memcached', 'mysqld', 'envoy', 'haproxy'];
 const LIBS = ['libc.so.6', 'libm.so.6', 'libpthread.so.0', 'libssl.so.3', 'libcrypto.so.3', 'libz.so.1', 'libstdc++.so.6', 'libgcc_s.so.1'];
 const LIBDIR = '/usr/lib/x86_64-linux-gnu/';
-const R = Prot.READ, W = Prot.WRITE, X = Prot.EXEC;
+const R = Prot.READ,
+  W = Prot.WRITE,
+  X = Prot.EXEC;
 
-interface VmaPlan { start: bigint; end: bigint; prot: number; flags: number; path: string | null; pgoff: bigint; inode: bigint; populated: number; weight: number }
+interface VmaPlan {
+  start: bigint;
+  end: bigint;
+  prot: number;
+  flags: number;
+  path: string | null;
+  pgoff: bigint;
+  inode: bigint;
+  populated: number;
+  weight: number;
+}
 
-function pages(n: number): bigint { return BigInt(n * PAGE_SIZE); }
+function pages(n: number): bigint {
+  return BigInt(n * PAGE_SIZE);
+}
 
-function planTask(rng: Rng, spec: ResolvedSpec, taskBytes: number, comm: string): { plans: VmaPlan[]; mm: Record<string, bigint>; tls: bigint; stackTop: bigint; text: [bigint, bigint] } {
+function planTask(
+  rng: Rng,
+  spec: ResolvedSpec,
+  taskBytes: number,
+  comm: string,
+): { plans: VmaPlan[]; mm: Record<string, bigint>; tls: bigint; stackTop: bigint; text: [bigint, bigint] } {
   const plans: VmaPlan[] = [];
   const exe = `/usr/bin/${comm}`;
   const inode = (): bigint => BigInt(100000 + rng.int(9_000_000));
@@ -173,55 +259,150 @@ function planTask(rng: Rng, spec: ResolvedSpec, taskBytes: number, comm: string)
   let at = 0x550000000000n + BigInt(rng.int(0xffffff)) * 0x1000n;
   const exeIno = inode();
   const textPages = 16 + rng.int(240);
-  const segs: [number, number, number][] = [[R, 4, 0], [R | X, textPages, 0], [R, 8 + rng.int(32), 0], [R | W, 2 + rng.int(8), 0]];
+  const segs: [number, number, number][] = [
+    [R, 4, 0],
+    [R | X, textPages, 0],
+    [R, 8 + rng.int(32), 0],
+    [R | W, 2 + rng.int(8), 0],
+  ];
   let off = 0n;
   let text: [bigint, bigint] = [0n, 0n];
   for (const [prot, n] of segs) {
     plans.push({ start: at, end: at + pages(n), prot, flags: 0, path: exe, pgoff: off, inode: exeIno, populated: n, weight: 0 });
     if (prot & X) text = [at, at + pages(n)];
-    at += pages(n); off += BigInt(n);
+    at += pages(n);
+    off += BigInt(n);
   }
   const bss = 1 + rng.int(16);
-  plans.push({ start: at, end: at + pages(bss), prot: R | W, flags: VmaFlags.ANON, path: null, pgoff: 0n, inode: 0n, populated: bss, weight: 0 });
+  plans.push({
+    start: at,
+    end: at + pages(bss),
+    prot: R | W,
+    flags: VmaFlags.ANON,
+    path: null,
+    pgoff: 0n,
+    inode: 0n,
+    populated: bss,
+    weight: 0,
+  });
   at += pages(bss);
   const startBrk = at + pages(rng.int(512));
   // heap: weight 4
-  plans.push({ start: startBrk, end: startBrk, prot: R | W, flags: VmaFlags.ANON | VmaFlags.HEAP, path: '[heap]', pgoff: 0n, inode: 0n, populated: 0, weight: 4 });
+  plans.push({
+    start: startBrk,
+    end: startBrk,
+    prot: R | W,
+    flags: VmaFlags.ANON | VmaFlags.HEAP,
+    path: '[heap]',
+    pgoff: 0n,
+    inode: 0n,
+    populated: 0,
+    weight: 4,
+  });
   // mmap area, growing down from 0x7f..
   let top = 0x7f0000000000n + BigInt(rng.int(0xfffffff)) * 0x1000n;
-  const below = (n: number): bigint => { top -= pages(n); return top; };
+  const below = (n: number): bigint => {
+    top -= pages(n);
+    return top;
+  };
   const anon: VmaPlan[] = [];
   for (let i = 0; i < spec.vmas; i++) {
     const s = below(1); // placeholder, sized later
-    anon.push({ start: s, end: s, prot: R | W, flags: VmaFlags.ANON, path: null, pgoff: 0n, inode: 0n, populated: 0, weight: 1 + rng.int(4) });
+    anon.push({
+      start: s,
+      end: s,
+      prot: R | W,
+      flags: VmaFlags.ANON,
+      path: null,
+      pgoff: 0n,
+      inode: 0n,
+      populated: 0,
+      weight: 1 + rng.int(4),
+    });
   }
   // TLS block + thread stacks
   const tlsPages = 4;
   const tlsStart = below(tlsPages);
-  plans.push({ start: tlsStart, end: tlsStart + pages(tlsPages), prot: R | W, flags: VmaFlags.ANON, path: null, pgoff: 0n, inode: 0n, populated: tlsPages, weight: 0 });
+  plans.push({
+    start: tlsStart,
+    end: tlsStart + pages(tlsPages),
+    prot: R | W,
+    flags: VmaFlags.ANON,
+    path: null,
+    pgoff: 0n,
+    inode: 0n,
+    populated: tlsPages,
+    weight: 0,
+  });
   const tls = tlsStart + pages(2) + BigInt(rng.int(256)) * 16n;
   // shared libraries, 4 VMAs each
   const nlibs = 2 + rng.int(4);
   const libs = [...LIBS].sort(() => 0).slice(0, nlibs);
   for (const lib of libs) {
     const ino = inode();
-    const sizes: [number, number][] = [[R, 8 + rng.int(40)], [R | X, 64 + rng.int(400)], [R, 16 + rng.int(64)], [R | W, 2 + rng.int(8)]];
+    const sizes: [number, number][] = [
+      [R, 8 + rng.int(40)],
+      [R | X, 64 + rng.int(400)],
+      [R, 16 + rng.int(64)],
+      [R | W, 2 + rng.int(8)],
+    ];
     const total = sizes.reduce((a, [, n]) => a + n, 0);
     let s = below(total);
     let po = 0n;
     for (const [prot, n] of sizes) {
-      plans.push({ start: s, end: s + pages(n), prot, flags: 0, path: LIBDIR + lib, pgoff: po, inode: ino, populated: (prot & W) ? n : Math.ceil(n / 2), weight: 0 });
-      s += pages(n); po += BigInt(n);
+      plans.push({
+        start: s,
+        end: s + pages(n),
+        prot,
+        flags: 0,
+        path: LIBDIR + lib,
+        pgoff: po,
+        inode: ino,
+        populated: prot & W ? n : Math.ceil(n / 2),
+        weight: 0,
+      });
+      s += pages(n);
+      po += BigInt(n);
     }
   }
   // stack, vvar, vdso near the top
   // user space ends at 0x7ffffffff000: keep the stack, vvar and vdso below it
   const stackTop = 0x7ffc00000000n + BigInt(rng.int(0x3f0000)) * 0x1000n;
   const stackPages = 33;
-  plans.push({ start: stackTop - pages(stackPages), end: stackTop, prot: R | W, flags: VmaFlags.ANON | VmaFlags.STACK | VmaFlags.GROWSDOWN, path: '[stack]', pgoff: 0n, inode: 0n, populated: 8, weight: 1 });
+  plans.push({
+    start: stackTop - pages(stackPages),
+    end: stackTop,
+    prot: R | W,
+    flags: VmaFlags.ANON | VmaFlags.STACK | VmaFlags.GROWSDOWN,
+    path: '[stack]',
+    pgoff: 0n,
+    inode: 0n,
+    populated: 8,
+    weight: 1,
+  });
   const vvar = stackTop + pages(64 + rng.int(4096));
-  plans.push({ start: vvar, end: vvar + pages(4), prot: R, flags: VmaFlags.VVAR, path: '[vvar]', pgoff: 0n, inode: 0n, populated: 0, weight: 0 });
-  plans.push({ start: vvar + pages(4), end: vvar + pages(6), prot: R | X, flags: VmaFlags.VDSO, path: '[vdso]', pgoff: 0n, inode: 0n, populated: 2, weight: 0 });
+  plans.push({
+    start: vvar,
+    end: vvar + pages(4),
+    prot: R,
+    flags: VmaFlags.VVAR,
+    path: '[vvar]',
+    pgoff: 0n,
+    inode: 0n,
+    populated: 0,
+    weight: 0,
+  });
+  plans.push({
+    start: vvar + pages(4),
+    end: vvar + pages(6),
+    prot: R | X,
+    flags: VmaFlags.VDSO,
+    path: '[vdso]',
+    pgoff: 0n,
+    inode: 0n,
+    populated: 2,
+    weight: 0,
+  });
 
   // Distribute the remaining byte budget over heap, anonymous mappings and the stack by weight.
   let fixed = plans.reduce((a, p) => a + p.populated, 0);
@@ -229,15 +410,22 @@ function planTask(rng: Rng, spec: ResolvedSpec, taskBytes: number, comm: string)
   if (fixed > taskPages) {
     // a small image: keep the layout, populate its fixed mappings in proportion so the total is `size`
     let left = taskPages;
-    for (const p of plans) { p.populated = Math.min(left, Math.floor(p.populated * taskPages / fixed)); left -= p.populated; }
-    for (const p of plans) if (left > 0 && p.populated < Number((p.end - p.start) / BigInt(PAGE_SIZE))) { p.populated++; left--; }
+    for (const p of plans) {
+      p.populated = Math.min(left, Math.floor((p.populated * taskPages) / fixed));
+      left -= p.populated;
+    }
+    for (const p of plans)
+      if (left > 0 && p.populated < Number((p.end - p.start) / BigInt(PAGE_SIZE))) {
+        p.populated++;
+        left--;
+      }
     fixed = taskPages - left;
   }
   let budget = Math.max(0, taskPages - fixed);
   const weighted = [plans.find((p) => p.flags & VmaFlags.HEAP)!, ...anon];
   const wsum = weighted.reduce((a, p) => a + p.weight, 0);
   weighted.forEach((p, i) => {
-    const n = i === weighted.length - 1 ? budget : Math.floor((taskPages - fixed) * p.weight / wsum);
+    const n = i === weighted.length - 1 ? budget : Math.floor(((taskPages - fixed) * p.weight) / wsum);
     const take = Math.min(budget, Math.max(0, n));
     budget -= take;
     p.populated = take;
@@ -245,20 +433,32 @@ function planTask(rng: Rng, spec: ResolvedSpec, taskBytes: number, comm: string)
   const heap = weighted[0]!;
   heap.end = heap.start + pages(Math.max(heap.populated, 33));
   // re-lay anonymous mappings top-down with their final sizes, below the libraries' lowest address
-  let low = plans.filter((p) => p.start >= 0x7f0000000000n && p.start < 0x7ffc00000000n).reduce((a, p) => (p.start < a ? p.start : a), 0x7f0000000000n + 0xfffffffn * 0x1000n);
+  let low = plans
+    .filter((p) => p.start >= 0x7f0000000000n && p.start < 0x7ffc00000000n)
+    // biome-ignore lint/complexity/useMathMinMax: bigints (Math.min takes numbers)
+    .reduce((a, p) => (p.start < a ? p.start : a), 0x7f0000000000n + 0xfffffffn * 0x1000n);
   for (const p of anon) {
     const n = Math.max(p.populated, 1) + (rng.int(4) === 0 ? rng.int(64) : 0); // some are partly unpopulated
     low -= pages(n) + pages(rng.int(16));
-    p.start = low; p.end = low + pages(n);
+    p.start = low;
+    p.end = low + pages(n);
     plans.push(p);
   }
   plans.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
   const stack = plans.find((p) => p.flags & VmaFlags.STACK)!;
   stack.start = stackTop - pages(Math.max(stack.populated, 8) + 25);
   const mm: Record<string, bigint> = {
-    startCode: text[0], endCode: text[1], startData: plans[3]!.start, endData: plans[3]!.end,
-    startBrk: startBrk, brk: heap.end, startStack: stackTop - 0x1000n,
-    argStart: stackTop - 0x800n, argEnd: stackTop - 0x700n, envStart: stackTop - 0x700n, envEnd: stackTop - 0x100n,
+    startCode: text[0],
+    endCode: text[1],
+    startData: plans[3]!.start,
+    endData: plans[3]!.end,
+    startBrk: startBrk,
+    brk: heap.end,
+    startStack: stackTop - 0x1000n,
+    argStart: stackTop - 0x800n,
+    argEnd: stackTop - 0x700n,
+    envStart: stackTop - 0x700n,
+    envEnd: stackTop - 0x100n,
   };
   return { plans, mm, tls, stackTop, text };
 }
@@ -277,13 +477,18 @@ function makeThread(rng: Rng, tid: number, text: [bigint, bigint], sp: bigint, t
     for (let i = 0; i < 27; i++) th.regs[i] = rng.next();
   }
   const R_ = REG_INDEX;
-  th.regs[R_.rip] = text[0] + (rng.next() % (text[1] - text[0])) & ~0x3n;
+  th.regs[R_.rip] = (text[0] + (rng.next() % (text[1] - text[0]))) & ~0x3n;
   th.regs[R_.rsp] = sp & ~0xfn;
   th.regs[R_.rbp] = (sp + 0x40n) & ~0xfn;
   th.regs[R_.eflags] = 0x246n;
-  th.regs[R_.cs] = 0x33n; th.regs[R_.ss] = 0x2bn;
-  th.regs[R_.ds] = 0n; th.regs[R_.es] = 0n; th.regs[R_.fs] = 0n; th.regs[R_.gs] = 0n;
-  th.regs[R_.fs_base] = tls; th.regs[R_.gs_base] = 0n;
+  th.regs[R_.cs] = 0x33n;
+  th.regs[R_.ss] = 0x2bn;
+  th.regs[R_.ds] = 0n;
+  th.regs[R_.es] = 0n;
+  th.regs[R_.fs] = 0n;
+  th.regs[R_.gs] = 0n;
+  th.regs[R_.fs_base] = tls;
+  th.regs[R_.gs_base] = 0n;
   th.regs[R_.orig_rax] = BigInt.asUintN(64, -1n);
   // XSAVE as a fresh process on an AVX-512 machine: XCR0 0x2e7, only x87/SSE in use.
   const ext = new Uint8Array(buf, off + 216 + 512, XSAVE_AVX512_BYTES - 512);
@@ -300,11 +505,17 @@ export function generate(specIn: GenSpec = {}): Model {
   const rng = new Rng(seed);
   const nsIds = (i: number): NamespaceIds => {
     const o = {} as NamespaceIds;
-    NS_KINDS.forEach((k, j) => { o[k] = 4026531835n + BigInt(j) + (spec.namespaces && ['uts', 'pid', 'mnt', 'ipc'].includes(k) ? 1000n + BigInt(i * 0) : 0n); });
+    NS_KINDS.forEach((k, j) => {
+      o[k] = 4026531835n + BigInt(j) + (spec.namespaces && ['uts', 'pid', 'mnt', 'ipc'].includes(k) ? 1000n + BigInt(i * 0) : 0n);
+    });
     return o;
   };
   const namespaces: Namespace[] = NS_KINDS.map((k) => ({ kind: k, id: nsIds(0)[k] }));
-  namespaces[0] = { ...namespaces[0]!, nodename: spec.namespaces ? `ctr-${(seed & 0xffffffn).toString(16)}` : 'host', domainname: '(none)' };
+  namespaces[0] = {
+    ...namespaces[0]!,
+    nodename: spec.namespaces ? `ctr-${(seed & 0xffffffn).toString(16)}` : 'host',
+    domainname: '(none)',
+  };
   const tasks: Task[] = [];
   const per = Math.floor(spec.size / spec.tasks / PAGE_SIZE) * PAGE_SIZE;
   const basePid = spec.namespaces ? 1 : 1000 + rng.int(30000);
@@ -318,13 +529,29 @@ export function generate(specIn: GenSpec = {}): Model {
     const plan = planTask(trng, spec, taskBytes, comm);
     const taskSeed = mixSeed(seed, 0x7a5c, ti);
     const gp: GenParams = {
-      seed: taskSeed, kind: KIND[spec.content], zeroQ16: q16(spec.zeroRatio), dupQ16: q16(spec.dupRatio),
-      dupPool: 64, epoch: spec.epoch, dirtyQ16: q16(spec.dirtyRatio),
+      seed: taskSeed,
+      kind: KIND[spec.content],
+      zeroQ16: q16(spec.zeroRatio),
+      dupQ16: q16(spec.dupRatio),
+      dupPool: 64,
+      epoch: spec.epoch,
+      dirtyQ16: q16(spec.dirtyRatio),
     };
     const vmas: Vma[] = plan.plans.map((p) => ({
-      start: p.start, end: p.end, prot: p.prot, flags: p.flags, pgoff: p.pgoff,
-      devMajor: p.inode ? 8 : 0, devMinor: p.inode ? 1 : 0, inode: p.inode, path: p.path,
-      pages: new GenPageSource(p.flags & VmaFlags.STACK ? p.end - pages(p.populated) : p.start, Math.min(p.populated, Number((p.end - p.start) / 4096n)), gp),
+      start: p.start,
+      end: p.end,
+      prot: p.prot,
+      flags: p.flags,
+      pgoff: p.pgoff,
+      devMajor: p.inode ? 8 : 0,
+      devMinor: p.inode ? 1 : 0,
+      inode: p.inode,
+      path: p.path,
+      pages: new GenPageSource(
+        p.flags & VmaFlags.STACK ? p.end - pages(p.populated) : p.start,
+        Math.min(p.populated, Number((p.end - p.start) / 4096n)),
+        gp,
+      ),
     }));
     // the stack is populated from its top: express that as a run at the end
     for (const v of vmas) {
@@ -341,7 +568,9 @@ export function generate(specIn: GenSpec = {}): Model {
     }
     const threads: Thread[] = [];
     const regBuf = new ArrayBuffer(spec.threads * THREAD_BYTES);
-    const pthreadStacks = plan.plans.filter((p) => p.flags === VmaFlags.ANON && p.path === null && p.weight > 0 && p.end - p.start >= 0x4000n);
+    const pthreadStacks = plan.plans.filter(
+      (p) => p.flags === VmaFlags.ANON && p.path === null && p.weight > 0 && p.end - p.start >= 0x4000n,
+    );
     for (let j = 0; j < spec.threads; j++) {
       // the main thread runs on [stack]; other threads, like glibc's, on an anonymous mapping with
       // their TLS (fs_base) at its top
@@ -351,41 +580,130 @@ export function generate(specIn: GenSpec = {}): Model {
       threads.push(makeThread(new Rng(mixSeed(taskSeed, j, spec.epoch)), pid + j, plan.text, sp, fsBase, regBuf, j * THREAD_BYTES));
     }
     const files: OpenFile[] = [0, 1, 2].map((fd) => ({
-      fd, kind: FdKind.OTHER, path: '/dev/null', flags: fd === 0 ? 0 : 1, pos: 0n, mode: 0o20666, cloexec: false,
-      devMajor: 1, devMinor: 3, inode: 5n, size: 0n,
+      fd,
+      kind: FdKind.OTHER,
+      path: '/dev/null',
+      flags: fd === 0 ? 0 : 1,
+      pos: 0n,
+      mode: 0o20666,
+      cloexec: false,
+      devMajor: 1,
+      devMinor: 3,
+      inode: 5n,
+      size: 0n,
     }));
     for (let f = 0; f < spec.files; f++) {
       const dir = trng.int(5) === 0;
       files.push({
-        fd: 3 + f, kind: dir ? FdKind.DIRECTORY : FdKind.REGULAR,
-        path: dir ? `/var/lib/${comm}` : `/var/lib/${comm}/data-${f}.db`, flags: dir ? 0o200000 : 0o2, pos: dir ? 0n : BigInt(trng.int(1 << 20)) * 512n,
-        mode: dir ? 0o40755 : 0o100644, cloexec: trng.int(2) === 0, devMajor: 8, devMinor: 1, inode: BigInt(200000 + trng.int(1 << 20)), size: BigInt(trng.int(1 << 24)) * 512n,
+        fd: 3 + f,
+        kind: dir ? FdKind.DIRECTORY : FdKind.REGULAR,
+        path: dir ? `/var/lib/${comm}` : `/var/lib/${comm}/data-${f}.db`,
+        flags: dir ? 0o200000 : 0o2,
+        pos: dir ? 0n : BigInt(trng.int(1 << 20)) * 512n,
+        mode: dir ? 0o40755 : 0o100644,
+        cloexec: trng.int(2) === 0,
+        devMajor: 8,
+        devMinor: 1,
+        inode: BigInt(200000 + trng.int(1 << 20)),
+        size: BigInt(trng.int(1 << 24)) * 512n,
       });
     }
     const ppid = ti === 0 ? (spec.namespaces ? 0 : 1) : tasks[Math.floor((ti - 1) / spec.fanout)]!.pid;
     const creds = emptyCreds();
     const uid = spec.namespaces ? 0 : 1000;
-    Object.assign(creds, { uid, gid: uid, euid: uid, egid: uid, suid: uid, sgid: uid, fsuid: uid, fsgid: uid, groups: [uid], capBnd: 0x1ffffffffffn });
+    Object.assign(creds, {
+      uid,
+      gid: uid,
+      euid: uid,
+      egid: uid,
+      suid: uid,
+      sgid: uid,
+      fsuid: uid,
+      fsgid: uid,
+      groups: [uid],
+      capBnd: 0x1ffffffffffn,
+    });
     if (uid === 0) Object.assign(creds, { capPrm: 0x1ffffffffffn, capEff: 0x1ffffffffffn });
     const auxv: bigint[] = [
-      33n, vmas.find((v) => v.flags & VmaFlags.VDSO)!.start, 16n, 0xbfebfbffn, 6n, 4096n, 17n, 100n,
-      3n, plan.plans[0]!.start + 64n, 4n, 56n, 5n, 13n, 7n, 0n, 8n, 0n, 9n, plan.text[0] + 0x100n,
-      11n, BigInt(uid), 12n, BigInt(uid), 13n, BigInt(uid), 14n, BigInt(uid), 23n, 0n, 25n, plan.stackTop - 0x900n,
-      26n, 2n, 31n, plan.stackTop - 0x80n, 15n, plan.stackTop - 0x890n, 51n, 0xd30n,
+      33n,
+      vmas.find((v) => v.flags & VmaFlags.VDSO)!.start,
+      16n,
+      0xbfebfbffn,
+      6n,
+      4096n,
+      17n,
+      100n,
+      3n,
+      plan.plans[0]!.start + 64n,
+      4n,
+      56n,
+      5n,
+      13n,
+      7n,
+      0n,
+      8n,
+      0n,
+      9n,
+      plan.text[0] + 0x100n,
+      11n,
+      BigInt(uid),
+      12n,
+      BigInt(uid),
+      13n,
+      BigInt(uid),
+      14n,
+      BigInt(uid),
+      23n,
+      0n,
+      25n,
+      plan.stackTop - 0x900n,
+      26n,
+      2n,
+      31n,
+      plan.stackTop - 0x80n,
+      15n,
+      plan.stackTop - 0x890n,
+      51n,
+      0xd30n,
     ];
     tasks.push({
-      pid, tgid: pid, ppid, pgid: tasks[0]?.pid ?? pid, sid: tasks[0]?.pid ?? pid, comm, exe: `/usr/bin/${comm}`,
-      cwd: `/var/lib/${comm}`, root: '/', args: [`/usr/bin/${comm}`, '--config', `/etc/${comm}.conf`],
+      pid,
+      tgid: pid,
+      ppid,
+      pgid: tasks[0]?.pid ?? pid,
+      sid: tasks[0]?.pid ?? pid,
+      comm,
+      exe: `/usr/bin/${comm}`,
+      cwd: `/var/lib/${comm}`,
+      root: '/',
+      args: [`/usr/bin/${comm}`, '--config', `/etc/${comm}.conf`],
       env: ['PATH=/usr/local/bin:/usr/bin:/bin', `HOME=/var/lib/${comm}`, 'LANG=C.UTF-8'],
-      personality: 0, exitSignal: 17, creds, rlimits: defaultRlimits(), ns: nsIds(ti), threads,
+      personality: 0,
+      exitSignal: 17,
+      creds,
+      rlimits: defaultRlimits(),
+      ns: nsIds(ti),
+      threads,
       mm: { ...(plan.mm as unknown as Record<string, bigint>), auxv, vmas } as unknown as Task['mm'],
-      files, nocr: [],
+      files,
+      nocr: [],
     });
   }
   return {
     header: {
-      crid: BigInt(spec.index + 1), createdNs: spec.createdNs, freezeNs: 0n, flags: HeaderFlags.SYNTHETIC, tool: 'crimg 0.1.0',
-      uts: { sysname: 'Linux', nodename: namespaces[0]!.nodename!, release: '6.1.0-synthetic', version: '#1 SMP PREEMPT_DYNAMIC', machine: 'x86_64', domainname: '(none)' },
+      crid: BigInt(spec.index + 1),
+      createdNs: spec.createdNs,
+      freezeNs: 0n,
+      flags: HeaderFlags.SYNTHETIC,
+      tool: 'crimg 0.1.0',
+      uts: {
+        sysname: 'Linux',
+        nodename: namespaces[0]!.nodename!,
+        release: '6.1.0-synthetic',
+        version: '#1 SMP PREEMPT_DYNAMIC',
+        machine: 'x86_64',
+        domainname: '(none)',
+      },
     },
     namespaces,
     tasks,

@@ -23,7 +23,7 @@ export const REGSET_RAW_BYTES = 216 + 512;
 export const REGSET_RECORD_BYTES = 16 + 216 + 16 + 512;
 
 /** Content kinds for synthetic pages. */
-export const enum FillKind {
+export enum FillKind {
   Random = 0,
   Text = 1,
   Pattern = 2,

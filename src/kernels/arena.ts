@@ -5,12 +5,18 @@
 import { CrimgError } from '../errors.js';
 import { type Kernels, NSLOTS, STAGING_BASE } from './api.js';
 
-interface ArenaState { used: [number, number][]; slots: boolean[] }
+interface ArenaState {
+  used: [number, number][];
+  slots: boolean[];
+}
 const states = new WeakMap<Kernels, ArenaState>();
 
 function state(k: Kernels): ArenaState {
   let s = states.get(k);
-  if (!s) { s = { used: [], slots: new Array(NSLOTS).fill(false) }; states.set(k, s); }
+  if (!s) {
+    s = { used: [], slots: new Array(NSLOTS).fill(false) };
+    states.set(k, s);
+  }
   return s;
 }
 

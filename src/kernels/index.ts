@@ -28,7 +28,8 @@ export function kernels(): Kernels {
  */
 export async function initKernels(from?: Uint8Array | ArrayBuffer | Response | URL | string | { twin: true }): Promise<Kernels> {
   if (!shared) {
-    shared = from && typeof from === 'object' && 'twin' in from ? new TwinKernels() : await instantiateWasmAsync(from as Uint8Array | undefined);
+    shared =
+      from && typeof from === 'object' && 'twin' in from ? new TwinKernels() : await instantiateWasmAsync(from as Uint8Array | undefined);
   }
   return shared;
 }

@@ -17,9 +17,17 @@ import { tcpListen } from './tcp-listen/format.js';
 import { unixPair } from './unix-pair/format.js';
 
 export const KINDS: readonly AnyKind[] = [
-  sigacts, itimers, posixTimers, // TASK
-  futex, sigaltstack, // THREAD
-  flocks, anonFd, pipe, inotify, tcpListen, unixPair, // FD
+  sigacts,
+  itimers,
+  posixTimers, // TASK
+  futex,
+  sigaltstack, // THREAD
+  flocks,
+  anonFd,
+  pipe,
+  inotify,
+  tcpListen,
+  unixPair, // FD
 ];
 
 /** The kinds under each owner, in image order. */

@@ -13,13 +13,21 @@ import type { OpenFile, Task, Thread } from '../model.js';
 
 /** The record a kind's record hangs under. */
 export type OwnerName = 'task' | 'thread' | 'fd';
-export interface Owners { task: Task; thread: Thread; fd: OpenFile }
+export interface Owners {
+  task: Task;
+  thread: Thread;
+  fd: OpenFile;
+}
 
 /** Refuse the record being decoded (BAD_RECORD at its offset, with the kind's name). */
 export type Bad = (why: string) => never;
 
 /** One item of a difference list (crimg diff). */
-export interface Difference { what: string; a: unknown; b: unknown }
+export interface Difference {
+  what: string;
+  a: unknown;
+  b: unknown;
+}
 
 export interface KindFormat<O extends OwnerName = OwnerName, V = unknown> {
   /** The property of the owner that holds the value (undefined: not recorded); also the key in `show --json`. */

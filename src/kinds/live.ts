@@ -36,16 +36,18 @@ import { unixPairLive } from './unix-pair/live.js';
  * dump), each a stable code with what it means.
  */
 export const NOCR_CODES = {
-  STDIO: 'fd 0, 1 or 2 is a terminal, or a pipe or socket another process holds (a shell, a supervisor, a log collector): no reason not to checkpoint, but `crimg restore` needs --inherit-stdio to give the task its own',
+  STDIO:
+    'fd 0, 1 or 2 is a terminal, or a pipe or socket another process holds (a shell, a supervisor, a log collector): no reason not to checkpoint, but `crimg restore` needs --inherit-stdio to give the task its own',
   TRACED: 'the task is traced by another process (debugger, strace)',
   SECCOMP: 'the task runs under seccomp (strict mode or filters), which crimg does not save',
   SOCKET: 'an open socket (other than a UNIX socket pair the task holds both of): connection state and queued data are not saved',
-  PIPE: 'a pipe also held by a process outside the tree (a task\'s own pipes and those between tasks of the tree are saved with their bytes)',
+  PIPE: "a pipe also held by a process outside the tree (a task's own pipes and those between tasks of the tree are saved with their bytes)",
   FIFO: 'an open named pipe (FIFO): its buffered data and the other end are not saved',
   EVENTFD: 'an eventfd whose counter fdinfo does not show',
   SIGNALFD: 'a signalfd whose mask fdinfo does not show',
   TIMERFD: 'a timerfd crimg cannot set up again (TFD_TIMER_CANCEL_ON_SET)',
-  POSIX_TIMER: 'a POSIX timer (timer_create) on a clock crimg cannot restore it on (a thread\'s CPU time, another process\'s clock), or notifying in a way it does not know',
+  POSIX_TIMER:
+    "a POSIX timer (timer_create) on a clock crimg cannot restore it on (a thread's CPU time, another process's clock), or notifying in a way it does not know",
   INOTIFY: 'an inotify instance with events queued (no /proc file shows them), or watching a file crimg finds no path to',
   FANOTIFY: 'a fanotify instance: its marks and queued events are not saved',
   EPOLL: 'an epoll instance watching a file no longer at the fd it was added with, or another epoll',
@@ -56,10 +58,11 @@ export const NOCR_CODES = {
   BPF: 'a BPF map or program fd: not saved',
   ANON_INODE: 'another anonymous-inode file (kernel object without a path): not saved',
   DEVICE: 'an open device file (other than /dev/null, /dev/zero, /dev/full, /dev/random, /dev/urandom): device state is not saved',
-  TTY: 'an open terminal: terminal state and the session\'s controlling terminal are not saved',
+  TTY: "an open terminal: terminal state and the session's controlling terminal are not saved",
   FILE_DELETED: 'an open or mapped file that was deleted: it cannot be reopened by path',
   FILE_UNREACHABLE: 'an open file whose path no longer leads to the same file (renamed, replaced or in another mount namespace)',
-  FILE_LOCK: 'a file lease or delegation, or a lock on a file crimg does not reopen: not saved (flock, POSIX and OFD locks on regular files and directories are)',
+  FILE_LOCK:
+    'a file lease or delegation, or a lock on a file crimg does not reopen: not saved (flock, POSIX and OFD locks on regular files and directories are)',
   MEMFD: 'a memfd (file or shared mapping): its contents are not saved',
   SYSV_SHM: 'a System V shared memory segment: the segment is not saved',
   POSIX_SHM: 'a POSIX shared memory object (/dev/shm) mapped shared: other users of it are not checkpointed',
@@ -71,15 +74,19 @@ export const NOCR_CODES = {
   CHILDREN: 'the process has children that are not part of the dump (use --tree)',
   ZOMBIE: 'a task of the tree is a zombie',
   VANISHED: 'a task of the tree exited while it was being examined',
-  SIGACTIONS: 'the signal handlers, timers and futex state of a task could not be read (no stopped thread could run the system calls that ask for them)',
+  SIGACTIONS:
+    'the signal handlers, timers and futex state of a task could not be read (no stopped thread could run the system calls that ask for them)',
 } as const;
 export type NocrCode = keyof typeof NOCR_CODES;
 
 /** What a STDIO note adds to its reason: restore removes it again when the option is given (src/restore/check.ts). */
-export const STDIO_DUMP_HINT = '; `crimg restore --inherit-stdio` gives the restored task crimg\'s own';
+export const STDIO_DUMP_HINT = "; `crimg restore --inherit-stdio` gives the restored task crimg's own";
 
 /** Why something cannot be checkpointed and restarted faithfully: a stable code and a plain sentence. */
-export interface Reason { code: NocrCode; text: string }
+export interface Reason {
+  code: NocrCode;
+  text: string;
+}
 
 /**
  * What an fd kind makes of one fd: null (not its kind), the state to save, or a reason it cannot be saved
@@ -153,8 +160,17 @@ export type LiveKind = LiveFdKind | LiveTaskKind | LiveThreadKind;
 /** Every kind with a live facet. Order matters for fd kinds (the first object kind that claims an fd decides it)
  *  and sets the order of the reasons `crimg check` prints for a task. */
 export const LIVE_KINDS: readonly LiveKind[] = [
-  inotifyLive, anonFdLive, tcpListenLive, unixPairLive, pipeLive, flocksLive,
-  sigactsLive, itimersLive, posixTimersLive, futexLive, sigaltstackLive,
+  inotifyLive,
+  anonFdLive,
+  tcpListenLive,
+  unixPairLive,
+  pipeLive,
+  flocksLive,
+  sigactsLive,
+  itimersLive,
+  posixTimersLive,
+  futexLive,
+  sigaltstackLive,
 ];
 
 export const LIVE_FD_KINDS = LIVE_KINDS.filter((k): k is LiveFdKind => k.scope === 'fd');

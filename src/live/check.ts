@@ -15,7 +15,9 @@ export { NOCR_CODES, type NocrCode } from '../kinds/live.js';
 export const NOTE_CODES: ReadonlySet<string> = new Set(['STDIO']);
 
 /** The reasons that make a checkpoint unsafe (all but NOTE_CODES). */
-export function blocking<T extends { code: string }>(reasons: T[]): T[] { return reasons.filter((r) => !NOTE_CODES.has(r.code)); }
+export function blocking<T extends { code: string }>(reasons: T[]): T[] {
+  return reasons.filter((r) => !NOTE_CODES.has(r.code));
+}
 
 export type CheckOptions = Omit<InspectOptions, 'wantState'>;
 

@@ -7,22 +7,52 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { CrimgError } from '../errors.js';
 import {
-  type Mm, type Namespace, type OpenFile, type Task, type Thread, type Uts, type Vma, FdKind, NO_PAGES, Prot, VMFLAG_MNEMONICS, VmaFlags,
-  newThread, namespacesOf as namespacesOfTasks,
+  type Mm,
+  type Namespace,
+  type OpenFile,
+  type Task,
+  type Thread,
+  type Uts,
+  type Vma,
+  FdKind,
+  NO_PAGES,
+  Prot,
+  VMFLAG_MNEMONICS,
+  VmaFlags,
+  newThread,
+  namespacesOf as namespacesOfTasks,
 } from '../model.js';
 import { XSAVE_MIN_BYTES, guessLayout, toIntelExt, xstateXcr0 } from '../cpu/xsave.js';
 import { type SavedFdState, applyFdStates } from './inspect.js';
+import { NT, addressOf, isSysError, ptraceGetRegs, ptraceGetRegset, ptraceGetRseq, ptraceGetSigmask, syscall } from '../os/libc.js';
 import {
-  NT, addressOf, isSysError, ptraceGetRegs, ptraceGetRegset, ptraceGetRseq, ptraceGetSigmask, syscall,
-} from '../os/libc.js';
-import {
-  type FdInfo, type MapEntry, devMajor, devMinor, fileType, isDeletedPath, isMemfdPath,
-  isPseudoPath, isSharedAnonPath, isSysvShmPath, procPath, readAuxv, readLimits, readMaps, readNsIds, readNulList,
-  readPersonality, readStat, readStatus, statusCreds, statusSigPending, stripDeleted, tryReadlink,
+  type FdInfo,
+  type MapEntry,
+  devMajor,
+  devMinor,
+  fileType,
+  isDeletedPath,
+  isMemfdPath,
+  isPseudoPath,
+  isSharedAnonPath,
+  isSysvShmPath,
+  procPath,
+  readAuxv,
+  readLimits,
+  readMaps,
+  readNsIds,
+  readNulList,
+  readPersonality,
+  readStat,
+  readStatus,
+  statusCreds,
+  statusSigPending,
+  stripDeleted,
+  tryReadlink,
 } from '../os/proc.js';
 import { CLONE_NEWUTS, O_CLOEXEC, S_IFDIR, S_IFREG } from '../os/consts.js';
 import { SYS } from '../os/syscalls.js';
-import { LivePageSource, type PagePolicy, ProcMemory, PAGE } from './pages.js';
+import { LivePageSource, type PagePolicy, type ProcMemory, PAGE } from './pages.js';
 
 const XSTATE_BUF = 64 * 1024;
 
@@ -37,13 +67,17 @@ export function collectThread(pid: number, tid: number, stateBefore: string): Th
   th.state = stateBefore;
   try {
     th.regs = ptraceGetRegs(tid);
-  } catch (e) { throw ptraceFail(pid, tid, 'PTRACE_GETREGS', e); }
+  } catch (e) {
+    throw ptraceFail(pid, tid, 'PTRACE_GETREGS', e);
+  }
   try {
     const fp = new Uint8Array(512);
     const n = ptraceGetRegset(tid, NT.PRFPREG, fp);
     if (n !== 512) throw new CrimgError('PTRACE', `NT_PRFPREG of thread ${tid} returned ${n} bytes, expected 512`);
     th.fpu = fp;
-  } catch (e) { throw e instanceof CrimgError ? e : ptraceFail(pid, tid, 'PTRACE_GETREGSET NT_PRFPREG', e); }
+  } catch (e) {
+    throw e instanceof CrimgError ? e : ptraceFail(pid, tid, 'PTRACE_GETREGSET NT_PRFPREG', e);
+  }
   try {
     const area = new Uint8Array(XSTATE_BUF);
     const n = ptraceGetRegset(tid, NT.X86_XSTATE, area);
@@ -54,14 +88,25 @@ export function collectThread(pid: number, tid: number, stateBefore: string): Th
     }
   } catch (e) {
     // ENODEV/EINVAL: no XSAVE on this CPU; the FXSAVE area is all there is
-    if (!(isSysError(e) && (e.code === 'ENODEV' || e.code === 'EINVAL' || e.code === 'EIO'))) throw ptraceFail(pid, tid, 'PTRACE_GETREGSET NT_X86_XSTATE', e);
+    if (!(isSysError(e) && (e.code === 'ENODEV' || e.code === 'EINVAL' || e.code === 'EIO')))
+      throw ptraceFail(pid, tid, 'PTRACE_GETREGSET NT_X86_XSTATE', e);
   }
-  try { th.sigmask = ptraceGetSigmask(tid); } catch (e) { throw ptraceFail(pid, tid, 'PTRACE_GETSIGMASK', e); }
-  try { th.rseq = ptraceGetRseq(tid); } catch (e) { throw ptraceFail(pid, tid, 'PTRACE_GET_RSEQ_CONFIGURATION', e); }
+  try {
+    th.sigmask = ptraceGetSigmask(tid);
+  } catch (e) {
+    throw ptraceFail(pid, tid, 'PTRACE_GETSIGMASK', e);
+  }
+  try {
+    th.rseq = ptraceGetRseq(tid);
+  } catch (e) {
+    throw ptraceFail(pid, tid, 'PTRACE_GET_RSEQ_CONFIGURATION', e);
+  }
   try {
     const sp = statusSigPending(readStatus(pid, tid));
     th.sigpending = sp.thread | (tid === pid ? sp.shared : 0n);
-  } catch { /* exiting */ }
+  } catch {
+    /* exiting */
+  }
   return th;
 }
 
@@ -116,17 +161,32 @@ export function collectMm(pid: number, mem: ProcMemory, smaps?: MapEntry[]): Mm 
     const npages = Number((e.end - e.start) / BigInt(PAGE));
     const runs = mem.runs(e.start, npages, policy);
     vmas.push({
-      start: e.start, end: e.end,
+      start: e.start,
+      end: e.end,
       prot: (e.read ? Prot.READ : 0) | (e.write ? Prot.WRITE : 0) | (e.exec ? Prot.EXEC : 0),
-      flags: vmaFlags(e), pgoff: e.offset / BigInt(PAGE), devMajor: e.devMajor, devMinor: e.devMinor, inode: e.inode,
-      path: vmaPath(e), pages: runs.length ? new LivePageSource(mem, e.start, runs) : NO_PAGES,
+      flags: vmaFlags(e),
+      pgoff: e.offset / BigInt(PAGE),
+      devMajor: e.devMajor,
+      devMinor: e.devMinor,
+      inode: e.inode,
+      path: vmaPath(e),
+      pages: runs.length ? new LivePageSource(mem, e.start, runs) : NO_PAGES,
     });
   }
   return {
-    startCode: st.startCode, endCode: st.endCode, startData: st.startData, endData: st.endData,
-    startBrk: st.startBrk, brk, startStack: st.startStack,
-    argStart: st.argStart, argEnd: st.argEnd, envStart: st.envStart, envEnd: st.envEnd,
-    auxv: readAuxv(pid), vmas,
+    startCode: st.startCode,
+    endCode: st.endCode,
+    startData: st.startData,
+    endData: st.endData,
+    startBrk: st.startBrk,
+    brk,
+    startStack: st.startStack,
+    argStart: st.argStart,
+    argEnd: st.argEnd,
+    envStart: st.envStart,
+    envEnd: st.envEnd,
+    auxv: readAuxv(pid),
+    vmas,
   };
 }
 
@@ -154,38 +214,69 @@ export function openFileOf(f: FdInfo): OpenFile {
 /** The open files, in fd order, each with the state the kinds read of it (inspect.ts: eventfds ..., pipe ends,
  *  socket pairs, inotify watches, listening sockets, file locks). */
 export function openFiles(fds: FdInfo[], states: Map<number, SavedFdState[]>): OpenFile[] {
-  return [...fds].sort((a, b) => a.fd - b.fd).map((f) => {
-    const file = openFileOf(f);
-    applyFdStates(file, states.get(f.fd));
-    return file;
-  });
+  return [...fds]
+    .sort((a, b) => a.fd - b.fd)
+    .map((f) => {
+      const file = openFileOf(f);
+      applyFdStates(file, states.get(f.fd));
+      return file;
+    });
 }
 
 // ------------------------------------------------------------------ the task
 
 /** Everything but the threads of one process (call while it is frozen): `fds` its fd table and `fdStates` what the
  *  inspection read of each fd (inspectProcesses with wantState). */
-export function collectTask(pid: number, threads: Thread[], mem: ProcMemory, fds: FdInfo[], fdStates: Map<number, SavedFdState[]>, smaps?: MapEntry[]): Task {
+export function collectTask(
+  pid: number,
+  threads: Thread[],
+  mem: ProcMemory,
+  fds: FdInfo[],
+  fdStates: Map<number, SavedFdState[]>,
+  smaps?: MapEntry[],
+): Task {
   const st = readStat(pid);
   const status = readStatus(pid);
   const link = (what: string): string => tryReadlink(procPath(pid, what)) ?? '';
   let args: string[] = [];
   let env: string[] = [];
-  try { args = readNulList(procPath(pid, 'cmdline')); } catch { /* exiting */ }
-  try { env = readNulList(procPath(pid, 'environ')); } catch { /* no permission or exiting */ }
+  try {
+    args = readNulList(procPath(pid, 'cmdline'));
+  } catch {
+    /* exiting */
+  }
+  try {
+    env = readNulList(procPath(pid, 'environ'));
+  } catch {
+    /* no permission or exiting */
+  }
   const exe = link('exe');
   const files = openFiles(fds, fdStates);
   return {
-    pid, tgid: pid, ppid: st.ppid, pgid: st.pgrp, sid: st.session, comm: st.comm,
-    exe: stripDeleted(exe), cwd: stripDeleted(link('cwd')), root: link('root'),
-    args, env, personality: readPersonality(pid), exitSignal: st.exitSignal,
-    creds: statusCreds(status), rlimits: readLimits(pid), ns: readNsIds(pid),
-    threads, mm: collectMm(pid, mem, smaps), files, nocr: [],
+    pid,
+    tgid: pid,
+    ppid: st.ppid,
+    pgid: st.pgrp,
+    sid: st.session,
+    comm: st.comm,
+    exe: stripDeleted(exe),
+    cwd: stripDeleted(link('cwd')),
+    root: link('root'),
+    args,
+    env,
+    personality: readPersonality(pid),
+    exitSignal: st.exitSignal,
+    creds: statusCreds(status),
+    rlimits: readLimits(pid),
+    ns: readNsIds(pid),
+    threads,
+    mm: collectMm(pid, mem, smaps),
+    files,
+    nocr: [],
   };
 }
 
 // ------------------------------------------------------------------ uts
-
 
 function unameNow(): Uts {
   const b = new Uint8Array(6 * 65);
@@ -200,8 +291,17 @@ function unameNow(): Uts {
 
 /** uname of this host as crimg sees it. */
 export function hostUts(): Uts {
-  try { return unameNow(); } catch {
-    return { sysname: os.type(), nodename: os.hostname(), release: os.release(), version: os.version(), machine: os.machine(), domainname: '' };
+  try {
+    return unameNow();
+  } catch {
+    return {
+      sysname: os.type(),
+      nodename: os.hostname(),
+      release: os.release(),
+      version: os.version(),
+      machine: os.machine(),
+      domainname: '',
+    };
   }
 }
 
@@ -217,7 +317,11 @@ export function utsOf(pid: number): Uts | null {
     back = fs.openSync('/proc/thread-self/ns/uts', 'r');
     fd = fs.openSync(procPath(pid, 'ns/uts'), 'r');
     syscall(SYS.setns, fd, CLONE_NEWUTS);
-    try { return unameNow(); } finally { syscall(SYS.setns, back, CLONE_NEWUTS); }
+    try {
+      return unameNow();
+    } finally {
+      syscall(SYS.setns, back, CLONE_NEWUTS);
+    }
   } catch {
     return null;
   } finally {
@@ -227,4 +331,6 @@ export function utsOf(pid: number): Uts | null {
 }
 
 /** The namespaces the tasks use (one entry per distinct kind and id; UTS ones with their names, read in the task). */
-export function namespacesOf(tasks: Task[]): Namespace[] { return namespacesOfTasks(tasks, (t) => utsOf(t.pid)); }
+export function namespacesOf(tasks: Task[]): Namespace[] {
+  return namespacesOfTasks(tasks, (t) => utsOf(t.pid));
+}

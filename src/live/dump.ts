@@ -26,8 +26,20 @@ import { type Inspection, inspectProcesses } from './inspect.js';
 import { collectTask, collectThread, hostUts, namespacesOf } from './collect.js';
 import { Freezer, type ReleaseMode, checkTarget, listTree } from './freeze.js';
 import {
-  NT, PTRACE, addressOf, fallocate, isSysError, kill, loadLibc, madvise, processVmReadRaw, ptraceGetRegs, ptraceGetRegset,
-  ptraceGetRseq, ptraceGetSigmask, ptraceRaw,
+  NT,
+  PTRACE,
+  addressOf,
+  fallocate,
+  isSysError,
+  kill,
+  loadLibc,
+  madvise,
+  processVmReadRaw,
+  ptraceGetRegs,
+  ptraceGetRegset,
+  ptraceGetRseq,
+  ptraceGetSigmask,
+  ptraceRaw,
 } from '../os/libc.js';
 import { MADV_HUGEPAGE, SIG } from '../os/consts.js';
 import { LivePageSource, ProcMemory } from './pages.js';
@@ -74,7 +86,10 @@ export interface DumpResult extends WriteResult {
 
 function interrupted(signal?: AbortSignal): CrimgError {
   const why = signal?.reason;
-  return new CrimgError('INTERRUPTED', `dump interrupted${typeof why === 'string' ? ` by ${why}` : ''}; the target was resumed and no image was written`);
+  return new CrimgError(
+    'INTERRUPTED',
+    `dump interrupted${typeof why === 'string' ? ` by ${why}` : ''}; the target was resumed and no image was written`,
+  );
 }
 
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
@@ -99,10 +114,15 @@ class DumpSink implements Sink {
   /** Settles when the write in flight (and a deferred abort) is done; never rejects. */
   private inflight: Promise<void> | null = null;
   private aborted = false;
-  constructor(readonly inner: Sink, readonly signal?: AbortSignal) {
+  constructor(
+    readonly inner: Sink,
+    readonly signal?: AbortSignal,
+  ) {
     if (inner instanceof FileSink && inner.writeAsync) this.writeAsync = (b) => this.writeFile(inner, b);
   }
-  get written(): number { return this.inner.written; }
+  get written(): number {
+    return this.inner.written;
+  }
   async write(b: Uint8Array): Promise<void> {
     await this.idle();
     const r = this.inner.write(b);
@@ -110,14 +130,21 @@ class DumpSink implements Sink {
     await checkpoint(this.signal);
   }
   private writeFile(f: FileSink, b: Uint8Array): Promise<void> {
-    const p = f.writeAsync!(b).then(() => { if (this.signal?.aborted) throw interrupted(this.signal); });
+    const p = f.writeAsync!(b).then(() => {
+      if (this.signal?.aborted) throw interrupted(this.signal);
+    });
     this.track(p);
     return p;
   }
   private track(p: Promise<void>): void {
-    const settled = p.then(() => undefined, () => undefined);
+    const settled = p.then(
+      () => undefined,
+      () => undefined,
+    );
     this.inflight = settled;
-    void settled.then(() => { if (this.inflight === settled) this.inflight = null; });
+    void settled.then(() => {
+      if (this.inflight === settled) this.inflight = null;
+    });
   }
   /** Resolves once no write is in flight and a deferred abort is done. */
   async idle(): Promise<void> {
@@ -126,7 +153,11 @@ class DumpSink implements Sink {
   async close(): Promise<void> {
     await this.idle();
     if (this.preallocated && this.inner instanceof FileSink) {
-      try { fs.ftruncateSync(this.inner.fd, this.written); } catch (e) { throw ioError('sizing the image', e); }
+      try {
+        fs.ftruncateSync(this.inner.fd, this.written);
+      } catch (e) {
+        throw ioError('sizing the image', e);
+      }
     }
     if (this.beforeClose) await this.beforeClose();
     await this.inner.close();
@@ -136,8 +167,15 @@ class DumpSink implements Sink {
     if (this.aborted) return;
     this.aborted = true;
     const p = this.inflight;
-    if (!p) { this.inner.abort(); return; }
-    this.track(p.then(() => { this.inner.abort(); }));
+    if (!p) {
+      this.inner.abort();
+      return;
+    }
+    this.track(
+      p.then(() => {
+        this.inner.abort();
+      }),
+    );
   }
 }
 
@@ -161,7 +199,11 @@ export function prepareDump(k: Kernels, bytes = WARM_BYTES): void {
   if (want <= done) return;
   warmed.set(k, want);
   let at: number;
-  try { at = claimRegion(k, WARM_BYTES); } catch { return; }
+  try {
+    at = claimRegion(k, WARM_BYTES);
+  } catch {
+    return;
+  }
   try {
     const m = k.u8();
     const base = addressOf(m);
@@ -177,9 +219,15 @@ export function prepareDump(k: Kernels, bytes = WARM_BYTES): void {
 /** Discards what it is given. */
 class NullSink implements Sink {
   written = 0;
-  write(b: Uint8Array): void { this.written += b.length; }
-  async close(): Promise<void> { /* nothing */ }
-  abort(): void { /* nothing */ }
+  write(b: Uint8Array): void {
+    this.written += b.length;
+  }
+  async close(): Promise<void> {
+    /* nothing */
+  }
+  abort(): void {
+    /* nothing */
+  }
 }
 
 /**
@@ -193,28 +241,51 @@ async function warmUp(pid: number, k: Kernels): Promise<void> {
   try {
     // the ptrace requests of the frozen phase, on pid 0 (ESRCH), and a read of our own memory
     ptraceRaw(PTRACE.INTERRUPT, 0);
-    for (const f of [() => ptraceGetRegs(0), () => ptraceGetRegset(0, NT.PRFPREG, new Uint8Array(512)), () => ptraceGetSigmask(0), () => ptraceGetRseq(0)]) {
-      try { f(); } catch { /* ESRCH */ }
+    for (const f of [
+      () => ptraceGetRegs(0),
+      () => ptraceGetRegset(0, NT.PRFPREG, new Uint8Array(512)),
+      () => ptraceGetSigmask(0),
+      () => ptraceGetRseq(0),
+    ]) {
+      try {
+        f();
+      } catch {
+        /* ESRCH */
+      }
     }
     const scratch = claimRegion(k, 4096);
     try {
       const at = addressOf(k.u8()) + scratch;
       processVmReadRaw(process.pid, at, BigInt(at + 2048), 8);
-    } finally { releaseRegion(k, scratch); }
+    } finally {
+      releaseRegion(k, scratch);
+    }
     const fds = readFds(pid);
     const maps = readMaps(pid, true);
-    const seen = inspectProcesses([pid], { selfTraced: true, fds: new Map([[pid, fds]]), maps: new Map([[pid, maps]]), quick: true, wantState: true });
+    const seen = inspectProcesses([pid], {
+      selfTraced: true,
+      fds: new Map([[pid, fds]]),
+      maps: new Map([[pid, maps]]),
+      quick: true,
+      wantState: true,
+    });
     const mem = new ProcMemory(pid);
     try {
       const t = collectTask(pid, [], mem, fds, seen.fdStates.get(pid) ?? new Map(), maps.slice(0, 16)); // the code, not all the work
       namespacesOf([t]);
-    } finally { mem.close(); }
-  } catch { /* the freeze reports what is wrong with the target */ }
+    } finally {
+      mem.close();
+    }
+  } catch {
+    /* the freeze reports what is wrong with the target */
+  }
   if (warmedWriter.has(k)) return;
   warmedWriter.add(k);
   try {
     await writeImage(generate({ size: 16 * 4096, tasks: 1, threads: 2 }), new NullSink(), { kernels: k });
-  } catch { /* only a warm-up */ }
+  } catch {
+    /* only a warm-up */
+  }
 }
 const warmedWriter = new WeakSet<Kernels>();
 
@@ -225,7 +296,9 @@ function estimateImageBytes(pids: number[]): number {
     try {
       const st = readStatus(p);
       for (const f of ['RssAnon', 'RssShmem', 'VmSwap']) kb += parseInt(st.get(f) ?? '0', 10) || 0;
-    } catch { /* gone: the freeze reports it */ }
+    } catch {
+      /* gone: the freeze reports it */
+    }
   }
   return kb * 1024 + 1024 * 1024;
 }
@@ -237,27 +310,57 @@ function estimateImageBytes(pids: number[]): number {
 function preallocate(sink: DumpSink, bytes: number): void {
   const inner = sink.inner;
   if (!(inner instanceof FileSink) || inner.written !== 0) return;
-  try { if (!fs.fstatSync(inner.fd).isFile()) return; } catch { return; }
+  try {
+    if (!fs.fstatSync(inner.fd).isFile()) return;
+  } catch {
+    return;
+  }
   if (fallocate(inner.fd, 0, bytes)) sink.preallocated = true;
 }
 
 // ------------------------------------------------------------------ header patch
 
-interface Patchable { read(pos: number, n: number): Uint8Array; write(pos: number, b: Uint8Array): void; size: number }
+interface Patchable {
+  read(pos: number, n: number): Uint8Array;
+  write(pos: number, b: Uint8Array): void;
+  size: number;
+}
 
 function patchableOf(s: Sink, written: number): Patchable | null {
   if (s instanceof FileSink) {
     const fd = s.fd;
-    try { if (!fs.fstatSync(fd).isFile()) return null; } catch { return null; }
+    try {
+      if (!fs.fstatSync(fd).isFile()) return null;
+    } catch {
+      return null;
+    }
     return {
       size: written,
-      read: (pos, n) => { const b = new Uint8Array(n); let o = 0; while (o < n) { const r = fs.readSync(fd, b, o, n - o, pos + o); if (r <= 0) break; o += r; } return b; },
-      write: (pos, b) => { let o = 0; while (o < b.length) o += fs.writeSync(fd, b, o, b.length - o, pos + o); },
+      read: (pos, n) => {
+        const b = new Uint8Array(n);
+        let o = 0;
+        while (o < n) {
+          const r = fs.readSync(fd, b, o, n - o, pos + o);
+          if (r <= 0) break;
+          o += r;
+        }
+        return b;
+      },
+      write: (pos, b) => {
+        let o = 0;
+        while (o < b.length) o += fs.writeSync(fd, b, o, b.length - o, pos + o);
+      },
     };
   }
   if (s instanceof MemorySink) {
     const all = s.bytes();
-    return { size: all.length, read: (pos, n) => all.slice(pos, pos + n), write: (pos, b) => { all.set(b, pos); } };
+    return {
+      size: all.length,
+      read: (pos, n) => all.slice(pos, pos + n),
+      write: (pos, b) => {
+        all.set(b, pos);
+      },
+    };
   }
   return null;
 }
@@ -276,9 +379,12 @@ export function patchFreezeNs(img: Patchable, freezeNs: bigint, k: Kernels): big
   const scratch = claimRegion(k, Math.max(pad8(len) + 8, 4096));
   const slot = claimSlot(k);
   try {
-    const put = (b: Uint8Array, at = 0): void => { k.u8().set(b, scratch + at); };
+    const put = (b: Uint8Array, at = 0): void => {
+      k.u8().set(b, scratch + at);
+    };
     // record checksum: XXH3-64 of the padded payload followed by the first 8 header bytes
-    put(payload); put(h.subarray(0, 8), payload.length);
+    put(payload);
+    put(h.subarray(0, 8), payload.length);
     hv.setBigUint64(8, k.xxh3(scratch, payload.length + 8), true);
     img.write(hdrAt, h);
     img.write(hdrAt + RECORD_HEADER_BYTES, payload);
@@ -286,7 +392,11 @@ export function patchFreezeNs(img: Patchable, freezeNs: bigint, k: Kernels): big
     const trailerAt = img.size - (RECORD_HEADER_BYTES + 32);
     const buf = new Uint8Array(4096);
     let n = 0;
-    const drain = (): void => { put(buf.subarray(0, n)); k.xxh3Update(slot, scratch, n); n = 0; };
+    const drain = (): void => {
+      put(buf.subarray(0, n));
+      k.xxh3Update(slot, scratch, n);
+      n = 0;
+    };
     k.xxh3Init(slot);
     buf.set(img.read(0, MAGIC_BYTES), 0);
     n = MAGIC_BYTES;
@@ -305,7 +415,8 @@ export function patchFreezeNs(img: Patchable, freezeNs: bigint, k: Kernels): big
     const th = img.read(trailerAt, RECORD_HEADER_BYTES + 32);
     const tv = new DataView(th.buffer);
     tv.setBigUint64(RECORD_HEADER_BYTES + 24, imageCsum, true);
-    put(th.subarray(RECORD_HEADER_BYTES)); put(th.subarray(0, 8), 32);
+    put(th.subarray(RECORD_HEADER_BYTES));
+    put(th.subarray(0, 8), 32);
     tv.setBigUint64(8, k.xxh3(scratch, 40), true);
     img.write(trailerAt, th);
     return imageCsum;
@@ -354,15 +465,24 @@ export interface FrozenWriteOptions {
 
 /** The fd tables and mappings of the frozen processes and what one inspection of them found (inspect.ts);
  *  throws UNSAFE when it found reasons and `force` is not set. */
-function inspectFrozen(pids: number[], o: FrozenWriteOptions): { fds: Map<number, FdInfo[]>; maps: Map<number, MapEntry[]>; seen: Inspection } {
+function inspectFrozen(
+  pids: number[],
+  o: FrozenWriteOptions,
+): { fds: Map<number, FdInfo[]>; maps: Map<number, MapEntry[]>; seen: Inspection } {
   const fds = new Map<number, FdInfo[]>();
   const maps = new Map<number, MapEntry[]>();
-  for (const p of pids) { fds.set(p, readFds(p)); maps.set(p, readMaps(p, true)); }
+  for (const p of pids) {
+    fds.set(p, readFds(p));
+    maps.set(p, readMaps(p, true));
+  }
   const seen = inspectProcesses(pids, { tree: o.tree, selfTraced: true, fds, maps, wantState: true });
   const unsafe = blocking(seen.reasons);
   if (unsafe.length && !o.force) {
     const codes = [...new Set(unsafe.map((r) => r.code))];
-    throw new CrimgError('UNSAFE', `process ${pids[0]} cannot be checkpointed faithfully (${codes.join(', ')}): ${unsafe[0]!.text}${unsafe.length > 1 ? ` (and ${unsafe.length - 1} more; see crimg check ${pids[0]}${o.tree ? ' --tree' : ''})` : ''}; use --force to dump anyway`);
+    throw new CrimgError(
+      'UNSAFE',
+      `process ${pids[0]} cannot be checkpointed faithfully (${codes.join(', ')}): ${unsafe[0]!.text}${unsafe.length > 1 ? ` (and ${unsafe.length - 1} more; see crimg check ${pids[0]}${o.tree ? ' --tree' : ''})` : ''}; use --force to dump anyway`,
+    );
   }
   return { fds, maps, seen };
 }
@@ -379,14 +499,18 @@ function collectProcess(fp: StoppedProcess, mem: ProcMemory, fds: FdInfo[], maps
   for (const mode of ['run', 'restop'] as const) for (const x of fp.threads) if (x.calls === mode) callable.set(x.tid, mode);
   const ss = collectSelfState(fp.pid, callable, maps);
   applySelfState(t, threads, ss);
-  if (!ss.complete) t.nocr.push({ pid: fp.pid, code: 'SIGACTIONS', text: `the signal handlers of process ${fp.pid} could not be read: ${ss.reason}` });
+  if (!ss.complete)
+    t.nocr.push({ pid: fp.pid, code: 'SIGACTIONS', text: `the signal handlers of process ${fp.pid} could not be read: ${ss.reason}` });
   return t;
 }
 
 /** What DumpResult says of a task. */
 function taskSummary(t: Task): DumpResult['tasks'][number] {
   return {
-    pid: t.pid, comm: t.comm, threads: t.threads.map((x) => x.tid), vmas: t.mm?.vmas.length ?? 0,
+    pid: t.pid,
+    comm: t.comm,
+    threads: t.threads.map((x) => x.tid),
+    vmas: t.mm?.vmas.length ?? 0,
     pagesRead: (t.mm?.vmas ?? []).reduce((s, v) => {
       let n = 0;
       for (const [, c] of v.pages.runs(Number((v.end - v.start) / 4096n))) n += c;
@@ -419,7 +543,11 @@ export async function writeFrozen(procs: StoppedProcess[], target: SinkTarget | 
   const alive = (): void => {
     for (const p of pids) {
       let state = 'X';
-      try { state = readStat(p).state; } catch { /* gone */ }
+      try {
+        state = readStat(p).state;
+      } catch {
+        /* gone */
+      }
       if (state === 'Z' || state === 'X') throw new CrimgError('NO_PROCESS', `process ${p} exited during the dump`);
     }
   };
@@ -436,8 +564,12 @@ export async function writeFrozen(procs: StoppedProcess[], target: SinkTarget | 
     alive();
     const model: Model = {
       header: {
-        crid, createdNs: BigInt(Date.now()) * 1_000_000n, freezeNs: 0n,
-        flags: HeaderFlags.LIVE | (o.leftStopped ? HeaderFlags.LEFT_STOPPED : 0), tool: TOOL, uts: hostUts(),
+        crid,
+        createdNs: BigInt(Date.now()) * 1_000_000n,
+        freezeNs: 0n,
+        flags: HeaderFlags.LIVE | (o.leftStopped ? HeaderFlags.LEFT_STOPPED : 0),
+        tool: TOOL,
+        uts: hostUts(),
       },
       namespaces: namespacesOf(tasks),
       tasks,
@@ -446,18 +578,29 @@ export async function writeFrozen(procs: StoppedProcess[], target: SinkTarget | 
     // crimg already holds (the tail of the pages, file descriptors, the index).
     let left = 0;
     for (const t of tasks) for (const v of t.mm?.vmas ?? []) if (v.pages instanceof LivePageSource) left += v.pages.pageCount;
-    const onRead = (n: number): void => { left -= n; if (left <= 0) release(); };
+    const onRead = (n: number): void => {
+      left -= n;
+      if (left <= 0) release();
+    };
     if (left > 0) for (const m of mems) m.onRead = onRead;
     if (o.signal?.aborted) throw interrupted(o.signal);
     sink.beforeClose = async () => {
       release();
       const p = patchableOf(inner, sink.written);
-      if (p) { patchedCsum = patchFreezeNs(p, freezeNs, k); freezeInHeader = true; }
+      if (p) {
+        patchedCsum = patchFreezeNs(p, freezeNs, k);
+        freezeInHeader = true;
+      }
     };
     const res = await writeImage(model, sink, { kernels: k, onProgress: o.onProgress });
     o.afterClose?.();
     return {
-      ...res, imageCsum: patchedCsum ?? res.imageCsum, crid, freezeNs, freezeInHeader, after: 'resume',
+      ...res,
+      imageCsum: patchedCsum ?? res.imageCsum,
+      crid,
+      freezeNs,
+      freezeInHeader,
+      after: 'resume',
       tasks: tasks.map(taskSummary),
       nocr: seen.reasons,
       signalsDelivered: procs.flatMap((p) => p.reinjected ?? []),
@@ -469,7 +612,10 @@ export async function writeFrozen(procs: StoppedProcess[], target: SinkTarget | 
     await sink.idle(); // the partial image is gone before the caller hears of the failure
     throw mapError(e, pids);
   } finally {
-    for (const m of mems) { m.onRead = null; m.close(); }
+    for (const m of mems) {
+      m.onRead = null;
+      m.close();
+    }
   }
 }
 
@@ -504,29 +650,55 @@ export async function dumpProcess(pid: number, target: SinkTarget, options: Dump
       await checkpoint(options.signal);
     } catch (e) {
       sink.abort();
-      throw mapError(e, fz.procs.map((p) => p.pid));
+      throw mapError(
+        e,
+        fz.procs.map((p) => p.pid),
+      );
     }
     const procs: StoppedProcess[] = fz.procs.map((fp) => ({
-      pid: fp.pid, reinjected: fp.reinjected,
-      threads: fz.threadsOf(fp.pid).map((tid) => ({
-        tid, stateBefore: fp.threads.get(tid)!.stateBefore, calls: fp.threads.get(tid)!.groupStop ? 'restop' as const : 'run' as const,
-      })),
+      pid: fp.pid,
+      reinjected: fp.reinjected,
+      threads: fz
+        .threadsOf(fp.pid)
+        .map((tid) => ({
+          tid,
+          stateBefore: fp.threads.get(tid)!.stateBefore,
+          calls: fp.threads.get(tid)!.groupStop ? ('restop' as const) : ('run' as const),
+        })),
     }));
     const r = await writeFrozen(procs, sink, {
-      tree: options.tree, force: options.force, crid: options.crid, kernels: k,
-      leftStopped: after === 'stop', signal: options.signal, onProgress: options.onProgress,
+      tree: options.tree,
+      force: options.force,
+      crid: options.crid,
+      kernels: k,
+      leftStopped: after === 'stop',
+      signal: options.signal,
+      onProgress: options.onProgress,
       release: () => {
-        if (after === 'kill') fz.markEnd(); else { stoppedEarly = after === 'stop'; fz.release(after); }
+        if (after === 'kill') fz.markEnd();
+        else {
+          stoppedEarly = after === 'stop';
+          fz.release(after);
+        }
         return fz.freezeNs;
       },
-      afterClose: () => { if (after === 'kill') fz.release('kill'); },
+      afterClose: () => {
+        if (after === 'kill') fz.release('kill');
+      },
     });
     ok = true;
     return { ...r, after };
   } finally {
     // on any failure the target goes on as if nothing happened
     fz.release('resume');
-    if (!ok && stoppedEarly) for (const p of fz.procs) { try { kill(p.pid, SIG.SIGCONT); } catch { /* gone */ } }
+    if (!ok && stoppedEarly)
+      for (const p of fz.procs) {
+        try {
+          kill(p.pid, SIG.SIGCONT);
+        } catch {
+          /* gone */
+        }
+      }
   }
 }
 

@@ -21,7 +21,17 @@
  */
 import { CrimgError } from '../errors.js';
 import {
-  PTRACE, PTRACE_EVENT, WAIT, WIFEXITED, WIFSIGNALED, WIFSTOPPED, WPTRACEEVENT, WSTOPSIG, errnoName, kill, ptraceRaw,
+  PTRACE,
+  PTRACE_EVENT,
+  WAIT,
+  WIFEXITED,
+  WIFSIGNALED,
+  WIFSTOPPED,
+  WPTRACEEVENT,
+  WSTOPSIG,
+  errnoName,
+  kill,
+  ptraceRaw,
   waitpid,
 } from '../os/libc.js';
 import { ERRNO, PF_KTHREAD, SIG, STOP_SIGNALS } from '../os/consts.js';
@@ -51,24 +61,34 @@ const STOP_TIMEOUT_MS = 30_000;
 const SLEEPER = new Int32Array(new SharedArrayBuffer(4));
 
 function cmdline(pid: number): string {
-  try { return readStat(pid).comm; } catch { return '?'; }
+  try {
+    return readStat(pid).comm;
+  } catch {
+    return '?';
+  }
 }
 
 /** Check that pid names a live user process we may trace; throws a CrimgError with a clear sentence otherwise. */
 export function checkTarget(pid: number): void {
   if (!Number.isSafeInteger(pid) || pid <= 0) throw new CrimgError('USAGE', `'${pid}' is not a process id`);
   let st;
-  try { st = readStat(pid); } catch {
+  try {
+    st = readStat(pid);
+  } catch {
     throw new CrimgError('NO_PROCESS', `no process ${pid}`);
   }
   if (st.flags & PF_KTHREAD) throw new CrimgError('NO_PROCESS', `process ${pid} (${st.comm}) is a kernel thread, not a user process`);
-  if (st.state === 'Z') throw new CrimgError('NO_PROCESS', `process ${pid} (${st.comm}) is a zombie: it has exited and waits for its parent to reap it`);
+  if (st.state === 'Z')
+    throw new CrimgError('NO_PROCESS', `process ${pid} (${st.comm}) is a zombie: it has exited and waits for its parent to reap it`);
   if (st.state === 'X') throw new CrimgError('NO_PROCESS', `process ${pid} is dead`);
   if (pid === process.pid) throw new CrimgError('USAGE', 'crimg cannot checkpoint itself');
   try {
     const tp = tracerPid(readStatus(pid));
     if (tp !== 0) {
-      throw new CrimgError('TRACED', `process ${pid} (${st.comm}) is already traced by process ${tp} (${cmdline(tp)}); detach that tracer (debugger, strace) first`);
+      throw new CrimgError(
+        'TRACED',
+        `process ${pid} (${st.comm}) is already traced by process ${tp} (${cmdline(tp)}); detach that tracer (debugger, strace) first`,
+      );
     }
   } catch (e) {
     if (e instanceof CrimgError) throw e;
@@ -79,14 +99,21 @@ export function checkTarget(pid: number): void {
 function seizeError(pid: number, tid: number, errno: number): CrimgError {
   if (errno === ERRNO.EPERM) {
     let tp = 0;
-    try { tp = tracerPid(readStatus(pid, tid)); } catch { /* gone */ }
+    try {
+      tp = tracerPid(readStatus(pid, tid));
+    } catch {
+      /* gone */
+    }
     if (tp !== 0 && tp !== process.pid) {
       return new CrimgError('TRACED', `process ${pid} is already traced by process ${tp} (${cmdline(tp)}); detach that tracer first`);
     }
     const root = typeof process.getuid === 'function' && process.getuid() === 0;
-    return new CrimgError('PERMISSION', root
-      ? `not allowed to trace process ${pid}: it may be protected (a Yama ptrace_scope of 3, a security module, or it runs in another user namespace)`
-      : `not allowed to trace process ${pid}: run crimg as root or with CAP_SYS_PTRACE, or as the same user with kernel.yama.ptrace_scope 0 (or 1 for descendants)`);
+    return new CrimgError(
+      'PERMISSION',
+      root
+        ? `not allowed to trace process ${pid}: it may be protected (a Yama ptrace_scope of 3, a security module, or it runs in another user namespace)`
+        : `not allowed to trace process ${pid}: run crimg as root or with CAP_SYS_PTRACE, or as the same user with kernel.yama.ptrace_scope 0 (or 1 for descendants)`,
+    );
   }
   if (errno === ERRNO.ESRCH) return new CrimgError('NO_PROCESS', `process ${pid} exited before crimg could attach`);
   return new CrimgError('PTRACE', `PTRACE_SEIZE of thread ${tid} of process ${pid} failed: ${errnoName(errno)}`);
@@ -105,9 +132,13 @@ export class Freezer {
   }
 
   /** Stop the freeze clock now (before a release that comes later, e.g. a kill after the image is in place). */
-  markEnd(): void { this.endNs = process.hrtime.bigint(); }
+  markEnd(): void {
+    this.endNs = process.hrtime.bigint();
+  }
 
-  get frozen(): boolean { return this.procs.length > 0 && !this.released; }
+  get frozen(): boolean {
+    return this.procs.length > 0 && !this.released;
+  }
 
   /** Freeze pid (and with tree, every descendant, parents first). */
   freeze(pid: number, tree = false): void {
@@ -122,7 +153,11 @@ export class Freezer {
         if (seen.has(c)) continue;
         seen.add(c);
         let st;
-        try { st = readStat(c); } catch { continue; }
+        try {
+          st = readStat(c);
+        } catch {
+          continue;
+        }
         if (st.state === 'Z' || st.state === 'X') continue; // exited children are reported by check, not dumped
         this.freezeOne(c);
         queue.push(c);
@@ -137,7 +172,9 @@ export class Freezer {
     const tried = new Set<number>();
     for (;;) {
       let tids: number[];
-      try { tids = listTasks(pid); } catch {
+      try {
+        tids = listTasks(pid);
+      } catch {
         throw new CrimgError('NO_PROCESS', `process ${pid} exited while crimg was freezing it`);
       }
       const fresh = tids.filter((t) => !tried.has(t));
@@ -147,7 +184,11 @@ export class Freezer {
       for (const tid of fresh) {
         tried.add(tid);
         let stateBefore = '';
-        try { stateBefore = readStat(pid, tid).state; } catch { /* exiting */ }
+        try {
+          stateBefore = readStat(pid, tid).state;
+        } catch {
+          /* exiting */
+        }
         const r = ptraceRaw(PTRACE.SEIZE, tid, 0, 0);
         if (r.ret === -1) {
           if (r.errno === ERRNO.ESRCH) continue; // thread exited meanwhile
@@ -184,14 +225,22 @@ export class Freezer {
       for (const tid of [...pending]) {
         const th = fp.threads.get(tid)!;
         let r;
-        try { r = waitpid(tid, WAIT.__WALL | WAIT.WNOHANG); } catch {
-          fp.threads.delete(tid); pending.delete(tid); progressed = true; // ECHILD: gone
+        try {
+          r = waitpid(tid, WAIT.__WALL | WAIT.WNOHANG);
+        } catch {
+          fp.threads.delete(tid);
+          pending.delete(tid);
+          progressed = true; // ECHILD: gone
           continue;
         }
         if (r.pid !== tid) continue;
         progressed = true;
         const status = r.status;
-        if (WIFEXITED(status) || WIFSIGNALED(status)) { fp.threads.delete(tid); pending.delete(tid); continue; }
+        if (WIFEXITED(status) || WIFSIGNALED(status)) {
+          fp.threads.delete(tid);
+          pending.delete(tid);
+          continue;
+        }
         if (!WIFSTOPPED(status)) continue;
         const sig = WSTOPSIG(status);
         const ev = WPTRACEEVENT(status);
@@ -202,7 +251,10 @@ export class Freezer {
         } else if (ev === 0) {
           // signal-delivery-stop: give the signal back to the program; the interrupt stop follows
           fp.reinjected.push(sig);
-          if (ptraceRaw(PTRACE.CONT, tid, 0, sig).ret === -1) { fp.threads.delete(tid); pending.delete(tid); }
+          if (ptraceRaw(PTRACE.CONT, tid, 0, sig).ret === -1) {
+            fp.threads.delete(tid);
+            pending.delete(tid);
+          }
         } else {
           ptraceRaw(PTRACE.CONT, tid, 0, 0); // no PTRACE_O_* options are set; continue defensively
         }
@@ -211,14 +263,22 @@ export class Freezer {
       // a dead leader whose other threads are gone is not going to stop
       for (const tid of pending) {
         let st = 'X';
-        try { st = readStat(fp.pid, tid).state; } catch { /* gone */ }
+        try {
+          st = readStat(fp.pid, tid).state;
+        } catch {
+          /* gone */
+        }
         if ((st === 'Z' || st === 'X') && [...pending].every((t) => t === tid || !fp.threads.has(t))) {
-          fp.threads.delete(tid); pending.delete(tid);
+          fp.threads.delete(tid);
+          pending.delete(tid);
         }
       }
       if (!pending.size) break;
       if (Date.now() > deadline) {
-        throw new CrimgError('PTRACE', `thread${pending.size > 1 ? 's' : ''} ${[...pending].join(', ')} of process ${fp.pid} did not stop within ${STOP_TIMEOUT_MS / 1000} s (uninterruptible sleep?)`);
+        throw new CrimgError(
+          'PTRACE',
+          `thread${pending.size > 1 ? 's' : ''} ${[...pending].join(', ')} of process ${fp.pid} did not stop within ${STOP_TIMEOUT_MS / 1000} s (uninterruptible sleep?)`,
+        );
       }
       // a thread usually reaches its stop within microseconds: poll finely at first
       Atomics.wait(SLEEPER, 0, 0, polls++ < 100 ? 0.02 : 1);
@@ -229,7 +289,10 @@ export class Freezer {
   threadsOf(pid: number): number[] {
     const fp = this.procs.find((p) => p.pid === pid);
     if (!fp) return [];
-    return [...fp.threads.values()].filter((t) => t.stopped).map((t) => t.tid).sort((a, b) => (a === pid ? -1 : b === pid ? 1 : a - b));
+    return [...fp.threads.values()]
+      .filter((t) => t.stopped)
+      .map((t) => t.tid)
+      .sort((a, b) => (a === pid ? -1 : b === pid ? 1 : a - b));
   }
 
   /**
@@ -241,8 +304,20 @@ export class Freezer {
     this.released = true;
     const problems: string[] = [];
     for (const fp of [...this.procs].reverse()) {
-      if (mode === 'stop') { try { kill(fp.pid, SIG.SIGSTOP); } catch { /* gone */ } }
-      if (mode === 'kill') { try { kill(fp.pid, SIG.SIGKILL); } catch { /* gone */ } }
+      if (mode === 'stop') {
+        try {
+          kill(fp.pid, SIG.SIGSTOP);
+        } catch {
+          /* gone */
+        }
+      }
+      if (mode === 'kill') {
+        try {
+          kill(fp.pid, SIG.SIGKILL);
+        } catch {
+          /* gone */
+        }
+      }
       // leader last: a traced leader's exit is reported only after its other threads were reaped
       const order = [...fp.threads.values()].sort((a, b) => (a.tid === fp.pid ? 1 : b.tid === fp.pid ? -1 : a.tid - b.tid));
       for (const th of order) {
@@ -278,7 +353,11 @@ function waitBounded(tid: number, ms: number): number | null {
   const until = Date.now() + ms;
   for (;;) {
     let r;
-    try { r = waitpid(tid, WAIT.__WALL | WAIT.WNOHANG); } catch { return null; }
+    try {
+      r = waitpid(tid, WAIT.__WALL | WAIT.WNOHANG);
+    } catch {
+      return null;
+    }
     if (r.pid === tid) return r.status;
     if (Date.now() > until) return null;
     Atomics.wait(SLEEPER, 0, 0, 1);

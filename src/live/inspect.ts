@@ -11,10 +11,16 @@
  */
 import * as fs from 'node:fs';
 import type { NocrReason, OpenFile } from '../model.js';
+import { type FdInfo, type MapEntry, allPids, exists, isSharedAnonPath, procPath, readFds, readMaps, tryReadlink } from '../os/proc.js';
 import {
-  type FdInfo, type MapEntry, allPids, exists, isSharedAnonPath, procPath, readFds, readMaps, tryReadlink,
-} from '../os/proc.js';
-import { type FdInspectCtx, LIVE_FD_KINDS, LIVE_TASK_KINDS, type LiveFdKind, type NocrCode, type Reason, STDIO_DUMP_HINT } from '../kinds/live.js';
+  type FdInspectCtx,
+  LIVE_FD_KINDS,
+  LIVE_TASK_KINDS,
+  type LiveFdKind,
+  type NocrCode,
+  type Reason,
+  STDIO_DUMP_HINT,
+} from '../kinds/live.js';
 import { childReasons, fdReasons, mapReasons, nsReasons, processReasons } from './reasons.js';
 
 export interface InspectOptions {
@@ -34,7 +40,10 @@ export interface InspectOptions {
 }
 
 /** The state a kind read of one fd, to put into the fd's OpenFile. */
-export interface SavedFdState { kind: LiveFdKind; state: unknown }
+export interface SavedFdState {
+  kind: LiveFdKind;
+  state: unknown;
+}
 
 export interface Inspection {
   /** Every reason, task by task (a task's in the order: process, task kinds, fds, mappings, children, namespaces). */
@@ -53,7 +62,11 @@ function pipeAndSocketHolders(pids: number[]): Map<string, number[]> {
   const out = new Map<string, number[]>();
   for (const p of pids) {
     let names: string[] = [];
-    try { names = fs.readdirSync(procPath(p, 'fd')); } catch { continue; }
+    try {
+      names = fs.readdirSync(procPath(p, 'fd'));
+    } catch {
+      continue;
+    }
     for (const n of names) {
       const l = tryReadlink(procPath(p, `fd/${n}`));
       if (!l || !(l.startsWith('pipe:') || l.startsWith('socket:'))) continue;
@@ -72,7 +85,10 @@ export class Holders {
   private shmem: Map<string, number[]> | null = null;
   private inTree: Map<string, number[]> | null = null;
   private readonly made = new Map<string, unknown>();
-  constructor(readonly tree: Set<number>, readonly quick = false) {}
+  constructor(
+    readonly tree: Set<number>,
+    readonly quick = false,
+  ) {}
 
   /** Processes outside the tree that hold `link` (pipe:[N], socket:[N]). */
   outside(link: string): number[] {
@@ -99,7 +115,11 @@ export class Holders {
     for (const p of allPids()) {
       if (this.tree.has(p)) continue;
       let maps: MapEntry[] = [];
-      try { maps = readMaps(p, false); } catch { continue; }
+      try {
+        maps = readMaps(p, false);
+      } catch {
+        continue;
+      }
       for (const m of maps) {
         if (!m.shared || !isSharedAnonPath(m.path)) continue;
         const k = `${m.devMajor}:${m.devMinor}:${m.inode}`;
@@ -132,9 +152,17 @@ function fdAdder(fd: number, add: (code: NocrCode, text: string) => void): (r: R
 
 /** Examine each fd of task pid once: the kinds' reasons and states, and the generic reasons of the fds no kind
  *  claims. Returns the states by fd. */
-function inspectFds(pid: number, fds: FdInfo[], holders: Holders, wantState: boolean, add: (code: NocrCode, text: string) => void): Map<number, SavedFdState[]> {
+function inspectFds(
+  pid: number,
+  fds: FdInfo[],
+  holders: Holders,
+  wantState: boolean,
+  add: (code: NocrCode, text: string) => void,
+): Map<number, SavedFdState[]> {
   const ctx: FdInspectCtx = {
-    pid, fds, wantState,
+    pid,
+    fds,
+    wantState,
     holdersOutside: (link) => holders.outside(link),
     holdersInTree: (link) => holders.inTreeOf(link).filter((p) => p !== pid),
     once: (key, make) => holders.once(key, make),
@@ -175,7 +203,9 @@ export function inspectProcesses(pids: number[], opts: InspectOptions = {}): Ins
   const reasons: NocrReason[] = [];
   const fdStates = new Map<number, Map<number, SavedFdState[]>>();
   for (const pid of pids) {
-    const add = (code: NocrCode, text: string): void => { reasons.push({ code, pid, text }); };
+    const add = (code: NocrCode, text: string): void => {
+      reasons.push({ code, pid, text });
+    };
     try {
       if (!processReasons(pid, opts, add)) continue;
       for (const k of LIVE_TASK_KINDS) for (const r of k.reasons?.(pid) ?? []) add(r.code, r.text);

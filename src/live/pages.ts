@@ -60,7 +60,9 @@ export class ProcMemory {
 
   private pagemap(): number {
     if (this.pagemapFd < 0) {
-      try { this.pagemapFd = fs.openSync(procPath(this.pid, 'pagemap'), 'r'); } catch (e) {
+      try {
+        this.pagemapFd = fs.openSync(procPath(this.pid, 'pagemap'), 'r');
+      } catch (e) {
         throw new CrimgError('PERMISSION', `cannot open /proc/${this.pid}/pagemap: ${(e as NodeJS.ErrnoException).code}`, { cause: e });
       }
     }
@@ -85,8 +87,8 @@ export class ProcMemory {
   /** runs() through the PAGEMAP_SCAN ioctl; null when the kernel does not have it. */
   private scanRuns(start: bigint, npages: number, policy: PagePolicy): [number, number][] | null {
     const fd = this.pagemap();
-    const arg = scanArg ??= new BigUint64Array(12);
-    const vec = scanVec ??= new BigUint64Array(SCAN_VEC * 3);
+    const arg = (scanArg ??= new BigUint64Array(12));
+    const vec = (scanVec ??= new BigUint64Array(SCAN_VEC * 3));
     const end = start + BigInt(npages * PAGE);
     arg.fill(0n);
     arg[0] = 96n; // size
@@ -94,13 +96,18 @@ export class ProcMemory {
     arg[3] = end;
     arg[5] = BigInt(addressOf(vec));
     arg[6] = BigInt(SCAN_VEC);
-    if (policy === 'private-file') { arg[8] = PAGE_IS_FILE; arg[9] = PAGE_IS_FILE; } // not a file page...
+    if (policy === 'private-file') {
+      arg[8] = PAGE_IS_FILE;
+      arg[9] = PAGE_IS_FILE;
+    } // not a file page...
     arg[10] = PAGE_IS_PRESENT | PAGE_IS_SWAPPED; // ...and present or swapped
     arg[11] = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
     const out: [number, number][] = [];
     for (;;) {
       let n: number;
-      try { n = ioctlPtr(fd, PAGEMAP_SCAN, arg); } catch (e) {
+      try {
+        n = ioctlPtr(fd, PAGEMAP_SCAN, arg);
+      } catch (e) {
         if (isSysError(e) && (e.errno === ENOTTY || e.errno === EINVAL || e.errno === EOPNOTSUPP) && out.length === 0) {
           scanSupported = false;
           return null;
@@ -115,7 +122,8 @@ export class ProcMemory {
         const last = out[out.length - 1];
         const lastEnd = last ? last[0] + last[1] : 0;
         if (first < lastEnd || count <= 0 || first + count > npages) ok = false;
-        if (last && lastEnd === first) last[1] += count; else out.push([first, count]);
+        if (last && lastEnd === first) last[1] += count;
+        else out.push([first, count]);
       }
       if (!ok) {
         return null; // not sorted, disjoint and inside the range: read the pagemap instead
@@ -156,7 +164,12 @@ export class ProcMemory {
           const h = hi[2 * i + 1]!;
           take = want ? (h & want) !== 0 : (h & HI_SWAPPED) !== 0 || ((h & HI_PRESENT) !== 0 && (h & HI_FILE) === 0);
         }
-        if (take) { if (runStart < 0) runStart = at + i; } else if (runStart >= 0) { out.push([runStart, at + i - runStart]); runStart = -1; }
+        if (take) {
+          if (runStart < 0) runStart = at + i;
+        } else if (runStart >= 0) {
+          out.push([runStart, at + i - runStart]);
+          runStart = -1;
+        }
       }
     }
     if (runStart >= 0) out.push([runStart, npages - runStart]);
@@ -200,15 +213,28 @@ export class ProcMemory {
   }
 
   close(): void {
-    for (const fd of [this.pagemapFd, this.memFd]) if (fd >= 0) { try { fs.closeSync(fd); } catch { /* ignore */ } }
+    for (const fd of [this.pagemapFd, this.memFd])
+      if (fd >= 0) {
+        try {
+          fs.closeSync(fd);
+        } catch {
+          /* ignore */
+        }
+      }
     this.pagemapFd = this.memFd = -1;
   }
 }
 
 /** The pages of one VMA of a frozen process. Runs are computed up front (while the process is frozen). */
 export class LivePageSource implements PageSource {
-  constructor(readonly mem: ProcMemory, readonly start: bigint, readonly present: [number, number][]) {}
-  runs(): Iterable<[number, number]> { return this.present; }
+  constructor(
+    readonly mem: ProcMemory,
+    readonly start: bigint,
+    readonly present: [number, number][],
+  ) {}
+  runs(): Iterable<[number, number]> {
+    return this.present;
+  }
   read(k: Kernels, dst: number, first: number, n: number): void {
     this.mem.read(k, dst, this.start + BigInt(first * PAGE), n);
   }
@@ -218,5 +244,7 @@ export class LivePageSource implements PageSource {
     return k.pagesPack(dst, n, dst, bitmapPtr, slot);
   }
   /** Number of pages in the runs. */
-  get pageCount(): number { return this.present.reduce((s, [, c]) => s + c, 0); }
+  get pageCount(): number {
+    return this.present.reduce((s, [, c]) => s + c, 0);
+  }
 }

@@ -7,8 +7,24 @@
 import * as fs from 'node:fs';
 import type { NocrCode } from '../kinds/live.js';
 import {
-  type FdInfo, type MapEntry, allPids, devMajor, devMinor, fileType, isDeletedPath, isMemfdPath, isSharedAnonPath,
-  isSysvShmPath, listChildren, procPath, processesText, readStat, readStatus, stripDeleted, tracerPid, tryReadlink,
+  type FdInfo,
+  type MapEntry,
+  allPids,
+  devMajor,
+  devMinor,
+  fileType,
+  isDeletedPath,
+  isMemfdPath,
+  isSharedAnonPath,
+  isSysvShmPath,
+  listChildren,
+  procPath,
+  processesText,
+  readStat,
+  readStatus,
+  stripDeleted,
+  tracerPid,
+  tryReadlink,
 } from '../os/proc.js';
 import { PF_KTHREAD, S_IFBLK, S_IFCHR, S_IFIFO, S_IFSOCK } from '../os/consts.js';
 import type { Reason } from '../kinds/live.js';
@@ -26,12 +42,19 @@ const isTtyMajor = (maj: number): boolean => maj === 4 || maj === 5 || (maj >= 1
 export function processReasons(pid: number, opts: { selfTraced?: boolean }, add: Add): boolean {
   const st = readStat(pid);
   if (st.flags & PF_KTHREAD) return false;
-  if (st.state === 'Z') { add('ZOMBIE', `process ${pid} (${st.comm}) is a zombie`); return false; }
+  if (st.state === 'Z') {
+    add('ZOMBIE', `process ${pid} (${st.comm}) is a zombie`);
+    return false;
+  }
   const status = readStatus(pid);
   const tp = tracerPid(status);
   if (tp !== 0 && !(opts.selfTraced && tp === process.pid)) {
     let comm = '?';
-    try { comm = readStat(tp).comm; } catch { /* gone */ }
+    try {
+      comm = readStat(tp).comm;
+    } catch {
+      /* gone */
+    }
     add('TRACED', `process ${pid} is traced by process ${tp} (${comm})`);
   }
   const seccomp = parseInt(status.get('Seccomp') ?? '0', 10) || 0;
@@ -74,8 +97,11 @@ function fileReasons(f: FdInfo, stat: fs.BigIntStats, add: (r: Reason) => void):
     try {
       const s = fs.statSync(link, { bigint: true });
       same = s.dev === stat.dev && s.ino === stat.ino;
-    } catch { /* unreachable */ }
-    if (!same) add({ code: 'FILE_UNREACHABLE', text: `${what} is ${link}, but that path does not lead to the same file from crimg's view` });
+    } catch {
+      /* unreachable */
+    }
+    if (!same)
+      add({ code: 'FILE_UNREACHABLE', text: `${what} is ${link}, but that path does not lead to the same file from crimg's view` });
   } else {
     add({ code: 'FILE_UNREACHABLE', text: `${what} is ${link}, which has no path crimg can reopen` });
   }
@@ -87,28 +113,44 @@ export function fdReasons(f: FdInfo, holders: Holders, add: (r: Reason) => void)
   const link = f.link;
   const anon = anonInodeCode(link);
   if (anon) {
-    add({ code: anon, text: `${what} is ${anon === 'ANON_INODE' ? `an anonymous-inode file (${link})` : `${link}`}, which crimg cannot save or rebuild` });
+    add({
+      code: anon,
+      text: `${what} is ${anon === 'ANON_INODE' ? `an anonymous-inode file (${link})` : `${link}`}, which crimg cannot save or rebuild`,
+    });
     return;
   }
-  if (isMemfdPath(link)) { add({ code: 'MEMFD', text: `${what} is a memfd (${link}); its contents are not saved` }); return; }
+  if (isMemfdPath(link)) {
+    add({ code: 'MEMFD', text: `${what} is a memfd (${link}); its contents are not saved` });
+    return;
+  }
   if (!f.stat) return;
   const t = fileType(f.stat.mode);
   if (t === S_IFSOCK) {
     const ext = holders.outside(link);
-    add({ code: 'SOCKET', text: `${what} is a socket (${link})${ext.length ? ` also held by ${processesText(ext)} outside the tree` : ''}; its connection state and queued data are not saved` });
+    add({
+      code: 'SOCKET',
+      text: `${what} is a socket (${link})${ext.length ? ` also held by ${processesText(ext)} outside the tree` : ''}; its connection state and queued data are not saved`,
+    });
     return;
   }
   if (t === S_IFIFO) {
     // a pipe is the pipe kind's
-    if (!link.startsWith('pipe:')) add({ code: 'FIFO', text: `${what} is the named pipe ${link}; its data and the other end are not saved` });
+    if (!link.startsWith('pipe:'))
+      add({ code: 'FIFO', text: `${what} is the named pipe ${link}; its data and the other end are not saved` });
     return;
   }
   if (t === S_IFCHR || t === S_IFBLK) {
     const maj = devMajor(f.stat.rdev);
     const min = devMinor(f.stat.rdev);
     if (t === S_IFCHR && SAFE_CHAR_DEVICES.has(`${maj}:${min}`)) return;
-    if (t === S_IFCHR && isTtyMajor(maj)) { add({ code: 'TTY', text: `${what} is the terminal ${link}; terminal state is not saved` }); return; }
-    add({ code: 'DEVICE', text: `${what} is the ${t === S_IFCHR ? 'character' : 'block'} device ${link} (${maj}:${min}); device state is not saved` });
+    if (t === S_IFCHR && isTtyMajor(maj)) {
+      add({ code: 'TTY', text: `${what} is the terminal ${link}; terminal state is not saved` });
+      return;
+    }
+    add({
+      code: 'DEVICE',
+      text: `${what} is the ${t === S_IFCHR ? 'character' : 'block'} device ${link} (${maj}:${min}); device state is not saved`,
+    });
     return;
   }
   fileReasons(f, f.stat, add);
@@ -125,17 +167,29 @@ export function mapReasons(maps: MapEntry[], holders: Holders, add: Add): void {
   for (const m of maps) {
     const range = `0x${m.start.toString(16)}-0x${m.end.toString(16)}`;
     const p = m.path;
-    if (m.vmflags.has('ht')) once('HUGETLB', range, `mapping ${range} (${p || 'anonymous'}) is hugetlb memory, which crimg does not support`);
-    if ((m.vmflags.has('io') || m.vmflags.has('pf')) && !/^\[(vvar|vvar_vclock|vsyscall|vdso)\]$/.test(p)) once('DEVICE_MEMORY', range, `mapping ${range} (${p}) maps device memory`);
+    if (m.vmflags.has('ht'))
+      once('HUGETLB', range, `mapping ${range} (${p || 'anonymous'}) is hugetlb memory, which crimg does not support`);
+    if ((m.vmflags.has('io') || m.vmflags.has('pf')) && !/^\[(vvar|vvar_vclock|vsyscall|vdso)\]$/.test(p))
+      once('DEVICE_MEMORY', range, `mapping ${range} (${p}) maps device memory`);
     if (p === '[aio]' || p.startsWith('/[aio]')) once('AIO', 'aio', `mapping ${range} is an AIO ring; in-flight requests are not saved`);
-    if (isSysvShmPath(p)) { once('SYSV_SHM', p, `mapping ${range} is the System V shared memory segment ${p.split(' ')[0]} (key 0x${p.slice(5, 13)})`); continue; }
-    if (isMemfdPath(p)) { once('MEMFD', p, `mapping ${range} maps the memfd ${stripDeleted(p)}; its contents outside the mapped pages are not saved`); continue; }
-    if (m.shared && isSharedAnonPath(p)) {
-      const ext = holders.shmemOutside(`${m.devMajor}:${m.devMinor}:${m.inode}`);
-      if (ext.length) once('SHARED_ANON', range, `shared anonymous mapping ${range} is also mapped by ${processesText(ext)} outside the tree`);
+    if (isSysvShmPath(p)) {
+      once('SYSV_SHM', p, `mapping ${range} is the System V shared memory segment ${p.split(' ')[0]} (key 0x${p.slice(5, 13)})`);
       continue;
     }
-    if (m.shared && p.startsWith('/dev/shm/')) { once('POSIX_SHM', p, `mapping ${range} maps the POSIX shared memory object ${stripDeleted(p)} shared`); continue; }
+    if (isMemfdPath(p)) {
+      once('MEMFD', p, `mapping ${range} maps the memfd ${stripDeleted(p)}; its contents outside the mapped pages are not saved`);
+      continue;
+    }
+    if (m.shared && isSharedAnonPath(p)) {
+      const ext = holders.shmemOutside(`${m.devMajor}:${m.devMinor}:${m.inode}`);
+      if (ext.length)
+        once('SHARED_ANON', range, `shared anonymous mapping ${range} is also mapped by ${processesText(ext)} outside the tree`);
+      continue;
+    }
+    if (m.shared && p.startsWith('/dev/shm/')) {
+      once('POSIX_SHM', p, `mapping ${range} maps the POSIX shared memory object ${stripDeleted(p)} shared`);
+      continue;
+    }
     if (p.startsWith('/') && isDeletedPath(p)) once('FILE_DELETED', p, `mapping ${range} maps the deleted file ${stripDeleted(p)}`);
   }
 }
@@ -144,10 +198,19 @@ export function mapReasons(maps: MapEntry[], holders: Holders, add: Add): void {
 export function childReasons(pid: number, tree: Set<number>, wholeTree: boolean, add: Add): void {
   const kids = listChildren(pid).filter((c) => !tree.has(c));
   if (!kids.length) return;
-  const zombies = kids.filter((c) => { try { return readStat(c).state === 'Z'; } catch { return false; } });
-  add(wholeTree ? 'ZOMBIE' : 'CHILDREN', wholeTree
-    ? `process ${pid} has ${zombies.length === 1 ? 'a zombie child' : 'zombie children'} (${kids.join(', ')}) not yet reaped`
-    : `process ${pid} has ${kids.length === 1 ? 'a child' : 'children'} (${kids.join(', ')}) that would not be restored (use --tree)`);
+  const zombies = kids.filter((c) => {
+    try {
+      return readStat(c).state === 'Z';
+    } catch {
+      return false;
+    }
+  });
+  add(
+    wholeTree ? 'ZOMBIE' : 'CHILDREN',
+    wholeTree
+      ? `process ${pid} has ${zombies.length === 1 ? 'a zombie child' : 'zombie children'} (${kids.join(', ')}) not yet reaped`
+      : `process ${pid} has ${kids.length === 1 ? 'a child' : 'children'} (${kids.join(', ')}) that would not be restored (use --tree)`,
+  );
 }
 
 const NS_KINDS = ['ipc', 'mnt', 'pid', 'net', 'user', 'cgroup', 'time', 'uts'];
@@ -163,6 +226,7 @@ export function nsReasons(pid: number, tree: Set<number>, add: Add): void {
       if (tree.has(p) || ext.length >= 5) continue;
       if (tryReadlink(procPath(p, `ns/${k}`)) === theirs) ext.push(p);
     }
-    if (ext.length) add('NS_SHARED', `the ${k} namespace ${theirs} of process ${pid} is shared with ${processesText(ext)} outside the tree`);
+    if (ext.length)
+      add('NS_SHARED', `the ${k} namespace ${theirs} of process ${pid} is shared with ${processesText(ext)} outside the tree`);
   }
 }

@@ -16,15 +16,37 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CrimgError, ioError } from '../errors.js';
 import {
-  PTRACE, PTRACE_EVENT, PTRACE_O, WAIT, WEXITSTATUS, WIFEXITED, WIFSIGNALED, WIFSTOPPED,
-  WPTRACEEVENT, WSTOPSIG, WTERMSIG, isSysError, kill, ptraceGetEventMsg, ptraceRaw, spawn, waitpid,
+  PTRACE,
+  PTRACE_EVENT,
+  PTRACE_O,
+  WAIT,
+  WEXITSTATUS,
+  WIFEXITED,
+  WIFSIGNALED,
+  WIFSTOPPED,
+  WPTRACEEVENT,
+  WSTOPSIG,
+  WTERMSIG,
+  isSysError,
+  kill,
+  ptraceGetEventMsg,
+  ptraceRaw,
+  spawn,
+  waitpid,
 } from '../os/libc.js';
 import { ERRNO, SIG, STOP_SIGNALS } from '../os/consts.js';
 import { listTasks, readStat } from '../os/proc.js';
 import { prepareDump, writeFrozen } from './dump.js';
 import { kernels } from '../kernels/index.js';
 
-export interface RunCheckpoint { seq: number; path: string; pid: number; tid: number; bytes: number; freezeNs: bigint }
+export interface RunCheckpoint {
+  seq: number;
+  path: string;
+  pid: number;
+  tid: number;
+  bytes: number;
+  freezeNs: bigint;
+}
 
 export interface RunOptions {
   /** Checkpoint signal (default SIGUSR2). */
@@ -40,15 +62,26 @@ export interface RunOptions {
 }
 
 function exitedAlready(pid: number): boolean {
-  try { const st = readStat(pid).state; return st === 'Z' || st === 'X'; } catch { return true; }
+  try {
+    const st = readStat(pid).state;
+    return st === 'Z' || st === 'X';
+  } catch {
+    return true;
+  }
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-interface Tracee { tid: number; groupStop: boolean }
+interface Tracee {
+  tid: number;
+  groupStop: boolean;
+}
 
 /** How a thread stopped for a checkpoint goes on afterwards: with a signal to deliver, or kept in its group stop. */
-interface Held { sig: number; group: boolean }
+interface Held {
+  sig: number;
+  group: boolean;
+}
 
 /** The command crimg runs traced: its threads, the checkpoints taken, and how the trace ends. */
 class TracedRun {
@@ -58,20 +91,33 @@ class TracedRun {
   private forwarded = false;
   detached = false;
 
-  constructor(readonly pid: number, readonly argv: string[], readonly o: RunOptions, readonly ckpt: number) {}
+  constructor(
+    readonly pid: number,
+    readonly argv: string[],
+    readonly o: RunOptions,
+    readonly ckpt: number,
+  ) {}
 
   /** Seize every thread of the command (PTRACE_O_TRACECLONE follows the new ones), until a pass finds no new one. */
   seizeAll(): void {
     for (;;) {
       let fresh = 0;
       let tids: number[] = [];
-      try { tids = listTasks(this.pid); } catch { return; }
+      try {
+        tids = listTasks(this.pid);
+      } catch {
+        return;
+      }
       for (const tid of tids) {
         if (this.tracees.has(tid)) continue;
         const r = ptraceRaw(PTRACE.SEIZE, tid, 0, PTRACE_O.TRACECLONE);
         if (r.ret === -1) {
           if (r.errno === ERRNO.ESRCH || exitedAlready(this.pid)) continue; // it ended before we could trace it
-          try { kill(this.pid, SIG.SIGKILL); } catch { /* gone */ }
+          try {
+            kill(this.pid, SIG.SIGKILL);
+          } catch {
+            /* gone */
+          }
           throw new CrimgError('PTRACE', `cannot trace ${this.argv[0]} (pid ${this.pid}): PTRACE_SEIZE failed with errno ${r.errno}`);
         }
         this.tracees.set(tid, { tid, groupStop: false });
@@ -84,7 +130,14 @@ class TracedRun {
   /** The number of the last NNNNNN.crimg in outDir (0 when there is none). */
   existingImages(): number {
     let n = 0;
-    try { for (const f of fs.readdirSync(this.o.outDir)) { const m = /^(\d{6})\.crimg$/.exec(f); if (m) n = Math.max(n, Number(m[1])); } } catch { /* empty */ }
+    try {
+      for (const f of fs.readdirSync(this.o.outDir)) {
+        const m = /^(\d{6})\.crimg$/.exec(f);
+        if (m) n = Math.max(n, Number(m[1]));
+      }
+    } catch {
+      /* empty */
+    }
     return n;
   }
 
@@ -100,12 +153,26 @@ class TracedRun {
     while (waiting.size) {
       const t = waiting.values().next().value as number;
       let st: number;
-      try { st = waitpid(t, WAIT.__WALL).status; } catch { waiting.delete(t); this.tracees.delete(t); continue; }
-      if (WIFEXITED(st) || WIFSIGNALED(st)) { waiting.delete(t); this.tracees.delete(t); continue; }
+      try {
+        st = waitpid(t, WAIT.__WALL).status;
+      } catch {
+        waiting.delete(t);
+        this.tracees.delete(t);
+        continue;
+      }
+      if (WIFEXITED(st) || WIFSIGNALED(st)) {
+        waiting.delete(t);
+        this.tracees.delete(t);
+        continue;
+      }
       if (!WIFSTOPPED(st)) continue;
       const ev = WPTRACEEVENT(st);
       const sig = WSTOPSIG(st);
-      if (ev === PTRACE_EVENT.STOP) { stopped.set(t, { sig: 0, group: STOP_SIGNALS.has(sig) }); waiting.delete(t); continue; }
+      if (ev === PTRACE_EVENT.STOP) {
+        stopped.set(t, { sig: 0, group: STOP_SIGNALS.has(sig) });
+        waiting.delete(t);
+        continue;
+      }
       if (ev === 0) {
         // a signal on its way to this thread: it is stopped on the way back to user space too; deliver it afterwards
         // (a second checkpoint request is folded into this checkpoint)
@@ -146,15 +213,31 @@ class TracedRun {
     const t0 = process.hrtime.bigint();
     const threads = [tid, ...stopped.keys()].sort((a, b) => (a === pid ? -1 : b === pid ? 1 : a - b));
     const states = new Map<number, string>();
-    for (const t of threads) { try { states.set(t, readStat(pid, t).state); } catch { /* */ } }
+    for (const t of threads) {
+      try {
+        states.set(t, readStat(pid, t).state);
+      } catch {
+        /* */
+      }
+    }
     let released = false;
     try {
       // system calls only in threads resumed with signal 0 (a signal to deliver or a group stop to keep would be lost)
-      const calls = (t: number): 'run' | undefined => (t === tid || (stopped.get(t) && !stopped.get(t)!.sig && !stopped.get(t)!.group) ? 'run' : undefined);
-      const r = await writeFrozen([{ pid, threads: threads.map((t) => ({ tid: t, stateBefore: states.get(t) ?? '', calls: calls(t) })) }], file, {
-        force: true, signal: o.abort,
-        release: () => { released = true; this.resume(tid, stopped); return process.hrtime.bigint() - t0; },
-      });
+      const calls = (t: number): 'run' | undefined =>
+        t === tid || (stopped.get(t) && !stopped.get(t)!.sig && !stopped.get(t)!.group) ? 'run' : undefined;
+      const r = await writeFrozen(
+        [{ pid, threads: threads.map((t) => ({ tid: t, stateBefore: states.get(t) ?? '', calls: calls(t) })) }],
+        file,
+        {
+          force: true,
+          signal: o.abort,
+          release: () => {
+            released = true;
+            this.resume(tid, stopped);
+            return process.hrtime.bigint() - t0;
+          },
+        },
+      );
       o.onCheckpoint?.({ seq: this.seq, path: file, pid, tid, bytes: r.bytes, freezeNs: r.freezeNs });
     } catch (e) {
       this.seq--;
@@ -173,11 +256,19 @@ class TracedRun {
           const st = waitpid(t, WAIT.__WALL).status;
           if (!WIFSTOPPED(st)) break;
           const ev = WPTRACEEVENT(st);
-          if (ev === PTRACE_EVENT.STOP) { ptraceRaw(PTRACE.DETACH, t, 0, 0); break; }
-          if (ev === 0) { ptraceRaw(PTRACE.DETACH, t, 0, WSTOPSIG(st) === this.ckpt ? 0 : WSTOPSIG(st)); break; }
+          if (ev === PTRACE_EVENT.STOP) {
+            ptraceRaw(PTRACE.DETACH, t, 0, 0);
+            break;
+          }
+          if (ev === 0) {
+            ptraceRaw(PTRACE.DETACH, t, 0, WSTOPSIG(st) === this.ckpt ? 0 : WSTOPSIG(st));
+            break;
+          }
           ptraceRaw(PTRACE.CONT, t, 0, 0);
         }
-      } catch { /* gone */ }
+      } catch {
+        /* gone */
+      }
     }
     this.tracees.clear();
     this.detached = true;
@@ -188,10 +279,17 @@ class TracedRun {
     const { o } = this;
     if (!o.abort?.aborted || this.forwarded) return;
     this.forwarded = true;
-    if (o.leaveRunning) { this.detachAll(); return; }
+    if (o.leaveRunning) {
+      this.detachAll();
+      return;
+    }
     const why = o.abort.reason;
     const s = why === 'SIGINT' ? SIG.SIGINT : why === 'SIGHUP' ? SIG.SIGHUP : SIG.SIGTERM;
-    try { kill(this.pid, s); } catch { /* gone */ }
+    try {
+      kill(this.pid, s);
+    } catch {
+      /* gone */
+    }
   }
 
   /** A ptrace stop of `tid`: new threads are followed, group stops kept, the checkpoint signal taken, others passed on. */
@@ -200,7 +298,12 @@ class TracedRun {
     const ev = WPTRACEEVENT(st);
     const sig = WSTOPSIG(st);
     if (ev === PTRACE_EVENT.CLONE) {
-      try { const nt = Number(ptraceGetEventMsg(tid)); if (!this.tracees.has(nt)) this.tracees.set(nt, { tid: nt, groupStop: false }); } catch { /* */ }
+      try {
+        const nt = Number(ptraceGetEventMsg(tid));
+        if (!this.tracees.has(nt)) this.tracees.set(nt, { tid: nt, groupStop: false });
+      } catch {
+        /* */
+      }
       ptraceRaw(PTRACE.CONT, tid, 0, 0);
     } else if (ev === PTRACE_EVENT.STOP) {
       if (STOP_SIGNALS.has(sig)) ptraceRaw(PTRACE.LISTEN, tid, 0, 0);
@@ -219,11 +322,16 @@ class TracedRun {
       this.onAbort();
       if (this.detached) return 0;
       let r;
-      try { r = waitpid(-1, WAIT.__WALL | WAIT.WNOHANG); } catch (e) {
+      try {
+        r = waitpid(-1, WAIT.__WALL | WAIT.WNOHANG);
+      } catch (e) {
         if (isSysError(e, ERRNO.ECHILD)) return 0;
         throw e;
       }
-      if (r.pid === 0) { await sleep(5); continue; }
+      if (r.pid === 0) {
+        await sleep(5);
+        continue;
+      }
       const tid = r.pid;
       const st = r.status;
       if (WIFEXITED(st) || WIFSIGNALED(st)) {
@@ -239,10 +347,16 @@ class TracedRun {
 /** Run argv traced; resolves with its exit code (128 + signal when killed by one). */
 export async function runTraced(argv: string[], o: RunOptions): Promise<number> {
   if (argv.length === 0) throw new CrimgError('USAGE', 'run: no command given');
-  try { fs.mkdirSync(o.outDir, { recursive: true }); } catch (e) { throw ioError(`cannot create ${o.outDir}`, e); }
+  try {
+    fs.mkdirSync(o.outDir, { recursive: true });
+  } catch (e) {
+    throw ioError(`cannot create ${o.outDir}`, e);
+  }
   prepareDump(kernels()); // before any checkpoint: the writer's memory, libc
   let pid: number;
-  try { pid = spawn(argv); } catch (e) {
+  try {
+    pid = spawn(argv);
+  } catch (e) {
     throw new CrimgError('NO_PROCESS', `cannot start ${argv[0]}: ${(e as Error).message}`);
   }
   const run = new TracedRun(pid, argv, o, o.signal ?? SIG.SIGUSR2);

@@ -8,9 +8,7 @@
 import type { Task, Thread } from '../model.js';
 import { type MapEntry, type Status, readStatus } from '../os/proc.js';
 import { InCall, findSyscallInsn } from '../os/taskcall.js';
-import {
-  LIVE_TASK_KINDS, LIVE_THREAD_KINDS, type LiveTaskKind, type LiveThreadKind, type TaskCallCtx,
-} from '../kinds/live.js';
+import { LIVE_TASK_KINDS, LIVE_THREAD_KINDS, type LiveTaskKind, type LiveThreadKind, type TaskCallCtx } from '../kinds/live.js';
 
 /** How crimg may run calls in a thread: 'run' (interrupt or signal-delivery stop, resumed with signal 0 afterwards),
  *  'restop' (a group stop: it gets a SIGSTOP back afterwards). */
@@ -55,14 +53,22 @@ export function collectSelfState(pid: number, threads: Map<number, CallMode>, ma
   const problems: string[] = [];
   for (const [tid, mode] of threads) {
     let calls: InCall;
-    try { calls = new InCall(pid, tid, insn, maps, mode === 'restop'); } catch (e) { problems.push((e as Error).message); continue; }
+    try {
+      calls = new InCall(pid, tid, insn, maps, mode === 'restop');
+    } catch (e) {
+      problems.push((e as Error).message);
+      continue;
+    }
     try {
       const ctx: TaskCallCtx = { pid, tid, status, calls };
       if (!out.complete) {
         out.task = readTaskKinds(ctx);
         out.complete = true;
       }
-      out.threads.set(tid, LIVE_THREAD_KINDS.map((kind) => ({ kind, state: kind.inspect(ctx) })));
+      out.threads.set(
+        tid,
+        LIVE_THREAD_KINDS.map((kind) => ({ kind, state: kind.inspect(ctx) })),
+      );
     } catch (e) {
       problems.push((e as Error).message);
     } finally {

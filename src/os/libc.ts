@@ -21,30 +21,68 @@ import { SYS } from './syscalls.js';
 // ------------------------------------------------------------------ constants
 
 export const PTRACE = {
-  TRACEME: 0, PEEKTEXT: 1, PEEKDATA: 2, PEEKUSER: 3, POKETEXT: 4, POKEDATA: 5, POKEUSER: 6,
-  CONT: 7, KILL: 8, SINGLESTEP: 9, GETREGS: 12, SETREGS: 13, GETFPREGS: 14, SETFPREGS: 15,
-  ATTACH: 16, DETACH: 17, SYSCALL: 24,
-  SETOPTIONS: 0x4200, GETEVENTMSG: 0x4201, GETSIGINFO: 0x4202, SETSIGINFO: 0x4203,
-  GETREGSET: 0x4204, SETREGSET: 0x4205, SEIZE: 0x4206, INTERRUPT: 0x4207, LISTEN: 0x4208,
-  PEEKSIGINFO: 0x4209, GETSIGMASK: 0x420a, SETSIGMASK: 0x420b, SECCOMP_GET_FILTER: 0x420c,
-  SECCOMP_GET_METADATA: 0x420d, GET_SYSCALL_INFO: 0x420e, GET_RSEQ_CONFIGURATION: 0x420f,
+  TRACEME: 0,
+  PEEKTEXT: 1,
+  PEEKDATA: 2,
+  PEEKUSER: 3,
+  POKETEXT: 4,
+  POKEDATA: 5,
+  POKEUSER: 6,
+  CONT: 7,
+  KILL: 8,
+  SINGLESTEP: 9,
+  GETREGS: 12,
+  SETREGS: 13,
+  GETFPREGS: 14,
+  SETFPREGS: 15,
+  ATTACH: 16,
+  DETACH: 17,
+  SYSCALL: 24,
+  SETOPTIONS: 0x4200,
+  GETEVENTMSG: 0x4201,
+  GETSIGINFO: 0x4202,
+  SETSIGINFO: 0x4203,
+  GETREGSET: 0x4204,
+  SETREGSET: 0x4205,
+  SEIZE: 0x4206,
+  INTERRUPT: 0x4207,
+  LISTEN: 0x4208,
+  PEEKSIGINFO: 0x4209,
+  GETSIGMASK: 0x420a,
+  SETSIGMASK: 0x420b,
+  SECCOMP_GET_FILTER: 0x420c,
+  SECCOMP_GET_METADATA: 0x420d,
+  GET_SYSCALL_INFO: 0x420e,
+  GET_RSEQ_CONFIGURATION: 0x420f,
 } as const;
 
 export const PTRACE_O = {
-  TRACESYSGOOD: 0x1, TRACEFORK: 0x2, TRACEVFORK: 0x4, TRACECLONE: 0x8, TRACEEXEC: 0x10,
-  TRACEVFORKDONE: 0x20, TRACEEXIT: 0x40, TRACESECCOMP: 0x80, EXITKILL: 0x100000, SUSPEND_SECCOMP: 0x200000,
+  TRACESYSGOOD: 0x1,
+  TRACEFORK: 0x2,
+  TRACEVFORK: 0x4,
+  TRACECLONE: 0x8,
+  TRACEEXEC: 0x10,
+  TRACEVFORKDONE: 0x20,
+  TRACEEXIT: 0x40,
+  TRACESECCOMP: 0x80,
+  EXITKILL: 0x100000,
+  SUSPEND_SECCOMP: 0x200000,
 } as const;
 
-export const PTRACE_EVENT = {
-  FORK: 1, VFORK: 2, CLONE: 3, EXEC: 4, VFORK_DONE: 5, EXIT: 6, SECCOMP: 7, STOP: 128,
-} as const;
+export const PTRACE_EVENT = { FORK: 1, VFORK: 2, CLONE: 3, EXEC: 4, VFORK_DONE: 5, EXIT: 6, SECCOMP: 7, STOP: 128 } as const;
 
 /** ELF note types used with PTRACE_GETREGSET / SETREGSET. */
 export const NT = { PRSTATUS: 1, PRFPREG: 2, X86_XSTATE: 0x202 } as const;
 
 export const WAIT = {
-  WNOHANG: 1, WUNTRACED: 2, WEXITED: 4, WCONTINUED: 8, WNOWAIT: 0x1000000,
-  __WNOTHREAD: 0x20000000, __WALL: 0x40000000, __WCLONE: 0x80000000,
+  WNOHANG: 1,
+  WUNTRACED: 2,
+  WEXITED: 4,
+  WCONTINUED: 8,
+  WNOWAIT: 0x1000000,
+  __WNOTHREAD: 0x20000000,
+  __WALL: 0x40000000,
+  __WCLONE: 0x80000000,
 } as const;
 
 // ------------------------------------------------------------------ wait status
@@ -71,11 +109,17 @@ export function errnoName(n: number): string {
 
 /** A failed system call. */
 export class SysError extends Error {
-  constructor(readonly syscall: string, readonly errno: number, detail = '') {
+  constructor(
+    readonly syscall: string,
+    readonly errno: number,
+    detail = '',
+  ) {
     super(`${syscall}${detail ? ` ${detail}` : ''}: ${errnoName(errno)} (${strerror(errno)})`);
     this.name = 'SysError';
   }
-  get code(): string { return errnoName(this.errno); }
+  get code(): string {
+    return errnoName(this.errno);
+  }
 }
 
 export function isSysError(e: unknown, errno?: number): e is SysError {
@@ -84,14 +128,41 @@ export function isSysError(e: unknown, errno?: number): e is SysError {
 
 // ------------------------------------------------------------------ the bindings
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
-type Fn = (...args: any[]) => any;
+/** A function bound by koffi (its argument and result types are declared in the binding). */
+// biome-ignore lint/suspicious/noExplicitAny: koffi converts arguments and results by the declared C types
+export type Fn = (...args: any[]) => any;
 interface Libc {
-  ptrace: Fn; syscall: Fn; waitpid: Fn; kill: Fn; tgkill: Fn; strerror: Fn; mempcpy: Fn;
-  process_vm_readv: Fn; process_vm_writev: Fn; prctl: Fn; getpid: Fn; gettid: Fn;
-  posix_spawnp: Fn; fa_init: Fn; fa_destroy: Fn; fa_addopen: Fn; fa_adddup2: Fn; fa_addchdir: Fn;
-  attr_init: Fn; attr_destroy: Fn; attr_setflags: Fn; attr_setsigdefault: Fn; attr_setsigmask: Fn;
-  attr_setpgroup: Fn; sigfillset: Fn; sigemptyset: Fn; fcntl: Fn; ioctl: Fn; fallocate: Fn; madvise: Fn; getsockopt: Fn;
+  ptrace: Fn;
+  syscall: Fn;
+  waitpid: Fn;
+  kill: Fn;
+  tgkill: Fn;
+  strerror: Fn;
+  mempcpy: Fn;
+  process_vm_readv: Fn;
+  process_vm_writev: Fn;
+  prctl: Fn;
+  getpid: Fn;
+  gettid: Fn;
+  posix_spawnp: Fn;
+  fa_init: Fn;
+  fa_destroy: Fn;
+  fa_addopen: Fn;
+  fa_adddup2: Fn;
+  fa_addchdir: Fn;
+  attr_init: Fn;
+  attr_destroy: Fn;
+  attr_setflags: Fn;
+  attr_setsigdefault: Fn;
+  attr_setsigmask: Fn;
+  attr_setpgroup: Fn;
+  sigfillset: Fn;
+  sigemptyset: Fn;
+  fcntl: Fn;
+  ioctl: Fn;
+  fallocate: Fn;
+  madvise: Fn;
+  getsockopt: Fn;
 }
 
 let L: Libc | undefined;
@@ -107,12 +178,18 @@ function libc(): Libc {
     tgkill: lib.func('int tgkill(int tgid, int tid, int sig)'),
     strerror: lib.func('const char *strerror(int errnum)'),
     mempcpy: lib.func('uintptr_t mempcpy(void *dst, void *src, size_t n)'),
-    process_vm_readv: lib.func('intptr_t process_vm_readv(int pid, void *local, unsigned long liovcnt, void *remote, unsigned long riovcnt, unsigned long flags)'),
-    process_vm_writev: lib.func('intptr_t process_vm_writev(int pid, void *local, unsigned long liovcnt, void *remote, unsigned long riovcnt, unsigned long flags)'),
+    process_vm_readv: lib.func(
+      'intptr_t process_vm_readv(int pid, void *local, unsigned long liovcnt, void *remote, unsigned long riovcnt, unsigned long flags)',
+    ),
+    process_vm_writev: lib.func(
+      'intptr_t process_vm_writev(int pid, void *local, unsigned long liovcnt, void *remote, unsigned long riovcnt, unsigned long flags)',
+    ),
     prctl: lib.func('int prctl(int option, unsigned long a2, unsigned long a3, unsigned long a4, unsigned long a5)'),
     getpid: lib.func('int getpid()'),
     gettid: lib.func('int gettid()'),
-    posix_spawnp: lib.func('int posix_spawnp(void *pid, const char *file, void *file_actions, void *attrp, const char **argv, const char **envp)'),
+    posix_spawnp: lib.func(
+      'int posix_spawnp(void *pid, const char *file, void *file_actions, void *attrp, const char **argv, const char **envp)',
+    ),
     fa_init: lib.func('int posix_spawn_file_actions_init(void *fa)'),
     fa_destroy: lib.func('int posix_spawn_file_actions_destroy(void *fa)'),
     fa_addopen: lib.func('int posix_spawn_file_actions_addopen(void *fa, int fd, const char *path, int oflag, unsigned int mode)'),
@@ -136,14 +213,24 @@ function libc(): Libc {
 }
 
 /** Load libc and declare the bindings now (they are otherwise loaded on first use). */
-export function loadLibc(): void { libc(); }
+export function loadLibc(): void {
+  libc();
+}
 
 /** errno left by the last libc call made through these bindings. */
-export function errno(): number { return koffi.errno(); }
-export function setErrno(v: number): void { koffi.errno(v); }
+export function errno(): number {
+  return koffi.errno();
+}
+export function setErrno(v: number): void {
+  koffi.errno(v);
+}
 
 export function strerror(n: number): string {
-  try { return String(libc().strerror(n)); } catch { return `errno ${n}`; }
+  try {
+    return String(libc().strerror(n));
+  } catch {
+    return `errno ${n}`;
+  }
 }
 
 type Word = bigint | number;
@@ -201,12 +288,24 @@ export function syscall(nr: number, ...args: Word[]): number {
 
 export const USER_REGS_BYTES = 216;
 
-export function ptraceSeize(tid: number, options = 0): void { ptrace(PTRACE.SEIZE, tid, 0, options); }
-export function ptraceInterrupt(tid: number): void { ptrace(PTRACE.INTERRUPT, tid, 0, 0); }
-export function ptraceCont(tid: number, sig = 0): void { ptrace(PTRACE.CONT, tid, 0, sig); }
-export function ptraceListen(tid: number): void { ptrace(PTRACE.LISTEN, tid, 0, 0); }
-export function ptraceDetach(tid: number, sig = 0): void { ptrace(PTRACE.DETACH, tid, 0, sig); }
-export function ptraceSetOptions(tid: number, options: number): void { ptrace(PTRACE.SETOPTIONS, tid, 0, options); }
+export function ptraceSeize(tid: number, options = 0): void {
+  ptrace(PTRACE.SEIZE, tid, 0, options);
+}
+export function ptraceInterrupt(tid: number): void {
+  ptrace(PTRACE.INTERRUPT, tid, 0, 0);
+}
+export function ptraceCont(tid: number, sig = 0): void {
+  ptrace(PTRACE.CONT, tid, 0, sig);
+}
+export function ptraceListen(tid: number): void {
+  ptrace(PTRACE.LISTEN, tid, 0, 0);
+}
+export function ptraceDetach(tid: number, sig = 0): void {
+  ptrace(PTRACE.DETACH, tid, 0, sig);
+}
+export function ptraceSetOptions(tid: number, options: number): void {
+  ptrace(PTRACE.SETOPTIONS, tid, 0, options);
+}
 
 export function ptraceGetEventMsg(tid: number): bigint {
   const out = new BigUint64Array(1);
@@ -254,7 +353,12 @@ export function ptraceSetSigmask(tid: number, mask: bigint): void {
   ptrace(PTRACE.SETSIGMASK, tid, 8, m);
 }
 
-export interface RseqConfig { ptr: bigint; len: number; sig: number; flags: number }
+export interface RseqConfig {
+  ptr: bigint;
+  len: number;
+  sig: number;
+  flags: number;
+}
 
 /** PTRACE_GET_RSEQ_CONFIGURATION (Linux 5.13+). Returns null when the kernel lacks it (EIO/EINVAL). */
 export function ptraceGetRseq(tid: number): RseqConfig | null {
@@ -270,7 +374,10 @@ export function ptraceGetRseq(tid: number): RseqConfig | null {
 
 // ---- wait, signals
 
-export interface WaitResult { pid: number; status: number }
+export interface WaitResult {
+  pid: number;
+  status: number;
+}
 
 /** waitpid(2); EINTR is retried. With WNOHANG, pid 0 means nothing to report. */
 export function waitpid(pid: number, options = 0): WaitResult {
@@ -297,7 +404,9 @@ export function tgkill(tgid: number, tid: number, sig: number): void {
   if (libc().tgkill(tgid, tid, sig) === -1) throw new SysError('tgkill', koffi.errno(), `${tgid}/${tid} ${signalName(sig)}`);
 }
 
-export function gettid(): number { return libc().gettid() as number; }
+export function gettid(): number {
+  return libc().gettid() as number;
+}
 
 export function prctl(option: number, a2: Word = 0, a3: Word = 0, a4: Word = 0, a5: Word = 0): number {
   koffi.errno(0);
@@ -333,7 +442,8 @@ export function fionread(fd: number): number {
 
 /** getsockopt(2) of an int option. */
 export function getsockoptInt(fd: number, level: number, opt: number): number {
-  const v = new Int32Array(1), l = new Uint32Array([4]);
+  const v = new Int32Array(1),
+    l = new Uint32Array([4]);
   koffi.errno(0);
   if ((libc().getsockopt(fd, level, opt, v, l) as number) !== 0) throw new SysError('getsockopt', koffi.errno(), `${level}/${opt}`);
   return v[0]!;
@@ -421,7 +531,9 @@ export function spawn(argv: string[], opts: SpawnOptions = {}): number {
   const attr = Buffer.alloc(1024);
   const sigall = Buffer.alloc(256);
   const signone = Buffer.alloc(256);
-  const check = (what: string, r: number): void => { if (r !== 0) throw new SysError(what, r); };
+  const check = (what: string, r: number): void => {
+    if (r !== 0) throw new SysError(what, r);
+  };
   check('posix_spawn_file_actions_init', l.fa_init(fa));
   check('posix_spawnattr_init', l.attr_init(attr));
   try {
@@ -430,13 +542,19 @@ export function spawn(argv: string[], opts: SpawnOptions = {}): number {
     check('posix_spawnattr_setsigdefault', l.attr_setsigdefault(attr, sigall));
     check('posix_spawnattr_setsigmask', l.attr_setsigmask(attr, signone));
     let flags = POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK;
-    if (opts.newProcessGroup) { flags |= POSIX_SPAWN_SETPGROUP; check('posix_spawnattr_setpgroup', l.attr_setpgroup(attr, 0)); }
+    if (opts.newProcessGroup) {
+      flags |= POSIX_SPAWN_SETPGROUP;
+      check('posix_spawnattr_setpgroup', l.attr_setpgroup(attr, 0));
+    }
     check('posix_spawnattr_setflags', l.attr_setflags(attr, flags));
     if (opts.cwd) check('posix_spawn_file_actions_addchdir_np', l.fa_addchdir(fa, opts.cwd));
     if (opts.stdin) check('posix_spawn_file_actions_addopen', l.fa_addopen(fa, 0, opts.stdin, O_RDONLY, 0));
     const out = (fd: number, t: string | number | undefined): void => {
       if (t === undefined) return;
-      if (typeof t === 'number') { check('posix_spawn_file_actions_adddup2', l.fa_adddup2(fa, t, fd)); return; }
+      if (typeof t === 'number') {
+        check('posix_spawn_file_actions_adddup2', l.fa_adddup2(fa, t, fd));
+        return;
+      }
       check('posix_spawn_file_actions_addopen', l.fa_addopen(fa, fd, t, O_WRONLY | O_CREAT | (opts.append ? O_APPEND : O_TRUNC), 0o644));
     };
     out(1, opts.stdout);
@@ -447,10 +565,18 @@ export function spawn(argv: string[], opts: SpawnOptions = {}): number {
     for (let fd = 0; fd <= 2; fd++) {
       if (given[fd] !== undefined) continue;
       let open = true;
-      try { fstatSync(fd); } catch { open = false; }
+      try {
+        fstatSync(fd);
+      } catch {
+        open = false;
+      }
       if (open) check('posix_spawn_file_actions_adddup2', l.fa_adddup2(fa, fd, fd));
     }
-    const env = opts.env ?? Object.entries(process.env).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${v}`);
+    const env =
+      opts.env
+      ?? Object.entries(process.env)
+        .filter(([, v]) => v !== undefined)
+        .map(([k, v]) => `${k}=${v}`);
     const pid = new Int32Array(1);
     const r = l.posix_spawnp(pid, argv[0], fa, attr, [...argv, null], [...env, null]) as number;
     if (r !== 0) throw new SysError('posix_spawnp', r, argv[0]);

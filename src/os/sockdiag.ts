@@ -8,7 +8,11 @@ import { AF_NETLINK, SOCK_CLOEXEC, SOCK_DGRAM } from './consts.js';
 import { SYS } from './syscalls.js';
 
 const NETLINK_SOCK_DIAG = 4;
-const SOCK_DIAG_BY_FAMILY = 20, NLM_F_REQUEST = 1, NLM_F_DUMP = 0x300, NLMSG_DONE = 3, NLMSG_ERROR = 2;
+const SOCK_DIAG_BY_FAMILY = 20,
+  NLM_F_REQUEST = 1,
+  NLM_F_DUMP = 0x300,
+  NLMSG_DONE = 3,
+  NLMSG_ERROR = 2;
 
 /**
  * One sock_diag dump (NETLINK_SOCK_DIAG): sends `req` (a SOCK_DIAG_BY_FAMILY request after the 16-byte netlink
@@ -27,8 +31,9 @@ export function sockDiag(req: Uint8Array, each: (buf: Uint8Array, at: number, en
     for (;;) {
       const n = fs.readSync(nl, buf, 0, buf.length, null);
       const b = new DataView(buf.buffer, 0, n);
-      for (let o = 0; o + 16 <= n;) {
-        const len = b.getUint32(o, true), type = b.getUint16(o + 4, true);
+      for (let o = 0; o + 16 <= n; ) {
+        const len = b.getUint32(o, true),
+          type = b.getUint16(o + 4, true);
         if (len < 16 || o + len > n) throw new Error('sock_diag: malformed reply');
         if (type === NLMSG_DONE) return;
         if (type === NLMSG_ERROR) throw new SysError('sock_diag', -b.getInt32(o + 16, true), 'dump');
@@ -36,5 +41,7 @@ export function sockDiag(req: Uint8Array, each: (buf: Uint8Array, at: number, en
         o += (len + 3) & ~3;
       }
     }
-  } finally { fs.closeSync(nl); }
+  } finally {
+    fs.closeSync(nl);
+  }
 }

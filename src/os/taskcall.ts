@@ -28,15 +28,34 @@
  */
 import * as fs from 'node:fs';
 import {
-  PTRACE, PTRACE_EVENT, PTRACE_O, WAIT, WIFSTOPPED, WPTRACEEVENT, WSTOPSIG, processVmRead, processVmWrite, ptrace,
-  ptraceGetRegs, ptraceGetSigmask, ptraceSetOptions, ptraceSetRegs, ptraceSetSigmask, syscall, tgkill, waitpid,
+  PTRACE,
+  PTRACE_EVENT,
+  PTRACE_O,
+  WAIT,
+  WIFSTOPPED,
+  WPTRACEEVENT,
+  WSTOPSIG,
+  processVmRead,
+  processVmWrite,
+  ptrace,
+  ptraceGetRegs,
+  ptraceGetSigmask,
+  ptraceSetOptions,
+  ptraceSetRegs,
+  ptraceSetSigmask,
+  syscall,
+  tgkill,
+  waitpid,
 } from './libc.js';
 import type { MapEntry } from './proc.js';
 import { EINTR, SIG } from './consts.js';
 import { SYS } from './syscalls.js';
 import { REG_INDEX as R } from '../schema.js';
 
-const ERESTARTSYS = -512n, ERESTARTNOINTR = -513n, ERESTARTNOHAND = -514n, ERESTART_RESTARTBLOCK = -516n;
+const ERESTARTSYS = -512n,
+  ERESTARTNOINTR = -513n,
+  ERESTARTNOHAND = -514n,
+  ERESTART_RESTARTBLOCK = -516n;
 /** Every signal but SIGKILL and SIGSTOP (which cannot be blocked anyway). */
 const BLOCK_ALL = 0xfffffffffffbfeffn;
 const SCRATCH_BELOW_SP = 256n;
@@ -56,12 +75,22 @@ export type TaskScratch = (bytes: Uint8Array) => bigint;
 /** A descriptor of another process (pidfd_open, pidfd_getfd); the caller closes it. */
 export function fetchFd(pid: number, fd: number): number {
   const pidfd = syscall(SYS.pidfd_open, pid, 0);
-  try { return syscall(SYS.pidfd_getfd, pidfd, fd, 0); } finally { fs.closeSync(pidfd); }
+  try {
+    return syscall(SYS.pidfd_getfd, pidfd, fd, 0);
+  } finally {
+    fs.closeSync(pidfd);
+  }
 }
 
 /** Closes descriptors of crimg's own (those < 0 are not open), ignoring errors. */
 export function closeQuietly(...fds: number[]): void {
-  for (const fd of fds) if (fd >= 0) try { fs.closeSync(fd); } catch { /* ignore */ }
+  for (const fd of fds)
+    if (fd >= 0)
+      try {
+        fs.closeSync(fd);
+      } catch {
+        /* ignore */
+      }
 }
 
 // ------------------------------------------------------------------ calls in a frozen thread
@@ -146,11 +175,17 @@ export class InCall {
   readonly scratch: bigint;
 
   /** Throws (with nothing changed) when the thread offers no writable stack room below its stack pointer. */
-  constructor(readonly pid: number, readonly tid: number, private readonly insn: bigint, maps: MapEntry[], private readonly restop = false) {
+  constructor(
+    readonly pid: number,
+    readonly tid: number,
+    private readonly insn: bigint,
+    maps: MapEntry[],
+    private readonly restop = false,
+  ) {
     this.orig = ptraceGetRegs(tid);
     this.scratch = (this.orig[R.rsp]! - SCRATCH_BELOW_SP) & ~63n;
     const vma = maps.find((m) => m.start <= this.scratch && this.scratch + BigInt(SCRATCH_BYTES) <= m.end);
-    if (!vma || !vma.write) throw new Error(`the stack of thread ${tid} has no writable room below 0x${this.orig[R.rsp]!.toString(16)}`);
+    if (!vma?.write) throw new Error(`the stack of thread ${tid} has no writable room below 0x${this.orig[R.rsp]!.toString(16)}`);
     if (processVmRead(pid, this.saved, this.scratch) !== SCRATCH_BYTES) throw new Error(`the stack of thread ${tid} is not readable`);
     this.mask = ptraceGetSigmask(tid);
     ptraceSetSigmask(tid, BLOCK_ALL);
@@ -163,7 +198,9 @@ export class InCall {
     r[R.rax] = BigInt(nr);
     r[R.orig_rax] = 0xffffffffffffffffn;
     const regs = [R.rdi, R.rsi, R.rdx, R.r10, R.r8, R.r9];
-    regs.forEach((x, i) => { r[x] = BigInt.asUintN(64, BigInt(args[i] ?? 0)); });
+    regs.forEach((x, i) => {
+      r[x] = BigInt.asUintN(64, BigInt(args[i] ?? 0));
+    });
     r[R.rip] = this.insn;
     ptraceSetRegs(this.tid, r);
     this.entered = true;
@@ -183,11 +220,32 @@ export class InCall {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    try { processVmWrite(this.pid, this.saved, this.scratch); } catch { /* gone */ }
-    try { ptraceSetRegs(this.tid, this.entered ? restartedRegs(this.orig, true) : this.orig); } catch { /* gone */ }
-    try { ptraceSetSigmask(this.tid, this.mask); } catch { /* gone */ }
-    try { ptraceSetOptions(this.tid, 0); } catch { /* gone */ }
+    try {
+      processVmWrite(this.pid, this.saved, this.scratch);
+    } catch {
+      /* gone */
+    }
+    try {
+      ptraceSetRegs(this.tid, this.entered ? restartedRegs(this.orig, true) : this.orig);
+    } catch {
+      /* gone */
+    }
+    try {
+      ptraceSetSigmask(this.tid, this.mask);
+    } catch {
+      /* gone */
+    }
+    try {
+      ptraceSetOptions(this.tid, 0);
+    } catch {
+      /* gone */
+    }
     // it left its group stop to run the calls: a SIGSTOP puts it back as soon as it is let go (the process stays stopped)
-    if (this.restop && this.entered) try { tgkill(this.pid, this.tid, SIG.SIGSTOP); } catch { /* gone */ }
+    if (this.restop && this.entered)
+      try {
+        tgkill(this.pid, this.tid, SIG.SIGSTOP);
+      } catch {
+        /* gone */
+      }
   }
 }

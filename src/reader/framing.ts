@@ -8,8 +8,21 @@ import type { Kernels } from '../kernels/api.js';
 import { claimRegion, claimSlot, releaseRegion, releaseSlot } from '../kernels/arena.js';
 import { ARCH_X86_64 } from '../model.js';
 import {
-  FORMAT_MAJOR, FORMAT_MINOR, K, MAGIC, MAX_INDEX_RECORD, MAX_META_RECORD, MAX_RUN_PAGES, PAGE_SIZE, RECORD_BY_KIND,
-  RECORD_HEADER_BYTES, RF_MUST_UNDERSTAND, isCompatible, kindName, minLen, pad8,
+  FORMAT_MAJOR,
+  FORMAT_MINOR,
+  K,
+  MAGIC,
+  MAX_INDEX_RECORD,
+  MAX_META_RECORD,
+  MAX_RUN_PAGES,
+  PAGE_SIZE,
+  RECORD_BY_KIND,
+  RECORD_HEADER_BYTES,
+  RF_MUST_UNDERSTAND,
+  isCompatible,
+  kindName,
+  minLen,
+  pad8,
 } from '../schema.js';
 import type { Source } from '../source.js';
 
@@ -73,7 +86,10 @@ export class RecordStream {
   /** PAGES records a bulk pass already verified (their payloads are skipped here). */
   pre: Preverified | null = null;
 
-  constructor(readonly src: Source, readonly k: Kernels) {
+  constructor(
+    readonly src: Source,
+    readonly k: Kernels,
+  ) {
     this.win = claimRegion(k, WINDOW + 1024);
     this.side = this.win + WINDOW;
     this.slot = claimSlot(k);
@@ -94,7 +110,9 @@ export class RecordStream {
   ensure(abs: number, n: number, ahead = this.readahead): number {
     if (abs >= this.winStart && abs + n <= this.winStart + this.winLen) return this.win + (abs - this.winStart);
     if (abs + n > this.src.size) {
-      throw new CrimgError('TRUNCATED', `image ends at ${this.src.size}, ${abs + n - this.src.size} bytes short of a complete record`, { offset: abs });
+      throw new CrimgError('TRUNCATED', `image ends at ${this.src.size}, ${abs + n - this.src.size} bytes short of a complete record`, {
+        offset: abs,
+      });
     }
     if (n > WINDOW) {
       if (this.big >= 0) releaseRegion(this.k, this.big);
@@ -129,10 +147,16 @@ export class RecordStream {
     }
     if (n < 8) throw new CrimgError('TRUNCATED', `image of ${this.src.size} bytes is shorter than its magic`, { offset: n });
     const arch = m[p + 4]! | (m[p + 5]! << 8);
-    if (arch !== ARCH_X86_64) throw new CrimgError('WRONG_ARCH', `image architecture ${arch} is not x86_64 (${ARCH_X86_64})`, { offset: 4 });
-    const major = m[p + 6]!, minor = m[p + 7]!;
+    if (arch !== ARCH_X86_64)
+      throw new CrimgError('WRONG_ARCH', `image architecture ${arch} is not x86_64 (${ARCH_X86_64})`, { offset: 4 });
+    const major = m[p + 6]!,
+      minor = m[p + 7]!;
     if (!isCompatible(major, minor)) {
-      throw new CrimgError('UNSUPPORTED_VERSION', `image format ${major}.${minor} is not readable by this reader (${FORMAT_MAJOR}.${FORMAT_MINOR})`, { offset: 6 });
+      throw new CrimgError(
+        'UNSUPPORTED_VERSION',
+        `image format ${major}.${minor} is not readable by this reader (${FORMAT_MAJOR}.${FORMAT_MINOR})`,
+        { offset: 6 },
+      );
     }
     this.k.xxh3Init(this.imgSlot);
     this.k.xxh3Update(this.imgSlot, p, 8);
@@ -157,17 +181,24 @@ export class RecordStream {
     const flags = dv.getUint16(2, true);
     const len = dv.getUint32(4, true);
     const csum = dv.getBigUint64(8, true);
-    if (flags & ~RF_MUST_UNDERSTAND) throw new CrimgError('BAD_RECORD', `reserved record flags 0x${flags.toString(16)} set`, { offset: off + 2, kind });
+    if (flags & ~RF_MUST_UNDERSTAND)
+      throw new CrimgError('BAD_RECORD', `reserved record flags 0x${flags.toString(16)} set`, { offset: off + 2, kind });
     const def = RECORD_BY_KIND.get(kind);
     if (len > maxLen(kind)) {
-      throw new CrimgError('LIMIT_EXCEEDED', `${kindName(kind)} record length ${len} exceeds the limit ${maxLen(kind)}`, { offset: off + 4, kind });
+      throw new CrimgError('LIMIT_EXCEEDED', `${kindName(kind)} record length ${len} exceeds the limit ${maxLen(kind)}`, {
+        offset: off + 4,
+        kind,
+      });
     }
     if (def && (def.fixedLen !== undefined ? len !== def.fixedLen : len < minLen(def))) {
       throw new CrimgError('BAD_RECORD', `${def.name} record length ${len} is invalid for its kind`, { offset: off + 4, kind });
     }
     const total = RECORD_HEADER_BYTES + pad8(len);
     if (off + total > size) {
-      throw new CrimgError('TRUNCATED', `${kindName(kind)} record of ${total} bytes runs past the end of the image (${size})`, { offset: off, kind });
+      throw new CrimgError('TRUNCATED', `${kindName(kind)} record of ${total} bytes runs past the end of the image (${size})`, {
+        offset: off,
+        kind,
+      });
     }
     // The image checksum covers the magic and every record header except the trailer's.
     if (kind !== K.TRAILER) this.k.xxh3Update(this.imgSlot, h, RECORD_HEADER_BYTES);
@@ -183,7 +214,11 @@ export class RecordStream {
     this.k.xxh3Update(this.slot, h, 8);
     const got = this.k.xxh3Digest(this.slot);
     if (got !== csum) {
-      throw new CrimgError('CHECKSUM_MISMATCH', `${kindName(kind)} record checksum 0x${got.toString(16)} does not match the stored 0x${csum.toString(16)}`, { offset: off, kind });
+      throw new CrimgError(
+        'CHECKSUM_MISMATCH',
+        `${kindName(kind)} record checksum 0x${got.toString(16)} does not match the stored 0x${csum.toString(16)}`,
+        { offset: off, kind },
+      );
     }
     m = this.k.u8();
     for (let i = len; i < pad8(len); i++) {
@@ -224,18 +259,24 @@ export class RecordStream {
       k.xxh3Update(this.slot, p, n);
       const rel = pos - base;
       if (rel < 16) m.copyWithin(head + rel, p, p + Math.min(16 - rel, n));
-      const lo = Math.max(rel, tailFrom), hi = rel + n;
+      const lo = Math.max(rel, tailFrom),
+        hi = rel + n;
       if (lo < hi) m.copyWithin(tailEnd - (plen - lo), p + (lo - rel), p + (hi - rel));
       pos += n;
     }
     k.xxh3Update(this.slot, side, 8);
     const got = k.xxh3Digest(this.slot);
     if (got !== csum) {
-      throw new CrimgError('CHECKSUM_MISMATCH', `${kindName(kind)} record checksum 0x${got.toString(16)} does not match the stored 0x${csum.toString(16)}`, { offset: off, kind });
+      throw new CrimgError(
+        'CHECKSUM_MISMATCH',
+        `${kindName(kind)} record checksum 0x${got.toString(16)} does not match the stored 0x${csum.toString(16)}`,
+        { offset: off, kind },
+      );
     }
     const endPtr = tailEnd - (plen - len);
     for (let i = len; i < plen; i++) {
-      if (m[endPtr + (i - len)] !== 0) throw new CrimgError('BAD_RECORD', 'non-zero padding', { offset: off + RECORD_HEADER_BYTES + i, kind });
+      if (m[endPtr + (i - len)] !== 0)
+        throw new CrimgError('BAD_RECORD', 'non-zero padding', { offset: off + RECORD_HEADER_BYTES + i, kind });
     }
     return { kind, flags, len, off, ptr: -1, csum, streamed: { head, end: endPtr } };
   }
@@ -247,7 +288,10 @@ export class RecordStream {
     const m = this.k.u8();
     const dv = new DataView(m.buffer, m.byteOffset + h, RECORD_HEADER_BYTES);
     if (dv.getUint16(0, true) !== r.kind || dv.getUint32(4, true) !== r.len || dv.getBigUint64(8, true) !== r.csum) {
-      throw new CrimgError('CHECKSUM_MISMATCH', `${kindName(r.kind)} record header changed since it was first read`, { offset: r.off, kind: r.kind });
+      throw new CrimgError('CHECKSUM_MISMATCH', `${kindName(r.kind)} record header changed since it was first read`, {
+        offset: r.off,
+        kind: r.kind,
+      });
     }
     this.k.xxh3Init(this.slot);
     this.k.xxh3Update(this.slot, h + RECORD_HEADER_BYTES, pad8(r.len));
@@ -266,7 +310,12 @@ export class RecordStream {
  * (offset, length, checksum of each). The grammar walk that follows skips their
  * payloads when it meets a record at the same offset with the same header.
  */
-export interface Preverified { offs: number[]; lens: number[]; csums: bigint[]; i: number }
+export interface Preverified {
+  offs: number[];
+  lens: number[];
+  csums: bigint[];
+  i: number;
+}
 
 function isPreverified(p: Preverified, off: number, len: number, csum: bigint): boolean {
   while (p.i < p.offs.length && p.offs[p.i]! < off) p.i++;
@@ -306,21 +355,29 @@ export async function bulkPass(src: Source, k: Kernels, chunk: number, onProgres
     // BULK_DEPTH reads in flight and the chunk being hashed: each in its own buffer
     const p = ring + (seq++ % (BULK_DEPTH + 1)) * chunk;
     const done = src.preadAsync!(k.u8().subarray(p, p + n), next);
-    done.catch(() => { /* seen when awaited */ });
+    done.catch(() => {
+      /* seen when awaited */
+    });
     inflight.push({ p, pos: next, n, done });
     next += n;
   };
   let off = 8; // header of the record being walked
   let have = 0; // bytes of that header gathered at `side`
   let remain = -1; // padded payload bytes still to hash; -1 while gathering the header
-  let kind = 0, len = 0, csum = 0n;
+  let kind = 0,
+    len = 0,
+    csum = 0n;
   let stop = false;
   try {
     for (let i = 0; i < BULK_DEPTH; i++) issue();
     while (inflight.length) {
       const c = inflight.shift()!;
       let got = 0;
-      try { got = await c.done; } catch { stop = true; } // the grammar walk reports read errors
+      try {
+        got = await c.done;
+      } catch {
+        stop = true;
+      } // the grammar walk reports read errors
       if (got < c.n) stop = true;
       if (!stop) issue();
       const m = k.u8();
@@ -339,7 +396,10 @@ export async function bulkPass(src: Source, k: Kernels, chunk: number, onProgres
           kind = dv.getUint16(side, true);
           len = dv.getUint32(side + 4, true);
           csum = dv.getBigUint64(side + 8, true);
-          if (len > maxLen(kind) || off + RECORD_HEADER_BYTES + pad8(len) > size) { stop = true; break; }
+          if (len > maxLen(kind) || off + RECORD_HEADER_BYTES + pad8(len) > size) {
+            stop = true;
+            break;
+          }
           k.xxh3Init(slot);
           remain = pad8(len);
         } else {
@@ -350,8 +410,15 @@ export async function bulkPass(src: Source, k: Kernels, chunk: number, onProgres
         }
         if (remain === 0) {
           k.xxh3Update(slot, side, 8);
-          if (k.xxh3Digest(slot) !== csum) { stop = true; break; }
-          if (kind === K.PAGES && len % 8 === 0) { pre.offs.push(off); pre.lens.push(len); pre.csums.push(csum); }
+          if (k.xxh3Digest(slot) !== csum) {
+            stop = true;
+            break;
+          }
+          if (kind === K.PAGES && len % 8 === 0) {
+            pre.offs.push(off);
+            pre.lens.push(len);
+            pre.csums.push(csum);
+          }
           off += RECORD_HEADER_BYTES + pad8(len);
           remain = -1;
         }
@@ -387,7 +454,9 @@ function popcount32(x: number): number {
 
 /** Checks the fixed part and bitmap of a PAGES payload; returns nstored. */
 export function checkPagesPayload(m: Uint8Array, fixedPtr: number, bmPtr: number, r: Rec, npages: number, flags: number): number {
-  const bad = (why: string, at = r.off): never => { throw new CrimgError('BAD_RECORD', `PAGES record: ${why}`, { offset: at, kind: K.PAGES }); };
+  const bad = (why: string, at = r.off): never => {
+    throw new CrimgError('BAD_RECORD', `PAGES record: ${why}`, { offset: at, kind: K.PAGES });
+  };
   void fixedPtr;
   if (flags !== 0) bad(`reserved flags ${flags}`, r.off + RECORD_HEADER_BYTES + 12);
   if (npages < 1 || npages > MAX_RUN_PAGES) bad(`page count ${npages} outside 1..${MAX_RUN_PAGES}`, r.off + RECORD_HEADER_BYTES + 8);
@@ -398,7 +467,8 @@ export function checkPagesPayload(m: Uint8Array, fixedPtr: number, bmPtr: number
   const dv = new DataView(m.buffer, m.byteOffset + bmPtr, bmBytes);
   let count = 0;
   for (let w = 0; w < bmBytes / 8; w++) {
-    const lo = dv.getUint32(w * 8, true), hi = dv.getUint32(w * 8 + 4, true);
+    const lo = dv.getUint32(w * 8, true),
+      hi = dv.getUint32(w * 8 + 4, true);
     const valid = Math.min(64, npages - w * 64);
     // bits at and above `valid` must be clear (valid >= 1)
     if (valid < 64 && (valid <= 32 ? (valid < 32 && lo >>> valid !== 0) || hi !== 0 : hi >>> (valid - 32) !== 0)) {

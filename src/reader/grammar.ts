@@ -8,19 +8,56 @@ import { CrimgError } from '../errors.js';
 import { KINDS } from '../kinds/index.js';
 import { type AnyKind, type OwnerName, type Owners, setValue } from '../kinds/kind.js';
 import {
-  type Credentials, type Mm, type Model, type Namespace, type NamespaceIds, NS_KINDS, type NocrReason, type OpenFile, type PageSource,
-  type Task, type Thread, type Vma, MM_FIELD_NAMES, emptyCreds, emptyNsIds,
+  type Credentials,
+  type Mm,
+  type Model,
+  type Namespace,
+  type NamespaceIds,
+  NS_KINDS,
+  type NocrReason,
+  type OpenFile,
+  type PageSource,
+  type Task,
+  type Thread,
+  type Vma,
+  MM_FIELD_NAMES,
+  emptyCreds,
+  emptyNsIds,
 } from '../model.js';
 import {
-  CHECKSUM_XXH3_64, type Child, type Count, type Fields, IMAGE_GRAMMAR, INDEX_ENTRY_BYTES, IX, K, MAX_RUN_PAGES, PAGE_SIZE, RECORD_BY_KIND,
-  RECORD_HEADER_BYTES, RF_MUST_UNDERSTAND, TRAILER_MAGIC, decodeFields, kindName,
+  CHECKSUM_XXH3_64,
+  type Child,
+  type Count,
+  type Fields,
+  IMAGE_GRAMMAR,
+  INDEX_ENTRY_BYTES,
+  IX,
+  K,
+  MAX_RUN_PAGES,
+  PAGE_SIZE,
+  RECORD_BY_KIND,
+  RECORD_HEADER_BYTES,
+  RF_MUST_UNDERSTAND,
+  TRAILER_MAGIC,
+  decodeFields,
+  kindName,
 } from '../schema.js';
 import { type PageRec, type Rec, type RecordStream, checkPagesPayload } from './framing.js';
 
 export type ReadMode = 'full' | 'meta';
 
-export interface VmaStats { start: bigint; end: bigint; path: string | null; pages: number; stored: number; zero: number }
-export interface TaskStats { pid: number; vmas: VmaStats[] }
+export interface VmaStats {
+  start: bigint;
+  end: bigint;
+  path: string | null;
+  pages: number;
+  stored: number;
+  zero: number;
+}
+export interface TaskStats {
+  pid: number;
+  vmas: VmaStats[];
+}
 
 export interface ImageStats {
   fileBytes: number;
@@ -34,7 +71,10 @@ export interface ImageStats {
   tasks: TaskStats[];
 }
 
-export interface Parsed { model: Model; stats: ImageStats }
+export interface Parsed {
+  model: Model;
+  stats: ImageStats;
+}
 
 /** What the grammar needs from the image it builds a model for. */
 export interface GrammarHooks {
@@ -59,9 +99,21 @@ class Walk {
   readonly stats: ImageStats;
   private readonly allRuns: { pid: number; r: PageRec }[] = [];
 
-  constructor(private readonly rs: RecordStream, private readonly mode: ReadMode, private readonly hooks: GrammarHooks) {
+  constructor(
+    private readonly rs: RecordStream,
+    private readonly mode: ReadMode,
+    private readonly hooks: GrammarHooks,
+  ) {
     this.stats = {
-      fileBytes: rs.src.size, records: 0, pageRecords: 0, pagesStored: 0, pagesZero: 0, pageBytes: 0, metaBytes: 0, imageCsum: 0n, tasks: [],
+      fileBytes: rs.src.size,
+      records: 0,
+      pageRecords: 0,
+      pagesStored: 0,
+      pagesZero: 0,
+      pageBytes: 0,
+      metaBytes: 0,
+      imageCsum: 0n,
+      tasks: [],
     };
   }
 
@@ -69,22 +121,37 @@ class Walk {
 
   /** The next record of a known kind (unknown kinds are skipped unless marked must-understand). */
   private next(): Rec | null {
-    if (this.pending) { const p = this.pending; this.pending = null; return p; }
+    if (this.pending) {
+      const p = this.pending;
+      this.pending = null;
+      return p;
+    }
     const skip = this.mode === 'meta' ? (kind: number): boolean => kind === K.PAGES : undefined;
     for (;;) {
       const r = this.rs.next(skip);
       if (!r) return null;
       if (RECORD_BY_KIND.has(r.kind)) return r;
-      if (r.flags & RF_MUST_UNDERSTAND) throw new CrimgError('BAD_RECORD', `unknown record kind ${kindName(r.kind)} marked must-understand`, { offset: r.off, kind: r.kind });
+      if (r.flags & RF_MUST_UNDERSTAND)
+        throw new CrimgError('BAD_RECORD', `unknown record kind ${kindName(r.kind)} marked must-understand`, {
+          offset: r.off,
+          kind: r.kind,
+        });
     }
   }
 
-  private peek(): Rec | null { return (this.pending ??= this.next()); }
+  private peek(): Rec | null {
+    return (this.pending ??= this.next());
+  }
 
   private expect(kind: number, context: string): Rec {
     const r = this.next();
-    if (!r) throw new CrimgError('TRUNCATED', `image ends where a ${kindName(kind)} record is expected (${context})`, { offset: this.rs.pos });
-    if (r.kind !== kind) throw new CrimgError('BAD_RECORD', `expected a ${kindName(kind)} record (${context}), found ${kindName(r.kind)}`, { offset: r.off, kind: r.kind });
+    if (!r)
+      throw new CrimgError('TRUNCATED', `image ends where a ${kindName(kind)} record is expected (${context})`, { offset: this.rs.pos });
+    if (r.kind !== kind)
+      throw new CrimgError('BAD_RECORD', `expected a ${kindName(kind)} record (${context}), found ${kindName(r.kind)}`, {
+        offset: r.off,
+        kind: r.kind,
+      });
     return r;
   }
 
@@ -110,7 +177,8 @@ class Walk {
           const r = this.peek();
           if (!r || r.kind !== c.kind) break;
           this.pending = null;
-          if (kd && owner) this.kind(kd, r, owner[1], owner[2]); else visit[c.kind]!(r, i);
+          if (kd && owner) this.kind(kd, r, owner[1], owner[2]);
+          else visit[c.kind]!(r, i);
           if (c.count === '?') break;
         }
         continue;
@@ -133,7 +201,9 @@ class Walk {
   private checkKinds(task: Task, seen: KindValues): void {
     for (const [kd, list] of seen) {
       if (!kd.checkTask) continue;
-      kd.checkTask(task, list.map(([o, v]) => [o, v]) as never, (o: unknown, why: string) => this.bad(list.find((x) => x[0] === o)?.[2] ?? list[0]![2], why));
+      kd.checkTask(task, list.map(([o, v]) => [o, v]) as never, (o: unknown, why: string) =>
+        this.bad(list.find((x) => x[0] === o)?.[2] ?? list[0]![2], why),
+      );
     }
   }
 
@@ -146,16 +216,23 @@ class Walk {
     let hf: Fields = {};
     let indexRec: Rec | null = null;
     const visit: Visitors = {
-      [K.HEADER]: (r) => { hf = this.fields(r); model.header = this.header(r, hf); },
+      [K.HEADER]: (r) => {
+        hf = this.fields(r);
+        model.header = this.header(r, hf);
+      },
       [K.NS]: (r) => model.namespaces.push(this.ns(r)),
       [K.TASK]: (r) => model.tasks.push(this.task(r, pids)),
-      [K.INDEX]: (r) => { this.index(r); indexRec = r; },
+      [K.INDEX]: (r) => {
+        this.index(r);
+        indexRec = r;
+      },
       [K.TRAILER]: (r) => this.trailer(r, indexRec!),
     };
     // HEADER comes first and holds the counts of the rest
     this.children(IMAGE_GRAMMAR.slice(0, 1), {}, 'first record', visit);
     this.children(IMAGE_GRAMMAR.slice(1), hf, 'of the image', visit);
-    if (this.rs.pos !== this.rs.src.size) throw new CrimgError('BAD_RECORD', `${this.rs.src.size - this.rs.pos} bytes follow the trailer`, { offset: this.rs.pos });
+    if (this.rs.pos !== this.rs.src.size)
+      throw new CrimgError('BAD_RECORD', `${this.rs.src.size - this.rs.pos} bytes follow the trailer`, { offset: this.rs.pos });
     const st = this.stats;
     st.records = this.rs.records;
     st.pageBytes = st.pagesStored * PAGE_SIZE;
@@ -167,10 +244,18 @@ class Walk {
     if (h.checksumAlgo !== CHECKSUM_XXH3_64) this.bad(r, `unknown checksum algorithm ${h.checksumAlgo}`);
     if (h.pageSize !== PAGE_SIZE) this.bad(r, `page size ${h.pageSize} is not 4096`);
     return {
-      crid: h.crid as bigint, createdNs: h.createdNs as bigint, freezeNs: h.freezeNs as bigint, flags: h.flags as number, tool: h.tool as string,
+      crid: h.crid as bigint,
+      createdNs: h.createdNs as bigint,
+      freezeNs: h.freezeNs as bigint,
+      flags: h.flags as number,
+      tool: h.tool as string,
       uts: {
-        sysname: h.sysname as string, nodename: h.nodename as string, release: h.release as string,
-        version: h.version as string, machine: h.machine as string, domainname: h.domainname as string,
+        sysname: h.sysname as string,
+        nodename: h.nodename as string,
+        release: h.release as string,
+        version: h.version as string,
+        machine: h.machine as string,
+        domainname: h.domainname as string,
       },
     };
   }
@@ -180,7 +265,10 @@ class Walk {
     const kind = NS_KINDS[f.nsKind as number];
     if (!kind) this.bad(r, `namespace kind ${f.nsKind} unknown`);
     const ns: Namespace = { kind: kind!, id: f.id as bigint };
-    if ((f.nsFlags as number) & 1) { ns.nodename = f.nodename as string; ns.domainname = f.domainname as string; }
+    if ((f.nsFlags as number) & 1) {
+      ns.nodename = f.nodename as string;
+      ns.domainname = f.domainname as string;
+    }
     if ((f.nsFlags as number) & ~1) this.bad(r, `reserved namespace flags ${f.nsFlags}`);
     return ns;
   }
@@ -191,28 +279,59 @@ class Walk {
     pids.add(tf.pid as number);
     if ((tf.hasMm as number) > 1) this.bad(tr, `hasMm ${tf.hasMm}`);
     const task: Task = {
-      pid: tf.pid as number, tgid: tf.tgid as number, ppid: tf.ppid as number, pgid: tf.pgid as number, sid: tf.sid as number,
-      comm: tf.comm as string, exe: tf.exe as string, cwd: tf.cwd as string, root: tf.root as string,
-      args: tf.args as string[], env: tf.env as string[], personality: tf.personality as number, exitSignal: tf.exitSignal as number,
-      creds: emptyCreds(), rlimits: [], ns: emptyNsIds(), threads: [], mm: null, files: [], nocr: [],
+      pid: tf.pid as number,
+      tgid: tf.tgid as number,
+      ppid: tf.ppid as number,
+      pgid: tf.pgid as number,
+      sid: tf.sid as number,
+      comm: tf.comm as string,
+      exe: tf.exe as string,
+      cwd: tf.cwd as string,
+      root: tf.root as string,
+      args: tf.args as string[],
+      env: tf.env as string[],
+      personality: tf.personality as number,
+      exitSignal: tf.exitSignal as number,
+      creds: emptyCreds(),
+      rlimits: [],
+      ns: emptyNsIds(),
+      threads: [],
+      mm: null,
+      files: [],
+      nocr: [],
     };
     const tstats: TaskStats = { pid: task.pid, vmas: [] };
     this.stats.tasks.push(tstats);
     const seen: KindValues = new Map();
-    const tids = new Set<number>(), fds = new Set<number>();
+    const tids = new Set<number>(),
+      fds = new Set<number>();
     const where = `of task ${task.pid}`;
-    this.children(def(K.TASK), tf, where, {
-      [K.CREDS]: (r) => { task.creds = credsOf(this.fields(r)); },
-      [K.RLIMITS]: (r) => { task.rlimits = this.rlimits(r); },
-      [K.NSIDS]: (r) => { task.ns = nsIdsOf(this.fields(r)); },
-      [K.THREAD]: (r) => task.threads.push(this.thread(r, tids, seen)),
-      [K.MM]: (r) => { task.mm = this.mm(r, task.pid, tstats); },
-      [K.FD]: (r) => task.files.push(this.fd(r, fds, seen)),
-      [K.NOCR]: (r) => {
-        const f = this.fields(r);
-        task.nocr.push({ pid: f.pid as number, code: f.code as string, text: f.text as string } as NocrReason);
+    this.children(
+      def(K.TASK),
+      tf,
+      where,
+      {
+        [K.CREDS]: (r) => {
+          task.creds = credsOf(this.fields(r));
+        },
+        [K.RLIMITS]: (r) => {
+          task.rlimits = this.rlimits(r);
+        },
+        [K.NSIDS]: (r) => {
+          task.ns = nsIdsOf(this.fields(r));
+        },
+        [K.THREAD]: (r) => task.threads.push(this.thread(r, tids, seen)),
+        [K.MM]: (r) => {
+          task.mm = this.mm(r, task.pid, tstats);
+        },
+        [K.FD]: (r) => task.files.push(this.fd(r, fds, seen)),
+        [K.NOCR]: (r) => {
+          const f = this.fields(r);
+          task.nocr.push({ pid: f.pid as number, code: f.code as string, text: f.text as string } as NocrReason);
+        },
       },
-    }, ['task', task, seen]);
+      ['task', task, seen],
+    );
     this.checkKinds(task, seen);
     return task;
   }
@@ -231,15 +350,34 @@ class Walk {
     if (flags & ~3) this.bad(thr, `reserved thread flags ${flags}`);
     const m = (): Uint8Array => this.rs.k.u8();
     const th: Thread = {
-      tid: f.tid as number, regs: new BigUint64Array(27), fpu: new Uint8Array(0), xstate: null, sigmask: f.sigmask as bigint, sigpending: f.sigpending as bigint,
-      rseq: flags & 2 ? { ptr: f.rseqPtr as bigint, len: f.rseqLen as number, sig: f.rseqSig as number, flags: f.rseqFlags as number } : null,
+      tid: f.tid as number,
+      regs: new BigUint64Array(27),
+      fpu: new Uint8Array(0),
+      xstate: null,
+      sigmask: f.sigmask as bigint,
+      sigpending: f.sigpending as bigint,
+      rseq:
+        flags & 2 ? { ptr: f.rseqPtr as bigint, len: f.rseqLen as number, sig: f.rseqSig as number, flags: f.rseqFlags as number } : null,
       state: f.state as string,
     };
-    this.children(def(K.THREAD), f, `of thread ${th.tid}`, {
-      [K.REGS]: (r) => { new Uint8Array(th.regs.buffer).set(m().subarray(r.ptr, r.ptr + 216)); },
-      [K.FPU]: (r) => { th.fpu = m().slice(r.ptr, r.ptr + 512); },
-      [K.XSTATE]: (r) => { const x = this.fields(r); th.xstate = { xcr0: x.xcr0 as bigint, ext: x.ext as Uint8Array }; },
-    }, ['thread', th, seen]);
+    this.children(
+      def(K.THREAD),
+      f,
+      `of thread ${th.tid}`,
+      {
+        [K.REGS]: (r) => {
+          new Uint8Array(th.regs.buffer).set(m().subarray(r.ptr, r.ptr + 216));
+        },
+        [K.FPU]: (r) => {
+          th.fpu = m().slice(r.ptr, r.ptr + 512);
+        },
+        [K.XSTATE]: (r) => {
+          const x = this.fields(r);
+          th.xstate = { xcr0: x.xcr0 as bigint, ext: x.ext as Uint8Array };
+        },
+      },
+      ['thread', th, seen],
+    );
     return th;
   }
 
@@ -249,9 +387,17 @@ class Walk {
     fds.add(f.fd as number);
     if ((f.fdKind as number) > 2) this.bad(r, `fd kind ${f.fdKind}`);
     const file: OpenFile = {
-      fd: f.fd as number, kind: f.fdKind as number, path: f.path as string, flags: f.flags as number, pos: f.pos as bigint,
-      mode: f.mode as number, cloexec: f.cloexec !== 0, devMajor: f.devMajor as number, devMinor: f.devMinor as number,
-      inode: f.inode as bigint, size: f.size as bigint,
+      fd: f.fd as number,
+      kind: f.fdKind as number,
+      path: f.path as string,
+      flags: f.flags as number,
+      pos: f.pos as bigint,
+      mode: f.mode as number,
+      cloexec: f.cloexec !== 0,
+      devMajor: f.devMajor as number,
+      devMinor: f.devMinor as number,
+      inode: f.inode as bigint,
+      size: f.size as bigint,
     };
     this.children(def(K.FD), f, `of fd ${file.fd}`, {}, ['fd', file, seen]);
     return file;
@@ -276,13 +422,22 @@ class Walk {
 
   private vma(vr: Rec, pid: number, prevEnd: bigint, tstats: TaskStats): Vma {
     const vf = this.fields(vr);
-    const start = vf.start as bigint, end = vf.end as bigint;
-    if (start % 4096n || end % 4096n || start >= end) this.bad(vr, `range 0x${start.toString(16)}-0x${end.toString(16)} is empty or not page aligned`);
+    const start = vf.start as bigint,
+      end = vf.end as bigint;
+    if (start % 4096n || end % 4096n || start >= end)
+      this.bad(vr, `range 0x${start.toString(16)}-0x${end.toString(16)} is empty or not page aligned`);
     if (start < prevEnd) this.bad(vr, `VMA 0x${start.toString(16)} overlaps or precedes the previous one`);
     if ((vf.prot as number) & ~7) this.bad(vr, `prot ${vf.prot}`);
     const vma: Vma = {
-      start, end, prot: vf.prot as number, flags: vf.vmaFlags as number, pgoff: vf.pgoff as bigint,
-      devMajor: vf.devMajor as number, devMinor: vf.devMinor as number, inode: vf.inode as bigint, path: vf.path as string | null,
+      start,
+      end,
+      prot: vf.prot as number,
+      flags: vf.vmaFlags as number,
+      pgoff: vf.pgoff as bigint,
+      devMajor: vf.devMajor as number,
+      devMinor: vf.devMinor as number,
+      inode: vf.inode as bigint,
+      path: vf.path as string | null,
       pages: undefined as unknown as PageSource,
     };
     vma.pages = this.hooks.pageSource(() => vma);
@@ -295,7 +450,8 @@ class Walk {
         at = rec.addr + BigInt(rec.npages * PAGE_SIZE);
         runs.push(rec);
         this.allRuns.push({ pid, r: rec });
-        vs.stored += rec.nstored; vs.zero += rec.npages - rec.nstored;
+        vs.stored += rec.nstored;
+        vs.zero += rec.npages - rec.nstored;
       },
     });
     this.hooks.setRuns(vma, runs);
@@ -314,13 +470,17 @@ class Walk {
       const endPtr = pr.streamed ? pr.streamed.end : pr.ptr + pr.len;
       const m = k.u8();
       const dv = new DataView(m.buffer, m.byteOffset + head, 16);
-      addr = dv.getBigUint64(0, true); npages = dv.getUint32(8, true); pflags = dv.getUint32(12, true);
+      addr = dv.getBigUint64(0, true);
+      npages = dv.getUint32(8, true);
+      pflags = dv.getUint32(12, true);
       nstored = checkPagesPayload(m, head, endPtr - bmBytesOf(npages), pr, npages, pflags);
     } else {
       let p = this.rs.ensure(pr.off + RECORD_HEADER_BYTES, 16);
       let m = k.u8();
       const dv = new DataView(m.buffer, m.byteOffset + p, 16);
-      addr = dv.getBigUint64(0, true); npages = dv.getUint32(8, true); pflags = dv.getUint32(12, true);
+      addr = dv.getBigUint64(0, true);
+      npages = dv.getUint32(8, true);
+      pflags = dv.getUint32(12, true);
       const bmBytes = bmBytesOf(npages);
       if (pr.len < 16 + bmBytes) this.bad(pr, `length ${pr.len} too short for ${npages} pages`);
       // the bitmap, the next record's header and fixed part: page runs are walked one small read per record
@@ -332,7 +492,9 @@ class Walk {
       this.bad(pr, `run at 0x${addr.toString(16)} of ${npages} pages is outside its VMA or not in ascending order`);
     }
     const st = this.stats;
-    st.pageRecords++; st.pagesStored += nstored; st.pagesZero += npages - nstored;
+    st.pageRecords++;
+    st.pagesStored += nstored;
+    st.pagesZero += npages - nstored;
     return { addr, npages, nstored, off: pr.off, len: pr.len, csum: pr.csum };
   }
 
@@ -346,9 +508,16 @@ class Walk {
     for (let i = 0; i < count; i++) {
       const o = 8 + i * INDEX_ENTRY_BYTES;
       const e = this.allRuns[i]!;
-      if (dv.getInt32(o + IX.pid, true) !== e.pid || dv.getUint32(o + IX.npages, true) !== e.r.npages || dv.getBigUint64(o + IX.addr, true) !== e.r.addr
-        || dv.getBigUint64(o + IX.offset, true) !== BigInt(e.r.off)) {
-        throw new CrimgError('BAD_RECORD', `INDEX entry ${i} does not match PAGES record at ${e.r.off}`, { offset: ir.off + RECORD_HEADER_BYTES + o, kind: K.INDEX });
+      if (
+        dv.getInt32(o + IX.pid, true) !== e.pid
+        || dv.getUint32(o + IX.npages, true) !== e.r.npages
+        || dv.getBigUint64(o + IX.addr, true) !== e.r.addr
+        || dv.getBigUint64(o + IX.offset, true) !== BigInt(e.r.off)
+      ) {
+        throw new CrimgError('BAD_RECORD', `INDEX entry ${i} does not match PAGES record at ${e.r.off}`, {
+          offset: ir.off + RECORD_HEADER_BYTES + o,
+          kind: K.INDEX,
+        });
       }
     }
     // the whole-image checksum covers every record header before the trailer
@@ -358,11 +527,17 @@ class Walk {
   private trailer(trr: Rec, ir: Rec): void {
     const t = this.fields(trr);
     const imageCsum = this.stats.imageCsum;
-    if (t.tmagic !== TRAILER_MAGIC) throw new CrimgError('BAD_MAGIC', 'trailer magic is wrong', { offset: trr.off + RECORD_HEADER_BYTES, kind: K.TRAILER });
-    if (t.records !== BigInt(this.rs.records - 1)) this.bad(trr, `trailer counts ${t.records} records, the image has ${this.rs.records - 1}`);
+    if (t.tmagic !== TRAILER_MAGIC)
+      throw new CrimgError('BAD_MAGIC', 'trailer magic is wrong', { offset: trr.off + RECORD_HEADER_BYTES, kind: K.TRAILER });
+    if (t.records !== BigInt(this.rs.records - 1))
+      this.bad(trr, `trailer counts ${t.records} records, the image has ${this.rs.records - 1}`);
     if (t.indexOffset !== BigInt(ir.off)) this.bad(trr, `trailer puts INDEX at ${t.indexOffset}, it is at ${ir.off}`);
     if (t.imageCsum !== imageCsum) {
-      throw new CrimgError('CHECKSUM_MISMATCH', `whole-image checksum 0x${imageCsum.toString(16)} does not match the trailer's 0x${(t.imageCsum as bigint).toString(16)}`, { offset: trr.off, kind: K.TRAILER });
+      throw new CrimgError(
+        'CHECKSUM_MISMATCH',
+        `whole-image checksum 0x${imageCsum.toString(16)} does not match the trailer's 0x${(t.imageCsum as bigint).toString(16)}`,
+        { offset: trr.off, kind: K.TRAILER },
+      );
     }
   }
 }
@@ -378,9 +553,23 @@ function countOf(c: Count, f: Fields): number {
 function credsOf(c: Fields): Credentials {
   const x = c as unknown as Credentials;
   return {
-    uid: x.uid, gid: x.gid, euid: x.euid, egid: x.egid, suid: x.suid, sgid: x.sgid, fsuid: x.fsuid, fsgid: x.fsgid, groups: x.groups,
-    capInh: x.capInh, capPrm: x.capPrm, capEff: x.capEff, capBnd: x.capBnd, capAmb: x.capAmb,
-    securebits: x.securebits, noNewPrivs: x.noNewPrivs, seccompMode: x.seccompMode,
+    uid: x.uid,
+    gid: x.gid,
+    euid: x.euid,
+    egid: x.egid,
+    suid: x.suid,
+    sgid: x.sgid,
+    fsuid: x.fsuid,
+    fsgid: x.fsgid,
+    groups: x.groups,
+    capInh: x.capInh,
+    capPrm: x.capPrm,
+    capEff: x.capEff,
+    capBnd: x.capBnd,
+    capAmb: x.capAmb,
+    securebits: x.securebits,
+    noNewPrivs: x.noNewPrivs,
+    seccompMode: x.seccompMode,
   };
 }
 

@@ -11,7 +11,15 @@ import type { Model, PageSource, Vma } from '../model.js';
 import { K, PAGE_SIZE, RECORD_HEADER_BYTES, pad8 } from '../schema.js';
 import { type Source, type SourceTarget, openSource } from '../source.js';
 import {
-  BULK_CHUNK, BULK_MIN, MAX_PAGES_PAYLOAD, META_READAHEAD, type PageRec, type Preverified, RecordStream, bulkPass, checkPagesPayload,
+  BULK_CHUNK,
+  BULK_MIN,
+  MAX_PAGES_PAYLOAD,
+  META_READAHEAD,
+  type PageRec,
+  type Preverified,
+  RecordStream,
+  bulkPass,
+  checkPagesPayload,
 } from './framing.js';
 import { type ImageStats, type ReadMode, parse } from './grammar.js';
 
@@ -37,20 +45,32 @@ export class Image {
   private readonly recRegions = [-1, -1];
   /** Per slot: the run whose verified record is there (reads of parts of one run load it once). */
   private readonly loaded: (PageRec | null)[] = [null, null];
-  private readonly loadedAt = [{ data: 0, bitmap: 0 }, { data: 0, bitmap: 0 }];
+  private readonly loadedAt = [
+    { data: 0, bitmap: 0 },
+    { data: 0, bitmap: 0 },
+  ];
   /** Per slot: the run whose bytes fetchRun read there, not yet verified. */
   private readonly fetched: (PageRec | null)[] = [null, null];
   private readonly runsByVma = new Map<Vma, PageRec[]>();
   private closed = false;
 
   /** @internal */
-  constructor(private readonly src: Source, readonly k: Kernels, mode: ReadMode, private readonly ownsSource: boolean, onProgress?: (offset: number) => void, pre?: Preverified) {
+  constructor(
+    private readonly src: Source,
+    readonly k: Kernels,
+    mode: ReadMode,
+    private readonly ownsSource: boolean,
+    onProgress?: (offset: number) => void,
+    pre?: Preverified,
+  ) {
     this.rs = new RecordStream(src, k);
     if (mode === 'meta' || pre) this.rs.readahead = META_READAHEAD;
     if (pre) this.rs.pre = pre;
     try {
       const parsed = parse(this.rs, mode, {
-        setRuns: (vma, runs) => { this.runsByVma.set(vma, runs); },
+        setRuns: (vma, runs) => {
+          this.runsByVma.set(vma, runs);
+        },
         pageSource: (vma) => new ImagePageSource(this, vma),
         onProgress,
       });
@@ -108,8 +128,13 @@ export class Image {
     this.fetched[slot] = null;
     const m = this.k.u8();
     const dv = new DataView(m.buffer, m.byteOffset + at, RECORD_HEADER_BYTES + 16);
-    if (dv.getUint16(0, true) !== K.PAGES || dv.getUint32(4, true) !== r.len || dv.getBigUint64(8, true) !== r.csum
-      || dv.getBigUint64(16, true) !== r.addr || dv.getUint32(24, true) !== r.npages) {
+    if (
+      dv.getUint16(0, true) !== K.PAGES
+      || dv.getUint32(4, true) !== r.len
+      || dv.getBigUint64(8, true) !== r.csum
+      || dv.getBigUint64(16, true) !== r.addr
+      || dv.getUint32(24, true) !== r.npages
+    ) {
       throw new CrimgError('CHECKSUM_MISMATCH', 'PAGES record changed since the image was opened', { offset: r.off, kind: K.PAGES });
     }
     const hs = claimSlot(this.k);
@@ -119,17 +144,28 @@ export class Image {
       if (this.k.xxh3Digest(hs) !== r.csum) {
         throw new CrimgError('CHECKSUM_MISMATCH', 'PAGES record checksum does not match', { offset: r.off, kind: K.PAGES });
       }
-    } finally { releaseSlot(this.k, hs); }
+    } finally {
+      releaseSlot(this.k, hs);
+    }
     const data = at + RECORD_HEADER_BYTES + 16;
     const bitmap = data + r.nstored * PAGE_SIZE;
-    checkPagesPayload(m, at + RECORD_HEADER_BYTES, bitmap, { kind: K.PAGES, flags: 0, len: r.len, off: r.off, ptr: 0, csum: r.csum }, r.npages, 0);
+    checkPagesPayload(
+      m,
+      at + RECORD_HEADER_BYTES,
+      bitmap,
+      { kind: K.PAGES, flags: 0, len: r.len, off: r.off, ptr: 0, csum: r.csum },
+      r.npages,
+      0,
+    );
     this.loaded[slot] = r;
     this.loadedAt[slot] = { data, bitmap };
     return this.loadedAt[slot]!;
   }
 
   /** The PAGES records of a VMA of this image. */
-  runsOf(vma: Vma): PageRec[] { return this.runsByVma.get(vma) ?? []; }
+  runsOf(vma: Vma): PageRec[] {
+    return this.runsByVma.get(vma) ?? [];
+  }
 
   /** Copy pages [first, first+n) of the VMA (relative) into kernel memory at dst; absent and zero pages read as 0. */
   readVmaPages(vma: Vma, dst: number, first: number, n: number): void {
@@ -139,7 +175,10 @@ export class Image {
     const hi = lo + BigInt(n * PAGE_SIZE);
     let z = 0; // pages of dst [0, z) are written
     const zero = (to: number): void => {
-      if (to > z) { k.u8().fill(0, dst + z * PAGE_SIZE, dst + to * PAGE_SIZE); z = to; }
+      if (to > z) {
+        k.u8().fill(0, dst + z * PAGE_SIZE, dst + to * PAGE_SIZE);
+        z = to;
+      }
     };
     for (let i = lowerRun(runs, lo); i < runs.length; i++) {
       const r = runs[i]!;
@@ -147,7 +186,8 @@ export class Image {
       const { data, bitmap } = this.loadRun(r);
       // the run's first page, counted from `lo` (negative when the run starts before it); addresses are page aligned
       const rel = Number((r.addr - lo) / 4096n);
-      const p0 = Math.max(0, -rel), p1 = Math.min(r.npages, n - rel);
+      const p0 = Math.max(0, -rel),
+        p1 = Math.min(r.npages, n - rel);
       zero(rel + p0);
       if (p0 === 0 && p1 === r.npages) {
         k.pagesUnpack(data, bitmap, r.npages, dst + rel * PAGE_SIZE);
@@ -194,25 +234,32 @@ export class Image {
           at = chunkEnd;
         }
       }
-    } finally { releaseRegion(this.k, scratch); }
+    } finally {
+      releaseRegion(this.k, scratch);
+    }
     return out;
   }
 }
 
 function lowerRun(runs: PageRec[], addr: bigint): number {
   // first run whose end is above addr
-  let lo = 0, hi = runs.length;
+  let lo = 0,
+    hi = runs.length;
   while (lo < hi) {
     const mid = (lo + hi) >> 1;
     const r = runs[mid]!;
-    if (r.addr + BigInt(r.npages * PAGE_SIZE) <= addr) lo = mid + 1; else hi = mid;
+    if (r.addr + BigInt(r.npages * PAGE_SIZE) <= addr) lo = mid + 1;
+    else hi = mid;
   }
   return lo;
 }
 
 /** Pages of a VMA stored in an open image. */
 class ImagePageSource implements PageSource {
-  constructor(private readonly img: Image, private readonly vma: () => Vma) {}
+  constructor(
+    private readonly img: Image,
+    private readonly vma: () => Vma,
+  ) {}
   runs(): Iterable<[number, number]> {
     const v = this.vma();
     return this.img.runsOf(v).map((r) => [Number((r.addr - v.start) / BigInt(PAGE_SIZE)), r.npages] as [number, number]);
@@ -223,7 +270,9 @@ class ImagePageSource implements PageSource {
       try {
         this.img.readVmaPages(this.vma(), tmp, first, n);
         k.u8().set(this.img.k.u8().subarray(tmp, tmp + n * PAGE_SIZE), dst);
-      } finally { releaseRegion(this.img.k, tmp); }
+      } finally {
+        releaseRegion(this.img.k, tmp);
+      }
       return;
     }
     this.img.readVmaPages(this.vma(), dst, first, n);
@@ -243,7 +292,11 @@ export function openImage(src: SourceTarget, opts: ReadOptions = {}): Image {
   return readImage(src, { ...opts, mode: opts.mode ?? 'meta' });
 }
 
-export interface VerifyResult { ok: true; stats: ImageStats; seconds: number }
+export interface VerifyResult {
+  ok: true;
+  stats: ImageStats;
+  seconds: number;
+}
 
 /**
  * verifyImage, faster on big files: a bulk pass checksums every record from large reads
@@ -257,7 +310,12 @@ export function verifyImageAsync(src: SourceTarget, opts: Omit<ReadOptions, 'mod
 }
 
 /** @internal verifyImageAsync with the bulk pass's read size and size threshold chosen (tests). */
-export async function verifyBulk(src: SourceTarget, opts: Omit<ReadOptions, 'mode'>, chunk: number, minSize: number): Promise<VerifyResult> {
+export async function verifyBulk(
+  src: SourceTarget,
+  opts: Omit<ReadOptions, 'mode'>,
+  chunk: number,
+  minSize: number,
+): Promise<VerifyResult> {
   const t0 = now();
   const s = openSource(src);
   const owns = s !== src;

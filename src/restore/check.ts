@@ -39,7 +39,11 @@ export function isFileVma(v: Vma): boolean {
 const typeOf = (st: fs.BigIntStats): number => Number(st.mode) & S_IFMT;
 
 function statOrNull(p: string): fs.BigIntStats | null {
-  try { return fs.statSync(p, { bigint: true }); } catch { return null; }
+  try {
+    return fs.statSync(p, { bigint: true });
+  } catch {
+    return null;
+  }
 }
 
 /** The kernel's own special mappings ([vvar], [vvar_vclock], [vdso]) as seen in crimg's address space. */
@@ -66,25 +70,44 @@ export function fdReopenable(f: OpenFile): boolean {
 export function pickTask(model: Model, pid?: number): { task: Task | null; reasons: RestoreReason[] } {
   if (pid !== undefined) {
     const t = model.tasks.find((x) => x.pid === pid);
-    return t ? { task: t, reasons: [] } : { task: null, reasons: [reason('TASKS', { of: 'pid', task: pid }, `the image has no task with pid ${pid}`)] };
+    return t
+      ? { task: t, reasons: [] }
+      : { task: null, reasons: [reason('TASKS', { of: 'pid', task: pid }, `the image has no task with pid ${pid}`)] };
   }
   if (model.tasks.length === 1) return { task: model.tasks[0]!, reasons: [] };
   return {
     task: null,
-    reasons: [reason('TASKS', { of: 'image', task: 0 }, model.tasks.length === 0 ? 'the image holds no task' : `the image holds ${model.tasks.length} tasks; restoring process trees is not supported (pick one with --pid)`)],
+    reasons: [
+      reason(
+        'TASKS',
+        { of: 'image', task: 0 },
+        model.tasks.length === 0
+          ? 'the image holds no task'
+          : `the image holds ${model.tasks.length} tasks; restoring process trees is not supported (pick one with --pid)`,
+      ),
+    ],
   };
 }
 
 /** All reasons the task cannot be restored here (empty: restorable as far as can be seen without a stub). */
 export function checkTask(model: Model, task: Task, opts: CheckOptions = {}): RestoreReason[] {
   const out: RestoreReason[] = [];
-  if (model.header.flags & HeaderFlags.SYNTHETIC) out.push(reason('SYNTHETIC', { of: 'image', task: 0 }, 'the image was made by `crimg gen`: it describes no real process'));
+  if (model.header.flags & HeaderFlags.SYNTHETIC)
+    out.push(reason('SYNTHETIC', { of: 'image', task: 0 }, 'the image was made by `crimg gen`: it describes no real process'));
   out.push(...checkNocr(task, opts), ...checkThreads(task), ...checkCreds(task));
-  if (task.root !== '' && task.root !== '/') out.push(reason('ROOT', { of: 'root', task: task.pid, path: task.root }, `the task ran chrooted in ${task.root}; restoring a root directory is not supported`));
+  if (task.root !== '' && task.root !== '/')
+    out.push(
+      reason(
+        'ROOT',
+        { of: 'root', task: task.pid, path: task.root },
+        `the task ran chrooted in ${task.root}; restoring a root directory is not supported`,
+      ),
+    );
   out.push(...checkExe(task));
   if (task.cwd) {
     const st = statOrNull(task.cwd);
-    if (!st || typeOf(st) !== S_IFDIR) out.push(reason('CWD_MISSING', { of: 'cwd', task: task.pid, path: task.cwd }, `the working directory ${task.cwd} does not exist`));
+    if (!st || typeOf(st) !== S_IFDIR)
+      out.push(reason('CWD_MISSING', { of: 'cwd', task: task.pid, path: task.cwd }, `the working directory ${task.cwd} does not exist`));
   }
   if (!task.mm) out.push(reason('NO_MM', { of: 'task', task: task.pid }, 'the task has no address space (kernel thread or zombie)'));
   else out.push(...checkVmas(task), ...checkVdsoLayout(task));
@@ -122,7 +145,7 @@ function checkNocr(task: Task, opts: CheckOptions): RestoreReason[] {
 function deviceMemoryIsVvar(task: Task): boolean {
   const n = task.nocr.filter((r) => r.code === 'DEVICE_MEMORY').length;
   if (!n || !task.mm) return false;
-  const vvars = task.mm.vmas.filter((v) => (v.flags & VmaFlags.VVAR) || v.path === '[vvar]' || v.path === '[vvar_vclock]');
+  const vvars = task.mm.vmas.filter((v) => v.flags & VmaFlags.VVAR || v.path === '[vvar]' || v.path === '[vvar_vclock]');
   return n <= vvars.length && !task.mm.vmas.some(mapsDevice);
 }
 
@@ -142,7 +165,13 @@ function checkThreads(task: Task): RestoreReason[] {
   if (task.threads.length === 0) out.push(reason('REGS', { of: 'task', task: task.pid }, 'the task has no threads'));
   for (const th of task.threads) {
     if (th.regs[17] !== 0x33n || th.regs[20] !== 0x2bn) {
-      out.push(reason('REGS', { of: 'thread', task: task.pid, thread: th.tid }, `cs 0x${th.regs[17]!.toString(16)} / ss 0x${th.regs[20]!.toString(16)} are not 64-bit user segments (32-bit tasks are not supported)`));
+      out.push(
+        reason(
+          'REGS',
+          { of: 'thread', task: task.pid, thread: th.tid },
+          `cs 0x${th.regs[17]!.toString(16)} / ss 0x${th.regs[20]!.toString(16)} are not 64-bit user segments (32-bit tasks are not supported)`,
+        ),
+      );
     }
   }
   return out;
@@ -156,7 +185,9 @@ function checkExe(task: Task): RestoreReason[] {
   if (!exe) return [reason('EXE_MISSING', at, `the executable ${task.exe} does not exist`)];
   if (typeOf(exe) !== S_IFREG) return [reason('EXE_MISSING', at, `the executable ${task.exe} is not a regular file`)];
   if (exeVma && !sameFile(exe, exeVma.inode, exeVma.devMajor, exeVma.devMinor)) {
-    return [reason('EXE_CHANGED', at, `the executable ${task.exe} was replaced since the dump (inode ${exe.ino}, image has ${exeVma.inode})`)];
+    return [
+      reason('EXE_CHANGED', at, `the executable ${task.exe} was replaced since the dump (inode ${exe.ino}, image has ${exeVma.inode})`),
+    ];
   }
   return [];
 }
@@ -167,23 +198,41 @@ function checkVmas(task: Task): RestoreReason[] {
   const seen = new Map<string, boolean>();
   for (const v of task.mm!.vmas) {
     const at: RestoreAt = { of: 'vma', task: task.pid, vma: v.start, end: v.end, ...(v.path ? { path: v.path } : {}) };
-    const add = (code: RestoreCode, text: string): void => { out.push(reason(code, at, text)); };
-    if (v.flags & VmaFlags.HUGETLB) { add('VMA_UNSUPPORTED', 'hugetlb mappings are not supported'); continue; }
-    if (v.flags & VmaFlags.FILE_DELETED) { add('VMA_UNSUPPORTED', 'the mapped file was deleted (or is memfd / SysV shared memory)'); continue; }
-    if (v.start >= v.end || (v.start & 0xfffn) || (v.end & 0xfffn)) { add('VMA_UNSUPPORTED', 'the bounds are not page-aligned'); continue; }
+    const add = (code: RestoreCode, text: string): void => {
+      out.push(reason(code, at, text));
+    };
+    if (v.flags & VmaFlags.HUGETLB) {
+      add('VMA_UNSUPPORTED', 'hugetlb mappings are not supported');
+      continue;
+    }
+    if (v.flags & VmaFlags.FILE_DELETED) {
+      add('VMA_UNSUPPORTED', 'the mapped file was deleted (or is memfd / SysV shared memory)');
+      continue;
+    }
+    if (v.start >= v.end || v.start & 0xfffn || v.end & 0xfffn) {
+      add('VMA_UNSUPPORTED', 'the bounds are not page-aligned');
+      continue;
+    }
     if (isSpecialVma(v)) continue;
     if (v.flags & VmaFlags.ANON) continue;
     if (v.path === null || !v.path.startsWith('/')) {
-      if (v.path !== null && v.path.startsWith('[')) continue; // [heap], [stack], [anon:name]: anonymous memory
+      if (v.path?.startsWith('[')) continue; // [heap], [stack], [anon:name]: anonymous memory
       add('VMA_UNSUPPORTED', 'the mapping has no file path crimg could reopen');
       continue;
     }
     const key = `${v.path}\0${v.inode}`;
-    if (seen.has(key)) { if (!seen.get(key)) continue; } // one reason per file
+    if (seen.has(key)) {
+      if (!seen.get(key)) continue;
+    } // one reason per file
     const st = statOrNull(v.path);
     let ok = true;
-    if (!st) { add('FILE_MISSING', `the mapped file ${v.path} does not exist`); ok = false; }
-    else if (!sameFile(st, v.inode, v.devMajor, v.devMinor)) { add('FILE_CHANGED', `the mapped file ${v.path} was replaced since the dump (inode ${st.ino}, image has ${v.inode})`); ok = false; }
+    if (!st) {
+      add('FILE_MISSING', `the mapped file ${v.path} does not exist`);
+      ok = false;
+    } else if (!sameFile(st, v.inode, v.devMajor, v.devMinor)) {
+      add('FILE_CHANGED', `the mapped file ${v.path} was replaced since the dump (inode ${st.ino}, image has ${v.inode})`);
+      ok = false;
+    }
     seen.set(key, ok);
   }
   return out;
@@ -196,20 +245,37 @@ function checkVdsoLayout(task: Task): RestoreReason[] {
   const img = task.mm!.vmas.filter((v) => v.path === '[vvar]' || v.path === '[vvar_vclock]' || v.path === '[vdso]');
   const hostVdso = host.find((m) => m.path === '[vdso]');
   const imgVdso = img.find((v) => v.path === '[vdso]');
-  if (imgVdso && !hostVdso) out.push(reason('VDSO_MISMATCH', { of: 'vdso', task: task.pid }, 'the image has a vdso but this kernel maps none'));
+  if (imgVdso && !hostVdso)
+    out.push(reason('VDSO_MISMATCH', { of: 'vdso', task: task.pid }, 'the image has a vdso but this kernel maps none'));
   if (!imgVdso || !hostVdso) return out;
   const rel = (d: bigint): string => `vdso${d >= 0n ? '+' : ''}${d}`;
   for (const v of img) {
     const at: RestoreAt = { of: 'vdso', task: task.pid, vma: v.start, end: v.end, path: v.path! };
     const h = host.find((m) => m.path === v.path);
     const relImg = v.start - imgVdso.start;
-    if (!h) { out.push(reason('VDSO_MISMATCH', at, `this kernel has no ${v.path} mapping`)); continue; }
+    if (!h) {
+      out.push(reason('VDSO_MISMATCH', at, `this kernel has no ${v.path} mapping`));
+      continue;
+    }
     if (h.end - h.start !== v.end - v.start || h.start - hostVdso.start !== relImg) {
-      out.push(reason('VDSO_MISMATCH', at, `${v.path} of the image (${v.end - v.start} bytes at ${rel(relImg)}) differs from this kernel's (${h.end - h.start} bytes at ${rel(h.start - hostVdso.start)}): restore on the kernel that made the image`));
+      out.push(
+        reason(
+          'VDSO_MISMATCH',
+          at,
+          `${v.path} of the image (${v.end - v.start} bytes at ${rel(relImg)}) differs from this kernel's (${h.end - h.start} bytes at ${rel(h.start - hostVdso.start)}): restore on the kernel that made the image`,
+        ),
+      );
     }
   }
   for (const h of host) {
-    if (!img.some((v) => v.path === h.path)) out.push(reason('VDSO_MISMATCH', { of: 'vdso', task: task.pid, path: h.path }, `the image lacks this kernel's ${h.path} mapping: restore on the kernel that made the image`));
+    if (!img.some((v) => v.path === h.path))
+      out.push(
+        reason(
+          'VDSO_MISMATCH',
+          { of: 'vdso', task: task.pid, path: h.path },
+          `the image lacks this kernel's ${h.path} mapping: restore on the kernel that made the image`,
+        ),
+      );
   }
   return out;
 }
@@ -221,9 +287,12 @@ function checkFile(model: Model, task: Task, f: OpenFile, opts: CheckOptions): R
     const st = statOrNull(f.path);
     const dir = f.kind === FdKind.DIRECTORY;
     if (!st) return [reason('FILE_MISSING', at, `${dir ? 'directory' : 'file'} ${f.path} does not exist`)];
-    if (typeOf(st) !== (dir ? S_IFDIR : S_IFREG)) return [reason('FILE_CHANGED', at, `${f.path} is no longer a ${dir ? 'directory' : 'regular file'}`)];
-    if (!sameFile(st, f.inode, f.devMajor, f.devMinor)) return [reason('FILE_CHANGED', at, `${f.path} was replaced since the dump (inode ${st.ino}, image has ${f.inode})`)];
-    if (!dir && st.size < f.pos && (f.flags & 3) === 0) return [reason('FILE_CHANGED', at, `${f.path} shrank to ${st.size} bytes, below the saved position ${f.pos}`)];
+    if (typeOf(st) !== (dir ? S_IFDIR : S_IFREG))
+      return [reason('FILE_CHANGED', at, `${f.path} is no longer a ${dir ? 'directory' : 'regular file'}`)];
+    if (!sameFile(st, f.inode, f.devMajor, f.devMinor))
+      return [reason('FILE_CHANGED', at, `${f.path} was replaced since the dump (inode ${st.ino}, image has ${f.inode})`)];
+    if (!dir && st.size < f.pos && (f.flags & 3) === 0)
+      return [reason('FILE_CHANGED', at, `${f.path} shrank to ${st.size} bytes, below the saved position ${f.pos}`)];
     return [];
   }
   const out: RestoreReason[] = [];
@@ -231,16 +300,26 @@ function checkFile(model: Model, task: Task, f: OpenFile, opts: CheckOptions): R
     const mate = model.tasks.find((t) => t !== task && t.files.some((x) => x.pipe?.ino === f.pipe!.ino));
     if (mate) out.push(reason('PIPE', at, `a pipe task ${mate.pid} of the image holds too: restore the tree with --pid-ns --tree`));
   }
-  for (const w of f.inotify ?? []) if (!statOrNull(w.path)) out.push(reason('FILE_MISSING', at, `the file ${w.path} inotify watch ${w.wd} is on does not exist`));
+  for (const w of f.inotify ?? [])
+    if (!statOrNull(w.path)) out.push(reason('FILE_MISSING', at, `the file ${w.path} inotify watch ${w.wd} is on does not exist`));
   if (fdReopenable(f) || (opts.inheritStdio && f.fd <= 2)) return out;
-  out.push(reason('FD_UNSUPPORTED', at, `${f.path} cannot be reopened (only regular files, directories and device files can${f.fd <= 2 ? '; --inherit-stdio gives it crimg\'s own' : ''})`));
+  out.push(
+    reason(
+      'FD_UNSUPPORTED',
+      at,
+      `${f.path} cannot be reopened (only regular files, directories and device files can${f.fd <= 2 ? "; --inherit-stdio gives it crimg's own" : ''})`,
+    ),
+  );
   return out;
 }
 
 /** Capabilities of crimg itself, from /proc/self/status. */
 export function ownCaps(): { prm: bigint; bnd: bigint } {
   const t = fs.readFileSync('/proc/self/status', 'latin1');
-  const get = (k: string): bigint => { const m = new RegExp(`^${k}:\\s*([0-9a-f]+)`, 'm').exec(t); return m ? BigInt(`0x${m[1]}`) : 0n; };
+  const get = (k: string): bigint => {
+    const m = new RegExp(`^${k}:\\s*([0-9a-f]+)`, 'm').exec(t);
+    return m ? BigInt(`0x${m[1]}`) : 0n;
+  };
   return { prm: get('CapPrm'), bnd: get('CapBnd') };
 }
 
@@ -249,20 +328,30 @@ export function ownCaps(): { prm: bigint; bnd: bigint } {
 export function checkCreds(task: Task): RestoreReason[] {
   const c = task.creds;
   const out: RestoreReason[] = [];
-  const add = (text: string): void => { out.push(reason('CREDS', { of: 'creds', task: task.pid }, text)); };
-  const uids = [c.uid, c.euid, c.suid, c.fsuid], gids = [c.gid, c.egid, c.sgid, c.fsgid];
-  const me = process.getuid?.() ?? 0, myGid = process.getgid?.() ?? 0;
+  const add = (text: string): void => {
+    out.push(reason('CREDS', { of: 'creds', task: task.pid }, text));
+  };
+  const uids = [c.uid, c.euid, c.suid, c.fsuid],
+    gids = [c.gid, c.egid, c.sgid, c.fsgid];
+  const me = process.getuid?.() ?? 0,
+    myGid = process.getgid?.() ?? 0;
   if (me !== 0 && (uids.some((u) => u !== me) || gids.some((g) => g !== myGid))) {
     add(`the task ran as uid ${c.uid} gid ${c.gid}; only root can restore it as another user than ${me}/${myGid}`);
     return out;
   }
   const own = ownCaps();
   if (c.euid === 0) {
-    if (c.capPrm !== own.prm || c.capEff !== own.prm) add(`the root task had capabilities 0x${c.capEff.toString(16)} (permitted 0x${c.capPrm.toString(16)}), crimg has 0x${own.prm.toString(16)}: restoring other capability sets is not supported`);
+    if (c.capPrm !== own.prm || c.capEff !== own.prm)
+      add(
+        `the root task had capabilities 0x${c.capEff.toString(16)} (permitted 0x${c.capPrm.toString(16)}), crimg has 0x${own.prm.toString(16)}: restoring other capability sets is not supported`,
+      );
   } else if (c.capPrm || c.capEff || c.capAmb) {
-    add(`the task of uid ${c.euid} had capabilities (effective 0x${c.capEff.toString(16)}, ambient 0x${c.capAmb.toString(16)}): restoring them is not supported`);
+    add(
+      `the task of uid ${c.euid} had capabilities (effective 0x${c.capEff.toString(16)}, ambient 0x${c.capAmb.toString(16)}): restoring them is not supported`,
+    );
   }
-  if (c.capBnd & ~own.bnd) add(`the task's capability bounding set 0x${c.capBnd.toString(16)} is larger than crimg's 0x${own.bnd.toString(16)}`);
+  if (c.capBnd & ~own.bnd)
+    add(`the task's capability bounding set 0x${c.capBnd.toString(16)} is larger than crimg's 0x${own.bnd.toString(16)}`);
   return out;
 }
 
@@ -275,7 +364,13 @@ export function checkXsave(task: Task, hostXcr0: bigint | null): RestoreReason[]
     const missing = hostXcr0 === null ? bv & ~3n : bv & ~hostXcr0;
     if (missing) {
       const at: RestoreAt = { of: 'thread', task: task.pid, thread: th.tid };
-      out.push(reason('XSAVE_FEATURES', at, `the thread uses XSAVE components 0x${missing.toString(16)} that this CPU (XCR0 0x${(hostXcr0 ?? 3n).toString(16)}) lacks`));
+      out.push(
+        reason(
+          'XSAVE_FEATURES',
+          at,
+          `the thread uses XSAVE components 0x${missing.toString(16)} that this CPU (XCR0 0x${(hostXcr0 ?? 3n).toString(16)}) lacks`,
+        ),
+      );
     }
   }
   return out;

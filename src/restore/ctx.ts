@@ -37,7 +37,11 @@ export interface RestoreOptions extends CheckOptions {
 
 /** A failed step: its name, where (address, fd, thread ...) and the error. */
 export class Step extends Error {
-  constructor(readonly step: string, readonly where: string, readonly cause0: unknown) {
+  constructor(
+    readonly step: string,
+    readonly where: string,
+    readonly cause0: unknown,
+  ) {
     super(`${step}${where ? ` at ${where}` : ''}: ${(cause0 as Error)?.message ?? String(cause0)}`);
   }
 }
@@ -52,9 +56,12 @@ export class StepRunner {
   constructor(private readonly failAt?: string) {}
 
   readonly step: StepFn = <T>(name: string, at: string, fn: () => T): T => {
-    this.name = name; this.where = at;
+    this.name = name;
+    this.where = at;
     if (this.failAt === name) throw new Step(name, at, new Error('failing on purpose (failAt)'));
-    try { return fn(); } catch (e) {
+    try {
+      return fn();
+    } catch (e) {
       if (e instanceof Step || e instanceof CrimgError) throw e;
       throw new Step(name, at, e);
     }
@@ -72,10 +79,17 @@ export const RESULTS = PARK_DATA - 4096n;
 export const PAGE = 4096n;
 export const hex = (v: bigint): string => `0x${v.toString(16)}`;
 
-export interface Stub { pid: number; xstate: Uint8Array | null }
+export interface Stub {
+  pid: number;
+  xstate: Uint8Array | null;
+}
 
 /** A mapping of the stub ([vvar], [vdso] ... or any other). */
-export interface StubMap { start: bigint; end: bigint; path: string }
+export interface StubMap {
+  start: bigint;
+  end: bigint;
+  path: string;
+}
 
 /** The fds of the task as the files step places them. */
 export interface FdPlan {
@@ -174,16 +188,18 @@ export function placeFd(ctx: RestoreCtx, f: OpenFile, at: string, got: number): 
   });
 }
 
-
 /** A thread in step locations: its tid in the image and in the new process. */
-export function threadAt(ctx: RestoreCtx, th: Thread): string { return `thread ${th.tid} (now ${ctx.injs.get(th)!.tid})`; }
+export function threadAt(ctx: RestoreCtx, th: Thread): string {
+  return `thread ${th.tid} (now ${ctx.injs.get(th)!.tid})`;
+}
 
 /** The plan of the files step: --inherit-stdio gives crimg's own for fds 0-2 that cannot be reopened, and for a
  *  terminal (now maybe another's). */
 export function planFds(task: Task, opts: RestoreOptions): FdPlan {
   const tty = (f: OpenFile): boolean => /^\/dev\/(pts\/\d+|tty\w*|console)$/.test(f.path);
   const inherit = new Set<number>();
-  for (const f of task.files) if (opts.inheritStdio && f.fd <= 2 && f.kind === FdKind.OTHER && (!fdReopenable(f) || tty(f))) inherit.add(f.fd);
+  for (const f of task.files)
+    if (opts.inheritStdio && f.fd <= 2 && f.kind === FdKind.OTHER && (!fdReopenable(f) || tty(f))) inherit.add(f.fd);
   const sorted = [...task.files].sort((a, b) => a.fd - b.fd);
   const above = sorted.reduce((m, f) => Math.max(m, f.fd), 2) + 1;
   return { inherit, sorted, above, made: new Set(), treePipes: opts.treePipes ?? new Map() };

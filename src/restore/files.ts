@@ -11,17 +11,22 @@ import { NR } from './inject.js';
 import { kindSteps } from './kind-steps.js';
 import { AT_FDCWD, O_ACCMODE, O_CLOEXEC, O_CREAT, O_DIRECTORY, O_EXCL, O_NOCTTY, O_TRUNC } from '../os/consts.js';
 
-
 export function restoreFiles(ctx: RestoreCtx): void {
   const { inherit, sorted, treePipes } = ctx.fds;
   const have = ctx.step('list stub fds', '', () => readFds(ctx.pid).map((f) => f.fd));
   const keep = new Set([...treePipes.values()].flat()); // pipes between tasks of the tree: placed from these, then closed
   const kinds = kindSteps('fd');
-  ctx.batch('close stub fd', have.filter((fd) => !inherit.has(fd) && !keep.has(fd)).map((fd) => ({ nr: NR.close, args: [fd], at: `fd ${fd}` })));
+  ctx.batch(
+    'close stub fd',
+    have.filter((fd) => !inherit.has(fd) && !keep.has(fd)).map((fd) => ({ nr: NR.close, args: [fd], at: `fd ${fd}` })),
+  );
   for (const f of sorted) {
     if (inherit.has(f.fd)) continue;
     const kind = kinds.find((k) => k.has(f));
-    if (kind) { if (!kind.late) kind.run(ctx, f); continue; }
+    if (kind) {
+      if (!kind.late) kind.run(ctx, f);
+      continue;
+    }
     reopenFile(ctx, f);
   }
   for (const f of sorted) {
@@ -29,7 +34,11 @@ export function restoreFiles(ctx: RestoreCtx): void {
     const kind = kinds.find((k) => k.has(f));
     if (kind?.late) kind.run(ctx, f);
   }
-  if (keep.size) ctx.batch('close tree pipes', [...keep].map((fd) => ({ nr: NR.close, args: [fd], at: `fd ${fd}` })));
+  if (keep.size)
+    ctx.batch(
+      'close tree pipes',
+      [...keep].map((fd) => ({ nr: NR.close, args: [fd], at: `fd ${fd}` })),
+    );
 }
 
 /** A file crimg reopens by path (regular files, directories, device files), at its position. */

@@ -14,8 +14,23 @@
  * is free both in the stub and in the image.
  */
 import {
-  PTRACE, PTRACE_EVENT, WAIT, WIFEXITED, WIFSIGNALED, WIFSTOPPED, WPTRACEEVENT, WSTOPSIG, WTERMSIG,
-  errnoName, ptrace, ptraceCont, ptraceGetEventMsg, ptraceGetRegs, ptraceSetRegs, processVmRead, processVmWrite,
+  PTRACE,
+  PTRACE_EVENT,
+  WAIT,
+  WIFEXITED,
+  WIFSIGNALED,
+  WIFSTOPPED,
+  WPTRACEEVENT,
+  WSTOPSIG,
+  WTERMSIG,
+  errnoName,
+  ptrace,
+  ptraceCont,
+  ptraceGetEventMsg,
+  ptraceGetRegs,
+  ptraceSetRegs,
+  processVmRead,
+  processVmWrite,
   waitpid,
 } from '../os/libc.js';
 import { SIG, signalName } from '../os/consts.js';
@@ -33,11 +48,16 @@ const SYSCALL_ARG_REGS = [R.rdi, R.rsi, R.rdx, R.r10, R.r8, R.r9];
 /** `syscall; int3; int3 ...` as a little-endian word. */
 export const SYSCALL_INT3 = 0xcccccccccccc050fn;
 
-const EFLAGS_TF = 0x100n, EFLAGS_DF = 0x400n;
+const EFLAGS_TF = 0x100n,
+  EFLAGS_DF = 0x400n;
 
 /** A system call that returned an error: errno is positive. */
 export class InjectError extends Error {
-  constructor(readonly nr: number, readonly errno: number, detail: string) {
+  constructor(
+    readonly nr: number,
+    readonly errno: number,
+    detail: string,
+  ) {
     super(`${nrName(nr)}${detail ? ` ${detail}` : ''}: ${errnoName(errno)}`);
     this.name = 'InjectError';
   }
@@ -46,7 +66,10 @@ export class InjectError extends Error {
 type Arg = bigint | number;
 
 /** One system call of a batch. */
-export interface BatchCall { nr: number; args: Arg[] }
+export interface BatchCall {
+  nr: number;
+  args: Arg[];
+}
 
 /** Machine code per batched call: mov rax and up to 6 argument registers (10 bytes each), syscall (2), mov [addr], rax (10). */
 export const BATCH_CALL_BYTES = 82;
@@ -72,7 +95,10 @@ export class Injector {
   /** New threads and processes reported by PTRACE_EVENT_CLONE / PTRACE_EVENT_FORK during the last call (pids as crimg sees them). */
   readonly cloned: number[] = [];
 
-  constructor(readonly tid: number, code?: bigint) {
+  constructor(
+    readonly tid: number,
+    code?: bigint,
+  ) {
     this.base = ptraceGetRegs(tid);
     this.base[R.eflags] = this.base[R.eflags]! & ~(EFLAGS_TF | EFLAGS_DF);
     if (code === undefined) {
@@ -116,13 +142,25 @@ export class Injector {
       const dv = new DataView(code.buffer);
       let o = 0;
       const mov = (rex: number, op: number, v: Arg): void => {
-        code[o] = rex; code[o + 1] = op; dv.setBigUint64(o + 2, big(v), true); o += 10;
+        code[o] = rex;
+        code[o + 1] = op;
+        dv.setBigUint64(o + 2, big(v), true);
+        o += 10;
       };
       part.forEach((c, i) => {
         mov(0x48, 0xb8, c.nr); // mov rax, imm64
-        const regOps: [number, number][] = [[0x48, 0xbf], [0x48, 0xbe], [0x48, 0xba], [0x49, 0xba], [0x49, 0xb8], [0x49, 0xb9]];
+        const regOps: [number, number][] = [
+          [0x48, 0xbf],
+          [0x48, 0xbe],
+          [0x48, 0xba],
+          [0x49, 0xba],
+          [0x49, 0xb8],
+          [0x49, 0xb9],
+        ];
         c.args.forEach((a, j) => mov(regOps[j]![0], regOps[j]![1], a)); // rdi rsi rdx r10 r8 r9
-        code[o] = 0x0f; code[o + 1] = 0x05; o += 2; // syscall
+        code[o] = 0x0f;
+        code[o + 1] = 0x05;
+        o += 2; // syscall
         mov(0x48, 0xa3, resultsAt + BigInt(8 * i)); // mov [moffs64], rax
       });
       code[o++] = 0xcc; // int3
@@ -133,7 +171,8 @@ export class Injector {
       ptraceSetRegs(this.tid, r);
       this.runToTrap(`batch of ${part.length} system calls (${nrName(part[0]!.nr)} ...)`);
       const res = new Uint8Array(part.length * 8);
-      if (processVmRead(this.tid, res, resultsAt) !== res.length) throw new Error(`cannot read the results of a batch of system calls from ${this.tid}`);
+      if (processVmRead(this.tid, res, resultsAt) !== res.length)
+        throw new Error(`cannot read the results of a batch of system calls from ${this.tid}`);
       const rv = new DataView(res.buffer);
       for (let i = 0; i < part.length; i++) out.push(rv.getBigInt64(i * 8, true));
     }
@@ -153,10 +192,18 @@ export class Injector {
       }
       const sig = WSTOPSIG(st);
       if (ev === 0 && sig === SIG.SIGTRAP) break;
-      if (ev === PTRACE_EVENT.STOP) { ptraceCont(this.tid, 0); continue; }
+      if (ev === PTRACE_EVENT.STOP) {
+        ptraceCont(this.tid, 0);
+        continue;
+      }
       // a stray signal for the stub (it becomes a new process: nothing was meant for it): suppress it
-      if (ev === 0 && sig !== SIG.SIGTRAP) { ptraceCont(this.tid, 0); continue; }
-      throw new Error(`${what}: thread ${this.tid} stopped with ${signalName(sig)} at 0x${ptraceGetRegs(this.tid)[R.rip]!.toString(16)} instead of returning`);
+      if (ev === 0 && sig !== SIG.SIGTRAP) {
+        ptraceCont(this.tid, 0);
+        continue;
+      }
+      throw new Error(
+        `${what}: thread ${this.tid} stopped with ${signalName(sig)} at 0x${ptraceGetRegs(this.tid)[R.rip]!.toString(16)} instead of returning`,
+      );
     }
   }
 

@@ -15,8 +15,24 @@
  * A value with nothing to restore (no handlers, a disabled stack, no timers ...) makes no system call and no step.
  */
 import {
-  type AnonFd, ANON_KIND, type FileLock, type InotifyWatch, type Itimer, LOCK_EOF, LOCK_KIND, type OpenFile, type PipeEnd,
-  type PosixTimer, type Rseq, SIGEV, type SigAction, type SigAltStack, type Task, type TcpListen, type Thread, type ThreadFutex,
+  type AnonFd,
+  ANON_KIND,
+  type FileLock,
+  type InotifyWatch,
+  type Itimer,
+  LOCK_EOF,
+  LOCK_KIND,
+  type OpenFile,
+  type PipeEnd,
+  type PosixTimer,
+  type Rseq,
+  SIGEV,
+  type SigAction,
+  type SigAltStack,
+  type Task,
+  type TcpListen,
+  type Thread,
+  type ThreadFutex,
   type UnixPairEnd,
 } from '../model.js';
 import { createAnon } from '../kinds/anon-fd/live.js';
@@ -28,7 +44,19 @@ import { addressOf, syscall } from '../os/libc.js';
 import { readPosixTimers } from '../kinds/posix-timers/live.js';
 import { type RestoreCtx, RESULTS, Step, call, hex, placeFd, readPair, scratch, str, threadAt } from './ctx.js';
 import { NR } from './inject.js';
-import { F_OFD_SETLK, F_RDLCK, F_SETLK, F_WRLCK, LOCK_EX, LOCK_NB, LOCK_SH, PR_TIMER_CREATE_RESTORE_IDS, SI_TIMER, SS_DISABLE, SS_ONSTACK } from '../os/consts.js';
+import {
+  F_OFD_SETLK,
+  F_RDLCK,
+  F_SETLK,
+  F_WRLCK,
+  LOCK_EX,
+  LOCK_NB,
+  LOCK_SH,
+  PR_TIMER_CREATE_RESTORE_IDS,
+  SI_TIMER,
+  SS_DISABLE,
+  SS_ONSTACK,
+} from '../os/consts.js';
 import { SYS } from '../os/syscalls.js';
 
 // ---- signal dispositions (sigacts)
@@ -39,7 +67,8 @@ import { SYS } from '../os/syscalls.js';
  */
 export function restoreSigactions(ctx: RestoreCtx, given: SigAction[]): void {
   const bySig = new Map(given.map((a) => [a.sig, a]));
-  const acts = Array.from({ length: 64 }, (_, i) => i + 1).filter((s) => s !== 9 && s !== 19)
+  const acts = Array.from({ length: 64 }, (_, i) => i + 1)
+    .filter((s) => s !== 9 && s !== 19)
     .map((sig) => bySig.get(sig) ?? { sig, handler: 0n, flags: 0n, restorer: 0n, mask: 0n });
   const b = new Uint8Array(32 * acts.length);
   const dv = new DataView(b.buffer);
@@ -51,7 +80,10 @@ export function restoreSigactions(ctx: RestoreCtx, given: SigAction[]): void {
   });
   if (b.length > Number(RESULTS)) throw new Step('signal handlers', '', new Error(`${acts.length} dispositions do not fit the park`));
   ctx.step('signal handlers', '', () => ctx.inj.write(ctx.data, b));
-  ctx.batch('signal handlers', acts.map((a, i) => ({ nr: NR.rt_sigaction, args: [a.sig, ctx.data + BigInt(32 * i), 0, 8], at: `signal ${a.sig}` })));
+  ctx.batch(
+    'signal handlers',
+    acts.map((a, i) => ({ nr: NR.rt_sigaction, args: [a.sig, ctx.data + BigInt(32 * i), 0, 8], at: `signal ${a.sig}` })),
+  );
 }
 
 // ---- rseq, futex addresses, alternate signal stack (per thread)
@@ -65,11 +97,12 @@ export function restoreRseq(ctx: RestoreCtx, th: Thread, rs: Rseq): void {
 
 /** Where the kernel clears the tid and wakes pthread_join when the thread exits; the robust futex list. */
 export function restoreFutex(ctx: RestoreCtx, th: Thread, f: ThreadFutex): void {
-  const ti = injOf(ctx, th), at = threadAt(ctx, th);
+  const ti = injOf(ctx, th),
+    at = threadAt(ctx, th);
   ctx.step('clear_child_tid', `${at} ${hex(f.clearChildTid)}`, () => ti.call(NR.set_tid_address, [f.clearChildTid]));
-  if (f.robustHead) ctx.step('robust futex list', `${at} ${hex(f.robustHead)}`, () => ti.call(NR.set_robust_list, [f.robustHead, f.robustLen]));
+  if (f.robustHead)
+    ctx.step('robust futex list', `${at} ${hex(f.robustHead)}`, () => ti.call(NR.set_robust_list, [f.robustHead, f.robustLen]));
 }
-
 
 export function restoreSigaltstack(ctx: RestoreCtx, th: Thread, alt: SigAltStack): void {
   if (alt.flags & SS_DISABLE) return;
@@ -79,7 +112,10 @@ export function restoreSigaltstack(ctx: RestoreCtx, th: Thread, alt: SigAltStack
   dv.setUint32(8, alt.flags & ~SS_ONSTACK, true); // on it at the freeze: it is set up all the same
   dv.setBigUint64(16, alt.size, true);
   const ti = injOf(ctx, th);
-  ctx.step('sigaltstack', `${threadAt(ctx, th)} ${hex(alt.sp)}`, () => { ti.write(ctx.data, b); ti.call(NR.sigaltstack, [ctx.data, 0]); });
+  ctx.step('sigaltstack', `${threadAt(ctx, th)} ${hex(alt.sp)}`, () => {
+    ti.write(ctx.data, b);
+    ti.call(NR.sigaltstack, [ctx.data, 0]);
+  });
 }
 
 // ---- interval timers (itimers)
@@ -92,11 +128,16 @@ export function restoreItimers(ctx: RestoreCtx, itimers: Itimer[]): void {
   const b = new Uint8Array(32 * its.length);
   const dv = new DataView(b.buffer);
   its.forEach((x, i) => {
-    dv.setBigUint64(32 * i, x.intervalUs / 1_000_000n, true); dv.setBigUint64(32 * i + 8, x.intervalUs % 1_000_000n, true);
-    dv.setBigUint64(32 * i + 16, x.valueUs / 1_000_000n, true); dv.setBigUint64(32 * i + 24, x.valueUs % 1_000_000n, true);
+    dv.setBigUint64(32 * i, x.intervalUs / 1_000_000n, true);
+    dv.setBigUint64(32 * i + 8, x.intervalUs % 1_000_000n, true);
+    dv.setBigUint64(32 * i + 16, x.valueUs / 1_000_000n, true);
+    dv.setBigUint64(32 * i + 24, x.valueUs % 1_000_000n, true);
   });
   ctx.step('interval timers', '', () => ctx.inj.write(ctx.data, b));
-  ctx.batch('interval timers', its.map((x, i) => ({ nr: NR.setitimer, args: [x.which, ctx.data + BigInt(32 * i), 0], at: `timer ${x.which}` })));
+  ctx.batch(
+    'interval timers',
+    its.map((x, i) => ({ nr: NR.setitimer, args: [x.which, ctx.data + BigInt(32 * i), 0], at: `timer ${x.which}` })),
+  );
 }
 
 // ---- POSIX timers
@@ -115,14 +156,19 @@ export function restorePosixTimers(ctx: RestoreCtx, pts: PosixTimer[]): void {
   if (!pts.length) return;
   const ti = ctx.inj;
   let chosen = true;
-  try { ti.call(NR.prctl, [PR_TIMER_CREATE_RESTORE_IDS, 1, 0, 0, 0]); } catch { chosen = false; }
+  try {
+    ti.call(NR.prctl, [PR_TIMER_CREATE_RESTORE_IDS, 1, 0, 0, 0]);
+  } catch {
+    chosen = false;
+  }
   const b = new Uint8Array(SIGEVENT_BYTES + 8 + 32);
   const dv = new DataView(b.buffer);
   for (const pt of pts) {
     let tid = 0;
     if (pt.notify === SIGEV.THREAD_ID) {
       const th = ctx.task.threads.find((t) => t.tid === pt.notifyTid);
-      if (!th || !ctx.injs.has(th)) throw new Step('POSIX timers', `timer ${pt.id}`, new Error(`thread ${pt.notifyTid} it signals is not in the image`));
+      if (!th || !ctx.injs.has(th))
+        throw new Step('POSIX timers', `timer ${pt.id}`, new Error(`thread ${pt.notifyTid} it signals is not in the image`));
       tid = ctx.injs.get(th)!.tid;
     }
     b.fill(0);
@@ -137,16 +183,26 @@ export function restorePosixTimers(ctx: RestoreCtx, pts: PosixTimer[]): void {
     });
   }
   if (chosen) ctx.step('POSIX timers', 'restore ids off', () => ti.call(NR.prctl, [PR_TIMER_CREATE_RESTORE_IDS, 0, 0, 0, 0]));
-  const got = readPosixTimers(ctx.pid).map((t) => t.id).sort((x, y) => x - y);
+  const got = readPosixTimers(ctx.pid)
+    .map((t) => t.id)
+    .sort((x, y) => x - y);
   const want = pts.map((t) => t.id);
   if (got.join() !== want.join()) {
-    throw new Step('POSIX timers', '', new Error(`the new process has timer ids ${got.join(', ')} instead of ${want.join(', ')}${chosen ? '' : ' (this kernel cannot choose them: PR_TIMER_CREATE_RESTORE_IDS needs Linux 6.15)'}`));
+    throw new Step(
+      'POSIX timers',
+      '',
+      new Error(
+        `the new process has timer ids ${got.join(', ')} instead of ${want.join(', ')}${chosen ? '' : ' (this kernel cannot choose them: PR_TIMER_CREATE_RESTORE_IDS needs Linux 6.15)'}`,
+      ),
+    );
   }
   for (const pt of pts) {
     const valueNs = pt.valueNs || pt.intervalNs;
     if (!valueNs) continue; // disarmed
-    dv.setBigUint64(0, pt.intervalNs / 1_000_000_000n, true); dv.setBigUint64(8, pt.intervalNs % 1_000_000_000n, true);
-    dv.setBigUint64(16, valueNs / 1_000_000_000n, true); dv.setBigUint64(24, valueNs % 1_000_000_000n, true);
+    dv.setBigUint64(0, pt.intervalNs / 1_000_000_000n, true);
+    dv.setBigUint64(8, pt.intervalNs % 1_000_000_000n, true);
+    dv.setBigUint64(16, valueNs / 1_000_000_000n, true);
+    dv.setBigUint64(24, valueNs % 1_000_000_000n, true);
     ctx.step('POSIX timers', `arm timer ${pt.id}`, () => {
       ti.write(ctx.data, b.subarray(0, 32));
       ti.call(NR.timer_settime, [pt.id, 0, ctx.data, 0]);
@@ -158,10 +214,11 @@ export function restorePosixTimers(ctx: RestoreCtx, pts: PosixTimer[]): void {
  *  the one with the least time left if several do; undefined when none sends it. */
 export function timerSending(ctx: RestoreCtx, th: Thread, sig: number): PosixTimer | undefined {
   return (ctx.task.posixTimers ?? [])
-    .filter((x) => x.signo === sig && (x.notify === SIGEV.THREAD_ID ? x.notifyTid === th.tid : x.notify === SIGEV.SIGNAL && th === ctx.leader))
+    .filter(
+      (x) => x.signo === sig && (x.notify === SIGEV.THREAD_ID ? x.notifyTid === th.tid : x.notify === SIGEV.SIGNAL && th === ctx.leader),
+    )
     .sort((a, b) => (a.valueNs < b.valueNs ? -1 : a.valueNs > b.valueNs ? 1 : a.id - b.id))[0];
 }
-
 
 /** Queue signal sig to thread tid of tgid as POSIX timer pt sends it: a siginfo with SI_TIMER, the timer id, no
  *  overrun and its sigev_value (the kernel lets any sender use a negative si_code other than SI_TKILL). */
@@ -176,7 +233,6 @@ export function queueTimerSignal(tgid: number, tid: number, sig: number, pt: Pos
 }
 
 // ---- file locks (flocks)
-
 
 /**
  * The locks taken through one fd, at the end: flock, or fcntl F_SETLK / F_OFD_SETLK on the bytes recorded, none of
@@ -200,7 +256,11 @@ export function restoreFlocks(ctx: RestoreCtx, f: OpenFile, locks: FileLock[]): 
     dv.setBigInt64(16, l.end === LOCK_EOF ? 0n : l.end - l.start + 1n, true); // 0: to the end of the file
     ctx.step('file lock', at, () => {
       ti.write(ctx.data, fl);
-      ti.call(NR.fcntl, [f.fd, l.kind === LOCK_KIND.OFD ? F_OFD_SETLK : F_SETLK, ctx.data], l.kind === LOCK_KIND.OFD ? 'F_OFD_SETLK' : 'F_SETLK');
+      ti.call(
+        NR.fcntl,
+        [f.fd, l.kind === LOCK_KIND.OFD ? F_OFD_SETLK : F_SETLK, ctx.data],
+        l.kind === LOCK_KIND.OFD ? 'F_OFD_SETLK' : 'F_SETLK',
+      );
     });
   }
 }
@@ -221,7 +281,10 @@ export function restorePipe(ctx: RestoreCtx, _f: OpenFile, pipe: PipeEnd): void 
   if (!ends) return;
   const at = `fd ${ends.map((x) => x.fd).join(', ')} ${key}`;
   const shared = ctx.fds.treePipes.get(pipe.ino); // between tasks of the tree: placed from the ends every stub has
-  if (shared) { ctx.step('place pipe', at, () => placeEnds(ends, shared[0], shared[1], call(ctx))); return; }
+  if (shared) {
+    ctx.step('place pipe', at, () => placeEnds(ends, shared[0], shared[1], call(ctx)));
+    return;
+  }
   ctx.step('create pipe', at, () => createPipe(ends, ctx.pid, call(ctx), ctx.data, () => readPair(ctx), ctx.fds.above));
 }
 
@@ -229,25 +292,41 @@ export function restoreUnixPair(ctx: RestoreCtx, _f: OpenFile, end: UnixPairEnd)
   const key = `socket pair ${end.pair}`;
   const ends = endsOnce(ctx, key, (x) => !x.pipe && x.unixPair?.pair === end.pair);
   if (!ends) return;
-  ctx.step('create socket', `fd ${ends.map((x) => x.fd).join(', ')} ${key}`,
-    () => createUnixPair(ends, ctx.pid, call(ctx), ctx.data, () => readPair(ctx), ctx.fds.above));
+  ctx.step('create socket', `fd ${ends.map((x) => x.fd).join(', ')} ${key}`, () =>
+    createUnixPair(ends, ctx.pid, call(ctx), ctx.data, () => readPair(ctx), ctx.fds.above),
+  );
 }
 
 // ---- a listening TCP socket, inotify, eventfd / timerfd / signalfd / epoll: made, then moved to their fd
 
 export function restoreListener(ctx: RestoreCtx, f: OpenFile, _l: TcpListen): void {
   const at = `fd ${f.fd} listening socket`;
-  placeFd(ctx, f, at, ctx.step('create file', at, () => createListener(f, call(ctx), (b) => scratch(ctx, b))));
+  placeFd(
+    ctx,
+    f,
+    at,
+    ctx.step('create file', at, () => createListener(f, call(ctx), (b) => scratch(ctx, b))),
+  );
 }
 
 export function restoreInotify(ctx: RestoreCtx, f: OpenFile, _w: InotifyWatch[]): void {
   const at = `fd ${f.fd} inotify`;
-  placeFd(ctx, f, at, ctx.step('create file', at, () => createInotify(f, call(ctx), (s) => str(ctx, s))));
+  placeFd(
+    ctx,
+    f,
+    at,
+    ctx.step('create file', at, () => createInotify(f, call(ctx), (s) => str(ctx, s))),
+  );
 }
 
 export function restoreAnonFd(ctx: RestoreCtx, f: OpenFile, _a: AnonFd): void {
   const at = `fd ${f.fd} ${f.path}`;
-  placeFd(ctx, f, at, ctx.step('create file', at, () => createAnon(f, call(ctx), (b) => scratch(ctx, b))));
+  placeFd(
+    ctx,
+    f,
+    at,
+    ctx.step('create file', at, () => createAnon(f, call(ctx), (b) => scratch(ctx, b))),
+  );
 }
 
 // ---- the table
@@ -258,20 +337,58 @@ export type KindStep =
   | { kind: string; when: 'thread'; run(ctx: RestoreCtx, th: Thread): void }
   | { kind: string; when: 'fd'; late: boolean; has(f: OpenFile): boolean; run(ctx: RestoreCtx, f: OpenFile): void };
 
-function ofTask<V>(kind: string, when: 'task' | 'last', value: (t: Task) => V | undefined, restore: (ctx: RestoreCtx, v: V) => void): KindStep {
-  return { kind, when, run: (ctx) => { const v = value(ctx.task); if (v !== undefined) restore(ctx, v); } };
+function ofTask<V>(
+  kind: string,
+  when: 'task' | 'last',
+  value: (t: Task) => V | undefined,
+  restore: (ctx: RestoreCtx, v: V) => void,
+): KindStep {
+  return {
+    kind,
+    when,
+    run: (ctx) => {
+      const v = value(ctx.task);
+      if (v !== undefined) restore(ctx, v);
+    },
+  };
 }
 
 /** A kind of every file of the task that has it, all at once (file locks). */
-function ofFiles<V>(kind: string, when: 'task' | 'last', value: (f: OpenFile) => V | undefined, restore: (ctx: RestoreCtx, f: OpenFile, v: V) => void): KindStep {
-  return { kind, when, run: (ctx) => { for (const f of ctx.task.files) { const v = value(f); if (v !== undefined) restore(ctx, f, v); } } };
+function ofFiles<V>(
+  kind: string,
+  when: 'task' | 'last',
+  value: (f: OpenFile) => V | undefined,
+  restore: (ctx: RestoreCtx, f: OpenFile, v: V) => void,
+): KindStep {
+  return {
+    kind,
+    when,
+    run: (ctx) => {
+      for (const f of ctx.task.files) {
+        const v = value(f);
+        if (v !== undefined) restore(ctx, f, v);
+      }
+    },
+  };
 }
 
 function ofThread<V>(kind: string, value: (th: Thread) => V | undefined, restore: (ctx: RestoreCtx, th: Thread, v: V) => void): KindStep {
-  return { kind, when: 'thread', run: (ctx, th) => { const v = value(th); if (v !== undefined) restore(ctx, th, v); } };
+  return {
+    kind,
+    when: 'thread',
+    run: (ctx, th) => {
+      const v = value(th);
+      if (v !== undefined) restore(ctx, th, v);
+    },
+  };
 }
 
-function ofFd<V>(kind: string, value: (f: OpenFile) => V | undefined, restore: (ctx: RestoreCtx, f: OpenFile, v: V) => void, late = false): KindStep {
+function ofFd<V>(
+  kind: string,
+  value: (f: OpenFile) => V | undefined,
+  restore: (ctx: RestoreCtx, f: OpenFile, v: V) => void,
+  late = false,
+): KindStep {
   return { kind, when: 'fd', late, has: (f) => value(f) !== undefined, run: (ctx, f) => restore(ctx, f, value(f)!) };
 }
 

@@ -51,6 +51,7 @@ import type { Kernels } from '../kernels/api.js';
 import { claimRegion, releaseRegion } from '../kernels/arena.js';
 import { nodeFs } from '../platform.js';
 import { SysError, addressOf, syscall } from '../os/libc.js';
+import type { Fn } from '../os/libc.js';
 import { EAGAIN, O_CLOEXEC, O_NONBLOCK } from '../os/consts.js';
 import { SYS } from '../os/syscalls.js';
 import { isFileVma } from './check.js';
@@ -61,22 +62,29 @@ const MAX_IOV = 1024;
 /** Pages per write on the generic path. */
 const GENERIC_CHUNK_PAGES = 1024;
 
-const SYS_USERFAULTFD = SYS.userfaultfd, SYS_PIDFD_OPEN = SYS.pidfd_open, SYS_PIDFD_GETFD = SYS.pidfd_getfd, SYS_CLOSE = SYS.close;
+const SYS_USERFAULTFD = SYS.userfaultfd,
+  SYS_PIDFD_OPEN = SYS.pidfd_open,
+  SYS_PIDFD_GETFD = SYS.pidfd_getfd,
+  SYS_CLOSE = SYS.close;
 const UFFD_USER_MODE_ONLY = 1;
-const UFFD_API = 0xaa, UFFDIO_API = 0xc018aa3f, UFFDIO_REGISTER = 0xc020aa00, UFFDIO_COPY = 0xc028aa03;
-const UFFDIO_REGISTER_MODE_MISSING = 1, UFFDIO_COPY_MODE_DONTWAKE = 1;
+const UFFD_API = 0xaa,
+  UFFDIO_API = 0xc018aa3f,
+  UFFDIO_REGISTER = 0xc020aa00,
+  UFFDIO_COPY = 0xc028aa03;
+const UFFDIO_REGISTER_MODE_MISSING = 1,
+  UFFDIO_COPY_MODE_DONTWAKE = 1;
 /** uffdio_copy: dst, src, len, mode, copy (s64, written by the kernel: bytes copied or -errno). */
 const COPY_STRUCT = 40;
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type Fn = (...args: any[]) => any;
 let fns: { pvw: Fn; ioctl: Fn } | null = null;
 /** libc calls with raw addresses (iovecs and uffdio structures live in WebAssembly memory). */
 function lib(): { pvw: Fn; ioctl: Fn } {
   if (!fns) {
     const l = koffi.load('libc.so.6');
     fns = {
-      pvw: l.func('intptr_t process_vm_writev(int pid, uintptr_t local, unsigned long liovcnt, uintptr_t remote, unsigned long riovcnt, unsigned long flags)'),
+      pvw: l.func(
+        'intptr_t process_vm_writev(int pid, uintptr_t local, unsigned long liovcnt, uintptr_t remote, unsigned long riovcnt, unsigned long flags)',
+      ),
       ioctl: l.func('int ioctl(int fd, unsigned long request, uintptr_t arg)'),
     };
   }
@@ -115,7 +123,10 @@ export class PageWriter {
   /** Of the pages, those copied with UFFDIO_COPY. */
   copied = 0;
 
-  constructor(private readonly image: Image, private readonly opts: PageWriterOptions = {}) {
+  constructor(
+    private readonly image: Image,
+    private readonly opts: PageWriterOptions = {},
+  ) {
     this.k = image.k;
     const iovBytes = MAX_IOV * 16;
     this.region = claimRegion(this.k, 2 * iovBytes + 4096 + 64);
@@ -128,7 +139,10 @@ export class PageWriter {
   /** Set up userfaultfd in the stub (when allowed); on any refusal the writer uses process_vm_writev only. */
   begin(pid: number, inject: InjectFn): void {
     this.pid = pid;
-    if (this.opts.uffd === false) { this.uffdOff = 'disabled'; return; }
+    if (this.opts.uffd === false) {
+      this.uffdOff = 'disabled';
+      return;
+    }
     let tfd: number;
     try {
       tfd = Number(inject(SYS_USERFAULTFD, [O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY]));
@@ -147,7 +161,12 @@ export class PageWriter {
       this.uffdOff = (e as Error).message;
       this.closeUffd();
     } finally {
-      if (pidfd >= 0) try { nodeFs().closeSync(pidfd); } catch { /* ignore */ }
+      if (pidfd >= 0)
+        try {
+          nodeFs().closeSync(pidfd);
+        } catch {
+          /* ignore */
+        }
     }
     inject(SYS_CLOSE, [tfd]); // ours (if any) keeps it open; the task must not inherit it
   }
@@ -200,7 +219,9 @@ export class PageWriter {
   }
 
   /** All pages in: close the userfaultfd (which unregisters every range). */
-  end(): void { this.closeUffd(); }
+  end(): void {
+    this.closeUffd();
+  }
 
   /** Release everything. Never throws. */
   close(): void {
@@ -213,7 +234,11 @@ export class PageWriter {
 
   private closeUffd(): void {
     if (this.uffd >= 0) {
-      try { nodeFs().closeSync(this.uffd); } catch { /* ignore */ }
+      try {
+        nodeFs().closeSync(this.uffd);
+      } catch {
+        /* ignore */
+      }
       this.uffd = -1;
     }
   }
@@ -247,11 +272,13 @@ export class PageWriter {
     const m = this.k.u8();
     const bm = new DataView(m.buffer, m.byteOffset + bitmap, Math.ceil(r.npages / 64) * 8);
     const out: number[] = [];
-    let start = 0, len = 0;
+    let start = 0,
+      len = 0;
     const words = Math.ceil(r.npages / 32);
     for (let w = 0; w < words; w++) {
       const word = bm.getUint32(w * 4, true);
-      if (word === 0xffffffff) { // 32 stored pages
+      if (word === 0xffffffff) {
+        // 32 stored pages
         if (len === 0) start = w * 32;
         len += 32;
         continue;
@@ -298,12 +325,17 @@ export class PageWriter {
     for (let tries = 0; ; tries++) {
       const m = this.k.u8();
       const dv = new DataView(m.buffer, m.byteOffset + at, COPY_STRUCT);
-      const dst = getU64(dv, 0), src = getU64(dv, 8), len = getU64(dv, 16);
+      const dst = getU64(dv, 0),
+        src = getU64(dv, 8),
+        len = getU64(dv, 16);
       const copied = Number(dv.getBigInt64(32, true));
       if (ret === 0 && copied === len) return;
       // a short copy (the kernel stops at a signal or when memory runs short) goes on where it stopped
       if (copied > 0 && copied < len) {
-        setU64(dv, 0, dst + copied); setU64(dv, 8, src + copied); setU64(dv, 16, len - copied); setU64(dv, 32, 0);
+        setU64(dv, 0, dst + copied);
+        setU64(dv, 8, src + copied);
+        setU64(dv, 16, len - copied);
+        setU64(dv, 32, 0);
       } else if (!((ret === -EAGAIN || copied === -EAGAIN) && tries < 100)) {
         throw new SysError('ioctl', ret < 0 ? -ret : copied < 0 ? -copied : 5, `UFFDIO_COPY ${hex(dst)}+${len} into ${this.pid}`);
       }
@@ -350,7 +382,11 @@ export class PageWriter {
       let skip = left > 0 ? got : 0;
       while (skip > 0) {
         const [la, len] = getIov(lv, first);
-        if (skip >= len) { skip -= len; first++; continue; }
+        if (skip >= len) {
+          skip -= len;
+          first++;
+          continue;
+        }
         const [ra] = getIov(rv, first);
         setIov(lv, first, la + skip, len - skip);
         setIov(rv, first, ra + skip, len - skip);
@@ -376,9 +412,14 @@ export class PageWriter {
         const zv = new DataView(m.buffer, m.byteOffset + this.zbits, Math.ceil(n / 64) * 8);
         const bit = (j: number): boolean => all || ((zv.getUint32((j >> 5) * 4, true) >>> (j & 31)) & 1) !== 0;
         const remote0 = Number(v.start) + p * PAGE_SIZE;
-        let iovs = 0, bytes = 0, i = 0;
+        let iovs = 0,
+          bytes = 0,
+          i = 0;
         while (i < n) {
-          if (!bit(i)) { i++; continue; }
+          if (!bit(i)) {
+            i++;
+            continue;
+          }
           let j = i + 1;
           while (j < n && bit(j)) j++;
           setIov(iv, iovs, base + stage + i * PAGE_SIZE, (j - i) * PAGE_SIZE);

@@ -27,7 +27,10 @@ const { SIGCHLD } = SIG;
 export const CLONE_ARGS_SIZE = 80;
 
 /** Offsets in the holder's scratch page (copied into init by the fork). */
-const STATUS_AT = 0x800n, ARGS_AT = 0x100n, SET_TID_AT = 0x200n, NAME_AT = 0x400n;
+const STATUS_AT = 0x800n,
+  ARGS_AT = 0x100n,
+  SET_TID_AT = 0x200n,
+  NAME_AT = 0x400n;
 
 /** The process name (comm: what ps and top show, 15 bytes) becomes `name` instead of the stub program's; the
  *  string goes to `at` (scratch). */
@@ -47,23 +50,62 @@ function rename(inj: Injector, at: bigint, name: string): void {
 export function reaperCode(statusAt: bigint): Uint8Array {
   const head = [0x48, 0xbe, 0, 0, 0, 0, 0, 0, 0, 0];
   const body = [
-    0xb8, 0x3d, 0x00, 0x00, 0x00, // 10: mov eax, 61
-    0x48, 0xc7, 0xc7, 0xff, 0xff, 0xff, 0xff, // 15: mov rdi, -1
-    0x31, 0xd2, // 22: xor edx, edx
-    0x45, 0x31, 0xd2, // 24: xor r10d, r10d
-    0x0f, 0x05, // 27: syscall
-    0x48, 0x83, 0xf8, 0xf6, // 29: cmp rax, -10
-    0x75, 0xe7, // 33: jne 10
-    0x8b, 0x3e, // 35: mov edi, [rsi]
-    0x89, 0xf8, // 37: mov eax, edi
-    0x83, 0xe0, 0x7f, // 39: and eax, 0x7f
-    0x74, 0x08, // 42: jz 52
-    0x8d, 0xb8, 0x80, 0x00, 0x00, 0x00, // 44: lea edi, [rax+128]
-    0xeb, 0x07, // 50: jmp 59
-    0xc1, 0xef, 0x08, // 52: shr edi, 8
-    0x40, 0x0f, 0xb6, 0xff, // 55: movzx edi, dil
-    0xb8, 0xe7, 0x00, 0x00, 0x00, // 59: mov eax, 231
-    0x0f, 0x05, // 64: syscall
+    0xb8,
+    0x3d,
+    0x00,
+    0x00,
+    0x00, // 10: mov eax, 61
+    0x48,
+    0xc7,
+    0xc7,
+    0xff,
+    0xff,
+    0xff,
+    0xff, // 15: mov rdi, -1
+    0x31,
+    0xd2, // 22: xor edx, edx
+    0x45,
+    0x31,
+    0xd2, // 24: xor r10d, r10d
+    0x0f,
+    0x05, // 27: syscall
+    0x48,
+    0x83,
+    0xf8,
+    0xf6, // 29: cmp rax, -10
+    0x75,
+    0xe7, // 33: jne 10
+    0x8b,
+    0x3e, // 35: mov edi, [rsi]
+    0x89,
+    0xf8, // 37: mov eax, edi
+    0x83,
+    0xe0,
+    0x7f, // 39: and eax, 0x7f
+    0x74,
+    0x08, // 42: jz 52
+    0x8d,
+    0xb8,
+    0x80,
+    0x00,
+    0x00,
+    0x00, // 44: lea edi, [rax+128]
+    0xeb,
+    0x07, // 50: jmp 59
+    0xc1,
+    0xef,
+    0x08, // 52: shr edi, 8
+    0x40,
+    0x0f,
+    0xb6,
+    0xff, // 55: movzx edi, dil
+    0xb8,
+    0xe7,
+    0x00,
+    0x00,
+    0x00, // 59: mov eax, 231
+    0x0f,
+    0x05, // 64: syscall
   ];
   const code = new Uint8Array(head.length + body.length);
   code.set(head);
@@ -91,11 +133,15 @@ type Step = <T>(name: string, at: string, fn: () => T) => T;
  */
 export function buildPidNs(holder: number, nsPid: number, step: Step, made: number[]): PidNsProcs {
   const hi = step('pid namespace: bootstrap', `holder ${holder}`, () => new Injector(holder));
-  step('pid namespace: trace forks', `holder ${holder}`, () => ptraceSetOptions(holder, PTRACE_O.EXITKILL | PTRACE_O.TRACESYSGOOD | PTRACE_O.TRACECLONE | PTRACE_O.TRACEFORK));
+  step('pid namespace: trace forks', `holder ${holder}`, () =>
+    ptraceSetOptions(holder, PTRACE_O.EXITKILL | PTRACE_O.TRACESYSGOOD | PTRACE_O.TRACECLONE | PTRACE_O.TRACEFORK),
+  );
   step('pid namespace: setsid', `holder ${holder}`, () => hi.call(NR.setsid, []));
   // no fds: holder and init must not keep crimg's stdout (a pipe to whoever waits for crimg's output) open
   step('pid namespace: close fds', `holder ${holder}`, () => hi.call(NR.close_range, [0, 0xffffffff, 0]));
-  const scratch = step('pid namespace: scratch page', `holder ${holder}`, () => hi.call(NR.mmap, [0, 4096, PROT_RWX, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0]));
+  const scratch = step('pid namespace: scratch page', `holder ${holder}`, () =>
+    hi.call(NR.mmap, [0, 4096, PROT_RWX, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0]),
+  );
   step('pid namespace: reaper code', `holder ${holder}`, () => hi.write(scratch, reaperCode(scratch + STATUS_AT)));
   step('pid namespace: name holder', `holder ${holder}`, () => rename(hi, scratch + NAME_AT, 'crimg-pidns-holder'));
   step('pid namespace: unshare', `holder ${holder}`, () => hi.call(NR.unshare, [CLONE_NEWPID], 'CLONE_NEWPID'));
@@ -162,8 +208,12 @@ export function killPidNs(procs: number[], threads: number[], kill: (pid: number
   reap([...threads.filter((t) => !procs.includes(t)), ...inner.reverse()]);
   try {
     const hi = new Injector(holder!);
-    for (let i = 0; i < 4 && hi.raw(NR.wait4, -1, 0, WALL, 0) > 0n; i++) { /* reaped one */ }
-  } catch { /* the holder is beyond help: killing it leaves the zombie to the system's init */ }
+    for (let i = 0; i < 4 && hi.raw(NR.wait4, -1, 0, WALL, 0) > 0n; i++) {
+      /* reaped one */
+    }
+  } catch {
+    /* the holder is beyond help: killing it leaves the zombie to the system's init */
+  }
   kill(holder!);
   reap([holder!]);
 }

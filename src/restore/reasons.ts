@@ -10,19 +10,25 @@ export const RESTORE_CODES = {
   TASKS: 'the task asked for (--pid) is not in the image, or the image holds no task, or several and none was picked',
   NO_MM: 'the task has no address space (a kernel thread or a zombie)',
   REGS: 'the task has no threads, or a thread is not a 64-bit task (cs / ss are not the 64-bit user segments)',
-  CREDS: 'the task ran as another user and crimg is not root, or it had capabilities other than those that follow from its uids, or a larger bounding set than crimg\'s',
+  CREDS:
+    "the task ran as another user and crimg is not root, or it had capabilities other than those that follow from its uids, or a larger bounding set than crimg's",
   ROOT: 'the task ran chrooted: restoring a root directory is not supported',
   EXE_MISSING: 'the image names no executable, or the executable does not exist or is not a regular file',
   EXE_CHANGED: 'the executable was replaced since the dump (another inode or device)',
   CWD_MISSING: 'the working directory does not exist',
-  VMA_UNSUPPORTED: 'a mapping crimg cannot rebuild: hugetlb memory, a deleted file (memfd, SysV shared memory), bounds not page-aligned, or no file path to reopen',
+  VMA_UNSUPPORTED:
+    'a mapping crimg cannot rebuild: hugetlb memory, a deleted file (memfd, SysV shared memory), bounds not page-aligned, or no file path to reopen',
   FILE_MISSING: 'a mapped or open file, or a file an inotify watch is on, does not exist',
-  FILE_CHANGED: 'a mapped or open file was replaced since the dump (another inode or device), is no longer of its kind, or shrank below the saved position of a read-only fd',
-  VDSO_MISMATCH: 'the vdso of this kernel differs from the image\'s (the layout of [vvar], [vvar_vclock] and [vdso], or the stored vdso bytes): restore on the kernel that made the image',
-  FD_UNSUPPORTED: 'an open fd crimg can neither reopen nor rebuild (a socket other than the task\'s own pairs and listeners, a pipe to another process, ...); for fds 0-2, --inherit-stdio gives crimg\'s own',
+  FILE_CHANGED:
+    'a mapped or open file was replaced since the dump (another inode or device), is no longer of its kind, or shrank below the saved position of a read-only fd',
+  VDSO_MISMATCH:
+    "the vdso of this kernel differs from the image's (the layout of [vvar], [vvar_vclock] and [vdso], or the stored vdso bytes): restore on the kernel that made the image",
+  FD_UNSUPPORTED:
+    "an open fd crimg can neither reopen nor rebuild (a socket other than the task's own pairs and listeners, a pipe to another process, ...); for fds 0-2, --inherit-stdio gives crimg's own",
   PIPE: 'a pipe another task of the image holds too: restore the tree with --pid-ns --tree',
   NOCR: 'a reason recorded at dump time (`crimg dump --force`); the text names its code (see `crimg check`)',
-  STDIO: 'fd 0, 1 or 2 was a terminal or another process\'s pipe or socket (a STDIO note at dump time): restore with --inherit-stdio to give the task crimg\'s own',
+  STDIO:
+    "fd 0, 1 or 2 was a terminal or another process's pipe or socket (a STDIO note at dump time): restore with --inherit-stdio to give the task crimg's own",
   XSAVE_FEATURES: 'a thread uses XSAVE components (AVX-512, AMX ...) this CPU lacks',
   PID_NS: 'restoring into a new PID namespace (--pid-ns) needs root (CAP_SYS_ADMIN)',
 } as const;
@@ -30,7 +36,20 @@ export const RESTORE_CODES = {
 export type RestoreCode = keyof typeof RESTORE_CODES;
 
 /** What a reason is about; each has its own `where` text (WHERE). */
-export type RestoreSubject = 'image' | 'pid' | 'task' | 'dump' | 'exe' | 'cwd' | 'root' | 'creds' | 'thread' | 'vma' | 'fd' | 'vdso' | 'pid-ns';
+export type RestoreSubject =
+  | 'image'
+  | 'pid'
+  | 'task'
+  | 'dump'
+  | 'exe'
+  | 'cwd'
+  | 'root'
+  | 'creds'
+  | 'thread'
+  | 'vma'
+  | 'fd'
+  | 'vdso'
+  | 'pid-ns';
 
 /** Where a reason applies. */
 export interface RestoreAt {
@@ -74,7 +93,9 @@ const WHERE: Record<RestoreSubject, (a: RestoreAt) => string> = {
   'pid-ns': () => 'pid namespace',
 };
 
-export function whereOf(at: RestoreAt): string { return WHERE[at.of](at); }
+export function whereOf(at: RestoreAt): string {
+  return WHERE[at.of](at);
+}
 
 /** A reason with its `where` derived from `at`. */
 export function reason(code: RestoreCode, at: RestoreAt, text: string): RestoreReason {
@@ -82,10 +103,15 @@ export function reason(code: RestoreCode, at: RestoreAt, text: string): RestoreR
 }
 
 /** The reason of a task below the one restored (restore --tree): its where names the task. */
-export function inTask(r: RestoreReason, pid: number): RestoreReason { return { ...r, where: `task ${pid} ${r.where}` }; }
+export function inTask(r: RestoreReason, pid: number): RestoreReason {
+  return { ...r, where: `task ${pid} ${r.where}` };
+}
 
 /** The reasons as one line: the first three, then how many more (all of them: `crimg restore --check`). */
 export function formatReasons(r: RestoreReason[]): string {
-  const shown = r.slice(0, 3).map((x) => `${x.code} (${x.where}): ${x.text}`).join('; ');
+  const shown = r
+    .slice(0, 3)
+    .map((x) => `${x.code} (${x.where}): ${x.text}`)
+    .join('; ');
   return r.length > 3 ? `${shown}; and ${r.length - 3} more (see crimg restore --check)` : shown;
 }

@@ -40,11 +40,22 @@
  */
 import { CrimgError } from '../errors.js';
 import { SIG } from '../os/consts.js';
-import { type OpenFile, type Task } from '../model.js';
+import type { OpenFile, Task } from '../model.js';
 import { makePipe } from '../kinds/pipe/live.js';
 import type { Image } from '../reader.js';
 import {
-  NT, PTRACE, PTRACE_O, WAIT, isSysError, kill, ptrace, ptraceGetRegset, ptraceInterrupt, processVmRead, spawn, waitpid,
+  NT,
+  PTRACE,
+  PTRACE_O,
+  WAIT,
+  isSysError,
+  kill,
+  ptrace,
+  ptraceGetRegset,
+  ptraceInterrupt,
+  processVmRead,
+  spawn,
+  waitpid,
 } from '../os/libc.js';
 import { type RestoreReason, checkTask, checkXsave, formatReasons, hostSpecials, pickTask } from './check.js';
 import { type RestoreCtx, type RestoreOptions, Step, type StepFn, StepRunner, type Stub } from './ctx.js';
@@ -85,7 +96,13 @@ export function prepareRestore(image: Image, opts: RestoreOptions = {}): Prepare
   if (!task) return { task: null as unknown as Task, reasons };
   const ns: RestoreReason[] = [];
   if (opts.pidNs && (process.getuid?.() ?? 0) !== 0) {
-    ns.push(reason('PID_NS', { of: 'pid-ns', task: task.pid }, 'restoring into a new PID namespace with the original pid needs root (CAP_SYS_ADMIN)'));
+    ns.push(
+      reason(
+        'PID_NS',
+        { of: 'pid-ns', task: task.pid },
+        'restoring into a new PID namespace with the original pid needs root (CAP_SYS_ADMIN)',
+      ),
+    );
   }
   return { task, reasons: [...checkTask(image.model, task, opts), ...checkVdsoBytes(image, task), ...ns] };
 }
@@ -99,9 +116,16 @@ function checkVdsoBytes(image: Image, task: Task): RestoreReason[] {
   if (processVmRead(process.pid, mine, h.start) !== mine.length) return [];
   const theirs = image.readMemory(task.pid, v.start, mine.length);
   for (const [first, n] of v.pages.runs(mine.length / 4096)) {
-    const a = first * 4096, b = (first + n) * 4096;
+    const a = first * 4096,
+      b = (first + n) * 4096;
     if (Buffer.compare(Buffer.from(mine.subarray(a, b)), Buffer.from(theirs.subarray(a, b))) !== 0) {
-      return [reason('VDSO_MISMATCH', { of: 'vdso', task: task.pid, vma: v.start, end: v.end, path: '[vdso]' }, 'the vdso of the image differs from this kernel\'s: restore on the kernel that made the image')];
+      return [
+        reason(
+          'VDSO_MISMATCH',
+          { of: 'vdso', task: task.pid, vma: v.start, end: v.end, path: '[vdso]' },
+          "the vdso of the image differs from this kernel's: restore on the kernel that made the image",
+        ),
+      ];
     }
   }
   return [];
@@ -119,7 +143,9 @@ function probeXcr0(stub = 'sleep'): bigint | null {
   const s = startStub(stub);
   try {
     return s.xstate ? xstateXcr0(s.xstate) : null;
-  } finally { killStub([s.pid], []); }
+  } finally {
+    killStub([s.pid], []);
+  }
 }
 
 function startStub(stub: string): Stub {
@@ -155,7 +181,11 @@ function killStub(pids: number[], threads: number[]): void {
 }
 
 function killHard(pid: number): void {
-  try { kill(pid, SIG.SIGKILL); } catch { /* gone already */ }
+  try {
+    kill(pid, SIG.SIGKILL);
+  } catch {
+    /* gone already */
+  }
 }
 
 /** Waits until each thread we traced has exited (ignoring the stops it may report on the way). */
@@ -165,7 +195,9 @@ function reapTraced(tids: number[]): void {
       try {
         const { status } = waitpid(tid, WAIT.__WALL);
         if ((status & 0x7f) !== 0x7f) break; // exited or killed
-      } catch { break; } // ECHILD: reaped already
+      } catch {
+        break;
+      } // ECHILD: reaped already
     }
   }
 }
@@ -175,18 +207,29 @@ function reapTraced(tids: number[]): void {
  * context they work on). Each names what it does in the step runner; the numbers are those of the header comment.
  */
 const STEPS: readonly ((ctx: RestoreCtx) => void | Promise<void>)[] = [
-  unregisterStubRseq, parkVdso, // 1. the stub's rseq and vdso out of the way
+  unregisterStubRseq,
+  parkVdso, // 1. the stub's rseq and vdso out of the way
   unmapStub, // 2.
   mapMemory, // 3. VMAs and pages
-  placeVdso, setMmFields, // 4.
-  restoreAttributes, restoreFiles, // 5.
-  cloneThreads, restoreAllCreds, // 6.
+  placeVdso,
+  setMmFields, // 4.
+  restoreAttributes,
+  restoreFiles, // 5.
+  cloneThreads,
+  restoreAllCreds, // 6.
   restoreThreads, // 7. per-thread state, the main thread last (it removes the park)
   queuePendingSignals, // pending signals, queued again
   detach, // 8.
 ];
 
-async function build(image: Image, task: Task, stub: Stub, tids: number[], step: StepFn, opts: RestoreOptions): Promise<{ tids: number[]; pages: number; userfaultfd: boolean }> {
+async function build(
+  image: Image,
+  task: Task,
+  stub: Stub,
+  tids: number[],
+  step: StepFn,
+  opts: RestoreOptions,
+): Promise<{ tids: number[]; pages: number; userfaultfd: boolean }> {
   const ctx = parkStub(image, task, stub, tids, step, opts);
   for (const s of STEPS) await s(ctx);
   return { tids, pages: ctx.pages, userfaultfd: ctx.userfaultfd };
@@ -231,7 +274,12 @@ export async function restoreImage(image: Image, opts: RestoreOptions = {}): Pro
 function treeBelow(image: Image, task: Task, opts: RestoreOptions): Task[] {
   if (!opts.pidNs) throw new CrimgError('USAGE', 'restoring a process tree needs --pid-ns: the parents know their children by pid');
   const below: Task[] = [];
-  const add = (p: Task): void => { for (const c of image.model.tasks.filter((t) => t.ppid === p.pid && t !== p)) { below.push(c); add(c); } };
+  const add = (p: Task): void => {
+    for (const c of image.model.tasks.filter((t) => t.ppid === p.pid && t !== p)) {
+      below.push(c);
+      add(c);
+    }
+  };
   add(task);
   const reasons = below.flatMap((t) => prepareRestore(image, { ...opts, pid: t.pid }).reasons.map((r) => inTask(r, t.pid)));
   if (reasons.length) throw new CrimgError('NOT_RESTORABLE', `the image cannot be restored: ${formatReasons(reasons)}`);
@@ -239,7 +287,15 @@ function treeBelow(image: Image, task: Task, opts: RestoreOptions): Task[] {
 }
 
 /** The task (and with tree every task below it) built from the seized stub `first`. */
-async function restoreTree(image: Image, task: Task, below: Task[], first: Stub, run: Run, opts: RestoreOptions, t0: bigint): Promise<RestoreResult> {
+async function restoreTree(
+  image: Image,
+  task: Task,
+  below: Task[],
+  first: Stub,
+  run: Run,
+  opts: RestoreOptions,
+  t0: bigint,
+): Promise<RestoreResult> {
   const step = run.steps.step;
   const xr = checkXsave(task, first.xstate ? xstateXcr0(first.xstate) : null);
   if (xr.length) throw new CrimgError('NOT_RESTORABLE', `the image cannot be restored: ${formatReasons(xr)}`);
@@ -255,7 +311,12 @@ async function restoreTree(image: Image, task: Task, below: Task[], first: Stub,
   const hostOf = new Map<number, number>([[task.pid, stub.pid]]);
   for (const c of below) {
     const parent = hostOf.get(c.ppid)!;
-    hostOf.set(c.pid, step('fork child', `task ${c.pid} of ${c.ppid}`, () => forkWithPid(new Injector(parent), pns!.scratch, c.pid, c.exitSignal || SIG.SIGCHLD, run.procs)));
+    hostOf.set(
+      c.pid,
+      step('fork child', `task ${c.pid} of ${c.ppid}`, () =>
+        forkWithPid(new Injector(parent), pns!.scratch, c.pid, c.exitSignal || SIG.SIGCHLD, run.procs),
+      ),
+    );
   }
   run.tids.push(stub.pid);
   const r = await build(image, task, stub, run.tids, step, opts);
@@ -273,7 +334,15 @@ async function restoreTree(image: Image, task: Task, below: Task[], first: Stub,
     step('pid namespace: release holder and init', '', () => releaseReapers(p));
     ns = { pid: task.pid, tids: task.threads.map((t) => t.tid), holder: p.holder, init: p.init };
   }
-  return { pid: stub.pid, tids: r.tids, pagesWritten: r.pages, userfaultfd: r.userfaultfd, seconds: Number(process.hrtime.bigint() - t0) / 1e9, pidNs: ns, ...(opts.tree ? { tree } : {}) };
+  return {
+    pid: stub.pid,
+    tids: r.tids,
+    pagesWritten: r.pages,
+    userfaultfd: r.userfaultfd,
+    seconds: Number(process.hrtime.bigint() - t0) / 1e9,
+    pidNs: ns,
+    ...(opts.tree ? { tree } : {}),
+  };
 }
 
 /** Pipes between tasks of the tree: made in the root's stub (at fds above every fd of the tree, with the bytes that
@@ -281,23 +350,40 @@ async function restoreTree(image: Image, task: Task, below: Task[], first: Stub,
 function makeTreePipes(all: Task[], root: number, scratchPage: bigint, step: StepFn): Map<bigint, [number, number]> {
   const treePipes = new Map<bigint, [number, number]>();
   const byIno = new Map<bigint, { tasks: Set<Task>; ends: OpenFile[] }>();
-  for (const t of all) for (const f of t.files) {
-    if (!f.pipe) continue;
-    const e = byIno.get(f.pipe.ino) ?? { tasks: new Set(), ends: [] };
-    e.tasks.add(t); e.ends.push(f);
-    byIno.set(f.pipe.ino, e);
-  }
+  for (const t of all)
+    for (const f of t.files) {
+      if (!f.pipe) continue;
+      const e = byIno.get(f.pipe.ino) ?? { tasks: new Set(), ends: [] };
+      e.tasks.add(t);
+      e.ends.push(f);
+      byIno.set(f.pipe.ino, e);
+    }
   const above = all.flatMap((t) => t.files.map((f) => f.fd)).reduce((m, fd) => Math.max(m, fd), 2) + 1;
   const at = scratchPage + 0xc00n;
-  const readPair = (): [number, number] => { const b = new Int32Array(2); processVmRead(root, new Uint8Array(b.buffer), at); return [b[0]!, b[1]!]; };
+  const readPair = (): [number, number] => {
+    const b = new Int32Array(2);
+    processVmRead(root, new Uint8Array(b.buffer), at);
+    return [b[0]!, b[1]!];
+  };
   for (const [ino, e] of byIno) {
     if (e.tasks.size < 2) continue;
-    const data = e.ends.find((f) => f.pipe!.data?.length)?.pipe!.data;
+    const data = e.ends.find((f) => f.pipe!.data?.length)?.pipe?.data;
     const readable = e.ends.some((f) => !f.pipe!.write);
-    treePipes.set(ino, step('pipe between tasks', `pipe ${ino}`, () => {
-      const inj = new Injector(root);
-      return makePipe(root, (nr, args, detail) => inj.call(nr, args, detail), at, readPair, above, e.ends[0]!.pipe!.size, readable ? data : undefined);
-    }));
+    treePipes.set(
+      ino,
+      step('pipe between tasks', `pipe ${ino}`, () => {
+        const inj = new Injector(root);
+        return makePipe(
+          root,
+          (nr, args, detail) => inj.call(nr, args, detail),
+          at,
+          readPair,
+          above,
+          e.ends[0]!.pipe!.size,
+          readable ? data : undefined,
+        );
+      }),
+    );
   }
   return treePipes;
 }
@@ -314,5 +400,9 @@ function failure(e: unknown, run: Run): CrimgError {
     return new CrimgError('RESTORE', `step ${stepName}${where ? ` at ${where}` : ''}: ${e.line()}; ${killed} killed`, { cause: e });
   }
   if (e instanceof Step) return new CrimgError('RESTORE', `step ${e.message}; ${killed} killed`, { cause: e.cause0 });
-  return new CrimgError('RESTORE', `step ${stepName}${where ? ` at ${where}` : ''}: ${(e as Error)?.message ?? String(e)}; ${killed} killed`, { cause: e });
+  return new CrimgError(
+    'RESTORE',
+    `step ${stepName}${where ? ` at ${where}` : ''}: ${(e as Error)?.message ?? String(e)}; ${killed} killed`,
+    { cause: e },
+  );
 }

@@ -24,7 +24,9 @@ export function restartBlock(regs: BigUint64Array): boolean {
 }
 
 /** Registers as the task must resume: an interrupted system call is set up the way the kernel restarts it. */
-export function resumeRegs(regs: BigUint64Array): BigUint64Array { return restartedRegs(regs, false); }
+export function resumeRegs(regs: BigUint64Array): BigUint64Array {
+  return restartedRegs(regs, false);
+}
 
 /** Step 5a: name, personality, rlimits, the kinds of state the threads will share (kind steps at 'task'), working
  *  directory. */
@@ -40,7 +42,10 @@ export function restoreAttributes(ctx: RestoreCtx): void {
       dv.setBigUint64(16 * i + 8, rl.max, true);
     });
     ctx.step('rlimit', '', () => inj.write(ctx.data, b));
-    ctx.batch('rlimit', task.rlimits.map((_, i) => ({ nr: NR.prlimit64, args: [0, i, ctx.data + BigInt(16 * i), 0], at: `resource ${i}` })));
+    ctx.batch(
+      'rlimit',
+      task.rlimits.map((_, i) => ({ nr: NR.prlimit64, args: [0, i, ctx.data + BigInt(16 * i), 0], at: `resource ${i}` })),
+    );
   }
   for (const k of kindSteps('task')) k.run(ctx);
   if (task.cwd) ctx.step('cwd', task.cwd, () => inj.call(NR.chdir, [str(ctx, task.cwd)], task.cwd));
@@ -82,11 +87,15 @@ function restoreCreds(ctx: RestoreCtx, inj: Injector, batch: BatchFn): void {
   const c = ctx.task.creds;
   const own = ownCaps();
   let last = 40;
-  try { last = parseInt(readFileSync('/proc/sys/kernel/cap_last_cap', 'latin1'), 10); } catch { /* older kernel */ }
+  try {
+    last = parseInt(readFileSync('/proc/sys/kernel/cap_last_cap', 'latin1'), 10);
+  } catch {
+    /* older kernel */
+  }
   const drops: (BatchCall & { at: string })[] = [];
   for (let cap = 0; cap <= last; cap++) {
     const bit = 1n << BigInt(cap);
-    if ((own.bnd & bit) && !(c.capBnd & bit)) drops.push({ nr: NR.prctl, args: [PR_CAPBSET_DROP, cap, 0, 0, 0], at: `cap ${cap}` });
+    if (own.bnd & bit && !(c.capBnd & bit)) drops.push({ nr: NR.prctl, args: [PR_CAPBSET_DROP, cap, 0, 0, 0], at: `cap ${cap}` });
   }
   batch('capability bounding set', drops);
   if (c.noNewPrivs) step('no_new_privs', '', () => inj.call(NR.prctl, [PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0]));
@@ -149,7 +158,9 @@ export function queuePendingSignals(ctx: RestoreCtx): void {
     for (let sig = 1; sig <= 64; sig++) {
       if (!(th.sigpending & (1n << BigInt(sig - 1))) || sig === SIG.SIGKILL || sig === SIG.SIGSTOP) continue;
       const pt = timerSending(ctx, th, sig);
-      ctx.step('pending signal', `thread ${th.tid} signal ${sig}`, () => (pt ? queueTimerSignal(ctx.pid, ti.tid, sig, pt) : tgkill(ctx.pid, ti.tid, sig)));
+      ctx.step('pending signal', `thread ${th.tid} signal ${sig}`, () =>
+        pt ? queueTimerSignal(ctx.pid, ti.tid, sig, pt) : tgkill(ctx.pid, ti.tid, sig),
+      );
     }
   }
 }

@@ -79,7 +79,18 @@ function allKindsModel(lib) {
   const EOF = 0xffffffffffffffffn;
   const te = new TextEncoder();
   const other = (fd, path, extra) => ({
-    fd, kind: lib.FdKind.OTHER, path, flags: 2, pos: 0n, mode: 0o600, cloexec: fd % 2 === 0, devMajor: 0, devMinor: 15, inode: BigInt(9000 + fd), size: 0n, ...extra,
+    fd,
+    kind: lib.FdKind.OTHER,
+    path,
+    flags: 2,
+    pos: 0n,
+    mode: 0o600,
+    cloexec: fd % 2 === 0,
+    devMajor: 0,
+    devMinor: 15,
+    inode: BigInt(9000 + fd),
+    size: 0n,
+    ...extra,
   });
   const loop6 = Uint8Array.from({ length: 16 }, (_, i) => (i === 15 ? 1 : 0));
   // task 100: handlers and ignored signals, two interval timers, POSIX timers of each notification, both thread kinds
@@ -88,7 +99,11 @@ function allKindsModel(lib) {
     { sig: 10, handler: 0x401000n, flags: 0x4000000n, restorer: 0x402000n, mask: 1n << 13n },
     { sig: 64, handler: 0x7f0000001000n, flags: 0x14000004n, restorer: 0x402000n, mask: EOF },
   ];
-  a.itimers = [{ which: 0, intervalUs: 50_000_000n, valueUs: 1_234_567n }, { which: 1, intervalUs: 20_000n, valueUs: 0n }, { which: 2, intervalUs: 0n, valueUs: 10n }];
+  a.itimers = [
+    { which: 0, intervalUs: 50_000_000n, valueUs: 1_234_567n },
+    { which: 1, intervalUs: 20_000n, valueUs: 0n },
+    { which: 2, intervalUs: 0n, valueUs: 10n },
+  ];
   a.posixTimers = [
     { id: 0, clock: 1, notify: 0, notifyTid: 0, signo: 10, sigevValue: 77n, intervalNs: 30_000_000_000n, valueNs: 12_345n },
     { id: 3, clock: -6, notify: 4, notifyTid: a.threads[1].tid, signo: 12, sigevValue: 0x7f0000001000n, intervalNs: 0n, valueNs: 5_000n },
@@ -100,7 +115,11 @@ function allKindsModel(lib) {
   a.threads[1].sigaltstack = { sp: 0n, size: 0n, flags: 2 };
   // its fds: locks, a pipe (bytes on its lowest fd), a stream pair with bytes queued to each socket, each anonymous
   // file with an epoll watching the others, inotify watches, listeners of both families, and one fd with four kinds
-  a.files[1].locks = [{ kind: 1, write: true, start: 0n, end: EOF }, { kind: 2, write: false, start: 10n, end: 19n }, { kind: 3, write: true, start: 0x7fffffffffffffffn, end: EOF }];
+  a.files[1].locks = [
+    { kind: 1, write: true, start: 0n, end: EOF },
+    { kind: 2, write: false, start: 10n, end: 19n },
+    { kind: 3, write: true, start: 0x7fffffffffffffffn, end: EOF },
+  ];
   a.files[2].locks = [{ kind: 1, write: false, start: 0n, end: EOF }];
   a.files.push(
     other(5, 'pipe:[5084]', { pipe: { ino: 5084n, write: false, size: 65536, data: te.encode('fuzz pipe') } }),
@@ -112,12 +131,19 @@ function allKindsModel(lib) {
     other(11, 'anon_inode:[timerfd]', { anon: { kind: 2, values: [1n, 0n, 100_000_000_000n, 99_000_000_000n, 3n] } }),
     other(12, 'anon_inode:[signalfd]', { anon: { kind: 3, values: [1n << 9n] } }),
     other(13, 'anon_inode:[eventpoll]', { anon: { kind: 4, values: [10n, 25n, 42n, 11n, 1n, EOF, 12n, 0xffffffffn, 0n] } }),
-    other(14, 'anon_inode:inotify', { inotify: [{ wd: 1, mask: 0x100, path: '/tmp/wätched' }, { wd: 3, mask: 0xfff, path: '/etc' }] }),
+    other(14, 'anon_inode:inotify', {
+      inotify: [
+        { wd: 1, mask: 0x100, path: '/tmp/wätched' },
+        { wd: 3, mask: 0xfff, path: '/etc' },
+      ],
+    }),
     other(15, 'socket:[5087]', { tcpListen: { family: 2, addr: new Uint8Array([127, 0, 0, 1]), port: 46709, backlog: 7, opts: 1 } }),
     other(16, 'socket:[5088]', { tcpListen: { family: 10, addr: loop6, port: 8080, backlog: 128, opts: 7 } }),
     other(17, 'socket:[5089]', {
-      anon: { kind: 3, values: [0n] }, pipe: { ino: 5090n, write: true, size: 4096, data: new Uint8Array(4096).fill(0x5a) },
-      inotify: [{ wd: 0x7fffffff, mask: 0xffffffff, path: '/' }], tcpListen: { family: 2, addr: new Uint8Array(4), port: 65535, backlog: 0, opts: 0 },
+      anon: { kind: 3, values: [0n] },
+      pipe: { ino: 5090n, write: true, size: 4096, data: new Uint8Array(4096).fill(0x5a) },
+      inotify: [{ wd: 0x7fffffff, mask: 0xffffffff, path: '/' }],
+      tcpListen: { family: 2, addr: new Uint8Array(4), port: 65535, backlog: 0, opts: 0 },
     }),
   );
   // task 200: other variants of each (empty lists, a disarmed timer, a datagram pair, an epoll watching nothing)
@@ -135,7 +161,10 @@ function allKindsModel(lib) {
     other(25, 'anon_inode:[timerfd]', { anon: { kind: 2, values: [9n, 3n, EOF, 0n, EOF] } }),
     other(26, 'anon_inode:inotify', { inotify: [] }),
     other(27, 'pipe:[7000]', { pipe: { ino: 0n, write: false, size: 0x80000000 } }),
-    other(28, 'socket:[7001]', { inotify: [{ wd: 2, mask: 0, path: '/ünï' }], tcpListen: { family: 10, addr: new Uint8Array(16).fill(0xff), port: 1, backlog: 0xffffffff, opts: 4 } }),
+    other(28, 'socket:[7001]', {
+      inotify: [{ wd: 2, mask: 0, path: '/ünï' }],
+      tcpListen: { family: 10, addr: new Uint8Array(16).fill(0xff), port: 1, backlog: 0xffffffff, opts: 4 },
+    }),
   );
   return m;
 }

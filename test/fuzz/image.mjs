@@ -10,9 +10,23 @@ import { xxh3 } from '@node-rs/xxhash';
 
 export const HDR = 16;
 export const K = {
-  HEADER: 0x0001, NS: 0x0002, TASK: 0x0101, CREDS: 0x0102, RLIMITS: 0x0103, NSIDS: 0x0104, NOCR: 0x0105,
-  THREAD: 0x0201, REGS: 0x0211, FPU: 0x0212, XSTATE: 0x0213, MM: 0x0301, VMA: 0x0302, PAGES: 0x0303, FD: 0x0401,
-  INDEX: 0x7f01, TRAILER: 0x7fff,
+  HEADER: 0x0001,
+  NS: 0x0002,
+  TASK: 0x0101,
+  CREDS: 0x0102,
+  RLIMITS: 0x0103,
+  NSIDS: 0x0104,
+  NOCR: 0x0105,
+  THREAD: 0x0201,
+  REGS: 0x0211,
+  FPU: 0x0212,
+  XSTATE: 0x0213,
+  MM: 0x0301,
+  VMA: 0x0302,
+  PAGES: 0x0303,
+  FD: 0x0401,
+  INDEX: 0x7f01,
+  TRAILER: 0x7fff,
 };
 export const KNOWN_KINDS = new Set(Object.values(K));
 export const INDEX_ENTRY = 24;
@@ -42,11 +56,16 @@ export function parse(bytes) {
   const recs = [];
   let o = 8;
   while (o + HDR <= bytes.length) {
-    const kind = dv.getUint16(o, true), flags = dv.getUint16(o + 2, true), len = dv.getUint32(o + 4, true);
+    const kind = dv.getUint16(o, true),
+      flags = dv.getUint16(o + 2, true),
+      len = dv.getUint32(o + 4, true);
     const csum = dv.getBigUint64(o + 8, true);
     if (o + HDR + pad8(len) > bytes.length) break;
     recs.push({
-      kind, flags, csum, off: o,
+      kind,
+      flags,
+      csum,
+      off: o,
       payload: bytes.slice(o + HDR, o + HDR + len),
       pad: bytes.slice(o + HDR + len, o + HDR + pad8(len)),
     });
@@ -96,8 +115,12 @@ export function build(magic, recs, { fix = 'rec', fixIndex = false } = {}) {
   const offs = [];
   let o = 8;
   const layout = () => {
-    o = 8; offs.length = 0;
-    for (const r of recs) { offs.push(o); o += HDR + pad8(r.payload.length); }
+    o = 8;
+    offs.length = 0;
+    for (const r of recs) {
+      offs.push(o);
+      o += HDR + pad8(r.payload.length);
+    }
   };
   layout();
   if (fixIndex) {
@@ -117,8 +140,10 @@ export function build(magic, recs, { fix = 'rec', fixIndex = false } = {}) {
       dv.setUint32(0, entries.length, true);
       entries.forEach((e, i) => {
         const b = 8 + i * INDEX_ENTRY;
-        dv.setInt32(b, e.pid, true); dv.setUint32(b + 4, e.npages, true);
-        dv.setBigUint64(b + 8, e.addr, true); dv.setBigUint64(b + 16, BigInt(e.off), true);
+        dv.setInt32(b, e.pid, true);
+        dv.setUint32(b + 4, e.npages, true);
+        dv.setBigUint64(b + 8, e.addr, true);
+        dv.setBigUint64(b + 16, BigInt(e.off), true);
       });
       recs[ix] = { ...recs[ix], payload: p, pad: undefined, len: undefined, csum: undefined, stale: false };
       layout();
@@ -170,9 +195,15 @@ export function slots(fields, p) {
   let o = 0;
   const fits = (n) => o + n <= p.length;
   for (const [name, type, , of] of fields) {
-    if (type === 'u32' || type === 'i32') { if (!fits(4)) break; out.push({ name, off: o, size: 4, role: 'field' }); o += 4; }
-    else if (type === 'u64') { if (!fits(8)) break; out.push({ name, off: o, size: 8, role: 'field' }); o += 8; }
-    else if (type === 'str' || type === 'strn') {
+    if (type === 'u32' || type === 'i32') {
+      if (!fits(4)) break;
+      out.push({ name, off: o, size: 4, role: 'field' });
+      o += 4;
+    } else if (type === 'u64') {
+      if (!fits(8)) break;
+      out.push({ name, off: o, size: 8, role: 'field' });
+      o += 8;
+    } else if (type === 'str' || type === 'strn') {
       if (!fits(4)) break;
       const n = dv.getUint32(o, true);
       out.push({ name, off: o, size: 4, role: 'strlen' });
@@ -197,17 +228,22 @@ export function slots(fields, p) {
         }
       }
       if (o > p.length) break;
-    } else if (type === 'raw') { out.push({ name, off: o, size: p.length - o, role: 'raw' }); break; }
+    } else if (type === 'raw') {
+      out.push({ name, off: o, size: p.length - o, role: 'raw' });
+      break;
+    }
   }
   return out;
 }
 
 /** The string fields of a payload: offset and length of their bytes. */
 export function strings(fields, p) {
-  return slots(fields, p).filter((s) => s.role === 'strlen').map((s) => {
-    const n = new DataView(p.buffer, p.byteOffset).getUint32(s.off, true);
-    return { name: s.name, off: s.off + 4, len: n === 0xffffffff ? 0 : Math.min(n, p.length - s.off - 4) };
-  });
+  return slots(fields, p)
+    .filter((s) => s.role === 'strlen')
+    .map((s) => {
+      const n = new DataView(p.buffer, p.byteOffset).getUint32(s.off, true);
+      return { name: s.name, off: s.off + 4, len: n === 0xffffffff ? 0 : Math.min(n, p.length - s.off - 4) };
+    });
 }
 
 /**
@@ -219,7 +255,11 @@ export function strings(fields, p) {
  */
 export function isConsistent(bytes) {
   let p;
-  try { p = parse(bytes); } catch { return false; }
+  try {
+    p = parse(bytes);
+  } catch {
+    return false;
+  }
   const { recs, magic } = p;
   if (!recs.length) return false;
   for (const r of recs) if (recordCsum(r) !== r.csum) return false;

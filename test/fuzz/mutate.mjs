@@ -22,7 +22,12 @@ import { HDR, K, KNOWN_KINDS, TRAILER_MAGIC, build, pad8, parse, slots, strings,
 /** mulberry32 seeded from a string of numbers. */
 export function rng32(...parts) {
   let h = 0x9e3779b9;
-  for (const p of parts) { h = Math.imul(h ^ (Number(BigInt.asUintN(32, BigInt(p))) >>> 0), 0x85ebca6b); h ^= h >>> 13; h = Math.imul(h, 0xc2b2ae35); h ^= h >>> 16; }
+  for (const p of parts) {
+    h = Math.imul(h ^ (Number(BigInt.asUintN(32, BigInt(p))) >>> 0), 0x85ebca6b);
+    h ^= h >>> 13;
+    h = Math.imul(h, 0xc2b2ae35);
+    h ^= h >>> 16;
+  }
   let s = h >>> 0;
   const next = () => {
     s = (s + 0x6d2b79f5) >>> 0;
@@ -42,7 +47,9 @@ export function rng32(...parts) {
     weighted: (table) => {
       const total = table.reduce((a, [w]) => a + w, 0);
       let x = next() * total;
-      for (const [w, v] of table) { if ((x -= w) < 0) return v; }
+      for (const [w, v] of table) {
+        if ((x -= w) < 0) return v;
+      }
       return table[table.length - 1][1];
     },
   };
@@ -53,14 +60,69 @@ export function rng32(...parts) {
 
 const MAX_PAGES_PAYLOAD = 16 + 1024 * 4096 + 128;
 const U32_INTERESTING = [
-  0, 1, 2, 3, 4, 7, 8, 15, 16, 17, 31, 32, 63, 64, 65, 127, 128, 255, 256, 257, 511, 512, 1023, 1024, 1025,
-  4095, 4096, 4097, 0x7fff, 0x8000, 0xffff, 0x10000, 0xffffff, 0x1000000, 0x1000001, 0x2000000, 0x2000001,
-  MAX_PAGES_PAYLOAD - 1, MAX_PAGES_PAYLOAD, MAX_PAGES_PAYLOAD + 1, 0x7ffffffe, 0x7fffffff, 0x80000000, 0x80000001,
-  0xfffffff8, 0xfffffffe, 0xffffffff,
+  0,
+  1,
+  2,
+  3,
+  4,
+  7,
+  8,
+  15,
+  16,
+  17,
+  31,
+  32,
+  63,
+  64,
+  65,
+  127,
+  128,
+  255,
+  256,
+  257,
+  511,
+  512,
+  1023,
+  1024,
+  1025,
+  4095,
+  4096,
+  4097,
+  0x7fff,
+  0x8000,
+  0xffff,
+  0x10000,
+  0xffffff,
+  0x1000000,
+  0x1000001,
+  0x2000000,
+  0x2000001,
+  MAX_PAGES_PAYLOAD - 1,
+  MAX_PAGES_PAYLOAD,
+  MAX_PAGES_PAYLOAD + 1,
+  0x7ffffffe,
+  0x7fffffff,
+  0x80000000,
+  0x80000001,
+  0xfffffff8,
+  0xfffffffe,
+  0xffffffff,
 ];
 const U64_INTERESTING = [
-  0n, 1n, 0xfffn, 0x1000n, 0x1001n, 0xffffffffn, 0x100000000n, 0x7fffffffffffn, 0x800000000000n,
-  0x7fffffffffffffffn, 0x8000000000000000n, 0xfffffffffffff000n, 0xfffffffffffffffen, 0xffffffffffffffffn,
+  0n,
+  1n,
+  0xfffn,
+  0x1000n,
+  0x1001n,
+  0xffffffffn,
+  0x100000000n,
+  0x7fffffffffffn,
+  0x800000000000n,
+  0x7fffffffffffffffn,
+  0x8000000000000000n,
+  0xfffffffffffff000n,
+  0xfffffffffffffffen,
+  0xffffffffffffffffn,
 ];
 
 function u32Value(r, orig) {
@@ -84,7 +146,10 @@ function u64Value(r, orig) {
 // ------------------------------------------------------------------ helpers
 
 const cloneRecs = (recs) => recs.map((x) => ({ ...x }));
-const edit = (rec) => { rec.payload = rec.payload.slice(); return new DataView(rec.payload.buffer); };
+const edit = (rec) => {
+  rec.payload = rec.payload.slice();
+  return new DataView(rec.payload.buffer);
+};
 const idxOf = (recs, kind) => recs.map((x, i) => (x.kind === kind ? i : -1)).filter((i) => i >= 0);
 const nonTrailer = (recs) => recs.length - 1;
 
@@ -104,7 +169,10 @@ function schemaOf(ctx) {
     if (below.has(k)) return below.get(k);
     const set = new Set();
     below.set(k, set);
-    for (const c of ctx.defs.get(k)?.children ?? []) { set.add(c.kind); for (const x of closure(c.kind)) set.add(x); }
+    for (const c of ctx.defs.get(k)?.children ?? []) {
+      set.add(c.kind);
+      for (const x of closure(c.kind)) set.add(x);
+    }
     return set;
   };
   for (const k of ctx.defs.keys()) closure(k);
@@ -112,7 +180,8 @@ function schemaOf(ctx) {
   // each optional kind in the corpus, with the bases that hold it
   const optionalIn = new Map();
   ctx.bases.forEach((b, i) => {
-    for (const k of new Set(b.parsed.recs.map((x) => x.kind).filter((k) => optional.has(k)))) optionalIn.set(k, [...(optionalIn.get(k) ?? []), i]);
+    for (const k of new Set(b.parsed.recs.map((x) => x.kind).filter((k) => optional.has(k))))
+      optionalIn.set(k, [...(optionalIn.get(k) ?? []), i]);
   });
   ctx.schema = { below, optional, optionalIn };
   return ctx.schema;
@@ -127,17 +196,27 @@ function subtreeEnd(ctx, recs, i) {
   return j;
 }
 
-function fieldsOf(ctx, kind) { return ctx.defs.get(kind)?.fields ?? []; }
+function fieldsOf(ctx, kind) {
+  return ctx.defs.get(kind)?.fields ?? [];
+}
 
 function setSlot(dv, s, v) {
   if (s.size === 4) dv.setUint32(s.off, Number(v) >>> 0, true);
   else dv.setBigUint64(s.off, BigInt.asUintN(64, BigInt(v)), true);
 }
-function getSlot(dv, s) { return s.size === 4 ? dv.getUint32(s.off, true) : dv.getBigUint64(s.off, true); }
+function getSlot(dv, s) {
+  return s.size === 4 ? dv.getUint32(s.off, true) : dv.getBigUint64(s.off, true);
+}
 
-function fullLevel(r, fixIndex = 0.5) { return { fix: 'full', fixIndex: r.chance(fixIndex) }; }
+function fullLevel(r, fixIndex = 0.5) {
+  return { fix: 'full', fixIndex: r.chance(fixIndex) };
+}
 function levelOf(r, weights = [1, 1, 2]) {
-  return r.weighted([[weights[0], { fix: 'none' }], [weights[1], { fix: 'rec' }], [weights[2], fullLevel(r)]]);
+  return r.weighted([
+    [weights[0], { fix: 'none' }],
+    [weights[1], { fix: 'rec' }],
+    [weights[2], fullLevel(r)],
+  ]);
 }
 const LEVEL_NAME = { none: 'raw', rec: 'rec', full: 'full' };
 
@@ -160,7 +239,12 @@ function regionOf(bytes, recs, r) {
 const RAW = {
   flip(b, recs, r) {
     const out = b.slice();
-    const n = r.weighted([[6, 1], [2, 2], [1, 4], [1, 8]]);
+    const n = r.weighted([
+      [6, 1],
+      [2, 2],
+      [1, 4],
+      [1, 8],
+    ]);
     for (let i = 0; i < n; i++) {
       const [lo, hi] = regionOf(b, recs, r);
       const at = lo + r.int(hi - lo);
@@ -185,15 +269,32 @@ const RAW = {
     const cls = r.pick(['magic', 'boundary', 'boundary-1', 'in-header', 'in-payload', 'in-padding', 'trailer', 'last', 'empty']);
     let at;
     switch (cls) {
-      case 'magic': at = r.int(8); break;
-      case 'boundary': at = rec.off; break;
-      case 'boundary-1': at = rec.off - 1; break;
-      case 'in-header': at = rec.off + 1 + r.int(HDR - 1); break;
-      case 'in-payload': at = rec.off + HDR + r.int(Math.max(1, rec.payload.length)); break;
-      case 'in-padding': at = rec.off + HDR + rec.payload.length + r.int(Math.max(1, pad8(rec.payload.length) - rec.payload.length)); break;
-      case 'trailer': at = b.length - 48 + r.int(48); break;
-      case 'last': at = b.length - 1; break;
-      default: at = 0;
+      case 'magic':
+        at = r.int(8);
+        break;
+      case 'boundary':
+        at = rec.off;
+        break;
+      case 'boundary-1':
+        at = rec.off - 1;
+        break;
+      case 'in-header':
+        at = rec.off + 1 + r.int(HDR - 1);
+        break;
+      case 'in-payload':
+        at = rec.off + HDR + r.int(Math.max(1, rec.payload.length));
+        break;
+      case 'in-padding':
+        at = rec.off + HDR + rec.payload.length + r.int(Math.max(1, pad8(rec.payload.length) - rec.payload.length));
+        break;
+      case 'trailer':
+        at = b.length - 48 + r.int(48);
+        break;
+      case 'last':
+        at = b.length - 1;
+        break;
+      default:
+        at = 0;
     }
     at = Math.max(0, Math.min(b.length - 1, at));
     return { bytes: b.slice(0, at), op: `truncate:${cls}` };
@@ -204,20 +305,35 @@ const RAW = {
     if (what === 'zeros') extra = new Uint8Array(r.pick([1, 7, 8, 16, 48, 100]));
     else if (what === 'random') extra = Uint8Array.from({ length: r.range(1, 64) }, () => r.int(256));
     else if (what === 'trailer') extra = b.slice(b.length - 48);
-    else { const rec = r.pick(recs); extra = b.slice(rec.off, rec.off + HDR + pad8(rec.payload.length)); }
+    else {
+      const rec = r.pick(recs);
+      extra = b.slice(rec.off, rec.off + HDR + pad8(rec.payload.length));
+    }
     const out = new Uint8Array(b.length + extra.length);
-    out.set(b); out.set(extra, b.length);
+    out.set(b);
+    out.set(extra, b.length);
     return { bytes: out, op: `append:${what}` };
   },
-  chunk(b, recs, r) {
+  chunk(b, _recs, r) {
     const what = r.pick(['delete', 'insert', 'overwrite', 'delete8', 'insert8']);
     const at = r.int(b.length);
     const n = what.endsWith('8') ? 8 * r.range(1, 4) : r.range(1, 64);
     const src = r.int(b.length);
     let out;
-    if (what.startsWith('delete')) { out = new Uint8Array(b.length - Math.min(n, b.length - at)); out.set(b.subarray(0, at)); out.set(b.subarray(at + n), at); }
-    else if (what.startsWith('insert')) { const c = b.slice(src, src + n); out = new Uint8Array(b.length + c.length); out.set(b.subarray(0, at)); out.set(c, at); out.set(b.subarray(at), at + c.length); }
-    else { out = b.slice(); out.set(b.subarray(src, src + n).slice(0, b.length - at), at); }
+    if (what.startsWith('delete')) {
+      out = new Uint8Array(b.length - Math.min(n, b.length - at));
+      out.set(b.subarray(0, at));
+      out.set(b.subarray(at + n), at);
+    } else if (what.startsWith('insert')) {
+      const c = b.slice(src, src + n);
+      out = new Uint8Array(b.length + c.length);
+      out.set(b.subarray(0, at));
+      out.set(c, at);
+      out.set(b.subarray(at), at + c.length);
+    } else {
+      out = b.slice();
+      out.set(b.subarray(src, src + n).slice(0, b.length - at), at);
+    }
     return { bytes: out, op: `chunk:${what}` };
   },
   hdrLen(b, recs, r) {
@@ -241,8 +357,37 @@ export function kindName(k) {
 /** Values at the edges of the kinds' checks: small enums, signal and clock numbers, page and pipe sizes, the i32,
  *  u32, i64 and u64 limits, -6 and -2 as 64-bit values (clocks). */
 const KIND_VALUES = [
-  0n, 1n, 2n, 3n, 4n, 5n, 6n, 7n, 8n, 9n, 10n, 11n, 12n, 13n, 33n, 63n, 64n, 65n, 4095n, 4096n, 4097n, 65535n, 65536n,
-  0x7fffffffn, 0x80000000n, 0xffffffffn, 0x100000000n, 0x7fffffffffffffffn, 0x8000000000000000n, 0xfffffffffffffffan, 0xfffffffffffffffen,
+  0n,
+  1n,
+  2n,
+  3n,
+  4n,
+  5n,
+  6n,
+  7n,
+  8n,
+  9n,
+  10n,
+  11n,
+  12n,
+  13n,
+  33n,
+  63n,
+  64n,
+  65n,
+  4095n,
+  4096n,
+  4097n,
+  65535n,
+  65536n,
+  0x7fffffffn,
+  0x80000000n,
+  0xffffffffn,
+  0x100000000n,
+  0x7fffffffffffffffn,
+  0x8000000000000000n,
+  0xfffffffffffffffan,
+  0xfffffffffffffffen,
   0xffffffffffffffffn,
 ];
 /** A tuple member's name without its tuple index: timers[1].clock -> timers.clock. */
@@ -251,7 +396,9 @@ const memberOf = (name) => name.replace(/\[\d+\]/, '');
 /** Bytes [at, at + n) of a record's payload replaced by `insert`. */
 function splicePayload(rec, at, n, insert = new Uint8Array(0)) {
   const p = new Uint8Array(rec.payload.length - n + insert.length);
-  p.set(rec.payload.subarray(0, at)); p.set(insert, at); p.set(rec.payload.subarray(at + n), at + insert.length);
+  p.set(rec.payload.subarray(0, at));
+  p.set(insert, at);
+  p.set(rec.payload.subarray(at + n), at + insert.length);
   rec.payload = p;
 }
 
@@ -262,7 +409,13 @@ function numberEdit(rec, s, ss, r) {
   const peers = s.role === 'item' ? ss.filter((x) => x !== s && x.role === 'item' && memberOf(x.name) === memberOf(s.name)) : [];
   const small = s.size === 4;
   let v = r.weighted([
-    [5, () => { const x = r.pick(small ? KIND_VALUES.filter((y) => y <= 0xffffffffn) : KIND_VALUES); return small ? Number(x) : x; }],
+    [
+      5,
+      () => {
+        const x = r.pick(small ? KIND_VALUES.filter((y) => y <= 0xffffffffn) : KIND_VALUES);
+        return small ? Number(x) : x;
+      },
+    ],
     [2, () => (small ? (old + r.pick([1, -1])) >>> 0 : BigInt.asUintN(64, old + r.pick([1n, -1n])))],
     [peers.length ? 3 : 0, () => getSlot(dv, r.pick(peers))],
     [1, () => (small ? u32Value(r, old) : u64Value(r, old))],
@@ -280,15 +433,24 @@ function arrayEdit(def, rec, s, ss, r) {
   const n = dv.getUint32(s.off, true);
   if (type === 'str[]') {
     const last = ss.find((x) => x.name === `${s.name}[${n - 1}]`);
-    if (!last || r.chance(0.3)) { dv.setUint32(s.off, n + r.pick([1, -1]) >>> 0, true); return `${s.name}:count`; }
+    if (!last || r.chance(0.3)) {
+      dv.setUint32(s.off, (n + r.pick([1, -1])) >>> 0, true);
+      return `${s.name}:count`;
+    }
     splicePayload(rec, last.off, 4 + dv.getUint32(last.off, true));
     new DataView(rec.payload.buffer).setUint32(s.off, n - 1, true);
     return `${s.name}:drop`;
   }
-  const item = type === 'u32[]' ? 4 : 8, t = of?.length ?? 1;
+  const item = type === 'u32[]' ? 4 : 8,
+    t = of?.length ?? 1;
   const what = n >= t && n % t === 0 ? r.pick(['drop', 'dup', 'dup', 'count']) : 'count';
-  if (what === 'count') { dv.setUint32(s.off, (n + r.pick([1, -1, t, -t])) >>> 0, true); return `${s.name}:count`; }
-  const j = r.int(n / t), at = s.off + 4 + j * t * item, bytes = t * item;
+  if (what === 'count') {
+    dv.setUint32(s.off, (n + r.pick([1, -1, t, -t])) >>> 0, true);
+    return `${s.name}:count`;
+  }
+  const j = r.int(n / t),
+    at = s.off + 4 + j * t * item,
+    bytes = t * item;
   if (what === 'drop') splicePayload(rec, at, bytes);
   else splicePayload(rec, r.chance(0.5) ? at + bytes : s.off + 4, 0, rec.payload.slice(at, at + bytes));
   new DataView(rec.payload.buffer).setUint32(s.off, what === 'drop' ? n - t : n + t, true);
@@ -300,7 +462,10 @@ function stringEdit(rec, s, r) {
   const dv = edit(rec);
   const n = dv.getUint32(s.off, true);
   if (n === 0 || n === 0xffffffff || s.off + 4 + n > rec.payload.length) return null;
-  if (r.chance(0.6)) { rec.payload[s.off + 4] = 0x61; return `${s.name}:relative`; }
+  if (r.chance(0.6)) {
+    rec.payload[s.off + 4] = 0x61;
+    return `${s.name}:relative`;
+  }
   splicePayload(rec, s.off + 4, n);
   new DataView(rec.payload.buffer).setUint32(s.off, 0, true);
   return `${s.name}:empty`;
@@ -322,13 +487,16 @@ const UNKNOWN_KINDS = [0x0000, 0x0003, 0x00ff, 0x01fe, 0x0214, 0x0304, 0x0402, 0
 
 const RECS = {
   /** Payload resized: truncated or extended (zeros, random, or the next record's bytes). */
-  resize(ctx, recs, r) {
+  resize(_ctx, recs, r) {
     const i = r.int(recs.length);
     const rec = recs[i];
     const old = rec.payload.length;
     let n = r.weighted([
-      [3, () => r.int(old + 1)], [2, () => old + r.pick([-8, -4, -1, 1, 4, 8, 16, 24])],
-      [1, () => 0], [1, () => old + r.range(1, 4096)], [1, () => old * 2],
+      [3, () => r.int(old + 1)],
+      [2, () => old + r.pick([-8, -4, -1, 1, 4, 8, 16, 24])],
+      [1, () => 0],
+      [1, () => old + r.range(1, 4096)],
+      [1, () => old * 2],
     ])();
     n = Math.max(0, Math.min(n, old + 8192));
     if (n === old) n = old + 1;
@@ -355,7 +523,7 @@ const RECS = {
     recs[i] = { ...recs[i], kind: k, flags: mu ? recs[i].flags | 1 : recs[i].flags };
     return `kind:${kindName(old)}->${kindName(k)}${mu ? '+MU' : ''}`;
   },
-  flags(ctx, recs, r) {
+  flags(_ctx, recs, r) {
     const i = r.int(recs.length);
     const f = r.pick([1, 2, 0x8000, 0xffff, 1 << r.int(16)]);
     if ((recs[i].flags ^ f) === recs[i].flags) return null;
@@ -365,13 +533,19 @@ const RECS = {
   /** A numeric field (counts included) set to an interesting value. */
   field(ctx, recs, r) {
     const numeric = (s) => s.role !== 'strlen' && s.role !== 'raw';
-    const cand = recs.map((x, i) => i).filter((i) => slots(fieldsOf(ctx, recs[i].kind), recs[i].payload).some(numeric));
+    const cand = recs.map((_x, i) => i).filter((i) => slots(fieldsOf(ctx, recs[i].kind), recs[i].payload).some(numeric));
     if (!cand.length) return null;
     const i = r.pick(cand);
-    const rec = recs[i] = { ...recs[i] };
+    const rec = (recs[i] = { ...recs[i] });
     const ss = slots(fieldsOf(ctx, rec.kind), rec.payload).filter(numeric);
     // favour counts and the fields that steer the grammar
-    const steering = ss.filter((s) => s.role === 'count' || /^n[a-z]|^has|Flags$|flags$|^npages$|^start$|^end$|^addr$|^pid$|^tid$|^fd$|^nsKind$|^fdKind$|^prot$|^checksumAlgo$|^pageSize$|^tmagic$|^records$|^indexOffset$|^count$|^reserved$/.test(s.name));
+    const steering = ss.filter(
+      (s) =>
+        s.role === 'count'
+        || /^n[a-z]|^has|Flags$|flags$|^npages$|^start$|^end$|^addr$|^pid$|^tid$|^fd$|^nsKind$|^fdKind$|^prot$|^checksumAlgo$|^pageSize$|^tmagic$|^records$|^indexOffset$|^count$|^reserved$/.test(
+          s.name,
+        ),
+    );
     const s = steering.length && r.chance(0.7) ? r.pick(steering) : r.pick(ss);
     const dv = edit(rec);
     const old = getSlot(dv, s);
@@ -381,40 +555,44 @@ const RECS = {
     return `field:${kindName(rec.kind)}.${s.name}=${v}`;
   },
   strlen(ctx, recs, r) {
-    const cand = recs.map((x, i) => i).filter((i) => slots(fieldsOf(ctx, recs[i].kind), recs[i].payload).some((s) => s.role === 'strlen'));
+    const cand = recs.map((_x, i) => i).filter((i) => slots(fieldsOf(ctx, recs[i].kind), recs[i].payload).some((s) => s.role === 'strlen'));
     if (!cand.length) return null;
     const i = r.pick(cand);
-    const rec = recs[i] = { ...recs[i] };
+    const rec = (recs[i] = { ...recs[i] });
     const s = r.pick(slots(fieldsOf(ctx, rec.kind), rec.payload).filter((x) => x.role === 'strlen'));
     const dv = edit(rec);
     const old = dv.getUint32(s.off, true);
-    let v = r.weighted([[3, () => r.pick([0, 0xffffffff, 0xfffffffe, 0x100000, 0x100001, 0x7fffffff, rec.payload.length])], [3, () => (old + r.pick([1, -1, 4, -4])) >>> 0], [1, () => r.u32()]])();
+    let v = r.weighted([
+      [3, () => r.pick([0, 0xffffffff, 0xfffffffe, 0x100000, 0x100001, 0x7fffffff, rec.payload.length])],
+      [3, () => (old + r.pick([1, -1, 4, -4])) >>> 0],
+      [1, () => r.u32()],
+    ])();
     if (v === old) v = (old + 1) >>> 0;
     dv.setUint32(s.off, v, true);
     return `strlen:${kindName(rec.kind)}.${s.name}=${v}`;
   },
   utf8(ctx, recs, r) {
-    const cand = recs.map((x, i) => i).filter((i) => strings(fieldsOf(ctx, recs[i].kind), recs[i].payload).some((s) => s.len > 0));
+    const cand = recs.map((_x, i) => i).filter((i) => strings(fieldsOf(ctx, recs[i].kind), recs[i].payload).some((s) => s.len > 0));
     if (!cand.length) return null;
     const i = r.pick(cand);
-    const rec = recs[i] = { ...recs[i] };
+    const rec = (recs[i] = { ...recs[i] });
     const s = r.pick(strings(fieldsOf(ctx, rec.kind), rec.payload).filter((x) => x.len > 0));
     edit(rec);
     rec.payload[s.off + r.int(s.len)] = r.pick([0x80, 0xc0, 0xff, 0xfe, 0xed]);
     return `utf8:${kindName(rec.kind)}.${s.name}`;
   },
   /** A payload byte changed (page data, registers, strings...). */
-  payload(ctx, recs, r) {
-    const cand = recs.map((x, i) => i).filter((i) => recs[i].payload.length > 0);
+  payload(_ctx, recs, r) {
+    const cand = recs.map((_x, i) => i).filter((i) => recs[i].payload.length > 0);
     const i = r.pick(cand);
-    const rec = recs[i] = { ...recs[i] };
+    const rec = (recs[i] = { ...recs[i] });
     edit(rec);
     const at = r.int(rec.payload.length);
     rec.payload[at] ^= 1 + r.int(255);
     return `payload:${kindName(rec.kind)}@${at}`;
   },
-  padding(ctx, recs, r) {
-    const cand = recs.map((x, i) => i).filter((i) => pad8(recs[i].payload.length) > recs[i].payload.length);
+  padding(_ctx, recs, r) {
+    const cand = recs.map((_x, i) => i).filter((i) => pad8(recs[i].payload.length) > recs[i].payload.length);
     if (!cand.length) return null;
     const i = r.pick(cand);
     const n = pad8(recs[i].payload.length) - recs[i].payload.length;
@@ -423,25 +601,26 @@ const RECS = {
     recs[i] = { ...recs[i], pad };
     return `padding:${kindName(recs[i].kind)}`;
   },
-  dup(ctx, recs, r) {
+  dup(_ctx, recs, r) {
     const i = r.int(nonTrailer(recs));
     const to = r.chance(0.5) ? i + 1 : r.int(recs.length);
     recs.splice(to, 0, { ...recs[i] });
     return `dup:${kindName(recs[to].kind)}`;
   },
-  drop(ctx, recs, r) {
+  drop(_ctx, recs, r) {
     const i = r.int(recs.length);
     const [x] = recs.splice(i, 1);
     return `drop:${kindName(x.kind)}`;
   },
-  swap(ctx, recs, r) {
+  swap(_ctx, recs, r) {
     const i = r.int(recs.length);
     const j = r.chance(0.6) ? Math.min(recs.length - 1, i + 1) : r.int(recs.length);
-    if (i === j || (recs[i].kind === recs[j].kind && recs[i].payload.length === recs[j].payload.length && recs[i].csum === recs[j].csum)) return null;
+    if (i === j || (recs[i].kind === recs[j].kind && recs[i].payload.length === recs[j].payload.length && recs[i].csum === recs[j].csum))
+      return null;
     [recs[i], recs[j]] = [recs[j], recs[i]];
     return `swap:${kindName(recs[i].kind)}<->${kindName(recs[j].kind)}`;
   },
-  move(ctx, recs, r) {
+  move(_ctx, recs, r) {
     const i = r.int(recs.length);
     const [x] = recs.splice(i, 1);
     let j = r.int(recs.length + 1);
@@ -451,7 +630,7 @@ const RECS = {
   },
   /** A whole subtree (task, thread, MM, VMA with its pages, FD with its kinds of state) dropped, duplicated or moved. */
   subtree(ctx, recs, r) {
-    const cand = recs.map((x, i) => i).filter((i) => [K.TASK, K.THREAD, K.MM, K.VMA, K.FD].includes(recs[i].kind));
+    const cand = recs.map((_x, i) => i).filter((i) => [K.TASK, K.THREAD, K.MM, K.VMA, K.FD].includes(recs[i].kind));
     if (!cand.length) return null;
     const i = r.pick(cand);
     const end = subtreeEnd(ctx, recs, i);
@@ -462,40 +641,61 @@ const RECS = {
     else if (what === 'dup') recs.splice(end, 0, ...part.map((x) => ({ ...x })));
     else {
       recs.splice(i, end - i);
-      const others = recs.map((x, j) => j).filter((j) => recs[j].kind === recs[i]?.kind || [K.TASK, K.THREAD, K.MM, K.VMA, K.INDEX, K.FD].includes(recs[j].kind));
+      const others = recs
+        .map((_x, j) => j)
+        .filter((j) => recs[j].kind === recs[i]?.kind || [K.TASK, K.THREAD, K.MM, K.VMA, K.INDEX, K.FD].includes(recs[j].kind));
       const to = others.length ? r.pick(others) : r.int(recs.length);
       recs.splice(to, 0, ...part);
     }
     return `subtree:${what}:${kind}`;
   },
-  index(ctx, recs, r) {
+  index(_ctx, recs, r) {
     const ix = recs.findIndex((x) => x.kind === K.INDEX);
     if (ix < 0) return null;
-    const rec = recs[ix] = { ...recs[ix] };
+    const rec = (recs[ix] = { ...recs[ix] });
     const n = Math.floor((rec.payload.length - 8) / INDEX_ENTRY);
     const dv = edit(rec);
     const what = r.pick(['count', 'reserved', 'entry', 'entry', 'swap', 'truncate', 'extend']);
-    if (what === 'count') { const o = dv.getUint32(0, true); let v = u32Value(r, o); if (v === o) v++; dv.setUint32(0, v >>> 0, true); }
-    else if (what === 'reserved') dv.setUint32(4, 1 + r.int(0xffff), true);
+    if (what === 'count') {
+      const o = dv.getUint32(0, true);
+      let v = u32Value(r, o);
+      if (v === o) v++;
+      dv.setUint32(0, v >>> 0, true);
+    } else if (what === 'reserved') dv.setUint32(4, 1 + r.int(0xffff), true);
     else if (what === 'entry' && n > 0) {
       const e = 8 + r.int(n) * INDEX_ENTRY;
       const f = r.pick([0, 4, 8, 16]);
-      if (f < 8) { const o = dv.getUint32(e + f, true); let v = u32Value(r, o); if (v === o) v++; dv.setUint32(e + f, v >>> 0, true); }
-      else { const o = dv.getBigUint64(e + f, true); let v = u64Value(r, o); if (v === o) v++; dv.setBigUint64(e + f, BigInt.asUintN(64, v), true); }
+      if (f < 8) {
+        const o = dv.getUint32(e + f, true);
+        let v = u32Value(r, o);
+        if (v === o) v++;
+        dv.setUint32(e + f, v >>> 0, true);
+      } else {
+        const o = dv.getBigUint64(e + f, true);
+        let v = u64Value(r, o);
+        if (v === o) v++;
+        dv.setBigUint64(e + f, BigInt.asUintN(64, v), true);
+      }
     } else if (what === 'swap' && n > 1) {
-      const a = 8 + r.int(n) * INDEX_ENTRY, b2 = 8 + r.int(n) * INDEX_ENTRY;
+      const a = 8 + r.int(n) * INDEX_ENTRY,
+        b2 = 8 + r.int(n) * INDEX_ENTRY;
       if (a === b2) return null;
       const t = rec.payload.slice(a, a + INDEX_ENTRY);
-      rec.payload.copyWithin(a, b2, b2 + INDEX_ENTRY); rec.payload.set(t, b2);
+      rec.payload.copyWithin(a, b2, b2 + INDEX_ENTRY);
+      rec.payload.set(t, b2);
     } else if (what === 'truncate' && n > 0) rec.payload = rec.payload.slice(0, rec.payload.length - INDEX_ENTRY);
-    else if (what === 'extend') { const p = new Uint8Array(rec.payload.length + INDEX_ENTRY); p.set(rec.payload); if (n) p.set(rec.payload.subarray(8, 8 + INDEX_ENTRY), rec.payload.length); rec.payload = p; }
-    else return null;
+    else if (what === 'extend') {
+      const p = new Uint8Array(rec.payload.length + INDEX_ENTRY);
+      p.set(rec.payload);
+      if (n) p.set(rec.payload.subarray(8, 8 + INDEX_ENTRY), rec.payload.length);
+      rec.payload = p;
+    } else return null;
     return `index:${what}`;
   },
-  trailer(ctx, recs, r) {
+  trailer(_ctx, recs, r) {
     const t = recs.length - 1;
     if (recs[t].kind !== K.TRAILER || recs[t].payload.length !== 32) return null;
-    const rec = recs[t] = { ...recs[t] };
+    const rec = (recs[t] = { ...recs[t] });
     const dv = edit(rec);
     const f = r.pick([0, 8, 16, 24]);
     const o = dv.getBigUint64(f, true);
@@ -505,33 +705,70 @@ const RECS = {
     return `trailer:${['tmagic', 'records', 'indexOffset', 'imageCsum'][f / 8]}`;
   },
   /** PAGES structure: bitmap, page count, address, flags, stored data. */
-  pages(ctx, recs, r) {
+  pages(_ctx, recs, r) {
     const cand = idxOf(recs, K.PAGES);
     if (!cand.length) return null;
     const i = r.pick(cand);
     if (recs[i].payload.length < 16) return null;
-    const rec = recs[i] = { ...recs[i] };
+    const rec = (recs[i] = { ...recs[i] });
     const dv0 = new DataView(rec.payload.buffer, rec.payload.byteOffset, rec.payload.byteLength);
     const npages = dv0.getUint32(8, true);
     const bmBytes = Math.ceil(npages / 64) * 8;
     const dataLen = rec.payload.length - 16 - bmBytes;
     // a record that is not a well-formed PAGES run (another kind renamed PAGES, a resized one): only its fields
     const wellFormed = rec.payload.length >= 16 && npages >= 1 && npages <= 1024 && dataLen >= 0 && dataLen % 4096 === 0;
-    const what = r.pick(wellFormed
-      ? ['bit-set', 'bit-clear', 'bit-past', 'npages', 'npages-consistent', 'addr', 'addr-unaligned', 'pgflags', 'drop-page', 'add-page', 'bitmap-only']
-      : ['npages', 'addr', 'addr-unaligned', 'pgflags']);
+    const what = r.pick(
+      wellFormed
+        ? [
+            'bit-set',
+            'bit-clear',
+            'bit-past',
+            'npages',
+            'npages-consistent',
+            'addr',
+            'addr-unaligned',
+            'pgflags',
+            'drop-page',
+            'add-page',
+            'bitmap-only',
+          ]
+        : ['npages', 'addr', 'addr-unaligned', 'pgflags'],
+    );
     const bm = rec.payload.slice(16 + dataLen);
-    const setBit = (p, on) => { if (on) bm[p >> 3] |= 1 << (p & 7); else bm[p >> 3] &= ~(1 << (p & 7)); };
+    const setBit = (p, on) => {
+      if (on) bm[p >> 3] |= 1 << (p & 7);
+      else bm[p >> 3] &= ~(1 << (p & 7));
+    };
     const bit = (p) => (bm[p >> 3] >> (p & 7)) & 1;
     const data = rec.payload.slice(16, 16 + dataLen);
     let fixed = rec.payload.slice(0, 16);
     const fdv = new DataView(fixed.buffer);
-    let newData = data, newBm = bm;
+    let newData = data,
+      newBm = bm;
     switch (what) {
-      case 'bit-set': { const p = r.int(npages); if (bit(p)) return null; setBit(p, true); break; }
-      case 'bit-clear': { const p = r.int(npages); if (!bit(p)) return null; setBit(p, false); break; }
-      case 'bit-past': { if (npages % 64 === 0) return null; setBit(npages + r.int(bmBytes * 8 - npages), true); break; }
-      case 'npages': { const v = u32Value(r, npages); if (v === npages) return null; fdv.setUint32(8, v, true); break; }
+      case 'bit-set': {
+        const p = r.int(npages);
+        if (bit(p)) return null;
+        setBit(p, true);
+        break;
+      }
+      case 'bit-clear': {
+        const p = r.int(npages);
+        if (!bit(p)) return null;
+        setBit(p, false);
+        break;
+      }
+      case 'bit-past': {
+        if (npages % 64 === 0) return null;
+        setBit(npages + r.int(bmBytes * 8 - npages), true);
+        break;
+      }
+      case 'npages': {
+        const v = u32Value(r, npages);
+        if (v === npages) return null;
+        fdv.setUint32(8, v, true);
+        break;
+      }
       case 'npages-consistent': {
         // fewer pages, bitmap and data cut to match (a valid record of another size)
         if (npages < 2) return null;
@@ -544,17 +781,42 @@ const RECS = {
         fdv.setUint32(8, n2, true);
         break;
       }
-      case 'addr': { const o = fdv.getBigUint64(0, true); fdv.setBigUint64(0, BigInt.asUintN(64, o + BigInt(r.pick([4096, -4096, 0x100000, 1 << 30]))), true); break; }
-      case 'addr-unaligned': { const o = fdv.getBigUint64(0, true); fdv.setBigUint64(0, o + BigInt(1 + r.int(4095)), true); break; }
-      case 'pgflags': fdv.setUint32(12, 1 << r.int(32), true); break;
-      case 'drop-page': { if (dataLen < 4096) return null; newData = data.slice(0, dataLen - 4096); break; }
-      case 'add-page': { const d = new Uint8Array(dataLen + 4096); d.set(data); d.fill(0x5a, dataLen); newData = d; break; }
-      case 'bitmap-only': { newBm = new Uint8Array(0); break; }
+      case 'addr': {
+        const o = fdv.getBigUint64(0, true);
+        fdv.setBigUint64(0, BigInt.asUintN(64, o + BigInt(r.pick([4096, -4096, 0x100000, 1 << 30]))), true);
+        break;
+      }
+      case 'addr-unaligned': {
+        const o = fdv.getBigUint64(0, true);
+        fdv.setBigUint64(0, o + BigInt(1 + r.int(4095)), true);
+        break;
+      }
+      case 'pgflags':
+        fdv.setUint32(12, 1 << r.int(32), true);
+        break;
+      case 'drop-page': {
+        if (dataLen < 4096) return null;
+        newData = data.slice(0, dataLen - 4096);
+        break;
+      }
+      case 'add-page': {
+        const d = new Uint8Array(dataLen + 4096);
+        d.set(data);
+        d.fill(0x5a, dataLen);
+        newData = d;
+        break;
+      }
+      case 'bitmap-only': {
+        newBm = new Uint8Array(0);
+        break;
+      }
     }
     let p;
     if (wellFormed) {
       p = new Uint8Array(16 + newData.length + newBm.length);
-      p.set(fixed); p.set(newData, 16); p.set(newBm, 16 + newData.length);
+      p.set(fixed);
+      p.set(newData, 16);
+      p.set(newBm, 16 + newData.length);
     } else {
       p = rec.payload.slice();
       p.set(fixed);
@@ -564,23 +826,42 @@ const RECS = {
     void (fixed = null);
     return `pages:${what}`;
   },
-  vma(ctx, recs, r) {
+  vma(_ctx, recs, r) {
     const cand = idxOf(recs, K.VMA);
     if (!cand.length) return null;
     const i = r.pick(cand);
-    const rec = recs[i] = { ...recs[i] };
+    const rec = (recs[i] = { ...recs[i] });
     const dv = edit(rec);
-    const start = dv.getBigUint64(0, true), end = dv.getBigUint64(8, true);
+    const start = dv.getBigUint64(0, true),
+      end = dv.getBigUint64(8, true);
     const what = r.pick(['swap', 'empty', 'unaligned', 'shrink', 'grow', 'huge', 'prev-overlap', 'prot']);
     switch (what) {
-      case 'swap': dv.setBigUint64(0, end, true); dv.setBigUint64(8, start, true); break;
-      case 'empty': dv.setBigUint64(8, start, true); break;
-      case 'unaligned': dv.setBigUint64(r.pick([0, 8]), (r.chance(0.5) ? start : end) + BigInt(1 + r.int(4095)), true); break;
-      case 'shrink': if (end - start <= 4096n) return null; dv.setBigUint64(8, end - 4096n * BigInt(1 + r.int(Number((end - start) / 4096n) - 1)), true); break;
-      case 'grow': dv.setBigUint64(8, end + 4096n * BigInt(1 + r.int(1 << 20)), true); break;
-      case 'huge': dv.setBigUint64(8, 0xfffffffffffff000n, true); break;
-      case 'prev-overlap': dv.setBigUint64(0, start > 4096n ? start - 4096n * BigInt(1 + r.int(1 << 16)) : 0n, true); break;
-      case 'prot': dv.setUint32(32, 8 << r.int(4), true); break;
+      case 'swap':
+        dv.setBigUint64(0, end, true);
+        dv.setBigUint64(8, start, true);
+        break;
+      case 'empty':
+        dv.setBigUint64(8, start, true);
+        break;
+      case 'unaligned':
+        dv.setBigUint64(r.pick([0, 8]), (r.chance(0.5) ? start : end) + BigInt(1 + r.int(4095)), true);
+        break;
+      case 'shrink':
+        if (end - start <= 4096n) return null;
+        dv.setBigUint64(8, end - 4096n * BigInt(1 + r.int(Number((end - start) / 4096n) - 1)), true);
+        break;
+      case 'grow':
+        dv.setBigUint64(8, end + 4096n * BigInt(1 + r.int(1 << 20)), true);
+        break;
+      case 'huge':
+        dv.setBigUint64(8, 0xfffffffffffff000n, true);
+        break;
+      case 'prev-overlap':
+        dv.setBigUint64(0, start > 4096n ? start - 4096n * BigInt(1 + r.int(1 << 16)) : 0n, true);
+        break;
+      case 'prot':
+        dv.setUint32(32, 8 << r.int(4), true);
+        break;
     }
     return `vma:${what}`;
   },
@@ -591,7 +872,7 @@ const RECS = {
     const kinds = only !== undefined ? [only] : [...new Set(recs.filter((x) => optional.has(x.kind)).map((x) => x.kind))];
     if (!kinds.length || !recs.some((x) => x.kind === kinds[0])) return null;
     const i = r.pick(idxOf(recs, r.pick(kinds)));
-    const rec = recs[i] = { ...recs[i], pad: undefined };
+    const rec = (recs[i] = { ...recs[i], pad: undefined });
     const def = ctx.defs.get(rec.kind);
     const ss = slots(def.fields, rec.payload);
     if (!ss.length) return null;
@@ -623,11 +904,35 @@ const RECS = {
 
 // ------------------------------------------------------------------ entry
 
-const RAW_OPS = [[10, 'flip'], [8, 'bytes'], [8, 'truncate'], [3, 'append'], [4, 'chunk'], [6, 'hdrLen']];
+const RAW_OPS = [
+  [10, 'flip'],
+  [8, 'bytes'],
+  [8, 'truncate'],
+  [3, 'append'],
+  [4, 'chunk'],
+  [6, 'hdrLen'],
+];
 const REC_OPS = [
-  [6, 'resize'], [6, 'kind'], [3, 'flags'], [16, 'field'], [5, 'strlen'], [2, 'utf8'], [4, 'payload'], [3, 'padding'],
-  [3, 'dup'], [3, 'drop'], [3, 'swap'], [2, 'move'], [4, 'subtree'], [5, 'index'], [4, 'trailer'], [9, 'pages'], [5, 'vma'],
-  [4, 'unknown'], [3, 'splice'], [6, 'optional'],
+  [6, 'resize'],
+  [6, 'kind'],
+  [3, 'flags'],
+  [16, 'field'],
+  [5, 'strlen'],
+  [2, 'utf8'],
+  [4, 'payload'],
+  [3, 'padding'],
+  [3, 'dup'],
+  [3, 'drop'],
+  [3, 'swap'],
+  [2, 'move'],
+  [4, 'subtree'],
+  [5, 'index'],
+  [4, 'trailer'],
+  [9, 'pages'],
+  [5, 'vma'],
+  [4, 'unknown'],
+  [3, 'splice'],
+  [6, 'optional'],
 ];
 /** Ops whose interesting checks sit behind a consistent index: usually rebuild it. */
 const WANT_INDEX = new Set(['pages', 'vma', 'subtree', 'dup', 'drop', 'swap', 'move', 'unknown', 'splice', 'resize', 'kind', 'optional']);
@@ -658,7 +963,11 @@ export function mutate(ctx, seed, iteration) {
       return { base, bytes: m.bytes, op: m.op, level: 'raw', fixIndex: false };
     }
     const recs = cloneRecs(parsed.recs);
-    const nops = r.weighted([[8, 1], [2, 2], [1, 3]]);
+    const nops = r.weighted([
+      [8, 1],
+      [2, 2],
+      [1, 3],
+    ]);
     const names = [];
     let ok = true;
     for (let j = 0; j < nops; j++) {
@@ -669,7 +978,10 @@ export function mutate(ctx, seed, iteration) {
       } catch {
         d = null; // the operation does not apply to a record an earlier one left malformed
       }
-      if (d === null || recs.length === 0) { ok = false; break; }
+      if (d === null || recs.length === 0) {
+        ok = false;
+        break;
+      }
       names.push(d);
     }
     if (!ok) continue;
@@ -702,12 +1014,20 @@ function optionalMutant(ctx, base, kind, r) {
     if (names[0] === null) continue;
     if (r.chance(0.15)) {
       let d = null;
-      try { d = RECS[r.pick(['optional', 'field', 'subtree', 'dup', 'drop'])](ctx, recs, r); } catch { d = null; }
+      try {
+        d = RECS[r.pick(['optional', 'field', 'subtree', 'dup', 'drop'])](ctx, recs, r);
+      } catch {
+        d = null;
+      }
       if (d !== null) names.push(d);
     }
     const lv = r.chance(0.9) ? { fix: 'full', fixIndex: true } : { fix: 'rec' };
     let out;
-    try { out = build(parsed.magic, recs, lv); } catch { continue; }
+    try {
+      out = build(parsed.magic, recs, lv);
+    } catch {
+      continue;
+    }
     if (sameBytes(out, bytes)) continue;
     return { base, bytes: out, op: names.join('+'), level: LEVEL_NAME[lv.fix], fixIndex: !!lv.fixIndex };
   }
@@ -720,7 +1040,13 @@ function magicMutant(ctx, base, r) {
   const at = r.int(8);
   magic[at] ^= 1 << r.int(8);
   const full = r.chance(0.5);
-  return { base, bytes: build(magic, cloneRecs(parsed.recs), { fix: full ? 'full' : 'none' }), op: `magic@${at}`, level: full ? 'full' : 'raw', fixIndex: false };
+  return {
+    base,
+    bytes: build(magic, cloneRecs(parsed.recs), { fix: full ? 'full' : 'none' }),
+    op: `magic@${at}`,
+    level: full ? 'full' : 'raw',
+    fixIndex: false,
+  };
 }
 
 /** Used on a schedule by the driver so magic edits are always represented. */

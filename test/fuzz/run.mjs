@@ -58,39 +58,103 @@ const ROOT = path.resolve(path.dirname(SELF), '../..');
 
 function parseArgs(argv) {
   const o = {
-    seconds: 60, seed: 1, iterations: Infinity, workers: Math.max(1, Math.min(2, os.cpus().length)), lib: 'dist',
-    timeoutMs: 10_000, maxWasmMb: 256, maxHeapMb: 768, json: false, small: false, only: null, dump: null, quiet: false,
-    target: 'both', cores: [],
+    seconds: 60,
+    seed: 1,
+    iterations: Infinity,
+    workers: Math.max(1, Math.min(2, os.cpus().length)),
+    lib: 'dist',
+    timeoutMs: 10_000,
+    maxWasmMb: 256,
+    maxHeapMb: 768,
+    json: false,
+    small: false,
+    only: null,
+    dump: null,
+    quiet: false,
+    target: 'both',
+    cores: [],
   };
   const num = (name, s) => {
     const v = Number(s);
-    if (!Number.isFinite(v) || v < 0) { process.stderr.write(`fuzz: ${name}: '${s}' is not a number\n`); process.exit(2); }
+    if (!Number.isFinite(v) || v < 0) {
+      process.stderr.write(`fuzz: ${name}: '${s}' is not a number\n`);
+      process.exit(2);
+    }
     return v;
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    const val = () => { if (i + 1 >= argv.length) { process.stderr.write(`fuzz: ${a} needs a value\n`); process.exit(2); } return argv[++i]; };
+    const val = () => {
+      if (i + 1 >= argv.length) {
+        process.stderr.write(`fuzz: ${a} needs a value\n`);
+        process.exit(2);
+      }
+      return argv[++i];
+    };
     switch (a) {
-      case '--seconds': o.seconds = num(a, val()); break;
-      case '--seed': o.seed = Math.floor(num(a, val())); break;
-      case '--iterations': o.iterations = Math.floor(num(a, val())); break;
-      case '--workers': o.workers = Math.max(1, Math.floor(num(a, val()))); break;
-      case '--lib': o.lib = val(); break;
-      case '--timeout-ms': o.timeoutMs = num(a, val()); break;
-      case '--max-wasm-mb': o.maxWasmMb = num(a, val()); break;
-      case '--max-heap-mb': o.maxHeapMb = num(a, val()); break;
-      case '--json': o.json = true; break;
-      case '--quiet': o.quiet = true; break;
-      case '--small': o.small = true; break;
-      case '--target': o.target = val(); if (!['image', 'elf', 'both'].includes(o.target)) { process.stderr.write('fuzz: --target must be image, elf or both\n'); process.exit(2); } break;
-      case '--core': o.cores.push(path.resolve(val())); break;
-      case '--only': o.only = Math.floor(num(a, val())); break;
-      case '--dump': o.dump = val(); break;
-      case '-h': case '--help':
-        process.stdout.write(fs.readFileSync(SELF, 'utf8').split('*/')[0].replace(/^#!.*\n\/\*\*\n/, '').replace(/^ \* ?/gm, ''));
+      case '--seconds':
+        o.seconds = num(a, val());
+        break;
+      case '--seed':
+        o.seed = Math.floor(num(a, val()));
+        break;
+      case '--iterations':
+        o.iterations = Math.floor(num(a, val()));
+        break;
+      case '--workers':
+        o.workers = Math.max(1, Math.floor(num(a, val())));
+        break;
+      case '--lib':
+        o.lib = val();
+        break;
+      case '--timeout-ms':
+        o.timeoutMs = num(a, val());
+        break;
+      case '--max-wasm-mb':
+        o.maxWasmMb = num(a, val());
+        break;
+      case '--max-heap-mb':
+        o.maxHeapMb = num(a, val());
+        break;
+      case '--json':
+        o.json = true;
+        break;
+      case '--quiet':
+        o.quiet = true;
+        break;
+      case '--small':
+        o.small = true;
+        break;
+      case '--target':
+        o.target = val();
+        if (!['image', 'elf', 'both'].includes(o.target)) {
+          process.stderr.write('fuzz: --target must be image, elf or both\n');
+          process.exit(2);
+        }
+        break;
+      case '--core':
+        o.cores.push(path.resolve(val()));
+        break;
+      case '--only':
+        o.only = Math.floor(num(a, val()));
+        break;
+      case '--dump':
+        o.dump = val();
+        break;
+      case '-h':
+      case '--help':
+        process.stdout.write(
+          fs
+            .readFileSync(SELF, 'utf8')
+            .split('*/')[0]
+            .replace(/^#!.*\n\/\*\*\n/, '')
+            .replace(/^ \* ?/gm, ''),
+        );
         process.exit(0);
         break;
-      default: process.stderr.write(`fuzz: unknown option ${a} (try --help)\n`); process.exit(2);
+      default:
+        process.stderr.write(`fuzz: unknown option ${a} (try --help)\n`);
+        process.exit(2);
     }
   }
   return o;
@@ -100,7 +164,8 @@ function parseArgs(argv) {
 async function resolveLib(spec) {
   if (spec === 'dist') {
     const dir = path.join(ROOT, 'dist');
-    if (!fs.existsSync(path.join(dir, 'index.js'))) throw new Error('dist/ is not built: run `npm run build` (npm run fuzz does) or use --lib src');
+    if (!fs.existsSync(path.join(dir, 'index.js')))
+      throw new Error('dist/ is not built: run `npm run build` (npm run fuzz does) or use --lib src');
     return { dir, cleanup: () => {} };
   }
   if (spec === 'src') {
@@ -114,13 +179,23 @@ async function resolveLib(spec) {
 async function loadLib(dir) {
   const imp = (f) => import(pathToFileURL(path.join(dir, f)).href);
   const [index, gen, inspect, arena, api] = await Promise.all([
-    imp('index.js'), imp('gen/generate.js'), imp('inspect.js'), imp('kernels/arena.js'), imp('kernels/api.js'),
+    imp('index.js'),
+    imp('gen/generate.js'),
+    imp('inspect.js'),
+    imp('kernels/arena.js'),
+    imp('kernels/api.js'),
   ]);
   // ELF core import and export, when this crimg has them
   const elf = await Promise.all([imp('elf/import.js'), imp('elf/export.js')]).catch(() => null);
   return {
-    ...index, generate: gen.generate, showText: inspect.showText, showJson: inspect.showJson, arena, api,
-    fromElfCore: elf?.[0].fromElfCore, toElfCore: elf?.[1].toElfCore,
+    ...index,
+    generate: gen.generate,
+    showText: inspect.showText,
+    showJson: inspect.showJson,
+    arena,
+    api,
+    fromElfCore: elf?.[0].fromElfCore,
+    toElfCore: elf?.[1].toElfCore,
   };
 }
 
@@ -128,12 +203,18 @@ async function loadLib(dir) {
 
 const PROBE_PAGES = 256;
 /** Canonical JSON: 64-bit values in hex, byte arrays in base64, object keys sorted. */
-const jsonBig = (x) => JSON.stringify(x, (_, v) => {
-  if (typeof v === 'bigint') return `0x${v.toString(16)}`;
-  if (v instanceof Uint8Array || v instanceof BigUint64Array) return Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64');
-  if (v && typeof v === 'object' && !Array.isArray(v)) return Object.fromEntries(Object.keys(v).sort().map((k) => [k, v[k]]));
-  return v;
-});
+const jsonBig = (x) =>
+  JSON.stringify(x, (_, v) => {
+    if (typeof v === 'bigint') return `0x${v.toString(16)}`;
+    if (v instanceof Uint8Array || v instanceof BigUint64Array) return Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64');
+    if (v && typeof v === 'object' && !Array.isArray(v))
+      return Object.fromEntries(
+        Object.keys(v)
+          .sort()
+          .map((k) => [k, v[k]]),
+      );
+    return v;
+  });
 
 class Checker {
   constructor(lib, opts) {
@@ -149,7 +230,9 @@ class Checker {
     this.validCodes = new Set(Object.keys(lib.ERROR_CODES));
   }
 
-  close() { fs.rmSync(this.dir, { recursive: true, force: true }); }
+  close() {
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
 
   /** Plain form of an opened image's model with page contents hashed (runs merged). */
   flatten(img) {
@@ -163,7 +246,8 @@ class Checker {
           const runs = [];
           for (const [f, n] of v.pages.runs(npages)) {
             const last = runs[runs.length - 1];
-            if (last && last[0] + last[1] === f) last[1] += n; else runs.push([f, n]);
+            if (last && last[0] + last[1] === f) last[1] += n;
+            else runs.push([f, n]);
           }
           const h = xxh3.Xxh3.withSeed(0n);
           for (const [f, n] of runs) {
@@ -183,12 +267,14 @@ class Checker {
   /** Classify a thrown value: a documented CrimgError code, or a crash. */
   classify(e, size) {
     if (e instanceof this.lib.CrimgError) {
-      const problems = [], warnings = [];
+      const problems = [],
+        warnings = [];
       if (!this.validCodes.has(e.code)) problems.push(`undocumented code ${e.code}`);
       const line = e.line();
       if (/[\n\r]/.test(line)) problems.push('multi-line message');
       // an offset past the end of the file is misleading but not unsafe: a warning
-      if (e.offset !== undefined && !(Number.isInteger(e.offset) && e.offset >= 0 && e.offset <= size)) warnings.push(`offset ${e.offset} outside the ${size}-byte file`);
+      if (e.offset !== undefined && !(Number.isInteger(e.offset) && e.offset >= 0 && e.offset <= size))
+        warnings.push(`offset ${e.offset} outside the ${size}-byte file`);
       return { code: e.code, line, problems, warnings };
     }
     return { crash: e instanceof Error ? `${e.name}: ${e.message}` : String(e), stack: e?.stack?.split('\n').slice(0, 6).join('\n') };
@@ -213,7 +299,10 @@ class Checker {
     const result = { outcome: null, crash: null, violations, warnings: [] };
     const crashOf = (where, e) => {
       const c = this.classify(e, size);
-      if (c.crash) { result.crash = { where, error: c.crash, stack: c.stack }; return null; }
+      if (c.crash) {
+        result.crash = { where, error: c.crash, stack: c.stack };
+        return null;
+      }
       for (const p of c.problems) violations.push(`${where}: ${c.code}: ${p}: ${c.line}`);
       for (const p of c.warnings) result.warnings.push(`${where}: ${c.code}: ${p}: ${c.line}`);
       return c.code;
@@ -229,7 +318,10 @@ class Checker {
       fs.unlinkSync(file);
     }
     const left = fs.readdirSync(this.dir);
-    if (left.length) { violations.push(`files left beside the input: ${left.join(' ')}`); for (const f of left) fs.rmSync(path.join(this.dir, f), { recursive: true, force: true }); }
+    if (left.length) {
+      violations.push(`files left beside the input: ${left.join(' ')}`);
+      for (const f of left) fs.rmSync(path.join(this.dir, f), { recursive: true, force: true });
+    }
     const probe = lib.arena.claimRegion(this.k, 1);
     lib.arena.releaseRegion(this.k, probe);
     if (probe !== this.freeAt) {
@@ -284,14 +376,19 @@ class Checker {
       }
       try {
         if (this.flatten(img) !== flat) violations.push('an imported core does not read back identically after conversion');
-      } finally { img.close(); }
-    } finally { core.close(); }
+      } finally {
+        img.close();
+      }
+    } finally {
+      core.close();
+    }
   }
 
   async checkImage(m, src, result, crashOf, violations) {
     const { lib } = this;
     // 1. the full reader (every payload verified now)
-    let full = null, fullFlat = null;
+    let full = null,
+      fullFlat = null;
     try {
       full = lib.readImage(src);
     } catch (e) {
@@ -311,11 +408,15 @@ class Checker {
         const again = lib.readImage(sink.bytes());
         try {
           if (this.flatten(again) !== fullFlat) violations.push('accepted mutant does not read back identically after a rewrite');
-        } finally { again.close(); }
+        } finally {
+          again.close();
+        }
       } catch (e) {
         const code = crashOf('accepted image (flatten/show/rewrite)', e);
         if (code) violations.push(`accepted image fails later with ${code}`);
-      } finally { full.close(); }
+      } finally {
+        full.close();
+      }
     }
 
     // 2. the lazy reader (metadata now, pages verified when read)
@@ -337,19 +438,30 @@ class Checker {
             pageErr = crashOf('openImage pages', e);
             if (pageErr && full) violations.push(`openImage pages fail (${pageErr}) where readImage accepted`);
           }
-          if (!full && !pageErr && !result.crash) violations.push(`openImage serves every page of an image readImage rejects (${result.outcome})`);
+          if (!full && !pageErr && !result.crash)
+            violations.push(`openImage serves every page of an image readImage rejects (${result.outcome})`);
           // random access: mapped, unmapped, straddling, unknown pid
           if (!result.crash) {
             for (const t of meta.model.tasks.slice(0, 3)) {
-              const probes = [[t.pid, 0n, 16], [t.pid + 1000000, 0x1000n, 1]];
-              for (const v of (t.mm?.vmas ?? []).slice(0, 4)) probes.push([t.pid, v.start, 100], [t.pid, v.end - 8n, 16], [t.pid, v.start + 4000n, 200]);
+              const probes = [
+                [t.pid, 0n, 16],
+                [t.pid + 1000000, 0x1000n, 1],
+              ];
+              for (const v of (t.mm?.vmas ?? []).slice(0, 4))
+                probes.push([t.pid, v.start, 100], [t.pid, v.end - 8n, 16], [t.pid, v.start + 4000n, 200]);
               for (const [pid, addr, len] of probes) {
-                try { meta.readMemory(pid, addr, len); } catch (e) { if (!crashOf('readMemory', e)) break; }
+                try {
+                  meta.readMemory(pid, addr, len);
+                } catch (e) {
+                  if (!crashOf('readMemory', e)) break;
+                }
               }
               if (result.crash) break;
             }
           }
-        } finally { meta.close(); }
+        } finally {
+          meta.close();
+        }
       }
     }
   }
@@ -397,7 +509,10 @@ function mutantOf(ctx, seed, i) {
 /** The seeds: name, size and, for images, the names of the record kinds they hold. */
 function corpusOf(ctx) {
   const names = (b) => [...new Set(b.parsed.recs.map((x) => ctx.defs.get(x.kind)?.name).filter(Boolean))];
-  return [...ctx.bases.map((b) => ({ name: b.name, bytes: b.bytes.length, kinds: names(b) })), ...(ctx.elf?.bases ?? []).map((b) => ({ name: b.name, bytes: b.bytes.length }))];
+  return [
+    ...ctx.bases.map((b) => ({ name: b.name, bytes: b.bytes.length, kinds: names(b) })),
+    ...(ctx.elf?.bases ?? []).map((b) => ({ name: b.name, bytes: b.bytes.length })),
+  ];
 }
 
 /** The family of an operation, for the per-operation counts (the optional kinds' fields: one family per record). */
@@ -417,7 +532,10 @@ async function workerMain() {
   const { lib, ctx } = await setup(libDir, small, target, cores);
   const ck = new Checker(lib, opts);
   const stats = newStats();
-  const post = (final) => { parentPort.postMessage({ type: 'stats', worker, stats, final }); resetDeltas(stats); };
+  const post = (final) => {
+    parentPort.postMessage({ type: 'stats', worker, stats, final });
+    resetDeltas(stats);
+  };
   parentPort.postMessage({ type: 'ready', worker, bases: corpusOf(ctx) });
   try {
     for (let j = startJ; ; j++) {
@@ -430,8 +548,13 @@ async function workerMain() {
         m = mutantOf(ctx, seed, i);
       } catch (e) {
         // the fuzzer's own bug: reported as a crash of the fuzzer, not of crimg
-        stats.tried++; stats.crashes++;
-        parentPort.postMessage({ type: 'finding', worker, finding: { iteration: i, seed, crash: { where: 'mutate', error: `${e?.name}: ${e?.message}`, stack: e?.stack } } });
+        stats.tried++;
+        stats.crashes++;
+        parentPort.postMessage({
+          type: 'finding',
+          worker,
+          finding: { iteration: i, seed, crash: { where: 'mutate', error: `${e?.name}: ${e?.message}`, stack: e?.stack } },
+        });
         curArr[worker] = -1;
         continue;
       }
@@ -442,7 +565,11 @@ async function workerMain() {
         r = await ck.check(m, i % 8 === 3);
       } catch (e) {
         // an exception that escaped the checks themselves: count it, keep going
-        r = { outcome: null, violations: [], crash: { where: 'fuzzer', error: `${e?.name}: ${e?.message}`, stack: e?.stack?.split('\n').slice(0, 6).join('\n') } };
+        r = {
+          outcome: null,
+          violations: [],
+          crash: { where: 'fuzzer', error: `${e?.name}: ${e?.message}`, stack: e?.stack?.split('\n').slice(0, 6).join('\n') },
+        };
       }
       const ms = Number(process.hrtime.bigint() - t0) / 1e6;
       curArr[worker] = -1;
@@ -461,22 +588,49 @@ async function workerMain() {
   post(true);
 }
 
-function findingOf(m, r, i, ctx, seed) {
+function findingOf(m, r, i, _ctx, seed) {
   return {
-    iteration: i, seed, base: m.baseName, op: m.op, level: m.level, fixIndex: m.fixIndex, size: m.bytes.length,
-    outcome: r.outcome, crash: r.crash, violations: r.violations,
+    iteration: i,
+    seed,
+    base: m.baseName,
+    op: m.op,
+    level: m.level,
+    fixIndex: m.fixIndex,
+    size: m.bytes.length,
+    outcome: r.outcome,
+    crash: r.crash,
+    violations: r.violations,
   };
 }
 
 function newStats() {
   return {
-    tried: 0, rejected: 0, accepted: 0, crashes: 0, violationMutants: 0, warnings: 0, codes: {}, ops: {}, levels: {},
-    acceptedByLevel: {}, targets: {}, maxMs: 0, maxMsOp: '', peakWasm: 0, peakHeap: 0, totalMs: 0, viaFile: 0, bytes: 0, recordRejects: {},
+    tried: 0,
+    rejected: 0,
+    accepted: 0,
+    crashes: 0,
+    violationMutants: 0,
+    warnings: 0,
+    codes: {},
+    ops: {},
+    levels: {},
+    acceptedByLevel: {},
+    targets: {},
+    maxMs: 0,
+    maxMsOp: '',
+    peakWasm: 0,
+    peakHeap: 0,
+    totalMs: 0,
+    viaFile: 0,
+    bytes: 0,
+    recordRejects: {},
   };
 }
-function resetDeltas(s) { Object.assign(s, newStats()); }
+function resetDeltas(s) {
+  Object.assign(s, newStats());
+}
 
-function record(s, m, r, ms, mem, i, ctx, opts) {
+function record(s, m, r, ms, mem, i, _ctx, opts) {
   s.tried++;
   s.bytes += m.bytes.length;
   s.totalMs += ms;
@@ -487,18 +641,33 @@ function record(s, m, r, ms, mem, i, ctx, opts) {
   s.levels[m.level] = (s.levels[m.level] ?? 0) + 1;
   const tg = (s.targets[m.elf ? 'elf' : 'image'] ??= { tried: 0, rejected: 0, accepted: 0, crashes: 0 });
   tg.tried++;
-  if (r.crash) tg.crashes++; else if (r.outcome === 'ACCEPTED') tg.accepted++; else tg.rejected++;
-  if (r.crash) { s.crashes++; op.crashes++; }
-  else if (r.outcome === 'ACCEPTED') { s.accepted++; op.accepted++; s.acceptedByLevel[m.level] = (s.acceptedByLevel[m.level] ?? 0) + 1; }
-  else {
-    s.rejected++; op.rejected++; s.codes[r.outcome] = (s.codes[r.outcome] ?? 0) + 1;
+  if (r.crash) tg.crashes++;
+  else if (r.outcome === 'ACCEPTED') tg.accepted++;
+  else tg.rejected++;
+  if (r.crash) {
+    s.crashes++;
+    op.crashes++;
+  } else if (r.outcome === 'ACCEPTED') {
+    s.accepted++;
+    op.accepted++;
+    s.acceptedByLevel[m.level] = (s.acceptedByLevel[m.level] ?? 0) + 1;
+  } else {
+    s.rejected++;
+    op.rejected++;
+    s.codes[r.outcome] = (s.codes[r.outcome] ?? 0) + 1;
     // BAD_RECORD "NAME record: why": refused by the checks of that record's decoding
     const named = r.outcome === 'BAD_RECORD' && /^([A-Z][A-Z0-9_]*) record: /.exec(r.message ?? '');
     if (named) s.recordRejects[named[1]] = (s.recordRejects[named[1]] ?? 0) + 1;
   }
   if (r.violations.length) s.violationMutants++;
-  if (r.warnings?.length) { s.warnings++; tg.warnings = (tg.warnings ?? 0) + 1; }
-  if (ms > s.maxMs) { s.maxMs = ms; s.maxMsOp = `${m.baseName}/${m.op} (#${i})`; }
+  if (r.warnings?.length) {
+    s.warnings++;
+    tg.warnings = (tg.warnings ?? 0) + 1;
+  }
+  if (ms > s.maxMs) {
+    s.maxMs = ms;
+    s.maxMsOp = `${m.baseName}/${m.op} (#${i})`;
+  }
   s.peakWasm = Math.max(s.peakWasm, mem.wasm);
   s.peakHeap = Math.max(s.peakHeap, mem.heap);
   if (mem.wasm > opts.maxWasmMb * 1048576 && !s.wasmReported) {
@@ -513,7 +682,8 @@ function record(s, m, r, ms, mem, i, ctx, opts) {
 }
 
 function merge(into, d) {
-  for (const k of ['tried', 'rejected', 'accepted', 'crashes', 'violationMutants', 'warnings', 'totalMs', 'viaFile', 'bytes']) into[k] += d[k];
+  for (const k of ['tried', 'rejected', 'accepted', 'crashes', 'violationMutants', 'warnings', 'totalMs', 'viaFile', 'bytes'])
+    into[k] += d[k];
   for (const [c, n] of Object.entries(d.codes)) into.codes[c] = (into.codes[c] ?? 0) + n;
   for (const [c, n] of Object.entries(d.levels)) into.levels[c] = (into.levels[c] ?? 0) + n;
   for (const [c, n] of Object.entries(d.acceptedByLevel)) into.acceptedByLevel[c] = (into.acceptedByLevel[c] ?? 0) + n;
@@ -526,7 +696,10 @@ function merge(into, d) {
     const t = (into.ops[f] ??= { tried: 0, rejected: 0, accepted: 0, crashes: 0 });
     for (const k of Object.keys(o)) t[k] += o[k];
   }
-  if (d.maxMs > into.maxMs) { into.maxMs = d.maxMs; into.maxMsOp = d.maxMsOp; }
+  if (d.maxMs > into.maxMs) {
+    into.maxMs = d.maxMs;
+    into.maxMsOp = d.maxMsOp;
+  }
   into.peakWasm = Math.max(into.peakWasm, d.peakWasm);
   into.peakHeap = Math.max(into.peakHeap, d.peakHeap);
 }
@@ -540,10 +713,15 @@ async function only(o, libDir) {
   try {
     const r = await ck.check(m, o.only % 8 === 3);
     const f = findingOf(m, r, o.only, ctx, o.seed);
-    if (o.dump) { fs.mkdirSync(o.dump, { recursive: true }); fs.writeFileSync(path.join(o.dump, `mutant-${o.seed}-${o.only}.crimg`), m.bytes); }
+    if (o.dump) {
+      fs.mkdirSync(o.dump, { recursive: true });
+      fs.writeFileSync(path.join(o.dump, `mutant-${o.seed}-${o.only}.crimg`), m.bytes);
+    }
     process.stdout.write(`${JSON.stringify(f, null, 2)}\n`);
     return r.crash || r.violations.length ? 1 : 0;
-  } finally { ck.close(); }
+  } finally {
+    ck.close();
+  }
 }
 
 async function main() {
@@ -552,7 +730,9 @@ async function main() {
   try {
     if (o.only !== null) return await only(o, lib.dir);
     return await runWorkers(o, lib.dir);
-  } finally { lib.cleanup(); }
+  } finally {
+    lib.cleanup();
+  }
 }
 
 function runWorkers(o, libDir) {
@@ -575,16 +755,34 @@ function runWorkers(o, libDir) {
     const nextJ = new Array(W).fill(0);
     let live = 0;
     let peakRss = process.memoryUsage().rss;
-    const rssTimer = setInterval(() => { peakRss = Math.max(peakRss, process.memoryUsage().rss); }, 100);
+    const rssTimer = setInterval(() => {
+      peakRss = Math.max(peakRss, process.memoryUsage().rss);
+    }, 100);
     // the workers' files go under one directory, removed at the end (also those of workers the watchdog killed)
     const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'crimg-fuzzrun-'));
     const opts = { maxWasmMb: o.maxWasmMb, maxHeapMb: o.maxHeapMb, tmpRoot };
 
     const spawn = (w) => {
       const worker = new Worker(SELF, {
-        workerData: { fuzzWorker: true, libDir, seed: o.seed, small: o.small, target: o.target, cores: o.cores, worker: w, stride: W, startJ: nextJ[w], iterations: o.iterations, stop, cur, started, opts },
+        workerData: {
+          fuzzWorker: true,
+          libDir,
+          seed: o.seed,
+          small: o.small,
+          target: o.target,
+          cores: o.cores,
+          worker: w,
+          stride: W,
+          startJ: nextJ[w],
+          iterations: o.iterations,
+          stop,
+          cur,
+          started,
+          opts,
+        },
         resourceLimits: { maxOldGenerationSizeMb: Math.max(256, o.maxHeapMb * 2) },
-        stdout: false, stderr: false,
+        stdout: false,
+        stderr: false,
       });
       workers[w] = { worker, done: false, killed: false };
       live++;
@@ -599,13 +797,17 @@ function runWorkers(o, libDir) {
           if (warnings.length < 20) warnings.push(msg.finding);
         } else if (msg.type === 'finding') {
           if (findings.length < 200) findings.push(msg.finding);
-          if (!o.quiet && !o.json) process.stderr.write(`fuzz: FINDING #${msg.finding.iteration} ${msg.finding.base}/${msg.finding.op}: ${msg.finding.crash ? msg.finding.crash.error : msg.finding.violations.join('; ')}\n`);
+          if (!o.quiet && !o.json)
+            process.stderr.write(
+              `fuzz: FINDING #${msg.finding.iteration} ${msg.finding.base}/${msg.finding.op}: ${msg.finding.crash ? msg.finding.crash.error : msg.finding.violations.join('; ')}\n`,
+            );
         }
       });
       const died = (why) => {
         const i = curArr[w];
         if (i >= 0) {
-          total.tried++; total.crashes++;
+          total.tried++;
+          total.crashes++;
           const f = { iteration: i, seed: o.seed, crash: { where: 'worker', error: why } };
           findings.push(f);
           if (!o.quiet && !o.json) process.stderr.write(`fuzz: CRASH #${i}: ${why}\n`);
@@ -615,18 +817,26 @@ function runWorkers(o, libDir) {
         }
         return false;
       };
-      worker.on('error', (e) => { workers[w].error = e; });
+      worker.on('error', (e) => {
+        workers[w].error = e;
+      });
       worker.on('exit', (codeNum) => {
         live--;
         const ws = workers[w];
         if (ws.killed) {
           // hang: already counted; carry on with the next mutant of this worker
-          if (!stopFlag[0]) spawn(w); else if (live === 0) finish();
+          if (!stopFlag[0]) spawn(w);
+          else if (live === 0) finish();
           return;
         }
         if (!ws.done) {
           const why = ws.error ? `${ws.error.code ?? ws.error.name}: ${ws.error.message}` : `worker exited with code ${codeNum}`;
-          if (died(why)) { if (!stopFlag[0]) { spawn(w); return; } } else {
+          if (died(why)) {
+            if (!stopFlag[0]) {
+              spawn(w);
+              return;
+            }
+          } else {
             // a failure outside any mutant (setup): fatal for this worker
             total.crashes++;
             findings.push({ iteration: -1, seed: o.seed, crash: { where: 'setup', error: why, stack: ws.error?.stack } });
@@ -645,9 +855,14 @@ function runWorkers(o, libDir) {
         const i = curArr[w];
         if (i >= 0 && now - startArr[w] > o.timeoutMs) {
           ws.killed = true;
-          total.tried++; total.crashes++;
+          total.tried++;
+          total.crashes++;
           hangs.push(i);
-          findings.push({ iteration: i, seed: o.seed, crash: { where: 'watchdog', error: `hang: mutant not finished in ${o.timeoutMs} ms` } });
+          findings.push({
+            iteration: i,
+            seed: o.seed,
+            crash: { where: 'watchdog', error: `hang: mutant not finished in ${o.timeoutMs} ms` },
+          });
           if (!o.quiet && !o.json) process.stderr.write(`fuzz: HANG #${i} (> ${o.timeoutMs} ms), worker restarted\n`);
           curArr[w] = -1;
           nextJ[w] = Math.floor((i - w) / W) + 1;
@@ -655,7 +870,9 @@ function runWorkers(o, libDir) {
         }
       }
       if (!o.quiet && !o.json && process.stderr.isTTY) {
-        process.stderr.write(`\rfuzz: ${total.tried} tried, ${total.rejected} rejected, ${total.accepted} accepted, ${total.crashes} crashes, ${total.violationMutants} violations  `);
+        process.stderr.write(
+          `\rfuzz: ${total.tried} tried, ${total.rejected} rejected, ${total.accepted} accepted, ${total.crashes} crashes, ${total.violationMutants} violations  `,
+        );
       }
     }, 100);
 
@@ -669,21 +886,40 @@ function runWorkers(o, libDir) {
       peakRss = Math.max(peakRss, process.memoryUsage().rss);
       const seconds = (Date.now() - t0) / 1000;
       const report = {
-        seed: o.seed, workers: W, seconds: Number(seconds.toFixed(2)), lib: o.lib, target: o.target, cores: o.cores,
-        tried: total.tried, rejectedByCode: total.rejected, accepted: total.accepted, crashes: total.crashes,
-        violations: total.violationMutants, hangs: hangs.length, warnings: total.warnings,
-        targets: total.targets, codes: sortObj(total.codes), rejectedByRecord: sortObj(total.recordRejects), acceptedByLevel: total.acceptedByLevel, levels: total.levels,
+        seed: o.seed,
+        workers: W,
+        seconds: Number(seconds.toFixed(2)),
+        lib: o.lib,
+        target: o.target,
+        cores: o.cores,
+        tried: total.tried,
+        rejectedByCode: total.rejected,
+        accepted: total.accepted,
+        crashes: total.crashes,
+        violations: total.violationMutants,
+        hangs: hangs.length,
+        warnings: total.warnings,
+        targets: total.targets,
+        codes: sortObj(total.codes),
+        rejectedByRecord: sortObj(total.recordRejects),
+        acceptedByLevel: total.acceptedByLevel,
+        levels: total.levels,
         readViaFile: total.viaFile,
         ops: Object.fromEntries(Object.entries(total.ops).sort((a, b) => b[1].tried - a[1].tried)),
         corpus: bases,
         mutantsPerSecond: Number((total.tried / Math.max(seconds, 0.001)).toFixed(1)),
         mutantBytes: total.bytes,
-        slowestMs: Number(total.maxMs.toFixed(1)), slowest: total.maxMsOp, timeoutMs: o.timeoutMs,
+        slowestMs: Number(total.maxMs.toFixed(1)),
+        slowest: total.maxMsOp,
+        timeoutMs: o.timeoutMs,
         memory: {
-          peakWasmMiB: mib(total.peakWasm), peakWorkerHeapMiB: mib(total.peakHeap), peakProcessRssMiB: mib(peakRss),
+          peakWasmMiB: mib(total.peakWasm),
+          peakWorkerHeapMiB: mib(total.peakHeap),
+          peakProcessRssMiB: mib(peakRss),
           limits: { wasmMiB: o.maxWasmMb, workerHeapMiB: o.maxHeapMb },
         },
-        findings, warningExamples: warnings,
+        findings,
+        warningExamples: warnings,
       };
       if (o.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
       else printReport(report);
@@ -703,21 +939,50 @@ function printReport(r) {
   out.push(`crimg fuzz: seed ${r.seed}, ${r.workers} worker(s), ${r.seconds} s, ${r.mutantsPerSecond} mutants/s`);
   out.push(`corpus: ${(r.corpus ?? []).map((b) => `${b.name} (${b.bytes} B)`).join(', ')}`);
   out.push(`mutants tried      ${r.tried}`);
-  out.push(`rejected by code   ${r.rejectedByCode}   ${Object.entries(r.codes).map(([c, n]) => `${c} ${n}`).join(', ')}`);
-  out.push(`  BAD_RECORD by the record refused: ${Object.entries(r.rejectedByRecord).map(([c, n]) => `${c} ${n}`).join(', ') || '-'}`);
-  out.push(`accepted           ${r.accepted}   (by checksum level: ${Object.entries(r.acceptedByLevel).map(([c, n]) => `${c} ${n}`).join(', ') || '-'})`);
-  for (const [t, c] of Object.entries(r.targets)) out.push(`  ${t.padEnd(16)} ${c.tried} tried, ${c.rejected} rejected, ${c.accepted} accepted, ${c.crashes} crashes`);
+  out.push(
+    `rejected by code   ${r.rejectedByCode}   ${Object.entries(r.codes)
+      .map(([c, n]) => `${c} ${n}`)
+      .join(', ')}`,
+  );
+  out.push(
+    `  BAD_RECORD by the record refused: ${
+      Object.entries(r.rejectedByRecord)
+        .map(([c, n]) => `${c} ${n}`)
+        .join(', ') || '-'
+    }`,
+  );
+  out.push(
+    `accepted           ${r.accepted}   (by checksum level: ${
+      Object.entries(r.acceptedByLevel)
+        .map(([c, n]) => `${c} ${n}`)
+        .join(', ') || '-'
+    })`,
+  );
+  for (const [t, c] of Object.entries(r.targets))
+    out.push(`  ${t.padEnd(16)} ${c.tried} tried, ${c.rejected} rejected, ${c.accepted} accepted, ${c.crashes} crashes`);
   out.push(`crashes            ${r.crashes}${r.hangs ? ` (hangs ${r.hangs})` : ''}`);
   out.push(`violations         ${r.violations}`);
-  out.push(`warnings           ${r.warnings}${r.warnings ? `   e.g. #${r.warningExamples[0].iteration} ${r.warningExamples[0].base}/${r.warningExamples[0].op}: ${r.warningExamples[0].violations[0]}` : ''}`);
+  out.push(
+    `warnings           ${r.warnings}${r.warnings ? `   e.g. #${r.warningExamples[0].iteration} ${r.warningExamples[0].base}/${r.warningExamples[0].op}: ${r.warningExamples[0].violations[0]}` : ''}`,
+  );
   out.push(`slowest mutant     ${r.slowestMs} ms  ${r.slowest}  (watchdog ${r.timeoutMs} ms)`);
-  out.push(`peak memory        WASM ${r.memory.peakWasmMiB} MiB, worker heap ${r.memory.peakWorkerHeapMiB} MiB, process RSS ${r.memory.peakProcessRssMiB} MiB`);
+  out.push(
+    `peak memory        WASM ${r.memory.peakWasmMiB} MiB, worker heap ${r.memory.peakWorkerHeapMiB} MiB, process RSS ${r.memory.peakProcessRssMiB} MiB`,
+  );
   out.push('operations (tried / rejected / accepted / crashes):');
-  for (const [f, s] of Object.entries(r.ops)) out.push(`  ${f.padEnd(22)} ${String(s.tried).padStart(7)} ${String(s.rejected).padStart(7)} ${String(s.accepted).padStart(7)} ${String(s.crashes).padStart(5)}`);
+  for (const [f, s] of Object.entries(r.ops))
+    out.push(
+      `  ${f.padEnd(22)} ${String(s.tried).padStart(7)} ${String(s.rejected).padStart(7)} ${String(s.accepted).padStart(7)} ${String(s.crashes).padStart(5)}`,
+    );
   for (const f of r.findings.slice(0, 20)) {
-    out.push(`FINDING #${f.iteration} ${f.base ?? ''}/${f.op ?? ''} [${f.level ?? ''}]: ${f.crash ? `${f.crash.where}: ${f.crash.error}` : f.violations.join('; ')}`);
+    out.push(
+      `FINDING #${f.iteration} ${f.base ?? ''}/${f.op ?? ''} [${f.level ?? ''}]: ${f.crash ? `${f.crash.where}: ${f.crash.error}` : f.violations.join('; ')}`,
+    );
     if (f.crash?.stack) out.push(f.crash.stack.replace(/^/gm, '    '));
-    if (f.iteration >= 0) out.push(`    replay: node test/fuzz/run.mjs --seed ${f.seed} --only ${f.iteration} --target ${r.target} --lib ${r.lib}${r.cores.map((c) => ` --core ${c}`).join('')}`);
+    if (f.iteration >= 0)
+      out.push(
+        `    replay: node test/fuzz/run.mjs --seed ${f.seed} --only ${f.iteration} --target ${r.target} --lib ${r.lib}${r.cores.map((c) => ` --core ${c}`).join('')}`,
+      );
   }
   out.push(r.crashes || r.violations ? 'FAIL' : 'OK: every mutant was rejected with a crimg error code or accepted identically');
   process.stdout.write(`${out.join('\n')}\n`);
@@ -726,7 +991,15 @@ function printReport(r) {
 export { Checker, setup, mutantOf, loadLib, resolveLib };
 
 if (isMainThread && process.argv[1] && path.resolve(process.argv[1]) === SELF) {
-  main().then((code) => { process.exitCode = code; }, (e) => { process.stderr.write(`fuzz: ${e?.stack ?? e}\n`); process.exitCode = 2; });
+  main().then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e) => {
+      process.stderr.write(`fuzz: ${e?.stack ?? e}\n`);
+      process.exitCode = 2;
+    },
+  );
 } else if (!isMainThread && workerData?.fuzzWorker) {
   await workerMain();
 }

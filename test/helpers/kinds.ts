@@ -5,9 +5,7 @@
  * (show, show --json, diff).
  */
 import { expect } from 'vitest';
-import {
-  CrimgError, type Model, MemorySink, diffImages, kernels, readImage, showJson, showText, writeImage,
-} from '../../src/index.js';
+import { CrimgError, type Model, MemorySink, diffImages, kernels, readImage, showJson, showText, writeImage } from '../../src/index.js';
 import type { Difference } from '../../src/kinds/kind.js';
 import { RecordStream } from '../../src/reader.js';
 import { Builder, type Fields, RECORD_BY_KIND, RECORD_HEADER_BYTES, decodeFields, encodeFields, pad8 } from '../../src/schema.js';
@@ -50,7 +48,11 @@ export async function roundTrip(model: Model): Promise<Model> {
 }
 
 /** A record of an image: its kind, the offset of its header, the end of its (padded) payload. */
-export interface RecordAt { kind: number; off: number; end: number }
+export interface RecordAt {
+  kind: number;
+  off: number;
+  end: number;
+}
 
 /** Every record of an image, walked with the reader's framing (checksums checked; the grammar is not). */
 export function recordsOf(bytes: Uint8Array): RecordAt[] {
@@ -60,7 +62,9 @@ export function recordsOf(bytes: Uint8Array): RecordAt[] {
     const out: RecordAt[] = [];
     for (let r = rs.next(); r; r = rs.next()) out.push({ kind: r.kind, off: r.off, end: r.off + RECORD_HEADER_BYTES + pad8(r.len) });
     return out;
-  } finally { rs.release(); }
+  } finally {
+    rs.release();
+  }
 }
 
 /** The `nth` record of `kind` in an image. */
@@ -72,7 +76,11 @@ export function recordOf(bytes: Uint8Array, kind: number, nth = 0): RecordAt {
 
 /** The error reading an image throws (undefined when it reads). */
 export function readError(bytes: Uint8Array): unknown {
-  try { readImage(bytes).close(); } catch (e) { return e; }
+  try {
+    readImage(bytes).close();
+  } catch (e) {
+    return e;
+  }
   return undefined;
 }
 
@@ -87,7 +95,8 @@ export function expectBadRecord(bytes: Uint8Array, kind: number, why: string | R
   expect(err, `refused: ${String(why)}`).toBeInstanceOf(CrimgError);
   const e = err as CrimgError;
   expect(e.code, e.line()).toBe('BAD_RECORD');
-  if (typeof why === 'string') expect(e.message).toBe(why); else expect(e.message).toMatch(why);
+  if (typeof why === 'string') expect(e.message).toBe(why);
+  else expect(e.message).toMatch(why);
   const rec = recordOf(walk, kind, nth);
   expect(e.offset, `${e.line()}: in record [${rec.off}, ${rec.end})`).toBeGreaterThanOrEqual(rec.off);
   expect(e.offset!).toBeLessThan(rec.end);
@@ -140,18 +149,33 @@ export async function expectRefusal(base: () => Model, kind: number, r: Refusal)
 /** The lines of `crimg show` for a model (read from its image). */
 export async function showLines(model: Model): Promise<string[]> {
   const img = readImage(await bytesOf(model));
-  try { return showText(img.model, img).split('\n'); } finally { img.close(); }
+  try {
+    return showText(img.model, img).split('\n');
+  } finally {
+    img.close();
+  }
 }
 
 /** The document of `crimg show --json` for a model (read from its image). */
-export async function jsonOf(model: Model): Promise<{ tasks: (Record<string, unknown> & { threads: Record<string, unknown>[]; files: Record<string, unknown>[] })[] }> {
+export async function jsonOf(
+  model: Model,
+): Promise<{ tasks: (Record<string, unknown> & { threads: Record<string, unknown>[]; files: Record<string, unknown>[] })[] }> {
   const img = readImage(await bytesOf(model));
-  try { return showJson(img.model, img) as never; } finally { img.close(); }
+  try {
+    return showJson(img.model, img) as never;
+  } finally {
+    img.close();
+  }
 }
 
 /** The differences `crimg diff` reports between the images of two models (page contents not compared). */
 export async function diffOf(a: Model, b: Model): Promise<Difference[]> {
   const A = readImage(await bytesOf(a));
   const B = readImage(await bytesOf(b));
-  try { return diffImages(A, B, { pages: false }); } finally { A.close(); B.close(); }
+  try {
+    return diffImages(A, B, { pages: false });
+  } finally {
+    A.close();
+    B.close();
+  }
 }

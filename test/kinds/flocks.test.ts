@@ -16,7 +16,11 @@ function model(): Model {
   f[2]!.locks = [lock(1, false, 0n, LOCK_EOF)];
   return m;
 }
-const setLocks = (fd: number, locks: FileLock[]) => (m: Model): void => { m.tasks[0]!.files.find((f) => f.fd === fd)!.locks = locks; };
+const setLocks =
+  (fd: number, locks: FileLock[]) =>
+  (m: Model): void => {
+    m.tasks[0]!.files.find((f) => f.fd === fd)!.locks = locks;
+  };
 
 describe('FLOCKS', () => {
   it('round-trips: model -> image -> model equal, image -> model -> image byte-identical; none is not recorded', async () => {
@@ -33,25 +37,50 @@ describe('FLOCKS', () => {
   });
 
   const refusals: [string, Refusal][] = [
-    ['an empty lock list', { fields: (f) => { f.locks = []; }, why: 'FLOCKS record: 0 values are not (kind, type, start, end) quadruples', nth: 1 }],
-    ['locks on a file that is neither regular nor a directory', {
-      model: setLocks(0, [lock(1, true, 0n, LOCK_EOF)]), why: 'FLOCKS record: locks on fd 0, which is not a regular file or directory',
-    }],
-    ['a lock kind 0', { model: setLocks(3, [lock(0, true, 0n, 1n)]), why: 'FLOCKS record: fd 3: lock kind 0 is none of flock, POSIX, OFD' }],
-    ['a lock kind 4', { model: setLocks(4, [lock(4, true, 0n, 1n)]), why: 'FLOCKS record: fd 4: lock kind 4 is none of flock, POSIX, OFD', nth: 1 }],
-    ['a lock type neither read nor write', {
-      fields: (f) => { (f.locks as { type: bigint }[])[1]!.type = 2n; }, why: 'FLOCKS record: fd 3: lock type 2 is neither read nor write',
-    }],
+    [
+      'an empty lock list',
+      {
+        fields: (f) => {
+          f.locks = [];
+        },
+        why: 'FLOCKS record: 0 values are not (kind, type, start, end) quadruples',
+        nth: 1,
+      },
+    ],
+    [
+      'locks on a file that is neither regular nor a directory',
+      { model: setLocks(0, [lock(1, true, 0n, LOCK_EOF)]), why: 'FLOCKS record: locks on fd 0, which is not a regular file or directory' },
+    ],
+    [
+      'a lock kind 0',
+      { model: setLocks(3, [lock(0, true, 0n, 1n)]), why: 'FLOCKS record: fd 3: lock kind 0 is none of flock, POSIX, OFD' },
+    ],
+    [
+      'a lock kind 4',
+      { model: setLocks(4, [lock(4, true, 0n, 1n)]), why: 'FLOCKS record: fd 4: lock kind 4 is none of flock, POSIX, OFD', nth: 1 },
+    ],
+    [
+      'a lock type neither read nor write',
+      {
+        fields: (f) => {
+          (f.locks as { type: bigint }[])[1]!.type = 2n;
+        },
+        why: 'FLOCKS record: fd 3: lock type 2 is neither read nor write',
+      },
+    ],
     ['a range ending before it starts', { model: setLocks(3, [lock(2, true, 5n, 4n)]), why: 'FLOCKS record: fd 3: lock range 5..4' }],
-    ['a start past 2^63-1', {
-      model: setLocks(3, [lock(3, false, I64_MAX + 1n, LOCK_EOF)]), why: `FLOCKS record: fd 3: lock range ${I64_MAX + 1n}..${LOCK_EOF}`,
-    }],
-    ['an end past 2^63-1 that is not EOF', {
-      model: setLocks(3, [lock(2, false, 0n, LOCK_EOF - 1n)]), why: `FLOCKS record: fd 3: lock range 0..${LOCK_EOF - 1n}`,
-    }],
-    ['a flock lock on part of a file', {
-      model: setLocks(4, [lock(1, true, 0n, 100n)]), why: 'FLOCKS record: fd 4: a flock lock covers the whole file', nth: 1,
-    }],
+    [
+      'a start past 2^63-1',
+      { model: setLocks(3, [lock(3, false, I64_MAX + 1n, LOCK_EOF)]), why: `FLOCKS record: fd 3: lock range ${I64_MAX + 1n}..${LOCK_EOF}` },
+    ],
+    [
+      'an end past 2^63-1 that is not EOF',
+      { model: setLocks(3, [lock(2, false, 0n, LOCK_EOF - 1n)]), why: `FLOCKS record: fd 3: lock range 0..${LOCK_EOF - 1n}` },
+    ],
+    [
+      'a flock lock on part of a file',
+      { model: setLocks(4, [lock(1, true, 0n, 100n)]), why: 'FLOCKS record: fd 4: a flock lock covers the whole file', nth: 1 },
+    ],
   ];
   for (const [what, r] of refusals) it(`refuses ${what}`, () => expectRefusal(model, KIND, r));
 
@@ -65,7 +94,7 @@ describe('FLOCKS', () => {
     expect(doc.tasks[1]!.files.every((f) => !('locks' in f))).toBe(true);
   });
 
-  it('diff: a change and the locks gone are reported as the fd\'s locks', async () => {
+  it("diff: a change and the locks gone are reported as the fd's locks", async () => {
     const b = model();
     b.tasks[0]!.files[1]!.locks![0]!.write = true;
     const locks = model().tasks[0]!.files;

@@ -26,8 +26,16 @@ describe('FUTEX', () => {
 
   it('has no field to refuse; a record of another length than 24 bytes is refused', async () => {
     const bytes = await bytesOf(model());
-    for (const [nth, len] of [[0, 32], [1, 16], [1, 0]] as const) {
-      const bad = withPayload(bytes, KIND, nth, (p) => { const q = new Uint8Array(len); q.set(p.subarray(0, len)); return q; });
+    for (const [nth, len] of [
+      [0, 32],
+      [1, 16],
+      [1, 0],
+    ] as const) {
+      const bad = withPayload(bytes, KIND, nth, (p) => {
+        const q = new Uint8Array(len);
+        q.set(p.subarray(0, len));
+        return q;
+      });
       expectBadRecord(bad, KIND, `FUTEX record length ${len} is invalid for its kind`, nth, bytes);
     }
   });
@@ -41,10 +49,12 @@ describe('FUTEX', () => {
     expect(doc.tasks[1]!.threads.map((th) => th.futex)).toEqual([null, null]);
   });
 
-  it('diff: a change and the record absent are reported as the thread\'s futex', async () => {
+  it("diff: a change and the record absent are reported as the thread's futex", async () => {
     const b = model();
     b.tasks[0]!.threads[0]!.futex!.robustLen = 0n;
-    expect(await diffOf(model(), b)).toEqual([{ what: 'task 100 thread 100 futex', a: model().tasks[0]!.threads[0]!.futex, b: b.tasks[0]!.threads[0]!.futex }]);
+    expect(await diffOf(model(), b)).toEqual([
+      { what: 'task 100 thread 100 futex', a: model().tasks[0]!.threads[0]!.futex, b: b.tasks[0]!.threads[0]!.futex },
+    ]);
     const c = model();
     delete c.tasks[0]!.threads[1]!.futex;
     expect(await diffOf(model(), c)).toEqual([{ what: 'task 100 thread 101 futex', a: model().tasks[0]!.threads[1]!.futex, b: null }]);

@@ -9,7 +9,10 @@ const KIND = itimers.record.kind;
 /** Task 100: ITIMER_REAL expired with its signal pending (remaining 0), ITIMER_PROF one-shot. */
 function model(): Model {
   const m = baseModel();
-  m.tasks[0]!.itimers = [{ which: 0, intervalUs: 20_000n, valueUs: 0n }, { which: 2, intervalUs: 0n, valueUs: 1_500_000n }];
+  m.tasks[0]!.itimers = [
+    { which: 0, intervalUs: 20_000n, valueUs: 0n },
+    { which: 2, intervalUs: 0n, valueUs: 1_500_000n },
+  ];
   return m;
 }
 
@@ -25,15 +28,52 @@ describe('ITIMERS', () => {
   });
 
   const refusals: [string, Refusal][] = [
-    ['a timer none of REAL, VIRTUAL, PROF', {
-      model: (m) => { m.tasks[0]!.itimers![1]!.which = 3; }, why: 'ITIMERS record: interval timer 3 is none of ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF',
-    }],
-    ['timers out of order', { model: (m) => { m.tasks[0]!.itimers!.reverse(); }, why: 'ITIMERS record: interval timer 0 out of order' }],
-    ['the same timer twice', { model: (m) => { m.tasks[0]!.itimers![1]!.which = 0; }, why: 'ITIMERS record: interval timer 0 out of order' }],
-    ['a disarmed timer', { model: (m) => { m.tasks[0]!.itimers![1]!.valueUs = 0n; }, why: 'ITIMERS record: interval timer 2 recorded disarmed' }],
-    ['in the second task', {
-      model: (m) => { m.tasks[1]!.itimers = [{ which: 1, intervalUs: 0n, valueUs: 0n }]; }, why: 'ITIMERS record: interval timer 1 recorded disarmed', nth: 1,
-    }],
+    [
+      'a timer none of REAL, VIRTUAL, PROF',
+      {
+        model: (m) => {
+          m.tasks[0]!.itimers![1]!.which = 3;
+        },
+        why: 'ITIMERS record: interval timer 3 is none of ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF',
+      },
+    ],
+    [
+      'timers out of order',
+      {
+        model: (m) => {
+          m.tasks[0]!.itimers!.reverse();
+        },
+        why: 'ITIMERS record: interval timer 0 out of order',
+      },
+    ],
+    [
+      'the same timer twice',
+      {
+        model: (m) => {
+          m.tasks[0]!.itimers![1]!.which = 0;
+        },
+        why: 'ITIMERS record: interval timer 0 out of order',
+      },
+    ],
+    [
+      'a disarmed timer',
+      {
+        model: (m) => {
+          m.tasks[0]!.itimers![1]!.valueUs = 0n;
+        },
+        why: 'ITIMERS record: interval timer 2 recorded disarmed',
+      },
+    ],
+    [
+      'in the second task',
+      {
+        model: (m) => {
+          m.tasks[1]!.itimers = [{ which: 1, intervalUs: 0n, valueUs: 0n }];
+        },
+        why: 'ITIMERS record: interval timer 1 recorded disarmed',
+        nth: 1,
+      },
+    ],
   ];
   for (const [what, r] of refusals) it(`refuses ${what}`, () => expectRefusal(model, KIND, r));
 

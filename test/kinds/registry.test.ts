@@ -35,16 +35,20 @@ describe('the registry of kinds', () => {
   it('each kind lives in src/kinds/<dir>/format.ts and has its test file test/kinds/<dir>.test.ts', async () => {
     const dirs = await kindDirs();
     expect([...dirs.keys()].map((k) => k.key).sort()).toEqual(KINDS.map((k) => k.key).sort());
-    for (const [k, dir] of dirs) expect(existsSync(new URL(`./${dir}.test.ts`, import.meta.url)), `test/kinds/${dir}.test.ts for ${k.record.name}`).toBe(true);
+    for (const [k, dir] of dirs)
+      expect(existsSync(new URL(`./${dir}.test.ts`, import.meta.url)), `test/kinds/${dir}.test.ts for ${k.record.name}`).toBe(true);
     expect(new Set(KINDS.map((k) => k.key)).size).toBe(KINDS.length);
   });
 
-  it('each kind\'s record is in the schema under its owner\'s record, and one of its children', () => {
+  it("each kind's record is in the schema under its owner's record, and one of its children", () => {
     for (const k of KINDS) {
       expect(RECORD_BY_KIND.get(k.record.kind), k.record.name).toBe(k.record);
       expect(RECORDS).toContain(k.record);
       expect(k.record.parent, k.record.name).toBe(OWNER_RECORD[k.owner]);
-      expect(RECORD_BY_KIND.get(OWNER_RECORD[k.owner])!.children!.filter((c) => c.kind === k.record.kind), k.record.name).toEqual([{ kind: k.record.kind, count: '?' }]);
+      expect(
+        RECORD_BY_KIND.get(OWNER_RECORD[k.owner])!.children!.filter((c) => c.kind === k.record.kind),
+        k.record.name,
+      ).toEqual([{ kind: k.record.kind, count: '?' }]);
     }
   });
 
@@ -60,15 +64,19 @@ describe('the registry of kinds', () => {
     it(`${k.record.name}: values from its arbitrary round-trip, and are written as its record`, async () => {
       const base = baseModel();
       const task = base.tasks[0]!;
-      await fc.assert(fc.asyncProperty(withKind(k, task), async (t) => {
-        const m = { ...base, tasks: [t, base.tasks[1]!] };
-        const owners: object[] = k.owner === 'task' ? [t] : k.owner === 'thread' ? t.threads : t.files;
-        expect(owners.some((o) => kindValue(k, o as never) !== undefined)).toBe(true);
-        const back = await roundTrip(m);
-        const ownersBack: object[] = k.owner === 'task' ? [back.tasks[0]!] : k.owner === 'thread' ? back.tasks[0]!.threads : back.tasks[0]!.files;
-        expect(ownersBack.map((o) => kindValue(k, o as never))).toEqual(owners.map((o) => kindValue(k, o as never)));
-        expect(recordsOf(await bytesOf(m)).some((r) => r.kind === k.record.kind)).toBe(true);
-      }), { numRuns: 25, seed: 13 });
+      await fc.assert(
+        fc.asyncProperty(withKind(k, task), async (t) => {
+          const m = { ...base, tasks: [t, base.tasks[1]!] };
+          const owners: object[] = k.owner === 'task' ? [t] : k.owner === 'thread' ? t.threads : t.files;
+          expect(owners.some((o) => kindValue(k, o as never) !== undefined)).toBe(true);
+          const back = await roundTrip(m);
+          const ownersBack: object[] =
+            k.owner === 'task' ? [back.tasks[0]!] : k.owner === 'thread' ? back.tasks[0]!.threads : back.tasks[0]!.files;
+          expect(ownersBack.map((o) => kindValue(k, o as never))).toEqual(owners.map((o) => kindValue(k, o as never)));
+          expect(recordsOf(await bytesOf(m)).some((r) => r.kind === k.record.kind)).toBe(true);
+        }),
+        { numRuns: 25, seed: 13 },
+      );
     });
   }
 
@@ -85,10 +93,13 @@ describe('the registry of kinds', () => {
       let count = 0;
       const bytes = await imageWith(k);
       const bad = withPayload(bytes, k.record.kind, 0, (p) => {
-        const s = (slots(k.record.fields, p) as { name: string; off: number; role: string }[]).find((x) => x.name === name && x.role === 'count')!;
+        const s = (slots(k.record.fields, p) as { name: string; off: number; role: string }[]).find(
+          (x) => x.name === name && x.role === 'count',
+        )!;
         count = new DataView(p.buffer, p.byteOffset).getUint32(s.off, true) + 1;
         const q = new Uint8Array(p.length + 8);
-        q.set(p.subarray(0, s.off + 4)); q.set(p.subarray(s.off + 4), s.off + 12);
+        q.set(p.subarray(0, s.off + 4));
+        q.set(p.subarray(s.off + 4), s.off + 12);
         new DataView(q.buffer).setUint32(s.off, count, true);
         return q;
       });
@@ -100,7 +111,11 @@ describe('the registry of kinds', () => {
     it(`${k.record.name}: a record of another length than ${k.record.fixedLen} bytes is refused`, async () => {
       const bytes = await imageWith(k);
       for (const len of [0, k.record.fixedLen! - 1, k.record.fixedLen! + 8]) {
-        const bad = withPayload(bytes, k.record.kind, 0, (p) => { const q = new Uint8Array(len); q.set(p.subarray(0, len)); return q; });
+        const bad = withPayload(bytes, k.record.kind, 0, (p) => {
+          const q = new Uint8Array(len);
+          q.set(p.subarray(0, len));
+          return q;
+        });
         expectBadRecord(bad, k.record.kind, `${k.record.name} record length ${len} is invalid for its kind`, 0, bytes);
       }
     });
@@ -109,8 +124,13 @@ describe('the registry of kinds', () => {
   for (const k of KINDS.filter((x) => !x.record.fields.some((f) => f[1] === 'raw'))) {
     it(`${k.record.name}: bytes after the last field are refused`, async () => {
       const bytes = await imageWith(k);
-      const bad = withPayload(bytes, k.record.kind, 0, (p) => { const q = new Uint8Array(p.length + 4); q.set(p); return q; });
-      if (k.record.fixedLen !== undefined) expectBadRecord(bad, k.record.kind, `${k.record.name} record length ${k.record.fixedLen + 4} is invalid for its kind`, 0, bytes);
+      const bad = withPayload(bytes, k.record.kind, 0, (p) => {
+        const q = new Uint8Array(p.length + 4);
+        q.set(p);
+        return q;
+      });
+      if (k.record.fixedLen !== undefined)
+        expectBadRecord(bad, k.record.kind, `${k.record.name} record length ${k.record.fixedLen + 4} is invalid for its kind`, 0, bytes);
       else expectBadRecord(bad, k.record.kind, `${k.record.name} record: 4 unexpected bytes after the last field`);
     });
   }

@@ -6,7 +6,12 @@ import { type Refusal, baseModel, diffOf, expectRefusal, jsonOf, roundTrip, show
 
 const KIND = sigacts.record.kind;
 const act = (sig: number, handler = 1n, extra: Partial<{ flags: bigint; restorer: bigint; mask: bigint }> = {}) => ({
-  sig, handler, flags: 0n, restorer: 0n, mask: 0n, ...extra,
+  sig,
+  handler,
+  flags: 0n,
+  restorer: 0n,
+  mask: 0n,
+  ...extra,
 });
 
 /** Task 100 handles SIGUSR1 and SIGRTMIN+1 and ignores SIGPIPE; task 200 has no record. */
@@ -32,14 +37,61 @@ describe('SIGACTS', () => {
   });
 
   const refusals: [string, Refusal][] = [
-    ['a signal below 1', { model: (m) => { m.tasks[0]!.sigactions = [act(0)]; }, why: 'SIGACTS record: signal 0 out of range 1..64' }],
-    ['a signal above 64', { model: (m) => { m.tasks[0]!.sigactions![2]!.sig = 65; }, why: 'SIGACTS record: signal 65 out of range 1..64' }],
-    ['signals out of order', { model: (m) => { m.tasks[0]!.sigactions!.reverse(); }, why: 'SIGACTS record: signal 13 out of order' }],
-    ['the same signal twice', { model: (m) => { m.tasks[0]!.sigactions![1]!.sig = 10; }, why: 'SIGACTS record: signal 10 out of order' }],
-    ['a SIG_DFL entry', { model: (m) => { m.tasks[0]!.sigactions![1]!.handler = 0n; }, why: 'SIGACTS record: signal 13 recorded with SIG_DFL' }],
-    ['in the second task', {
-      model: (m) => { m.tasks[1]!.sigactions = [act(15, 0n)]; }, why: 'SIGACTS record: signal 15 recorded with SIG_DFL', nth: 1,
-    }],
+    [
+      'a signal below 1',
+      {
+        model: (m) => {
+          m.tasks[0]!.sigactions = [act(0)];
+        },
+        why: 'SIGACTS record: signal 0 out of range 1..64',
+      },
+    ],
+    [
+      'a signal above 64',
+      {
+        model: (m) => {
+          m.tasks[0]!.sigactions![2]!.sig = 65;
+        },
+        why: 'SIGACTS record: signal 65 out of range 1..64',
+      },
+    ],
+    [
+      'signals out of order',
+      {
+        model: (m) => {
+          m.tasks[0]!.sigactions!.reverse();
+        },
+        why: 'SIGACTS record: signal 13 out of order',
+      },
+    ],
+    [
+      'the same signal twice',
+      {
+        model: (m) => {
+          m.tasks[0]!.sigactions![1]!.sig = 10;
+        },
+        why: 'SIGACTS record: signal 10 out of order',
+      },
+    ],
+    [
+      'a SIG_DFL entry',
+      {
+        model: (m) => {
+          m.tasks[0]!.sigactions![1]!.handler = 0n;
+        },
+        why: 'SIGACTS record: signal 13 recorded with SIG_DFL',
+      },
+    ],
+    [
+      'in the second task',
+      {
+        model: (m) => {
+          m.tasks[1]!.sigactions = [act(15, 0n)];
+        },
+        why: 'SIGACTS record: signal 15 recorded with SIG_DFL',
+        nth: 1,
+      },
+    ],
   ];
   for (const [what, r] of refusals) it(`refuses ${what}`, () => expectRefusal(model, KIND, r));
 

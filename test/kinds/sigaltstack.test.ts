@@ -23,9 +23,14 @@ describe('SIGALTSTACK', () => {
     expect(back.tasks[1]!.threads[1]!.sigaltstack).toBeUndefined();
   });
 
-  it('refuses a reserved field not zero', () => expectRefusal(model, KIND, {
-    fields: (f) => { f.reserved = 1; }, why: 'SIGALTSTACK record: reserved field not zero', nth: 1,
-  }));
+  it('refuses a reserved field not zero', () =>
+    expectRefusal(model, KIND, {
+      fields: (f) => {
+        f.reserved = 1;
+      },
+      why: 'SIGALTSTACK record: reserved field not zero',
+      nth: 1,
+    }));
 
   it('refuses a record of another length than 24 bytes', async () => {
     const bytes = await bytesOf(model());
@@ -42,7 +47,7 @@ describe('SIGALTSTACK', () => {
     expect(doc.tasks[1]!.threads.map((th) => th.sigaltstack)).toEqual([null, null]);
   });
 
-  it('diff: a change and the record absent are reported as the thread\'s sigaltstack', async () => {
+  it("diff: a change and the record absent are reported as the thread's sigaltstack", async () => {
     const b = model();
     b.tasks[0]!.threads[0]!.sigaltstack!.size = 8192n;
     expect(await diffOf(model(), b)).toEqual([
@@ -50,6 +55,8 @@ describe('SIGALTSTACK', () => {
     ]);
     const c = model();
     delete c.tasks[0]!.threads[1]!.sigaltstack;
-    expect(await diffOf(c, model())).toEqual([{ what: 'task 100 thread 101 sigaltstack', a: null, b: model().tasks[0]!.threads[1]!.sigaltstack }]);
+    expect(await diffOf(c, model())).toEqual([
+      { what: 'task 100 thread 101 sigaltstack', a: null, b: model().tasks[0]!.threads[1]!.sigaltstack },
+    ]);
   });
 });

@@ -7,17 +7,17 @@ import { type GenParams, PAGE } from '../api.js';
 import type { Xxh3Stream } from './xxh3.js';
 
 const M64 = (1n << 64n) - 1n;
-const GOLDEN = 0x9E3779B97F4A7C15n;
-const C_SEED = 0x63726D672D67656En; // "crmg-gen"
-const C_EPOCH = 0xD1B54A32D192ED03n;
-const C_VER = 0x8CB92BA72F3D8DD7n;
-const C_DUP = 0xA0761D6478BD642Fn;
+const GOLDEN = 0x9e3779b97f4a7c15n;
+const C_SEED = 0x63726d672d67656en; // "crmg-gen"
+const C_EPOCH = 0xd1b54a32d192ed03n;
+const C_VER = 0x8cb92ba72f3d8dd7n;
+const C_DUP = 0xa0761d6478bd642fn;
 
 /** splitmix64 finaliser. */
 export function mix64(z: bigint): bigint {
   z &= M64;
-  z = ((z ^ (z >> 30n)) * 0xBF58476D1CE4E5B9n) & M64;
-  z = ((z ^ (z >> 27n)) * 0x94D049BB133111EBn) & M64;
+  z = ((z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n) & M64;
+  z = ((z ^ (z >> 27n)) * 0x94d049bb133111ebn) & M64;
   return z ^ (z >> 31n);
 }
 
@@ -40,12 +40,13 @@ part_of most_of out_of each_other as_well such_as so_that more_than rather_than 
 the_first the_new the_other the_kernel the_process the_system the_page page_table the_file the_data
 the_memory the_stack the_signal file_system data_block memory_map free_list hash_table error_code
 return_value user_space address_space time_slice run_queue page_fault stack_frame call_site
-`.trim().split(/\s+/).map((w) => w.replace(/_/g, ' '));
+`
+  .trim()
+  .split(/\s+/)
+  .map((w) => w.replace(/_/g, ' '));
 
 /** Separator for each 4-bit selector: 12/16 space, 2/16 newline, 1/16 ". ", 1/16 ", ". */
-const SEPS: readonly string[] = [
-  ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', '\n', '\n', '. ', ', ',
-];
+const SEPS: readonly string[] = [' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', '\n', '\n', '. ', ', '];
 
 const enc = new TextEncoder();
 const DICT_BYTES = DICT.map((w) => enc.encode(w));
@@ -58,21 +59,26 @@ export interface PageDesc {
 }
 
 /** Seed key of a series. */
-export function seedKey(seed: bigint): bigint { return mix64(seed ^ C_SEED); }
+export function seedKey(seed: bigint): bigint {
+  return mix64(seed ^ C_SEED);
+}
 
 /** The decision for page number pn (= address >> 12). */
 export function pageDesc(sk: bigint, pn: bigint, p: GenParams): PageDesc {
   const ph = mix64(sk ^ ((pn * GOLDEN) & M64));
-  if (Number(ph & 0xFFFFn) < p.zeroQ16) return { zero: true, key: 0n, base: 0n };
+  if (Number(ph & 0xffffn) < p.zeroQ16) return { zero: true, key: 0n, base: 0n };
   let v = 0;
   if (p.dirtyQ16 !== 0) {
     for (let j = p.epoch; j >= 1; j--) {
       const dh = mix64(ph ^ mix64(BigInt(j) * GOLDEN + C_EPOCH));
-      if (Number(dh & 0xFFFFn) < p.dirtyQ16) { v = j; break; }
+      if (Number(dh & 0xffffn) < p.dirtyQ16) {
+        v = j;
+        break;
+      }
     }
   }
   const vh = mix64(ph ^ mix64(BigInt(v) * GOLDEN + C_VER));
-  if (Number((ph >> 16n) & 0xFFFFn) < p.dupQ16) {
+  if (Number((ph >> 16n) & 0xffffn) < p.dupQ16) {
     const pool = BigInt(p.dupPool === 0 ? 1 : p.dupPool);
     const idx = ((vh >> 32n) * pool) >> 32n;
     return { zero: false, key: mix64(sk ^ mix64(idx * GOLDEN + C_DUP)), base: (idx << 12n) & M64 };
@@ -83,16 +89,24 @@ export function pageDesc(sk: bigint, pn: bigint, p: GenParams): PageDesc {
 /** Kind 0: eight xorshift128+ lanes; lane L seeded x = mix64(key+(2L+1)G), y = mix64(key+(2L+2)G);
  *  64-byte block t holds the lanes' outputs x+y in lane order, then each lane steps. */
 function fillRandom(dv: DataView, off: number, key: bigint): void {
-  const xh = new Uint32Array(8), xl = new Uint32Array(8), yh = new Uint32Array(8), yl = new Uint32Array(8);
+  const xh = new Uint32Array(8),
+    xl = new Uint32Array(8),
+    yh = new Uint32Array(8),
+    yl = new Uint32Array(8);
   for (let L = 0; L < 8; L++) {
     const x = mix64(key + BigInt(2 * L + 1) * GOLDEN);
     const y = mix64(key + BigInt(2 * L + 2) * GOLDEN);
-    xh[L] = Number(x >> 32n); xl[L] = Number(x & 0xFFFFFFFFn);
-    yh[L] = Number(y >> 32n); yl[L] = Number(y & 0xFFFFFFFFn);
+    xh[L] = Number(x >> 32n);
+    xl[L] = Number(x & 0xffffffffn);
+    yh[L] = Number(y >> 32n);
+    yl[L] = Number(y & 0xffffffffn);
   }
   for (let t = 0; t < 64; t++) {
     for (let L = 0; L < 8; L++) {
-      const a = xl[L]!, b = xh[L]!, c = yl[L]!, d = yh[L]!;
+      const a = xl[L]!,
+        b = xh[L]!,
+        c = yl[L]!,
+        d = yh[L]!;
       const lo = (a + c) >>> 0;
       const hi = (b + d + (lo < a ? 1 : 0)) >>> 0;
       const o = off + t * 64 + L * 8;
@@ -104,7 +118,10 @@ function fillRandom(dv: DataView, off: number, key: bigint): void {
       // y' = t ^ y ^ (t >> 18) ^ (y >> 5)
       const nl = (tl ^ c ^ ((tl >>> 18) | (th << 14)) ^ ((c >>> 5) | (d << 27))) >>> 0;
       const nh = (th ^ d ^ (th >>> 18) ^ (d >>> 5)) >>> 0;
-      xl[L] = c; xh[L] = d; yl[L] = nl; yh[L] = nh;
+      xl[L] = c;
+      xh[L] = d;
+      yl[L] = nl;
+      yh[L] = nh;
     }
   }
 }
@@ -128,8 +145,8 @@ function fillText(m: Uint8Array, off: number, key: bigint): void {
     s = (s + GOLDEN) & M64;
     let r = mix64(s);
     for (let j = 0; j < 5; j++) {
-      put(DICT_BYTES[Number(r & 0xFFn)]!);
-      put(SEP_BYTES[Number((r >> 8n) & 0xFn)]!);
+      put(DICT_BYTES[Number(r & 0xffn)]!);
+      put(SEP_BYTES[Number((r >> 8n) & 0xfn)]!);
       r >>= 12n;
     }
   }
@@ -154,7 +171,13 @@ export function genPages(m: Uint8Array, dst: number, vaddr: bigint, npages: numb
 }
 
 export function genPack(
-  m: Uint8Array, dst: number, vaddr: bigint, npages: number, p: GenParams, bitmapPtr: number, stream: Xxh3Stream,
+  m: Uint8Array,
+  dst: number,
+  vaddr: bigint,
+  npages: number,
+  p: GenParams,
+  bitmapPtr: number,
+  stream: Xxh3Stream,
 ): number {
   const dv = new DataView(m.buffer, m.byteOffset, m.byteLength);
   const sk = seedKey(p.seed);

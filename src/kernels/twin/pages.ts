@@ -43,9 +43,7 @@ export function zeroScan(m: Uint8Array, ptr: number, npages: number, bitmapPtr: 
 /** Copy each non-zero page of src to the next free page at dst (dst may equal
  *  src or lie below it), feed it to `stream`, set its bitmap bit. Returns the
  *  number of pages stored. */
-export function pagesPack(
-  m: Uint8Array, src: number, npages: number, dst: number, bitmapPtr: number, stream: Xxh3Stream,
-): number {
+export function pagesPack(m: Uint8Array, src: number, npages: number, dst: number, bitmapPtr: number, stream: Xxh3Stream): number {
   m.fill(0, bitmapPtr, bitmapPtr + bitmapBytes(npages));
   let stored = 0;
   for (let i = 0; i < npages; i++) {

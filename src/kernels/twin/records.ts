@@ -29,7 +29,15 @@ export function recSeal(m: Uint8Array, at: number, kind: number, flags: number, 
   return 16 + padded;
 }
 
-export function recSealStream(m: Uint8Array, at: number, kind: number, flags: number, len: number, rec: Xxh3Stream, img: Xxh3Stream): number {
+export function recSealStream(
+  m: Uint8Array,
+  at: number,
+  kind: number,
+  flags: number,
+  len: number,
+  rec: Xxh3Stream,
+  img: Xxh3Stream,
+): number {
   const padded = pad8(len);
   m.fill(0, at + 16 + len, at + 16 + padded);
   rec.update(m.subarray(at + 16 + len, at + 16 + padded));
@@ -48,7 +56,15 @@ export function pagesRecHead(m: Uint8Array, at: number, addr: bigint, npages: nu
   rec.update(m.subarray(at + 16, at + 32));
 }
 
-export function pagesRecTail(m: Uint8Array, at: number, npages: number, stored: number, bitmapPtr: number, rec: Xxh3Stream, img: Xxh3Stream): number {
+export function pagesRecTail(
+  m: Uint8Array,
+  at: number,
+  npages: number,
+  stored: number,
+  bitmapPtr: number,
+  rec: Xxh3Stream,
+  img: Xxh3Stream,
+): number {
   const bmBytes = Math.ceil(npages / 64) * 8;
   const bm = at + 32 + stored * 4096;
   m.copyWithin(bm, bitmapPtr, bitmapPtr + bmBytes);

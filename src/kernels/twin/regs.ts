@@ -4,7 +4,10 @@
  */
 import { xxh3_64 } from './xxh3.js';
 import {
-  XCOMP_BV_COMPACTED as BIT63, XCR0_KNOWN as KNOWN, XSAVE_BY_BIT as XSAVE_COMPONENTS, XSAVE_MIN_BYTES as HDR_END,
+  XCOMP_BV_COMPACTED as BIT63,
+  XCR0_KNOWN as KNOWN,
+  XSAVE_BY_BIT as XSAVE_COMPONENTS,
+  XSAVE_MIN_BYTES as HDR_END,
 } from '../../cpu/xsave.js';
 
 /** Component numbers >= 2 present in mask, ascending. */
@@ -36,7 +39,9 @@ function compactLayout(mask: bigint): { offs: Map<number, number>; size: number 
   return { offs, size: off };
 }
 
-function dv(m: Uint8Array): DataView { return new DataView(m.buffer, m.byteOffset, m.byteLength); }
+function dv(m: Uint8Array): DataView {
+  return new DataView(m.buffer, m.byteOffset, m.byteLength);
+}
 
 export function xsaveStandardSize(xcr0: bigint): number {
   xcr0 = BigInt.asUintN(64, xcr0);
@@ -68,9 +73,7 @@ export function xsaveToStandard(m: Uint8Array, src: number, srcLen: number, dst:
   return size;
 }
 
-export function xsaveToCompacted(
-  m: Uint8Array, src: number, srcLen: number, xcompBv: bigint, dst: number, dstCap: number,
-): number {
+export function xsaveToCompacted(m: Uint8Array, src: number, srcLen: number, xcompBv: bigint, dst: number, dstCap: number): number {
   const mask = BigInt.asUintN(64, xcompBv) & ~BIT63;
   if (mask & ~KNOWN) return 0;
   if (srcLen < HDR_END) return 0;

@@ -63,10 +63,15 @@ function anonState(f: FdInfo, fds: readonly FdInfo[]): { anon: AnonFd } | { prob
       return { anon: { kind, values: [count, x.get('eventfd-semaphore') === '1' ? 1n : 0n] } };
     }
     case ANON_KIND.TIMERFD: {
-      const clock = dec(x.get('clockid')), ticks = dec(x.get('ticks')), flags = dec(x.get('settime flags')?.replace(/^0+(?=\d)/, ''));
-      const value = pairNs(x.get('it_value')), interval = pairNs(x.get('it_interval'));
-      if (clock === null || ticks === null || flags === null || value === null || interval === null) return { problem: 'its timer is not in fdinfo' };
-      if (Number(flags) & TFD_TIMER_CANCEL_ON_SET) return { problem: 'it is armed with TFD_TIMER_CANCEL_ON_SET, which crimg cannot set up again' };
+      const clock = dec(x.get('clockid')),
+        ticks = dec(x.get('ticks')),
+        flags = dec(x.get('settime flags')?.replace(/^0+(?=\d)/, ''));
+      const value = pairNs(x.get('it_value')),
+        interval = pairNs(x.get('it_interval'));
+      if (clock === null || ticks === null || flags === null || value === null || interval === null)
+        return { problem: 'its timer is not in fdinfo' };
+      if (Number(flags) & TFD_TIMER_CANCEL_ON_SET)
+        return { problem: 'it is armed with TFD_TIMER_CANCEL_ON_SET, which crimg cannot set up again' };
       return { anon: { kind, values: [clock, flags, interval, value, ticks] } };
     }
     case ANON_KIND.SIGNALFD: {
@@ -81,7 +86,7 @@ function anonState(f: FdInfo, fds: readonly FdInfo[]): { anon: AnonFd } | { prob
         if (!m) return { problem: `an entry of its interest list cannot be read (${line})` };
         const tfd = Number(m[1]);
         const target = fds.find((t) => t.fd === tfd);
-        if (!target || !target.stat || target.stat.ino !== BigInt(`0x${m[4]}`)) {
+        if (!target?.stat || target.stat.ino !== BigInt(`0x${m[4]}`)) {
           return { problem: `it watches a file that is no longer at fd ${tfd} (closed or replaced after it was added)` };
         }
         if (anonKindOf(target.link) === ANON_KIND.EPOLL) return { problem: `it watches another epoll instance (fd ${tfd})` };
@@ -97,7 +102,10 @@ function anonState(f: FdInfo, fds: readonly FdInfo[]): { anon: AnonFd } | { prob
 
 /** The reason code of each kind when it cannot be saved. */
 const CODES: Record<number, NocrCode> = {
-  [ANON_KIND.EVENTFD]: 'EVENTFD', [ANON_KIND.TIMERFD]: 'TIMERFD', [ANON_KIND.SIGNALFD]: 'SIGNALFD', [ANON_KIND.EPOLL]: 'EPOLL',
+  [ANON_KIND.EVENTFD]: 'EVENTFD',
+  [ANON_KIND.TIMERFD]: 'TIMERFD',
+  [ANON_KIND.SIGNALFD]: 'SIGNALFD',
+  [ANON_KIND.EPOLL]: 'EPOLL',
 };
 
 export const anonFdLive: LiveFdKind<AnonFd> = {
@@ -109,12 +117,15 @@ export const anonFdLive: LiveFdKind<AnonFd> = {
     if ('problem' in st) return { reason: { code: CODES[anonKindOf(f.link)]!, text: `fd ${f.fd} is ${f.link}: ${st.problem}` } };
     return { state: st.anon };
   },
-  save(file, anon) { file.anon = anon; },
+  save(file, anon) {
+    file.anon = anon;
+  },
 };
 
 // ------------------------------------------------------------------ restart
 
-const TFD_IOC_SET_TICKS = 0x40085400, EPOLL_CTL_ADD = 1;
+const TFD_IOC_SET_TICKS = 0x40085400,
+  EPOLL_CTL_ADD = 1;
 
 /**
  * Create the object of anonymous-inode file `f` in the task; returns the fd the kernel gave it (the caller moves it
@@ -134,16 +145,21 @@ export function createAnon(f: OpenFile, call: TaskCall, scratch: TaskScratch): n
       if (value || interval) {
         const its = new Uint8Array(32);
         const dv = new DataView(its.buffer);
-        const ns = 1_000_000_000n, rem = value || interval; // remaining 0 with an interval: a new period
-        dv.setBigUint64(0, interval / ns, true); dv.setBigUint64(8, interval % ns, true);
-        dv.setBigUint64(16, rem / ns, true); dv.setBigUint64(24, rem % ns, true);
+        const ns = 1_000_000_000n,
+          rem = value || interval; // remaining 0 with an interval: a new period
+        dv.setBigUint64(0, interval / ns, true);
+        dv.setBigUint64(8, interval % ns, true);
+        dv.setBigUint64(16, rem / ns, true);
+        dv.setBigUint64(24, rem % ns, true);
         call(SYS.timerfd_settime, [fd, 0, scratch(its), 0], 'timerfd_settime');
       }
       if (ticks) call(SYS.ioctl, [fd, TFD_IOC_SET_TICKS, scratch(new Uint8Array(new BigUint64Array([ticks]).buffer))], 'TFD_IOC_SET_TICKS');
       return fd;
     }
     case ANON_KIND.SIGNALFD:
-      return Number(call(SYS.signalfd4, [-1, scratch(new Uint8Array(new BigUint64Array([v[0]!]).buffer)), 8, nonblock | cloexec], 'signalfd4'));
+      return Number(
+        call(SYS.signalfd4, [-1, scratch(new Uint8Array(new BigUint64Array([v[0]!]).buffer)), 8, nonblock | cloexec], 'signalfd4'),
+      );
     case ANON_KIND.EPOLL: {
       const ep = Number(call(SYS.epoll_create1, [cloexec], 'epoll_create1'));
       for (let i = 0; i < v.length; i += 3) {

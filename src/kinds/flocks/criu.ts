@@ -12,7 +12,9 @@ import { type FileLock, type OpenFile, LOCK_EOF, LOCK_KIND } from '../../model.j
 const FILELOCKS: CriuDumpImage = { file: 'filelocks.img', magic: 'FILE_LOCKS', entry: 'file_lock_entry' };
 /** file_lock_entry.flag of each LOCK_KIND, and back. */
 const FLAG_OF: Record<number, number> = {
-  [LOCK_KIND.FLOCK]: CRIU_FL.FLOCK, [LOCK_KIND.POSIX]: CRIU_FL.POSIX, [LOCK_KIND.OFD]: CRIU_FL.OFD,
+  [LOCK_KIND.FLOCK]: CRIU_FL.FLOCK,
+  [LOCK_KIND.POSIX]: CRIU_FL.POSIX,
+  [LOCK_KIND.OFD]: CRIU_FL.OFD,
 };
 const KIND_OF: Record<number, number> = Object.fromEntries(Object.entries(FLAG_OF).map(([kind, flag]) => [flag, Number(kind)]));
 
@@ -21,12 +23,18 @@ export const criuMap: CriuKindMap<FileLock[], 'fd'> = {
   owner: 'fd',
   images: [FILELOCKS],
   get: (f) => f.locks,
-  set: (f, v) => { f.locks = v; },
+  set: (f, v) => {
+    f.locks = v;
+  },
   toCriu(locks, { pid, file, dump }) {
     for (const l of locks) {
       dump.add(FILELOCKS, {
-        flag: FLAG_OF[l.kind]!, type: l.write ? 1 : 0, pid, fd: file.fd,
-        start: l.kind === LOCK_KIND.FLOCK ? 0n : l.start, len: l.kind === LOCK_KIND.FLOCK || l.end === LOCK_EOF ? 0n : l.end - l.start + 1n,
+        flag: FLAG_OF[l.kind]!,
+        type: l.write ? 1 : 0,
+        pid,
+        fd: file.fd,
+        start: l.kind === LOCK_KIND.FLOCK ? 0n : l.start,
+        len: l.kind === LOCK_KIND.FLOCK || l.end === LOCK_EOF ? 0n : l.end - l.start + 1n,
       });
     }
   },
@@ -34,9 +42,12 @@ export const criuMap: CriuKindMap<FileLock[], 'fd'> = {
     const out = new Map<OpenFile, FileLock[]>();
     for (const { msg: e } of dump.entries(FILELOCKS)) {
       if (num(e.pid) !== pid) continue;
-      const fdn = num(e.fd), flag = num(e.flag), kind = KIND_OF[flag];
+      const fdn = num(e.fd),
+        flag = num(e.flag),
+        kind = KIND_OF[flag];
       const f = files.find((x) => x.fd === fdn);
-      const start = BigInt(e.start as bigint), len = BigInt(e.len as bigint);
+      const start = BigInt(e.start as bigint),
+        len = BigInt(e.len as bigint);
       if (!kind || !f || start < 0n || len < 0n) {
         const text = `filelocks.img: a lock (flag ${flag}) on fd ${fdn}${f ? '' : ', which crimg does not import'} is not imported`;
         nocr.push({ code: 'FILE_LOCK', pid, text });
@@ -44,7 +55,9 @@ export const criuMap: CriuKindMap<FileLock[], 'fd'> = {
       }
       const locks = out.get(f) ?? [];
       locks.push({
-        kind, write: num(e.type) === 1, start: kind === LOCK_KIND.FLOCK ? 0n : start,
+        kind,
+        write: num(e.type) === 1,
+        start: kind === LOCK_KIND.FLOCK ? 0n : start,
         end: kind === LOCK_KIND.FLOCK || len === 0n ? LOCK_EOF : start + len - 1n,
       });
       out.set(f, locks);

@@ -11,7 +11,12 @@ import type { FdInspectCtx, LiveFdKind } from '../live.js';
 
 /** A lock line of /proc/PID/fdinfo/FD ("1: POSIX  ADVISORY  WRITE 123 fe:00:456 0 EOF"), parsed; null for kinds
  *  crimg does not restore (leases, delegations) or a line it cannot read. */
-interface ProcLock { kind: 'FLOCK' | 'POSIX' | 'OFDLCK'; write: boolean; start: bigint; end: bigint | null }
+interface ProcLock {
+  kind: 'FLOCK' | 'POSIX' | 'OFDLCK';
+  write: boolean;
+  start: bigint;
+  end: bigint | null;
+}
 function parseLockLine(v: string): ProcLock | null {
   const m = /^\d+:\s+(FLOCK|POSIX|OFDLCK)\s+ADVISORY\s+(READ|WRITE)\s+-?\d+\s+[0-9a-f]+:[0-9a-f]+:\d+\s+(\d+)\s+(EOF|\d+)$/.exec(v.trim());
   if (!m) return null;
@@ -66,5 +71,7 @@ export const flocksLive: LiveFdKind<FileLock[], Map<number, FileLock[]>> = {
     }
     return locks ? { state: locks } : null;
   },
-  save(file, locks) { file.locks = locks; },
+  save(file, locks) {
+    file.locks = locks;
+  },
 };

@@ -11,7 +11,9 @@ export const criuMap: CriuKindMap<ThreadFutex, 'thread'> = {
   record: 'FUTEX',
   owner: 'thread',
   get: (th) => th.futex,
-  set: (th, v) => { th.futex = v; },
+  set: (th, v) => {
+    th.futex = v;
+  },
   toCriu(fx, { info, core }) {
     info.clear_tid_addr = fx.clearChildTid;
     core.futex_rla = fx.robustHead;
@@ -19,7 +21,8 @@ export const criuMap: CriuKindMap<ThreadFutex, 'thread'> = {
   },
   fromCriu({ info, core }) {
     const clearChildTid = u64(info.clear_tid_addr);
-    const robustHead = core ? u64(core.futex_rla) : 0n, robustLen = core ? BigInt(num(core.futex_rla_len)) : 0n;
+    const robustHead = core ? u64(core.futex_rla) : 0n,
+      robustLen = core ? BigInt(num(core.futex_rla_len)) : 0n;
     return clearChildTid || robustHead || robustLen ? { clearChildTid, robustHead, robustLen } : undefined;
   },
 };

@@ -18,5 +18,7 @@ export const futexLive: LiveThreadKind<ThreadFutex> = {
     const dv = new DataView(calls.read(24).buffer);
     return { clearChildTid: dv.getBigUint64(0, true), robustHead: dv.getBigUint64(8, true), robustLen: dv.getBigUint64(16, true) };
   },
-  save(thread, futex) { thread.futex = futex; },
+  save(thread, futex) {
+    thread.futex = futex;
+  },
 };

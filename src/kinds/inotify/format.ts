@@ -4,20 +4,33 @@ import { defineKind } from '../kind.js';
 import { hex } from '../show.js';
 
 /** A watch of an inotify instance: its wd, the mask it was added with, and the watched file's path. */
-export interface InotifyWatch { wd: number; mask: number; path: string }
+export interface InotifyWatch {
+  wd: number;
+  mask: number;
+  path: string;
+}
 
 export const inotify = defineKind<'fd', InotifyWatch[]>({
-  key: 'inotify', label: 'inotify', owner: 'fd',
+  key: 'inotify',
+  label: 'inotify',
+  owner: 'fd',
   record: {
-    kind: 0x0406, name: 'INOTIFY', parent: 0x0401,
+    kind: 0x0406,
+    name: 'INOTIFY',
+    parent: 0x0401,
     doc: 'Optional, on an FD of kind 2 (other): an inotify instance, with nothing queued (absent: another kind of file).',
-    fields: [['watches', 'u64[]', 'by ascending wd', ['wd', 'mask']], ['paths', 'str[]', 'the watched file of each watch, in the same order']],
+    fields: [
+      ['watches', 'u64[]', 'by ascending wd', ['wd', 'mask']],
+      ['paths', 'str[]', 'the watched file of each watch, in the same order'],
+    ],
   },
   encode: (v) => ({ watches: v.map((x) => ({ wd: BigInt(x.wd), mask: BigInt(x.mask) })), paths: v.map((x) => x.path) }),
   decode(f, file, bad) {
-    const rows = f.watches as { wd: bigint; mask: bigint }[], paths = f.paths as string[];
+    const rows = f.watches as { wd: bigint; mask: bigint }[],
+      paths = f.paths as string[];
     if (file.kind !== FdKind.OTHER) bad(`fd ${file.fd} is a regular file or directory`);
-    if (rows.length !== paths.length) bad(`fd ${file.fd}: ${rows.length * 2} values and ${paths.length} paths are not (wd, mask) pairs with a path each`);
+    if (rows.length !== paths.length)
+      bad(`fd ${file.fd}: ${rows.length * 2} values and ${paths.length} paths are not (wd, mask) pairs with a path each`);
     const out: InotifyWatch[] = [];
     rows.forEach(({ wd, mask }, i) => {
       const path = paths[i]!;

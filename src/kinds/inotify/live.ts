@@ -21,10 +21,13 @@ import { SYS } from '../../os/syscalls.js';
 import { type TaskCall, fetchFd } from '../../os/taskcall.js';
 import type { LiveFdKind } from '../live.js';
 
-const IN_DONT_FOLLOW = 0x02000000, IN_CREATE = 0x100;
+const IN_DONT_FOLLOW = 0x02000000,
+  IN_CREATE = 0x100;
 
 /** Whether fd link is an inotify instance. */
-function isInotify(link: string): boolean { return link === 'anon_inode:inotify' || link === 'anon_inode:[inotify]'; }
+function isInotify(link: string): boolean {
+  return link === 'anon_inode:inotify' || link === 'anon_inode:[inotify]';
+}
 
 /** A mount point of each device (major:minor), from /proc/self/mountinfo: one of the whole file system if any. */
 function mountsByDev(): Map<string, string> {
@@ -32,7 +35,9 @@ function mountsByDev(): Map<string, string> {
   for (const line of fs.readFileSync('/proc/self/mountinfo', 'latin1').split('\n')) {
     const f = line.split(' ');
     if (f.length < 5) continue;
-    const dev = f[2]!, whole = f[3] === '/', at = f[4]!.replace(/\\(\d{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+    const dev = f[2]!,
+      whole = f[3] === '/',
+      at = f[4]!.replace(/\\(\d{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
     const cur = out.get(dev);
     if (!cur || (!cur.whole && whole)) out.set(dev, { at, whole });
   }
@@ -43,7 +48,8 @@ function mountsByDev(): Map<string, string> {
 function handlePath(dev: string, type: number, handle: Uint8Array, mounts: Map<string, string>): string | null {
   const at = mounts.get(dev);
   if (!at) return null;
-  let mfd = -1, fd = -1;
+  let mfd = -1,
+    fd = -1;
   try {
     mfd = fs.openSync(at, fs.constants.O_RDONLY); // an O_PATH descriptor gets EBADF here
     const fh = new Uint8Array(8 + handle.length);
@@ -54,8 +60,16 @@ function handlePath(dev: string, type: number, handle: Uint8Array, mounts: Map<s
     fd = syscall(SYS.open_by_handle_at, mfd, addressOf(fh), O_PATH | O_CLOEXEC);
     const p = fs.readlinkSync(`/proc/self/fd/${fd}`);
     return p.startsWith('/') && !p.endsWith(' (deleted)') ? p : null;
-  } catch { return null; } finally {
-    for (const x of [fd, mfd]) if (x >= 0) try { fs.closeSync(x); } catch { /* ignore */ }
+  } catch {
+    return null;
+  } finally {
+    for (const x of [fd, mfd])
+      if (x >= 0)
+        try {
+          fs.closeSync(x);
+        } catch {
+          /* ignore */
+        }
   }
 }
 
@@ -66,12 +80,21 @@ function inotifyState(pid: number, f: FdInfo, mounts: () => Map<string, string>)
   let queued = 0;
   try {
     const fd = fetchFd(pid, f.fd);
-    try { queued = fionread(fd); } finally { fs.closeSync(fd); }
-  } catch (e) { return { problem: `its queue cannot be looked at (${(e as Error).message})` }; }
+    try {
+      queued = fionread(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch (e) {
+    return { problem: `its queue cannot be looked at (${(e as Error).message})` };
+  }
   if (queued > 0) return { problem: `${queued} bytes of events are queued, which no /proc file shows` };
   const watches: InotifyWatch[] = [];
   for (const line of f.inotify) {
-    const m = /wd:(\d+) ino:[0-9a-f]+ sdev:([0-9a-f]+) mask:([0-9a-f]+) .*fhandle-bytes:([0-9a-f]+) fhandle-type:([0-9a-f]+) f_handle:([0-9a-f]+)/.exec(line);
+    const m =
+      /wd:(\d+) ino:[0-9a-f]+ sdev:([0-9a-f]+) mask:([0-9a-f]+) .*fhandle-bytes:([0-9a-f]+) fhandle-type:([0-9a-f]+) f_handle:([0-9a-f]+)/.exec(
+        line,
+      );
     if (!m) return { problem: `a watch cannot be read (${line})` };
     const sdev = parseInt(m[2]!, 16);
     const dev = `${sdev >>> 20}:${sdev & 0xfffff}`;
@@ -93,7 +116,9 @@ export const inotifyLive: LiveFdKind<InotifyWatch[]> = {
     if ('problem' in st) return { reason: { code: 'INOTIFY', text: `fd ${f.fd} is an inotify instance: ${st.problem}` } };
     return { state: st.watches };
   },
-  save(file, watches) { file.inotify = watches; },
+  save(file, watches) {
+    file.inotify = watches;
+  },
 };
 
 // ------------------------------------------------------------------ restart
@@ -108,7 +133,8 @@ export function createInotify(f: OpenFile, call: TaskCall, str: (s: string) => b
   const spare = ['/', '/proc', '/dev', '/sys', '/tmp'].find((p) => !watched.has(p)) ?? '/';
   let next = 1;
   for (const w of f.inotify!) {
-    while (next < w.wd) { // a wd the program removed: taken and given back
+    while (next < w.wd) {
+      // a wd the program removed: taken and given back
       const got = Number(call(SYS.inotify_add_watch, [fd, str(spare), IN_CREATE], `inotify_add_watch ${spare}`));
       call(SYS.inotify_rm_watch, [fd, got]);
       next = got + 1;
@@ -119,4 +145,3 @@ export function createInotify(f: OpenFile, call: TaskCall, str: (s: string) => b
   }
   return fd;
 }
-

@@ -17,7 +17,9 @@ export const criuMap: CriuKindMap<Itimer[], 'task'> = {
   record: 'ITIMERS',
   owner: 'task',
   get: (t) => t.itimers,
-  set: (t, v) => { t.itimers = v; },
+  set: (t, v) => {
+    t.itimers = v;
+  },
   toCriu(timers, { tc }) {
     const tm = taskTimers(tc);
     WHICH.forEach((k, which) => {
@@ -32,7 +34,8 @@ export const criuMap: CriuKindMap<Itimer[], 'task'> = {
     WHICH.forEach((k, which) => {
       const e = tm[k] as Msg | undefined;
       const f = (field: string): bigint => (e?.[field] === undefined ? 0n : u64(e[field]));
-      const intervalUs = f('isec') * US + f('iusec'), valueUs = f('vsec') * US + f('vusec');
+      const intervalUs = f('isec') * US + f('iusec'),
+        valueUs = f('vsec') * US + f('vusec');
       if (intervalUs || valueUs) out.push({ which, intervalUs, valueUs });
     });
     return out;

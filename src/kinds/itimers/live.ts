@@ -21,5 +21,7 @@ export const itimersLive: LiveTaskKind<Itimer[]> = {
     }
     return timers;
   },
-  save(task, timers) { task.itimers = timers; },
+  save(task, timers) {
+    task.itimers = timers;
+  },
 };

@@ -19,9 +19,7 @@ import * as fs from 'node:fs';
 import type { OpenFile, PipeEnd } from '../../model.js';
 import { type FdInfo, pipeIno, processesText } from '../../os/proc.js';
 import { addressOf, fcntl, fionread, syscall } from '../../os/libc.js';
-import {
-  F_DUPFD_CLOEXEC, F_GETPIPE_SZ, F_SETFL, F_SETPIPE_SZ, O_ACCMODE, O_CLOEXEC, O_NONBLOCK, O_WRONLY,
-} from '../../os/consts.js';
+import { F_DUPFD_CLOEXEC, F_GETPIPE_SZ, F_SETFL, F_SETPIPE_SZ, O_ACCMODE, O_CLOEXEC, O_NONBLOCK, O_WRONLY } from '../../os/consts.js';
 import { SYS } from '../../os/syscalls.js';
 import { type TaskCall, closeQuietly, fetchFd } from '../../os/taskcall.js';
 import type { FdInspectCtx, LiveFdKind } from '../live.js';
@@ -92,10 +90,13 @@ export const pipeLive: LiveFdKind<PipeEnd, Map<number, PipeEnd>> = {
   inspect(f, ctx, ends) {
     if (pipeIno(f.link) === null) return null;
     const ext = ctx.holdersOutside(f.link);
-    if (ext.length) return { reason: { code: 'PIPE', text: `fd ${f.fd} is a pipe (${f.link}) also held by ${processesText(ext)} outside the tree` } };
+    if (ext.length)
+      return { reason: { code: 'PIPE', text: `fd ${f.fd} is a pipe (${f.link}) also held by ${processesText(ext)} outside the tree` } };
     return { state: ends.get(f.fd)! };
   },
-  save(file, end) { file.pipe = end; },
+  save(file, end) {
+    file.pipe = end;
+  },
 };
 
 // ------------------------------------------------------------------ restart
@@ -106,7 +107,15 @@ export const pipeLive: LiveFdKind<PipeEnd, Map<number, PipeEnd>> = {
  * the capacity `size` and the bytes `data` (written through the write end, fetched into crimg with pidfd_getfd).
  * Returns the two fds [read, write].
  */
-export function makePipe(pid: number, call: TaskCall, pairAt: bigint, readPair: () => [number, number], above: number, size: number, data?: Uint8Array): [number, number] {
+export function makePipe(
+  pid: number,
+  call: TaskCall,
+  pairAt: bigint,
+  readPair: () => [number, number],
+  above: number,
+  size: number,
+  data?: Uint8Array,
+): [number, number] {
   call(SYS.pipe2, [pairAt, 0], 'pipe2');
   const [r0, w0] = readPair();
   const r = Number(call(SYS.fcntl, [r0, F_DUPFD_CLOEXEC, above], 'F_DUPFD_CLOEXEC'));
@@ -119,7 +128,9 @@ export function makePipe(pid: number, call: TaskCall, pairAt: bigint, readPair: 
     try {
       let off = 0;
       while (off < data.length) off += fs.writeSync(wd, data, off, data.length - off);
-    } finally { closeQuietly(wd); }
+    } finally {
+      closeQuietly(wd);
+    }
   }
   return [r, w];
 }
@@ -136,11 +147,20 @@ export function placeEnds(ends: OpenFile[], r: number, w: number, call: TaskCall
  * Make the pipe whose fds are `ends` (all of one pipe, lowest first) in the task (makePipe; its bytes only when the
  * task has a read end to take them), then each fd a copy of its end. Every fd number of `ends` must be free.
  */
-export function createPipe(ends: OpenFile[], pid: number, call: TaskCall, pairAt: bigint, readPair: () => [number, number], above: number): void {
+export function createPipe(
+  ends: OpenFile[],
+  pid: number,
+  call: TaskCall,
+  pairAt: bigint,
+  readPair: () => [number, number],
+  above: number,
+): void {
   const first = ends[0]!.pipe!;
   const readable = ends.some((f) => !f.pipe!.write);
   const [r, w] = makePipe(pid, call, pairAt, readPair, above, first.size, readable ? first.data : undefined);
-  try { placeEnds(ends, r, w, call); } finally {
+  try {
+    placeEnds(ends, r, w, call);
+  } finally {
     call(SYS.close, [r]);
     call(SYS.close, [w]);
   }

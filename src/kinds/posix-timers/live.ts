@@ -12,24 +12,38 @@ import { SYS } from '../../os/syscalls.js';
 import type { LiveTaskKind, Reason } from '../live.js';
 
 /** A POSIX timer as /proc/PID/timers shows it (notify: sigev_notify, with SIGEV_THREAD_ID 4 for a thread). */
-export interface ProcTimer { id: number; signo: number; sigevValue: bigint; notify: number; notifyTid: number; clock: number }
+export interface ProcTimer {
+  id: number;
+  signo: number;
+  sigevValue: bigint;
+  notify: number;
+  notifyTid: number;
+  clock: number;
+}
 
 /** /proc/PID/timers: the POSIX timers of the process (empty when there are none or the file cannot be read). */
 export function readPosixTimers(pid: number): ProcTimer[] {
   let text = '';
-  try { text = fs.readFileSync(procPath(pid, 'timers'), 'latin1'); } catch { return []; }
+  try {
+    text = fs.readFileSync(procPath(pid, 'timers'), 'latin1');
+  } catch {
+    return [];
+  }
   const out: ProcTimer[] = [];
   const kinds: Record<string, number> = { signal: 0, none: 1, thread: 2 };
   for (const m of text.matchAll(/^ID: (-?\d+)\nsignal: (\d+)\/([0-9a-fA-Fx]+)\nnotify: (\w+)\/(pid|tid)\.(\d+)\nClockID: (-?\d+)$/gm)) {
     const tid = m[5] === 'tid';
     out.push({
-      id: Number(m[1]), signo: Number(m[2]), sigevValue: BigInt(m[3]!.startsWith('0x') ? m[3]! : `0x${m[3]}`),
-      notify: (kinds[m[4]!] ?? -1) + (tid ? 4 : 0), notifyTid: tid ? Number(m[6]) : 0, clock: Number(m[7]),
+      id: Number(m[1]),
+      signo: Number(m[2]),
+      sigevValue: BigInt(m[3]!.startsWith('0x') ? m[3]! : `0x${m[3]}`),
+      notify: (kinds[m[4]!] ?? -1) + (tid ? 4 : 0),
+      notifyTid: tid ? Number(m[6]) : 0,
+      clock: Number(m[7]),
     });
   }
   return out;
 }
-
 
 /** Whether a POSIX timer can be saved and restored (see the POSIX_TIMERS record). */
 export function posixTimerSupported(t: ProcTimer): boolean {
@@ -40,9 +54,12 @@ export const posixTimersLive: LiveTaskKind<PosixTimer[]> = {
   scope: 'task',
   name: 'posix-timers',
   reasons(pid): Reason[] {
-    return readPosixTimers(pid).filter((t) => !posixTimerSupported(t)).map((t) => ({
-      code: 'POSIX_TIMER', text: `process ${pid} has POSIX timer ${t.id} on clock ${t.clock} (notify ${t.notify}), which crimg cannot restore`,
-    }));
+    return readPosixTimers(pid)
+      .filter((t) => !posixTimerSupported(t))
+      .map((t) => ({
+        code: 'POSIX_TIMER',
+        text: `process ${pid} has POSIX timer ${t.id} on clock ${t.clock} (notify ${t.notify}), which crimg cannot restore`,
+      }));
   },
   inspect({ pid, tid, calls }) {
     const pts: PosixTimer[] = [];
@@ -55,5 +72,7 @@ export const posixTimersLive: LiveTaskKind<PosixTimer[]> = {
     }
     return pts.sort((a, b) => a.id - b.id);
   },
-  save(task, timers) { task.posixTimers = timers; },
+  save(task, timers) {
+    task.posixTimers = timers;
+  },
 };

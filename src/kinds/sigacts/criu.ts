@@ -14,7 +14,9 @@ export const criuMap: CriuKindMap<SigAction[], 'task'> = {
   record: 'SIGACTS',
   owner: 'task',
   get: (t) => t.sigactions,
-  set: (t, v) => { t.sigactions = v; },
+  set: (t, v) => {
+    t.sigactions = v;
+  },
   toCriu(actions, { tc }) {
     const by = new Map(actions.map((a) => [a.sig, a]));
     tc.sigactions = SIG_SLOTS.map((sig) => {

@@ -14,16 +14,28 @@ export interface SigAction {
   mask: bigint;
 }
 
-interface Row { signal: bigint; handler: bigint; flags: bigint; restorer: bigint; mask: bigint }
+interface Row {
+  signal: bigint;
+  handler: bigint;
+  flags: bigint;
+  restorer: bigint;
+  mask: bigint;
+}
 
 export const sigacts = defineKind<'task', SigAction[]>({
-  key: 'sigactions', label: 'sigactions', owner: 'task',
+  key: 'sigactions',
+  label: 'sigactions',
+  owner: 'task',
   record: {
-    kind: 0x0106, name: 'SIGACTS', parent: 0x0101,
+    kind: 0x0106,
+    name: 'SIGACTS',
+    parent: 0x0101,
     doc: 'Optional: the signal dispositions other than SIG_DFL (absent: not recorded).',
     fields: [['actions', 'u64[]', 'by ascending signal; handler 1 = SIG_IGN', ['signal', 'handler', 'flags', 'restorer', 'mask']]],
   },
-  encode: (v) => ({ actions: v.map((a) => ({ signal: BigInt(a.sig), handler: a.handler, flags: a.flags, restorer: a.restorer, mask: a.mask })) }),
+  encode: (v) => ({
+    actions: v.map((a) => ({ signal: BigInt(a.sig), handler: a.handler, flags: a.flags, restorer: a.restorer, mask: a.mask })),
+  }),
   decode(f, _task, bad) {
     const out: SigAction[] = [];
     for (const r of f.actions as Row[]) {
@@ -40,7 +52,11 @@ export const sigacts = defineKind<'task', SigAction[]>({
     const out: string[] = [];
     const ign = v.filter((a) => a.handler === 1n).map((a) => sigName(a.sig));
     if (ign.length) out.push(`signals ignored: ${ign.join(' ')}`);
-    for (const a of v) if (a.handler !== 1n) out.push(`signal ${sigName(a.sig)} handler ${hex(a.handler)} flags ${hex(a.flags)} restorer ${hex(a.restorer)} mask ${hex(a.mask)}`);
+    for (const a of v)
+      if (a.handler !== 1n)
+        out.push(
+          `signal ${sigName(a.sig)} handler ${hex(a.handler)} flags ${hex(a.flags)} restorer ${hex(a.restorer)} mask ${hex(a.mask)}`,
+        );
     return out;
   },
   diff(a, b, what) {
@@ -49,10 +65,15 @@ export const sigacts = defineKind<'task', SigAction[]>({
     const sa = new Map(a.map((x) => [x.sig, x]));
     const sb = new Map(b.map((x) => [x.sig, x]));
     for (const sig of [...new Set([...sa.keys(), ...sb.keys()])].sort((x, y) => x - y)) {
-      const x = sa.get(sig), y = sb.get(sig);
+      const x = sa.get(sig),
+        y = sb.get(sig);
       const w = what.replace(/sigactions$/, `sigaction ${sigName(sig)}`);
-      if (!x || !y) { out.push({ what: w, a: x ? 'set' : 'SIG_DFL', b: y ? 'set' : 'SIG_DFL' }); continue; }
-      for (const k of ['handler', 'flags', 'restorer', 'mask'] as const) if (x[k] !== y[k]) out.push({ what: `${w}.${k}`, a: x[k], b: y[k] });
+      if (!x || !y) {
+        out.push({ what: w, a: x ? 'set' : 'SIG_DFL', b: y ? 'set' : 'SIG_DFL' });
+        continue;
+      }
+      for (const k of ['handler', 'flags', 'restorer', 'mask'] as const)
+        if (x[k] !== y[k]) out.push({ what: `${w}.${k}`, a: x[k], b: y[k] });
     }
     return out;
   },

@@ -36,11 +36,22 @@ export const sigactsLive: LiveTaskKind<SigAction[]> = {
       if (r < 0n) throw new Error(`rt_sigaction(${sig}) in thread ${tid} returned ${r}`);
       const dv = new DataView(calls.read(32).buffer);
       const handler = dv.getBigUint64(0, true);
-      if (handler !== 0n) actions.push({ sig, handler, flags: dv.getBigUint64(8, true), restorer: dv.getBigUint64(16, true), mask: dv.getBigUint64(24, true) });
+      if (handler !== 0n)
+        actions.push({
+          sig,
+          handler,
+          flags: dv.getBigUint64(8, true),
+          restorer: dv.getBigUint64(16, true),
+          mask: dv.getBigUint64(24, true),
+        });
     }
     return actions.sort((a, b) => a.sig - b.sig);
   },
   /** Without calls, only a process that catches no signal: its dispositions are the ignored ones. */
-  withoutCalls(_pid, status) { return caught(status).length ? null : ignored(status); },
-  save(task, actions) { task.sigactions = actions; },
+  withoutCalls(_pid, status) {
+    return caught(status).length ? null : ignored(status);
+  },
+  save(task, actions) {
+    task.sigactions = actions;
+  },
 };

@@ -8,7 +8,9 @@ export const criuMap: CriuKindMap<SigAltStack, 'thread'> = {
   record: 'SIGALTSTACK',
   owner: 'thread',
   get: (th) => th.sigaltstack,
-  set: (th, v) => { th.sigaltstack = v; },
+  set: (th, v) => {
+    th.sigaltstack = v;
+  },
   toCriu(ss, { core }) {
     core.sas = { ss_sp: ss.sp, ss_size: ss.size, ss_flags: ss.flags >>> 0 };
   },

@@ -4,14 +4,28 @@ import { hex } from '../show.js';
 
 /** stack_t of sigaltstack(2): SA_ONSTACK handlers run on [sp, sp + size). flags: SS_ONSTACK 1, SS_DISABLE 2,
  *  SS_AUTODISARM 1 << 31. */
-export interface SigAltStack { sp: bigint; size: bigint; flags: number }
+export interface SigAltStack {
+  sp: bigint;
+  size: bigint;
+  flags: number;
+}
 
 export const sigaltstack = defineKind<'thread', SigAltStack>({
-  key: 'sigaltstack', label: 'sigaltstack', owner: 'thread',
+  key: 'sigaltstack',
+  label: 'sigaltstack',
+  owner: 'thread',
   record: {
-    kind: 0x0216, name: 'SIGALTSTACK', parent: 0x0201, fixedLen: 24,
-    doc: 'Optional: the thread\'s alternate signal stack (sigaltstack; absent: not recorded).',
-    fields: [['sp', 'u64'], ['size', 'u64'], ['ssFlags', 'u32', 'SS_ONSTACK 1, SS_DISABLE 2, SS_AUTODISARM 1 << 31'], ['reserved', 'u32', '0']],
+    kind: 0x0216,
+    name: 'SIGALTSTACK',
+    parent: 0x0201,
+    fixedLen: 24,
+    doc: "Optional: the thread's alternate signal stack (sigaltstack; absent: not recorded).",
+    fields: [
+      ['sp', 'u64'],
+      ['size', 'u64'],
+      ['ssFlags', 'u32', 'SS_ONSTACK 1, SS_DISABLE 2, SS_AUTODISARM 1 << 31'],
+      ['reserved', 'u32', '0'],
+    ],
   },
   encode: (v) => ({ sp: v.sp, size: v.size, ssFlags: v.flags >>> 0, reserved: 0 }),
   decode(f, _th, bad) {

@@ -15,5 +15,7 @@ export const sigaltstackLive: LiveThreadKind<SigAltStack> = {
     const dv = new DataView(calls.read(24).buffer);
     return { sp: dv.getBigUint64(0, true), flags: dv.getUint32(8, true), size: dv.getBigUint64(16, true) };
   },
-  save(thread, stack) { thread.sigaltstack = stack; },
+  save(thread, stack) {
+    thread.sigaltstack = stack;
+  },
 };

@@ -16,8 +16,18 @@ import type { OpenFile, TcpListen } from '../../model.js';
 import { type FdInfo, fileType, sameNetNs, socketIno } from '../../os/proc.js';
 import { getsockoptInt } from '../../os/libc.js';
 import {
-  AF_INET, AF_INET6, IPPROTO_IPV6, IPPROTO_TCP, IPV6_V6ONLY, O_CLOEXEC, O_NONBLOCK, SOCK_STREAM, SOL_SOCKET,
-  SO_REUSEADDR, SO_REUSEPORT, S_IFSOCK,
+  AF_INET,
+  AF_INET6,
+  IPPROTO_IPV6,
+  IPPROTO_TCP,
+  IPV6_V6ONLY,
+  O_CLOEXEC,
+  O_NONBLOCK,
+  SOCK_STREAM,
+  SOL_SOCKET,
+  SO_REUSEADDR,
+  SO_REUSEPORT,
+  S_IFSOCK,
 } from '../../os/consts.js';
 import { sockDiag } from '../../os/sockdiag.js';
 import { SYS } from '../../os/syscalls.js';
@@ -30,14 +40,21 @@ const TCP_LISTEN = 10;
 export const LISTEN_OPT = { REUSEADDR: 1, REUSEPORT: 2, V6ONLY: 4 } as const;
 
 /** What inet_diag says of a listening TCP socket. */
-interface Listener { family: number; addr: Uint8Array; port: number; backlog: number; queued: number }
+interface Listener {
+  family: number;
+  addr: Uint8Array;
+  port: number;
+  backlog: number;
+  queued: number;
+}
 
 /** Listening TCP sockets of crimg's network namespace, by inode (sock_diag dump, inet_diag, IPv4 and IPv6). */
 function tcpListeners(): Map<bigint, Listener> {
   const out = new Map<bigint, Listener>();
   for (const family of [AF_INET, AF_INET6]) {
     const req = new Uint8Array(16 + 56);
-    req[16] = family; req[17] = IPPROTO_TCP;
+    req[16] = family;
+    req[17] = IPPROTO_TCP;
     new DataView(req.buffer).setUint32(20, 1 << TCP_LISTEN, true);
     sockDiag(req, (buf, m) => {
       // inet_diag_msg: family, state, timer, retrans, id { sport be16, dport be16, src[16], dst[16], if, cookie[2] },
@@ -45,8 +62,11 @@ function tcpListeners(): Map<bigint, Listener> {
       const b = new DataView(buf.buffer);
       const fam = buf[m]!;
       out.set(BigInt(b.getUint32(m + 68, true)), {
-        family: fam, port: b.getUint16(m + 4, false), addr: buf.slice(m + 8, m + 8 + (fam === AF_INET ? 4 : 16)),
-        queued: b.getUint32(m + 56, true), backlog: b.getUint32(m + 60, true),
+        family: fam,
+        port: b.getUint16(m + 4, false),
+        addr: buf.slice(m + 8, m + 8 + (fam === AF_INET ? 4 : 16)),
+        queued: b.getUint32(m + 56, true),
+        backlog: b.getUint32(m + 60, true),
       });
     });
   }
@@ -68,8 +88,12 @@ function listenState(pid: number, f: FdInfo, listeners: Map<bigint, Listener>): 
       if (getsockoptInt(s, SOL_SOCKET, SO_REUSEADDR)) opts |= LISTEN_OPT.REUSEADDR;
       if (getsockoptInt(s, SOL_SOCKET, SO_REUSEPORT)) opts |= LISTEN_OPT.REUSEPORT;
       if (l.family === AF_INET6 && getsockoptInt(s, IPPROTO_IPV6, IPV6_V6ONLY)) opts |= LISTEN_OPT.V6ONLY;
-    } finally { fs.closeSync(s); }
-  } catch (e) { return { problem: `its options cannot be read (${(e as Error).message})` }; }
+    } finally {
+      fs.closeSync(s);
+    }
+  } catch (e) {
+    return { problem: `its options cannot be read (${(e as Error).message})` };
+  }
   return { listen: { family: l.family, addr: l.addr, port: l.port, backlog: l.backlog, opts } };
 }
 
@@ -80,17 +104,27 @@ function listenState(pid: number, f: FdInfo, listeners: Map<bigint, Listener>): 
 export const tcpListenLive: LiveFdKind<TcpListen, boolean> = {
   scope: 'fd',
   name: 'tcp-listen',
-  task(ctx) { return ctx.fds.some((f) => socketIno(f.link) !== null) && sameNetNs(ctx.pid); },
+  task(ctx) {
+    return ctx.fds.some((f) => socketIno(f.link) !== null) && sameNetNs(ctx.pid);
+  },
   inspect(f, ctx, sameNs) {
     if (!sameNs || !f.stat || fileType(f.stat.mode) !== S_IFSOCK || socketIno(f.link) === null) return null;
     if (ctx.holdersOutside(f.link).length || ctx.holdersInTree(f.link).length) return null;
-    const listeners = ctx.once('tcp listeners', () => { try { return tcpListeners(); } catch { return new Map<bigint, Listener>(); } });
+    const listeners = ctx.once('tcp listeners', () => {
+      try {
+        return tcpListeners();
+      } catch {
+        return new Map<bigint, Listener>();
+      }
+    });
     const st = listenState(ctx.pid, f, listeners);
     if (!st) return null;
     if ('problem' in st) return { reason: { code: 'SOCKET', text: `fd ${f.fd} is a listening TCP socket (${f.link}): ${st.problem}` } };
     return { state: st.listen };
   },
-  save(file, listen) { file.tcpListen = listen; },
+  save(file, listen) {
+    file.tcpListen = listen;
+  },
 };
 
 // ------------------------------------------------------------------ restart
@@ -100,10 +134,17 @@ export const tcpListenLive: LiveFdKind<TcpListen, boolean> = {
 export function createListener(f: OpenFile, call: TaskCall, scratch: TaskScratch): number {
   const l = f.tcpListen!;
   const fd = Number(call(SYS.socket, [l.family, SOCK_STREAM | (f.flags & O_NONBLOCK) | (f.cloexec ? O_CLOEXEC : 0), 0], 'socket'));
-  const one = (level: number, opt: number, what: string): void => { call(SYS.setsockopt, [fd, level, opt, scratch(new Uint8Array(new Int32Array([1]).buffer)), 4], what); };
+  const one = (level: number, opt: number, what: string): void => {
+    call(SYS.setsockopt, [fd, level, opt, scratch(new Uint8Array(new Int32Array([1]).buffer)), 4], what);
+  };
   if (l.opts & LISTEN_OPT.REUSEADDR) one(SOL_SOCKET, SO_REUSEADDR, 'SO_REUSEADDR');
   if (l.opts & LISTEN_OPT.REUSEPORT) one(SOL_SOCKET, SO_REUSEPORT, 'SO_REUSEPORT');
-  if (l.family === AF_INET6) call(SYS.setsockopt, [fd, IPPROTO_IPV6, IPV6_V6ONLY, scratch(new Uint8Array(new Int32Array([l.opts & LISTEN_OPT.V6ONLY ? 1 : 0]).buffer)), 4], 'IPV6_V6ONLY');
+  if (l.family === AF_INET6)
+    call(
+      SYS.setsockopt,
+      [fd, IPPROTO_IPV6, IPV6_V6ONLY, scratch(new Uint8Array(new Int32Array([l.opts & LISTEN_OPT.V6ONLY ? 1 : 0]).buffer)), 4],
+      'IPV6_V6ONLY',
+    );
   const sa = new Uint8Array(l.family === AF_INET ? 16 : 28);
   const dv = new DataView(sa.buffer);
   dv.setUint16(0, l.family, true);

@@ -4,20 +4,34 @@ import { defineKind } from '../kind.js';
 
 /** A socket of a socketpair: the pair's id (its lower inode at the checkpoint), which of the two, the type
  *  (SOCK_STREAM 1, SOCK_DGRAM 2, SOCK_SEQPACKET 5), and on the socket's lowest fd the bytes queued to it. */
-export interface UnixPairEnd { pair: bigint; second: boolean; type: number; data?: Uint8Array }
+export interface UnixPairEnd {
+  pair: bigint;
+  second: boolean;
+  type: number;
+  data?: Uint8Array;
+}
 
 export const unixPair = defineKind<'fd', UnixPairEnd>({
-  key: 'unixPair', label: 'unixPair', owner: 'fd',
+  key: 'unixPair',
+  label: 'unixPair',
+  owner: 'fd',
   record: {
-    kind: 0x0405, name: 'UNIX_PAIR', parent: 0x0401,
+    kind: 0x0405,
+    name: 'UNIX_PAIR',
+    parent: 0x0401,
     doc: 'Optional, on an FD of kind 2 (other): one socket of a UNIX socket pair the task holds both of (absent: another kind of file).',
-    fields: [['pairId', 'u64', 'the pair (the lower inode of its two sockets at the checkpoint)'], ['second', 'u32', '0 the first socket, 1 the second'],
+    fields: [
+      ['pairId', 'u64', 'the pair (the lower inode of its two sockets at the checkpoint)'],
+      ['second', 'u32', '0 the first socket, 1 the second'],
       ['sockType', 'u32', 'SOCK_STREAM 1, SOCK_DGRAM 2, SOCK_SEQPACKET 5'],
-      ['data', 'raw', 'bytes queued to this socket (stream pairs), in the record of its first fd in the image; empty in the others']],
+      ['data', 'raw', 'bytes queued to this socket (stream pairs), in the record of its first fd in the image; empty in the others'],
+    ],
   },
   encode: (v) => ({ pairId: v.pair, second: v.second ? 1 : 0, sockType: v.type, data: v.data ?? new Uint8Array(0) }),
   decode(f, file, bad) {
-    const type = f.sockType as number, second = f.second as number, data = f.data as Uint8Array;
+    const type = f.sockType as number,
+      second = f.second as number,
+      data = f.data as Uint8Array;
     if (file.kind !== FdKind.OTHER) bad(`fd ${file.fd} is a regular file or directory`);
     if (second > 1) bad(`fd ${file.fd}: socket ${second} of a pair`);
     if (type !== 1 && type !== 2 && type !== 5) bad(`fd ${file.fd}: socket type ${type} is none of stream, datagram, seqpacket`);
@@ -40,5 +54,7 @@ export const unixPair = defineKind<'fd', UnixPairEnd>({
     }
   },
   json: (v) => ({ pair: v.pair, second: v.second, type: v.type, bytes: v.data?.length ?? 0 }),
-  text: (v) => [`socket pair ${v.pair} (${v.second ? 'second' : 'first'}), type ${v.type}${v.data ? `, ${v.data.length} bytes queued` : ''}`],
+  text: (v) => [
+    `socket pair ${v.pair} (${v.second ? 'second' : 'first'}), type ${v.type}${v.data ? `, ${v.data.length} bytes queued` : ''}`,
+  ],
 });

@@ -26,11 +26,21 @@ import { SYS } from '../../os/syscalls.js';
 import { type TaskCall, fetchFd } from '../../os/taskcall.js';
 import type { LiveFdKind } from '../live.js';
 
-const UDIAG_SHOW_NAME = 1, UDIAG_SHOW_PEER = 4, UDIAG_SHOW_RQLEN = 16;
-const UNIX_DIAG_NAME = 0, UNIX_DIAG_PEER = 2, UNIX_DIAG_RQLEN = 4;
+const UDIAG_SHOW_NAME = 1,
+  UDIAG_SHOW_PEER = 4,
+  UDIAG_SHOW_RQLEN = 16;
+const UNIX_DIAG_NAME = 0,
+  UNIX_DIAG_PEER = 2,
+  UNIX_DIAG_RQLEN = 4;
 
 /** What sock_diag says of one UNIX socket. */
-interface UnixSock { ino: bigint; type: number; peer: bigint; named: boolean; rqueue: number }
+interface UnixSock {
+  ino: bigint;
+  type: number;
+  peer: bigint;
+  named: boolean;
+  rqueue: number;
+}
 
 /** Every UNIX socket of crimg's network namespace (sock_diag dump, unix_diag). */
 function unixSockets(): Map<bigint, UnixSock> {
@@ -40,13 +50,15 @@ function unixSockets(): Map<bigint, UnixSock> {
   req[16] = AF_UNIX;
   dv.setUint32(20, 0xffffffff, true); // every state
   dv.setUint32(28, UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN, true);
-  dv.setUint32(32, 0xffffffff, true); dv.setUint32(36, 0xffffffff, true); // no cookie
+  dv.setUint32(32, 0xffffffff, true);
+  dv.setUint32(36, 0xffffffff, true); // no cookie
   sockDiag(req, (buf, m, end) => {
     // unix_diag_msg: family, type, state, pad, ino, cookie[2]; then attributes
     const b = new DataView(buf.buffer);
     const s: UnixSock = { ino: BigInt(b.getUint32(m + 4, true)), type: buf[m + 1]!, peer: 0n, named: false, rqueue: 0 };
-    for (let a = m + 16; a + 4 <= end;) {
-      const alen = b.getUint16(a, true), atype = b.getUint16(a + 2, true);
+    for (let a = m + 16; a + 4 <= end; ) {
+      const alen = b.getUint16(a, true),
+        atype = b.getUint16(a + 2, true);
       if (alen < 4) break;
       if (atype === UNIX_DIAG_PEER) s.peer = BigInt(b.getUint32(a + 4, true));
       else if (atype === UNIX_DIAG_NAME) s.named = alen > 4;
@@ -79,7 +91,11 @@ function ownPairs(fds: readonly FdInfo[], socks: Map<bigint, UnixSock>): Map<big
 
 /** What the look at the whole fd table found: the pairs the task owns (ino -> peer), what sock_diag says of each
  *  socket, and the sockets whose bytes were taken already (on their lowest fd). */
-interface Pairs { pairs: Map<bigint, bigint>; socks: Map<bigint, UnixSock>; seen: Set<bigint> }
+interface Pairs {
+  pairs: Map<bigint, bigint>;
+  socks: Map<bigint, UnixSock>;
+  seen: Set<bigint>;
+}
 
 /**
  * The task's own socket pairs (ownPairs) whose sockets no other process holds and that can be saved (pairSavable):
@@ -92,8 +108,16 @@ export const unixPairLive: LiveFdKind<UnixPairEnd, Pairs> = {
   task(ctx) {
     const none: Pairs = { pairs: new Map(), socks: new Map(), seen: new Set() };
     if (!ctx.fds.some((f) => socketIno(f.link) !== null)) return none;
-    const socks = ctx.once('unix sockets', () => { try { return unixSockets(); } catch { return new Map<bigint, UnixSock>(); } });
-    const own = ctx.fds.filter((f) => socketIno(f.link) !== null && !ctx.holdersOutside(f.link).length && !ctx.holdersInTree(f.link).length);
+    const socks = ctx.once('unix sockets', () => {
+      try {
+        return unixSockets();
+      } catch {
+        return new Map<bigint, UnixSock>();
+      }
+    });
+    const own = ctx.fds.filter(
+      (f) => socketIno(f.link) !== null && !ctx.holdersOutside(f.link).length && !ctx.holdersInTree(f.link).length,
+    );
     const pairs = ownPairs(own, socks);
     for (const ino of [...pairs.keys()]) if (!pairSavable(ino, socks) || !pairs.has(pairs.get(ino)!)) pairs.delete(ino);
     return { pairs, socks, seen: new Set() };
@@ -103,6 +127,7 @@ export const unixPairLive: LiveFdKind<UnixPairEnd, Pairs> = {
     if (ino === null || !t.pairs.has(ino)) return null;
     const peer = t.pairs.get(ino)!;
     const s = t.socks.get(ino)!;
+    // biome-ignore lint/complexity/useMathMinMax: bigints (Math.min takes numbers)
     const end: UnixPairEnd = { pair: ino < peer ? ino : peer, second: ino > peer, type: s.type };
     if (!t.seen.has(ino)) {
       t.seen.add(ino);
@@ -110,7 +135,9 @@ export const unixPairLive: LiveFdKind<UnixPairEnd, Pairs> = {
     }
     return { state: end };
   },
-  save(file, end) { file.unixPair = end; },
+  save(file, end) {
+    file.unixPair = end;
+  },
 };
 
 /** Up to n bytes queued to socket fd of pid, without taking them. */
@@ -120,12 +147,15 @@ function peek(pid: number, fd: number, n: number): Uint8Array {
     const b = new Uint8Array(n);
     const got = syscall(SYS.recvfrom, sock, addressOf(b), n, MSG_PEEK | MSG_DONTWAIT, 0, 0);
     return b.slice(0, got);
-  } finally { fs.closeSync(sock); }
+  } finally {
+    fs.closeSync(sock);
+  }
 }
 
 /** Whether the pair of `ino` can be saved: stream pairs always, others only with nothing queued. */
 function pairSavable(ino: bigint, socks: Map<bigint, UnixSock>): boolean {
-  const s = socks.get(ino), p = s ? socks.get(s.peer) : undefined;
+  const s = socks.get(ino),
+    p = s ? socks.get(s.peer) : undefined;
   return !!s && !!p && (s.type === SOCK_STREAM || (s.rqueue === 0 && p.rqueue === 0));
 }
 
@@ -136,7 +166,14 @@ function pairSavable(ino: bigint, socks: Map<bigint, UnixSock>): boolean {
  * (`pairAt`, read back with `readPair`), both sockets moved to fds from `above` up, the bytes each had queued sent
  * again from the other, then each fd a copy of its socket. Every fd number of `ends` must be free.
  */
-export function createUnixPair(ends: OpenFile[], pid: number, call: TaskCall, pairAt: bigint, readPair: () => [number, number], above: number): void {
+export function createUnixPair(
+  ends: OpenFile[],
+  pid: number,
+  call: TaskCall,
+  pairAt: bigint,
+  readPair: () => [number, number],
+  above: number,
+): void {
   const type = ends[0]!.unixPair!.type;
   call(SYS.socketpair, [AF_UNIX, type, 0, pairAt], 'socketpair');
   const [a0, b0] = readPair();
@@ -151,7 +188,9 @@ export function createUnixPair(ends: OpenFile[], pid: number, call: TaskCall, pa
       try {
         let off = 0;
         while (off < data.length) off += fs.writeSync(from, data, off, data.length - off);
-      } finally { fs.closeSync(from); }
+      } finally {
+        fs.closeSync(from);
+      }
     }
     for (const f of ends) {
       call(SYS.dup3, [sv[f.unixPair!.second ? 1 : 0]!, f.fd, f.cloexec ? O_CLOEXEC : 0], `dup3 to fd ${f.fd}`);
@@ -162,4 +201,3 @@ export function createUnixPair(ends: OpenFile[], pid: number, call: TaskCall, pa
     call(SYS.close, [sv[1]!]);
   }
 }
-
