@@ -679,110 +679,112 @@ export function encodeFields(def: RecordDef, obj: Fields, b: Builder, extra?: Fi
 
 // ------------------------------------------------------------------ decode
 
-/** Decode a record payload; throws BAD_RECORD (with the absolute offset) on any inconsistency. */
-export function decodeFields(def: RecordDef, p: Uint8Array, baseOffset: number): Fields {
-  const dv = new DataView(p.buffer, p.byteOffset, p.byteLength);
-  let o = 0;
-  const out: Fields = {};
-  const bad = (what: string): never => {
-    throw new CrimgError('BAD_RECORD', `${def.name} record: ${what}`, { offset: baseOffset + o, kind: def.kind });
-  };
-  const need = (n: number): void => {
-    if (o + n > p.length) bad(`field runs past the payload end (${p.length} bytes)`);
-  };
-  const str = (nullable: boolean): string | null => {
-    need(4);
-    const n = dv.getUint32(o, true);
-    if (nullable && n === 0xffffffff) {
-      o += 4;
-      return null;
+/** Reads the fields of one payload in order, each bounds-checked; refusals are BAD_RECORD at the field's offset. */
+class PayloadReader {
+  o = 0;
+  private readonly dv: DataView;
+  constructor(
+    private readonly def: RecordDef,
+    readonly p: Uint8Array,
+    private readonly baseOffset: number,
+  ) {
+    this.dv = new DataView(p.buffer, p.byteOffset, p.byteLength);
+  }
+  bad(what: string): never {
+    throw new CrimgError('BAD_RECORD', `${this.def.name} record: ${what}`, { offset: this.baseOffset + this.o, kind: this.def.kind });
+  }
+  private need(n: number): void {
+    if (this.o + n > this.p.length) this.bad(`field runs past the payload end (${this.p.length} bytes)`);
+  }
+  u32(): number {
+    this.need(4);
+    const v = this.dv.getUint32(this.o, true);
+    this.o += 4;
+    return v;
+  }
+  i32(): number {
+    this.need(4);
+    const v = this.dv.getInt32(this.o, true);
+    this.o += 4;
+    return v;
+  }
+  u64(): bigint {
+    this.need(8);
+    const v = this.dv.getBigUint64(this.o, true);
+    this.o += 8;
+    return v;
+  }
+  str(nullable: boolean): string | null {
+    const n = this.u32();
+    if (nullable && n === 0xffffffff) return null;
+    if (n > MAX_STRING) {
+      this.o -= 4;
+      this.bad(`string of ${n} bytes exceeds ${MAX_STRING}`);
     }
-    if (n > MAX_STRING) bad(`string of ${n} bytes exceeds ${MAX_STRING}`);
-    o += 4;
-    need(n);
-    const s = td.decode(p.subarray(o, o + n));
-    o += n;
+    this.need(n);
+    const s = td.decode(this.p.subarray(this.o, this.o + n));
+    this.o += n;
     return s;
-  };
-  const count = (item: number): number => {
-    need(4);
-    const n = dv.getUint32(o, true);
-    if (n * item > p.length - o - 4) bad(`count ${n} exceeds the payload`);
-    o += 4;
+  }
+  /** An array's count, checked against what is left for items of `item` bytes. */
+  count(item: number): number {
+    this.need(4);
+    const n = this.dv.getUint32(this.o, true);
+    if (n * item > this.p.length - this.o - 4) this.bad(`count ${n} exceeds the payload`);
+    this.o += 4;
     return n;
-  };
-  for (const [name, type, , of] of def.fields) {
-    if (of) {
-      const n = count(8);
-      if (n % of.length) bad(`${n} values are not (${of.join(', ')}) ${tupleWord(of.length)}`);
-      const a: Record<string, bigint>[] = [];
-      for (let i = 0; i < n; i += of.length) {
-        const x: Record<string, bigint> = {};
-        for (const m of of) {
-          x[m] = dv.getBigUint64(o, true);
-          o += 8;
-        }
-        a.push(x);
-      }
-      out[name] = a;
-      continue;
+  }
+  array<T>(item: number, read: () => T): T[] {
+    const n = this.count(item);
+    const a: T[] = [];
+    for (let i = 0; i < n; i++) a.push(read());
+    return a;
+  }
+  /** A u64[] of tuples with the members `of`. */
+  tuples(of: readonly string[]): Record<string, bigint>[] {
+    const n = this.count(8);
+    if (n % of.length) this.bad(`${n} values are not (${of.join(', ')}) ${tupleWord(of.length)}`);
+    const a: Record<string, bigint>[] = [];
+    for (let i = 0; i < n; i += of.length) {
+      const x: Record<string, bigint> = {};
+      for (const m of of) x[m] = this.u64();
+      a.push(x);
     }
+    return a;
+  }
+  field(type: FieldType): unknown {
     switch (type) {
       case 'u32':
-        need(4);
-        out[name] = dv.getUint32(o, true);
-        o += 4;
-        break;
+        return this.u32();
       case 'i32':
-        need(4);
-        out[name] = dv.getInt32(o, true);
-        o += 4;
-        break;
+        return this.i32();
       case 'u64':
-        need(8);
-        out[name] = dv.getBigUint64(o, true);
-        o += 8;
-        break;
+        return this.u64();
       case 'str':
-        out[name] = str(false);
-        break;
+        return this.str(false);
       case 'strn':
-        out[name] = str(true);
-        break;
-      case 'u32[]': {
-        const n = count(4);
-        const a: number[] = [];
-        for (let i = 0; i < n; i++) {
-          a.push(dv.getUint32(o, true));
-          o += 4;
-        }
-        out[name] = a;
-        break;
+        return this.str(true);
+      case 'u32[]':
+        return this.array(4, () => this.u32());
+      case 'u64[]':
+        return this.array(8, () => this.u64());
+      case 'str[]':
+        return this.array(4, () => this.str(false) as string);
+      case 'raw': {
+        const v = this.p.slice(this.o);
+        this.o = this.p.length;
+        return v;
       }
-      case 'u64[]': {
-        const n = count(8);
-        const a: bigint[] = [];
-        for (let i = 0; i < n; i++) {
-          a.push(dv.getBigUint64(o, true));
-          o += 8;
-        }
-        out[name] = a;
-        break;
-      }
-      case 'str[]': {
-        const n = count(4);
-        const a: string[] = [];
-        for (let i = 0; i < n; i++) a.push(str(false) as string);
-        out[name] = a;
-        break;
-      }
-      case 'raw':
-        out[name] = p.slice(o);
-        o = p.length;
-        break;
     }
   }
-  if (def.kind !== K.PAGES && def.kind !== K.INDEX && o !== p.length) bad(`${p.length - o} unexpected bytes after the last field`);
+}
+
+/** Decode a record payload; throws BAD_RECORD (with the absolute offset) on any inconsistency. */
+export function decodeFields(def: RecordDef, p: Uint8Array, baseOffset: number): Fields {
+  const r = new PayloadReader(def, p, baseOffset);
+  const out: Fields = {};
+  for (const [name, type, , of] of def.fields) out[name] = of ? r.tuples(of) : r.field(type);
+  if (def.kind !== K.PAGES && def.kind !== K.INDEX && r.o !== p.length) r.bad(`${p.length - r.o} unexpected bytes after the last field`);
   return out;
 }
 
