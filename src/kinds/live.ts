@@ -133,6 +133,23 @@ export interface TaskCallCtx {
   readonly calls: InCall;
 }
 
+/** What a kind's restore step may do in the task being built (src/restore gives it: kinds never import restore). */
+export interface RestoreCalls {
+  /** The task's pid as crimg sees it. */
+  readonly pid: number;
+  /** One system call in the task's main thread (`what` names it in errors); a failure throws. */
+  call(nr: number, args: (number | bigint)[], what?: string): bigint;
+  /** Runs fn as a named step of the restore: a failure names the step and `at`, and the restore is undone. */
+  step<T>(name: string, at: string, fn: () => T): T;
+}
+
+/** A restore step of a task kind: in the main thread before the threads are cloned ('task'), or after everything
+ *  else, credentials included ('last'). */
+export interface TaskRestoreStep {
+  readonly when: 'task' | 'last';
+  run(rc: RestoreCalls, task: Task): void;
+}
+
 /** The live facet of a kind of per-process state. */
 export interface LiveTaskKind<V = unknown> {
   readonly scope: 'task';
@@ -144,6 +161,8 @@ export interface LiveTaskKind<V = unknown> {
   /** Its state when no thread can run the calls, when /proc tells it all the same; else null (the default). */
   withoutCalls?(pid: number, status: Status): V | null;
   save(task: Task, state: V): void;
+  /** Its restore steps, when they are in the kind's module (src/restore/kind-steps.ts runs them). */
+  readonly restore?: readonly TaskRestoreStep[];
 }
 
 /** The live facet of a kind of per-thread state (read in each thread by calls in it). */

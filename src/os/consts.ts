@@ -75,6 +75,10 @@ export const PR_SET_DUMPABLE = 4,
 export const PR_GET_CHILD_SUBREAPER = 37,
   PR_SET_NO_NEW_PRIVS = 38,
   PR_GET_TID_ADDRESS = 40;
+export const PR_GET_DUMPABLE = 3,
+  PR_SET_TIMERSLACK = 29,
+  PR_GET_THP_DISABLE = 42,
+  PR_SET_THP_DISABLE = 41;
 export const PR_TIMER_CREATE_RESTORE_IDS = 77;
 /** PR_SET_MM sub-option: the whole struct prctl_mm_map. */
 export const PR_SET_MM_MAP = 14;

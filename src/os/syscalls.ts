@@ -37,6 +37,7 @@ export const SYS = {
   flock: 73,
   chdir: 80,
   fchdir: 81,
+  umask: 95,
   ptrace: 101,
   setpgid: 109,
   setsid: 112,

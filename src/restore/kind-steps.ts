@@ -58,6 +58,7 @@ import {
   SS_ONSTACK,
 } from '../os/consts.js';
 import { SYS } from '../os/syscalls.js';
+import { LIVE_TASK_KINDS, type RestoreCalls } from '../kinds/live.js';
 
 // ---- signal dispositions (sigacts)
 
@@ -392,6 +393,11 @@ function ofFd<V>(
   return { kind, when: 'fd', late, has: (f) => value(f) !== undefined, run: (ctx, f) => restore(ctx, f, value(f)!) };
 }
 
+/** What a kind module's restore step may do (src/kinds/live.ts RestoreCalls), over the context. */
+function restoreCalls(ctx: RestoreCtx): RestoreCalls {
+  return { pid: ctx.pid, call: (nr, args, what) => ctx.inj.call(nr, args, what), step: ctx.step };
+}
+
 /** Every kind's restore step; in each `when`, in the order they run. */
 export const KIND_STEPS: readonly KindStep[] = [
   ofTask('sigacts', 'task', (t) => t.sigactions, restoreSigactions),
@@ -407,6 +413,10 @@ export const KIND_STEPS: readonly KindStep[] = [
   ofTask('itimers', 'last', (t) => t.itimers, restoreItimers),
   ofTask('posix-timers', 'last', (t) => t.posixTimers, restorePosixTimers),
   ofFiles('flocks', 'last', (f) => f.locks, restoreFlocks),
+  // the kinds whose restore steps are in their own module (src/kinds/<dir>/live.ts)
+  ...LIVE_TASK_KINDS.flatMap((k) =>
+    (k.restore ?? []).map((r): KindStep => ({ kind: k.name, when: r.when, run: (ctx) => r.run(restoreCalls(ctx), ctx.task) })),
+  ),
 ];
 
 /** The steps of the kinds that run at `when`, in order. */
