@@ -110,7 +110,7 @@ export type AnyCriuKindMap = CriuKindMap<unknown, 'task'> | CriuKindMap<unknown,
 export const CRIU_KINDS: readonly AnyCriuKindMap[] = [sigacts, itimers, posixTimers, futex, sigaltstack, flocks];
 
 /** Kinds with a record but no CRIU mapping yet: export leaves their fds out, import turns CRIU's into reasons. */
-export const CRIU_UNMAPPED: readonly string[] = ['ANON_FD', 'PIPE', 'UNIX_PAIR', 'INOTIFY', 'TCP_LISTEN'];
+export const CRIU_UNMAPPED: readonly string[] = ['ANON_FD', 'PIPE', 'UNIX_PAIR', 'INOTIFY', 'TCP_LISTEN', 'PROC_ATTRS'];
 
 /** The mapped kinds of one owner, in table order. */
 export function criuKindsOf<O extends CriuOwner>(owner: O): CriuKindMap<unknown, O>[] {

@@ -7,6 +7,7 @@ import type { AnyKind, OwnerName } from './kind.js';
 import { sigacts } from './sigacts/format.js';
 import { itimers } from './itimers/format.js';
 import { posixTimers } from './posix-timers/format.js';
+import { procAttrs } from './proc-attrs/format.js';
 import { futex } from './futex/format.js';
 import { sigaltstack } from './sigaltstack/format.js';
 import { flocks } from './flocks/format.js';
@@ -19,7 +20,8 @@ import { unixPair } from './unix-pair/format.js';
 export const KINDS: readonly AnyKind[] = [
   sigacts,
   itimers,
-  posixTimers, // TASK
+  posixTimers,
+  procAttrs, // TASK
   futex,
   sigaltstack, // THREAD
   flocks,

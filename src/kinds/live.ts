@@ -26,6 +26,7 @@ import { inotifyLive } from './inotify/live.js';
 import { itimersLive } from './itimers/live.js';
 import { pipeLive } from './pipe/live.js';
 import { posixTimersLive } from './posix-timers/live.js';
+import { procAttrsLive } from './proc-attrs/live.js';
 import { sigactsLive } from './sigacts/live.js';
 import { sigaltstackLive } from './sigaltstack/live.js';
 import { tcpListenLive } from './tcp-listen/live.js';
@@ -188,6 +189,7 @@ export const LIVE_KINDS: readonly LiveKind[] = [
   sigactsLive,
   itimersLive,
   posixTimersLive,
+  procAttrsLive,
   futexLive,
   sigaltstackLive,
 ];

@@ -214,6 +214,18 @@ export const KIND_ARBS: Readonly<Record<string, KindArb>> = {
     owner: 'task',
     value: (tids) => ascending(0, I32_MAX, 4).chain((ids) => fc.tuple(...ids.map((id) => posixTimer(id, tids)))),
   },
+  procAttrs: {
+    owner: 'task',
+    value: () =>
+      fc.record({
+        umask: fc.integer({ min: 0, max: 0o777 }),
+        oomScoreAdj: fc.integer({ min: -1000, max: 1000 }),
+        dumpable: fc.boolean(),
+        thpDisable: fc.boolean(),
+        childSubreaper: fc.boolean(),
+        timerSlackNs: fc.bigInt({ min: 1n, max: (1n << 64n) - 1n }),
+      }),
+  },
   futex: { owner: 'thread', value: () => fc.record({ clearChildTid: u64, robustHead: u64, robustLen: u64 }) },
   sigaltstack: { owner: 'thread', value: () => fc.record({ sp: u64, size: u64, flags: u32 }) },
   locks: {
