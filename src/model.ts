@@ -163,7 +163,7 @@ export const VmaFlags = {
   VSYSCALL: 128,
   FILE_DELETED: 256, // backing file was deleted
   HUGETLB: 512,
-  // madvise/mlock state (smaps VmFlags), restored by restore.ts
+  // madvise/mlock state (smaps VmFlags), restored by src/restore/memory.ts
   HUGEPAGE: 1 << 10, // MADV_HUGEPAGE (hg)
   NOHUGEPAGE: 1 << 11, // MADV_NOHUGEPAGE (nh)
   DONTDUMP: 1 << 12, // MADV_DONTDUMP (dd)

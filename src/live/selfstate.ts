@@ -3,7 +3,7 @@
  * (src/os/taskcall.ts InCall): the task kinds (signal dispositions, interval timers, the times of POSIX timers)
  * in the first thread that can run them, the thread kinds (clear_child_tid and the robust futex list, the
  * alternate signal stack) in every thread. Each kind's own module (src/kinds/<dir>/live.ts) says what it asks.
- * Restored by src/restore/restore.ts.
+ * Restored by src/restore/kind-steps.ts.
  */
 import type { Task, Thread } from '../model.js';
 import { type MapEntry, type Status, readStatus } from '../os/proc.js';

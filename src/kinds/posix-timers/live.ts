@@ -2,7 +2,7 @@
  * POSIX timers (timer_create): /proc/PID/timers gives each one's id, clock, notification, signal and sigev_value;
  * the time left and the interval are asked of the kernel with timer_gettime in a stopped thread. A timer on a
  * clock crimg cannot restore it on (a thread's CPU time, another process's clock), or notifying in a way it does
- * not know, is a reason (POSIX_TIMER). Restored by src/restore/restore.ts (restorePosixTimers), which reads
+ * not know, is a reason (POSIX_TIMER). Restored by src/restore/kind-steps.ts (restorePosixTimers), which reads
  * /proc/PID/timers of the new process to check the ids.
  */
 import * as fs from 'node:fs';
