@@ -190,6 +190,7 @@ function afterCriu(m: Model): Model {
       }));
       const task: Task = {
         ...t,
+        procAttrs: undefined, // PROC_ATTRS: not mapped (CRIU_UNMAPPED)
         tgid: t.pid,
         ppid: pids.has(t.ppid) && t.ppid !== t.pid ? t.ppid : 0,
         args: [],

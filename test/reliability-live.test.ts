@@ -326,7 +326,9 @@ describe('dump: the destination fails', () => {
     fs.mkdirSync(out);
     fs.chmodSync(out, 0o777);
     // the transpiled crimg and the test directory must be readable by nobody
-    for (let d = lib.dir; d !== path.dirname(d) && d.startsWith(os.tmpdir()); d = path.dirname(d)) fs.chmodSync(d, 0o755);
+    // (only the directories this test made, below the temporary directory: never /tmp itself, which must stay 1777)
+    const top = path.resolve(os.tmpdir());
+    for (let d = path.resolve(lib.dir); path.dirname(d) !== d && d.startsWith(`${top}/`); d = path.dirname(d)) fs.chmodSync(d, 0o755);
     fs.chmodSync(tmp, 0o755);
     try {
       const r = crimgSync(['dump', String(t.pid), '-o', path.join(out, 'img.crimg')], { uid: 65534, gid: 65534 });

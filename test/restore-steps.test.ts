@@ -20,11 +20,11 @@ describe('kind steps', () => {
   it('run in this order, each kind when it must', () => {
     const order = (when: Parameters<typeof kindSteps>[0]): string[] =>
       kindSteps(when).map((k) => ('late' in k && k.late ? `${k.kind} (late)` : k.kind));
-    expect(order('task')).toEqual(['sigacts']);
+    expect(order('task')).toEqual(['sigacts', 'proc-attrs']);
     expect(order('fd')).toEqual(['pipe', 'unix-pair', 'tcp-listen', 'inotify', 'anon-fd', 'anon-fd (late)']);
     expect(order('thread')).toEqual(['rseq', 'futex', 'sigaltstack']);
-    expect(order('last')).toEqual(['itimers', 'posix-timers', 'flocks']);
-    expect(KIND_STEPS).toHaveLength(13);
+    expect(order('last')).toEqual(['itimers', 'posix-timers', 'flocks', 'proc-attrs']);
+    expect(KIND_STEPS).toHaveLength(15);
   });
 
   it('an epoll fd is made after the others; each fd is claimed by one kind at most', () => {

@@ -109,6 +109,7 @@ function allKindsModel(lib) {
     { id: 3, clock: -6, notify: 4, notifyTid: a.threads[1].tid, signo: 12, sigevValue: 0x7f0000001000n, intervalNs: 0n, valueNs: 5_000n },
     { id: 0x7fffffff, clock: 11, notify: 1, notifyTid: 0, signo: 0, sigevValue: 0n, intervalNs: 0n, valueNs: 0n },
   ];
+  a.procAttrs = { umask: 0o027, oomScoreAdj: -345, dumpable: false, thpDisable: true, childSubreaper: true, timerSlackNs: 123456n };
   a.threads[0].futex = { clearChildTid: 0x7f00000010d0n, robustHead: 0x7f00000010e0n, robustLen: 24n };
   a.threads[0].sigaltstack = { sp: 0x7f0000100000n, size: 65536n, flags: 0x80000000 };
   a.threads[1].futex = { clearChildTid: 0n, robustHead: 0n, robustLen: 0n };
@@ -150,6 +151,7 @@ function allKindsModel(lib) {
   b.sigactions = [];
   b.itimers = [];
   b.posixTimers = [{ id: 1, clock: 0, notify: 0, notifyTid: 0, signo: 1, sigevValue: EOF, intervalNs: EOF, valueNs: EOF }];
+  b.procAttrs = { umask: 0o777, oomScoreAdj: 1000, dumpable: true, thpDisable: false, childSubreaper: false, timerSlackNs: EOF };
   b.threads[0].sigaltstack = { sp: EOF, size: EOF, flags: 1 };
   b.files[1].locks = [{ kind: 3, write: false, start: 0n, end: 0n }];
   b.files.push(
