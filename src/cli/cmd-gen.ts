@@ -63,6 +63,11 @@ export function specFromOptions(o: GenOpts): GenSpec {
 }
 
 export function registerGenCommands(program: Command): void {
+  registerGen(program);
+  registerDemo(program);
+}
+
+function registerGen(program: Command): void {
   program
     .command('gen')
     .description('write deterministic synthetic images (same spec and seed: same bytes on any machine and shard split)')
@@ -89,50 +94,8 @@ export function registerGenCommands(program: Command): void {
     .action(
       action(async (o: GenOpts) => {
         const spec = specFromOptions(o);
-        const many = o.count !== undefined || o.series !== undefined;
-        if (many === (o.output !== undefined)) throw usage('give either -o PATH, or --count N / --series N with --out-dir DIR');
-        if (o.count !== undefined && o.series !== undefined) throw usage('--count and --series are exclusive');
-        if (many && !o.outDir) throw usage('--out-dir is required with --count/--series');
-        if (o.shard !== undefined && !many) throw usage('--shard needs --count or --series');
-        let shardI = 0,
-          shardN = 1;
-        if (o.shard !== undefined) {
-          const m = /^(\d+)\/(\d+)$/.exec(o.shard);
-          if (!m || Number(m[2]) < 1 || Number(m[1]) >= Number(m[2])) throw usage(`--shard: '${o.shard}' is not I/N with 0 <= I < N`);
-          shardI = Number(m[1]);
-          shardN = Number(m[2]);
-        }
-        const jobs: { file: string; spec: GenSpec }[] = [];
-        if (!many) jobs.push({ file: o.output!, spec });
-        else {
-          const n = parseIntArg(o.count !== undefined ? '--count' : '--series', (o.count ?? o.series)!, { min: 1, max: 10_000_000 });
-          try {
-            fs.mkdirSync(o.outDir!, { recursive: true });
-          } catch (e) {
-            throw ioError(`cannot create ${o.outDir}`, e);
-          }
-          for (let i = shardI; i < n; i += shardN) {
-            const s: GenSpec = o.series !== undefined ? { ...spec, epoch: i } : { ...spec, index: i };
-            jobs.push({ file: path.join(o.outDir!, `${String(i).padStart(6, '0')}.crimg`), spec: s });
-          }
-        }
-        const totalBytes = jobs.length * resolveSpec(spec).size;
-        const bar = await progress(totalBytes, o, 'gen');
-        const results = [];
-        let done = 0;
-        const t0 = process.hrtime.bigint();
-        try {
-          for (const j of jobs) {
-            const model = generate(j.spec);
-            const r = await writeImage(model, j.file, { fsync: o.fsync, onProgress: (b) => bar.update(done + b) });
-            done += r.bytes;
-            bar.update(done);
-            results.push({ file: j.file, bytes: r.bytes, pagesStored: r.pagesStored, pagesZero: r.pagesZero, imageCsum: hex(r.imageCsum) });
-          }
-        } finally {
-          bar.stop();
-        }
-        const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+        const jobs = genJobs(o, spec);
+        const { results, secs } = await writeJobs(jobs, o, jobs.length * resolveSpec(spec).size);
         if (o.json) printJson({ images: results, seconds: secs });
         else if (!o.quiet)
           process.stderr.write(
@@ -140,7 +103,73 @@ export function registerGenCommands(program: Command): void {
           );
       }),
     );
+}
 
+interface GenJob {
+  file: string;
+  spec: GenSpec;
+}
+
+/** The images to write: one (-o), or the shard of a --count/--series in --out-dir (created). */
+function genJobs(o: GenOpts, spec: GenSpec): GenJob[] {
+  const many = o.count !== undefined || o.series !== undefined;
+  if (many === (o.output !== undefined)) throw usage('give either -o PATH, or --count N / --series N with --out-dir DIR');
+  if (o.count !== undefined && o.series !== undefined) throw usage('--count and --series are exclusive');
+  if (many && !o.outDir) throw usage('--out-dir is required with --count/--series');
+  if (o.shard !== undefined && !many) throw usage('--shard needs --count or --series');
+  const [shardI, shardN] = parseShard(o.shard);
+  if (!many) return [{ file: o.output!, spec }];
+  const jobs: GenJob[] = [];
+  const n = parseIntArg(o.count !== undefined ? '--count' : '--series', (o.count ?? o.series)!, { min: 1, max: 10_000_000 });
+  try {
+    fs.mkdirSync(o.outDir!, { recursive: true });
+  } catch (e) {
+    throw ioError(`cannot create ${o.outDir}`, e);
+  }
+  for (let i = shardI; i < n; i += shardN) {
+    const s: GenSpec = o.series !== undefined ? { ...spec, epoch: i } : { ...spec, index: i };
+    jobs.push({ file: path.join(o.outDir!, `${String(i).padStart(6, '0')}.crimg`), spec: s });
+  }
+  return jobs;
+}
+
+/** --shard I/N as [I, N] ([0, 1] without it). */
+function parseShard(shard: string | undefined): [number, number] {
+  if (shard === undefined) return [0, 1];
+  const m = /^(\d+)\/(\d+)$/.exec(shard);
+  if (!m || Number(m[2]) < 1 || Number(m[1]) >= Number(m[2])) throw usage(`--shard: '${shard}' is not I/N with 0 <= I < N`);
+  return [Number(m[1]), Number(m[2])];
+}
+
+interface GenResult {
+  file: string;
+  bytes: number;
+  pagesStored: number;
+  pagesZero: number;
+  imageCsum: string;
+}
+
+/** Generate and write each image in turn, with one progress bar over totalBytes; secs: time spent writing. */
+async function writeJobs(jobs: GenJob[], o: GenOpts, totalBytes: number): Promise<{ results: GenResult[]; secs: number }> {
+  const bar = await progress(totalBytes, o, 'gen');
+  const results: GenResult[] = [];
+  let done = 0;
+  const t0 = process.hrtime.bigint();
+  try {
+    for (const j of jobs) {
+      const model = generate(j.spec);
+      const r = await writeImage(model, j.file, { fsync: o.fsync, onProgress: (b) => bar.update(done + b) });
+      done += r.bytes;
+      bar.update(done);
+      results.push({ file: j.file, bytes: r.bytes, pagesStored: r.pagesStored, pagesZero: r.pagesZero, imageCsum: hex(r.imageCsum) });
+    }
+  } finally {
+    bar.stop();
+  }
+  return { results, secs: Number(process.hrtime.bigint() - t0) / 1e9 };
+}
+
+function registerDemo(program: Command): void {
   program
     .command('demo')
     .description('generate a small sample image in the temp directory, verify it and show it')

@@ -54,6 +54,13 @@ function dumpJson(r: DumpResult, path: string): Record<string, unknown> {
 }
 
 export function registerLiveCommands(program: Command): void {
+  registerDump(program);
+  registerCheck(program);
+  registerRun(program);
+  registerSignal(program);
+}
+
+function registerDump(program: Command): void {
   program
     .command('dump')
     .description('checkpoint a running process (tree) into an image; it continues unaffected afterwards')
@@ -105,7 +112,9 @@ export function registerLiveCommands(program: Command): void {
         },
       ),
     );
+}
 
+function registerCheck(program: Command): void {
   program
     .command('check')
     .description('is it safe to checkpoint? list every reason the process (tree) cannot be restarted faithfully (exit 0 safe, 3 not)')
@@ -137,7 +146,9 @@ export function registerLiveCommands(program: Command): void {
         return safe ? EXIT_OK : EXIT_UNSAFE;
       }),
     );
+}
 
+function registerRun(program: Command): void {
   program
     .command('run')
     .description('start CMD traced by crimg; every time it receives the checkpoint signal, write an image and hide the signal from it')
@@ -173,7 +184,9 @@ export function registerLiveCommands(program: Command): void {
         return code;
       }),
     );
+}
 
+function registerSignal(program: Command): void {
   program
     .command('signal')
     .description('ask a process started by `crimg run` for a checkpoint (sends it the checkpoint signal)')

@@ -24,6 +24,7 @@ import {
   emptyCreds,
   newThread,
   type NamespaceIds,
+  type Credentials,
 } from '../model.js';
 import { REG_INDEX, PAGE_SIZE } from '../schema.js';
 
@@ -246,16 +247,66 @@ function pages(n: number): bigint {
   return BigInt(n * PAGE_SIZE);
 }
 
-function planTask(
-  rng: Rng,
-  spec: ResolvedSpec,
-  taskBytes: number,
-  comm: string,
-): { plans: VmaPlan[]; mm: Record<string, bigint>; tls: bigint; stackTop: bigint; text: [bigint, bigint] } {
+/** A mapping's plan with the defaults of an anonymous one: no path, no file offset, no inode, no weight. */
+function vmaPlan(p: Pick<VmaPlan, 'start' | 'end' | 'prot' | 'flags' | 'populated'> & Partial<VmaPlan>): VmaPlan {
+  return { path: null, pgoff: 0n, inode: 0n, weight: 0, ...p };
+}
+
+/** The mmap area: mappings placed top-down from a random address above 0x7f0000000000. */
+class MmapArea {
+  private top: bigint;
+  constructor(rng: Rng) {
+    this.top = 0x7f0000000000n + BigInt(rng.int(0xfffffff)) * 0x1000n;
+  }
+  /** Start of the next n pages below the last mapping placed. */
+  below(n: number): bigint {
+    this.top -= pages(n);
+    return this.top;
+  }
+}
+
+interface TaskPlan {
+  plans: VmaPlan[];
+  mm: Record<string, bigint>;
+  tls: bigint;
+  stackTop: bigint;
+  text: [bigint, bigint];
+}
+
+/** The layout of one task's address space, with how many pages of each mapping are populated
+ *  (`taskBytes` in all). The rng is drawn in a fixed order: every step below in turn. */
+function planTask(rng: Rng, spec: ResolvedSpec, taskBytes: number, comm: string): TaskPlan {
   const plans: VmaPlan[] = [];
-  const exe = `/usr/bin/${comm}`;
   const inode = (): bigint => BigInt(100000 + rng.int(9_000_000));
-  // executable (PIE) at 0x55..
+  const { text, startBrk } = planExecutable(rng, plans, `/usr/bin/${comm}`, inode);
+  const area = new MmapArea(rng);
+  const anon = planAnonymous(rng, spec.vmas, area);
+  const tls = planTls(rng, plans, area);
+  planLibraries(rng, plans, area, inode);
+  const stackTop = planStackAndVdso(rng, plans);
+  const heap = spreadBudget(plans, anon, Math.floor(taskBytes / PAGE_SIZE));
+  layAnonymous(rng, plans, anon);
+  plans.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+  const stack = plans.find((p) => p.flags & VmaFlags.STACK)!;
+  stack.start = stackTop - pages(Math.max(stack.populated, 8) + 25);
+  const mm: Record<string, bigint> = {
+    startCode: text[0],
+    endCode: text[1],
+    startData: plans[3]!.start,
+    endData: plans[3]!.end,
+    startBrk: startBrk,
+    brk: heap.end,
+    startStack: stackTop - 0x1000n,
+    argStart: stackTop - 0x800n,
+    argEnd: stackTop - 0x700n,
+    envStart: stackTop - 0x700n,
+    envEnd: stackTop - 0x100n,
+  };
+  return { plans, mm, tls, stackTop, text };
+}
+
+/** The executable (PIE, at 0x55..): its four segments, its bss and the (still empty) heap. */
+function planExecutable(rng: Rng, plans: VmaPlan[], exe: string, inode: () => bigint): { text: [bigint, bigint]; startBrk: bigint } {
   let at = 0x550000000000n + BigInt(rng.int(0xffffff)) * 0x1000n;
   const exeIno = inode();
   const textPages = 16 + rng.int(240);
@@ -274,68 +325,36 @@ function planTask(
     off += BigInt(n);
   }
   const bss = 1 + rng.int(16);
-  plans.push({
-    start: at,
-    end: at + pages(bss),
-    prot: R | W,
-    flags: VmaFlags.ANON,
-    path: null,
-    pgoff: 0n,
-    inode: 0n,
-    populated: bss,
-    weight: 0,
-  });
+  plans.push(vmaPlan({ start: at, end: at + pages(bss), prot: R | W, flags: VmaFlags.ANON, populated: bss }));
   at += pages(bss);
   const startBrk = at + pages(rng.int(512));
   // heap: weight 4
-  plans.push({
-    start: startBrk,
-    end: startBrk,
-    prot: R | W,
-    flags: VmaFlags.ANON | VmaFlags.HEAP,
-    path: '[heap]',
-    pgoff: 0n,
-    inode: 0n,
-    populated: 0,
-    weight: 4,
-  });
-  // mmap area, growing down from 0x7f..
-  let top = 0x7f0000000000n + BigInt(rng.int(0xfffffff)) * 0x1000n;
-  const below = (n: number): bigint => {
-    top -= pages(n);
-    return top;
-  };
+  plans.push(
+    vmaPlan({ start: startBrk, end: startBrk, prot: R | W, flags: VmaFlags.ANON | VmaFlags.HEAP, path: '[heap]', populated: 0, weight: 4 }),
+  );
+  return { text, startBrk };
+}
+
+/** The extra anonymous mappings, weighted; placed and sized later by spreadBudget and layAnonymous. */
+function planAnonymous(rng: Rng, n: number, area: MmapArea): VmaPlan[] {
   const anon: VmaPlan[] = [];
-  for (let i = 0; i < spec.vmas; i++) {
-    const s = below(1); // placeholder, sized later
-    anon.push({
-      start: s,
-      end: s,
-      prot: R | W,
-      flags: VmaFlags.ANON,
-      path: null,
-      pgoff: 0n,
-      inode: 0n,
-      populated: 0,
-      weight: 1 + rng.int(4),
-    });
+  for (let i = 0; i < n; i++) {
+    const s = area.below(1); // placeholder, sized later
+    anon.push(vmaPlan({ start: s, end: s, prot: R | W, flags: VmaFlags.ANON, populated: 0, weight: 1 + rng.int(4) }));
   }
-  // TLS block + thread stacks
+  return anon;
+}
+
+/** The TLS block; returns the thread pointer of the main thread. */
+function planTls(rng: Rng, plans: VmaPlan[], area: MmapArea): bigint {
   const tlsPages = 4;
-  const tlsStart = below(tlsPages);
-  plans.push({
-    start: tlsStart,
-    end: tlsStart + pages(tlsPages),
-    prot: R | W,
-    flags: VmaFlags.ANON,
-    path: null,
-    pgoff: 0n,
-    inode: 0n,
-    populated: tlsPages,
-    weight: 0,
-  });
-  const tls = tlsStart + pages(2) + BigInt(rng.int(256)) * 16n;
-  // shared libraries, 4 VMAs each
+  const tlsStart = area.below(tlsPages);
+  plans.push(vmaPlan({ start: tlsStart, end: tlsStart + pages(tlsPages), prot: R | W, flags: VmaFlags.ANON, populated: tlsPages }));
+  return tlsStart + pages(2) + BigInt(rng.int(256)) * 16n;
+}
+
+/** Shared libraries, 4 mappings each. */
+function planLibraries(rng: Rng, plans: VmaPlan[], area: MmapArea, inode: () => bigint): void {
   const nlibs = 2 + rng.int(4);
   const libs = [...LIBS].sort(() => 0).slice(0, nlibs);
   for (const lib of libs) {
@@ -347,7 +366,7 @@ function planTask(
       [R | W, 2 + rng.int(8)],
     ];
     const total = sizes.reduce((a, [, n]) => a + n, 0);
-    let s = below(total);
+    let s = area.below(total);
     let po = 0n;
     for (const [prot, n] of sizes) {
       plans.push({
@@ -365,62 +384,33 @@ function planTask(
       po += BigInt(n);
     }
   }
-  // stack, vvar, vdso near the top
+}
+
+/** Stack, vvar and vdso near the top; returns the top of the stack. */
+function planStackAndVdso(rng: Rng, plans: VmaPlan[]): bigint {
   // user space ends at 0x7ffffffff000: keep the stack, vvar and vdso below it
   const stackTop = 0x7ffc00000000n + BigInt(rng.int(0x3f0000)) * 0x1000n;
   const stackPages = 33;
-  plans.push({
-    start: stackTop - pages(stackPages),
-    end: stackTop,
-    prot: R | W,
-    flags: VmaFlags.ANON | VmaFlags.STACK | VmaFlags.GROWSDOWN,
-    path: '[stack]',
-    pgoff: 0n,
-    inode: 0n,
-    populated: 8,
-    weight: 1,
-  });
+  plans.push(
+    vmaPlan({
+      start: stackTop - pages(stackPages),
+      end: stackTop,
+      prot: R | W,
+      flags: VmaFlags.ANON | VmaFlags.STACK | VmaFlags.GROWSDOWN,
+      path: '[stack]',
+      populated: 8,
+      weight: 1,
+    }),
+  );
   const vvar = stackTop + pages(64 + rng.int(4096));
-  plans.push({
-    start: vvar,
-    end: vvar + pages(4),
-    prot: R,
-    flags: VmaFlags.VVAR,
-    path: '[vvar]',
-    pgoff: 0n,
-    inode: 0n,
-    populated: 0,
-    weight: 0,
-  });
-  plans.push({
-    start: vvar + pages(4),
-    end: vvar + pages(6),
-    prot: R | X,
-    flags: VmaFlags.VDSO,
-    path: '[vdso]',
-    pgoff: 0n,
-    inode: 0n,
-    populated: 2,
-    weight: 0,
-  });
+  plans.push(vmaPlan({ start: vvar, end: vvar + pages(4), prot: R, flags: VmaFlags.VVAR, path: '[vvar]', populated: 0 }));
+  plans.push(vmaPlan({ start: vvar + pages(4), end: vvar + pages(6), prot: R | X, flags: VmaFlags.VDSO, path: '[vdso]', populated: 2 }));
+  return stackTop;
+}
 
-  // Distribute the remaining byte budget over heap, anonymous mappings and the stack by weight.
-  let fixed = plans.reduce((a, p) => a + p.populated, 0);
-  const taskPages = Math.floor(taskBytes / PAGE_SIZE);
-  if (fixed > taskPages) {
-    // a small image: keep the layout, populate its fixed mappings in proportion so the total is `size`
-    let left = taskPages;
-    for (const p of plans) {
-      p.populated = Math.min(left, Math.floor((p.populated * taskPages) / fixed));
-      left -= p.populated;
-    }
-    for (const p of plans)
-      if (left > 0 && p.populated < Number((p.end - p.start) / BigInt(PAGE_SIZE))) {
-        p.populated++;
-        left--;
-      }
-    fixed = taskPages - left;
-  }
+/** Distribute the remaining page budget over heap and anonymous mappings by weight; returns the heap. */
+function spreadBudget(plans: VmaPlan[], anon: VmaPlan[], taskPages: number): VmaPlan {
+  const fixed = fitFixed(plans, taskPages);
   let budget = Math.max(0, taskPages - fixed);
   const weighted = [plans.find((p) => p.flags & VmaFlags.HEAP)!, ...anon];
   const wsum = weighted.reduce((a, p) => a + p.weight, 0);
@@ -432,7 +422,29 @@ function planTask(
   });
   const heap = weighted[0]!;
   heap.end = heap.start + pages(Math.max(heap.populated, 33));
-  // re-lay anonymous mappings top-down with their final sizes, below the libraries' lowest address
+  return heap;
+}
+
+/** Pages populated in the fixed mappings; in a small image (more than taskPages) they are scaled down
+ *  in proportion, keeping the layout, so the total is `size`. */
+function fitFixed(plans: VmaPlan[], taskPages: number): number {
+  const fixed = plans.reduce((a, p) => a + p.populated, 0);
+  if (fixed <= taskPages) return fixed;
+  let left = taskPages;
+  for (const p of plans) {
+    p.populated = Math.min(left, Math.floor((p.populated * taskPages) / fixed));
+    left -= p.populated;
+  }
+  for (const p of plans)
+    if (left > 0 && p.populated < Number((p.end - p.start) / BigInt(PAGE_SIZE))) {
+      p.populated++;
+      left--;
+    }
+  return taskPages - left;
+}
+
+/** Re-lay the anonymous mappings top-down with their final sizes, below the libraries' lowest address. */
+function layAnonymous(rng: Rng, plans: VmaPlan[], anon: VmaPlan[]): void {
   let low = plans
     .filter((p) => p.start >= 0x7f0000000000n && p.start < 0x7ffc00000000n)
     // biome-ignore lint/complexity/useMathMinMax: bigints (Math.min takes numbers)
@@ -444,23 +456,6 @@ function planTask(
     p.end = low + pages(n);
     plans.push(p);
   }
-  plans.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
-  const stack = plans.find((p) => p.flags & VmaFlags.STACK)!;
-  stack.start = stackTop - pages(Math.max(stack.populated, 8) + 25);
-  const mm: Record<string, bigint> = {
-    startCode: text[0],
-    endCode: text[1],
-    startData: plans[3]!.start,
-    endData: plans[3]!.end,
-    startBrk: startBrk,
-    brk: heap.end,
-    startStack: stackTop - 0x1000n,
-    argStart: stackTop - 0x800n,
-    argEnd: stackTop - 0x700n,
-    envStart: stackTop - 0x700n,
-    envEnd: stackTop - 0x100n,
-  };
-  return { plans, mm, tls, stackTop, text };
 }
 
 /** Bytes of one thread's register state: user_regs_struct, FXSAVE, XSAVE beyond the legacy area. */
@@ -503,209 +498,251 @@ export function generate(specIn: GenSpec = {}): Model {
   const spec = resolveSpec(specIn);
   const seed = mixSeed(spec.seed, spec.index);
   const rng = new Rng(seed);
-  const nsIds = (i: number): NamespaceIds => {
-    const o = {} as NamespaceIds;
-    NS_KINDS.forEach((k, j) => {
-      o[k] = 4026531835n + BigInt(j) + (spec.namespaces && ['uts', 'pid', 'mnt', 'ipc'].includes(k) ? 1000n + BigInt(i * 0) : 0n);
-    });
-    return o;
-  };
-  const namespaces: Namespace[] = NS_KINDS.map((k) => ({ kind: k, id: nsIds(0)[k] }));
+  const namespaces = genNamespaces(spec, seed);
+  const tasks: Task[] = [];
+  const per = Math.floor(spec.size / spec.tasks / PAGE_SIZE) * PAGE_SIZE;
+  const basePid = spec.namespaces ? 1 : 1000 + rng.int(30000);
+  for (let ti = 0; ti < spec.tasks; ti++) {
+    const taskBytes = ti === spec.tasks - 1 ? spec.size - per * (spec.tasks - 1) : per;
+    tasks.push(genTask(spec, seed, ti, basePid + ti * spec.threads, taskBytes, tasks));
+  }
+  return { header: genHeader(spec, namespaces[0]!.nodename!), namespaces, tasks };
+}
+
+/** The namespace ids of task i: its own uts/pid/mnt/ipc in a container, the host's others. */
+function nsIds(spec: ResolvedSpec, i: number): NamespaceIds {
+  const o = {} as NamespaceIds;
+  NS_KINDS.forEach((k, j) => {
+    o[k] = 4026531835n + BigInt(j) + (spec.namespaces && ['uts', 'pid', 'mnt', 'ipc'].includes(k) ? 1000n + BigInt(i * 0) : 0n);
+  });
+  return o;
+}
+
+function genNamespaces(spec: ResolvedSpec, seed: bigint): Namespace[] {
+  const ids = nsIds(spec, 0);
+  const namespaces: Namespace[] = NS_KINDS.map((k) => ({ kind: k, id: ids[k] }));
   namespaces[0] = {
     ...namespaces[0]!,
     nodename: spec.namespaces ? `ctr-${(seed & 0xffffffn).toString(16)}` : 'host',
     domainname: '(none)',
   };
-  const tasks: Task[] = [];
-  const per = Math.floor(spec.size / spec.tasks / PAGE_SIZE) * PAGE_SIZE;
-  const basePid = spec.namespaces ? 1 : 1000 + rng.int(30000);
-  let nextTid = basePid;
-  for (let ti = 0; ti < spec.tasks; ti++) {
-    const trng = new Rng(mixSeed(seed, ti));
-    const pid = nextTid;
-    nextTid += spec.threads;
-    const comm = ti === 0 ? trng.pick(COMMS) : tasks[0]!.comm;
-    const taskBytes = ti === spec.tasks - 1 ? spec.size - per * (spec.tasks - 1) : per;
-    const plan = planTask(trng, spec, taskBytes, comm);
-    const taskSeed = mixSeed(seed, 0x7a5c, ti);
-    const gp: GenParams = {
-      seed: taskSeed,
-      kind: KIND[spec.content],
-      zeroQ16: q16(spec.zeroRatio),
-      dupQ16: q16(spec.dupRatio),
-      dupPool: 64,
-      epoch: spec.epoch,
-      dirtyQ16: q16(spec.dirtyRatio),
-    };
-    const vmas: Vma[] = plan.plans.map((p) => ({
-      start: p.start,
-      end: p.end,
-      prot: p.prot,
-      flags: p.flags,
-      pgoff: p.pgoff,
-      devMajor: p.inode ? 8 : 0,
-      devMinor: p.inode ? 1 : 0,
-      inode: p.inode,
-      path: p.path,
-      pages: new GenPageSource(
-        p.flags & VmaFlags.STACK ? p.end - pages(p.populated) : p.start,
-        Math.min(p.populated, Number((p.end - p.start) / 4096n)),
-        gp,
-      ),
-    }));
-    // the stack is populated from its top: express that as a run at the end
-    for (const v of vmas) {
-      if (v.flags & VmaFlags.STACK) {
-        const src = v.pages as GenPageSource;
-        const total = Number((v.end - v.start) / 4096n);
-        const n = src.npages;
-        v.pages = {
-          runs: () => (n > 0 ? [[total - n, n]] : []),
-          read: (k, dst, first, m) => k.genPages(dst, v.start + BigInt(first * PAGE_SIZE), m, gp),
-          pack: (k, dst, first, m, bm, slot) => k.genPack(dst, v.start + BigInt(first * PAGE_SIZE), m, gp, bm, slot),
-        };
-      }
+  return namespaces;
+}
+
+function genHeader(spec: ResolvedSpec, nodename: string): Model['header'] {
+  return {
+    crid: BigInt(spec.index + 1),
+    createdNs: spec.createdNs,
+    freezeNs: 0n,
+    flags: HeaderFlags.SYNTHETIC,
+    tool: 'crimg 0.1.0',
+    uts: {
+      sysname: 'Linux',
+      nodename,
+      release: '6.1.0-synthetic',
+      version: '#1 SMP PREEMPT_DYNAMIC',
+      machine: 'x86_64',
+      domainname: '(none)',
+    },
+  };
+}
+
+/** Task ti (pid `pid`, `taskBytes` of populated memory); `tasks` holds the tasks made before it. */
+function genTask(spec: ResolvedSpec, seed: bigint, ti: number, pid: number, taskBytes: number, tasks: readonly Task[]): Task {
+  const trng = new Rng(mixSeed(seed, ti));
+  const comm = ti === 0 ? trng.pick(COMMS) : tasks[0]!.comm;
+  const plan = planTask(trng, spec, taskBytes, comm);
+  const taskSeed = mixSeed(seed, 0x7a5c, ti);
+  const vmas = genVmas(plan.plans, genParams(spec, taskSeed));
+  const threads = genThreads(spec, plan, trng, taskSeed, pid);
+  const files = genFiles(spec.files, trng, comm);
+  const ppid = ti === 0 ? (spec.namespaces ? 0 : 1) : tasks[Math.floor((ti - 1) / spec.fanout)]!.pid;
+  const uid = spec.namespaces ? 0 : 1000;
+  const auxv = genAuxv(plan, vmas.find((v) => v.flags & VmaFlags.VDSO)!.start, uid);
+  return {
+    pid,
+    tgid: pid,
+    ppid,
+    pgid: tasks[0]?.pid ?? pid,
+    sid: tasks[0]?.pid ?? pid,
+    comm,
+    exe: `/usr/bin/${comm}`,
+    cwd: `/var/lib/${comm}`,
+    root: '/',
+    args: [`/usr/bin/${comm}`, '--config', `/etc/${comm}.conf`],
+    env: ['PATH=/usr/local/bin:/usr/bin:/bin', `HOME=/var/lib/${comm}`, 'LANG=C.UTF-8'],
+    personality: 0,
+    exitSignal: 17,
+    creds: genCreds(uid),
+    rlimits: defaultRlimits(),
+    ns: nsIds(spec, ti),
+    threads,
+    mm: { ...(plan.mm as unknown as Record<string, bigint>), auxv, vmas } as unknown as Task['mm'],
+    files,
+    nocr: [],
+  };
+}
+
+/** Parameters of the WASM page generator for one task. */
+function genParams(spec: ResolvedSpec, taskSeed: bigint): GenParams {
+  return {
+    seed: taskSeed,
+    kind: KIND[spec.content],
+    zeroQ16: q16(spec.zeroRatio),
+    dupQ16: q16(spec.dupRatio),
+    dupPool: 64,
+    epoch: spec.epoch,
+    dirtyQ16: q16(spec.dirtyRatio),
+  };
+}
+
+/** The task's mappings, with generated pages. */
+function genVmas(plans: VmaPlan[], gp: GenParams): Vma[] {
+  const vmas: Vma[] = plans.map((p) => ({
+    start: p.start,
+    end: p.end,
+    prot: p.prot,
+    flags: p.flags,
+    pgoff: p.pgoff,
+    devMajor: p.inode ? 8 : 0,
+    devMinor: p.inode ? 1 : 0,
+    inode: p.inode,
+    path: p.path,
+    pages: new GenPageSource(
+      p.flags & VmaFlags.STACK ? p.end - pages(p.populated) : p.start,
+      Math.min(p.populated, Number((p.end - p.start) / 4096n)),
+      gp,
+    ),
+  }));
+  // the stack is populated from its top: express that as a run at the end
+  for (const v of vmas) {
+    if (v.flags & VmaFlags.STACK) {
+      const src = v.pages as GenPageSource;
+      const total = Number((v.end - v.start) / 4096n);
+      const n = src.npages;
+      v.pages = {
+        runs: () => (n > 0 ? [[total - n, n]] : []),
+        read: (k, dst, first, m) => k.genPages(dst, v.start + BigInt(first * PAGE_SIZE), m, gp),
+        pack: (k, dst, first, m, bm, slot) => k.genPack(dst, v.start + BigInt(first * PAGE_SIZE), m, gp, bm, slot),
+      };
     }
-    const threads: Thread[] = [];
-    const regBuf = new ArrayBuffer(spec.threads * THREAD_BYTES);
-    const pthreadStacks = plan.plans.filter(
-      (p) => p.flags === VmaFlags.ANON && p.path === null && p.weight > 0 && p.end - p.start >= 0x4000n,
-    );
-    for (let j = 0; j < spec.threads; j++) {
-      // the main thread runs on [stack]; other threads, like glibc's, on an anonymous mapping with
-      // their TLS (fs_base) at its top
-      const own = j === 0 ? undefined : pthreadStacks[(j - 1) % pthreadStacks.length];
-      const sp = own ? own.end - 0x3000n - BigInt(j) * 0x40n : plan.stackTop - 0x2000n - BigInt(trng.int(0x800)) * 8n;
-      const fsBase = own ? own.end - 0x700n : plan.tls;
-      threads.push(makeThread(new Rng(mixSeed(taskSeed, j, spec.epoch)), pid + j, plan.text, sp, fsBase, regBuf, j * THREAD_BYTES));
-    }
-    const files: OpenFile[] = [0, 1, 2].map((fd) => ({
-      fd,
-      kind: FdKind.OTHER,
-      path: '/dev/null',
-      flags: fd === 0 ? 0 : 1,
-      pos: 0n,
-      mode: 0o20666,
-      cloexec: false,
-      devMajor: 1,
-      devMinor: 3,
-      inode: 5n,
-      size: 0n,
-    }));
-    for (let f = 0; f < spec.files; f++) {
-      const dir = trng.int(5) === 0;
-      files.push({
-        fd: 3 + f,
-        kind: dir ? FdKind.DIRECTORY : FdKind.REGULAR,
-        path: dir ? `/var/lib/${comm}` : `/var/lib/${comm}/data-${f}.db`,
-        flags: dir ? 0o200000 : 0o2,
-        pos: dir ? 0n : BigInt(trng.int(1 << 20)) * 512n,
-        mode: dir ? 0o40755 : 0o100644,
-        cloexec: trng.int(2) === 0,
-        devMajor: 8,
-        devMinor: 1,
-        inode: BigInt(200000 + trng.int(1 << 20)),
-        size: BigInt(trng.int(1 << 24)) * 512n,
-      });
-    }
-    const ppid = ti === 0 ? (spec.namespaces ? 0 : 1) : tasks[Math.floor((ti - 1) / spec.fanout)]!.pid;
-    const creds = emptyCreds();
-    const uid = spec.namespaces ? 0 : 1000;
-    Object.assign(creds, {
-      uid,
-      gid: uid,
-      euid: uid,
-      egid: uid,
-      suid: uid,
-      sgid: uid,
-      fsuid: uid,
-      fsgid: uid,
-      groups: [uid],
-      capBnd: 0x1ffffffffffn,
-    });
-    if (uid === 0) Object.assign(creds, { capPrm: 0x1ffffffffffn, capEff: 0x1ffffffffffn });
-    const auxv: bigint[] = [
-      33n,
-      vmas.find((v) => v.flags & VmaFlags.VDSO)!.start,
-      16n,
-      0xbfebfbffn,
-      6n,
-      4096n,
-      17n,
-      100n,
-      3n,
-      plan.plans[0]!.start + 64n,
-      4n,
-      56n,
-      5n,
-      13n,
-      7n,
-      0n,
-      8n,
-      0n,
-      9n,
-      plan.text[0] + 0x100n,
-      11n,
-      BigInt(uid),
-      12n,
-      BigInt(uid),
-      13n,
-      BigInt(uid),
-      14n,
-      BigInt(uid),
-      23n,
-      0n,
-      25n,
-      plan.stackTop - 0x900n,
-      26n,
-      2n,
-      31n,
-      plan.stackTop - 0x80n,
-      15n,
-      plan.stackTop - 0x890n,
-      51n,
-      0xd30n,
-    ];
-    tasks.push({
-      pid,
-      tgid: pid,
-      ppid,
-      pgid: tasks[0]?.pid ?? pid,
-      sid: tasks[0]?.pid ?? pid,
-      comm,
-      exe: `/usr/bin/${comm}`,
-      cwd: `/var/lib/${comm}`,
-      root: '/',
-      args: [`/usr/bin/${comm}`, '--config', `/etc/${comm}.conf`],
-      env: ['PATH=/usr/local/bin:/usr/bin:/bin', `HOME=/var/lib/${comm}`, 'LANG=C.UTF-8'],
-      personality: 0,
-      exitSignal: 17,
-      creds,
-      rlimits: defaultRlimits(),
-      ns: nsIds(ti),
-      threads,
-      mm: { ...(plan.mm as unknown as Record<string, bigint>), auxv, vmas } as unknown as Task['mm'],
-      files,
-      nocr: [],
+  }
+  return vmas;
+}
+
+/** The task's threads: tids pid, pid + 1, ...; register areas share one buffer. */
+function genThreads(spec: ResolvedSpec, plan: TaskPlan, trng: Rng, taskSeed: bigint, pid: number): Thread[] {
+  const threads: Thread[] = [];
+  const regBuf = new ArrayBuffer(spec.threads * THREAD_BYTES);
+  const pthreadStacks = plan.plans.filter(
+    (p) => p.flags === VmaFlags.ANON && p.path === null && p.weight > 0 && p.end - p.start >= 0x4000n,
+  );
+  for (let j = 0; j < spec.threads; j++) {
+    // the main thread runs on [stack]; other threads, like glibc's, on an anonymous mapping with
+    // their TLS (fs_base) at its top
+    const own = j === 0 ? undefined : pthreadStacks[(j - 1) % pthreadStacks.length];
+    const sp = own ? own.end - 0x3000n - BigInt(j) * 0x40n : plan.stackTop - 0x2000n - BigInt(trng.int(0x800)) * 8n;
+    const fsBase = own ? own.end - 0x700n : plan.tls;
+    threads.push(makeThread(new Rng(mixSeed(taskSeed, j, spec.epoch)), pid + j, plan.text, sp, fsBase, regBuf, j * THREAD_BYTES));
+  }
+  return threads;
+}
+
+/** stdin/stdout/stderr on /dev/null, then n data files and directories under /var/lib/<comm>. */
+function genFiles(n: number, trng: Rng, comm: string): OpenFile[] {
+  const files: OpenFile[] = [0, 1, 2].map((fd) => ({
+    fd,
+    kind: FdKind.OTHER,
+    path: '/dev/null',
+    flags: fd === 0 ? 0 : 1,
+    pos: 0n,
+    mode: 0o20666,
+    cloexec: false,
+    devMajor: 1,
+    devMinor: 3,
+    inode: 5n,
+    size: 0n,
+  }));
+  for (let f = 0; f < n; f++) {
+    const dir = trng.int(5) === 0;
+    files.push({
+      fd: 3 + f,
+      kind: dir ? FdKind.DIRECTORY : FdKind.REGULAR,
+      path: dir ? `/var/lib/${comm}` : `/var/lib/${comm}/data-${f}.db`,
+      flags: dir ? 0o200000 : 0o2,
+      pos: dir ? 0n : BigInt(trng.int(1 << 20)) * 512n,
+      mode: dir ? 0o40755 : 0o100644,
+      cloexec: trng.int(2) === 0,
+      devMajor: 8,
+      devMinor: 1,
+      inode: BigInt(200000 + trng.int(1 << 20)),
+      size: BigInt(trng.int(1 << 24)) * 512n,
     });
   }
-  return {
-    header: {
-      crid: BigInt(spec.index + 1),
-      createdNs: spec.createdNs,
-      freezeNs: 0n,
-      flags: HeaderFlags.SYNTHETIC,
-      tool: 'crimg 0.1.0',
-      uts: {
-        sysname: 'Linux',
-        nodename: namespaces[0]!.nodename!,
-        release: '6.1.0-synthetic',
-        version: '#1 SMP PREEMPT_DYNAMIC',
-        machine: 'x86_64',
-        domainname: '(none)',
-      },
-    },
-    namespaces,
-    tasks,
-  };
+  return files;
+}
+
+/** Credentials of a task running as uid (root: with every capability). */
+function genCreds(uid: number): Credentials {
+  const creds = emptyCreds();
+  Object.assign(creds, {
+    uid,
+    gid: uid,
+    euid: uid,
+    egid: uid,
+    suid: uid,
+    sgid: uid,
+    fsuid: uid,
+    fsgid: uid,
+    groups: [uid],
+    capBnd: 0x1ffffffffffn,
+  });
+  if (uid === 0) Object.assign(creds, { capPrm: 0x1ffffffffffn, capEff: 0x1ffffffffffn });
+  return creds;
+}
+
+/** The auxiliary vector (type, value pairs) of an x86_64 process. */
+function genAuxv(plan: TaskPlan, vdso: bigint, uid: number): bigint[] {
+  return [
+    33n,
+    vdso,
+    16n,
+    0xbfebfbffn,
+    6n,
+    4096n,
+    17n,
+    100n,
+    3n,
+    plan.plans[0]!.start + 64n,
+    4n,
+    56n,
+    5n,
+    13n,
+    7n,
+    0n,
+    8n,
+    0n,
+    9n,
+    plan.text[0] + 0x100n,
+    11n,
+    BigInt(uid),
+    12n,
+    BigInt(uid),
+    13n,
+    BigInt(uid),
+    14n,
+    BigInt(uid),
+    23n,
+    0n,
+    25n,
+    plan.stackTop - 0x900n,
+    26n,
+    2n,
+    31n,
+    plan.stackTop - 0x80n,
+    15n,
+    plan.stackTop - 0x890n,
+    51n,
+    0xd30n,
+  ];
 }
