@@ -2,7 +2,8 @@
  * The live facet of the kinds of saved state: how a kind is read from a running (frozen) task, and what makes it
  * impossible to save faithfully. `crimg check` and `crimg dump` go through the registry below, examining each fd
  * of a task once (src/live/inspect.ts): the same inspection gives check its reasons and the dump its state. The
- * restart side of each kind is in the same module (createPipe, createAnon ...), called by src/restore.
+ * restart side of each kind is in the same module (its `restore` steps, over RestoreCalls below), run by
+ * src/restore/kind-steps.ts.
  *
  * Three scopes:
  *  - fd kinds look at one open file (FdInfo: its link, stat and fdinfo lines). Object kinds say what a file is (an

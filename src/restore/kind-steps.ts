@@ -4,14 +4,15 @@
  * here in one ordered table (KIND_STEPS, in the order of RESTORE_KINDS; rseq, not a kind module, is here) that the
  * steps of restore.ts run, each kind when it must:
  *
- *   task    in the main thread before the threads are cloned (what they share): signal dispositions;
+ *   task    in the main thread before the threads are cloned (what they share): signal dispositions, process
+ *           attributes;
  *   fd      in fd order with the reopened files (files.ts): the first kind whose value a file has makes it; `late`
  *           ones after every other fd is in place (epoll: the fds it watches must exist);
  *   thread  in each thread (the others first, the main thread last), before its FPU state and registers: rseq, futex
  *           addresses, alternate signal stack;
- *   last    in the main thread at the very end, just before the park goes: interval timers, POSIX timers and file
- *           locks (a SIGALRM that came while crimg still ran calls in the task would be suppressed with the
- *           injection's stray signals; a POSIX lock goes away when the process closes any fd of its file).
+ *   last    in the main thread at the very end, just before the park goes: interval timers, POSIX timers, file
+ *           locks and dumpable (a SIGALRM that came while crimg still ran calls in the task would be suppressed
+ *           with the injection's stray signals; a POSIX lock goes away when the process closes any fd of its file).
  *
  * A value with nothing to restore (no handlers, a disabled stack, no timers ...) makes no system call and no step.
  */

@@ -2,7 +2,7 @@
  * File locks (flock, POSIX and OFD locks on regular files and directories), as the `lock:` lines of
  * /proc/PID/fdinfo/FD show them. /proc shows a flock or OFD lock on every fd of its open file description and a
  * POSIX lock on every fd of its file: each is saved once, on the lowest fd that shows it, and taken once at
- * restore (src/restore/kind-steps.ts). Leases, delegations and lines crimg cannot read are a reason (FILE_LOCK).
+ * restore (restoreFlocks below). Leases, delegations and lines crimg cannot read are a reason (FILE_LOCK).
  */
 import { type FileLock, LOCK_EOF, LOCK_KIND, type OpenFile } from '../../model.js';
 import { type FdInfo, devMajor, devMinor, fileType, isMemfdPath } from '../../os/proc.js';

@@ -1,7 +1,7 @@
 /**
  * Per-thread futex state: clear_child_tid (prctl PR_GET_TID_ADDRESS: where the kernel clears the tid and wakes
  * pthread_join when the thread exits) and the robust futex list (get_robust_list), asked in each thread.
- * Restored by src/restore/kind-steps.ts (set_tid_address, set_robust_list).
+ * Restored by restoreFutex below (set_tid_address, set_robust_list).
  */
 import type { ThreadFutex } from '../../model.js';
 import { PR_GET_TID_ADDRESS } from '../../os/consts.js';

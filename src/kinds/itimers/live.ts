@@ -1,6 +1,6 @@
 /**
  * Interval timers (setitimer: ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF), asked of the kernel with getitimer in a
- * stopped thread: the armed ones with the time left and the interval. Restored by src/restore/kind-steps.ts.
+ * stopped thread: the armed ones with the time left and the interval. Restored by restoreItimers below.
  */
 import type { Itimer } from '../../model.js';
 import { SYS } from '../../os/syscalls.js';

@@ -2,7 +2,7 @@
  * Signal dispositions. /proc/PID/status says which signals are ignored (SigIgn) and which are caught (SigCgt);
  * only the caught ones need a call, rt_sigaction(sig, NULL, &old, 8) in a stopped thread, for their handler,
  * flags, restorer and mask. The dispositions are shared by the threads of a process. Restored by
- * src/restore/kind-steps.ts.
+ * restoreSigactions below (run by src/restore/kind-steps.ts).
  */
 import type { SigAction } from '../../model.js';
 import type { Status } from '../../os/proc.js';

@@ -1,6 +1,6 @@
 /**
  * The alternate signal stack of each thread (sigaltstack(NULL, &old) in it): address, size and flags (SS_DISABLE
- * when there is none, SS_ONSTACK when the thread runs on it). Restored by src/restore/kind-steps.ts.
+ * when there is none, SS_ONSTACK when the thread runs on it). Restored by restoreSigaltstack below.
  */
 import type { SigAltStack } from '../../model.js';
 import { SYS } from '../../os/syscalls.js';
