@@ -6,15 +6,12 @@ import * as path from 'node:path';
 import ts from 'typescript';
 import { ANON_KIND, type OpenFile, type Thread } from '../src/model.js';
 import type { RestoreCtx } from '../src/restore/ctx.js';
-import {
-  KIND_STEPS,
-  kindSteps,
-  restoreFlocks,
-  restoreItimers,
-  restorePosixTimers,
-  restoreRseq,
-  restoreSigaltstack,
-} from '../src/restore/kind-steps.js';
+import { KIND_STEPS, kindSteps, restoreCalls, restoreRseq } from '../src/restore/kind-steps.js';
+import { LIVE_KINDS, RESTORE_KINDS } from '../src/kinds/live.js';
+import { restoreFlocks } from '../src/kinds/flocks/live.js';
+import { restoreItimers } from '../src/kinds/itimers/live.js';
+import { restorePosixTimers } from '../src/kinds/posix-timers/live.js';
+import { restoreSigaltstack } from '../src/kinds/sigaltstack/live.js';
 
 describe('kind steps', () => {
   it('run in this order, each kind when it must', () => {
@@ -25,6 +22,11 @@ describe('kind steps', () => {
     expect(order('thread')).toEqual(['rseq', 'futex', 'sigaltstack']);
     expect(order('last')).toEqual(['itimers', 'posix-timers', 'flocks', 'proc-attrs']);
     expect(KIND_STEPS).toHaveLength(15);
+  });
+
+  it('the restore order names every kind with a live facet once', () => {
+    expect(new Set(RESTORE_KINDS)).toEqual(new Set(LIVE_KINDS));
+    expect(RESTORE_KINDS).toHaveLength(LIVE_KINDS.length);
   });
 
   it('an epoll fd is made after the others; each fd is claimed by one kind at most', () => {
@@ -46,13 +48,16 @@ describe('kind steps', () => {
       inj: { call: none, write: none },
       injs: new Map(),
       task: { threads: [] },
+      fds: { made: new Set(), sorted: [], inherit: new Set(), treePipes: new Map(), above: 3 },
     } as unknown as RestoreCtx;
     const th = { tid: 1 } as Thread;
+    const rc = restoreCalls(ctx);
+    const tc = { tid: 2, at: 'thread 1 (now 2)', call: none, scratch: none };
     restoreRseq(ctx, th, { ptr: 0n, len: 32, sig: 0, flags: 0 });
-    restoreSigaltstack(ctx, th, { sp: 0x1000n, size: 8192n, flags: 2 });
-    restoreItimers(ctx, []);
-    restorePosixTimers(ctx, []);
-    restoreFlocks(ctx, { fd: 3 } as OpenFile, []);
+    restoreSigaltstack(rc, tc, { sp: 0x1000n, size: 8192n, flags: 2 });
+    restoreItimers(rc, []);
+    restorePosixTimers(rc, { threads: [] }, []);
+    restoreFlocks(rc, { fd: 3 } as OpenFile, []);
   });
 });
 

@@ -2,7 +2,8 @@
  * The live facet of the kinds of saved state: how a kind is read from a running (frozen) task, and what makes it
  * impossible to save faithfully. `crimg check` and `crimg dump` go through the registry below, examining each fd
  * of a task once (src/live/inspect.ts): the same inspection gives check its reasons and the dump its state. The
- * restart side of each kind is in the same module (createPipe, createAnon ...), called by src/restore.
+ * restart side of each kind is in the same module (its `restore` steps, over RestoreCalls below), run by
+ * src/restore/kind-steps.ts.
  *
  * Three scopes:
  *  - fd kinds look at one open file (FdInfo: its link, stat and fdinfo lines). Object kinds say what a file is (an
@@ -124,6 +125,8 @@ export interface LiveFdKind<V = unknown, T = unknown> {
   inspect(fd: FdInfo, ctx: FdInspectCtx, task: T): FdInspected<V>;
   /** Puts the state into the fd's entry of the model. */
   save(file: OpenFile, state: V): void;
+  /** Its restore steps (src/restore/kind-steps.ts runs them). */
+  readonly restore?: readonly FdRestoreStep[];
 }
 
 /** A session of system calls in one stopped thread of the task, and its /proc status. */
@@ -134,14 +137,62 @@ export interface TaskCallCtx {
   readonly calls: InCall;
 }
 
+/** One call of a batch (RestoreCalls.batch): `at` names it in errors, `detail` in the system call's error. */
+export interface RestoreBatchCall {
+  nr: number;
+  args: (number | bigint)[];
+  at: string;
+  detail?: string;
+}
+
+/** What a thread kind's restore step may do in one thread of the task being built. */
+export interface ThreadCalls {
+  /** The thread's tid in the new process. */
+  readonly tid: number;
+  /** The thread in step locations: its tid in the image and in the new process. */
+  readonly at: string;
+  /** One system call in this thread; a failure throws. */
+  call(nr: number, args: (number | bigint)[], what?: string): bigint;
+  /** Writes bytes into the task's scratch data (through this thread); their address. */
+  scratch(bytes: Uint8Array): bigint;
+}
+
 /** What a kind's restore step may do in the task being built (src/restore gives it: kinds never import restore). */
 export interface RestoreCalls {
   /** The task's pid as crimg sees it. */
   readonly pid: number;
+  /** The task's main thread in the image. */
+  readonly leader: Thread;
   /** One system call in the task's main thread (`what` names it in errors); a failure throws. */
   call(nr: number, args: (number | bigint)[], what?: string): bigint;
   /** Runs fn as a named step of the restore: a failure names the step and `at`, and the restore is undone. */
   step<T>(name: string, at: string, fn: () => T): T;
+  /** The error of step `name` failed at `at` (for a failure found outside any step). */
+  fail(name: string, at: string, cause: Error): Error;
+  /** Calls that do not depend on one another, in one stop of the main thread, as step `name`; the first that
+   *  failed fails the step at its `at`. Their results. */
+  batch(name: string, calls: RestoreBatchCall[]): bigint[];
+  /** Writes bytes into the task's scratch data; their address (scratchAt). */
+  scratch(bytes: Uint8Array): bigint;
+  /** The address of the task's scratch data. */
+  readonly scratchAt: bigint;
+  /** How many bytes the scratch data holds. */
+  readonly scratchSize: number;
+  /** `s` as a C string in the task's scratch data; its address. */
+  str(s: string): bigint;
+  /** The two fds pipe2 / socketpair left at the start of the scratch data. */
+  readPair(): [number, number];
+  /** The calls of thread `th` of the image, once it exists in the new process; else undefined. */
+  thread(th: Thread): ThreadCalls | undefined;
+  /** The file made at fd `got` moves to its own fd number f.fd (with its close-on-exec flag), as step 'dup file'. */
+  placeFd(f: OpenFile, at: string, got: number): void;
+  /** The task's fds (but those crimg leaves as the stub has them) that `same` picks, lowest first, the first time
+   *  `key` is asked (a pipe or socket pair made with all its fds when its lowest comes); null after. */
+  fdsOnce(key: string, same: (f: OpenFile) => boolean): OpenFile[] | null;
+  /** The first fd above every fd of the task (scratch ends of pipes and socket pairs go there). */
+  readonly fdsAbove: number;
+  /** A pipe between tasks of the tree: the fds [read, write] every stub inherited; else undefined. */
+  treePipe(ino: bigint): [number, number] | undefined;
 }
 
 /** A restore step of a task kind: in the main thread before the threads are cloned ('task'), or after everything
@@ -149,6 +200,21 @@ export interface RestoreCalls {
 export interface TaskRestoreStep {
   readonly when: 'task' | 'last';
   run(rc: RestoreCalls, task: Task): void;
+}
+
+/** A restore step of a thread kind: in each thread (the others first, the main thread last), before its FPU state
+ *  and registers. */
+export interface ThreadRestoreStep {
+  run(tc: ThreadCalls, th: Thread, rc: RestoreCalls): void;
+}
+
+/** A restore step of an fd kind, for each file that `has` it: in fd order with the reopened files ('fd'; the first
+ *  kind that has a file makes it; `late` ones after every other fd is in place), or at the very end ('last'). */
+export interface FdRestoreStep {
+  readonly when: 'fd' | 'last';
+  readonly late?: boolean;
+  has(f: OpenFile): boolean;
+  run(rc: RestoreCalls, f: OpenFile): void;
 }
 
 /** The live facet of a kind of per-process state. */
@@ -162,7 +228,7 @@ export interface LiveTaskKind<V = unknown> {
   /** Its state when no thread can run the calls, when /proc tells it all the same; else null (the default). */
   withoutCalls?(pid: number, status: Status): V | null;
   save(task: Task, state: V): void;
-  /** Its restore steps, when they are in the kind's module (src/restore/kind-steps.ts runs them). */
+  /** Its restore steps (src/restore/kind-steps.ts runs them). */
   readonly restore?: readonly TaskRestoreStep[];
 }
 
@@ -173,6 +239,8 @@ export interface LiveThreadKind<V = unknown> {
   /** Its state; throws when a call fails. */
   inspect(ctx: TaskCallCtx): V;
   save(thread: Thread, state: V): void;
+  /** Its restore steps, run in each thread (src/restore/kind-steps.ts runs them). */
+  readonly restore?: readonly ThreadRestoreStep[];
 }
 
 export type LiveKind = LiveFdKind | LiveTaskKind | LiveThreadKind;
@@ -192,6 +260,23 @@ export const LIVE_KINDS: readonly LiveKind[] = [
   procAttrsLive,
   futexLive,
   sigaltstackLive,
+];
+
+/** The kinds in the order their restore steps run, in each `when` of src/restore/kind-steps.ts (every kind of
+ *  LIVE_KINDS once). */
+export const RESTORE_KINDS: readonly LiveKind[] = [
+  sigactsLive,
+  pipeLive,
+  unixPairLive,
+  tcpListenLive,
+  inotifyLive,
+  anonFdLive,
+  futexLive,
+  sigaltstackLive,
+  itimersLive,
+  posixTimersLive,
+  flocksLive,
+  procAttrsLive,
 ];
 
 export const LIVE_FD_KINDS = LIVE_KINDS.filter((k): k is LiveFdKind => k.scope === 'fd');

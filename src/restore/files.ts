@@ -1,8 +1,8 @@
 /**
  * The task's open files (step 5 of restore.ts, after the task attributes): the stub's fds closed (but those
  * --inherit-stdio keeps and the tree's pipes), then in fd order each file reopened by path at its flags and position,
- * or made by its kind (kind-steps.ts: pipes, socket pairs, listeners, inotify, eventfd / timerfd / signalfd; epoll last),
- * each moved to its fd number.
+ * or made by its kind (the restore step in its module, run by kind-steps.ts: pipes, socket pairs, listeners,
+ * inotify, eventfd / timerfd / signalfd; epoll last), each moved to its fd number.
  */
 import { FdKind, type OpenFile } from '../model.js';
 import { readFds } from '../os/proc.js';

@@ -35,8 +35,8 @@
  * The list is STEPS below: each step is a function over one context (RestoreCtx,
  * ctx.ts: the task, the image, the stub's injector, the park, the step runner ...):
  * steps 1-4 in memory.ts, the files in files.ts, the rest in task.ts, and the
- * restore of each kind of saved state (signal dispositions, fd kinds, rseq, futex,
- * alternate stack, timers, file locks) in kind-steps.ts, in ordered tables.
+ * restore steps of the kinds of saved state (in their modules, src/kinds/<dir>/live.ts)
+ * run by kind-steps.ts, in one ordered table.
  */
 import { CrimgError } from '../errors.js';
 import { SIG } from '../os/consts.js';

@@ -24,7 +24,7 @@ import type { FdInfo } from '../../os/proc.js';
 import { O_CLOEXEC, O_NONBLOCK } from '../../os/consts.js';
 import { SYS } from '../../os/syscalls.js';
 import type { TaskCall, TaskScratch } from '../../os/taskcall.js';
-import type { LiveFdKind } from '../live.js';
+import type { LiveFdKind, RestoreCalls } from '../live.js';
 
 const TFD_TIMER_CANCEL_ON_SET = 2;
 
@@ -120,6 +120,10 @@ export const anonFdLive: LiveFdKind<AnonFd> = {
   save(file, anon) {
     file.anon = anon;
   },
+  restore: [
+    { when: 'fd', has: (f) => f.anon !== undefined && f.anon.kind !== ANON_KIND.EPOLL, run: restoreAnonFd },
+    { when: 'fd', late: true, has: (f) => f.anon?.kind === ANON_KIND.EPOLL, run: restoreAnonFd },
+  ],
 };
 
 // ------------------------------------------------------------------ restart
@@ -174,4 +178,14 @@ export function createAnon(f: OpenFile, call: TaskCall, scratch: TaskScratch): n
     default:
       throw new Error(`unknown anonymous-inode file kind ${a.kind}`);
   }
+}
+
+/** An eventfd, timerfd, signalfd or epoll (late: after every other fd), made and moved to its fd. */
+function restoreAnonFd(rc: RestoreCalls, f: OpenFile): void {
+  const at = `fd ${f.fd} ${f.path}`;
+  rc.placeFd(
+    f,
+    at,
+    rc.step('create file', at, () => createAnon(f, rc.call, rc.scratch)),
+  );
 }

@@ -2,12 +2,13 @@
  * File locks (flock, POSIX and OFD locks on regular files and directories), as the `lock:` lines of
  * /proc/PID/fdinfo/FD show them. /proc shows a flock or OFD lock on every fd of its open file description and a
  * POSIX lock on every fd of its file: each is saved once, on the lowest fd that shows it, and taken once at
- * restore (src/restore/kind-steps.ts). Leases, delegations and lines crimg cannot read are a reason (FILE_LOCK).
+ * restore (restoreFlocks below). Leases, delegations and lines crimg cannot read are a reason (FILE_LOCK).
  */
-import { type FileLock, LOCK_EOF, LOCK_KIND } from '../../model.js';
+import { type FileLock, LOCK_EOF, LOCK_KIND, type OpenFile } from '../../model.js';
 import { type FdInfo, devMajor, devMinor, fileType, isMemfdPath } from '../../os/proc.js';
-import { S_IFDIR, S_IFREG } from '../../os/consts.js';
-import type { FdInspectCtx, LiveFdKind } from '../live.js';
+import { F_OFD_SETLK, F_RDLCK, F_SETLK, F_WRLCK, LOCK_EX, LOCK_NB, LOCK_SH, S_IFDIR, S_IFREG } from '../../os/consts.js';
+import { SYS } from '../../os/syscalls.js';
+import type { FdInspectCtx, LiveFdKind, RestoreCalls } from '../live.js';
 
 /** A lock line of /proc/PID/fdinfo/FD ("1: POSIX  ADVISORY  WRITE 123 fe:00:456 0 EOF"), parsed; null for kinds
  *  crimg does not restore (leases, delegations) or a line it cannot read. */
@@ -74,4 +75,35 @@ export const flocksLive: LiveFdKind<FileLock[], Map<number, FileLock[]>> = {
   save(file, locks) {
     file.locks = locks;
   },
+  restore: [{ when: 'last', has: (f) => f.locks !== undefined, run: (rc, f) => restoreFlocks(rc, f, f.locks!) }],
 };
+
+/**
+ * The locks taken through one fd, at the end: flock, or fcntl F_SETLK / F_OFD_SETLK on the bytes recorded, none of
+ * them waiting. A lock someone else holds now fails the restore (EAGAIN) rather than leave the task believing it
+ * has it.
+ */
+export function restoreFlocks(rc: RestoreCalls, f: OpenFile, locks: FileLock[]): void {
+  const fl = new Uint8Array(32);
+  const dv = new DataView(fl.buffer);
+  for (const l of locks) {
+    const at = `fd ${f.fd} ${f.path} ${l.write ? 'write' : 'read'} lock ${l.start}..${l.end === LOCK_EOF ? 'EOF' : l.end}`;
+    if (l.kind === LOCK_KIND.FLOCK) {
+      rc.step('file lock', at, () => rc.call(SYS.flock, [f.fd, (l.write ? LOCK_EX : LOCK_SH) | LOCK_NB], 'flock'));
+      continue;
+    }
+    fl.fill(0);
+    dv.setInt16(0, l.write ? F_WRLCK : F_RDLCK, true);
+    dv.setInt16(2, 0, true); // SEEK_SET
+    dv.setBigInt64(8, l.start, true);
+    dv.setBigInt64(16, l.end === LOCK_EOF ? 0n : l.end - l.start + 1n, true); // 0: to the end of the file
+    rc.step('file lock', at, () => {
+      const data = rc.scratch(fl);
+      rc.call(
+        SYS.fcntl,
+        [f.fd, l.kind === LOCK_KIND.OFD ? F_OFD_SETLK : F_SETLK, data],
+        l.kind === LOCK_KIND.OFD ? 'F_OFD_SETLK' : 'F_SETLK',
+      );
+    });
+  }
+}

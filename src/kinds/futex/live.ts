@@ -1,12 +1,12 @@
 /**
  * Per-thread futex state: clear_child_tid (prctl PR_GET_TID_ADDRESS: where the kernel clears the tid and wakes
  * pthread_join when the thread exits) and the robust futex list (get_robust_list), asked in each thread.
- * Restored by src/restore/kind-steps.ts (set_tid_address, set_robust_list).
+ * Restored by restoreFutex below (set_tid_address, set_robust_list).
  */
 import type { ThreadFutex } from '../../model.js';
 import { PR_GET_TID_ADDRESS } from '../../os/consts.js';
 import { SYS } from '../../os/syscalls.js';
-import type { LiveThreadKind } from '../live.js';
+import type { LiveThreadKind, RestoreCalls, ThreadCalls } from '../live.js';
 
 export const futexLive: LiveThreadKind<ThreadFutex> = {
   scope: 'thread',
@@ -21,4 +21,20 @@ export const futexLive: LiveThreadKind<ThreadFutex> = {
   save(thread, futex) {
     thread.futex = futex;
   },
+  restore: [
+    {
+      run(tc, th, rc) {
+        if (th.futex) restoreFutex(rc, tc, th.futex);
+      },
+    },
+  ],
 };
+
+const hex = (v: bigint): string => `0x${v.toString(16)}`;
+
+/** Where the kernel clears the tid and wakes pthread_join when the thread exits; the robust futex list. */
+export function restoreFutex(rc: RestoreCalls, tc: ThreadCalls, f: ThreadFutex): void {
+  rc.step('clear_child_tid', `${tc.at} ${hex(f.clearChildTid)}`, () => tc.call(SYS.set_tid_address, [f.clearChildTid]));
+  if (f.robustHead)
+    rc.step('robust futex list', `${tc.at} ${hex(f.robustHead)}`, () => tc.call(SYS.set_robust_list, [f.robustHead, f.robustLen]));
+}

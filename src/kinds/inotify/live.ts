@@ -119,6 +119,20 @@ export const inotifyLive: LiveFdKind<InotifyWatch[]> = {
   save(file, watches) {
     file.inotify = watches;
   },
+  restore: [
+    {
+      when: 'fd',
+      has: (f) => f.inotify !== undefined,
+      run(rc, f) {
+        const at = `fd ${f.fd} inotify`;
+        rc.placeFd(
+          f,
+          at,
+          rc.step('create file', at, () => createInotify(f, rc.call, rc.str)),
+        );
+      },
+    },
+  ],
 };
 
 // ------------------------------------------------------------------ restart

@@ -1,10 +1,10 @@
 /**
  * Interval timers (setitimer: ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF), asked of the kernel with getitimer in a
- * stopped thread: the armed ones with the time left and the interval. Restored by src/restore/kind-steps.ts.
+ * stopped thread: the armed ones with the time left and the interval. Restored by restoreItimers below.
  */
 import type { Itimer } from '../../model.js';
 import { SYS } from '../../os/syscalls.js';
-import type { LiveTaskKind } from '../live.js';
+import type { LiveTaskKind, RestoreCalls } from '../live.js';
 
 export const itimersLive: LiveTaskKind<Itimer[]> = {
   scope: 'task',
@@ -24,4 +24,32 @@ export const itimersLive: LiveTaskKind<Itimer[]> = {
   save(task, timers) {
     task.itimers = timers;
   },
+  restore: [
+    {
+      when: 'last',
+      run(rc, task) {
+        if (task.itimers) restoreItimers(rc, task.itimers);
+      },
+    },
+  ],
 };
+
+/** Armed with the time that remained at the freeze; one that had expired (its signal is queued again with the pending
+ *  signals) starts a new interval. */
+export function restoreItimers(rc: RestoreCalls, itimers: Itimer[]): void {
+  if (!itimers.length) return;
+  const its = itimers.map((x) => ({ ...x, valueUs: x.valueUs || x.intervalUs }));
+  const b = new Uint8Array(32 * its.length);
+  const dv = new DataView(b.buffer);
+  its.forEach((x, i) => {
+    dv.setBigUint64(32 * i, x.intervalUs / 1_000_000n, true);
+    dv.setBigUint64(32 * i + 8, x.intervalUs % 1_000_000n, true);
+    dv.setBigUint64(32 * i + 16, x.valueUs / 1_000_000n, true);
+    dv.setBigUint64(32 * i + 24, x.valueUs % 1_000_000n, true);
+  });
+  const data = rc.step('interval timers', '', () => rc.scratch(b));
+  rc.batch(
+    'interval timers',
+    its.map((x, i) => ({ nr: SYS.setitimer, args: [x.which, data + BigInt(32 * i), 0], at: `timer ${x.which}` })),
+  );
+}

@@ -22,7 +22,7 @@ import { addressOf, fcntl, fionread, syscall } from '../../os/libc.js';
 import { F_DUPFD_CLOEXEC, F_GETPIPE_SZ, F_SETFL, F_SETPIPE_SZ, O_ACCMODE, O_CLOEXEC, O_NONBLOCK, O_WRONLY } from '../../os/consts.js';
 import { SYS } from '../../os/syscalls.js';
 import { type TaskCall, closeQuietly, fetchFd } from '../../os/taskcall.js';
-import type { FdInspectCtx, LiveFdKind } from '../live.js';
+import type { FdInspectCtx, LiveFdKind, RestoreCalls } from '../live.js';
 
 const SPLICE_F_NONBLOCK = 2;
 const DEFAULT_PIPE_SIZE = 65536;
@@ -97,6 +97,7 @@ export const pipeLive: LiveFdKind<PipeEnd, Map<number, PipeEnd>> = {
   save(file, end) {
     file.pipe = end;
   },
+  restore: [{ when: 'fd', has: (f) => f.pipe !== undefined, run: (rc, f) => restorePipe(rc, f.pipe!) }],
 };
 
 // ------------------------------------------------------------------ restart
@@ -164,4 +165,19 @@ export function createPipe(
     call(SYS.close, [r]);
     call(SYS.close, [w]);
   }
+}
+
+/** The pipe of one end, made with all the task's fds of it when the lowest comes (from the ends every stub has when
+ *  tasks of the tree share it). */
+export function restorePipe(rc: RestoreCalls, pipe: PipeEnd): void {
+  const key = `pipe ${pipe.ino}`;
+  const ends = rc.fdsOnce(key, (x) => x.pipe?.ino === pipe.ino);
+  if (!ends) return;
+  const at = `fd ${ends.map((x) => x.fd).join(', ')} ${key}`;
+  const shared = rc.treePipe(pipe.ino); // between tasks of the tree: placed from the ends every stub has
+  if (shared) {
+    rc.step('place pipe', at, () => placeEnds(ends, shared[0], shared[1], rc.call));
+    return;
+  }
+  rc.step('create pipe', at, () => createPipe(ends, rc.pid, rc.call, rc.scratchAt, rc.readPair, rc.fdsAbove));
 }

@@ -125,6 +125,20 @@ export const tcpListenLive: LiveFdKind<TcpListen, boolean> = {
   save(file, listen) {
     file.tcpListen = listen;
   },
+  restore: [
+    {
+      when: 'fd',
+      has: (f) => f.tcpListen !== undefined,
+      run(rc, f) {
+        const at = `fd ${f.fd} listening socket`;
+        rc.placeFd(
+          f,
+          at,
+          rc.step('create file', at, () => createListener(f, rc.call, rc.scratch)),
+        );
+      },
+    },
+  ],
 };
 
 // ------------------------------------------------------------------ restart

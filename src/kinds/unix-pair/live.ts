@@ -24,7 +24,7 @@ import { AF_UNIX, F_DUPFD_CLOEXEC, F_SETFL, MSG_DONTWAIT, MSG_PEEK, O_CLOEXEC, O
 import { sockDiag } from '../../os/sockdiag.js';
 import { SYS } from '../../os/syscalls.js';
 import { type TaskCall, fetchFd } from '../../os/taskcall.js';
-import type { LiveFdKind } from '../live.js';
+import type { LiveFdKind, RestoreCalls } from '../live.js';
 
 const UDIAG_SHOW_NAME = 1,
   UDIAG_SHOW_PEER = 4,
@@ -138,6 +138,7 @@ export const unixPairLive: LiveFdKind<UnixPairEnd, Pairs> = {
   save(file, end) {
     file.unixPair = end;
   },
+  restore: [{ when: 'fd', has: (f) => f.unixPair !== undefined, run: (rc, f) => restoreUnixPair(rc, f.unixPair!) }],
 };
 
 /** Up to n bytes queued to socket fd of pid, without taking them. */
@@ -200,4 +201,14 @@ export function createUnixPair(
     call(SYS.close, [sv[0]!]);
     call(SYS.close, [sv[1]!]);
   }
+}
+
+/** The socket pair of one end, made with all the task's fds of it when the lowest comes. */
+export function restoreUnixPair(rc: RestoreCalls, end: UnixPairEnd): void {
+  const key = `socket pair ${end.pair}`;
+  const ends = rc.fdsOnce(key, (x) => !x.pipe && x.unixPair?.pair === end.pair);
+  if (!ends) return;
+  rc.step('create socket', `fd ${ends.map((x) => x.fd).join(', ')} ${key}`, () =>
+    createUnixPair(ends, rc.pid, rc.call, rc.scratchAt, rc.readPair, rc.fdsAbove),
+  );
 }
