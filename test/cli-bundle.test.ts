@@ -5,7 +5,7 @@
  * out of the commands that do not need them; a missing, foreign or damaged code cache
  * only costs time.
  */
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -20,6 +20,9 @@ const CLI_DIR = path.dirname(CLI);
 let dir: string;
 let img: string;
 let img2: string;
+afterAll(() => {
+  fs.rmSync(dir, { recursive: true, force: true });
+});
 beforeAll(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crimg-bundle-'));
   img = path.join(dir, 'a.crimg');

@@ -1,4 +1,4 @@
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -8,6 +8,9 @@ import { readImage, writeImage } from '../src/index.js';
 
 let dir: string;
 let img: string;
+afterAll(() => {
+  fs.rmSync(dir, { recursive: true, force: true });
+});
 beforeAll(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crimg-cli-'));
   img = path.join(dir, 'a.crimg');

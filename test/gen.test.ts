@@ -114,19 +114,24 @@ describe('generate()', () => {
 describe('crimg gen', () => {
   it('shards give the same bytes as one machine', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crimg-gen-'));
-    const common = ['--count', '5', '--size', '1MiB', '--seed', '77', '--quiet'];
-    expect(crimg(['gen', ...common, '--out-dir', path.join(dir, 'all')]).code).toBe(0);
-    for (const s of ['0/2', '1/2']) expect(crimg(['gen', ...common, '--out-dir', path.join(dir, 'sh'), '--shard', s]).code).toBe(0);
-    for (const s of ['0/3', '1/3', '2/3']) expect(crimg(['gen', ...common, '--out-dir', path.join(dir, 'sh3'), '--shard', s]).code).toBe(0);
-    const all = fs.readdirSync(path.join(dir, 'all')).sort();
-    expect(all).toHaveLength(5);
-    expect(fs.readdirSync(path.join(dir, 'sh')).sort()).toEqual(all);
-    for (const f of all) {
-      const a = fs.readFileSync(path.join(dir, 'all', f));
-      expect(fs.readFileSync(path.join(dir, 'sh', f)).equals(a)).toBe(true);
-      expect(fs.readFileSync(path.join(dir, 'sh3', f)).equals(a)).toBe(true);
+    try {
+      const common = ['--count', '5', '--size', '1MiB', '--seed', '77', '--quiet'];
+      expect(crimg(['gen', ...common, '--out-dir', path.join(dir, 'all')]).code).toBe(0);
+      for (const s of ['0/2', '1/2']) expect(crimg(['gen', ...common, '--out-dir', path.join(dir, 'sh'), '--shard', s]).code).toBe(0);
+      for (const s of ['0/3', '1/3', '2/3'])
+        expect(crimg(['gen', ...common, '--out-dir', path.join(dir, 'sh3'), '--shard', s]).code).toBe(0);
+      const all = fs.readdirSync(path.join(dir, 'all')).sort();
+      expect(all).toHaveLength(5);
+      expect(fs.readdirSync(path.join(dir, 'sh')).sort()).toEqual(all);
+      for (const f of all) {
+        const a = fs.readFileSync(path.join(dir, 'all', f));
+        expect(fs.readFileSync(path.join(dir, 'sh', f)).equals(a)).toBe(true);
+        expect(fs.readFileSync(path.join(dir, 'sh3', f)).equals(a)).toBe(true);
+      }
+      expect(fs.readFileSync(path.join(dir, 'all', all[0]!)).equals(fs.readFileSync(path.join(dir, 'all', all[1]!)))).toBe(false);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
     }
-    expect(fs.readFileSync(path.join(dir, 'all', all[0]!)).equals(fs.readFileSync(path.join(dir, 'all', all[1]!)))).toBe(false);
   });
   it('--series writes neighbours that diff only in page contents; each verifies', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crimg-series-'));
