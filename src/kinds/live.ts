@@ -18,6 +18,7 @@
  * Kind modules import only src/os, src/model, src/errors, src/schema and the types here (test/layers.test.ts).
  */
 import type { OpenFile, Task, Thread } from '../model.js';
+import type { KindFormat } from './kind.js';
 import type { FdInfo, Status } from '../os/proc.js';
 import type { InCall } from '../os/taskcall.js';
 import { anonFdLive } from './anon-fd/live.js';
@@ -123,8 +124,8 @@ export interface LiveFdKind<V = unknown, T = unknown> {
   /** A look at the task's whole fd table before its fds, for state that spans fds. */
   task?(ctx: FdInspectCtx): T;
   inspect(fd: FdInfo, ctx: FdInspectCtx, task: T): FdInspected<V>;
-  /** Puts the state into the fd's entry of the model. */
-  save(file: OpenFile, state: V): void;
+  /** Its format facet: the state goes to the model under its key (kindValue/setValue). */
+  readonly format: KindFormat<'fd', V>;
   /** Its restore steps (src/restore/kind-steps.ts runs them). */
   readonly restore?: readonly FdRestoreStep[];
 }
@@ -227,7 +228,8 @@ export interface LiveTaskKind<V = unknown> {
   inspect(ctx: TaskCallCtx): V;
   /** Its state when no thread can run the calls, when /proc tells it all the same; else null (the default). */
   withoutCalls?(pid: number, status: Status): V | null;
-  save(task: Task, state: V): void;
+  /** Its format facet: the state goes to the model under its key (kindValue/setValue). */
+  readonly format: KindFormat<'task', V>;
   /** Its restore steps (src/restore/kind-steps.ts runs them). */
   readonly restore?: readonly TaskRestoreStep[];
 }
@@ -238,7 +240,8 @@ export interface LiveThreadKind<V = unknown> {
   readonly name: string;
   /** Its state; throws when a call fails. */
   inspect(ctx: TaskCallCtx): V;
-  save(thread: Thread, state: V): void;
+  /** Its format facet: the state goes to the model under its key (kindValue/setValue). */
+  readonly format: KindFormat<'thread', V>;
   /** Its restore steps, run in each thread (src/restore/kind-steps.ts runs them). */
   readonly restore?: readonly ThreadRestoreStep[];
 }

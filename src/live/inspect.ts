@@ -9,6 +9,7 @@
  * kind that knows it (inotify, anon-fd, tcp-listen, unix-pair, pipe) or gets the generic reasons, and the
  * attribute kinds (file locks) look at it after that; then its mappings, children and namespaces.
  */
+import { setValue } from '../kinds/kind.js';
 import * as fs from 'node:fs';
 import type { NocrReason, OpenFile } from '../model.js';
 import { type FdInfo, type MapEntry, allPids, exists, isSharedAnonPath, procPath, readFds, readMaps, tryReadlink } from '../os/proc.js';
@@ -54,7 +55,7 @@ export interface Inspection {
 
 /** Put the states the kinds read of an fd into its OpenFile. */
 export function applyFdStates(file: OpenFile, states: readonly SavedFdState[] | undefined): void {
-  for (const s of states ?? []) s.kind.save(file, s.state);
+  for (const s of states ?? []) setValue(s.kind.format, file, s.state);
 }
 
 /** The processes among `pids` holding each pipe and socket (by fd link: pipe:[N], socket:[N]). */

@@ -5,6 +5,7 @@
  * alternate signal stack) in every thread. Each kind's own module (src/kinds/<dir>/live.ts) says what it asks.
  * Restored by src/restore/kind-steps.ts.
  */
+import { setValue } from '../kinds/kind.js';
 import type { Task, Thread } from '../model.js';
 import { type MapEntry, type Status, readStatus } from '../os/proc.js';
 import { InCall, findSyscallInsn } from '../os/taskcall.js';
@@ -82,6 +83,6 @@ export function collectSelfState(pid: number, threads: Map<number, CallMode>, ma
 
 /** Put what collectSelfState read into the task and its threads. */
 export function applySelfState(task: Task, threads: Thread[], ss: SelfState): void {
-  for (const s of ss.task) s.kind.save(task, s.state);
-  for (const th of threads) for (const s of ss.threads.get(th.tid) ?? []) s.kind.save(th, s.state);
+  for (const s of ss.task) setValue(s.kind.format, task, s.state);
+  for (const th of threads) for (const s of ss.threads.get(th.tid) ?? []) setValue(s.kind.format, th, s.state);
 }

@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { existsSync, readdirSync } from 'node:fs';
 import { fc } from '@fast-check/vitest';
 import { KINDS } from '../../src/kinds/index.js';
+import { LIVE_KINDS } from '../../src/kinds/live.js';
 import { type AnyKind, kindValue } from '../../src/kinds/kind.js';
 import { K, RECORDS, RECORD_BY_KIND, tupleWord } from '../../src/schema.js';
 import { KIND_ARBS, withKind } from '../helpers/kinds-arb.js';
@@ -38,6 +39,14 @@ describe('the registry of kinds', () => {
     for (const [k, dir] of dirs)
       expect(existsSync(new URL(`./${dir}.test.ts`, import.meta.url)), `test/kinds/${dir}.test.ts for ${k.record.name}`).toBe(true);
     expect(new Set(KINDS.map((k) => k.key)).size).toBe(KINDS.length);
+  });
+
+  it('each live facet is the live side of a registered kind (its format), of the same owner, once', () => {
+    for (const l of LIVE_KINDS) {
+      expect(KINDS, l.name).toContain(l.format);
+      expect(l.format.owner, l.name).toBe(l.scope);
+    }
+    expect(new Set(LIVE_KINDS.map((l) => l.format)).size).toBe(LIVE_KINDS.length);
   });
 
   it("each kind's record is in the schema under its owner's record, and one of its children", () => {

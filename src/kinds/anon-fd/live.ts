@@ -25,6 +25,7 @@ import { O_CLOEXEC, O_NONBLOCK } from '../../os/consts.js';
 import { SYS } from '../../os/syscalls.js';
 import type { TaskCall, TaskScratch } from '../../os/taskcall.js';
 import type { LiveFdKind, RestoreCalls } from '../live.js';
+import { anonFd as kindFormat } from './format.js';
 
 const TFD_TIMER_CANCEL_ON_SET = 2;
 
@@ -110,15 +111,13 @@ const CODES: Record<number, NocrCode> = {
 
 export const anonFdLive: LiveFdKind<AnonFd> = {
   scope: 'fd',
+  format: kindFormat,
   name: 'anon-fd',
   inspect(f, ctx) {
     const st = anonState(f, ctx.fds);
     if (!st) return null;
     if ('problem' in st) return { reason: { code: CODES[anonKindOf(f.link)]!, text: `fd ${f.fd} is ${f.link}: ${st.problem}` } };
     return { state: st.anon };
-  },
-  save(file, anon) {
-    file.anon = anon;
   },
   restore: [
     { when: 'fd', has: (f) => f.anon !== undefined && f.anon.kind !== ANON_KIND.EPOLL, run: restoreAnonFd },

@@ -9,6 +9,7 @@ import { type FdInfo, devMajor, devMinor, fileType, isMemfdPath } from '../../os
 import { F_OFD_SETLK, F_RDLCK, F_SETLK, F_WRLCK, LOCK_EX, LOCK_NB, LOCK_SH, S_IFDIR, S_IFREG } from '../../os/consts.js';
 import { SYS } from '../../os/syscalls.js';
 import type { FdInspectCtx, LiveFdKind, RestoreCalls } from '../live.js';
+import { flocks as kindFormat } from './format.js';
 
 /** A lock line of /proc/PID/fdinfo/FD ("1: POSIX  ADVISORY  WRITE 123 fe:00:456 0 EOF"), parsed; null for kinds
  *  crimg does not restore (leases, delegations) or a line it cannot read. */
@@ -58,6 +59,7 @@ function locksByFd(ctx: FdInspectCtx): Map<number, FileLock[]> {
  *  are left to its own reason, MEMFD). */
 export const flocksLive: LiveFdKind<FileLock[], Map<number, FileLock[]>> = {
   scope: 'fd',
+  format: kindFormat,
   name: 'flocks',
   attribute: true,
   task: locksByFd,
@@ -71,9 +73,6 @@ export const flocksLive: LiveFdKind<FileLock[], Map<number, FileLock[]>> = {
       return locks ? { reason, state: locks } : { reason };
     }
     return locks ? { state: locks } : null;
-  },
-  save(file, locks) {
-    file.locks = locks;
   },
   restore: [{ when: 'last', has: (f) => f.locks !== undefined, run: (rc, f) => restoreFlocks(rc, f, f.locks!) }],
 };

@@ -7,9 +7,11 @@ import type { ThreadFutex } from '../../model.js';
 import { PR_GET_TID_ADDRESS } from '../../os/consts.js';
 import { SYS } from '../../os/syscalls.js';
 import type { LiveThreadKind, RestoreCalls, ThreadCalls } from '../live.js';
+import { futex as kindFormat } from './format.js';
 
 export const futexLive: LiveThreadKind<ThreadFutex> = {
   scope: 'thread',
+  format: kindFormat,
   name: 'futex',
   inspect({ tid, calls }) {
     const a = calls.call(SYS.prctl, [PR_GET_TID_ADDRESS, calls.scratch, 0, 0, 0]);
@@ -17,9 +19,6 @@ export const futexLive: LiveThreadKind<ThreadFutex> = {
     if (a < 0n || b < 0n) throw new Error(`PR_GET_TID_ADDRESS / get_robust_list in thread ${tid} returned ${a} / ${b}`);
     const dv = new DataView(calls.read(24).buffer);
     return { clearChildTid: dv.getBigUint64(0, true), robustHead: dv.getBigUint64(8, true), robustLen: dv.getBigUint64(16, true) };
-  },
-  save(thread, futex) {
-    thread.futex = futex;
   },
   restore: [
     {

@@ -20,6 +20,7 @@ import { O_CLOEXEC, O_NONBLOCK, O_PATH } from '../../os/consts.js';
 import { SYS } from '../../os/syscalls.js';
 import { type TaskCall, fetchFd } from '../../os/taskcall.js';
 import type { LiveFdKind } from '../live.js';
+import { inotify as kindFormat } from './format.js';
 
 const IN_DONT_FOLLOW = 0x02000000,
   IN_CREATE = 0x100;
@@ -109,15 +110,13 @@ function inotifyState(pid: number, f: FdInfo, mounts: () => Map<string, string>)
 /** Saved with its watches, unless events are queued or a watched file has no path (an INOTIFY reason). */
 export const inotifyLive: LiveFdKind<InotifyWatch[]> = {
   scope: 'fd',
+  format: kindFormat,
   name: 'inotify',
   inspect(f, ctx) {
     if (!isInotify(f.link)) return null;
     const st = inotifyState(ctx.pid, f, () => ctx.once('mounts by device', mountsByDev));
     if ('problem' in st) return { reason: { code: 'INOTIFY', text: `fd ${f.fd} is an inotify instance: ${st.problem}` } };
     return { state: st.watches };
-  },
-  save(file, watches) {
-    file.inotify = watches;
   },
   restore: [
     {

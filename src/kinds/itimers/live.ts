@@ -5,9 +5,11 @@
 import type { Itimer } from '../../model.js';
 import { SYS } from '../../os/syscalls.js';
 import type { LiveTaskKind, RestoreCalls } from '../live.js';
+import { itimers as kindFormat } from './format.js';
 
 export const itimersLive: LiveTaskKind<Itimer[]> = {
   scope: 'task',
+  format: kindFormat,
   name: 'itimers',
   inspect({ tid, calls }) {
     const timers: Itimer[] = [];
@@ -20,9 +22,6 @@ export const itimersLive: LiveTaskKind<Itimer[]> = {
       if (us(16) !== 0n || us(0) !== 0n) timers.push({ which, intervalUs: us(0), valueUs: us(16) });
     }
     return timers;
-  },
-  save(task, timers) {
-    task.itimers = timers;
   },
   restore: [
     {

@@ -23,6 +23,7 @@ import { F_DUPFD_CLOEXEC, F_GETPIPE_SZ, F_SETFL, F_SETPIPE_SZ, O_ACCMODE, O_CLOE
 import { SYS } from '../../os/syscalls.js';
 import { type TaskCall, closeQuietly, fetchFd } from '../../os/taskcall.js';
 import type { FdInspectCtx, LiveFdKind, RestoreCalls } from '../live.js';
+import { pipe as kindFormat } from './format.js';
 
 const SPLICE_F_NONBLOCK = 2;
 const DEFAULT_PIPE_SIZE = 65536;
@@ -85,6 +86,7 @@ function pipeEnds(ctx: FdInspectCtx): Map<number, PipeEnd> {
  */
 export const pipeLive: LiveFdKind<PipeEnd, Map<number, PipeEnd>> = {
   scope: 'fd',
+  format: kindFormat,
   name: 'pipe',
   task: pipeEnds,
   inspect(f, ctx, ends) {
@@ -93,9 +95,6 @@ export const pipeLive: LiveFdKind<PipeEnd, Map<number, PipeEnd>> = {
     if (ext.length)
       return { reason: { code: 'PIPE', text: `fd ${f.fd} is a pipe (${f.link}) also held by ${processesText(ext)} outside the tree` } };
     return { state: ends.get(f.fd)! };
-  },
-  save(file, end) {
-    file.pipe = end;
   },
   restore: [{ when: 'fd', has: (f) => f.pipe !== undefined, run: (rc, f) => restorePipe(rc, f.pipe!) }],
 };

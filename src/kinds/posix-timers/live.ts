@@ -12,6 +12,7 @@ import { addressOf, syscall } from '../../os/libc.js';
 import { procPath } from '../../os/proc.js';
 import { SYS } from '../../os/syscalls.js';
 import type { LiveTaskKind, Reason, RestoreCalls } from '../live.js';
+import { posixTimers as kindFormat } from './format.js';
 
 /** A POSIX timer as /proc/PID/timers shows it (notify: sigev_notify, with SIGEV_THREAD_ID 4 for a thread). */
 export interface ProcTimer {
@@ -54,6 +55,7 @@ export function posixTimerSupported(t: ProcTimer): boolean {
 
 export const posixTimersLive: LiveTaskKind<PosixTimer[]> = {
   scope: 'task',
+  format: kindFormat,
   name: 'posix-timers',
   reasons(pid): Reason[] {
     return readPosixTimers(pid)
@@ -73,9 +75,6 @@ export const posixTimersLive: LiveTaskKind<PosixTimer[]> = {
       pts.push({ ...t, signo: t.notify === SIGEV.NONE ? 0 : t.signo, intervalNs: ns(0), valueNs: ns(16) }); // no signal
     }
     return pts.sort((a, b) => a.id - b.id);
-  },
-  save(task, timers) {
-    task.posixTimers = timers;
   },
   restore: [
     {

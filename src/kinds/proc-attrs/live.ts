@@ -22,6 +22,7 @@ import { procPath, readText } from '../../os/proc.js';
 import { SYS } from '../../os/syscalls.js';
 import type { LiveTaskKind, RestoreCalls } from '../live.js';
 import type { ProcAttrs } from './format.js';
+import { procAttrs as kindFormat } from './format.js';
 
 function readInt(pid: number, file: string): number {
   const v = Number.parseInt(readText(procPath(pid, file)).trim(), 10);
@@ -31,6 +32,7 @@ function readInt(pid: number, file: string): number {
 
 export const procAttrsLive: LiveTaskKind<ProcAttrs> = {
   scope: 'task',
+  format: kindFormat,
   name: 'proc-attrs',
   inspect({ pid, tid, status, calls }) {
     const umask = Number.parseInt(status.get('Umask') ?? '', 8);
@@ -49,9 +51,6 @@ export const procAttrsLive: LiveTaskKind<ProcAttrs> = {
       childSubreaper: subreaper !== 0,
       timerSlackNs: BigInt(readInt(pid, 'timerslack_ns')),
     };
-  },
-  save(task, attrs) {
-    task.procAttrs = attrs;
   },
   restore: [
     {

@@ -9,6 +9,7 @@ import type { Status } from '../../os/proc.js';
 import { SIG_IGN } from '../../os/consts.js';
 import { SYS } from '../../os/syscalls.js';
 import type { LiveTaskKind, RestoreCalls } from '../live.js';
+import { sigacts as kindFormat } from './format.js';
 
 const hexBig = (s: string | undefined): bigint => (s ? BigInt(`0x${s}`) : 0n);
 
@@ -28,6 +29,7 @@ const caught = (status: Status): number[] => signalsIn(hexBig(status.get('SigCgt
 
 export const sigactsLive: LiveTaskKind<SigAction[]> = {
   scope: 'task',
+  format: kindFormat,
   name: 'sigacts',
   inspect({ tid, status, calls }) {
     const actions = ignored(status);
@@ -50,9 +52,6 @@ export const sigactsLive: LiveTaskKind<SigAction[]> = {
   /** Without calls, only a process that catches no signal: its dispositions are the ignored ones. */
   withoutCalls(_pid, status) {
     return caught(status).length ? null : ignored(status);
-  },
-  save(task, actions) {
-    task.sigactions = actions;
   },
   restore: [
     {

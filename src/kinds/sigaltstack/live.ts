@@ -6,18 +6,17 @@ import type { SigAltStack } from '../../model.js';
 import { SYS } from '../../os/syscalls.js';
 import { SS_DISABLE, SS_ONSTACK } from '../../os/consts.js';
 import type { LiveThreadKind, RestoreCalls, ThreadCalls } from '../live.js';
+import { sigaltstack as kindFormat } from './format.js';
 
 export const sigaltstackLive: LiveThreadKind<SigAltStack> = {
   scope: 'thread',
+  format: kindFormat,
   name: 'sigaltstack',
   inspect({ tid, calls }) {
     const r = calls.call(SYS.sigaltstack, [0, calls.scratch]);
     if (r < 0n) throw new Error(`sigaltstack in thread ${tid} returned ${r}`);
     const dv = new DataView(calls.read(24).buffer);
     return { sp: dv.getBigUint64(0, true), flags: dv.getUint32(8, true), size: dv.getBigUint64(16, true) };
-  },
-  save(thread, stack) {
-    thread.sigaltstack = stack;
   },
   restore: [
     {

@@ -33,6 +33,7 @@ import { sockDiag } from '../../os/sockdiag.js';
 import { SYS } from '../../os/syscalls.js';
 import { type TaskCall, type TaskScratch, fetchFd } from '../../os/taskcall.js';
 import type { LiveFdKind } from '../live.js';
+import { tcpListen as kindFormat } from './format.js';
 
 /** The TCP state of a listening socket (inet_diag idiag_states bit). */
 const TCP_LISTEN = 10;
@@ -103,6 +104,7 @@ function listenState(pid: number, f: FdInfo, listeners: Map<bigint, Listener>): 
  */
 export const tcpListenLive: LiveFdKind<TcpListen, boolean> = {
   scope: 'fd',
+  format: kindFormat,
   name: 'tcp-listen',
   task(ctx) {
     return ctx.fds.some((f) => socketIno(f.link) !== null) && sameNetNs(ctx.pid);
@@ -121,9 +123,6 @@ export const tcpListenLive: LiveFdKind<TcpListen, boolean> = {
     if (!st) return null;
     if ('problem' in st) return { reason: { code: 'SOCKET', text: `fd ${f.fd} is a listening TCP socket (${f.link}): ${st.problem}` } };
     return { state: st.listen };
-  },
-  save(file, listen) {
-    file.tcpListen = listen;
   },
   restore: [
     {

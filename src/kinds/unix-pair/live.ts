@@ -25,6 +25,7 @@ import { sockDiag } from '../../os/sockdiag.js';
 import { SYS } from '../../os/syscalls.js';
 import { type TaskCall, fetchFd } from '../../os/taskcall.js';
 import type { LiveFdKind, RestoreCalls } from '../live.js';
+import { unixPair as kindFormat } from './format.js';
 
 const UDIAG_SHOW_NAME = 1,
   UDIAG_SHOW_PEER = 4,
@@ -104,6 +105,7 @@ interface Pairs {
  */
 export const unixPairLive: LiveFdKind<UnixPairEnd, Pairs> = {
   scope: 'fd',
+  format: kindFormat,
   name: 'unix-pair',
   task(ctx) {
     const none: Pairs = { pairs: new Map(), socks: new Map(), seen: new Set() };
@@ -134,9 +136,6 @@ export const unixPairLive: LiveFdKind<UnixPairEnd, Pairs> = {
       if (s.rqueue > 0 && s.type === SOCK_STREAM && ctx.wantState) end.data = peek(ctx.pid, f.fd, s.rqueue);
     }
     return { state: end };
-  },
-  save(file, end) {
-    file.unixPair = end;
   },
   restore: [{ when: 'fd', has: (f) => f.unixPair !== undefined, run: (rc, f) => restoreUnixPair(rc, f.unixPair!) }],
 };
